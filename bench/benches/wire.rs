@@ -1,0 +1,2 @@
+//! Per-packet cost of the wire codecs (criterion).
+fn main() {}

@@ -1,0 +1,1 @@
+//! Benchmarks and, as later issues land, the `l2bench` subscriber emulator.

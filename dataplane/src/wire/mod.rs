@@ -1,0 +1,172 @@
+//! Wire codecs: one module per protocol, after smoltcp.
+//!
+//! # The contract
+//!
+//! Every protocol has two levels:
+//!
+//! * a zero-copy view, `Packet<T: AsRef<[u8]>>` (getters; setters when
+//!   `T: AsMut<[u8]>`), and
+//! * a `Repr`: what the packet means, with `parse`, `buffer_len` and `emit`.
+//!
+//! The rules every codec keeps:
+//!
+//! 1. Untrusted bytes enter through `Packet::new_checked`, which calls
+//!    `check_len`. Once `check_len` has returned `Ok`, **no accessor panics**,
+//!    whatever the bytes are. Accessors of variable parts (the L2TP optional
+//!    fields, PPPoE tags, AVPs, PPP options) are only reachable after the check
+//!    covered them.
+//! 2. A length field in a header narrows the buffer: bytes past the L2TP Length,
+//!    the PPPoE Length or the IPv4 Total Length are not part of the packet
+//!    (Ethernet padding, trailers).
+//! 3. `Repr::emit` writes exactly `Repr::buffer_len` bytes into a buffer at
+//!    least that long, and `parse(emit(r)) == r` (the property tests check both).
+//! 4. Protocol numbers are enums with an `Unknown(n)` arm, so an unknown AVP,
+//!    PPP protocol or option never fails to parse; whether to reject it is the
+//!    protocol layer's decision, not the codec's.
+//! 5. Parsing never allocates in the fast-path codecs (Ethernet, IPv4, UDP,
+//!    L2TP header, PPP, PPPoE session). The L2TP control message codec
+//!    ([`control`]) builds owned values: it runs in the control plane.
+//!
+//! Each codec file has, next to it: golden bytes to fields, fields to golden
+//! bytes, every truncation length of the golden packet, and a property round
+//! trip. Each parser has a cargo-fuzz target under `dataplane/fuzz`.
+
+pub mod arp;
+pub mod avp;
+pub mod chap;
+pub mod control;
+pub mod ethernet;
+pub mod ipv4;
+pub mod l2tp;
+pub mod pap;
+pub mod ppp;
+pub mod ppp_cp;
+pub mod pppoe;
+pub mod udp;
+
+use core::fmt;
+
+/// Why bytes could not be parsed or a representation could not be emitted.
+///
+/// Deliberately small and `Copy`: the fast path turns it into a drop reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Error {
+    /// The buffer is shorter than the header or a length field says.
+    Truncated,
+    /// A field holds a value the protocol forbids (bad version, a length
+    /// field smaller than the header, an AVP whose length is out of range).
+    Malformed,
+    /// Well formed, but something we deliberately do not handle
+    /// (L2TP version 1 = L2F, a hidden AVP without a shared secret).
+    Unsupported,
+    /// The buffer given to `emit` is shorter than `buffer_len`, or a value
+    /// does not fit its field.
+    BufferTooSmall,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Error::Truncated => "truncated packet",
+            Error::Malformed => "malformed packet",
+            Error::Unsupported => "unsupported packet",
+            Error::BufferTooSmall => "buffer too small",
+        })
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// The result of parsing or emitting.
+pub type Result<T> = core::result::Result<T, Error>;
+
+/// Big-endian field helpers shared by the codecs. They assume the caller has
+/// checked the length (the contract above), so they index directly.
+pub(crate) mod field {
+    #[inline]
+    pub(crate) fn u16_at(b: &[u8], at: usize) -> u16 {
+        u16::from_be_bytes([b[at], b[at + 1]])
+    }
+
+    #[inline]
+    pub(crate) fn u32_at(b: &[u8], at: usize) -> u32 {
+        u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+    }
+
+    #[inline]
+    pub(crate) fn set_u16_at(b: &mut [u8], at: usize, v: u16) {
+        b[at..at + 2].copy_from_slice(&v.to_be_bytes());
+    }
+
+    #[inline]
+    pub(crate) fn set_u32_at(b: &mut [u8], at: usize, v: u32) {
+        b[at..at + 4].copy_from_slice(&v.to_be_bytes());
+    }
+}
+
+/// The RFC 1071 Internet checksum, shared by IPv4, UDP and ICMP.
+pub mod checksum {
+    /// One's-complement sum of `data` folded to 16 bits, not inverted.
+    pub fn sum(data: &[u8]) -> u16 {
+        let mut acc: u32 = 0;
+        let mut chunks = data.chunks_exact(2);
+        for c in &mut chunks {
+            acc += u32::from(u16::from_be_bytes([c[0], c[1]]));
+        }
+        if let [last] = chunks.remainder() {
+            acc += u32::from(*last) << 8;
+        }
+        fold(acc)
+    }
+
+    /// Fold a 32-bit accumulator into 16 bits with end-around carry.
+    pub fn fold(mut acc: u32) -> u16 {
+        while acc > 0xffff {
+            acc = (acc & 0xffff) + (acc >> 16);
+        }
+        acc as u16
+    }
+
+    /// Combine partial sums.
+    pub fn combine(parts: &[u16]) -> u16 {
+        fold(parts.iter().map(|&p| u32::from(p)).sum())
+    }
+
+    /// The checksum field value for `data` (the inverted sum).
+    pub fn checksum(data: &[u8]) -> u16 {
+        !sum(data)
+    }
+
+    /// RFC 1624 eqn. 3 incremental update: the new checksum after a 16-bit
+    /// field changed from `old` to `new`.
+    pub fn update(check: u16, old: u16, new: u16) -> u16 {
+        !combine(&[!check, !old, new])
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn rfc1071_example() {
+            // RFC 1071 §3: 00 01 f2 03 f4 f5 f6 f7 sums to 0xddf2.
+            assert_eq!(sum(&[0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7]), 0xddf2);
+        }
+
+        #[test]
+        fn incremental_matches_full() {
+            let mut hdr = [
+                0x45u8, 0, 0, 0x54, 0, 0, 0x40, 0, 0x40, 0x01, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
+            ];
+            let c = checksum(&hdr);
+            hdr[10..12].copy_from_slice(&c.to_be_bytes());
+            // Decrement TTL: the TTL/protocol word changes.
+            let old = u16::from_be_bytes([hdr[8], hdr[9]]);
+            hdr[8] -= 1;
+            let new = u16::from_be_bytes([hdr[8], hdr[9]]);
+            let inc = update(c, old, new);
+            hdr[10..12].copy_from_slice(&[0, 0]);
+            assert_eq!(inc, checksum(&hdr));
+        }
+    }
+}
