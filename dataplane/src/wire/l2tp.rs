@@ -14,10 +14,37 @@
 //! +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
 //! ```
 
+use super::field::{set_u16_at, u16_at};
+use super::{Error, Result};
+
 /// The UDP port of L2TP (RFC 2661 §8.1).
 pub const UDP_PORT: u16 = 1701;
 
+/// The protocol version of L2TPv2 (RFC 2661 §3.1).
+pub const VERSION: u8 = 2;
+
+/// The bits of the first header word (RFC 2661 §3.1).
+mod flag {
+    pub(super) const TYPE: u16 = 0x8000;
+    pub(super) const LENGTH: u16 = 0x4000;
+    pub(super) const SEQUENCE: u16 = 0x0800;
+    pub(super) const OFFSET: u16 = 0x0200;
+    pub(super) const PRIORITY: u16 = 0x0100;
+    pub(super) const VERSION: u16 = 0x000f;
+}
+
+/// The smallest header: flags, Tunnel ID, Session ID.
+pub const MIN_HEADER_LEN: usize = 6;
+
+/// The header of a control message (T, L, S set; RFC 2661 §3.1).
+pub const CONTROL_HEADER_LEN: usize = 12;
+
 /// A zero-copy view of an L2TP packet.
+///
+/// After [`Packet::check_len`] the optional fields the flags announce are
+/// covered by the buffer, and, when the L bit is set, the Length field
+/// narrows the packet: bytes past it are not part of the packet (RFC 2661
+/// §3.1 and the contract in [`super`]).
 #[derive(Debug, Clone)]
 pub struct Packet<T: AsRef<[u8]>> {
     buffer: T,
@@ -46,5 +73,318 @@ impl<T: AsRef<[u8]>> Packet<T> {
     /// Wrap without checking.
     pub const fn new_unchecked(buffer: T) -> Self {
         Packet { buffer }
+    }
+
+    /// Wrap untrusted bytes: [`Packet::check_len`] must pass.
+    pub fn new_checked(buffer: T) -> Result<Self> {
+        let packet = Self::new_unchecked(buffer);
+        packet.check_len()?;
+        Ok(packet)
+    }
+
+    /// Check that the version is L2TPv2, that the flags are legal, and that
+    /// the buffer covers the header the flags announce, the offset padding
+    /// and the Length.
+    pub fn check_len(&self) -> Result<()> {
+        let b = self.buffer.as_ref();
+        if b.len() < 2 {
+            return Err(Error::Truncated);
+        }
+        let flags = u16_at(b, 0);
+        // RFC 2661 §3.1: "Packets received with an unknown Ver field MUST be
+        // discarded". Version 1 is L2F (RFC 2341), which shares the port.
+        match flags & flag::VERSION {
+            2 => {}
+            1 => return Err(Error::Unsupported),
+            _ => return Err(Error::Malformed),
+        }
+        // RFC 2661 §3.1: control messages MUST have L and S set and O and P
+        // clear.
+        if flags & flag::TYPE != 0
+            && (flags & (flag::LENGTH | flag::SEQUENCE) != flag::LENGTH | flag::SEQUENCE
+                || flags & (flag::OFFSET | flag::PRIORITY) != 0)
+        {
+            return Err(Error::Malformed);
+        }
+        let fixed = fixed_header_len(flags);
+        if b.len() < fixed {
+            return Err(Error::Truncated);
+        }
+        // The Offset Size is read only now that the check covers it.
+        let header_len = fixed + self.offset_size().map_or(0, usize::from);
+        if b.len() < header_len {
+            return Err(Error::Truncated);
+        }
+        if let Some(length) = self.length() {
+            let length = usize::from(length);
+            if length < header_len {
+                return Err(Error::Malformed);
+            }
+            if length > b.len() {
+                return Err(Error::Truncated);
+            }
+        }
+        Ok(())
+    }
+
+    /// Unwrap the buffer.
+    pub fn into_inner(self) -> T {
+        self.buffer
+    }
+
+    fn flags(&self) -> u16 {
+        u16_at(self.buffer.as_ref(), 0)
+    }
+
+    /// The T bit: a control message.
+    pub fn is_control(&self) -> bool {
+        self.flags() & flag::TYPE != 0
+    }
+
+    /// The P bit: the data message should be preferred in local queues.
+    pub fn priority(&self) -> bool {
+        self.flags() & flag::PRIORITY != 0
+    }
+
+    /// The Ver field.
+    pub fn version(&self) -> u8 {
+        (self.flags() & flag::VERSION) as u8
+    }
+
+    /// The Length field, when the L bit is set.
+    pub fn length(&self) -> Option<u16> {
+        (self.flags() & flag::LENGTH != 0).then(|| u16_at(self.buffer.as_ref(), 2))
+    }
+
+    fn ids_at(&self) -> usize {
+        if self.flags() & flag::LENGTH != 0 {
+            4
+        } else {
+            2
+        }
+    }
+
+    /// Tunnel ID (of the recipient).
+    pub fn tunnel_id(&self) -> u16 {
+        u16_at(self.buffer.as_ref(), self.ids_at())
+    }
+
+    /// Session ID (of the recipient).
+    pub fn session_id(&self) -> u16 {
+        u16_at(self.buffer.as_ref(), self.ids_at() + 2)
+    }
+
+    fn sequence_at(&self) -> Option<usize> {
+        (self.flags() & flag::SEQUENCE != 0).then(|| self.ids_at() + 4)
+    }
+
+    /// Ns, when the S bit is set.
+    pub fn ns(&self) -> Option<u16> {
+        self.sequence_at()
+            .map(|at| u16_at(self.buffer.as_ref(), at))
+    }
+
+    /// Nr, when the S bit is set.
+    pub fn nr(&self) -> Option<u16> {
+        self.sequence_at()
+            .map(|at| u16_at(self.buffer.as_ref(), at + 2))
+    }
+
+    /// The Offset Size, when the O bit is set.
+    pub fn offset_size(&self) -> Option<u16> {
+        let flags = self.flags();
+        (flags & flag::OFFSET != 0)
+            .then(|| u16_at(self.buffer.as_ref(), fixed_header_len(flags) - 2))
+    }
+
+    /// The header length, offset padding included: where the payload starts
+    /// (RFC 2661 §3.1: "the L2TP header ends after the last octet of the
+    /// offset padding").
+    pub fn header_len(&self) -> usize {
+        fixed_header_len(self.flags()) + self.offset_size().map_or(0, usize::from)
+    }
+
+    /// The packet length: the Length field when present, else the buffer.
+    pub fn packet_len(&self) -> usize {
+        self.length()
+            .map_or(self.buffer.as_ref().len(), usize::from)
+    }
+
+    /// The payload: a PPP frame for data messages, the AVPs for control
+    /// messages. Ends at the Length when present.
+    pub fn payload(&self) -> &[u8] {
+        &self.buffer.as_ref()[self.header_len()..self.packet_len()]
+    }
+}
+
+impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
+    /// Set the Tunnel ID.
+    pub fn set_tunnel_id(&mut self, value: u16) {
+        let at = self.ids_at();
+        set_u16_at(self.buffer.as_mut(), at, value);
+    }
+
+    /// Set the Session ID.
+    pub fn set_session_id(&mut self, value: u16) {
+        let at = self.ids_at() + 2;
+        set_u16_at(self.buffer.as_mut(), at, value);
+    }
+
+    /// Set Ns. Fails with [`Error::Malformed`] when the S bit is clear.
+    pub fn set_ns(&mut self, value: u16) -> Result<()> {
+        let at = self.sequence_at().ok_or(Error::Malformed)?;
+        set_u16_at(self.buffer.as_mut(), at, value);
+        Ok(())
+    }
+
+    /// Set Nr, as a retransmission does to carry the latest acknowledgement
+    /// (RFC 2661 §5.8). Fails with [`Error::Malformed`] when the S bit is
+    /// clear.
+    pub fn set_nr(&mut self, value: u16) -> Result<()> {
+        let at = self.sequence_at().ok_or(Error::Malformed)?;
+        set_u16_at(self.buffer.as_mut(), at + 2, value);
+        Ok(())
+    }
+
+    /// Set the Length field. Fails with [`Error::Malformed`] when the L bit
+    /// is clear.
+    pub fn set_length(&mut self, value: u16) -> Result<()> {
+        if self.flags() & flag::LENGTH == 0 {
+            return Err(Error::Malformed);
+        }
+        set_u16_at(self.buffer.as_mut(), 2, value);
+        Ok(())
+    }
+
+    /// The payload, mutable.
+    pub fn payload_mut(&mut self) -> &mut [u8] {
+        let (start, end) = (self.header_len(), self.packet_len());
+        &mut self.buffer.as_mut()[start..end]
+    }
+}
+
+/// The header length before the offset padding, from the flags alone.
+fn fixed_header_len(flags: u16) -> usize {
+    let mut len = MIN_HEADER_LEN;
+    if flags & flag::LENGTH != 0 {
+        len += 2;
+    }
+    if flags & flag::SEQUENCE != 0 {
+        len += 4;
+    }
+    if flags & flag::OFFSET != 0 {
+        len += 2;
+    }
+    len
+}
+
+impl HeaderRepr {
+    /// The header of a control message (RFC 2661 §3.1: T, L and S set).
+    pub const fn control(tunnel_id: u16, session_id: u16, ns: u16, nr: u16) -> Self {
+        HeaderRepr {
+            control: true,
+            length_present: true,
+            tunnel_id,
+            session_id,
+            sequence: Some((ns, nr)),
+            offset_size: None,
+            priority: false,
+        }
+    }
+
+    /// The plain data header the fast path emits: no Length, no sequence, no
+    /// offset (6 bytes).
+    pub const fn data(tunnel_id: u16, session_id: u16) -> Self {
+        HeaderRepr {
+            control: false,
+            length_present: false,
+            tunnel_id,
+            session_id,
+            sequence: None,
+            offset_size: None,
+            priority: false,
+        }
+    }
+
+    /// Read the header of a checked packet.
+    pub fn parse<T: AsRef<[u8]>>(packet: &Packet<T>) -> Result<HeaderRepr> {
+        packet.check_len()?;
+        Ok(HeaderRepr {
+            control: packet.is_control(),
+            length_present: packet.length().is_some(),
+            tunnel_id: packet.tunnel_id(),
+            session_id: packet.session_id(),
+            sequence: packet.ns().zip(packet.nr()),
+            offset_size: packet.offset_size(),
+            priority: packet.priority(),
+        })
+    }
+
+    fn flags(&self) -> u16 {
+        let mut flags = u16::from(VERSION);
+        if self.control {
+            flags |= flag::TYPE;
+        }
+        if self.length_present {
+            flags |= flag::LENGTH;
+        }
+        if self.sequence.is_some() {
+            flags |= flag::SEQUENCE;
+        }
+        if self.offset_size.is_some() {
+            flags |= flag::OFFSET;
+        }
+        if self.priority {
+            flags |= flag::PRIORITY;
+        }
+        flags
+    }
+
+    /// The header length, offset padding included.
+    pub fn buffer_len(&self) -> usize {
+        fixed_header_len(self.flags()) + self.offset_size.map_or(0, usize::from)
+    }
+
+    /// Write the header into `buf[..buffer_len()]`, for a payload of
+    /// `payload_len` bytes that follows it (the Length field counts both).
+    /// The offset padding is written as zeros. A control header without L
+    /// and S or with O or P is refused ([`Error::Malformed`]), as parsing
+    /// would refuse it.
+    pub fn emit(&self, buf: &mut [u8], payload_len: usize) -> Result<()> {
+        let flags = self.flags();
+        if self.control
+            && (!self.length_present
+                || self.sequence.is_none()
+                || self.offset_size.is_some()
+                || self.priority)
+        {
+            return Err(Error::Malformed);
+        }
+        let header_len = self.buffer_len();
+        if buf.len() < header_len {
+            return Err(Error::BufferTooSmall);
+        }
+        set_u16_at(buf, 0, flags);
+        let mut at = 2;
+        if self.length_present {
+            let total =
+                u16::try_from(header_len + payload_len).map_err(|_| Error::BufferTooSmall)?;
+            set_u16_at(buf, at, total);
+            at += 2;
+        }
+        set_u16_at(buf, at, self.tunnel_id);
+        set_u16_at(buf, at + 2, self.session_id);
+        at += 4;
+        if let Some((ns, nr)) = self.sequence {
+            set_u16_at(buf, at, ns);
+            set_u16_at(buf, at + 2, nr);
+            at += 4;
+        }
+        if let Some(offset_size) = self.offset_size {
+            set_u16_at(buf, at, offset_size);
+            at += 2;
+            buf[at..header_len].fill(0);
+        }
+        Ok(())
     }
 }
