@@ -165,8 +165,11 @@ impl VlanTag {
     }
 
     fn tci(&self) -> Result<u16> {
-        if !self.tpid.is_vlan_tag() || self.pcp > 7 || self.vid > 0x0fff {
+        if !self.tpid.is_vlan_tag() {
             return Err(Error::Malformed);
+        }
+        if self.pcp > 7 || self.vid > 0x0fff {
+            return Err(Error::BufferTooSmall);
         }
         Ok(u16::from(self.pcp) << 13 | u16::from(self.dei) << 12 | self.vid)
     }
@@ -522,6 +525,9 @@ mod tests {
         assert_eq!(r.emit(&mut buf), Err(Error::Malformed));
         let mut r = qinq_repr();
         r.inner_tag.as_mut().unwrap().vid = 4096;
+        assert_eq!(r.emit(&mut buf), Err(Error::BufferTooSmall));
+        let mut r = qinq_repr();
+        r.inner_tag.as_mut().unwrap().tpid = EtherType::Ipv4;
         assert_eq!(r.emit(&mut buf), Err(Error::Malformed));
         assert_eq!(qinq_repr().emit(&mut buf[..21]), Err(Error::BufferTooSmall));
     }
