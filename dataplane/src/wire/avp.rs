@@ -310,3 +310,227 @@ pub fn unhide(
     out.copy_within(HIDDEN_LENGTH_LEN..HIDDEN_LENGTH_LEN + original_len, 0);
     Ok(original_len)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn hex(s: &str) -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    /// The AVPs of xl2tpd's ICRQ in /work/shared/captures/xl2tpd-lac_l2tpns-lns.pcap
+    /// (frame 5, after the 12-byte header): Message Type, Assigned Session
+    /// ID, Call Serial Number, Bearer Type.
+    const XL2TPD_ICRQ_AVPS: &str =
+        "800800000000000a80080000000e73b3800a0000000f00000001800a0000001200000000";
+
+    /// xl2tpd's Host Name AVP "lac1" (SCCRQ, frame 1).
+    const XL2TPD_HOST_NAME: &str = "800a000000076c616331";
+
+    /// xl2tpd's optional Vendor Name AVP (SCCRQ, frame 1).
+    const XL2TPD_VENDOR_NAME: &str = "00130000000878656c6572616e63652e636f6d";
+
+    #[test]
+    fn golden_to_fields() {
+        let bytes = hex(XL2TPD_HOST_NAME);
+        let avp = RawAvp::new_checked(&bytes[..]).unwrap();
+        assert!(avp.mandatory());
+        assert!(!avp.hidden());
+        assert_eq!(avp.reserved(), 0);
+        assert_eq!(
+            (avp.total_len(), avp.vendor_id(), avp.attribute_type()),
+            (10, 0, 7)
+        );
+        assert_eq!(avp.value(), b"lac1");
+        let bytes = hex(XL2TPD_VENDOR_NAME);
+        let avp = RawAvp::new_checked(&bytes[..]).unwrap();
+        assert!(!avp.mandatory());
+        assert_eq!(avp.value(), b"xelerance.com");
+    }
+
+    #[test]
+    fn fields_to_golden() {
+        let repr = HeaderRepr {
+            mandatory: true,
+            hidden: false,
+            reserved: 0,
+            vendor_id: 0,
+            attribute_type: 7,
+        };
+        let mut buf = [0u8; 10];
+        repr.emit(&mut buf, 4).unwrap();
+        buf[HEADER_LEN..].copy_from_slice(b"lac1");
+        assert_eq!(buf[..], hex(XL2TPD_HOST_NAME)[..]);
+        let parsed = HeaderRepr::parse(&RawAvp::new_checked(&buf[..]).unwrap()).unwrap();
+        assert_eq!(parsed, repr);
+    }
+
+    #[test]
+    fn every_truncation_fails_cleanly() {
+        let bytes = hex(XL2TPD_HOST_NAME);
+        for cut in 0..bytes.len() {
+            assert_eq!(
+                RawAvp::new_checked(&bytes[..cut]).unwrap_err(),
+                Error::Truncated
+            );
+        }
+        // The iterator over a message cut anywhere yields the whole AVPs
+        // before the cut, then one error, then stops.
+        let bytes = hex(XL2TPD_ICRQ_AVPS);
+        let boundaries = [0, 8, 16, 26, 36];
+        for cut in 0..=bytes.len() {
+            let items: Vec<_> = Avps::new(&bytes[..cut]).collect();
+            let whole = boundaries.iter().filter(|&&b| b > 0 && b <= cut).count();
+            assert!(items[..whole].iter().all(Result::is_ok));
+            let errors = usize::from(!boundaries.contains(&cut));
+            assert_eq!(items.len(), whole + errors, "cut at {cut}");
+            if errors == 1 {
+                assert_eq!(items[whole].as_ref().unwrap_err(), &Error::Truncated);
+            }
+        }
+    }
+
+    #[test]
+    fn iterates_a_message() {
+        let bytes = hex(XL2TPD_ICRQ_AVPS);
+        let types: Vec<u16> = Avps::new(&bytes)
+            .map(|a| a.unwrap().attribute_type())
+            .collect();
+        assert_eq!(types, [0, 14, 15, 18]);
+    }
+
+    #[test]
+    fn length_below_header_is_malformed_and_stops_iteration() {
+        // Length 5, then what would be a good AVP.
+        let mut bytes = hex("800500000007");
+        bytes.extend(hex(XL2TPD_HOST_NAME));
+        let items: Vec<_> = Avps::new(&bytes).collect();
+        assert_eq!(items.len(), 1);
+        assert_eq!(items[0].as_ref().unwrap_err(), &Error::Malformed);
+    }
+
+    #[test]
+    fn reserved_bits_are_reported() {
+        let mut bytes = hex(XL2TPD_HOST_NAME);
+        bytes[0] |= 0x24;
+        let avp = RawAvp::new_checked(&bytes[..]).unwrap();
+        assert_eq!(avp.reserved(), 0b1001);
+        assert_eq!(avp.total_len(), 10);
+        let repr = HeaderRepr::parse(&avp).unwrap();
+        let mut out = [0u8; HEADER_LEN];
+        repr.emit(&mut out, 4).unwrap();
+        assert_eq!(out, bytes[..HEADER_LEN]);
+    }
+
+    #[test]
+    fn emit_refuses_values_past_ten_bits() {
+        let repr = HeaderRepr {
+            mandatory: false,
+            hidden: false,
+            reserved: 0,
+            vendor_id: 0,
+            attribute_type: 8,
+        };
+        let mut buf = [0u8; HEADER_LEN];
+        assert!(repr.emit(&mut buf, MAX_VALUE_LEN).is_ok());
+        assert_eq!(
+            repr.emit(&mut buf, MAX_VALUE_LEN + 1),
+            Err(Error::BufferTooSmall)
+        );
+        assert_eq!(repr.emit(&mut buf[..5], 0), Err(Error::BufferTooSmall));
+    }
+
+    const RV: [u8; 16] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15];
+
+    /// Host Name (attribute 7) "lns-primary.example.net" hidden with the
+    /// secret "secret" and the Random Vector 00..0f, computed by hand from
+    /// RFC 2661 §4.3 (Python hashlib): b1 = MD5(00 07 "secret" RV),
+    /// c1 = p1 ^ b1, b2 = MD5("secret" c1), c2 = p2 ^ b2 (9 bytes).
+    const HIDDEN_HOST_NAME: &str = "69d0e3f1fc86aa1bbf575a90702d6ff128815c5df702cb30c3";
+
+    #[test]
+    fn hide_matches_the_rfc_algorithm() {
+        let value = b"lns-primary.example.net";
+        let mut out = [0u8; 64];
+        let n = hide(7, b"secret", &RV, value, &[], &mut out).unwrap();
+        assert_eq!(n, hidden_len(value.len(), 0));
+        assert_eq!(out[..n], hex(HIDDEN_HOST_NAME)[..]);
+        // Padding only extends the last block: the bytes before it stay.
+        let n = hide(7, b"secret", &RV, value, &[0xaa, 0xbb, 0xcc], &mut out).unwrap();
+        assert_eq!(
+            out[..n],
+            hex("69d0e3f1fc86aa1bbf575a90702d6ff128815c5df702cb30c3cfcd06")[..]
+        );
+    }
+
+    #[test]
+    fn unhide_reveals_and_drops_padding() {
+        let hidden = hex("69d0e3f1fc86aa1bbf575a90702d6ff128815c5df702cb30c3cfcd06");
+        let mut out = [0u8; 64];
+        let n = unhide(7, b"secret", &RV, &hidden, &mut out).unwrap();
+        assert_eq!(&out[..n], b"lns-primary.example.net");
+    }
+
+    #[test]
+    fn a_short_hidden_value_uses_part_of_the_first_block() {
+        // Assigned Tunnel ID 0x1234: a 4-byte subformat (Python hashlib).
+        let mut out = [0u8; 4];
+        hide(9, b"secret", &RV, &[0x12, 0x34], &[], &mut out).unwrap();
+        assert_eq!(out[..], hex("be6a0ff3")[..]);
+    }
+
+    #[test]
+    fn unhide_refuses_what_cannot_be_a_subformat() {
+        let mut out = [0u8; 64];
+        assert_eq!(
+            unhide(7, b"secret", &RV, &[0x55], &mut out),
+            Err(Error::Malformed)
+        );
+        assert_eq!(
+            unhide(7, b"secret", &RV, &[0; 8], &mut out[..4]),
+            Err(Error::BufferTooSmall)
+        );
+        // The wrong secret reveals an original length past the end.
+        let hidden = hex(HIDDEN_HOST_NAME);
+        assert_eq!(
+            unhide(7, b"wrong", &RV, &hidden, &mut out),
+            Err(Error::Malformed)
+        );
+        // So does the wrong attribute type: the type is part of the key.
+        assert_eq!(
+            unhide(8, b"secret", &RV, &hidden, &mut out),
+            Err(Error::Malformed)
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn hide_unhide_round_trip(
+            attribute_type in any::<u16>(),
+            secret in proptest::collection::vec(any::<u8>(), 0..24),
+            rv in proptest::collection::vec(any::<u8>(), 0..24),
+            value in proptest::collection::vec(any::<u8>(), 0..80),
+            padding in proptest::collection::vec(any::<u8>(), 0..20),
+        ) {
+            let mut hidden = vec![0; hidden_len(value.len(), padding.len())];
+            prop_assert_eq!(hide(attribute_type, &secret, &rv, &value, &padding, &mut hidden), Ok(hidden.len()));
+            let mut out = vec![0; hidden.len()];
+            let n = unhide(attribute_type, &secret, &rv, &hidden, &mut out).unwrap();
+            prop_assert_eq!(&out[..n], &value[..]);
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..128)) {
+            for avp in Avps::new(&bytes).flatten() {
+                let _ = (avp.mandatory(), avp.hidden(), avp.reserved(), avp.vendor_id(), avp.attribute_type());
+                let mut out = vec![0; avp.value().len()];
+                let _ = unhide(avp.attribute_type(), b"secret", &RV, avp.value(), &mut out);
+            }
+        }
+    }
+}

@@ -388,3 +388,265 @@ impl HeaderRepr {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn hex(s: &str) -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    /// Frame 9 of /work/shared/captures/xl2tpd-lac_l2tpns-lns.pcap: l2tpns
+    /// sends its first LCP Configure-Request in a data message with the
+    /// plain 6-byte header (no L, S, O).
+    const L2TPNS_DATA_LCP: &str =
+        "0002a99673b3ff03c0210101001d010405b60304c02305066b0519f01104064e1307020a000101";
+
+    /// Frame 8: l2tpns's ZLB acknowledgement, a control header alone.
+    const L2TPNS_ZLB: &str = "c802000ca996000000020004";
+
+    #[test]
+    fn data_golden_to_fields() {
+        let bytes = hex(L2TPNS_DATA_LCP);
+        let p = Packet::new_checked(&bytes[..]).unwrap();
+        assert!(!p.is_control());
+        assert_eq!(p.version(), 2);
+        assert_eq!(p.length(), None);
+        assert_eq!((p.tunnel_id(), p.session_id()), (43414, 29619));
+        assert_eq!((p.ns(), p.nr(), p.offset_size()), (None, None, None));
+        assert_eq!(p.header_len(), 6);
+        assert_eq!(&p.payload()[..4], &[0xff, 0x03, 0xc0, 0x21]);
+        assert_eq!(p.payload().len(), bytes.len() - 6);
+        assert_eq!(
+            HeaderRepr::parse(&p).unwrap(),
+            HeaderRepr::data(43414, 29619)
+        );
+    }
+
+    #[test]
+    fn data_fields_to_golden() {
+        let bytes = hex(L2TPNS_DATA_LCP);
+        let repr = HeaderRepr::data(43414, 29619);
+        assert_eq!(repr.buffer_len(), 6);
+        let mut buf = vec![0xa5; 6];
+        repr.emit(&mut buf, bytes.len() - 6).unwrap();
+        assert_eq!(buf, bytes[..6]);
+    }
+
+    #[test]
+    fn zlb_golden_both_ways() {
+        let bytes = hex(L2TPNS_ZLB);
+        let p = Packet::new_checked(&bytes[..]).unwrap();
+        assert!(p.is_control());
+        assert_eq!(p.length(), Some(12));
+        assert_eq!((p.ns(), p.nr()), (Some(2), Some(4)));
+        assert!(p.payload().is_empty());
+        let repr = HeaderRepr::parse(&p).unwrap();
+        assert_eq!(repr, HeaderRepr::control(43414, 0, 2, 4));
+        let mut buf = vec![0; repr.buffer_len()];
+        repr.emit(&mut buf, 0).unwrap();
+        assert_eq!(buf, bytes);
+    }
+
+    #[test]
+    fn every_truncation_fails_cleanly() {
+        for golden in [L2TPNS_ZLB, L2TPNS_DATA_LCP] {
+            let bytes = hex(golden);
+            let header_len = Packet::new_checked(&bytes[..]).unwrap().header_len();
+            for cut in 0..bytes.len() {
+                let r = Packet::new_checked(&bytes[..cut]);
+                // A data message without L has no length to miss: any cut
+                // that keeps the header is a shorter, valid packet.
+                if cut >= header_len && golden == L2TPNS_DATA_LCP {
+                    assert_eq!(r.unwrap().payload().len(), cut - header_len);
+                } else {
+                    assert_eq!(r.unwrap_err(), Error::Truncated, "cut at {cut}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn length_narrows_the_buffer() {
+        // A ZLB followed by Ethernet-style padding.
+        let mut bytes = hex(L2TPNS_ZLB);
+        bytes.extend_from_slice(&[0; 6]);
+        let p = Packet::new_checked(&bytes[..]).unwrap();
+        assert_eq!(p.packet_len(), 12);
+        assert!(p.payload().is_empty());
+    }
+
+    #[test]
+    fn length_shorter_than_header_is_malformed() {
+        let mut bytes = hex(L2TPNS_ZLB);
+        bytes[3] = 11;
+        assert_eq!(
+            Packet::new_checked(&bytes[..]).unwrap_err(),
+            Error::Malformed
+        );
+    }
+
+    #[test]
+    fn version_1_is_l2f_and_others_are_malformed() {
+        let mut bytes = hex(L2TPNS_DATA_LCP);
+        bytes[1] = 0x01;
+        assert_eq!(
+            Packet::new_checked(&bytes[..]).unwrap_err(),
+            Error::Unsupported
+        );
+        for version in [0u8, 3, 15] {
+            bytes[1] = version;
+            assert_eq!(
+                Packet::new_checked(&bytes[..]).unwrap_err(),
+                Error::Malformed
+            );
+        }
+    }
+
+    #[test]
+    fn control_needs_l_and_s_and_no_o_or_p() {
+        let good = hex(L2TPNS_ZLB);
+        // Clear L, clear S, set O, set P: each alone breaks RFC 2661 §3.1.
+        for (byte, mask, set) in [
+            (0, 0x40, false),
+            (0, 0x08, false),
+            (0, 0x02, true),
+            (0, 0x01, true),
+        ] {
+            let mut bytes = good.clone();
+            if set {
+                bytes[byte] |= mask;
+            } else {
+                bytes[byte] &= !mask;
+            }
+            assert_eq!(
+                Packet::new_checked(&bytes[..]).unwrap_err(),
+                Error::Malformed,
+                "{bytes:02x?}"
+            );
+        }
+        let repr = HeaderRepr {
+            priority: true,
+            ..HeaderRepr::control(1, 2, 3, 4)
+        };
+        assert_eq!(repr.emit(&mut [0; 16], 0), Err(Error::Malformed));
+    }
+
+    #[test]
+    fn reserved_flag_bits_are_ignored() {
+        // RFC 2661 §3.1: the x bits are ignored on receipt.
+        let mut bytes = hex(L2TPNS_DATA_LCP);
+        bytes[0] |= 0x34;
+        bytes[1] |= 0xf0;
+        let p = Packet::new_checked(&bytes[..]).unwrap();
+        assert_eq!(
+            HeaderRepr::parse(&p).unwrap(),
+            HeaderRepr::data(43414, 29619)
+        );
+    }
+
+    #[test]
+    fn offset_padding_is_skipped() {
+        // L, S and O with a 3-byte offset pad, then a 2-byte payload.
+        let bytes = hex("4a02001300010002000300040003eeeeeec021");
+        let p = Packet::new_checked(&bytes[..]).unwrap();
+        assert_eq!(p.offset_size(), Some(3));
+        assert_eq!(p.header_len(), 17);
+        assert_eq!(p.payload(), &[0xc0, 0x21]);
+        let repr = HeaderRepr::parse(&p).unwrap();
+        assert_eq!(repr.sequence, Some((3, 4)));
+        let mut buf = vec![0xa5; repr.buffer_len()];
+        repr.emit(&mut buf, 2).unwrap();
+        // The pad goes out as zeros.
+        assert_eq!(buf, hex("4a02001300010002000300040003000000"));
+        // An offset pad past the end of the buffer is truncation, past the
+        // Length is malformed.
+        assert_eq!(
+            Packet::new_checked(&bytes[..16]).unwrap_err(),
+            Error::Truncated
+        );
+        let mut short = bytes.clone();
+        short[3] = 16;
+        assert_eq!(
+            Packet::new_checked(&short[..]).unwrap_err(),
+            Error::Malformed
+        );
+    }
+
+    #[test]
+    fn set_nr_refreshes_a_retransmission() {
+        let mut bytes = hex(L2TPNS_ZLB);
+        let mut p = Packet::new_checked(&mut bytes[..]).unwrap();
+        p.set_nr(9).unwrap();
+        p.set_ns(7).unwrap();
+        p.set_tunnel_id(5);
+        p.set_session_id(6);
+        assert_eq!(
+            (p.ns(), p.nr(), p.tunnel_id(), p.session_id()),
+            (Some(7), Some(9), 5, 6)
+        );
+        let mut data = hex(L2TPNS_DATA_LCP);
+        let mut p = Packet::new_checked(&mut data[..]).unwrap();
+        assert_eq!(p.set_nr(1), Err(Error::Malformed));
+        assert_eq!(p.set_length(1), Err(Error::Malformed));
+        p.payload_mut()[0] = 0;
+        assert_eq!(data[6], 0);
+    }
+
+    fn header_repr() -> impl Strategy<Value = HeaderRepr> {
+        let control = (any::<u16>(), any::<u16>(), any::<u16>(), any::<u16>())
+            .prop_map(|(t, s, ns, nr)| HeaderRepr::control(t, s, ns, nr));
+        let data = (
+            any::<bool>(),
+            any::<u16>(),
+            any::<u16>(),
+            proptest::option::of(any::<(u16, u16)>()),
+            proptest::option::of(0u16..64),
+            any::<bool>(),
+        )
+            .prop_map(
+                |(length_present, tunnel_id, session_id, sequence, offset_size, priority)| {
+                    HeaderRepr {
+                        control: false,
+                        length_present,
+                        tunnel_id,
+                        session_id,
+                        sequence,
+                        offset_size,
+                        priority,
+                    }
+                },
+            );
+        prop_oneof![control, data]
+    }
+
+    proptest! {
+        #[test]
+        fn header_round_trip(repr in header_repr(), payload in proptest::collection::vec(any::<u8>(), 0..32)) {
+            let len = repr.buffer_len();
+            let mut buf = vec![0xa5; len + payload.len()];
+            repr.emit(&mut buf, payload.len()).unwrap();
+            buf[len..].copy_from_slice(&payload);
+            let p = Packet::new_checked(&buf[..]).unwrap();
+            prop_assert_eq!(p.header_len(), len);
+            prop_assert_eq!(HeaderRepr::parse(&p).unwrap(), repr);
+            prop_assert_eq!(p.payload(), &payload[..]);
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+            if let Ok(p) = Packet::new_checked(&bytes[..]) {
+                let _ = (p.is_control(), p.priority(), p.length(), p.tunnel_id(), p.session_id());
+                let _ = (p.ns(), p.nr(), p.offset_size(), p.payload());
+                let repr = HeaderRepr::parse(&p).unwrap();
+                let mut buf = vec![0; repr.buffer_len()];
+                repr.emit(&mut buf, p.payload().len()).unwrap();
+            }
+        }
+    }
+}
