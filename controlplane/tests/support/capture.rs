@@ -1,0 +1,252 @@
+//! Packet captures inside a namespace (tcpdump) and reading them back with
+//! tshark, so a test checks what was on the wire with an independent
+//! dissector, not with our own codecs.
+//!
+//! Learned by hand: tcpdump prints "listening on IFACE" to stderr once the
+//! capture is live, so a test waits for that before it lets the peers talk;
+//! with `-U --immediate-mode` every packet reaches the file at once (without
+//! immediate mode the kernel ring hands packets over in blocks, and a capture
+//! stopped a second after the exchange can hold none), and SIGINT ends it
+//! cleanly. `-Z root` keeps Debian's tcpdump from dropping to its own user,
+//! which could not write into the root-owned scratch directory.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rustix::process::Signal;
+
+use super::netns::{error, require_program, run, Lab, Netns, ProcessId};
+
+/// Only L2TP: l2tpns also multicasts cluster heartbeats (kept on `lo` by the
+/// harness, but a capture filter makes sure).
+const FILTER: &str = "udp port 1701";
+/// The dissector is forced on the port, as a reader of the pcap would.
+const DECODE_AS: &str = "udp.port==1701,l2tp";
+
+/// A running tcpdump.
+#[derive(Debug)]
+pub(crate) struct Capture {
+    process: ProcessId,
+    pcap: PathBuf,
+}
+
+impl Capture {
+    /// Starts capturing L2TP on `interface` inside `ns` into `<name>.pcap` in
+    /// the scratch directory, and returns once the capture is live.
+    pub(crate) fn start(
+        lab: &mut Lab,
+        ns: &Netns,
+        interface: &str,
+        name: &str,
+    ) -> io::Result<Capture> {
+        let tcpdump = require_program("tcpdump", "tcpdump")?;
+        require_program("tshark", "tshark")?;
+        let pcap = lab.path(&format!("{name}.pcap"));
+        let tcpdump = tcpdump.to_string_lossy().into_owned();
+        let file = pcap.to_string_lossy().into_owned();
+        #[rustfmt::skip]
+        let process = lab.spawn(ns, &format!("tcpdump-{name}"),
+            &[&tcpdump, "-n", "-U", "--immediate-mode", "-Z", "root", "-i", interface, "-w", &file, FILTER])?;
+        lab.wait_for_output(process, "listening on", Duration::from_secs(10))?;
+        Ok(Capture { process, pcap })
+    }
+
+    /// Ends the capture and returns the file.
+    pub(crate) fn stop(self, lab: &mut Lab) -> io::Result<Pcap> {
+        // tcpdump writes every packet at once (-U); a short pause lets the
+        // last datagrams of the exchange cross the veth before we stop.
+        std::thread::sleep(Duration::from_millis(200));
+        lab.stop(self.process, Signal::INT, Duration::from_secs(3))?;
+        Ok(Pcap { path: self.pcap })
+    }
+}
+
+/// A finished capture file.
+#[derive(Debug, Clone)]
+pub(crate) struct Pcap {
+    path: PathBuf,
+}
+
+/// One L2TP packet as tshark dissected it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Packet {
+    pub(crate) frame: u32,
+    pub(crate) src: String,
+    pub(crate) dst: String,
+    /// True for a control message (T bit), false for a data message.
+    pub(crate) control: bool,
+    pub(crate) tunnel: u16,
+    pub(crate) session: u16,
+    /// The Message Type AVP; `None` for a ZLB or a data message.
+    pub(crate) message_type: Option<u16>,
+    pub(crate) host_name: Option<String>,
+    pub(crate) result_code: Option<u16>,
+    /// For a data message carrying PPP: its protocol and code (LCP etc.).
+    pub(crate) ppp_protocol: Option<u16>,
+    pub(crate) ppp_code: Option<u8>,
+}
+
+impl Packet {
+    /// A short name: the control message's RFC 2661 §3.2 abbreviation, `ZLB`,
+    /// or `DATA` (`DATA LCP-ConfReq` when tshark saw the PPP inside).
+    pub(crate) fn kind(&self) -> String {
+        match (self.control, self.message_type) {
+            (true, Some(t)) => message_name(t).map_or_else(|| format!("MSG{t}"), str::to_owned),
+            (true, None) => "ZLB".to_owned(),
+            (false, _) => match (self.ppp_protocol, self.ppp_code) {
+                (Some(0xc021), Some(code)) => format!("DATA LCP-{}", lcp_code_name(code)),
+                (Some(proto), _) => format!("DATA PPP-{proto:#06x}"),
+                (None, _) => "DATA".to_owned(),
+            },
+        }
+    }
+}
+
+/// RFC 2661 §3.2 control message types.
+pub(crate) fn message_name(message_type: u16) -> Option<&'static str> {
+    Some(match message_type {
+        1 => "SCCRQ",
+        2 => "SCCRP",
+        3 => "SCCCN",
+        4 => "StopCCN",
+        6 => "HELLO",
+        7 => "OCRQ",
+        8 => "OCRP",
+        9 => "OCCN",
+        10 => "ICRQ",
+        11 => "ICRP",
+        12 => "ICCN",
+        14 => "CDN",
+        15 => "WEN",
+        16 => "SLI",
+        _ => return None,
+    })
+}
+
+fn lcp_code_name(code: u8) -> String {
+    match code {
+        1 => "ConfReq".to_owned(),
+        2 => "ConfAck".to_owned(),
+        3 => "ConfNak".to_owned(),
+        4 => "ConfRej".to_owned(),
+        5 => "TermReq".to_owned(),
+        6 => "TermAck".to_owned(),
+        9 => "EchoReq".to_owned(),
+        10 => "EchoRep".to_owned(),
+        other => format!("code{other}"),
+    }
+}
+
+const FIELDS: [&str; 11] = [
+    "frame.number",
+    "ip.src",
+    "ip.dst",
+    "l2tp.type",
+    "l2tp.tunnel",
+    "l2tp.session",
+    "l2tp.avp.message_type",
+    "l2tp.avp.host_name",
+    "l2tp.result_code",
+    "ppp.protocol",
+    "ppp.code",
+];
+
+impl Pcap {
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn tshark(&self, extra: &[&str]) -> io::Result<String> {
+        let file = self.path.to_string_lossy().into_owned();
+        let mut argv = vec!["tshark", "-n", "-r", &file, "-d", DECODE_AS];
+        argv.extend_from_slice(extra);
+        let out = run(&argv)?;
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Every L2TP packet, in capture order.
+    pub(crate) fn packets(&self) -> io::Result<Vec<Packet>> {
+        let mut argv = vec![
+            "-Y",
+            "l2tp",
+            "-T",
+            "fields",
+            "-E",
+            "separator=/t",
+            "-E",
+            "occurrence=f",
+        ];
+        for f in FIELDS {
+            argv.extend(["-e", f]);
+        }
+        let text = self.tshark(&argv)?;
+        text.lines().map(parse_line).collect()
+    }
+
+    /// What tshark finds malformed or wrong (expert info of severity error);
+    /// empty when the capture is clean.
+    pub(crate) fn problems(&self) -> io::Result<String> {
+        Ok(self
+            .tshark(&["-Y", "_ws.malformed || _ws.expert.severity >= error"])?
+            .trim()
+            .to_owned())
+    }
+
+    /// tshark's one line per packet.
+    pub(crate) fn summary(&self) -> io::Result<String> {
+        self.tshark(&[])
+    }
+}
+
+fn parse_line(line: &str) -> io::Result<Packet> {
+    let cols: Vec<&str> = line.split('\t').collect();
+    if cols.len() != FIELDS.len() {
+        return Err(error(format!(
+            "tshark printed {} fields, expected {}: {line:?}",
+            cols.len(),
+            FIELDS.len()
+        )));
+    }
+    let opt = |i: usize| Some(cols[i]).filter(|s| !s.is_empty());
+    let number = |i: usize| -> io::Result<Option<u32>> {
+        opt(i)
+            .map(|s| match s.strip_prefix("0x") {
+                Some(hex) => u32::from_str_radix(hex, 16),
+                None => s.parse(),
+            })
+            .transpose()
+            .map_err(|e| error(format!("tshark field {} = {:?}: {e}", FIELDS[i], cols[i])))
+    };
+    let narrow = |v: Option<u32>| v.and_then(|v| u16::try_from(v).ok());
+    Ok(Packet {
+        frame: number(0)?.unwrap_or(0),
+        src: cols[1].to_owned(),
+        dst: cols[2].to_owned(),
+        control: number(3)? == Some(1),
+        tunnel: narrow(number(4)?).unwrap_or(0),
+        session: narrow(number(5)?).unwrap_or(0),
+        message_type: narrow(number(6)?),
+        host_name: opt(7).map(str::to_owned),
+        result_code: narrow(number(8)?),
+        ppp_protocol: narrow(number(9)?),
+        ppp_code: number(10)?.and_then(|v| u8::try_from(v).ok()),
+    })
+}
+
+/// The control messages (ZLBs and data left out) as `SRC>DST KIND`, with the
+/// addresses replaced by the given names, for an assertion that reads like
+/// the call flow.
+pub(crate) fn control_flow(packets: &[Packet], names: &[(&str, &str)]) -> Vec<String> {
+    let name = |addr: &str| {
+        names
+            .iter()
+            .find(|(a, _)| *a == addr)
+            .map_or_else(|| addr.to_owned(), |(_, n)| (*n).to_owned())
+    };
+    packets
+        .iter()
+        .filter(|p| p.control && p.message_type.is_some())
+        .map(|p| format!("{}>{} {}", name(&p.src), name(&p.dst), p.kind()))
+        .collect()
+}
