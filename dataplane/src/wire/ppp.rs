@@ -235,10 +235,8 @@ impl Repr {
         if !Protocol::is_valid_value(value) {
             return Err(Error::Malformed);
         }
-        if self.compressed_protocol {
-            if !self.protocol.is_compressible() {
-                return Err(Error::BufferTooSmall);
-            }
+        if self.compressed_protocol && !self.protocol.is_compressible() {
+            return Err(Error::BufferTooSmall);
         }
         let len = self.buffer_len();
         let buf = buf.get_mut(..len).ok_or(Error::BufferTooSmall)?;
