@@ -6,5 +6,6 @@
 //! them reads a clock, opens a socket, spawns a thread or draws from an OS
 //! random source: time ([`time::Instant`]) and a seeded RNG are passed in.
 
+pub mod driver;
 pub mod l2tp;
 pub mod time;

@@ -1,0 +1,372 @@
+//! The driver: the only part of the control plane that does I/O.
+//!
+//! It owns one UDP socket and the clock, and runs a sans-IO [`Node`] over
+//! them: datagrams in through `handle_datagram`, timers through
+//! `handle_timeout`, datagrams out from `poll_transmit`, and events from
+//! `poll_event` handed to a callback that may act on the node (open a session,
+//! close a tunnel) or stop the run. One thread, no busy loop: between inputs
+//! it blocks in `recv_from` with a read timeout that ends at the node's next
+//! deadline or the caller's.
+//!
+//! It also draws the seed of the node's RNG from the operating system
+//! ([`os_seed`]), the one random source nothing below it may touch.
+
+use std::fmt;
+use std::io::{self, Read};
+use std::net::{SocketAddr, UdpSocket};
+use std::ops::ControlFlow;
+use std::time::Duration;
+
+use crate::time::Instant;
+
+/// The largest datagram we read: an L2TP control message is bounded by its
+/// 16-bit Length field (RFC 2661 §3.1), and UDP by the same.
+const MAX_DATAGRAM: usize = 65_535;
+
+/// The shortest wait the driver asks of the socket. A read timeout of zero
+/// means "block forever" to the OS, so a deadline that is due now still waits
+/// this long; it also keeps a node whose deadline does not move after
+/// `handle_timeout` from spinning a core.
+const MIN_WAIT: Duration = Duration::from_millis(1);
+
+/// A sans-IO protocol node that speaks over one UDP socket, as the driver
+/// sees it (the quinn-proto shape; see DESIGN.md §2.2).
+pub trait Node {
+    /// What the node reports to its owner.
+    type Event;
+
+    /// A datagram arrived from `remote`.
+    fn handle_datagram(&mut self, now: Instant, remote: SocketAddr, datagram: &[u8]);
+
+    /// The time returned by [`Node::poll_timeout`] has come.
+    fn handle_timeout(&mut self, now: Instant);
+
+    /// When the node next needs [`Node::handle_timeout`], if ever.
+    fn poll_timeout(&self) -> Option<Instant>;
+
+    /// The next datagram to send: its bytes in `buf` (cleared first) and
+    /// where to send it. `None` when nothing is waiting.
+    fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<SocketAddr>;
+
+    /// The next event, if any.
+    fn poll_event(&mut self) -> Option<Self::Event>;
+}
+
+/// Why [`Driver::run_until`] returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// The callback asked to stop.
+    Requested,
+    /// The deadline passed.
+    Deadline,
+}
+
+/// The control plane's clock: monotonic, counted from the driver's start.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    origin: std::time::Instant,
+}
+
+impl Clock {
+    /// A clock whose epoch is now.
+    pub fn new() -> Self {
+        Clock {
+            origin: std::time::Instant::now(),
+        }
+    }
+
+    /// The current time.
+    pub fn now(&self) -> Instant {
+        let nanos = self.origin.elapsed().as_nanos();
+        Instant::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// 32 bytes from the operating system's random source, to seed a node's RNG.
+pub fn os_seed() -> io::Result<[u8; 32]> {
+    let mut seed = [0u8; 32];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut seed)?;
+    Ok(seed)
+}
+
+/// Counts of what a driver did, for logs and tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DriverStats {
+    /// Datagrams received and handed to the node.
+    pub received: u64,
+    /// Datagrams sent.
+    pub sent: u64,
+    /// Datagrams the socket refused to send (logged and dropped: the node's
+    /// own retransmission deals with loss).
+    pub send_errors: u64,
+    /// Times the driver blocked waiting for input.
+    pub waits: u64,
+}
+
+/// Runs one [`Node`] over one UDP socket.
+pub struct Driver<N> {
+    socket: UdpSocket,
+    node: N,
+    clock: Clock,
+    receive_buf: Vec<u8>,
+    transmit_buf: Vec<u8>,
+    stats: DriverStats,
+}
+
+impl<N> fmt::Debug for Driver<N> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Driver")
+            .field("socket", &self.socket)
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<N: Node> Driver<N> {
+    /// A driver for `node` on an already bound `socket` (the caller chooses
+    /// the address, and for tests the network namespace), with its own clock.
+    pub fn new(socket: UdpSocket, node: N) -> io::Result<Self> {
+        Self::with_clock(socket, node, Clock::new())
+    }
+
+    /// As [`Driver::new`], with a clock the caller already used (to build the
+    /// node with the same notion of time).
+    pub fn with_clock(socket: UdpSocket, node: N, clock: Clock) -> io::Result<Self> {
+        socket.set_nonblocking(false)?;
+        Ok(Driver {
+            socket,
+            node,
+            clock,
+            receive_buf: vec![0; MAX_DATAGRAM],
+            transmit_buf: Vec::with_capacity(2048),
+            stats: DriverStats::default(),
+        })
+    }
+
+    /// The node, to read its state.
+    pub fn node(&self) -> &N {
+        &self.node
+    }
+
+    /// The node, to act on it between runs (its output goes out on the next
+    /// run).
+    pub fn node_mut(&mut self) -> &mut N {
+        &mut self.node
+    }
+
+    /// The address the socket is bound to.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.socket.local_addr()
+    }
+
+    /// The driver's current time.
+    pub fn now(&self) -> Instant {
+        self.clock.now()
+    }
+
+    /// What the driver did so far.
+    pub fn stats(&self) -> DriverStats {
+        self.stats
+    }
+
+    /// Runs the node until the callback returns `ControlFlow::Break` or
+    /// `deadline` passes, whichever is first. The callback gets each event
+    /// with the node, so it can act on it; what the node queues in response
+    /// is sent before the driver waits again, also when the run stops.
+    ///
+    /// Errors are those of the socket that leave it unusable; a datagram the
+    /// OS refuses to send (no route, ICMP unreachable) is counted and dropped.
+    pub fn run_until<F>(&mut self, deadline: Instant, mut on_event: F) -> io::Result<Stop>
+    where
+        F: FnMut(&mut N, N::Event) -> ControlFlow<()>,
+    {
+        loop {
+            let now = self.clock.now();
+            if self.node.poll_timeout().is_some_and(|t| t <= now) {
+                self.node.handle_timeout(now);
+            }
+            self.flush(now);
+
+            let mut delivered = false;
+            while let Some(event) = self.node.poll_event() {
+                delivered = true;
+                if on_event(&mut self.node, event).is_break() {
+                    self.flush(self.clock.now());
+                    return Ok(Stop::Requested);
+                }
+            }
+            if delivered {
+                // The callback may have queued output or timers: send first,
+                // wait after.
+                continue;
+            }
+
+            let now = self.clock.now();
+            if now >= deadline {
+                return Ok(Stop::Deadline);
+            }
+            let wake = self
+                .node
+                .poll_timeout()
+                .map_or(deadline, |t| t.min(deadline));
+            self.wait_for_datagram(wake.saturating_duration_since(now).max(MIN_WAIT))?;
+        }
+    }
+
+    /// Sends everything the node has queued.
+    fn flush(&mut self, now: Instant) {
+        while let Some(remote) = self.node.poll_transmit(now, &mut self.transmit_buf) {
+            match self.socket.send_to(&self.transmit_buf, remote) {
+                Ok(_) => self.stats.sent += 1,
+                Err(e) => {
+                    self.stats.send_errors += 1;
+                    tracing::warn!(%remote, error = %e, "datagram not sent");
+                }
+            }
+        }
+    }
+
+    /// Blocks up to `wait` for one datagram and hands it to the node.
+    fn wait_for_datagram(&mut self, wait: Duration) -> io::Result<()> {
+        self.stats.waits += 1;
+        self.socket.set_read_timeout(Some(wait))?;
+        match self.socket.recv_from(&mut self.receive_buf) {
+            Ok((len, remote)) => {
+                self.stats.received += 1;
+                let now = self.clock.now();
+                let datagram = self.receive_buf.get(..len).unwrap_or_default();
+                self.node.handle_datagram(now, remote, datagram);
+                Ok(())
+            }
+            Err(e) => match e.kind() {
+                io::ErrorKind::WouldBlock
+                | io::ErrorKind::TimedOut
+                | io::ErrorKind::Interrupted => Ok(()),
+                // An ICMP port unreachable for an earlier datagram: the peer
+                // is not (yet) listening. Its retransmission timer copes.
+                io::ErrorKind::ConnectionRefused => {
+                    tracing::debug!("peer port unreachable");
+                    Ok(())
+                }
+                _ => Err(e),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{Ipv4Addr, SocketAddrV4};
+
+    /// Sends one datagram to `peer` at start, again every `every` until it
+    /// hears back, and reports what it received.
+    struct Pinger {
+        peer: SocketAddr,
+        every: Duration,
+        next: Option<Instant>,
+        due: bool,
+        heard: Vec<Vec<u8>>,
+        timeouts: u32,
+    }
+
+    impl Node for Pinger {
+        type Event = Vec<u8>;
+        fn handle_datagram(&mut self, _now: Instant, _remote: SocketAddr, datagram: &[u8]) {
+            self.heard.push(datagram.to_vec());
+            self.next = None;
+        }
+        fn handle_timeout(&mut self, now: Instant) {
+            self.timeouts += 1;
+            self.due = true;
+            self.next = Some(now + self.every);
+        }
+        fn poll_timeout(&self) -> Option<Instant> {
+            self.next
+        }
+        fn poll_transmit(&mut self, _now: Instant, buf: &mut Vec<u8>) -> Option<SocketAddr> {
+            if !self.due {
+                return None;
+            }
+            self.due = false;
+            buf.clear();
+            buf.extend_from_slice(b"ping");
+            Some(self.peer)
+        }
+        fn poll_event(&mut self) -> Option<Vec<u8>> {
+            self.heard.pop()
+        }
+    }
+
+    fn loopback() -> UdpSocket {
+        UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0)).unwrap()
+    }
+
+    #[test]
+    fn exchanges_datagrams_and_stops_on_request() {
+        let echo = loopback();
+        let echo_addr = echo.local_addr().unwrap();
+        let pinger = Pinger {
+            peer: echo_addr,
+            every: Duration::from_millis(50),
+            next: Some(Instant::ZERO),
+            due: false,
+            heard: Vec::new(),
+            timeouts: 0,
+        };
+        let mut driver = Driver::new(loopback(), pinger).unwrap();
+        let echoer = std::thread::spawn(move || {
+            echo.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut buf = [0u8; 64];
+            let (n, from) = echo.recv_from(&mut buf).unwrap();
+            echo.send_to(&buf[..n], from).unwrap();
+        });
+        let deadline = driver.now() + Duration::from_secs(5);
+        let mut got = Vec::new();
+        let stop = driver
+            .run_until(deadline, |_, datagram| {
+                got.push(datagram);
+                ControlFlow::Break(())
+            })
+            .unwrap();
+        echoer.join().unwrap();
+        assert_eq!(stop, Stop::Requested);
+        assert_eq!(got, [b"ping".to_vec()]);
+        assert!(driver.stats().sent >= 1);
+        assert_eq!(driver.stats().received, 1);
+    }
+
+    #[test]
+    fn returns_at_the_deadline_without_spinning() {
+        // Nobody answers: the node's timer fires every 50 ms for 300 ms.
+        let silent = loopback();
+        let pinger = Pinger {
+            peer: silent.local_addr().unwrap(),
+            every: Duration::from_millis(50),
+            next: Some(Instant::ZERO),
+            due: false,
+            heard: Vec::new(),
+            timeouts: 0,
+        };
+        let mut driver = Driver::new(loopback(), pinger).unwrap();
+        let start = std::time::Instant::now();
+        let deadline = driver.now() + Duration::from_millis(300);
+        let stop = driver
+            .run_until(deadline, |_, _| ControlFlow::Continue(()))
+            .unwrap();
+        let took = start.elapsed();
+        assert_eq!(stop, Stop::Deadline);
+        assert!(took >= Duration::from_millis(300), "{took:?}");
+        assert!(took < Duration::from_secs(3), "{took:?}");
+        let timeouts = driver.node().timeouts;
+        assert!((5..=8).contains(&timeouts), "timeouts {timeouts}");
+        // One wait per timer period, give or take: no busy loop.
+        assert!(driver.stats().waits <= 20, "{:?}", driver.stats());
+    }
+}
