@@ -99,7 +99,9 @@ mod field {
 ///
 /// Values are borrowed from the packet. A known tag whose value has the
 /// wrong size (End-Of-List with a value, a Vendor-Specific tag shorter than
-/// its vendor id, a PPP-Max-Payload that is not two bytes) does not parse.
+/// its vendor id, a PPP-Max-Payload that is not two bytes) reads as
+/// [`Tag::Unknown`]: the discovery server then treats it like any tag it
+/// does not understand instead of dropping the whole packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Tag<'a> {
     /// 0x0000: no further tags (its length MUST be zero).
@@ -140,31 +142,24 @@ pub enum Tag<'a> {
 
 impl<'a> Tag<'a> {
     /// Interpret one tag's type and value.
-    pub fn parse(kind: u16, value: &'a [u8]) -> Result<Tag<'a>> {
-        Ok(match kind {
-            0x0000 if value.is_empty() => Tag::EndOfList,
-            0x0000 => return Err(Error::Malformed),
-            0x0101 => Tag::ServiceName(value),
-            0x0102 => Tag::AcName(value),
-            0x0103 => Tag::HostUniq(value),
-            0x0104 => Tag::AcCookie(value),
-            0x0105 => match value.split_first_chunk::<4>() {
-                Some((id, data)) => Tag::VendorSpecific {
-                    vendor_id: u32::from_be_bytes(*id),
-                    data,
-                },
-                None => return Err(Error::Malformed),
+    pub fn parse(kind: u16, value: &'a [u8]) -> Tag<'a> {
+        match (kind, value) {
+            (0x0000, []) => Tag::EndOfList,
+            (0x0101, _) => Tag::ServiceName(value),
+            (0x0102, _) => Tag::AcName(value),
+            (0x0103, _) => Tag::HostUniq(value),
+            (0x0104, _) => Tag::AcCookie(value),
+            (0x0105, [a, b, c, d, data @ ..]) => Tag::VendorSpecific {
+                vendor_id: u32::from_be_bytes([*a, *b, *c, *d]),
+                data,
             },
-            0x0110 => Tag::RelaySessionId(value),
-            0x0120 => match value {
-                [hi, lo] => Tag::PppMaxPayload(u16::from_be_bytes([*hi, *lo])),
-                _ => return Err(Error::Malformed),
-            },
-            0x0201 => Tag::ServiceNameError(value),
-            0x0202 => Tag::AcSystemError(value),
-            0x0203 => Tag::GenericError(value),
-            kind => Tag::Unknown { kind, value },
-        })
+            (0x0110, _) => Tag::RelaySessionId(value),
+            (0x0120, [hi, lo]) => Tag::PppMaxPayload(u16::from_be_bytes([*hi, *lo])),
+            (0x0201, _) => Tag::ServiceNameError(value),
+            (0x0202, _) => Tag::AcSystemError(value),
+            (0x0203, _) => Tag::GenericError(value),
+            _ => Tag::Unknown { kind, value },
+        }
     }
 
     /// TAG_TYPE.
@@ -240,7 +235,7 @@ impl<'a> Tag<'a> {
 /// The tags of a Discovery payload, in order.
 ///
 /// Yields an error once and then stops if a tag's length runs past the
-/// payload or a known tag's value is malformed; stops after End-Of-List
+/// payload; stops after End-Of-List
 /// (RFC 2516 Appendix A: "no further TAGs in the list").
 #[derive(Debug, Clone)]
 pub struct Tags<'a> {
@@ -271,10 +266,10 @@ impl<'a> Iterator for Tags<'a> {
             return Some(Err(Error::Truncated));
         };
         let tag = Tag::parse(kind, value);
-        if matches!(tag, Ok(t) if t != Tag::EndOfList) {
+        if tag != Tag::EndOfList {
             self.rest = &rest[end..];
         }
-        Some(tag)
+        Some(Ok(tag))
     }
 }
 
@@ -680,13 +675,13 @@ mod tests {
         let p = Packet::new_checked(&b[..]).unwrap();
         let tags: Vec<_> = p.tags().collect();
         assert_eq!(tags, vec![Ok(Tag::ServiceName(b"")), Err(Error::Truncated)]);
-        // Malformed known tags.
+        // Known tags of the wrong size read as unknown ones.
         for (kind, value) in [
             (0x0000u16, &[1u8][..]),
             (0x0105, &[0, 0, 1]),
             (0x0120, &[5]),
         ] {
-            assert_eq!(Tag::parse(kind, value), Err(Error::Malformed));
+            assert_eq!(Tag::parse(kind, value), Tag::Unknown { kind, value });
         }
     }
 
@@ -733,7 +728,7 @@ mod tests {
         prop::collection::vec(any::<u8>(), 0..12)
     }
 
-    /// Tags as (kind, value) pairs that [`Tag::parse`] accepts.
+    /// Tags as (kind, value) pairs, mostly of the right size for their kind.
     fn arb_tag_spec() -> impl Strategy<Value = (u16, Vec<u8>)> {
         (
             prop_oneof![
@@ -770,7 +765,7 @@ mod tests {
             end in any::<bool>(),
         ) {
             let mut tags: Vec<Tag<'_>> =
-                specs.iter().map(|(kind, value)| Tag::parse(*kind, value).unwrap()).collect();
+                specs.iter().map(|(kind, value)| Tag::parse(*kind, value)).collect();
             if end {
                 tags.push(Tag::EndOfList);
             }
