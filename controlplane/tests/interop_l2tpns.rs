@@ -8,7 +8,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::capture::{control_flow, Capture};
+use support::capture::{acknowledged, control_flow, Capture};
 use support::netns::Lab;
 use support::peers::{L2tpnsLns, L2tpnsLnsConfig, Xl2tpdLac, Xl2tpdLacConfig};
 
@@ -79,6 +79,14 @@ fn peers_xl2tpd_lac_brings_a_call_up_with_l2tpns() {
         "l2tpns sends LCP Configure-Request after ICCN:\n{}",
         pcap.summary().unwrap_or_default()
     );
+    let lns_addr = link.b.to_string();
+    for kind in ["CDN", "StopCCN"] {
+        let message = packets.iter().find(|p| p.kind() == kind).expect(kind);
+        assert!(
+            acknowledged(&packets, message, &lns_addr),
+            "{kind} not acknowledged"
+        );
+    }
     assert_eq!(pcap.problems().expect("tshark"), "");
     l2tpns
         .quit(&mut lab, Duration::from_secs(2))

@@ -78,6 +78,9 @@ pub(crate) struct Packet {
     pub(crate) control: bool,
     pub(crate) tunnel: u16,
     pub(crate) session: u16,
+    /// Ns and Nr of a control message (RFC 2661 §3.1).
+    pub(crate) ns: Option<u16>,
+    pub(crate) nr: Option<u16>,
     /// The Message Type AVP; `None` for a ZLB or a data message.
     pub(crate) message_type: Option<u16>,
     pub(crate) host_name: Option<String>,
@@ -138,13 +141,15 @@ fn lcp_code_name(code: u8) -> String {
     }
 }
 
-const FIELDS: [&str; 11] = [
+const FIELDS: [&str; 13] = [
     "frame.number",
     "ip.src",
     "ip.dst",
     "l2tp.type",
     "l2tp.tunnel",
     "l2tp.session",
+    "l2tp.Ns",
+    "l2tp.Nr",
     "l2tp.avp.message_type",
     "l2tp.avp.host_name",
     "l2tp.result_code",
@@ -226,11 +231,13 @@ fn parse_line(line: &str) -> io::Result<Packet> {
         control: number(3)? == Some(1),
         tunnel: narrow(number(4)?).unwrap_or(0),
         session: narrow(number(5)?).unwrap_or(0),
-        message_type: narrow(number(6)?),
-        host_name: opt(7).map(str::to_owned),
-        result_code: narrow(number(8)?),
-        ppp_protocol: narrow(number(9)?),
-        ppp_code: number(10)?.and_then(|v| u8::try_from(v).ok()),
+        ns: narrow(number(6)?),
+        nr: narrow(number(7)?),
+        message_type: narrow(number(8)?),
+        host_name: opt(9).map(str::to_owned),
+        result_code: narrow(number(10)?),
+        ppp_protocol: narrow(number(11)?),
+        ppp_code: number(12)?.and_then(|v| u8::try_from(v).ok()),
     })
 }
 
@@ -249,4 +256,18 @@ pub(crate) fn control_flow(packets: &[Packet], names: &[(&str, &str)]) -> Vec<St
         .filter(|p| p.control && p.message_type.is_some())
         .map(|p| format!("{}>{} {}", name(&p.src), name(&p.dst), p.kind()))
         .collect()
+}
+
+/// True when some control message from `by` after `message` in the capture
+/// acknowledges it: its Nr is past the message's Ns (RFC 2661 §5.8, modulo
+/// 2^16), be it a ZLB or a piggybacked acknowledgement.
+pub(crate) fn acknowledged(packets: &[Packet], message: &Packet, by: &str) -> bool {
+    let Some(ns) = message.ns else {
+        return false;
+    };
+    packets
+        .iter()
+        .filter(|p| p.frame > message.frame && p.control && p.src == by)
+        .filter_map(|p| p.nr)
+        .any(|nr| nr.wrapping_sub(ns).wrapping_sub(1) < 0x8000)
 }
