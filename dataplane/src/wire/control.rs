@@ -298,7 +298,9 @@ pub struct Context<'a> {
     /// The tunnel's shared secret, used for hidden AVPs. Parsing a hidden AVP
     /// without a secret fails with [`super::Error::Unsupported`].
     pub secret: Option<&'a [u8]>,
-    /// The vendor id of the HA extension (DESIGN.md §3; default 43).
+    /// The vendor id of the HA extension (DESIGN.md §3; default 43). Not 0
+    /// (that is the IETF's space), and at most 65535: RFC 2661 §4.1 gives
+    /// the Vendor ID 16 bits, so emitting HA AVPs with a larger one fails.
     pub ha_vendor_id: u32,
 }
 
@@ -1120,7 +1122,8 @@ impl ControlMessage {
             let attribute = raw.attribute_type();
             let recognized = raw.reserved() == 0;
             let is_random_vector = recognized && vendor_id == 0 && attribute == RANDOM_VECTOR;
-            let value = if raw.hidden() {
+            let revealed;
+            let value: &[u8] = if raw.hidden() {
                 // RFC 2661 §4.3: the Random Vector cannot itself be hidden.
                 if is_random_vector {
                     return Err(Error::Malformed);
@@ -1130,24 +1133,28 @@ impl ControlMessage {
                 let mut out = vec![0; raw.value().len()];
                 let n = avp::unhide(attribute, secret, rv, raw.value(), &mut out)?;
                 out.truncate(n);
-                out
+                revealed = out;
+                &revealed
             } else {
-                raw.value().to_vec()
+                raw.value_of_message()
             };
             if is_random_vector {
                 // The most recent Random Vector applies (RFC 2661 §4.3).
                 random_vector = Some(raw.value_of_message());
             }
             let typed = if recognized {
-                Avp::decode(vendor_id, attribute, &value, ctx.ha_vendor_id)?
+                Avp::decode(vendor_id, attribute, value, ctx.ha_vendor_id)?
             } else {
                 None
             };
-            let avp = typed.unwrap_or(Avp::Unknown {
-                vendor_id,
-                attribute,
-                value,
-            });
+            let avp = match typed {
+                Some(avp) => avp,
+                None => Avp::Unknown {
+                    vendor_id,
+                    attribute,
+                    value: value.to_vec(),
+                },
+            };
             avps.push(AvpEntry {
                 mandatory: raw.mandatory(),
                 hidden: raw.hidden(),
