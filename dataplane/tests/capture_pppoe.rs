@@ -78,6 +78,8 @@ impl Seen {
     }
 }
 
+// cfg(test) marks these helpers as test code for clippy's unwrap/panic lints.
+#[cfg(test)]
 fn session_payload(seen: &mut Seen, number: usize, payload: &[u8]) {
     let frame = ppp::Packet::new_checked(payload).expect("a PPP header");
     let header = ppp::Repr::parse(&frame).unwrap();
@@ -143,6 +145,8 @@ fn session_payload(seen: &mut Seen, number: usize, payload: &[u8]) {
     }
 }
 
+// cfg(test) marks these helpers as test code for clippy's unwrap/panic lints.
+#[cfg(test)]
 fn ipv4_packet(seen: &mut Seen, number: usize, bytes: &[u8]) {
     let packet = ipv4::Packet::new_checked(bytes).expect("an IPv4 header");
     let repr = ipv4::Repr::parse(&packet).expect("a valid IPv4 checksum");
