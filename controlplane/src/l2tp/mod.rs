@@ -1,4 +1,569 @@
 //! The L2TPv2 control connection (RFC 2661), sans-IO: reliable delivery,
 //! the tunnel state machine and the incoming-call session state machines.
+//!
+//! # Shape
+//!
+//! An [`Endpoint`] is one L2TP node (LAC, LNS, or both) on one UDP socket. It
+//! holds any number of tunnels and their sessions, and never does I/O:
+//!
+//! * datagrams go in with [`Endpoint::handle_datagram`] (control *and* data
+//!   messages: data messages come out as [`Event::Data`]);
+//! * datagrams come out of [`Endpoint::poll_transmit`];
+//! * [`Endpoint::poll_timeout`] says when to call [`Endpoint::handle_timeout`];
+//! * what happened comes out of [`Endpoint::poll_event`];
+//! * the owner acts with [`Endpoint::connect`], [`Endpoint::open_session`],
+//!   [`Endpoint::close_session`], [`Endpoint::close_tunnel`] and
+//!   [`Endpoint::send_data`].
+//!
+//! Time is [`crate::time::Instant`], passed in; randomness (tunnel and
+//! session ids, challenges, tie breakers, random vectors) comes from the RNG
+//! given to [`Endpoint::new`].
+//!
+//! # Example: a LAC opens a tunnel and a session
+//!
+//! ```
+//! use controlplane::l2tp::{CallParams, Config, Endpoint, Event};
+//! use controlplane::time::Instant;
+//! use core::net::{Ipv4Addr, SocketAddrV4};
+//! use core::time::Duration;
+//! # struct Rng(u64);
+//! # impl rand_core::RngCore for Rng {
+//! #     fn next_u32(&mut self) -> u32 { self.next_u64() as u32 }
+//! #     fn next_u64(&mut self) -> u64 { self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407); self.0 >> 11 }
+//! #     fn fill_bytes(&mut self, d: &mut [u8]) { rand_core::impls::fill_bytes_via_next(self, d) }
+//! #     fn try_fill_bytes(&mut self, d: &mut [u8]) -> Result<(), rand_core::Error> { self.fill_bytes(d); Ok(()) }
+//! # }
+//!
+//! let lac_addr = SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 1), 1701);
+//! let lns_addr = SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 2), 1701);
+//! let mut lac = Endpoint::new(Config::lac("lac"), Box::new(Rng(1))).unwrap();
+//! let mut lns = Endpoint::new(Config::lns("lns"), Box::new(Rng(2))).unwrap();
+//!
+//! let mut now = Instant::ZERO;
+//! let tunnel = lac.connect(now, lns_addr).unwrap();
+//! // Sessions may be opened at once: the ICRQ waits for the tunnel.
+//! let session = lac.open_session(now, tunnel, CallParams::default()).unwrap();
+//!
+//! // The driver's loop, with a perfect network in between.
+//! let mut up = false;
+//! for _ in 0..100 {
+//!     while let Some(t) = lac.poll_transmit(now) {
+//!         lns.handle_datagram(now, lac_addr, &t.payload);
+//!     }
+//!     while let Some(t) = lns.poll_transmit(now) {
+//!         lac.handle_datagram(now, lns_addr, &t.payload);
+//!     }
+//!     while let Some(event) = lac.poll_event() {
+//!         if let Event::SessionUp { session: s, .. } = event {
+//!             assert_eq!(s, session);
+//!             up = true;
+//!         }
+//!     }
+//!     while lns.poll_event().is_some() {}
+//!     if up {
+//!         break;
+//!     }
+//!     // Jump to the next timer (the ZLB acknowledgements, retransmissions).
+//!     match [lac.poll_timeout(), lns.poll_timeout()].into_iter().flatten().min() {
+//!         Some(t) => {
+//!             now = t;
+//!             lac.handle_timeout(now);
+//!             lns.handle_timeout(now);
+//!         }
+//!         None => now += Duration::from_millis(10),
+//!     }
+//! }
+//! assert!(up);
+//! ```
+//!
+//! [`crate::sim`] runs endpoints like this over a lossy simulated link.
 
+pub mod codes;
+mod endpoint;
+pub mod fsm;
 pub mod reliable;
+mod session;
+mod tunnel;
+
+use core::fmt;
+use core::net::SocketAddrV4;
+use core::time::Duration;
+
+use dataplane::wire::control::{AvpEntry, ControlMessage, HA_VENDOR_ID};
+
+pub use codes::ResultCode;
+pub use endpoint::{Endpoint, EndpointStats};
+pub use fsm::{CallSide, SessionState, TunnelState};
+pub use reliable::{ChannelStats, Retransmission};
+
+/// The L2TP protocol version we speak: version 1, revision 0 (RFC 2661
+/// §4.4.3 Protocol Version).
+pub const PROTOCOL_VERSION: (u8, u8) = (1, 0);
+
+/// Framing Capabilities bit: synchronous framing (RFC 2661 §4.4.3).
+pub const FRAMING_SYNC: u32 = 0x1;
+/// Framing Capabilities bit: asynchronous framing (RFC 2661 §4.4.3).
+pub const FRAMING_ASYNC: u32 = 0x2;
+/// Bearer Capabilities bit: digital access (RFC 2661 §4.4.3).
+pub const BEARER_DIGITAL: u32 = 0x1;
+/// Bearer Capabilities bit: analog access (RFC 2661 §4.4.3).
+pub const BEARER_ANALOG: u32 = 0x2;
+
+/// How an endpoint behaves. Build one with [`Config::lac`], [`Config::lns`]
+/// or [`Config::new`] and adjust the fields.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Our Host Name AVP (RFC 2661 §4.4.3). Must not be empty.
+    pub host_name: String,
+    /// Our Vendor Name AVP, if any.
+    pub vendor_name: Option<String>,
+    /// Our Firmware Revision AVP, if any.
+    pub firmware_revision: Option<u16>,
+    /// Our Framing Capabilities ([`FRAMING_SYNC`] | [`FRAMING_ASYNC`]).
+    pub framing_capabilities: u32,
+    /// Our Bearer Capabilities, if we advertise any.
+    pub bearer_capabilities: Option<u32>,
+    /// Our receive window (the Receive Window Size AVP we send): how many
+    /// control messages the peer may have unacknowledged, and how many
+    /// out-of-order ones we hold. Default 16.
+    pub receive_window: u16,
+    /// Retransmission schedule (RFC 2661 §5.8). Default 1 s initial, doubling
+    /// to 8 s, 5 retransmissions.
+    pub retransmission: Retransmission,
+    /// How long an acknowledgement waits for a message of ours to carry it
+    /// before it is sent as a ZLB. Default 50 ms; must be less than
+    /// `retransmission.initial` (the peer's timeout is presumably similar).
+    pub ack_delay: Duration,
+    /// Send a Hello after this long with nothing received from the peer
+    /// (RFC 2661 §5.5, §6.5; recommended 60 s). `None` disables Hellos.
+    pub hello_interval: Option<Duration>,
+    /// The tunnel secret shared with every peer: answers challenges (RFC
+    /// 2661 §5.1.1) and hides and reveals hidden AVPs (§4.3).
+    pub secret: Option<Vec<u8>>,
+    /// Challenge every peer and refuse a tunnel whose Challenge Response is
+    /// missing or wrong (RFC 2661 §5.1.1). Needs `secret`.
+    pub require_authentication: bool,
+    /// Put a Tie Breaker AVP in our SCCRQs (RFC 2661 §4.4.3), so that only
+    /// one tunnel survives when two endpoints open one to each other at
+    /// once. Default on.
+    pub tie_breaker: bool,
+    /// Vendor id of the HA extension (DESIGN.md §3). Default 43.
+    pub ha_vendor_id: u32,
+    /// Answer SCCRQs from peers (an LNS does). A refused SCCRQ is answered
+    /// with StopCCN result 4.
+    pub accept_tunnels: bool,
+    /// Answer ICRQs with ICRP (an LNS does). A refused ICRQ is answered with
+    /// CDN result 5.
+    pub accept_calls: bool,
+    /// Extra AVPs for every SCCRQ we send (HA-Capability, ...), after ours.
+    pub sccrq_avps: Vec<AvpEntry>,
+    /// Extra AVPs for every SCCRP we send (HA-Capability, Peer-LNS-Address).
+    pub sccrp_avps: Vec<AvpEntry>,
+    /// The first Ns of every tunnel, and the first Ns expected from the
+    /// peer. RFC 2661 says 0; tests set it near 65535 on both ends to
+    /// exercise the wrap. Do not change it against a real peer.
+    #[doc(hidden)]
+    pub initial_sequence: u16,
+}
+
+impl Config {
+    /// A configuration that accepts tunnels and calls, with the RFC's
+    /// recommended timers.
+    pub fn new(host_name: impl Into<String>) -> Self {
+        Config {
+            host_name: host_name.into(),
+            vendor_name: None,
+            firmware_revision: None,
+            framing_capabilities: FRAMING_SYNC | FRAMING_ASYNC,
+            bearer_capabilities: None,
+            receive_window: 16,
+            retransmission: Retransmission::default(),
+            ack_delay: Duration::from_millis(50),
+            hello_interval: Some(Duration::from_secs(60)),
+            secret: None,
+            require_authentication: false,
+            tie_breaker: true,
+            ha_vendor_id: HA_VENDOR_ID,
+            accept_tunnels: true,
+            accept_calls: true,
+            sccrq_avps: Vec::new(),
+            sccrp_avps: Vec::new(),
+            initial_sequence: 0,
+        }
+    }
+
+    /// A LAC: opens tunnels and calls, accepts neither.
+    pub fn lac(host_name: impl Into<String>) -> Self {
+        Config {
+            accept_tunnels: false,
+            accept_calls: false,
+            ..Config::new(host_name)
+        }
+    }
+
+    /// An LNS: accepts tunnels and incoming calls.
+    pub fn lns(host_name: impl Into<String>) -> Self {
+        Config::new(host_name)
+    }
+
+    /// Check the configuration; [`Endpoint::new`] does.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let err = |field, reason: &str| {
+            Err(ConfigError {
+                field,
+                reason: reason.to_owned(),
+            })
+        };
+        if self.host_name.is_empty() {
+            return err("host_name", "must not be empty (RFC 2661 §4.4.3)");
+        }
+        if self.receive_window == 0 {
+            return err("receive_window", "must be at least 1 (RFC 2661 §4.4.3)");
+        }
+        if self.retransmission.initial.is_zero() {
+            return err("retransmission.initial", "must be more than zero");
+        }
+        if self.retransmission.cap < self.retransmission.initial {
+            return err(
+                "retransmission.cap",
+                "must be at least retransmission.initial",
+            );
+        }
+        if self.ack_delay >= self.retransmission.initial {
+            return err(
+                "ack_delay",
+                "must be less than retransmission.initial, or every message is retransmitted",
+            );
+        }
+        if self.hello_interval.is_some_and(|h| h.is_zero()) {
+            return err(
+                "hello_interval",
+                "must be more than zero (or None to disable Hellos)",
+            );
+        }
+        if self.secret.as_ref().is_some_and(|s| s.is_empty()) {
+            return err("secret", "must not be empty (or None for no secret)");
+        }
+        if self.require_authentication && self.secret.is_none() {
+            return err("require_authentication", "needs a secret");
+        }
+        Ok(())
+    }
+
+    fn channel(&self) -> reliable::ChannelConfig {
+        reliable::ChannelConfig {
+            receive_window: self.receive_window,
+            retransmission: self.retransmission,
+            ack_delay: self.ack_delay,
+            initial_sequence: self.initial_sequence,
+        }
+    }
+}
+
+/// A configuration value that cannot work.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The field of [`Config`].
+    pub field: &'static str,
+    /// What is wrong and what to do.
+    pub reason: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "l2tp config: {}: {}", self.field, self.reason)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Identifies a tunnel for the lifetime of its [`Endpoint`]; never reused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TunnelHandle(pub u64);
+
+/// Identifies a session (and its tunnel) for the lifetime of its
+/// [`Endpoint`]; never reused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SessionHandle {
+    /// The tunnel that carries the session.
+    pub tunnel: TunnelHandle,
+    /// Unique within the endpoint.
+    pub id: u64,
+}
+
+/// A datagram to send: UDP payload and destination. The source is the
+/// endpoint's socket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    /// Where to.
+    pub remote: SocketAddrV4,
+    /// The L2TP message.
+    pub payload: Vec<u8>,
+}
+
+/// What the peer told us about itself in its SCCRQ or SCCRP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerInfo {
+    /// The peer's Assigned Tunnel ID (the Tunnel ID we send to).
+    pub tunnel_id: u16,
+    /// Host Name.
+    pub host_name: String,
+    /// Receive Window Size (4 if absent, RFC 2661 §4.4.3).
+    pub receive_window: u16,
+    /// Vendor Name, if sent.
+    pub vendor_name: Option<String>,
+    /// Firmware Revision, if sent.
+    pub firmware_revision: Option<u16>,
+    /// Framing Capabilities.
+    pub framing_capabilities: u32,
+    /// Bearer Capabilities, if sent.
+    pub bearer_capabilities: Option<u32>,
+    /// Every AVP of the SCCRQ or SCCRP (after the Message Type), in order:
+    /// vendor AVPs such as HA-Capability and Peer-LNS-Address are here.
+    pub avps: Vec<AvpEntry>,
+}
+
+/// What the LAC says about a call it opens ([`Endpoint::open_session`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallParams {
+    /// Call Serial Number; `None` takes the endpoint's next one.
+    pub call_serial_number: Option<u32>,
+    /// Bearer Type for the ICRQ, if any.
+    pub bearer_type: Option<u32>,
+    /// Framing Type for the ICCN (default [`FRAMING_SYNC`], what PPPoE
+    /// carries).
+    pub framing_type: u32,
+    /// (Tx) Connect Speed for the ICCN, bits per second.
+    pub tx_connect_speed: u32,
+    /// Rx Connect Speed for the ICCN, if any.
+    pub rx_connect_speed: Option<u32>,
+    /// Extra AVPs for the ICRQ (Calling Number, Recovery-Session, ...).
+    pub icrq_avps: Vec<AvpEntry>,
+    /// Extra AVPs for the ICCN: the proxy LCP and proxy authentication AVPs
+    /// (RFC 2661 §4.4.5), Sequencing Required, ...
+    pub iccn_avps: Vec<AvpEntry>,
+}
+
+impl Default for CallParams {
+    fn default() -> Self {
+        CallParams {
+            call_serial_number: None,
+            bearer_type: None,
+            framing_type: FRAMING_SYNC,
+            tx_connect_speed: 100_000_000,
+            rx_connect_speed: None,
+            icrq_avps: Vec::new(),
+            iccn_avps: Vec::new(),
+        }
+    }
+}
+
+/// What the peer said about a call while setting it up.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CallInfo {
+    /// Call Serial Number (from the ICRQ).
+    pub call_serial_number: Option<u32>,
+    /// Bearer Type (ICRQ).
+    pub bearer_type: Option<u32>,
+    /// Framing Type (ICCN).
+    pub framing_type: Option<u32>,
+    /// (Tx) Connect Speed (ICCN).
+    pub tx_connect_speed: Option<u32>,
+    /// Rx Connect Speed (ICCN).
+    pub rx_connect_speed: Option<u32>,
+    /// Every AVP the peer sent while setting up the call, in order: the
+    /// ICRQ's then the ICCN's on the LNS (proxy LCP and authentication AVPs
+    /// included), the ICRP's on the LAC.
+    pub avps: Vec<AvpEntry>,
+}
+
+/// Why a tunnel went down.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TunnelDownReason {
+    /// The owner closed it ([`Endpoint::close_tunnel`]); we sent StopCCN.
+    Closed(ResultCode),
+    /// The peer sent StopCCN with this result.
+    StopCcnReceived(ResultCode),
+    /// A control message went unacknowledged through every retransmission
+    /// (RFC 2661 §5.8): the peer is unreachable.
+    RetriesExhausted,
+    /// Tunnel authentication failed (RFC 2661 §5.1.1): the peer's Challenge
+    /// Response was missing or wrong, or it challenged us and we have no
+    /// secret. We sent StopCCN with this result (4).
+    AuthenticationFailed(ResultCode),
+    /// We stopped the tunnel for a protocol error or refused it (unknown
+    /// mandatory AVP, message out of sequence, unsupported version, missing
+    /// AVP, not accepting tunnels); we sent StopCCN with this result.
+    ProtocolError(ResultCode),
+}
+
+/// Why a session went down.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionDownReason {
+    /// The owner closed it ([`Endpoint::close_session`]); we sent CDN.
+    Closed(ResultCode),
+    /// The peer sent CDN with this result.
+    CdnReceived(ResultCode),
+    /// We stopped it for a protocol error; we sent CDN with this result.
+    ProtocolError(ResultCode),
+    /// Its tunnel went down.
+    TunnelDown,
+}
+
+/// The Call Errors AVP of a WAN-Error-Notify (RFC 2661 §4.4.6).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CallErrors {
+    /// CRC errors.
+    pub crc: u32,
+    /// Framing errors.
+    pub framing: u32,
+    /// Hardware overruns.
+    pub hardware_overruns: u32,
+    /// Buffer overruns.
+    pub buffer_overruns: u32,
+    /// Time-out errors.
+    pub timeouts: u32,
+    /// Alignment errors.
+    pub alignment: u32,
+}
+
+/// Counters of one tunnel.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TunnelStats {
+    /// Reliable delivery of control messages.
+    pub control: ChannelStats,
+    /// Hellos we sent (RFC 2661 §6.5).
+    pub hellos_sent: u64,
+    /// Data messages received for an established session.
+    pub data_received: u64,
+    /// Data messages built with [`Endpoint::send_data`].
+    pub data_sent: u64,
+    /// Data messages dropped: unknown session, or session not established.
+    pub data_dropped: u64,
+    /// Incoming calls refused with a CDN (not acceptable, unknown mandatory
+    /// AVP, not accepting calls).
+    pub calls_rejected: u64,
+    /// Session messages for a session we do not know.
+    pub unknown_session: u64,
+    /// Session messages dropped because they were malformed (no Assigned
+    /// Session ID) or arrived before the tunnel was up.
+    pub session_messages_dropped: u64,
+    /// Set-Link-Info messages received.
+    pub set_link_info: u64,
+    /// WAN-Error-Notify messages received.
+    pub wan_error_notify: u64,
+}
+
+/// What happened, for the owner of an [`Endpoint`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// The control connection is established: the SCCRP was accepted (we
+    /// initiated) or the SCCCN arrived (we answered).
+    TunnelUp {
+        /// The tunnel.
+        tunnel: TunnelHandle,
+        /// The peer's address.
+        remote: SocketAddrV4,
+        /// Our Tunnel ID (what the peer sends to).
+        local_tunnel_id: u16,
+        /// What the peer said in its SCCRQ or SCCRP.
+        peer: PeerInfo,
+    },
+    /// The tunnel is down; its sessions went down just before (one
+    /// [`Event::SessionDown`] each). A tunnel we answered may go down
+    /// without having come up (its SCCRQ was refused or never completed).
+    TunnelDown {
+        /// The tunnel.
+        tunnel: TunnelHandle,
+        /// Why.
+        reason: TunnelDownReason,
+        /// Its counters at that moment.
+        stats: TunnelStats,
+    },
+    /// A session is established: the LAC sent ICCN, or the LNS received it.
+    SessionUp {
+        /// The session.
+        session: SessionHandle,
+        /// Our Session ID.
+        local_session_id: u16,
+        /// The peer's Session ID (what data messages are sent to).
+        peer_session_id: u16,
+        /// What the peer said while setting the call up.
+        call: CallInfo,
+    },
+    /// A session is down. Sessions the owner never heard of (an incoming
+    /// call that did not complete) go without this event.
+    SessionDown {
+        /// The session.
+        session: SessionHandle,
+        /// Why.
+        reason: SessionDownReason,
+    },
+    /// A data message (RFC 2661 §3.1, T bit clear) for an established
+    /// session: usually PPP control frames the fast path punted.
+    Data {
+        /// The session.
+        session: SessionHandle,
+        /// The L2TP payload: the PPP frame.
+        payload: Vec<u8>,
+    },
+    /// Set-Link-Info (RFC 2661 §6.14): the peer's ACCM for the session.
+    SetLinkInfo {
+        /// The session.
+        session: SessionHandle,
+        /// Send ACCM.
+        send_accm: u32,
+        /// Receive ACCM.
+        receive_accm: u32,
+    },
+    /// WAN-Error-Notify (RFC 2661 §6.13).
+    WanError {
+        /// The session.
+        session: SessionHandle,
+        /// The error counters.
+        errors: CallErrors,
+    },
+    /// A control message the state machines do not handle themselves: the HA
+    /// extension's vendor messages (LSORQ, LSORS, STPLRQ, STPLRP). Already
+    /// acknowledged.
+    Message {
+        /// The tunnel it came on.
+        tunnel: TunnelHandle,
+        /// The session its header names, if we know it.
+        session: Option<SessionHandle>,
+        /// The message.
+        message: ControlMessage,
+    },
+}
+
+/// Why a command failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Error {
+    /// No such tunnel (never existed, or freed).
+    UnknownTunnel,
+    /// No such session.
+    UnknownSession,
+    /// The tunnel is down or going down.
+    TunnelClosed,
+    /// The session or tunnel is not established yet.
+    NotEstablished,
+    /// Every Tunnel ID (or Session ID in the tunnel) is in use.
+    IdsExhausted,
+    /// A message could not be encoded.
+    Encode(dataplane::wire::Error),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::UnknownTunnel => f.write_str("no such tunnel"),
+            Error::UnknownSession => f.write_str("no such session"),
+            Error::TunnelClosed => f.write_str("the tunnel is closed or closing"),
+            Error::NotEstablished => f.write_str("not established yet"),
+            Error::IdsExhausted => f.write_str("every id is in use"),
+            Error::Encode(e) => write!(f, "cannot encode the message: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}

@@ -1,0 +1,1345 @@
+//! One control connection and its sessions (RFC 2661 §7.2, §7.4).
+//!
+//! A [`Tunnel`] owns a [`ControlChannel`] for reliable delivery, decides what
+//! each delivered message means (acceptable or not, which table event it is),
+//! runs the tables of [`super::fsm`], and performs their actions.
+
+use core::net::SocketAddrV4;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use dataplane::wire::control::{Avp, AvpEntry, ControlMessage, MessageType};
+use md5::{Digest, Md5};
+use rand_core::RngCore;
+
+use super::codes::{cdn, error, stop_ccn};
+use super::fsm::{
+    session_transition, tunnel_transition, CallSide, SessionAction, SessionEvent, SessionState,
+    TunnelAction, TunnelEvent, TunnelState,
+};
+use super::reliable::{ControlChannel, DEFAULT_PEER_RECEIVE_WINDOW};
+use super::session::{self, Session};
+use super::{
+    CallParams, Config, Error, Event, PeerInfo, ResultCode, SessionDownReason, SessionHandle,
+    TunnelDownReason, TunnelHandle, TunnelStats, PROTOCOL_VERSION,
+};
+use crate::time::Instant;
+
+/// Length of the challenges we send (RFC 2661 §4.4.3 allows any non-zero
+/// length; 16 random bytes match the MD5 digest size).
+const CHALLENGE_LEN: usize = 16;
+
+/// Length of the Random Vectors we send before hidden AVPs (RFC 2661 §4.3).
+const RANDOM_VECTOR_LEN: usize = 16;
+
+/// What a tunnel borrows from its endpoint while it works.
+pub(crate) struct Cx<'a> {
+    pub(crate) config: &'a Config,
+    pub(crate) rng: &'a mut dyn RngCore,
+    pub(crate) events: &'a mut VecDeque<Event>,
+    pub(crate) next_session: &'a mut u64,
+    pub(crate) next_call_serial: &'a mut u32,
+}
+
+/// How a tunnel ends: what our StopCCN says (if we send one) and what the
+/// owner is told.
+#[derive(Debug, Clone)]
+struct Teardown {
+    result: ResultCode,
+    reason: TunnelDownReason,
+}
+
+impl Teardown {
+    fn protocol(result: ResultCode) -> Self {
+        Teardown {
+            reason: TunnelDownReason::ProtocolError(result.clone()),
+            result,
+        }
+    }
+
+    fn authentication(message: &str) -> Self {
+        let result = ResultCode::with_message(stop_ccn::NOT_AUTHORIZED, message);
+        Teardown {
+            reason: TunnelDownReason::AuthenticationFailed(result.clone()),
+            result,
+        }
+    }
+}
+
+/// The CHAP-style response of tunnel authentication (RFC 2661 §4.2,
+/// §4.4.3 Challenge Response): MD5 over the Message Type value of the
+/// message that carries the response (2 for SCCRP, 3 for SCCCN), the
+/// shared secret, and the challenge.
+pub(crate) fn challenge_response(message_type: u8, secret: &[u8], challenge: &[u8]) -> [u8; 16] {
+    let mut md5 = Md5::new();
+    md5.update([message_type]);
+    md5.update(secret);
+    md5.update(challenge);
+    md5.finalize().into()
+}
+
+/// The Message Type values that identify a challenge response (RFC 2661
+/// §4.4.3).
+const SCCRP_ID: u8 = 2;
+const SCCCN_ID: u8 = 3;
+
+fn unknown_avp_result(result: u16, entry: &AvpEntry) -> ResultCode {
+    let (vendor_id, attribute) = match &entry.avp {
+        Avp::Unknown {
+            vendor_id,
+            attribute,
+            ..
+        } => (*vendor_id, *attribute),
+        _ => (0, 0),
+    };
+    ResultCode::with_error(
+        result,
+        error::UNKNOWN_MANDATORY_AVP,
+        format!("unknown mandatory AVP vendor {vendor_id} attribute {attribute}"),
+    )
+}
+
+/// A mandatory AVP is missing. RFC 2661 has no error code for it; "generic
+/// vendor-specific" with the AVP named is the most useful to an operator.
+fn missing_avp(result: u16, name: &str) -> ResultCode {
+    ResultCode::with_error(
+        result,
+        error::VENDOR_SPECIFIC,
+        format!("missing {name} AVP"),
+    )
+}
+
+fn random_bytes(rng: &mut dyn RngCore, len: usize) -> Vec<u8> {
+    let mut v = vec![0; len];
+    rng.fill_bytes(&mut v);
+    v
+}
+
+/// A Random Vector must precede the first hidden AVP (RFC 2661 §4.3). Insert
+/// one where the owner's AVPs ask for hiding and none is there.
+fn add_random_vector(message: &mut ControlMessage, rng: &mut dyn RngCore) {
+    let Some(first_hidden) = message.avps.iter().position(|e| e.hidden) else {
+        return;
+    };
+    let covered = message.avps[..first_hidden]
+        .iter()
+        .any(|e| matches!(e.avp, Avp::RandomVector(_)));
+    if !covered {
+        let rv = random_bytes(rng, RANDOM_VECTOR_LEN);
+        message
+            .avps
+            .insert(first_hidden, AvpEntry::mandatory(Avp::RandomVector(rv)));
+    }
+}
+
+/// One control connection.
+#[derive(Debug)]
+pub(crate) struct Tunnel {
+    pub(crate) handle: TunnelHandle,
+    /// Our Tunnel ID: what the peer puts in the header.
+    pub(crate) local_id: u16,
+    /// The peer's Tunnel ID, 0 until its Assigned Tunnel ID arrives.
+    pub(crate) peer_id: u16,
+    pub(crate) remote: SocketAddrV4,
+    pub(crate) state: TunnelState,
+    /// We sent the SCCRQ.
+    pub(crate) initiator: bool,
+    channel: ControlChannel,
+    /// The challenge we sent, to check the peer's response against.
+    our_challenge: Option<Vec<u8>>,
+    /// The challenge the peer sent, to answer.
+    peer_challenge: Option<Vec<u8>>,
+    /// Our Tie Breaker, if our SCCRQ carried one.
+    pub(crate) tie_breaker: Option<[u8; 8]>,
+    /// The owner's extra AVPs for our SCCRQ (kept for a restart).
+    sccrq_avps: Vec<AvpEntry>,
+    peer: Option<PeerInfo>,
+    sessions: BTreeMap<u64, Session>,
+    by_local_sid: HashMap<u16, u64>,
+    /// The Hello interval (from the configuration).
+    hello_every: Option<core::time::Duration>,
+    hello_deadline: Option<Instant>,
+    /// Set once cleaned up after a StopCCN exchange: state is kept until
+    /// then to acknowledge and retransmit (RFC 2661 §5.7).
+    hold_until: Option<Instant>,
+    /// We sent or received StopCCN.
+    stop_exchanged: bool,
+    /// Cleaned up: the owner has been told, only acknowledgements remain.
+    cleaned_up: bool,
+    /// Nothing left to do: the endpoint frees it.
+    finished: bool,
+    /// TunnelUp was reported.
+    up: bool,
+    stats: TunnelStats,
+    /// The deadline under which the endpoint has the tunnel scheduled.
+    pub(crate) scheduled: Option<Instant>,
+    /// The key under which the endpoint indexes the tunnel by the peer's
+    /// address and Assigned Tunnel ID.
+    pub(crate) indexed_as: Option<(SocketAddrV4, u16)>,
+}
+
+impl Tunnel {
+    pub(crate) fn new(
+        handle: TunnelHandle,
+        local_id: u16,
+        remote: SocketAddrV4,
+        initiator: bool,
+        config: &Config,
+    ) -> Self {
+        Tunnel {
+            handle,
+            local_id,
+            peer_id: 0,
+            remote,
+            state: TunnelState::Idle,
+            initiator,
+            channel: ControlChannel::new(config.channel()),
+            our_challenge: None,
+            peer_challenge: None,
+            tie_breaker: None,
+            sccrq_avps: Vec::new(),
+            peer: None,
+            sessions: BTreeMap::new(),
+            by_local_sid: HashMap::new(),
+            hello_every: config.hello_interval,
+            hello_deadline: None,
+            hold_until: None,
+            stop_exchanged: false,
+            cleaned_up: false,
+            finished: false,
+            up: false,
+            stats: TunnelStats::default(),
+            scheduled: None,
+            indexed_as: None,
+        }
+    }
+
+    /// Counters.
+    pub(crate) fn stats(&self) -> TunnelStats {
+        TunnelStats {
+            control: *self.channel.stats(),
+            ..self.stats
+        }
+    }
+
+    /// Nothing left to do: free it.
+    pub(crate) fn is_finished(&self) -> bool {
+        self.finished
+    }
+
+    /// Down (the owner has been told), possibly still acknowledging.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.cleaned_up
+    }
+
+    pub(crate) fn poll_transmit(&mut self) -> Option<ControlMessage> {
+        self.channel.poll_transmit()
+    }
+
+    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
+        if self.finished {
+            return None;
+        }
+        let hello = if self.state == TunnelState::Established && !self.cleaned_up {
+            self.hello_deadline
+        } else {
+            None
+        };
+        [self.channel.poll_timeout(), hello, self.hold_until]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    pub(crate) fn session_state(&self, id: u64) -> Option<SessionState> {
+        self.sessions.get(&id).map(|s| s.state)
+    }
+
+    pub(crate) fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// (peer Tunnel ID, peer Session ID) of an established session, for its
+    /// data messages.
+    pub(crate) fn data_ids(&mut self, id: u64) -> Result<(u16, u16), Error> {
+        let s = self.sessions.get(&id).ok_or(Error::UnknownSession)?;
+        if s.state != SessionState::Established {
+            return Err(Error::NotEstablished);
+        }
+        self.stats.data_sent += 1;
+        Ok((self.peer_id, s.peer_id))
+    }
+
+    // --- commands -------------------------------------------------------
+
+    /// Open the control connection: send SCCRQ.
+    pub(crate) fn connect(&mut self, now: Instant, cx: &mut Cx<'_>, sccrq_avps: Vec<AvpEntry>) {
+        self.sccrq_avps = sccrq_avps;
+        self.new_tie_breaker(cx);
+        self.apply(now, cx, TunnelEvent::LocalOpen, None);
+        self.service(now, cx);
+    }
+
+    fn new_tie_breaker(&mut self, cx: &mut Cx<'_>) {
+        self.tie_breaker = cx.config.tie_breaker.then(|| {
+            let mut tb = [0; 8];
+            cx.rng.fill_bytes(&mut tb);
+            tb
+        });
+    }
+
+    /// Administrative close: StopCCN with `result`.
+    pub(crate) fn close(&mut self, now: Instant, cx: &mut Cx<'_>, result: ResultCode) {
+        if self.cleaned_up {
+            return;
+        }
+        let teardown = Teardown {
+            reason: TunnelDownReason::Closed(result.clone()),
+            result,
+        };
+        self.apply(now, cx, TunnelEvent::LocalClose, Some(teardown));
+        self.service(now, cx);
+    }
+
+    /// Stop the tunnel because of a protocol error: StopCCN with `result`.
+    pub(crate) fn abort(&mut self, now: Instant, cx: &mut Cx<'_>, result: ResultCode) {
+        if self.cleaned_up {
+            return;
+        }
+        self.apply(
+            now,
+            cx,
+            TunnelEvent::LocalClose,
+            Some(Teardown::protocol(result)),
+        );
+        self.service(now, cx);
+    }
+
+    /// LAC: open an incoming call; the ICRQ goes out once the tunnel is up.
+    pub(crate) fn open_session(
+        &mut self,
+        now: Instant,
+        cx: &mut Cx<'_>,
+        call: CallParams,
+    ) -> Result<SessionHandle, Error> {
+        if self.cleaned_up || self.state == TunnelState::Idle {
+            return Err(Error::TunnelClosed);
+        }
+        let local_id = self.allocate_session_id(cx).ok_or(Error::IdsExhausted)?;
+        let call_serial_number = call.call_serial_number.unwrap_or_else(|| {
+            let n = *cx.next_call_serial;
+            *cx.next_call_serial = n.wrapping_add(1);
+            n
+        });
+        let handle = self.new_session_handle(cx);
+        self.insert_session(Session {
+            handle,
+            local_id,
+            peer_id: 0,
+            side: CallSide::Lac,
+            state: SessionState::Idle,
+            call,
+            call_serial_number,
+            info: Default::default(),
+            announced: false,
+        });
+        self.session_apply(now, cx, handle.id, SessionEvent::LocalOpen, None);
+        // RFC 2661 §7.2.1: a local open request on an established tunnel
+        // sends the tunnel-open event to the waiting sessions at once.
+        self.apply(now, cx, TunnelEvent::LocalOpen, None);
+        self.service(now, cx);
+        Ok(handle)
+    }
+
+    /// Close a session: CDN with `result`.
+    pub(crate) fn close_session(
+        &mut self,
+        now: Instant,
+        cx: &mut Cx<'_>,
+        id: u64,
+        result: ResultCode,
+    ) -> Result<(), Error> {
+        if !self.sessions.contains_key(&id) {
+            return Err(Error::UnknownSession);
+        }
+        let reason = SessionDownReason::Closed(result.clone());
+        self.session_apply(
+            now,
+            cx,
+            id,
+            SessionEvent::LocalClose,
+            Some((result, reason)),
+        );
+        self.service(now, cx);
+        Ok(())
+    }
+
+    /// Send a message the state machines do not produce (the HA extension's).
+    pub(crate) fn send_message(
+        &mut self,
+        now: Instant,
+        cx: &mut Cx<'_>,
+        session: Option<u64>,
+        mut message: ControlMessage,
+    ) -> Result<(), Error> {
+        if self.cleaned_up {
+            return Err(Error::TunnelClosed);
+        }
+        if self.state != TunnelState::Established {
+            return Err(Error::NotEstablished);
+        }
+        message.tunnel_id = self.peer_id;
+        message.session_id = match session {
+            Some(id) => self.sessions.get(&id).ok_or(Error::UnknownSession)?.peer_id,
+            None => 0,
+        };
+        self.send(cx, message);
+        self.service(now, cx);
+        Ok(())
+    }
+
+    // --- input ------------------------------------------------------------
+
+    /// A control message for this tunnel (already parsed).
+    pub(crate) fn handle_control(
+        &mut self,
+        now: Instant,
+        cx: &mut Cx<'_>,
+        from: SocketAddrV4,
+        message: ControlMessage,
+    ) {
+        if self.state == TunnelState::WaitCtlReply && from != self.remote {
+            // RFC 2661 §8.1: the responder may answer from another port;
+            // the tunnel continues with the address of its reply.
+            self.remote = from;
+        }
+        self.touch(now);
+        let (_, delivered) = self.channel.on_receive(now, message);
+        for m in delivered {
+            self.on_message(now, cx, m);
+        }
+        self.service(now, cx);
+    }
+
+    /// A data message for this tunnel.
+    pub(crate) fn handle_data(
+        &mut self,
+        now: Instant,
+        cx: &mut Cx<'_>,
+        session_id: u16,
+        payload: &[u8],
+    ) {
+        self.touch(now);
+        let session = self
+            .by_local_sid
+            .get(&session_id)
+            .and_then(|id| self.sessions.get(id))
+            .filter(|s| s.state == SessionState::Established);
+        match session {
+            Some(s) if !self.cleaned_up => {
+                self.stats.data_received += 1;
+                cx.events.push_back(Event::Data {
+                    session: s.handle,
+                    payload: payload.to_vec(),
+                });
+            }
+            _ => self.stats.data_dropped += 1,
+        }
+    }
+
+    pub(crate) fn handle_timeout(&mut self, now: Instant, cx: &mut Cx<'_>) {
+        if self.hold_until.is_some_and(|t| t <= now) {
+            // RFC 2661 §5.7: the full retransmission cycle after StopCCN is
+            // over; the state can go.
+            self.finished = true;
+            return;
+        }
+        if self.state == TunnelState::Established
+            && !self.cleaned_up
+            && self.hello_deadline.is_some_and(|t| t <= now)
+        {
+            // RFC 2661 §5.5, §6.5: nothing heard for the Hello interval.
+            // If messages are in flight their retransmissions already probe
+            // the peer.
+            if self.channel.is_idle() {
+                self.send(cx, ControlMessage::new(MessageType::Hello, self.peer_id, 0));
+                self.stats.hellos_sent += 1;
+            }
+            self.hello_deadline = self.hello_every.map(|i| now + i);
+        }
+        self.service(now, cx);
+    }
+
+    /// We lost the tie (RFC 2661 §4.4.3): discard our connection silently
+    /// and answer the peer's SCCRQ from the idle state (§7.2.1 "re-queue
+    /// SCCRQ for idle state"). Sessions waiting for the tunnel keep waiting.
+    pub(crate) fn lose_tie(
+        &mut self,
+        now: Instant,
+        cx: &mut Cx<'_>,
+        from: SocketAddrV4,
+        sccrq: ControlMessage,
+    ) {
+        self.apply(now, cx, TunnelEvent::SccrqLoseTie, None);
+        self.reset(cx);
+        self.initiator = false;
+        self.remote = from;
+        self.handle_control(now, cx, from, sccrq);
+    }
+
+    /// Both tie breakers were equal (RFC 2661 §4.4.3): both sides discard
+    /// their connections. We start over with a fresh tie breaker.
+    pub(crate) fn restart(&mut self, now: Instant, cx: &mut Cx<'_>) {
+        self.reset(cx);
+        self.new_tie_breaker(cx);
+        self.apply(now, cx, TunnelEvent::LocalOpen, None);
+        self.service(now, cx);
+    }
+
+    fn reset(&mut self, cx: &mut Cx<'_>) {
+        self.channel = ControlChannel::new(cx.config.channel());
+        self.state = TunnelState::Idle;
+        self.our_challenge = None;
+        self.peer_challenge = None;
+        self.tie_breaker = None;
+        self.peer = None;
+        self.peer_id = 0;
+    }
+
+    // --- internals ------------------------------------------------------
+
+    /// Anything heard from the peer restarts the Hello interval (RFC 2661
+    /// §5.5: "without receiving any message (data or control)").
+    fn touch(&mut self, now: Instant) {
+        if self.state == TunnelState::Established {
+            self.hello_deadline = self.hello_every.map(|i| now + i);
+        }
+    }
+
+    fn service(&mut self, now: Instant, cx: &mut Cx<'_>) {
+        self.channel.service(now);
+        if self.channel.is_failed() && !self.finished {
+            if self.cleaned_up {
+                self.finished = true;
+            } else {
+                let teardown = Teardown {
+                    result: ResultCode::new(stop_ccn::GENERAL_ERROR),
+                    reason: TunnelDownReason::RetriesExhausted,
+                };
+                self.apply(now, cx, TunnelEvent::RetriesExhausted, Some(teardown));
+            }
+        }
+    }
+
+    fn send(&mut self, cx: &mut Cx<'_>, mut message: ControlMessage) {
+        add_random_vector(&mut message, cx.rng);
+        self.channel.send(message);
+    }
+
+    fn on_message(&mut self, now: Instant, cx: &mut Cx<'_>, m: ControlMessage) {
+        if self.cleaned_up {
+            // RFC 2661 §5.7: after StopCCN only acknowledgements remain; the
+            // channel has acknowledged this one.
+            return;
+        }
+        let Some(message_type) = m.message_type else {
+            return;
+        };
+        match message_type {
+            MessageType::Unknown { vendor_id, value } => {
+                // RFC 2661 §4.4.1 (Message Type AVP): an unknown message type
+                // with the M bit set clears the tunnel; without it, ignore.
+                if m.message_type_mandatory {
+                    let result = ResultCode::with_error(
+                        stop_ccn::GENERAL_ERROR,
+                        error::UNKNOWN_MANDATORY_AVP,
+                        format!("unknown mandatory message type vendor {vendor_id} type {value}"),
+                    );
+                    self.abort_now(now, cx, result);
+                }
+            }
+            MessageType::Icrq
+            | MessageType::Icrp
+            | MessageType::Iccn
+            | MessageType::Cdn
+            | MessageType::Wen
+            | MessageType::Sli
+            | MessageType::Ocrq
+            | MessageType::Ocrp
+            | MessageType::Occn => self.on_session_message(now, cx, message_type, m),
+            MessageType::Lsorq | MessageType::Lsors | MessageType::Stplrq | MessageType::Stplrp => {
+                if let Some(e) = m.unknown_mandatory() {
+                    let result = unknown_avp_result(stop_ccn::GENERAL_ERROR, e);
+                    self.abort_now(now, cx, result);
+                    return;
+                }
+                let session = self
+                    .by_local_sid
+                    .get(&m.session_id)
+                    .and_then(|id| self.sessions.get(id))
+                    .map(|s| s.handle);
+                cx.events.push_back(Event::Message {
+                    tunnel: self.handle,
+                    session,
+                    message: m,
+                });
+            }
+            MessageType::Sccrq => self.on_sccrq(now, cx, &m),
+            MessageType::Sccrp => self.on_sccrp(now, cx, &m),
+            MessageType::Scccn => self.on_scccn(now, cx, &m),
+            MessageType::StopCcn => {
+                let result = ResultCode::of(&m).unwrap_or_else(|| ResultCode::new(0));
+                let teardown = Teardown {
+                    reason: TunnelDownReason::StopCcnReceived(result.clone()),
+                    result,
+                };
+                self.apply(now, cx, TunnelEvent::StopCcn, Some(teardown));
+            }
+            MessageType::Hello => {
+                // RFC 2661 §4.1: an unknown M-bit AVP in a tunnel message
+                // clears the tunnel.
+                if let Some(e) = m.unknown_mandatory() {
+                    let result = unknown_avp_result(stop_ccn::GENERAL_ERROR, e);
+                    self.abort_now(now, cx, result);
+                }
+            }
+        }
+    }
+
+    /// Like [`Tunnel::abort`], from inside message processing (the caller
+    /// services the channel).
+    fn abort_now(&mut self, now: Instant, cx: &mut Cx<'_>, result: ResultCode) {
+        self.apply(
+            now,
+            cx,
+            TunnelEvent::LocalClose,
+            Some(Teardown::protocol(result)),
+        );
+    }
+
+    /// Checks shared by SCCRQ and SCCRP (RFC 2661 §6.1, §6.2): the AVPs that
+    /// must be there, the version, no unknown mandatory AVP (§4.1).
+    fn check_start(&self, m: &ControlMessage) -> Result<PeerInfo, Teardown> {
+        const R: u16 = stop_ccn::GENERAL_ERROR;
+        if let Some(e) = m.unknown_mandatory() {
+            return Err(Teardown::protocol(unknown_avp_result(R, e)));
+        }
+        let version = m.find(|a| match a {
+            Avp::ProtocolVersion { version, revision } => Some((*version, *revision)),
+            _ => None,
+        });
+        match version {
+            None => return Err(Teardown::protocol(missing_avp(R, "Protocol Version"))),
+            Some(v) if v != PROTOCOL_VERSION => {
+                // RFC 2661 §4.4.2: result 5, the error code carries the
+                // highest version we support.
+                let (ver, rev) = PROTOCOL_VERSION;
+                return Err(Teardown::protocol(ResultCode::with_error(
+                    stop_ccn::UNSUPPORTED_VERSION,
+                    u16::from_be_bytes([ver, rev]),
+                    format!("version {}.{} is not supported", v.0, v.1),
+                )));
+            }
+            Some(_) => {}
+        }
+        let host_name = match m.host_name() {
+            Some(h) if !h.is_empty() => String::from_utf8_lossy(h).into_owned(),
+            _ => return Err(Teardown::protocol(missing_avp(R, "Host Name"))),
+        };
+        let Some(framing_capabilities) = m.find(|a| match a {
+            Avp::FramingCapabilities(f) => Some(*f),
+            _ => None,
+        }) else {
+            return Err(Teardown::protocol(missing_avp(R, "Framing Capabilities")));
+        };
+        let tunnel_id = match m.assigned_tunnel_id() {
+            Some(0) => {
+                return Err(Teardown::protocol(ResultCode::with_error(
+                    R,
+                    error::OUT_OF_RANGE,
+                    "Assigned Tunnel ID 0",
+                )))
+            }
+            Some(id) => id,
+            None => return Err(Teardown::protocol(missing_avp(R, "Assigned Tunnel ID"))),
+        };
+        Ok(PeerInfo {
+            tunnel_id,
+            host_name,
+            receive_window: m
+                .receive_window_size()
+                .unwrap_or(DEFAULT_PEER_RECEIVE_WINDOW),
+            vendor_name: m.find(|a| match a {
+                Avp::VendorName(v) => Some(String::from_utf8_lossy(v).into_owned()),
+                _ => None,
+            }),
+            firmware_revision: m.find(|a| match a {
+                Avp::FirmwareRevision(v) => Some(*v),
+                _ => None,
+            }),
+            framing_capabilities,
+            bearer_capabilities: m.find(|a| match a {
+                Avp::BearerCapabilities(v) => Some(*v),
+                _ => None,
+            }),
+            avps: m.avps.clone(),
+        })
+    }
+
+    /// RFC 2661 §5.1.1: if we challenged, the response must be there and
+    /// right; if the peer challenges, we need a secret to answer.
+    fn check_authentication(
+        &self,
+        cx: &Cx<'_>,
+        m: &ControlMessage,
+        response_id: u8,
+    ) -> Result<(), Teardown> {
+        if let Some(challenge) = &self.our_challenge {
+            let secret = cx.config.secret.as_deref().unwrap_or_default();
+            let expected = challenge_response(response_id, secret, challenge);
+            match m.challenge_response() {
+                Some(r) if r == expected => {}
+                Some(_) => return Err(Teardown::authentication("wrong challenge response")),
+                None => return Err(Teardown::authentication("no challenge response")),
+            }
+        }
+        if m.challenge().is_some() && cx.config.secret.is_none() {
+            return Err(Teardown::authentication(
+                "challenged, but no shared secret is configured",
+            ));
+        }
+        Ok(())
+    }
+
+    fn learn_peer_id(&mut self, m: &ControlMessage) {
+        if let Some(id) = m.assigned_tunnel_id().filter(|&id| id != 0) {
+            self.peer_id = id;
+            self.channel.set_peer_tunnel_id(id);
+        }
+    }
+
+    fn accept_peer(&mut self, info: PeerInfo, m: &ControlMessage) {
+        self.channel.set_peer_window(info.receive_window);
+        self.peer_challenge = m.challenge().map(<[u8]>::to_vec);
+        self.peer = Some(info);
+    }
+
+    fn on_sccrq(&mut self, now: Instant, cx: &mut Cx<'_>, m: &ControlMessage) {
+        if self.state != TunnelState::Idle {
+            self.apply(now, cx, TunnelEvent::SccrqAcceptable, None);
+            return;
+        }
+        self.learn_peer_id(m);
+        let verdict = self.check_start(m).and_then(|info| {
+            if !cx.config.accept_tunnels {
+                let result = ResultCode::with_message(
+                    stop_ccn::NOT_AUTHORIZED,
+                    "this endpoint does not accept tunnels",
+                );
+                return Err(Teardown::protocol(result));
+            }
+            self.check_authentication(cx, m, SCCRP_ID)?;
+            Ok(info)
+        });
+        match verdict {
+            Ok(info) => {
+                self.accept_peer(info, m);
+                self.apply(now, cx, TunnelEvent::SccrqAcceptable, None);
+            }
+            Err(t) => self.apply(now, cx, TunnelEvent::SccrqNotAcceptable, Some(t)),
+        }
+    }
+
+    fn on_sccrp(&mut self, now: Instant, cx: &mut Cx<'_>, m: &ControlMessage) {
+        if self.state != TunnelState::WaitCtlReply {
+            self.apply(now, cx, TunnelEvent::SccrpAcceptable, None);
+            return;
+        }
+        self.learn_peer_id(m);
+        let verdict = self.check_start(m).and_then(|info| {
+            self.check_authentication(cx, m, SCCRP_ID)?;
+            Ok(info)
+        });
+        match verdict {
+            Ok(info) => {
+                self.accept_peer(info, m);
+                self.apply(now, cx, TunnelEvent::SccrpAcceptable, None);
+            }
+            Err(t) => self.apply(now, cx, TunnelEvent::SccrpNotAcceptable, Some(t)),
+        }
+    }
+
+    fn on_scccn(&mut self, now: Instant, cx: &mut Cx<'_>, m: &ControlMessage) {
+        if self.state != TunnelState::WaitCtlConn {
+            self.apply(now, cx, TunnelEvent::ScccnAcceptable, None);
+            return;
+        }
+        let verdict = match m.unknown_mandatory() {
+            Some(e) => Err(Teardown::protocol(unknown_avp_result(
+                stop_ccn::GENERAL_ERROR,
+                e,
+            ))),
+            None => self.check_authentication(cx, m, SCCCN_ID),
+        };
+        match verdict {
+            Ok(()) => self.apply(now, cx, TunnelEvent::ScccnAcceptable, None),
+            Err(t) => self.apply(now, cx, TunnelEvent::ScccnNotAcceptable, Some(t)),
+        }
+    }
+
+    /// Run the control connection table (RFC 2661 §7.2.1) and act on it.
+    fn apply(
+        &mut self,
+        now: Instant,
+        cx: &mut Cx<'_>,
+        event: TunnelEvent,
+        teardown: Option<Teardown>,
+    ) {
+        let before = self.state;
+        let transition = tunnel_transition(before, event);
+        self.state = transition.next;
+        let teardown = teardown.unwrap_or_else(|| {
+            Teardown::protocol(ResultCode::with_message(
+                stop_ccn::FSM_ERROR,
+                format!("{event:?} in state {before:?}"),
+            ))
+        });
+        if event == TunnelEvent::StopCcn {
+            self.stop_exchanged = true;
+        }
+        for action in transition.actions {
+            match action {
+                TunnelAction::SendSccrq => self.send_sccrq(cx),
+                TunnelAction::SendSccrp => self.send_sccrp(cx),
+                TunnelAction::SendScccn => self.send_scccn(cx),
+                TunnelAction::SendStopCcn => {
+                    // Messages not yet sent are moot once we stop.
+                    self.channel.discard_waiting();
+                    let m = ControlMessage::new(MessageType::StopCcn, self.peer_id, 0)
+                        // RFC 2661 §4.4.3: the StopCCN repeats our Assigned
+                        // Tunnel ID so the peer can find the tunnel even if
+                        // it never learned the ID.
+                        .with(AvpEntry::mandatory(Avp::AssignedTunnelId(self.local_id)))
+                        .with(AvpEntry::mandatory(teardown.result.to_avp()));
+                    self.send(cx, m);
+                    self.stop_exchanged = true;
+                }
+                TunnelAction::TunnelOpen => self.tunnel_open(now, cx),
+                TunnelAction::CleanUp => {
+                    // Losing the tie discards the connection silently: the
+                    // owner keeps the tunnel, which answers the peer instead.
+                    if event != TunnelEvent::SccrqLoseTie {
+                        self.clean_up(now, cx, teardown.reason.clone());
+                    }
+                }
+                // Done by `lose_tie`, which needs the SCCRQ.
+                TunnelAction::RequeueSccrq => {}
+            }
+        }
+    }
+
+    fn start_avps(&self, cx: &Cx<'_>, m: ControlMessage) -> ControlMessage {
+        let config = cx.config;
+        let (version, revision) = PROTOCOL_VERSION;
+        let mut m = m
+            .with(AvpEntry::mandatory(Avp::ProtocolVersion {
+                version,
+                revision,
+            }))
+            .with(AvpEntry::mandatory(Avp::HostName(
+                config.host_name.as_bytes().to_vec(),
+            )))
+            .with(AvpEntry::mandatory(Avp::FramingCapabilities(
+                config.framing_capabilities,
+            )));
+        if let Some(b) = config.bearer_capabilities {
+            m = m.with(AvpEntry::mandatory(Avp::BearerCapabilities(b)));
+        }
+        m = m
+            .with(AvpEntry::mandatory(Avp::AssignedTunnelId(self.local_id)))
+            .with(AvpEntry::mandatory(Avp::ReceiveWindowSize(
+                self.channel.config().receive_window,
+            )));
+        // RFC 2661 §4.4.3: Firmware Revision and Vendor Name go with the M
+        // bit clear.
+        if let Some(f) = config.firmware_revision {
+            m = m.with(AvpEntry::optional(Avp::FirmwareRevision(f)));
+        }
+        if let Some(v) = &config.vendor_name {
+            m = m.with(AvpEntry::optional(Avp::VendorName(v.as_bytes().to_vec())));
+        }
+        m
+    }
+
+    fn our_challenge(&mut self, cx: &mut Cx<'_>) -> Option<AvpEntry> {
+        if !cx.config.require_authentication {
+            return None;
+        }
+        let challenge = random_bytes(cx.rng, CHALLENGE_LEN);
+        self.our_challenge = Some(challenge.clone());
+        Some(AvpEntry::mandatory(Avp::Challenge(challenge)))
+    }
+
+    fn response_to_peer(&self, cx: &Cx<'_>, id: u8) -> Option<AvpEntry> {
+        let challenge = self.peer_challenge.as_ref()?;
+        let secret = cx.config.secret.as_deref()?;
+        Some(AvpEntry::mandatory(Avp::ChallengeResponse(
+            challenge_response(id, secret, challenge),
+        )))
+    }
+
+    /// SCCRQ (RFC 2661 §6.1).
+    fn send_sccrq(&mut self, cx: &mut Cx<'_>) {
+        let mut m = self.start_avps(cx, ControlMessage::new(MessageType::Sccrq, 0, 0));
+        m.avps.extend(self.our_challenge(cx));
+        if let Some(tb) = self.tie_breaker {
+            // RFC 2661 §4.4.3: the Tie Breaker's M bit is 0.
+            m.avps.push(AvpEntry::optional(Avp::TieBreaker(tb)));
+        }
+        m.avps.extend(cx.config.sccrq_avps.iter().cloned());
+        m.avps.extend(self.sccrq_avps.iter().cloned());
+        self.send(cx, m);
+    }
+
+    /// SCCRP (RFC 2661 §6.2).
+    fn send_sccrp(&mut self, cx: &mut Cx<'_>) {
+        let mut m = self.start_avps(cx, ControlMessage::new(MessageType::Sccrp, self.peer_id, 0));
+        m.avps.extend(self.response_to_peer(cx, SCCRP_ID));
+        m.avps.extend(self.our_challenge(cx));
+        m.avps.extend(cx.config.sccrp_avps.iter().cloned());
+        self.send(cx, m);
+    }
+
+    /// SCCCN (RFC 2661 §6.3).
+    fn send_scccn(&mut self, cx: &mut Cx<'_>) {
+        let mut m = ControlMessage::new(MessageType::Scccn, self.peer_id, 0);
+        m.avps.extend(self.response_to_peer(cx, SCCCN_ID));
+        self.send(cx, m);
+    }
+
+    fn tunnel_open(&mut self, now: Instant, cx: &mut Cx<'_>) {
+        if !self.up {
+            self.up = true;
+            self.hello_deadline = self.hello_every.map(|i| now + i);
+            if let Some(peer) = self.peer.clone() {
+                cx.events.push_back(Event::TunnelUp {
+                    tunnel: self.handle,
+                    remote: self.remote,
+                    local_tunnel_id: self.local_id,
+                    peer,
+                });
+            }
+        }
+        let waiting: Vec<u64> = self
+            .sessions
+            .values()
+            .filter(|s| s.state == SessionState::WaitTunnel)
+            .map(|s| s.handle.id)
+            .collect();
+        for id in waiting {
+            self.session_apply(now, cx, id, SessionEvent::TunnelOpen, None);
+        }
+    }
+
+    fn clean_up(&mut self, now: Instant, cx: &mut Cx<'_>, reason: TunnelDownReason) {
+        if self.cleaned_up {
+            return;
+        }
+        self.cleaned_up = true;
+        self.hello_deadline = None;
+        // RFC 2661 §5.7: clearing the control connection clears every
+        // session in it; no CDN is needed.
+        let ids: Vec<u64> = self.sessions.keys().copied().collect();
+        for id in ids {
+            self.session_apply(now, cx, id, SessionEvent::TunnelDown, None);
+        }
+        cx.events.push_back(Event::TunnelDown {
+            tunnel: self.handle,
+            reason,
+            stats: self.stats(),
+        });
+        if self.stop_exchanged {
+            // RFC 2661 §5.7, §5.8: keep the state for a full retransmission
+            // cycle to retransmit our StopCCN or acknowledge theirs again.
+            self.hold_until = Some(now + self.channel.config().retransmission.full_cycle());
+        } else {
+            self.finished = true;
+        }
+    }
+
+    // --- sessions -------------------------------------------------------
+
+    fn new_session_handle(&self, cx: &mut Cx<'_>) -> SessionHandle {
+        let id = *cx.next_session;
+        *cx.next_session += 1;
+        SessionHandle {
+            tunnel: self.handle,
+            id,
+        }
+    }
+
+    fn insert_session(&mut self, s: Session) {
+        self.by_local_sid.insert(s.local_id, s.handle.id);
+        self.sessions.insert(s.handle.id, s);
+    }
+
+    /// A random, non-zero Session ID not in use in this tunnel (RFC 2661
+    /// §4.4.4 leaves the choice to us; random ids make stale messages from
+    /// an earlier session unlikely to hit a new one).
+    fn allocate_session_id(&self, cx: &mut Cx<'_>) -> Option<u16> {
+        for _ in 0..64 {
+            let id = (cx.rng.next_u32() & 0xffff) as u16;
+            if id != 0 && !self.by_local_sid.contains_key(&id) {
+                return Some(id);
+            }
+        }
+        (1..=u16::MAX).find(|id| !self.by_local_sid.contains_key(id))
+    }
+
+    fn on_session_message(
+        &mut self,
+        now: Instant,
+        cx: &mut Cx<'_>,
+        message_type: MessageType,
+        m: ControlMessage,
+    ) {
+        if self.state != TunnelState::Established {
+            // RFC 2661 §5.0: calls need an established control connection.
+            self.stats.session_messages_dropped += 1;
+            return;
+        }
+        match message_type {
+            MessageType::Icrq => return self.on_icrq(now, cx, &m),
+            MessageType::Ocrq => {
+                // We place no outgoing calls (RFC 2661 §7.5): refuse.
+                if let Some(peer_sid) = m.assigned_session_id().filter(|&s| s != 0) {
+                    let result = ResultCode::with_message(
+                        cdn::NO_FACILITIES_PERMANENT,
+                        "outgoing calls are not supported",
+                    );
+                    let local = self.allocate_session_id(cx).unwrap_or(0);
+                    let reply = session::cdn(self.peer_id, peer_sid, local, &result);
+                    self.send(cx, reply);
+                    self.stats.calls_rejected += 1;
+                }
+                return;
+            }
+            _ => {}
+        }
+        let key = if m.session_id != 0 {
+            self.by_local_sid.get(&m.session_id).copied()
+        } else {
+            // RFC 2661 §5.3: before the peer knows our Session ID it sends 0
+            // and its Assigned Session ID identifies the session.
+            m.assigned_session_id().and_then(|peer_sid| {
+                self.sessions
+                    .values()
+                    .find(|s| s.peer_id == peer_sid && peer_sid != 0)
+                    .map(|s| s.handle.id)
+            })
+        };
+        let Some(key) = key else {
+            self.stats.unknown_session += 1;
+            if message_type == MessageType::Icrp {
+                // RFC 2661 §7.4.2: an ICRP for no session is answered with a
+                // CDN so the peer does not wait for an ICCN forever.
+                if let Some(peer_sid) = m.assigned_session_id().filter(|&s| s != 0) {
+                    let result = ResultCode::with_error(
+                        cdn::GENERAL_ERROR,
+                        error::INVALID_SESSION_ID,
+                        "no such session",
+                    );
+                    let reply = session::cdn(self.peer_id, peer_sid, m.session_id, &result);
+                    self.send(cx, reply);
+                }
+            }
+            return;
+        };
+        if let Some(e) = m.unknown_mandatory() {
+            // RFC 2661 §4.1: an unknown M-bit AVP in a session message
+            // terminates the session.
+            let result = unknown_avp_result(cdn::GENERAL_ERROR, e);
+            let reason = SessionDownReason::ProtocolError(result.clone());
+            self.session_apply(
+                now,
+                cx,
+                key,
+                SessionEvent::LocalClose,
+                Some((result, reason)),
+            );
+            return;
+        }
+        match message_type {
+            MessageType::Icrp => self.on_icrp(now, cx, key, &m),
+            MessageType::Iccn => self.on_iccn(now, cx, key, &m),
+            MessageType::Cdn => {
+                let result = ResultCode::of(&m).unwrap_or_else(|| ResultCode::new(0));
+                let reason = SessionDownReason::CdnReceived(result.clone());
+                self.session_apply(now, cx, key, SessionEvent::Cdn, Some((result, reason)));
+            }
+            MessageType::Wen => {
+                self.stats.wan_error_notify += 1;
+                if let (Some(s), Some(errors)) = (self.sessions.get(&key), session::call_errors(&m))
+                {
+                    cx.events.push_back(Event::WanError {
+                        session: s.handle,
+                        errors,
+                    });
+                }
+            }
+            MessageType::Sli => {
+                self.stats.set_link_info += 1;
+                if let (Some(s), Some((send_accm, receive_accm))) =
+                    (self.sessions.get(&key), session::accm(&m))
+                {
+                    cx.events.push_back(Event::SetLinkInfo {
+                        session: s.handle,
+                        send_accm,
+                        receive_accm,
+                    });
+                }
+            }
+            // OCRP and OCCN: we never send OCRQ.
+            _ => {}
+        }
+    }
+
+    /// LNS: an incoming call (RFC 2661 §7.4.2).
+    fn on_icrq(&mut self, now: Instant, cx: &mut Cx<'_>, m: &ControlMessage) {
+        let Some(peer_sid) = m.assigned_session_id().filter(|&s| s != 0) else {
+            // Nothing to address a CDN to.
+            self.stats.session_messages_dropped += 1;
+            return;
+        };
+        let Some(local_id) = self.allocate_session_id(cx) else {
+            let result = ResultCode::with_error(
+                cdn::NO_FACILITIES_TEMPORARY,
+                error::INSUFFICIENT_RESOURCES,
+                "every session id is in use",
+            );
+            let reply = session::cdn(self.peer_id, peer_sid, 0, &result);
+            self.send(cx, reply);
+            self.stats.calls_rejected += 1;
+            return;
+        };
+        let handle = self.new_session_handle(cx);
+        let mut s = Session {
+            handle,
+            local_id,
+            peer_id: peer_sid,
+            side: CallSide::Lns,
+            state: SessionState::Idle,
+            call: CallParams::default(),
+            call_serial_number: 0,
+            info: Default::default(),
+            announced: false,
+        };
+        s.record_icrq(m);
+        let verdict = if let Some(e) = m.unknown_mandatory() {
+            Err(unknown_avp_result(cdn::GENERAL_ERROR, e))
+        } else if s.info.call_serial_number.is_none() {
+            Err(missing_avp(cdn::GENERAL_ERROR, "Call Serial Number"))
+        } else if !cx.config.accept_calls {
+            Err(ResultCode::with_message(
+                cdn::NO_FACILITIES_PERMANENT,
+                "this endpoint does not accept calls",
+            ))
+        } else {
+            Ok(())
+        };
+        self.insert_session(s);
+        match verdict {
+            Ok(()) => self.session_apply(now, cx, handle.id, SessionEvent::IcrqAcceptable, None),
+            Err(result) => {
+                self.stats.calls_rejected += 1;
+                let reason = SessionDownReason::ProtocolError(result.clone());
+                self.session_apply(
+                    now,
+                    cx,
+                    handle.id,
+                    SessionEvent::IcrqNotAcceptable,
+                    Some((result, reason)),
+                );
+            }
+        }
+    }
+
+    /// LAC: the LNS answered our ICRQ (RFC 2661 §7.4.1).
+    fn on_icrp(&mut self, now: Instant, cx: &mut Cx<'_>, key: u64, m: &ControlMessage) {
+        let Some(s) = self.sessions.get_mut(&key) else {
+            return;
+        };
+        match m.assigned_session_id().filter(|&id| id != 0) {
+            Some(peer_sid) => {
+                if s.state == SessionState::WaitReply {
+                    s.peer_id = peer_sid;
+                    s.info.avps = m.avps.clone();
+                }
+                self.session_apply(now, cx, key, SessionEvent::IcrpAcceptable, None);
+            }
+            None => {
+                let result = missing_avp(cdn::GENERAL_ERROR, "Assigned Session ID");
+                let reason = SessionDownReason::ProtocolError(result.clone());
+                self.session_apply(
+                    now,
+                    cx,
+                    key,
+                    SessionEvent::IcrpNotAcceptable,
+                    Some((result, reason)),
+                );
+            }
+        }
+    }
+
+    /// LNS: the LAC connected the call (RFC 2661 §7.4.2).
+    fn on_iccn(&mut self, now: Instant, cx: &mut Cx<'_>, key: u64, m: &ControlMessage) {
+        let Some(s) = self.sessions.get_mut(&key) else {
+            return;
+        };
+        let missing = if session::tx_connect_speed(m).is_none() {
+            Some("(Tx) Connect Speed")
+        } else if session::framing_type(m).is_none() {
+            Some("Framing Type")
+        } else {
+            None
+        };
+        match missing {
+            None => {
+                if s.state == SessionState::WaitConnect {
+                    s.record_iccn(m);
+                }
+                self.session_apply(now, cx, key, SessionEvent::IccnAcceptable, None);
+            }
+            Some(name) => {
+                let result = missing_avp(cdn::GENERAL_ERROR, name);
+                let reason = SessionDownReason::ProtocolError(result.clone());
+                self.session_apply(
+                    now,
+                    cx,
+                    key,
+                    SessionEvent::IccnNotAcceptable,
+                    Some((result, reason)),
+                );
+            }
+        }
+    }
+
+    /// Run a session table (RFC 2661 §7.4.1, §7.4.2) and act on it.
+    fn session_apply(
+        &mut self,
+        now: Instant,
+        cx: &mut Cx<'_>,
+        key: u64,
+        event: SessionEvent,
+        teardown: Option<(ResultCode, SessionDownReason)>,
+    ) {
+        let _ = now;
+        let Some(s) = self.sessions.get_mut(&key) else {
+            return;
+        };
+        let before = s.state;
+        let transition = session_transition(s.side, before, event);
+        s.state = transition.next;
+        let (result, reason) = teardown.unwrap_or_else(|| {
+            let result = ResultCode::with_error(
+                cdn::GENERAL_ERROR,
+                error::VENDOR_SPECIFIC,
+                format!("{event:?} in state {before:?}"),
+            );
+            (result.clone(), SessionDownReason::ProtocolError(result))
+        });
+        let peer_tunnel = self.peer_id;
+        for action in transition.actions {
+            let Some(s) = self.sessions.get_mut(&key) else {
+                return;
+            };
+            let message = match action {
+                // The tunnel exists already; its tunnel-open event follows.
+                SessionAction::OpenTunnel => None,
+                SessionAction::SendIcrq => Some(s.icrq(peer_tunnel)),
+                SessionAction::SendIcrp => Some(s.icrp(peer_tunnel)),
+                SessionAction::SendIccn => Some(s.iccn(peer_tunnel)),
+                SessionAction::SendCdn => Some(s.cdn(peer_tunnel, &result)),
+                SessionAction::Connected => {
+                    s.announced = true;
+                    cx.events.push_back(Event::SessionUp {
+                        session: s.handle,
+                        local_session_id: s.local_id,
+                        peer_session_id: s.peer_id,
+                        call: s.info.clone(),
+                    });
+                    None
+                }
+                SessionAction::CleanUp => {
+                    // The owner knows every LAC session (it opened it) and
+                    // every LNS session that came up.
+                    if s.side == CallSide::Lac || s.announced {
+                        cx.events.push_back(Event::SessionDown {
+                            session: s.handle,
+                            reason: reason.clone(),
+                        });
+                    }
+                    let local_id = s.local_id;
+                    self.by_local_sid.remove(&local_id);
+                    self.sessions.remove(&key);
+                    None
+                }
+            };
+            if let Some(m) = message {
+                self.send(cx, m);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn challenge_response_is_md5_of_id_secret_challenge() {
+        // MD5 of the bytes 02 "secret" 01 02 03 04, computed independently
+        // (python3 -c "import hashlib; print(hashlib.md5(b'\x02secret\x01\x02\x03\x04').hexdigest())").
+        let r = challenge_response(2, b"secret", &[1, 2, 3, 4]);
+        let hex: String = r.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(hex, EXPECTED_SCCRP_RESPONSE);
+        assert_ne!(r, challenge_response(3, b"secret", &[1, 2, 3, 4]));
+    }
+
+    const EXPECTED_SCCRP_RESPONSE: &str = "c94e899141855245ffc3314c4b258827";
+
+    #[test]
+    fn a_random_vector_precedes_the_first_hidden_avp() {
+        struct Counter(u8);
+        impl RngCore for Counter {
+            fn next_u32(&mut self) -> u32 {
+                u32::from(self.next_byte())
+            }
+            fn next_u64(&mut self) -> u64 {
+                u64::from(self.next_byte())
+            }
+            fn fill_bytes(&mut self, dest: &mut [u8]) {
+                dest.iter_mut().for_each(|b| *b = self.next_byte());
+            }
+            fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand_core::Error> {
+                self.fill_bytes(dest);
+                Ok(())
+            }
+        }
+        impl Counter {
+            fn next_byte(&mut self) -> u8 {
+                self.0 = self.0.wrapping_add(1);
+                self.0
+            }
+        }
+        let mut m = ControlMessage::new(MessageType::Iccn, 1, 2)
+            .with(AvpEntry::mandatory(Avp::TxConnectSpeed(1)))
+            .with(AvpEntry::mandatory(Avp::ProxyAuthenName(b"user".to_vec())).hide());
+        add_random_vector(&mut m, &mut Counter(0));
+        assert!(matches!(m.avps[1].avp, Avp::RandomVector(ref v) if v.len() == RANDOM_VECTOR_LEN));
+        assert!(m.avps[2].hidden);
+        // Already covered: nothing added.
+        let before = m.avps.len();
+        add_random_vector(&mut m, &mut Counter(0));
+        assert_eq!(m.avps.len(), before);
+    }
+}
