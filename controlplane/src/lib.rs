@@ -8,4 +8,5 @@
 
 pub mod driver;
 pub mod l2tp;
+pub mod sim;
 pub mod time;
