@@ -950,7 +950,11 @@ impl Tunnel {
         // session in it; no CDN is needed.
         let ids: Vec<u64> = self.sessions.keys().copied().collect();
         for id in ids {
-            self.session_apply(now, cx, id, SessionEvent::TunnelDown, None);
+            let teardown = (
+                ResultCode::new(cdn::GENERAL_ERROR),
+                SessionDownReason::TunnelDown,
+            );
+            self.session_apply(now, cx, id, SessionEvent::TunnelDown, Some(teardown));
         }
         cx.events.push_back(Event::TunnelDown {
             tunnel: self.handle,

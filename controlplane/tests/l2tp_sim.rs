@@ -1,0 +1,1114 @@
+//! L2TP control connection scenarios on the simulated network: a LAC and an
+//! LNS (both `l2tp::Endpoint`s) bring tunnels and sessions up over clean and
+//! hostile links, authenticate, tear down, lose each other, and the counters
+//! are checked against what the link did.
+
+// Test code throughout (helpers included), so the workspace's test
+// allowances for unwrap/expect/panic apply to the whole file.
+#![cfg(test)]
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::time::Duration;
+
+use controlplane::l2tp::codes::{cdn, error, stop_ccn};
+use controlplane::l2tp::{
+    CallParams, Config, Endpoint, Event, ResultCode, Retransmission, SessionDownReason,
+    SessionHandle, TunnelDownReason, TunnelHandle, TunnelState,
+};
+use controlplane::sim::{Fate, LinkConditions, NodeId, Sim, TraceRecord};
+use controlplane::time::Instant;
+use dataplane::wire::control::{Avp, AvpEntry, Context, ControlMessage, MessageType};
+use rand_chacha::ChaCha8Rng;
+use rand_core::SeedableRng;
+
+const LAC: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 1701);
+const LNS: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 1701);
+
+fn rng(seed: u64) -> Box<ChaCha8Rng> {
+    Box::new(ChaCha8Rng::seed_from_u64(seed))
+}
+
+struct Lab {
+    sim: Sim<Endpoint>,
+    lac: NodeId,
+    lns: NodeId,
+}
+
+impl Lab {
+    fn new(seed: u64, lac: Config, lns: Config, link: LinkConditions) -> Lab {
+        let mut sim = Sim::new(rng(seed), link);
+        let lac = sim.add_node(LAC, Endpoint::new(lac, rng(seed + 1)).unwrap());
+        let lns = sim.add_node(LNS, Endpoint::new(lns, rng(seed + 2)).unwrap());
+        Lab { sim, lac, lns }
+    }
+
+    fn clean(lac: Config, lns: Config) -> Lab {
+        Lab::new(1, lac, lns, LinkConditions::delay(Duration::from_millis(5)))
+    }
+
+    fn now(&self) -> Instant {
+        self.sim.now()
+    }
+
+    fn lac(&mut self) -> &mut Endpoint {
+        self.sim.node_mut(self.lac)
+    }
+
+    fn lns(&mut self) -> &mut Endpoint {
+        self.sim.node_mut(self.lns)
+    }
+
+    fn events(&self, node: NodeId) -> impl Iterator<Item = &Event> + '_ {
+        self.sim.events(node).iter().map(|(_, e)| e)
+    }
+
+    fn count(&self, node: NodeId, f: impl Fn(&Event) -> bool) -> usize {
+        self.events(node).filter(|e| f(e)).count()
+    }
+
+    /// Run until `f` holds or `limit` of simulated time passes.
+    #[track_caller]
+    fn run_until(&mut self, limit: Duration, f: impl Fn(&Lab) -> bool) -> bool {
+        let deadline = self.now() + limit;
+        loop {
+            if f(self) {
+                return true;
+            }
+            if !self.sim.step(deadline) {
+                return f(self);
+            }
+        }
+    }
+
+    #[track_caller]
+    fn run_for(&mut self, d: Duration) {
+        self.sim.run_for(d).unwrap();
+    }
+
+    /// The LNS's handle of its (only) tunnel, from its TunnelUp.
+    fn lns_tunnel(&self) -> TunnelHandle {
+        self.events(self.lns)
+            .find_map(|e| match e {
+                Event::TunnelUp { tunnel, .. } => Some(*tunnel),
+                _ => None,
+            })
+            .expect("the LNS has a tunnel")
+    }
+
+    /// Connect the LAC, open `n` sessions, run until all are up.
+    #[track_caller]
+    fn bring_up(&mut self, n: usize, limit: Duration) -> (TunnelHandle, Vec<SessionHandle>) {
+        let now = self.now();
+        let tunnel = self.lac().connect(now, LNS).unwrap();
+        let sessions: Vec<_> = (0..n)
+            .map(|_| {
+                self.lac()
+                    .open_session(now, tunnel, CallParams::default())
+                    .unwrap()
+            })
+            .collect();
+        let lac = self.lac;
+        let lns = self.lns;
+        let up = self.run_until(limit, |lab| {
+            lab.count(lac, |e| matches!(e, Event::SessionUp { .. })) == n
+                && lab.count(lns, |e| matches!(e, Event::SessionUp { .. })) == n
+                && lab.count(lns, |e| matches!(e, Event::TunnelUp { .. })) == 1
+        });
+        assert!(up, "tunnel and {n} sessions up within {limit:?}");
+        (tunnel, sessions)
+    }
+}
+
+fn is_tunnel_down(e: &Event) -> bool {
+    matches!(e, Event::TunnelDown { .. })
+}
+
+fn tunnel_down_reason(lab: &Lab, node: NodeId) -> Option<(Instant, TunnelDownReason)> {
+    lab.sim.events(node).iter().find_map(|(at, e)| match e {
+        Event::TunnelDown { reason, .. } => Some((*at, reason.clone())),
+        _ => None,
+    })
+}
+
+/// Timers fast enough that a lossy scenario takes seconds of simulated time.
+fn fast(mut c: Config) -> Config {
+    c.retransmission = Retransmission {
+        initial: Duration::from_millis(200),
+        cap: Duration::from_millis(800),
+        max_retries: 12,
+    };
+    c.ack_delay = Duration::from_millis(20);
+    c
+}
+
+fn parse(record: &TraceRecord, secret: Option<&[u8]>) -> Option<ControlMessage> {
+    let ctx = Context {
+        secret,
+        ha_vendor_id: 43,
+    };
+    ControlMessage::parse(&record.payload, &ctx).ok()
+}
+
+#[test]
+fn a_tunnel_and_sessions_come_up_over_a_clean_link() {
+    let mut lab = Lab::clean(Config::lac("lac.example"), Config::lns("lns.example"));
+    let (tunnel, sessions) = lab.bring_up(8, Duration::from_secs(5));
+
+    // The LAC saw the LNS's SCCRP, the LNS the LAC's SCCRQ.
+    let lac_up = lab
+        .events(lab.lac)
+        .find_map(|e| match e {
+            Event::TunnelUp {
+                tunnel: t,
+                peer,
+                local_tunnel_id,
+                ..
+            } => Some((*t, peer.clone(), *local_tunnel_id)),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(lac_up.0, tunnel);
+    assert_eq!(lac_up.1.host_name, "lns.example");
+    assert_eq!(lac_up.1.receive_window, 16);
+    let lns_up = lab
+        .events(lab.lns)
+        .find_map(|e| match e {
+            Event::TunnelUp {
+                peer,
+                local_tunnel_id,
+                remote,
+                ..
+            } => Some((peer.clone(), *local_tunnel_id, *remote)),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(lns_up.0.host_name, "lac.example");
+    assert_eq!(lns_up.2, LAC);
+    // Each side's Tunnel ID is what the other calls the peer's.
+    assert_eq!(lac_up.1.tunnel_id, lns_up.1);
+    assert_eq!(lns_up.0.tunnel_id, lac_up.2);
+
+    // Session ids pair up the same way.
+    let lac_ids: BTreeSet<(u16, u16)> = lab
+        .events(lab.lac)
+        .filter_map(|e| match e {
+            Event::SessionUp {
+                local_session_id,
+                peer_session_id,
+                ..
+            } => Some((*local_session_id, *peer_session_id)),
+            _ => None,
+        })
+        .collect();
+    let lns_ids: BTreeSet<(u16, u16)> = lab
+        .events(lab.lns)
+        .filter_map(|e| match e {
+            Event::SessionUp {
+                local_session_id,
+                peer_session_id,
+                call,
+                ..
+            } => {
+                assert_eq!(call.framing_type, Some(1));
+                assert_eq!(call.tx_connect_speed, Some(100_000_000));
+                assert!(call.call_serial_number.is_some());
+                Some((*peer_session_id, *local_session_id))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(lac_ids.len(), 8);
+    assert_eq!(lac_ids, lns_ids);
+
+    // Nothing was lost, so nothing was retransmitted or duplicated.
+    lab.run_for(Duration::from_secs(1));
+    let lac_stats = lab.sim.node(lab.lac).tunnel_stats(tunnel).unwrap().control;
+    let lns_stats = lab
+        .sim
+        .node(lab.lns)
+        .tunnel_stats(lab.lns_tunnel())
+        .unwrap()
+        .control;
+    for s in [lac_stats, lns_stats] {
+        assert_eq!(
+            (s.retransmitted, s.duplicates, s.out_of_order_held),
+            (0, 0, 0)
+        );
+        assert_eq!(s.acked, s.sent);
+    }
+    // SCCRQ, SCCCN, 8 × (ICRQ, ICCN) from the LAC; SCCRP, 8 × ICRP from the LNS.
+    assert_eq!(lac_stats.sent, 2 + 16);
+    assert_eq!(lns_stats.sent, 1 + 8);
+    assert_eq!(lns_stats.received, lac_stats.sent);
+
+    // Data both ways: the LNS's first LCP Configure-Request reaches the LAC.
+    let lcp = [0xff, 0x03, 0xc0, 0x21, 0x01, 0x01, 0x00, 0x04];
+    let lns_session = lab
+        .events(lab.lns)
+        .find_map(|e| match e {
+            Event::SessionUp { session, .. } => Some(*session),
+            _ => None,
+        })
+        .unwrap();
+    let t = lab.lns().send_data(lns_session, &lcp).unwrap();
+    lab.sim.inject(LNS, t.remote, t.payload);
+    let t = lab.lac().send_data(sessions[0], b"upstream").unwrap();
+    lab.sim.inject(LAC, t.remote, t.payload);
+    lab.run_for(Duration::from_millis(50));
+    let lac_data: Vec<_> = lab
+        .events(lab.lac)
+        .filter_map(|e| match e {
+            Event::Data { session, payload } => Some((*session, payload.clone())),
+            _ => None,
+        })
+        .collect();
+    let lns_data: Vec<_> = lab
+        .events(lab.lns)
+        .filter_map(|e| match e {
+            Event::Data { payload, .. } => Some(payload.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(lns_data, [b"upstream".to_vec()]);
+    assert_eq!(lac_data.len(), 1);
+    assert_eq!(lac_data[0].1, lcp);
+    assert!(sessions.contains(&lac_data[0].0));
+}
+
+/// Per direction, what the trace says happened to the control messages.
+#[derive(Debug, Default)]
+struct Flow {
+    /// Ns of every non-ZLB control datagram sent, in order.
+    sent: Vec<u16>,
+    zlb_sent: u64,
+    /// Ns of every non-ZLB control copy delivered, in order.
+    delivered: Vec<u16>,
+    zlb_delivered: u64,
+    /// Ns whose first transmission was lost.
+    first_lost: BTreeSet<u16>,
+    /// Non-ZLB datagrams the link duplicated.
+    duplicated: u64,
+}
+
+fn flows(trace: &[TraceRecord]) -> HashMap<(SocketAddrV4, SocketAddrV4), Flow> {
+    let mut flows: HashMap<(SocketAddrV4, SocketAddrV4), Flow> = HashMap::new();
+    for r in trace {
+        let Some(m) = parse(r, None) else {
+            continue;
+        };
+        let f = flows.entry((r.from, r.to)).or_default();
+        match (r.fate, m.is_zlb()) {
+            (Fate::Sent, true) => f.zlb_sent += 1,
+            (Fate::Sent, false) => f.sent.push(m.ns),
+            (Fate::Delivered, true) => f.zlb_delivered += 1,
+            (Fate::Delivered, false) => f.delivered.push(m.ns),
+            // The first transmission of this Ns was lost.
+            (Fate::Lost, false) if f.sent.iter().filter(|&&ns| ns == m.ns).count() == 1 => {
+                f.first_lost.insert(m.ns);
+            }
+            (Fate::Duplicated, false) => f.duplicated += 1,
+            _ => {}
+        }
+    }
+    flows
+}
+
+/// How many distinct Ns arrived while an earlier one was still missing (the
+/// receiver must hold them), Ns counted from 0 without wrapping.
+fn held(arrivals: &[u16]) -> u64 {
+    let mut arrived = BTreeSet::new();
+    let mut next = 0u16;
+    let mut held = 0;
+    for &ns in arrivals {
+        if !arrived.insert(ns) {
+            continue;
+        }
+        if ns != next {
+            if ns > next {
+                held += 1;
+            }
+            continue;
+        }
+        while arrived.contains(&next) {
+            next += 1;
+        }
+    }
+    held
+}
+
+#[test]
+fn a_lossy_duplicating_reordering_link_still_brings_everything_up_and_the_counters_match_it() {
+    for seed in [11, 22, 33, 44] {
+        let link = LinkConditions {
+            delay: Duration::from_millis(10),
+            jitter: Duration::from_millis(10),
+            loss: 0.2,
+            duplicate: 0.1,
+            reorder: 0.15,
+            reorder_delay: Duration::from_millis(60),
+        };
+        let mut lac = fast(Config::lac("lac"));
+        let mut lns = fast(Config::lns("lns"));
+        lac.hello_interval = None;
+        lns.hello_interval = None;
+        let mut lab = Lab::new(seed, lac, lns, link);
+        lab.sim.record_trace(true);
+        let (tunnel, _) = lab.bring_up(20, Duration::from_secs(60));
+        // Let every retransmission and acknowledgement settle: with Hellos
+        // off, the endpoints go quiet once everything is acknowledged.
+        lab.run_for(Duration::from_secs(60));
+        assert_eq!(lab.sim.next_wakeup(), None, "seed {seed}: quiet at the end");
+
+        let link = *lab.sim.stats();
+        assert!(
+            link.lost > 0 && link.duplicated > 0 && link.reordered > 0,
+            "{link:?}"
+        );
+        assert_eq!(
+            link.delivered,
+            link.sent - link.lost - link.partitioned + link.duplicated - link.undeliverable
+        );
+
+        let flows = flows(lab.sim.trace());
+        let lac_stats = lab.sim.node(lab.lac).tunnel_stats(tunnel).unwrap().control;
+        let lns_stats = lab
+            .sim
+            .node(lab.lns)
+            .tunnel_stats(lab.lns_tunnel())
+            .unwrap()
+            .control;
+        for ((from, to), tx, rx) in [
+            ((LAC, LNS), lac_stats, lns_stats),
+            ((LNS, LAC), lns_stats, lac_stats),
+        ] {
+            let f = &flows[&(from, to)];
+            let distinct_sent: BTreeSet<u16> = f.sent.iter().copied().collect();
+            let distinct_delivered: BTreeSet<u16> = f.delivered.iter().copied().collect();
+            let ctx = format!("seed {seed} {from}->{to}: {f:?}\n tx {tx:?}\n rx {rx:?}");
+            // The sender's counters are exactly what went on the wire.
+            assert_eq!(tx.sent, distinct_sent.len() as u64, "{ctx}");
+            assert_eq!(
+                tx.retransmitted,
+                (f.sent.len() - distinct_sent.len()) as u64,
+                "{ctx}"
+            );
+            assert_eq!(tx.zlb_sent, f.zlb_sent, "{ctx}");
+            // Every message whose first copy was lost was retransmitted.
+            assert!(tx.retransmitted >= f.first_lost.len() as u64, "{ctx}");
+            // Everything was delivered once, and acknowledged.
+            assert_eq!(distinct_delivered, distinct_sent, "{ctx}");
+            assert_eq!(tx.acked, tx.sent, "{ctx}");
+            // The receiver's counters are exactly what arrived.
+            assert_eq!(rx.received, f.delivered.len() as u64, "{ctx}");
+            assert_eq!(rx.zlb_received, f.zlb_delivered, "{ctx}");
+            assert_eq!(rx.delivered, distinct_delivered.len() as u64, "{ctx}");
+            assert_eq!(
+                rx.duplicates,
+                (f.delivered.len() - distinct_delivered.len()) as u64,
+                "{ctx}"
+            );
+            assert_eq!(rx.out_of_order_held, held(&f.delivered), "{ctx}");
+            // The sender never overruns the receiver's window.
+            assert_eq!(rx.out_of_window_dropped, 0, "{ctx}");
+            // Each duplicated datagram arrives twice: one copy at least is a
+            // duplicate.
+            assert!(rx.duplicates >= f.duplicated, "{ctx}");
+            assert_eq!(rx.invalid_nr, 0, "{ctx}");
+        }
+        // The link's damage showed: retransmissions, duplicates, reordering.
+        assert!(lac_stats.retransmitted + lns_stats.retransmitted > 0);
+        assert!(lac_stats.duplicates + lns_stats.duplicates > 0);
+        assert!(lac_stats.out_of_order_held + lns_stats.out_of_order_held > 0);
+        // A retransmitted SCCRQ never makes a second tunnel.
+        assert_eq!(lab.sim.node(lab.lns).stats().tunnels_accepted, 1);
+        assert_eq!(lab.sim.node(lab.lns).tunnel_count(), 1);
+    }
+}
+
+#[test]
+fn a_retransmitted_sccrq_does_not_create_a_second_tunnel() {
+    let mut lab = Lab::clean(fast(Config::lac("lac")), fast(Config::lns("lns")));
+    // The LNS's answers are lost for a while: the LAC retransmits its SCCRQ.
+    lab.sim.set_link(
+        LNS,
+        LAC,
+        LinkConditions {
+            loss: 1.0,
+            ..LinkConditions::default()
+        },
+    );
+    let now = lab.now();
+    let tunnel = lab.lac().connect(now, LNS).unwrap();
+    lab.run_for(Duration::from_millis(700));
+    lab.sim.set_link(LNS, LAC, LinkConditions::default());
+    let lac = lab.lac;
+    assert!(lab.run_until(Duration::from_secs(5), |lab| {
+        lab.count(lac, |e| matches!(e, Event::TunnelUp { .. })) == 1
+    }));
+    let lac_stats = lab.sim.node(lab.lac).tunnel_stats(tunnel).unwrap();
+    assert!(lac_stats.control.retransmitted >= 2);
+    let lns = lab.sim.node(lab.lns);
+    assert_eq!(lns.stats().tunnels_accepted, 1);
+    assert_eq!(lns.tunnel_count(), 1);
+    let lns_tunnel = lns.tunnels().next().unwrap();
+    assert!(lns.tunnel_stats(lns_tunnel).unwrap().control.duplicates >= 2);
+}
+
+fn with_secret(mut c: Config, secret: &[u8], require: bool) -> Config {
+    c.secret = Some(secret.to_vec());
+    c.require_authentication = require;
+    c
+}
+
+#[test]
+fn tunnel_authentication_succeeds_both_ways_with_the_same_secret() {
+    let mut lab = Lab::clean(
+        with_secret(Config::lac("lac"), b"s3cret", true),
+        with_secret(Config::lns("lns"), b"s3cret", true),
+    );
+    lab.sim.record_trace(true);
+    lab.bring_up(1, Duration::from_secs(5));
+    assert_eq!(lab.count(lab.lac, is_tunnel_down), 0);
+    assert_eq!(lab.count(lab.lns, is_tunnel_down), 0);
+    // Both challenged (SCCRQ, SCCRP) and both answered (SCCRP, SCCCN).
+    let mut seen = Vec::new();
+    for r in lab.sim.trace().iter().filter(|r| r.fate == Fate::Sent) {
+        let Some(m) = parse(r, Some(b"s3cret")) else {
+            continue;
+        };
+        if let Some(t) = m.message_type {
+            seen.push((t, m.challenge().is_some(), m.challenge_response().is_some()));
+        }
+    }
+    let start: Vec<_> = seen
+        .into_iter()
+        .filter(|(t, ..)| {
+            matches!(
+                t,
+                MessageType::Sccrq | MessageType::Sccrp | MessageType::Scccn
+            )
+        })
+        .collect();
+    assert_eq!(
+        start,
+        [
+            (MessageType::Sccrq, true, false),
+            (MessageType::Sccrp, true, true),
+            (MessageType::Scccn, false, true),
+        ]
+    );
+}
+
+#[test]
+fn tunnel_authentication_fails_when_the_lac_answers_wrong() {
+    // The LNS challenges (in its SCCRP); the LAC's SCCCN answer is wrong.
+    let mut lab = Lab::clean(
+        with_secret(Config::lac("lac"), b"wrong", false),
+        with_secret(Config::lns("lns"), b"right", true),
+    );
+    let now = lab.now();
+    lab.lac().connect(now, LNS).unwrap();
+    lab.run_for(Duration::from_secs(2));
+    let (_, lns_reason) = tunnel_down_reason(&lab, lab.lns).expect("LNS tunnel down");
+    match lns_reason {
+        TunnelDownReason::AuthenticationFailed(r) => assert_eq!(r.result, stop_ccn::NOT_AUTHORIZED),
+        other => panic!("LNS: {other:?}"),
+    }
+    let (_, lac_reason) = tunnel_down_reason(&lab, lab.lac).expect("LAC tunnel down");
+    match lac_reason {
+        TunnelDownReason::StopCcnReceived(r) => assert_eq!(r.result, stop_ccn::NOT_AUTHORIZED),
+        other => panic!("LAC: {other:?}"),
+    }
+    // The LAC thought it was up for a moment (it sent SCCCN); the LNS never.
+    assert_eq!(
+        lab.count(lab.lns, |e| matches!(e, Event::TunnelUp { .. })),
+        0
+    );
+}
+
+#[test]
+fn tunnel_authentication_fails_when_the_lns_answers_wrong() {
+    // The LAC challenges (in its SCCRQ); the LNS's SCCRP answer is wrong.
+    let mut lab = Lab::clean(
+        with_secret(Config::lac("lac"), b"right", true),
+        with_secret(Config::lns("lns"), b"wrong", false),
+    );
+    let now = lab.now();
+    lab.lac().connect(now, LNS).unwrap();
+    lab.run_for(Duration::from_secs(2));
+    let (_, lac_reason) = tunnel_down_reason(&lab, lab.lac).expect("LAC tunnel down");
+    assert!(
+        matches!(lac_reason, TunnelDownReason::AuthenticationFailed(ref r) if r.result == 4),
+        "{lac_reason:?}"
+    );
+    let (_, lns_reason) = tunnel_down_reason(&lab, lab.lns).expect("LNS tunnel down");
+    assert!(
+        matches!(lns_reason, TunnelDownReason::StopCcnReceived(ref r) if r.result == 4),
+        "{lns_reason:?}"
+    );
+    assert_eq!(
+        lab.count(lab.lac, |e| matches!(e, Event::TunnelUp { .. })),
+        0
+    );
+}
+
+#[test]
+fn a_challenge_without_a_secret_is_refused() {
+    let mut lab = Lab::clean(
+        with_secret(Config::lac("lac"), b"secret", true),
+        Config::lns("lns"),
+    );
+    let now = lab.now();
+    lab.lac().connect(now, LNS).unwrap();
+    lab.run_for(Duration::from_secs(2));
+    let (_, lns_reason) = tunnel_down_reason(&lab, lab.lns).expect("LNS refused");
+    assert!(matches!(
+        lns_reason,
+        TunnelDownReason::AuthenticationFailed(_)
+    ));
+    let (_, lac_reason) = tunnel_down_reason(&lab, lab.lac).expect("LAC told");
+    assert!(matches!(lac_reason, TunnelDownReason::StopCcnReceived(ref r) if r.result == 4));
+}
+
+#[test]
+fn stop_ccn_tears_down_both_sides_cleanly_and_state_is_held_for_a_full_retransmission_cycle() {
+    let mut lab = Lab::clean(Config::lac("lac"), Config::lns("lns"));
+    let (tunnel, sessions) = lab.bring_up(3, Duration::from_secs(5));
+    let closed_at = lab.now();
+    let result = ResultCode::with_error(stop_ccn::GENERAL_REQUEST, error::NONE, "maintenance");
+    lab.lac()
+        .close_tunnel(closed_at, tunnel, result.clone())
+        .unwrap();
+    lab.run_for(Duration::from_secs(1));
+
+    // The LAC: its sessions went down, then the tunnel, at once.
+    let lac_down: Vec<_> = lab
+        .sim
+        .events(lab.lac)
+        .iter()
+        .filter(|(_, e)| matches!(e, Event::SessionDown { .. } | Event::TunnelDown { .. }))
+        .collect();
+    assert_eq!(lac_down.len(), 4);
+    for (at, e) in &lac_down[..3] {
+        assert_eq!(*at, closed_at);
+        assert!(
+            matches!(e, Event::SessionDown { reason: SessionDownReason::TunnelDown, session } if sessions.contains(session))
+        );
+    }
+    assert!(
+        matches!(&lac_down[3].1, Event::TunnelDown { reason: TunnelDownReason::Closed(r), .. } if *r == result)
+    );
+    // The LNS: StopCCN received 5 ms later, with the result the LAC sent.
+    let (lns_at, lns_reason) = tunnel_down_reason(&lab, lab.lns).unwrap();
+    assert_eq!(lns_at, closed_at + Duration::from_millis(5));
+    assert_eq!(lns_reason, TunnelDownReason::StopCcnReceived(result));
+    assert_eq!(
+        lab.count(lab.lns, |e| matches!(
+            e,
+            Event::SessionDown {
+                reason: SessionDownReason::TunnelDown,
+                ..
+            }
+        )),
+        3
+    );
+
+    // Both keep the tunnel for the full retransmission cycle (31 s by
+    // default, RFC 2661 §5.7), still answering, then free it.
+    let cycle = Retransmission::default().full_cycle();
+    assert_eq!(cycle, Duration::from_secs(31));
+    let lac_free = closed_at + cycle;
+    let lns_free = lns_at + cycle;
+    let before = (lac_free - lab.now()) - Duration::from_millis(1);
+    lab.run_for(before);
+    assert_eq!(lab.sim.node(lab.lac).tunnel_count(), 1);
+    assert_eq!(
+        lab.sim.node(lab.lac).tunnel_state(tunnel),
+        Some(TunnelState::Idle)
+    );
+    assert_eq!(lab.sim.node(lab.lns).tunnel_count(), 1);
+    lab.run_for(Duration::from_millis(2));
+    assert_eq!(lab.sim.node(lab.lac).tunnel_count(), 0);
+    assert_eq!(lab.sim.node(lab.lns).tunnel_count(), 1);
+    lab.run_for(lns_free - lab.now() + Duration::from_millis(1));
+    assert_eq!(lab.sim.node(lab.lns).tunnel_count(), 0);
+    // The StopCCN was acknowledged once, not retransmitted.
+    assert_eq!(lab.sim.next_wakeup(), None);
+    // Each side reported the tunnel down exactly once.
+    assert_eq!(lab.count(lab.lac, is_tunnel_down), 1);
+    assert_eq!(lab.count(lab.lns, is_tunnel_down), 1);
+}
+
+#[test]
+fn a_lost_stop_ccn_is_retransmitted_within_the_hold_period() {
+    let mut lab = Lab::clean(fast(Config::lac("lac")), fast(Config::lns("lns")));
+    let (tunnel, _) = lab.bring_up(1, Duration::from_secs(5));
+    // The first StopCCN is lost.
+    lab.sim.set_link(
+        LAC,
+        LNS,
+        LinkConditions {
+            loss: 1.0,
+            ..LinkConditions::default()
+        },
+    );
+    let now = lab.now();
+    lab.lac()
+        .close_tunnel(now, tunnel, ResultCode::new(stop_ccn::GENERAL_REQUEST))
+        .unwrap();
+    lab.run_for(Duration::from_millis(100));
+    lab.sim
+        .set_link(LAC, LNS, LinkConditions::delay(Duration::from_millis(5)));
+    lab.run_for(Duration::from_secs(1));
+    assert!(matches!(
+        tunnel_down_reason(&lab, lab.lns),
+        Some((_, TunnelDownReason::StopCcnReceived(_)))
+    ));
+    let stats = lab.sim.node(lab.lac).tunnel_stats(tunnel).unwrap().control;
+    assert_eq!(stats.retransmitted, 1);
+    assert_eq!(stats.acked, stats.sent);
+}
+
+#[test]
+fn retries_exhausted_when_the_link_partitions_at_the_time_the_backoff_gives() {
+    let retransmission = Retransmission {
+        initial: Duration::from_millis(100),
+        cap: Duration::from_millis(400),
+        max_retries: 3,
+    };
+    let hello = Duration::from_secs(1);
+    let config = |c: Config| Config {
+        retransmission,
+        ack_delay: Duration::from_millis(10),
+        hello_interval: Some(hello),
+        ..c
+    };
+    let mut lab = Lab::clean(config(Config::lac("lac")), config(Config::lns("lns")));
+    lab.sim.record_trace(true);
+    let (tunnel, sessions) = lab.bring_up(2, Duration::from_secs(5));
+    // Let the setup settle, then cut the link before anyone says Hello.
+    lab.run_for(Duration::from_millis(300));
+    lab.sim.partition(LAC, LNS);
+    let last_heard = |lab: &Lab, node: SocketAddrV4| {
+        lab.sim
+            .trace()
+            .iter()
+            .filter(|r| r.fate == Fate::Delivered && r.to == node)
+            .map(|r| r.at)
+            .max()
+            .unwrap()
+    };
+    let lac_heard = last_heard(&lab, LAC);
+    let lns_heard = last_heard(&lab, LNS);
+    lab.run_for(Duration::from_secs(5));
+
+    // A Hello after `hello` of silence, retransmitted after 100, 200 and
+    // 400 ms, given up 400 ms after the last: 1.1 s after the Hello.
+    let cycle = retransmission.full_cycle();
+    assert_eq!(cycle, Duration::from_millis(1100));
+    for (node, heard) in [(lab.lac, lac_heard), (lab.lns, lns_heard)] {
+        let (at, reason) = tunnel_down_reason(&lab, node).expect("tunnel down");
+        assert_eq!(reason, TunnelDownReason::RetriesExhausted);
+        assert_eq!(at, heard + hello + cycle, "node {node:?}");
+        let stats = lab
+            .sim
+            .events(node)
+            .iter()
+            .find_map(|(_, e)| match e {
+                Event::TunnelDown { stats, .. } => Some(*stats),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(stats.hellos_sent, 1);
+        assert_eq!(stats.control.retransmitted, 3);
+        // Every session went down with the tunnel, at the same moment.
+        let downs: Vec<_> = lab
+            .sim
+            .events(node)
+            .iter()
+            .filter(|(_, e)| {
+                matches!(
+                    e,
+                    Event::SessionDown {
+                        reason: SessionDownReason::TunnelDown,
+                        ..
+                    }
+                )
+            })
+            .map(|(t, _)| *t)
+            .collect();
+        assert_eq!(downs, [at, at]);
+    }
+    let _ = (tunnel, sessions);
+    // No hold period without a StopCCN: both are freed at once.
+    assert_eq!(lab.sim.node(lab.lac).tunnel_count(), 0);
+    assert_eq!(lab.sim.node(lab.lns).tunnel_count(), 0);
+}
+
+#[test]
+fn a_hello_goes_out_after_the_idle_interval_and_is_acknowledged() {
+    let hello = Duration::from_secs(2);
+    let config = |c: Config| Config {
+        hello_interval: Some(hello),
+        ..c
+    };
+    let mut lab = Lab::clean(config(Config::lac("lac")), config(Config::lns("lns")));
+    lab.sim.record_trace(true);
+    let (tunnel, _) = lab.bring_up(1, Duration::from_secs(5));
+    lab.run_for(Duration::from_secs(10));
+    let trace = lab.sim.trace();
+    let first_hello = trace
+        .iter()
+        .find(|r| {
+            r.fate == Fate::Sent
+                && parse(r, None).is_some_and(|m| m.message_type == Some(MessageType::Hello))
+        })
+        .expect("a Hello");
+    // It went out exactly `hello` after its sender last heard anything.
+    let heard = trace
+        .iter()
+        .filter(|r| r.fate == Fate::Delivered && r.to == first_hello.from && r.at < first_hello.at)
+        .map(|r| r.at)
+        .max()
+        .unwrap();
+    assert_eq!(first_hello.at, heard + hello);
+    // Hellos keep the tunnel up, and every one is acknowledged.
+    assert_eq!(lab.count(lab.lac, is_tunnel_down), 0);
+    let lac = lab.sim.node(lab.lac).tunnel_stats(tunnel).unwrap();
+    let lns = lab
+        .sim
+        .node(lab.lns)
+        .tunnel_stats(lab.lns_tunnel())
+        .unwrap();
+    assert!(lac.hellos_sent + lns.hellos_sent >= 4, "{lac:?} {lns:?}");
+    assert_eq!(lac.control.retransmitted + lns.control.retransmitted, 0);
+    // Whatever is unacknowledged at the cut-off is the last Hello in flight.
+    for s in [lac.control, lns.control] {
+        assert!(s.sent - s.acked <= 1, "{s:?}");
+    }
+}
+
+fn unknown_avp(mandatory: bool) -> AvpEntry {
+    let avp = Avp::Unknown {
+        vendor_id: 0,
+        attribute: 200,
+        value: b"??".to_vec(),
+    };
+    if mandatory {
+        AvpEntry::mandatory(avp)
+    } else {
+        AvpEntry::optional(avp)
+    }
+}
+
+#[test]
+fn an_unknown_mandatory_avp_in_an_icrq_is_answered_with_a_cdn() {
+    let mut lab = Lab::clean(Config::lac("lac"), Config::lns("lns"));
+    let (tunnel, _) = lab.bring_up(0, Duration::from_secs(5));
+    let now = lab.now();
+    let call = CallParams {
+        icrq_avps: vec![unknown_avp(true)],
+        ..CallParams::default()
+    };
+    let session = lab.lac().open_session(now, tunnel, call).unwrap();
+    lab.run_for(Duration::from_secs(1));
+    let reason = lab
+        .events(lab.lac)
+        .find_map(|e| match e {
+            Event::SessionDown { session: s, reason } if *s == session => Some(reason.clone()),
+            _ => None,
+        })
+        .expect("the call was refused");
+    match reason {
+        SessionDownReason::CdnReceived(r) => {
+            assert_eq!(r.result, cdn::GENERAL_ERROR);
+            assert_eq!(r.error, Some(error::UNKNOWN_MANDATORY_AVP));
+        }
+        other => panic!("{other:?}"),
+    }
+    let lns_tunnel = lab.lns_tunnel();
+    assert_eq!(
+        lab.sim
+            .node(lab.lns)
+            .tunnel_stats(lns_tunnel)
+            .unwrap()
+            .calls_rejected,
+        1
+    );
+    assert_eq!(
+        lab.count(lab.lns, |e| matches!(e, Event::SessionUp { .. })),
+        0
+    );
+    // Only the session suffered: the tunnel is up and takes the next call.
+    assert_eq!(lab.count(lab.lac, is_tunnel_down), 0);
+    let now = lab.now();
+    lab.lac()
+        .open_session(now, tunnel, CallParams::default())
+        .unwrap();
+    lab.run_for(Duration::from_secs(1));
+    assert_eq!(
+        lab.count(lab.lns, |e| matches!(e, Event::SessionUp { .. })),
+        1
+    );
+}
+
+#[test]
+fn an_unknown_optional_avp_is_ignored_and_passed_through() {
+    let mut lab = Lab::clean(Config::lac("lac"), Config::lns("lns"));
+    let (tunnel, _) = lab.bring_up(0, Duration::from_secs(5));
+    let now = lab.now();
+    let call = CallParams {
+        icrq_avps: vec![unknown_avp(false)],
+        iccn_avps: vec![
+            AvpEntry::mandatory(Avp::ProxyAuthenType(2)),
+            AvpEntry::mandatory(Avp::ProxyAuthenName(b"alice".to_vec())),
+            unknown_avp(false),
+        ],
+        ..CallParams::default()
+    };
+    lab.lac().open_session(now, tunnel, call).unwrap();
+    lab.run_for(Duration::from_secs(1));
+    let call = lab
+        .events(lab.lns)
+        .find_map(|e| match e {
+            Event::SessionUp { call, .. } => Some(call.clone()),
+            _ => None,
+        })
+        .expect("the session came up");
+    // The LNS sees the proxy authentication AVPs and the unknown ones.
+    assert!(call
+        .avps
+        .contains(&AvpEntry::mandatory(Avp::ProxyAuthenName(
+            b"alice".to_vec()
+        ))));
+    assert_eq!(
+        call.avps
+            .iter()
+            .filter(|e| **e == unknown_avp(false))
+            .count(),
+        2
+    );
+}
+
+#[test]
+fn an_unknown_mandatory_avp_in_an_sccrq_is_refused_with_stop_ccn() {
+    let mut lac = Config::lac("lac");
+    lac.sccrq_avps = vec![unknown_avp(true)];
+    let mut lab = Lab::clean(lac, Config::lns("lns"));
+    let now = lab.now();
+    lab.lac().connect(now, LNS).unwrap();
+    lab.run_for(Duration::from_secs(2));
+    let (_, reason) = tunnel_down_reason(&lab, lab.lac).unwrap();
+    match reason {
+        TunnelDownReason::StopCcnReceived(r) => {
+            assert_eq!(r.result, stop_ccn::GENERAL_ERROR);
+            assert_eq!(r.error, Some(error::UNKNOWN_MANDATORY_AVP));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_session_closed_by_the_lac_goes_down_on_both_sides() {
+    let mut lab = Lab::clean(Config::lac("lac"), Config::lns("lns"));
+    let (_, sessions) = lab.bring_up(2, Duration::from_secs(5));
+    let now = lab.now();
+    let result = ResultCode::with_message(cdn::ADMINISTRATIVE, "subscriber left");
+    lab.lac()
+        .close_session(now, sessions[0], result.clone())
+        .unwrap();
+    lab.run_for(Duration::from_secs(1));
+    assert!(lab.events(lab.lac).any(|e| matches!(e,
+        Event::SessionDown { session, reason: SessionDownReason::Closed(r) } if *session == sessions[0] && *r == result)));
+    let lns_down: Vec<_> = lab
+        .events(lab.lns)
+        .filter_map(|e| match e {
+            Event::SessionDown { reason, .. } => Some(reason.clone()),
+            _ => None,
+        })
+        .collect();
+    // The CDN carries the result and message (with error code 0, "no
+    // general error", which a message needs on the wire).
+    match &lns_down[..] {
+        [SessionDownReason::CdnReceived(r)] => {
+            assert_eq!(
+                (r.result, r.error, r.message.as_str()),
+                (3, Some(0), "subscriber left")
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(lab.sim.node(lab.lac).session_state(sessions[0]), None);
+    assert!(lab.sim.node(lab.lac).session_state(sessions[1]).is_some());
+}
+
+#[test]
+fn sequence_numbers_wrap_around_65535() {
+    let config = |c: Config| Config {
+        initial_sequence: 65530,
+        ..fast(c)
+    };
+    let link = LinkConditions {
+        delay: Duration::from_millis(5),
+        jitter: Duration::from_millis(5),
+        loss: 0.1,
+        duplicate: 0.1,
+        reorder: 0.1,
+        reorder_delay: Duration::from_millis(30),
+    };
+    let mut lab = Lab::new(
+        5,
+        config(Config::lac("lac")),
+        config(Config::lns("lns")),
+        link,
+    );
+    let (tunnel, _) = lab.bring_up(10, Duration::from_secs(60));
+    lab.run_for(Duration::from_secs(30));
+    let lac = lab.sim.node(lab.lac).tunnel_stats(tunnel).unwrap().control;
+    let lns = lab
+        .sim
+        .node(lab.lns)
+        .tunnel_stats(lab.lns_tunnel())
+        .unwrap()
+        .control;
+    // 22 messages from the LAC: Ns 65530 ..= 65535, then 0 ..= 15.
+    assert_eq!(lac.sent, 22);
+    assert_eq!(lns.delivered, 22);
+    for s in [lac, lns] {
+        assert_eq!(s.acked, s.sent);
+        assert_eq!(s.invalid_nr, 0);
+        assert_eq!(s.out_of_window_dropped, 0);
+    }
+}
+
+#[test]
+fn simultaneous_sccrqs_leave_one_tunnel_the_tie_breaker_decides() {
+    for seed in 0..6 {
+        // Two LNSs that each open a tunnel to the other at the same moment
+        // (as two HA peers may).
+        let mut lab = Lab::new(
+            seed * 10,
+            Config::lns("a"),
+            Config::lns("b"),
+            LinkConditions::delay(Duration::from_millis(5)),
+        );
+        let now = lab.now();
+        let ta = lab.lac().connect(now, LNS).unwrap();
+        let tb = lab.lns().connect(now, LAC).unwrap();
+        let sa = lab
+            .lac()
+            .open_session(now, ta, CallParams::default())
+            .unwrap();
+        let sb = lab
+            .lns()
+            .open_session(now, tb, CallParams::default())
+            .unwrap();
+        lab.run_for(Duration::from_secs(5));
+        let a = lab.sim.node(lab.lac);
+        let b = lab.sim.node(lab.lns);
+        assert_eq!(a.stats().ties_won + b.stats().ties_won, 1, "seed {seed}");
+        assert_eq!(a.stats().ties_lost + b.stats().ties_lost, 1, "seed {seed}");
+        // One tunnel on each side, the caller's handle kept, no TunnelDown.
+        assert_eq!((a.tunnel_count(), b.tunnel_count()), (1, 1), "seed {seed}");
+        assert_eq!(a.tunnel_state(ta), Some(TunnelState::Established));
+        assert_eq!(b.tunnel_state(tb), Some(TunnelState::Established));
+        assert_eq!(
+            lab.count(lab.lac, is_tunnel_down) + lab.count(lab.lns, is_tunnel_down),
+            0
+        );
+        // Both sessions came up over the one tunnel.
+        assert_eq!(
+            a.session_state(sa),
+            Some(controlplane::l2tp::SessionState::Established)
+        );
+        assert_eq!(
+            b.session_state(sb),
+            Some(controlplane::l2tp::SessionState::Established)
+        );
+    }
+}
+
+#[test]
+fn messages_for_unknown_tunnels_and_garbage_are_counted_and_dropped() {
+    let mut lab = Lab::clean(Config::lac("lac"), Config::lns("lns"));
+    lab.bring_up(1, Duration::from_secs(5));
+    // A ZLB for a tunnel the LNS does not have, a data message likewise, and
+    // bytes that are not L2TP.
+    let zlb = ControlMessage::zlb(4242, 0, 0, 0);
+    let mut buf = vec![0; zlb.buffer_len()];
+    zlb.emit(
+        &mut buf,
+        &Context {
+            secret: None,
+            ha_vendor_id: 43,
+        },
+    )
+    .unwrap();
+    lab.sim.inject(LAC, LNS, buf);
+    lab.sim.inject(
+        LAC,
+        LNS,
+        vec![0x00, 0x02, 0x10, 0x92, 0x00, 0x01, 0xff, 0x03],
+    );
+    lab.sim.inject(LAC, LNS, vec![0xff; 3]);
+    lab.run_for(Duration::from_millis(50));
+    let stats = *lab.sim.node(lab.lns).stats();
+    assert_eq!(stats.unknown_tunnel, 2);
+    assert_eq!(stats.malformed, 1);
+    assert_eq!(lab.count(lab.lns, is_tunnel_down), 0);
+}
+
+#[test]
+fn mutated_datagrams_never_panic_an_endpoint() {
+    // Record a whole conversation, then feed mutated copies of every
+    // datagram to fresh endpoints in both roles.
+    let mut lab = Lab::clean(
+        with_secret(Config::lac("lac"), b"k", true),
+        with_secret(Config::lns("lns"), b"k", true),
+    );
+    lab.sim.record_trace(true);
+    let (tunnel, sessions) = lab.bring_up(2, Duration::from_secs(5));
+    let now = lab.now();
+    lab.lac()
+        .close_session(now, sessions[0], ResultCode::new(cdn::ADMINISTRATIVE))
+        .unwrap();
+    lab.lac()
+        .close_tunnel(now, tunnel, ResultCode::new(stop_ccn::GENERAL_REQUEST))
+        .unwrap();
+    lab.run_for(Duration::from_secs(1));
+    let datagrams: Vec<_> = lab
+        .sim
+        .trace()
+        .iter()
+        .filter(|r| r.fate == Fate::Sent)
+        .map(|r| (r.from, r.payload.clone()))
+        .collect();
+    let mut rand = ChaCha8Rng::seed_from_u64(99);
+    use rand_core::RngCore;
+    for round in 0..40u64 {
+        let mut a = Endpoint::new(with_secret(Config::lns("x"), b"k", false), rng(round)).unwrap();
+        let mut t = Instant::ZERO;
+        for (from, d) in &datagrams {
+            let mut d = d.clone();
+            let flips = 1 + rand.next_u32() % 3;
+            for _ in 0..flips {
+                let i = (rand.next_u32() as usize) % d.len();
+                d[i] ^= 1 << (rand.next_u32() % 8);
+            }
+            if rand.next_u32() % 5 == 0 {
+                d.truncate((rand.next_u32() as usize) % (d.len() + 1));
+            }
+            t += Duration::from_millis(3);
+            a.handle_datagram(t, *from, &d);
+            a.handle_timeout(t);
+            while a.poll_transmit(t).is_some() {}
+            while a.poll_event().is_some() {}
+        }
+        // And the unmutated conversation still works on a fresh one.
+        let mut b = Endpoint::new(with_secret(Config::lns("x"), b"k", false), rng(round)).unwrap();
+        for (from, d) in &datagrams {
+            b.handle_datagram(t, *from, d);
+        }
+    }
+}
