@@ -1112,3 +1112,131 @@ fn mutated_datagrams_never_panic_an_endpoint() {
         }
     }
 }
+
+#[test]
+fn set_link_info_and_wan_error_notify_reach_the_owner() {
+    let mut lab = Lab::clean(Config::lac("lac"), Config::lns("lns"));
+    let (tunnel, sessions) = lab.bring_up(1, Duration::from_secs(5));
+    let lns_session = lab
+        .events(lab.lns)
+        .find_map(|e| match e {
+            Event::SessionUp { session, .. } => Some(*session),
+            _ => None,
+        })
+        .unwrap();
+    let now = lab.now();
+    // LNS → LAC: SLI (RFC 2661 §6.14); LAC → LNS: WEN (§6.13).
+    let sli = ControlMessage::new(MessageType::Sli, 0, 0).with(AvpEntry::mandatory(Avp::Accm {
+        send: 0,
+        receive: 0xffff_ffff,
+    }));
+    lab.lns()
+        .send_message(now, lns_session.tunnel, Some(lns_session), sli)
+        .unwrap();
+    let wen =
+        ControlMessage::new(MessageType::Wen, 0, 0).with(AvpEntry::mandatory(Avp::CallErrors {
+            crc: 1,
+            framing: 2,
+            hardware_overruns: 3,
+            buffer_overruns: 4,
+            timeouts: 5,
+            alignment: 6,
+        }));
+    lab.lac()
+        .send_message(now, tunnel, Some(sessions[0]), wen)
+        .unwrap();
+    lab.run_for(Duration::from_secs(1));
+    assert!(lab.events(lab.lac).any(|e| *e
+        == Event::SetLinkInfo {
+            session: sessions[0],
+            send_accm: 0,
+            receive_accm: 0xffff_ffff
+        }));
+    assert!(lab.events(lab.lns).any(|e| matches!(e,
+        Event::WanError { session, errors } if *session == lns_session && errors.alignment == 6)));
+    let stats = lab.sim.node(lab.lac).tunnel_stats(tunnel).unwrap();
+    assert_eq!(stats.set_link_info, 1);
+}
+
+#[test]
+fn vendor_avps_and_messages_pass_through_for_the_ha_extension() {
+    let ha = AvpEntry::optional(Avp::HaCapability {
+        version: 1,
+        flags: 0,
+    });
+    let peers = AvpEntry::optional(Avp::PeerLnsAddress(vec![Ipv4Addr::new(10, 0, 0, 3)]));
+    let mut lac = Config::lac("lac");
+    lac.sccrq_avps = vec![ha.clone()];
+    let mut lns = Config::lns("lns");
+    lns.sccrp_avps = vec![ha.clone(), peers.clone()];
+    let mut lab = Lab::clean(lac, lns);
+    let (tunnel, _) = lab.bring_up(0, Duration::from_secs(5));
+    // Each side sees the other's vendor AVPs in TunnelUp.
+    let peer_avps = |lab: &Lab, node| {
+        lab.events(node)
+            .find_map(|e| match e {
+                Event::TunnelUp { peer, .. } => Some(peer.avps.clone()),
+                _ => None,
+            })
+            .unwrap()
+    };
+    let lac_saw = peer_avps(&lab, lab.lac);
+    assert!(lac_saw.contains(&ha) && lac_saw.contains(&peers));
+    assert!(peer_avps(&lab, lab.lns).contains(&ha));
+    // A vendor message (STPLRQ) is delivered reliably and handed over.
+    let now = lab.now();
+    let lns_tunnel = lab.lns_tunnel();
+    let stplrq = ControlMessage::new(MessageType::Stplrq, 0, 0).with(AvpEntry::optional(
+        Avp::PeerLnsAddress(vec![Ipv4Addr::new(10, 0, 0, 3)]),
+    ));
+    lab.lns()
+        .send_message(now, lns_tunnel, None, stplrq)
+        .unwrap();
+    lab.run_for(Duration::from_secs(1));
+    let got = lab
+        .events(lab.lac)
+        .find_map(|e| match e {
+            Event::Message {
+                tunnel: t,
+                session,
+                message,
+            } => Some((*t, *session, message.clone())),
+            _ => None,
+        })
+        .expect("the STPLRQ arrived");
+    assert_eq!(got.0, tunnel);
+    assert_eq!(got.1, None);
+    assert_eq!(got.2.message_type, Some(MessageType::Stplrq));
+    assert!(got.2.avps.contains(&peers));
+}
+
+#[test]
+fn an_lns_that_does_not_accept_calls_refuses_them_with_a_cdn() {
+    let mut lns = Config::lns("lns");
+    lns.accept_calls = false;
+    let mut lab = Lab::clean(Config::lac("lac"), lns);
+    let (tunnel, _) = lab.bring_up(0, Duration::from_secs(5));
+    let now = lab.now();
+    let session = lab
+        .lac()
+        .open_session(now, tunnel, CallParams::default())
+        .unwrap();
+    lab.run_for(Duration::from_secs(1));
+    assert!(lab.events(lab.lac).any(|e| matches!(e,
+        Event::SessionDown { session: s, reason: SessionDownReason::CdnReceived(r) }
+            if *s == session && r.result == cdn::NO_FACILITIES_PERMANENT)));
+}
+
+#[test]
+fn a_lac_refuses_tunnels_it_did_not_ask_for() {
+    let mut lab = Lab::clean(Config::lac("lac"), Config::lns("lns"));
+    // The LNS calls the LAC, which does not accept tunnels.
+    let now = lab.now();
+    lab.lns().connect(now, LAC).unwrap();
+    lab.run_for(Duration::from_secs(2));
+    let (_, reason) = tunnel_down_reason(&lab, lab.lns).unwrap();
+    assert!(
+        matches!(reason, TunnelDownReason::StopCcnReceived(ref r) if r.result == stop_ccn::NOT_AUTHORIZED),
+        "{reason:?}"
+    );
+}
