@@ -1240,3 +1240,114 @@ fn a_lac_refuses_tunnels_it_did_not_ask_for() {
         "{reason:?}"
     );
 }
+
+#[test]
+fn an_out_of_sequence_tunnel_message_clears_the_tunnel_with_an_fsm_error() {
+    let mut lab = Lab::clean(Config::lac("lac"), Config::lns("lns"));
+    let (tunnel, _) = lab.bring_up(1, Duration::from_secs(5));
+    // RFC 2661 §7.2.1: established, receive SCCCN → StopCCN, clean up.
+    let now = lab.now();
+    lab.lac()
+        .send_message(
+            now,
+            tunnel,
+            None,
+            ControlMessage::new(MessageType::Scccn, 0, 0),
+        )
+        .unwrap();
+    lab.run_for(Duration::from_secs(1));
+    let (_, lns_reason) = tunnel_down_reason(&lab, lab.lns).unwrap();
+    assert!(
+        matches!(lns_reason, TunnelDownReason::ProtocolError(ref r) if r.result == stop_ccn::FSM_ERROR),
+        "{lns_reason:?}"
+    );
+    let (_, lac_reason) = tunnel_down_reason(&lab, lab.lac).unwrap();
+    assert!(
+        matches!(lac_reason, TunnelDownReason::StopCcnReceived(ref r) if r.result == stop_ccn::FSM_ERROR),
+        "{lac_reason:?}"
+    );
+}
+
+#[test]
+fn an_icrp_for_no_session_is_answered_with_a_cdn() {
+    let mut lab = Lab::clean(Config::lac("lac"), Config::lns("lns"));
+    lab.sim.record_trace(true);
+    lab.bring_up(0, Duration::from_secs(5));
+    let now = lab.now();
+    let lns_tunnel = lab.lns_tunnel();
+    let icrp = ControlMessage::new(MessageType::Icrp, 0, 0)
+        .with(AvpEntry::mandatory(Avp::AssignedSessionId(777)));
+    lab.lns().send_message(now, lns_tunnel, None, icrp).unwrap();
+    lab.run_for(Duration::from_secs(1));
+    let cdn_sent = lab
+        .sim
+        .trace()
+        .iter()
+        .filter(|r| r.fate == Fate::Sent && r.from == LAC)
+        .filter_map(|r| parse(r, None))
+        .find(|m| m.message_type == Some(MessageType::Cdn))
+        .expect("the LAC answered with a CDN");
+    assert_eq!(cdn_sent.session_id, 777);
+    assert_eq!(
+        cdn_sent.result_code().map(|(r, e, _)| (r, e)),
+        Some((cdn::GENERAL_ERROR, Some(error::INVALID_SESSION_ID)))
+    );
+    let lac_tunnel = lab.sim.node(lab.lac).tunnels().next().unwrap();
+    assert_eq!(
+        lab.sim
+            .node(lab.lac)
+            .tunnel_stats(lac_tunnel)
+            .unwrap()
+            .unknown_session,
+        1
+    );
+    // The tunnel survives.
+    assert_eq!(lab.count(lab.lac, is_tunnel_down), 0);
+    assert_eq!(lab.count(lab.lns, is_tunnel_down), 0);
+}
+
+#[test]
+fn hidden_avps_are_hidden_on_the_wire_and_revealed_to_the_peer() {
+    let mut lab = Lab::clean(
+        with_secret(Config::lac("lac"), b"shared", false),
+        with_secret(Config::lns("lns"), b"shared", false),
+    );
+    lab.sim.record_trace(true);
+    let (tunnel, _) = lab.bring_up(0, Duration::from_secs(5));
+    let now = lab.now();
+    let secret_name = b"alice@example.net".to_vec();
+    let call = CallParams {
+        iccn_avps: vec![
+            AvpEntry::mandatory(Avp::ProxyAuthenType(2)),
+            AvpEntry::mandatory(Avp::ProxyAuthenName(secret_name.clone())).hide(),
+        ],
+        ..CallParams::default()
+    };
+    lab.lac().open_session(now, tunnel, call).unwrap();
+    lab.run_for(Duration::from_secs(1));
+    let call = lab
+        .events(lab.lns)
+        .find_map(|e| match e {
+            Event::SessionUp { call, .. } => Some(call.clone()),
+            _ => None,
+        })
+        .expect("session up");
+    assert!(call
+        .avps
+        .iter()
+        .any(|e| e.hidden && e.avp == Avp::ProxyAuthenName(secret_name.clone())));
+    // The name never crossed the link in clear.
+    assert!(lab.sim.trace().iter().all(|r| !r
+        .payload
+        .windows(secret_name.len())
+        .any(|w| w == secret_name)));
+    // Without the secret a hidden AVP cannot be sent at all.
+    let mut lab = Lab::clean(Config::lac("lac"), Config::lns("lns"));
+    let (tunnel, _) = lab.bring_up(0, Duration::from_secs(5));
+    let call = CallParams {
+        iccn_avps: vec![AvpEntry::mandatory(Avp::ProxyAuthenName(b"x".to_vec())).hide()],
+        ..CallParams::default()
+    };
+    let now = lab.now();
+    assert!(lab.lac().open_session(now, tunnel, call).is_err());
+}
