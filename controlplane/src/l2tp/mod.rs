@@ -130,6 +130,9 @@ pub struct Config {
     /// Retransmission schedule (RFC 2661 §5.8). Default 1 s initial, doubling
     /// to 8 s, 5 retransmissions.
     pub retransmission: Retransmission,
+    /// Slow start and congestion avoidance on the control channel (RFC 2661
+    /// Appendix A). Default on.
+    pub slow_start: bool,
     /// How long an acknowledgement waits for a message of ours to carry it
     /// before it is sent as a ZLB. Default 50 ms; must be less than
     /// `retransmission.initial` (the peer's timeout is presumably similar).
@@ -178,6 +181,7 @@ impl Config {
             bearer_capabilities: None,
             receive_window: 16,
             retransmission: Retransmission::default(),
+            slow_start: true,
             ack_delay: Duration::from_millis(50),
             hello_interval: Some(Duration::from_secs(60)),
             secret: None,
@@ -256,6 +260,7 @@ impl Config {
             retransmission: self.retransmission,
             ack_delay: self.ack_delay,
             initial_sequence: self.initial_sequence,
+            slow_start: self.slow_start,
         }
     }
 }

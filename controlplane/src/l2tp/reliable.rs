@@ -90,6 +90,10 @@ pub struct ChannelConfig {
     /// says 0; anything else works only if the peer starts there too, which
     /// only tests arrange (to exercise the wrap at 65535).
     pub initial_sequence: u16,
+    /// Slow start and congestion avoidance (RFC 2661 Appendix A): open the
+    /// sending window one message at a time up to the peer's window, and
+    /// close it on a retransmission. Off, the peer's window is used at once.
+    pub slow_start: bool,
 }
 
 impl Default for ChannelConfig {
@@ -99,6 +103,7 @@ impl Default for ChannelConfig {
             retransmission: Retransmission::default(),
             ack_delay: Duration::from_millis(50),
             initial_sequence: 0,
+            slow_start: true,
         }
     }
 }
@@ -173,6 +178,13 @@ pub struct ControlChannel {
     config: ChannelConfig,
     /// The peer's Receive Window Size.
     peer_window: u16,
+    /// Congestion window (RFC 2661 Appendix A): how many messages may be
+    /// unacknowledged, never more than `peer_window`.
+    cwnd: u16,
+    /// Slow-start threshold (Appendix A).
+    ssthresh: u16,
+    /// Acknowledgements counted towards the next congestion-avoidance step.
+    avoidance_acks: u16,
     /// Tunnel ID to put in the ZLBs we send (the peer's, 0 until known).
     peer_tunnel_id: u16,
     /// Ns of the next new message.
@@ -203,6 +215,15 @@ impl ControlChannel {
                 ..config
             },
             peer_window: DEFAULT_PEER_RECEIVE_WINDOW,
+            // Appendix A: the window starts at one message; SSTHRESH starts
+            // at the peer's receive window.
+            cwnd: if config.slow_start {
+                1
+            } else {
+                DEFAULT_PEER_RECEIVE_WINDOW
+            },
+            ssthresh: DEFAULT_PEER_RECEIVE_WINDOW,
+            avoidance_acks: 0,
             peer_tunnel_id: 0,
             next_ns: config.initial_sequence,
             in_flight: VecDeque::new(),
@@ -226,11 +247,23 @@ impl ControlChannel {
     /// channel can still make progress.
     pub fn set_peer_window(&mut self, window: u16) {
         self.peer_window = window.clamp(1, MAX_WINDOW);
+        self.ssthresh = self.peer_window;
+        self.cwnd = if self.config.slow_start {
+            self.cwnd.min(self.peer_window)
+        } else {
+            self.peer_window
+        };
     }
 
     /// The peer's receive window in use.
     pub fn peer_window(&self) -> u16 {
         self.peer_window
+    }
+
+    /// How many messages may be unacknowledged now: the congestion window
+    /// (RFC 2661 Appendix A), never more than the peer's receive window.
+    pub fn send_window(&self) -> u16 {
+        self.cwnd.min(self.peer_window)
     }
 
     /// Set the Tunnel ID our ZLBs carry (the peer's Assigned Tunnel ID).
@@ -355,6 +388,7 @@ impl ControlChannel {
         }
         let retransmission = self.config.retransmission;
         let next_nr = self.next_nr;
+        let mut timed_out = false;
         for entry in self.in_flight.iter_mut() {
             if entry.deadline > now {
                 continue;
@@ -377,10 +411,18 @@ impl ControlChannel {
             self.outbox.push_back(entry.message.clone());
             self.stats.retransmitted += 1;
             self.ack_deadline = None;
+            timed_out = true;
+        }
+        if timed_out && self.config.slow_start {
+            // Appendix A: on a retransmission, SSTHRESH becomes half the
+            // congestion window and the window restarts at one.
+            self.ssthresh = (self.cwnd / 2).max(1);
+            self.cwnd = 1;
+            self.avoidance_acks = 0;
         }
         let mut blocked = false;
         while !self.waiting.is_empty() {
-            if self.in_flight.len() >= usize::from(self.peer_window) {
+            if self.in_flight.len() >= usize::from(self.send_window()) {
                 blocked = true;
                 break;
             }
@@ -466,6 +508,28 @@ impl ControlChannel {
         }
         self.in_flight.drain(..acked);
         self.stats.acked += acked as u64;
+        if self.config.slow_start {
+            for _ in 0..acked {
+                self.open_window();
+            }
+        }
+    }
+
+    /// One acknowledged message (RFC 2661 Appendix A): below SSTHRESH the
+    /// window grows by one per acknowledgement (slow start), above it by one
+    /// per window's worth (congestion avoidance); never past the peer's
+    /// receive window.
+    fn open_window(&mut self) {
+        if self.cwnd < self.ssthresh {
+            self.cwnd += 1;
+        } else {
+            self.avoidance_acks += 1;
+            if self.avoidance_acks >= self.cwnd {
+                self.avoidance_acks = 0;
+                self.cwnd = self.cwnd.saturating_add(1);
+            }
+        }
+        self.cwnd = self.cwnd.min(self.peer_window);
     }
 }
 
@@ -502,10 +566,12 @@ mod tests {
         std::iter::from_fn(|| ch.poll_transmit()).collect()
     }
 
+    /// Slow start off: most tests look at the windows alone.
     fn config() -> ChannelConfig {
         ChannelConfig {
             receive_window: 4,
             ack_delay: ms(50),
+            slow_start: false,
             ..ChannelConfig::default()
         }
     }
@@ -571,6 +637,51 @@ mod tests {
             [3, 4]
         );
         assert_eq!(ch.stats().acked, 3);
+    }
+
+    #[test]
+    fn slow_start_opens_the_window_per_ack_and_a_timeout_closes_it() {
+        let mut ch = ControlChannel::new(ChannelConfig {
+            slow_start: true,
+            ..config()
+        });
+        ch.set_peer_window(8);
+        for _ in 0..40 {
+            ch.send(hello());
+        }
+        let mut now = 0;
+        let mut acked_to = 0u16;
+        let mut rounds = Vec::new();
+        // Acknowledge each round trip's messages: 1, 2, 4, 8 (the peer's
+        // window caps it), 8, ...
+        for _ in 0..5 {
+            ch.service(at(now));
+            let sent = drain(&mut ch).len();
+            rounds.push(sent);
+            acked_to = acked_to.wrapping_add(sent as u16);
+            now += 10;
+            ch.on_receive(at(now), zlb(0, acked_to));
+        }
+        assert_eq!(rounds, [1, 2, 4, 8, 8]);
+        assert_eq!(ch.send_window(), 8);
+        // A timeout: SSTHRESH = 4, window back to 1.
+        ch.service(at(now));
+        let sent = drain(&mut ch).len();
+        assert_eq!(sent, 8);
+        ch.service(at(now + 1000));
+        assert_eq!(
+            drain(&mut ch).len(),
+            8,
+            "every message in flight retransmitted"
+        );
+        assert_eq!(ch.send_window(), 1);
+        // Slow start to SSTHRESH (4), then one more per window of acks.
+        let mut windows = Vec::new();
+        for _ in 0..8 {
+            ch.open_window();
+            windows.push(ch.send_window());
+        }
+        assert_eq!(windows, [2, 3, 4, 4, 4, 4, 5, 5]);
     }
 
     #[test]
