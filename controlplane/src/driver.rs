@@ -9,7 +9,31 @@
 //! deadline or the caller's.
 //!
 //! It also draws the seed of the node's RNG from the operating system
-//! ([`os_seed`]), the one random source nothing below it may touch.
+//! ([`os_seed`], [`os_rng`]), the one random source nothing below it may
+//! touch.
+//!
+//! ```no_run
+//! use std::net::UdpSocket;
+//! use std::ops::ControlFlow;
+//! use std::time::Duration;
+//! use controlplane::driver::{os_rng, Driver};
+//! use controlplane::l2tp::{Config, Endpoint, Event};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let socket = UdpSocket::bind("192.0.2.2:1701")?;
+//! let lns = Endpoint::new(Config::lns("lns"), os_rng()?)?;
+//! let mut driver = Driver::new(socket, lns)?;
+//! let deadline = driver.now() + Duration::from_secs(60);
+//! driver.run_until(deadline, |_lns, event| {
+//!     println!("{event:?}");
+//!     match event {
+//!         Event::TunnelDown { .. } => ControlFlow::Break(()),
+//!         _ => ControlFlow::Continue(()),
+//!     }
+//! })?;
+//! # Ok(())
+//! # }
+//! ```
 
 use std::fmt;
 use std::io::{self, Read};
@@ -17,6 +41,11 @@ use std::net::{SocketAddr, UdpSocket};
 use std::ops::ControlFlow;
 use std::time::Duration;
 
+use rand_chacha::rand_core::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rand_core::RngCore;
+
+use crate::l2tp::{Endpoint, Event};
 use crate::time::Instant;
 
 /// The largest datagram we read: an L2TP control message is bounded by its
@@ -95,6 +124,45 @@ pub fn os_seed() -> io::Result<[u8; 32]> {
     Ok(seed)
 }
 
+/// A fast RNG (ChaCha8) seeded from the operating system, for a node's ids,
+/// challenges and random vectors.
+pub fn os_rng() -> io::Result<Box<dyn RngCore + Send>> {
+    Ok(Box::new(ChaCha8Rng::from_seed(os_seed()?)))
+}
+
+/// The L2TP endpoint over its UDP socket. It speaks IPv4 only (the HA
+/// extension carries IPv4 addresses): a datagram from an IPv6 address is
+/// dropped.
+impl Node for Endpoint {
+    type Event = Event;
+
+    fn handle_datagram(&mut self, now: Instant, remote: SocketAddr, datagram: &[u8]) {
+        match remote {
+            SocketAddr::V4(remote) => Endpoint::handle_datagram(self, now, remote, datagram),
+            SocketAddr::V6(remote) => tracing::debug!(%remote, "IPv6 datagram dropped"),
+        }
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        Endpoint::handle_timeout(self, now);
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        Endpoint::poll_timeout(self)
+    }
+
+    fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<SocketAddr> {
+        let transmit = Endpoint::poll_transmit(self, now)?;
+        buf.clear();
+        buf.extend_from_slice(&transmit.payload);
+        Some(SocketAddr::V4(transmit.remote))
+    }
+
+    fn poll_event(&mut self) -> Option<Event> {
+        Endpoint::poll_event(self)
+    }
+}
+
 /// Counts of what a driver did, for logs and tests.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct DriverStats {
@@ -168,6 +236,22 @@ impl<N: Node> Driver<N> {
     /// The driver's current time.
     pub fn now(&self) -> Instant {
         self.clock.now()
+    }
+
+    /// Sends one datagram now, outside the node's own output: what a node
+    /// builds for its owner to send (an L2TP data message from
+    /// [`Endpoint::send_data`]). Counted like the node's own.
+    pub fn send(&mut self, remote: SocketAddr, datagram: &[u8]) -> io::Result<()> {
+        match self.socket.send_to(datagram, remote) {
+            Ok(_) => {
+                self.stats.sent += 1;
+                Ok(())
+            }
+            Err(e) => {
+                self.stats.send_errors += 1;
+                Err(e)
+            }
+        }
     }
 
     /// What the driver did so far.
