@@ -67,18 +67,12 @@ impl Lab {
         self.events(node).filter(|e| f(e)).count()
     }
 
-    /// Run until `f` holds or `limit` of simulated time passes.
+    /// Run until `f` holds or `limit` of simulated time passes (and never
+    /// more than the simulation's step limit).
     #[track_caller]
-    fn run_until(&mut self, limit: Duration, f: impl Fn(&Lab) -> bool) -> bool {
+    fn run_until(&mut self, limit: Duration, f: impl Fn(&Sim<Endpoint>) -> bool) -> bool {
         let deadline = self.now() + limit;
-        loop {
-            if f(self) {
-                return true;
-            }
-            if !self.sim.step(deadline) {
-                return f(self);
-            }
-        }
+        self.sim.run_until(deadline, f).unwrap()
     }
 
     #[track_caller]
@@ -110,14 +104,18 @@ impl Lab {
             .collect();
         let lac = self.lac;
         let lns = self.lns;
-        let up = self.run_until(limit, |lab| {
-            lab.count(lac, |e| matches!(e, Event::SessionUp { .. })) == n
-                && lab.count(lns, |e| matches!(e, Event::SessionUp { .. })) == n
-                && lab.count(lns, |e| matches!(e, Event::TunnelUp { .. })) == 1
+        let up = self.run_until(limit, |sim| {
+            count(sim, lac, |e| matches!(e, Event::SessionUp { .. })) == n
+                && count(sim, lns, |e| matches!(e, Event::SessionUp { .. })) == n
+                && count(sim, lns, |e| matches!(e, Event::TunnelUp { .. })) == 1
         });
         assert!(up, "tunnel and {n} sessions up within {limit:?}");
         (tunnel, sessions)
     }
+}
+
+fn count(sim: &Sim<Endpoint>, node: NodeId, f: impl Fn(&Event) -> bool) -> usize {
+    sim.events(node).iter().filter(|(_, e)| f(e)).count()
 }
 
 fn is_tunnel_down(e: &Event) -> bool {
@@ -443,8 +441,8 @@ fn a_retransmitted_sccrq_does_not_create_a_second_tunnel() {
     lab.run_for(Duration::from_millis(700));
     lab.sim.set_link(LNS, LAC, LinkConditions::default());
     let lac = lab.lac;
-    assert!(lab.run_until(Duration::from_secs(5), |lab| {
-        lab.count(lac, |e| matches!(e, Event::TunnelUp { .. })) == 1
+    assert!(lab.run_until(Duration::from_secs(5), |sim| {
+        count(sim, lac, |e| matches!(e, Event::TunnelUp { .. })) == 1
     }));
     let lac_stats = lab.sim.node(lab.lac).tunnel_stats(tunnel).unwrap();
     assert!(lac_stats.control.retransmitted >= 2);
@@ -1350,4 +1348,154 @@ fn hidden_avps_are_hidden_on_the_wire_and_revealed_to_the_peer() {
     };
     let now = lab.now();
     assert!(lab.lac().open_session(now, tunnel, call).is_err());
+}
+
+#[test]
+fn many_tunnels_from_many_lacs_are_kept_apart() {
+    let lacs: Vec<SocketAddrV4> = (1..=3)
+        .map(|i| SocketAddrV4::new(Ipv4Addr::new(10, 0, 1, i), 1701))
+        .collect();
+    let mut sim = Sim::new(rng(3), LinkConditions::delay(Duration::from_millis(2)));
+    let lns = sim.add_node(LNS, Endpoint::new(Config::lns("lns"), rng(4)).unwrap());
+    let ids: Vec<NodeId> = lacs
+        .iter()
+        .enumerate()
+        .map(|(i, &a)| {
+            let config = Config::lac(format!("lac{i}"));
+            sim.add_node(a, Endpoint::new(config, rng(10 + i as u64)).unwrap())
+        })
+        .collect();
+    // Two tunnels from each LAC (same address, different Tunnel IDs), two
+    // sessions in each.
+    let now = sim.now();
+    let mut mine = Vec::new();
+    for &id in &ids {
+        for _ in 0..2 {
+            let t = sim.node_mut(id).connect(now, LNS).unwrap();
+            for _ in 0..2 {
+                let s = sim
+                    .node_mut(id)
+                    .open_session(now, t, CallParams::default())
+                    .unwrap();
+                mine.push((id, s));
+            }
+        }
+    }
+    let done = sim
+        .run_until(now + Duration::from_secs(5), |sim| {
+            count(sim, lns, |e| matches!(e, Event::SessionUp { .. })) == 12
+        })
+        .unwrap();
+    assert!(done);
+    assert_eq!(sim.node(lns).tunnel_count(), 6);
+    // Data from each LAC session arrives on its own LNS session, and each
+    // LNS session answers the right LAC.
+    for (i, &(id, s)) in mine.iter().enumerate() {
+        let t = sim.node_mut(id).send_data(s, &[i as u8]).unwrap();
+        let from = sim.address(id);
+        sim.inject(from, t.remote, t.payload);
+    }
+    sim.run_for(Duration::from_millis(20)).unwrap();
+    let echoes: Vec<_> = sim
+        .events(lns)
+        .iter()
+        .filter_map(|(_, e)| match e {
+            Event::Data { session, payload } => Some((*session, payload.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(echoes.len(), 12);
+    let distinct: BTreeSet<_> = echoes.iter().map(|(s, _)| *s).collect();
+    assert_eq!(distinct.len(), 12);
+    for (session, payload) in echoes {
+        let t = sim.node_mut(lns).send_data(session, &payload).unwrap();
+        sim.inject(LNS, t.remote, t.payload);
+    }
+    sim.run_for(Duration::from_millis(20)).unwrap();
+    for (i, &(id, s)) in mine.iter().enumerate() {
+        let back: Vec<_> = sim
+            .events(id)
+            .iter()
+            .filter_map(|(_, e)| match e {
+                Event::Data { session, payload } if *session == s => Some(payload.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(back, [vec![i as u8]], "session {i}");
+    }
+}
+
+/// One line per datagram sent: time (ms), direction, message, Ns/Nr, and
+/// whether the link lost it.
+fn call_flow(lab: &Lab) -> String {
+    let name = |a: SocketAddrV4| if a == LAC { "LAC" } else { "LNS" };
+    let mut out = String::new();
+    let trace = lab.sim.trace();
+    for (i, r) in trace.iter().enumerate() {
+        if r.fate != Fate::Sent {
+            continue;
+        }
+        let Some(m) = parse(r, None) else {
+            continue;
+        };
+        let what = match m.message_type {
+            Some(t) => format!("{t:?}"),
+            None => "ZLB".to_owned(),
+        };
+        // The link notes a loss right after the send.
+        let lost = trace.get(i + 1).is_some_and(|n| n.fate == Fate::Lost);
+        out += &format!(
+            "{:<5} {}->{} {:<5} Ns={} Nr={}{}\n",
+            r.at.as_nanos() / 1_000_000,
+            name(r.from),
+            name(r.to),
+            what,
+            m.ns,
+            m.nr,
+            if lost { " lost" } else { "" }
+        );
+    }
+    out
+}
+
+#[test]
+fn the_setup_reads_like_the_rfc_call_flow() {
+    // Snapshot of a tunnel and one call coming up (RFC 2661 §5.1, §5.2.1),
+    // with the first ICRP lost: a change in behaviour shows up as a diff.
+    let mut lab = Lab::clean(Config::lac("lac"), Config::lns("lns"));
+    lab.sim.record_trace(true);
+    let now = lab.now();
+    let tunnel = lab.lac().connect(now, LNS).unwrap();
+    lab.run_for(Duration::from_millis(100));
+    let now = lab.now();
+    lab.lac()
+        .open_session(now, tunnel, CallParams::default())
+        .unwrap();
+    lab.sim.set_link(
+        LNS,
+        LAC,
+        LinkConditions {
+            loss: 1.0,
+            ..LinkConditions::delay(Duration::from_millis(5))
+        },
+    );
+    lab.run_for(Duration::from_millis(10));
+    lab.sim
+        .set_link(LNS, LAC, LinkConditions::delay(Duration::from_millis(5)));
+    lab.run_for(Duration::from_secs(3));
+    // The lost ICRP leaves the ICRQ unacknowledged too: both sides
+    // retransmit after the 1 s timeout, and the duplicates are acknowledged.
+    let expected = "\
+0     LAC->LNS Sccrq Ns=0 Nr=0
+5     LNS->LAC Sccrp Ns=0 Nr=1
+10    LAC->LNS Scccn Ns=1 Nr=1
+65    LNS->LAC ZLB   Ns=1 Nr=2
+100   LAC->LNS Icrq  Ns=2 Nr=1
+105   LNS->LAC Icrp  Ns=1 Nr=3 lost
+1100  LAC->LNS Icrq  Ns=2 Nr=1
+1105  LNS->LAC Icrp  Ns=1 Nr=3
+1110  LAC->LNS Iccn  Ns=3 Nr=2
+1165  LNS->LAC ZLB   Ns=2 Nr=4
+";
+    assert_eq!(call_flow(&lab), expected);
 }
