@@ -32,7 +32,7 @@ use dataplane::wire::ppp_cp::{
     Ipv6cpOption, Ipv6cpRepr, LcpOption, LcpRepr,
 };
 use dataplane::wire::pppoe::{self, DiscoveryRepr, Tag};
-use dataplane::wire::{ethernet, ipv4, l2tp, ppp, udp};
+use dataplane::wire::{chap, ethernet, ipv4, l2tp, pap, ppp, udp};
 use pcap_file::pcap::{PcapPacket, PcapWriter};
 
 /// The tunnel's shared secret for the hidden AVPs (RFC 2661 §4.3).
@@ -281,8 +281,11 @@ fn expect_avp(mut f: Frame, entry: &AvpEntry) -> Frame {
         };
     }
     if vendor != 0 {
-        // tshark knows no HA vendor: it shows the vendor id, the type and
-        // the value as "Vendor-Specific AVP data" (an Undecoded warning).
+        // tshark knows no HA vendor: it shows the vendor id and the type,
+        // and flags the value "Vendor-Specific AVP data" (an Undecoded
+        // warning that spans no bytes, so the value itself cannot be
+        // compared; the Length above, and the AVPs after it lining up,
+        // check its size).
         return f
             .tree_line(format!("({vendor}) AVP Type {attribute}"))
             .num("l2tp.vendor_specific_avp_data", 1u8);
@@ -1431,6 +1434,18 @@ fn ppp_control_frames() -> Vec<Frame> {
         },
     );
     lcp(
+        "LCP Discard-Request",
+        lns_data,
+        LcpRepr {
+            code: ppp_cp::Code::DiscardRequest,
+            identifier: 6,
+            data: CpData::Echo {
+                magic_number: 0x6b05_19f0,
+                data: b"discard me",
+            },
+        },
+    );
+    lcp(
         "LCP Code-Reject",
         lns_data,
         LcpRepr {
@@ -1536,6 +1551,142 @@ fn ppp_control_frames() -> Vec<Frame> {
             false,
         )
     }));
+    frames
+}
+
+/// PAP (RFC 1334 §2.2) and CHAP (RFC 1994 §4) packets of every code, in
+/// L2TP data messages and over PPPoE.
+fn authentication_frames() -> Vec<Frame> {
+    let header = l2tp::HeaderRepr::data(0x1234, 0x0101);
+    let mut frames = Vec::new();
+
+    let text = |v: &[u8]| String::from_utf8_lossy(v).into_owned();
+    let pap_frame = |what: &str, repr: pap::Repr<'_>, over_pppoe: bool| {
+        let mut packet = vec![0; repr.buffer_len()];
+        assert_eq!(repr.emit(&mut packet), Ok(packet.len()));
+        let f = if over_pppoe {
+            let ppp = ppp::Repr {
+                address_control: false,
+                ..ppp::Repr::uncompressed(ppp::Protocol::Pap)
+            };
+            pppoe_session(what, 0x0011, ppp, &packet)
+        } else {
+            let ppp = ppp::Repr::uncompressed(ppp::Protocol::Pap);
+            data_message(what, header, ppp, &packet, true)
+        };
+        let f = f
+            .num("pap.code", u8::from(repr.code()))
+            .num("pap.identifier", repr.identifier)
+            .num("pap.length", packet.len() as u64);
+        match repr.message {
+            pap::Message::Request { peer_id, password } => f
+                .num("pap.peer_id.length", peer_id.len() as u64)
+                .text("pap.peer_id", &text(peer_id))
+                .num("pap.password.length", password.len() as u64)
+                .text("pap.password", &text(password)),
+            // tshark shows an empty Message as an empty string, which its
+            // field output cannot tell from no field: the length says it.
+            pap::Message::Ack(m) | pap::Message::Nak(m) if m.is_empty() => {
+                f.num("pap.message.length", 0u8)
+            }
+            pap::Message::Ack(m) | pap::Message::Nak(m) => f
+                .num("pap.message.length", m.len() as u64)
+                .text("pap.message", &text(m)),
+            pap::Message::Unknown { .. } => f,
+        }
+    };
+    frames.push(pap_frame(
+        "PAP Authenticate-Request over PPPoE",
+        pap::Repr {
+            identifier: 1,
+            message: pap::Message::Request {
+                peer_id: b"alice@example",
+                password: b"correct horse",
+            },
+        },
+        true,
+    ));
+    frames.push(pap_frame(
+        "PAP Authenticate-Ack, empty message",
+        pap::Repr {
+            identifier: 1,
+            message: pap::Message::Ack(b""),
+        },
+        false,
+    ));
+    frames.push(pap_frame(
+        "PAP Authenticate-Ack",
+        pap::Repr {
+            identifier: 2,
+            message: pap::Message::Ack(b"welcome"),
+        },
+        false,
+    ));
+    frames.push(pap_frame(
+        "PAP Authenticate-Nak over PPPoE",
+        pap::Repr {
+            identifier: 3,
+            message: pap::Message::Nak(b"authentication failed"),
+        },
+        true,
+    ));
+
+    let chap_frame = |what: &str, repr: chap::Repr<'_>| {
+        let mut packet = vec![0; repr.buffer_len()];
+        assert_eq!(repr.emit(&mut packet), Ok(packet.len()));
+        let ppp = ppp::Repr::uncompressed(ppp::Protocol::Chap);
+        // The LNS challenges and judges; the subscriber responds via the LAC.
+        let from_lac = matches!(repr.message, chap::Message::Response { .. });
+        let f = data_message(what, header, ppp, &packet, from_lac)
+            .num("chap.code", u8::from(repr.code()))
+            .num("chap.identifier", repr.identifier)
+            .num("chap.length", packet.len() as u64);
+        match repr.message {
+            chap::Message::Challenge { value, name } | chap::Message::Response { value, name } => f
+                .num("chap.value_size", value.len() as u64)
+                .bytes("chap.value", value)
+                .text("chap.name", &text(name)),
+            chap::Message::Success(m) | chap::Message::Failure(m) => {
+                f.text("chap.message", &text(m))
+            }
+            chap::Message::Unknown { .. } => f,
+        }
+    };
+    let challenge: &[u8] = b"\x8a\x1f\x3c\x00\x77\xe2\x19\x5d\xa0\x42\x6b\xcc\x01\xfe\x93\x28";
+    frames.push(chap_frame(
+        "CHAP Challenge",
+        chap::Repr {
+            identifier: 7,
+            message: chap::Message::Challenge {
+                value: challenge,
+                name: b"lns-1",
+            },
+        },
+    ));
+    frames.push(chap_frame(
+        "CHAP Response",
+        chap::Repr {
+            identifier: 7,
+            message: chap::Message::Response {
+                value: b"\x3b\x9f\x10\xd2\x55\x81\x07\xae\xc4\x6e\x21\x90\x5a\xf3\x0d\x67",
+                name: b"alice@example",
+            },
+        },
+    ));
+    frames.push(chap_frame(
+        "CHAP Success",
+        chap::Repr {
+            identifier: 7,
+            message: chap::Message::Success(b"Access granted"),
+        },
+    ));
+    frames.push(chap_frame(
+        "CHAP Failure",
+        chap::Repr {
+            identifier: 8,
+            message: chap::Message::Failure(b"Access denied"),
+        },
+    ));
     frames
 }
 
@@ -1708,6 +1859,7 @@ fn pppoe_discovery_frames() -> Vec<Frame> {
 #[test]
 fn tshark_dissects_our_ppp_data_and_pppoe() {
     let mut frames = ppp_control_frames();
+    frames.extend(authentication_frames());
     frames.extend(ppp_data_frames());
     frames.extend(pppoe_discovery_frames());
     dissect_and_check("ppp", &frames);
