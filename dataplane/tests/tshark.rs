@@ -32,7 +32,7 @@ use dataplane::wire::ppp_cp::{
     Ipv6cpOption, Ipv6cpRepr, LcpOption, LcpRepr,
 };
 use dataplane::wire::pppoe::{self, DiscoveryRepr, Tag};
-use dataplane::wire::{chap, ethernet, ipv4, l2tp, pap, ppp, udp};
+use dataplane::wire::{arp, chap, ethernet, ipv4, l2tp, pap, ppp, udp};
 use pcap_file::pcap::{PcapPacket, PcapWriter};
 
 /// The tunnel's shared secret for the hidden AVPs (RFC 2661 §4.3).
@@ -1879,4 +1879,73 @@ fn tshark_flags_a_broken_packet() {
     write_pcap(&pcap, &[Frame::new("broken HELLO", over_udp(&l2tp, true))]);
     let bad = malformed_or_error(&pcap);
     assert_eq!(bad.len(), 1, "tshark flags the broken frame: {bad:?}");
+}
+
+/// ARP on the LNS core side (RFC 826): a request, its reply, and the
+/// gratuitous ARP a peer LNS sends after adopting a subscriber address
+/// (DESIGN.md §3).
+#[test]
+fn tshark_dissects_our_arp() {
+    let lns_core = ethernet::Address([0x02, 0, 0, 0, 0, 0x20]);
+    let router = ethernet::Address([0x02, 0, 0, 0, 0, 0x30]);
+    let lns_core_ip = Ipv4Addr::new(203, 0, 113, 2);
+    let router_ip = Ipv4Addr::new(203, 0, 113, 1);
+    let subscriber_ip = Ipv4Addr::new(198, 51, 100, 7);
+    let arp_frame = |what: &str, repr: arp::Repr, dst: ethernet::Address| {
+        let eth = ethernet::Repr {
+            dst_addr: dst,
+            src_addr: repr.source_hardware_addr,
+            outer_tag: None,
+            inner_tag: None,
+            ethertype: ethernet::EtherType::Arp,
+        };
+        let mut frame = vec![0; eth.buffer_len() + repr.buffer_len()];
+        let at = eth.emit(&mut frame).unwrap();
+        assert_eq!(repr.emit(&mut frame[at..]), Ok(repr.buffer_len()));
+        let mac = |a: ethernet::Address| a.to_string();
+        Frame::new(what, frame)
+            .num("arp.hw.type", arp::HARDWARE_ETHERNET)
+            .num("arp.proto.type", 0x0800u16)
+            .num("arp.hw.size", 6u8)
+            .num("arp.proto.size", 4u8)
+            .num("arp.opcode", u16::from(repr.operation))
+            .text("arp.src.hw_mac", &mac(repr.source_hardware_addr))
+            .text("arp.src.proto_ipv4", &repr.source_protocol_addr.to_string())
+            .text("arp.dst.hw_mac", &mac(repr.target_hardware_addr))
+            .text("arp.dst.proto_ipv4", &repr.target_protocol_addr.to_string())
+    };
+    // tshark adds the flag only to a gratuitous ARP.
+    let arp_frame = |what: &str, repr: arp::Repr, dst: ethernet::Address, gratuitous: bool| {
+        let f = arp_frame(what, repr, dst);
+        if gratuitous {
+            f.num("arp.isgratuitous", 1u8)
+        } else {
+            f.absent("arp.isgratuitous")
+        }
+    };
+    let request = arp::Repr {
+        operation: arp::Operation::Request,
+        source_hardware_addr: lns_core,
+        source_protocol_addr: lns_core_ip,
+        target_hardware_addr: ethernet::Address([0; 6]),
+        target_protocol_addr: router_ip,
+    };
+    let reply = arp::Repr {
+        operation: arp::Operation::Reply,
+        source_hardware_addr: lns_core,
+        source_protocol_addr: lns_core_ip,
+        target_hardware_addr: router,
+        target_protocol_addr: router_ip,
+    };
+    let frames = [
+        arp_frame("ARP request", request, ethernet::Address::BROADCAST, false),
+        arp_frame("ARP reply", reply, router, false),
+        arp_frame(
+            "gratuitous ARP",
+            arp::Repr::gratuitous(lns_core, subscriber_ip),
+            ethernet::Address::BROADCAST,
+            true,
+        ),
+    ];
+    dissect_and_check("arp", &frames);
 }
