@@ -41,6 +41,9 @@ fn xl2tpd_lac_brings_a_call_up_with_our_lns() {
         .expect("our socket in the lns namespace");
     let mut config = Config::lns(LNS_HOSTNAME);
     config.secret = Some(SECRET.as_bytes().to_vec());
+    // Tunnel authentication both ways (RFC 2661 §5.1.1): we challenge xl2tpd
+    // too, and refuse it unless its Challenge Response proves the secret.
+    config.require_authentication = true;
     let endpoint = Endpoint::new(config, os_rng().expect("rng")).expect("endpoint");
     let mut driver = Driver::new(socket, endpoint).expect("driver");
 
@@ -189,6 +192,12 @@ fn xl2tpd_lac_brings_a_call_up_with_our_lns() {
     );
     let sccrp = packets.iter().find(|p| p.kind() == "SCCRP").expect("SCCRP");
     assert_eq!(sccrp.host_name.as_deref(), Some(LNS_HOSTNAME));
+    let sccrq = packets.iter().find(|p| p.kind() == "SCCRQ").expect("SCCRQ");
+    assert!(sccrq.challenge, "xl2tpd challenges us (challenge = yes)");
+    assert!(sccrp.challenge_response, "we answer xl2tpd's challenge");
+    assert!(sccrp.challenge, "we challenge xl2tpd");
+    let scccn = packets.iter().find(|p| p.kind() == "SCCCN").expect("SCCCN");
+    assert!(scccn.challenge_response, "xl2tpd answers our challenge");
     assert_eq!(
         sccrp.tunnel, peer.tunnel_id,
         "SCCRP goes to xl2tpd's tunnel id"

@@ -85,6 +85,10 @@ pub(crate) struct Packet {
     pub(crate) message_type: Option<u16>,
     pub(crate) host_name: Option<String>,
     pub(crate) result_code: Option<u16>,
+    /// Tunnel authentication (RFC 2661 §5.1.1): a Challenge AVP, a Challenge
+    /// Response AVP.
+    pub(crate) challenge: bool,
+    pub(crate) challenge_response: bool,
     /// For a data message carrying PPP: its protocol and code (LCP etc.).
     pub(crate) ppp_protocol: Option<u16>,
     pub(crate) ppp_code: Option<u8>,
@@ -141,7 +145,7 @@ fn lcp_code_name(code: u8) -> String {
     }
 }
 
-const FIELDS: [&str; 13] = [
+const FIELDS: [&str; 15] = [
     "frame.number",
     "ip.src",
     "ip.dst",
@@ -153,6 +157,8 @@ const FIELDS: [&str; 13] = [
     "l2tp.avp.message_type",
     "l2tp.avp.host_name",
     "l2tp.result_code",
+    "l2tp.avp.chap_challenge",
+    "l2tp.avp.chap_challenge_response",
     "ppp.protocol",
     "ppp.code",
 ];
@@ -236,8 +242,10 @@ fn parse_line(line: &str) -> io::Result<Packet> {
         message_type: narrow(number(8)?),
         host_name: opt(9).map(str::to_owned),
         result_code: narrow(number(10)?),
-        ppp_protocol: narrow(number(11)?),
-        ppp_code: number(12)?.and_then(|v| u8::try_from(v).ok()),
+        challenge: opt(11).is_some(),
+        challenge_response: opt(12).is_some(),
+        ppp_protocol: narrow(number(13)?),
+        ppp_code: number(14)?.and_then(|v| u8::try_from(v).ok()),
     })
 }
 
