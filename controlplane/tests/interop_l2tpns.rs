@@ -146,7 +146,7 @@ fn our_lac_brings_a_session_up_with_l2tpns() {
         .node_mut()
         .close_session(now, session, ResultCode::new(cdn::ADMINISTRATIVE))
         .expect("close session");
-    let stats = run_until_acknowledged(&mut driver, tunnel, &mut events);
+    let stats = run_until_acknowledged(&mut driver, tunnel, &mut events).expect("acknowledged");
     assert!(
         events.iter().any(|e| matches!(
             e,
@@ -168,7 +168,7 @@ fn our_lac_brings_a_session_up_with_l2tpns() {
         .node_mut()
         .close_tunnel(now, tunnel, ResultCode::new(stop_ccn::GENERAL_REQUEST))
         .expect("close tunnel");
-    let stats = run_until_acknowledged(&mut driver, tunnel, &mut events);
+    let stats = run_until_acknowledged(&mut driver, tunnel, &mut events).expect("acknowledged");
     assert!(
         events.iter().any(|e| matches!(
             e,
@@ -244,15 +244,15 @@ fn run_until_acknowledged(
     driver: &mut Driver<Endpoint>,
     tunnel: TunnelHandle,
     events: &mut Vec<Event>,
-) -> TunnelStats {
+) -> Result<TunnelStats, String> {
     let deadline = driver.now() + Duration::from_secs(5);
     loop {
         let stats = driver
             .node()
             .tunnel_stats(tunnel)
-            .expect("tunnel state held");
+            .ok_or("the tunnel's state is gone")?;
         if stats.control.acked == stats.control.sent || driver.now() >= deadline {
-            return stats;
+            return Ok(stats);
         }
         let step = (driver.now() + Duration::from_millis(50)).min(deadline);
         driver
@@ -260,7 +260,7 @@ fn run_until_acknowledged(
                 events.push(event);
                 ControlFlow::Continue(())
             })
-            .expect("driver");
+            .map_err(|e| format!("driver: {e}"))?;
     }
 }
 

@@ -14,7 +14,7 @@ use std::time::Duration;
 use controlplane::driver::{os_rng, Driver, Stop};
 use controlplane::l2tp::codes::{cdn, stop_ccn};
 use controlplane::l2tp::{
-    Config, Endpoint, Event, SessionDownReason, SessionState, TunnelDownReason, TunnelState,
+    Config, Endpoint, Event, SessionDownReason, TunnelDownReason, TunnelState,
 };
 use support::capture::{acknowledged, control_flow, Capture};
 use support::netns::Lab;
