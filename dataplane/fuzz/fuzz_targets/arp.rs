@@ -9,7 +9,11 @@ fuzz_target!(|data: &[u8]| {
     let Ok(packet) = Packet::new_checked(data) else {
         return;
     };
-    let _ = (packet.hardware_type(), packet.protocol_type(), packet.operation());
+    let _ = (
+        packet.hardware_type(),
+        packet.protocol_type(),
+        packet.operation(),
+    );
     let lens = packet.source_hardware_addr().len()
         + packet.source_protocol_addr().len()
         + packet.target_hardware_addr().len()
@@ -22,5 +26,8 @@ fuzz_target!(|data: &[u8]| {
     let mut out = vec![0u8; repr.buffer_len()];
     assert_eq!(repr.emit(&mut out), Ok(repr.buffer_len()));
     assert_eq!(out[..], data[..repr.buffer_len()]);
-    assert_eq!(Repr::parse(&Packet::new_checked(&out[..]).unwrap()), Ok(repr));
+    assert_eq!(
+        Repr::parse(&Packet::new_checked(&out[..]).unwrap()),
+        Ok(repr)
+    );
 });

@@ -9,9 +9,23 @@ fuzz_target!(|data: &[u8]| {
     let Ok(packet) = Packet::new_checked(data) else {
         return;
     };
-    let _ = (packet.version(), packet.dscp(), packet.ecn(), packet.ident());
-    let _ = (packet.dont_frag(), packet.more_frags(), packet.frag_offset());
-    let _ = (packet.is_fragment(), packet.ttl(), packet.protocol(), packet.checksum());
+    let _ = (
+        packet.version(),
+        packet.dscp(),
+        packet.ecn(),
+        packet.ident(),
+    );
+    let _ = (
+        packet.dont_frag(),
+        packet.more_frags(),
+        packet.frag_offset(),
+    );
+    let _ = (
+        packet.is_fragment(),
+        packet.ttl(),
+        packet.protocol(),
+        packet.checksum(),
+    );
     let _ = (packet.src_addr(), packet.dst_addr(), packet.options());
     let verified = packet.verify_checksum();
     assert!(packet.header_len() + packet.payload().len() <= data.len());

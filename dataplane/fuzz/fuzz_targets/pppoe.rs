@@ -9,7 +9,12 @@ fuzz_target!(|data: &[u8]| {
     let Ok(packet) = Packet::new_checked(data) else {
         return;
     };
-    let _ = (packet.version(), packet.pppoe_type(), packet.code(), packet.session_id());
+    let _ = (
+        packet.version(),
+        packet.pppoe_type(),
+        packet.code(),
+        packet.session_id(),
+    );
     assert_eq!(packet.payload().len(), usize::from(packet.length()));
     // The iterator ends: at most one item per tag header, plus one error.
     assert!(packet.tags().count() <= packet.payload().len() / 4 + 1);

@@ -28,7 +28,10 @@ fuzz_target!(|data: &[u8]| {
     let mut out = vec![0u8; repr.total_len()];
     assert_eq!(repr.emit(&mut out), Ok(repr.buffer_len()));
     out[repr.buffer_len()..].copy_from_slice(packet.payload());
-    assert_eq!(Repr::parse(&Packet::new_checked(&out[..]).unwrap(), src, dst), Ok(repr));
+    assert_eq!(
+        Repr::parse(&Packet::new_checked(&out[..]).unwrap(), src, dst),
+        Ok(repr)
+    );
     let mut writable = Packet::new_checked(&mut out[..]).unwrap();
     writable.fill_checksum(src, dst);
     assert_ne!(writable.checksum(), 0);
