@@ -184,7 +184,7 @@ say "1. xl2tpd (LAC, $LAC_ADDR) dials our lnsd (LNS, $LNS_ADDR)"
 lab
 capture_start xl2tpd
 start lnsd "$TAG-lns" env RUST_LOG=info "$LNSD" --listen "$LNS_ADDR:1701" \
-    --secret "$SECRET" --hostname demo-lnsd --duration 20
+    --secret "$SECRET" --require-auth --hostname demo-lnsd --duration 20
 wait_for "$WORK/lnsd.log" "listening" 10
 printf '* * %s\n' "$SECRET" >"$WORK/xl2tpd-secrets"
 chmod 600 "$WORK/xl2tpd-secrets"
@@ -217,7 +217,7 @@ capture_start l2tpns
 # lacd exits by itself: sessions up, first PPP frame seen, clean teardown.
 lacd_status=0
 ip netns exec "$TAG-lac" env RUST_LOG=info timeout 30 "$LACD" --lns "$LNS_ADDR:1701" \
-    --bind "$LAC_ADDR:1701" --secret "$SECRET" --hostname demo-lacd --sessions 1 \
+    --bind "$LAC_ADDR:1701" --secret "$SECRET" --require-auth --hostname demo-lacd --sessions 1 \
     --hold 1 >"$WORK/lacd.log" 2>&1 || lacd_status=$?
 stop_all
 say "what lacd saw"

@@ -43,7 +43,7 @@ struct Args {
     hostname: String,
 
     /// Seconds between Hellos on an idle tunnel (RFC 2661 §6.5); 0 disables.
-    #[arg(long, default_value_t = 60)]
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
     hello: u64,
 
     /// Stop after this many seconds, closing every tunnel with StopCCN.

@@ -2,6 +2,7 @@
 //! and a clean shutdown.
 
 use std::error::Error;
+use std::io::IsTerminal;
 use std::ops::ControlFlow;
 use std::time::Duration;
 
@@ -17,12 +18,14 @@ pub(crate) type BoxError = Box<dyn Error + Send + Sync>;
 /// How long a shutdown waits for the peers to acknowledge our StopCCNs.
 pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
-/// Log to stderr, `RUST_LOG` filtering (default `info`).
+/// Log to stderr, `RUST_LOG` filtering (default `info`); colours only on a
+/// terminal, so a log file stays greppable.
 pub(crate) fn init_logging() {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .init();
 }
