@@ -1,8 +1,9 @@
 //! Interop with l2tpns (Debian package `l2tpns`) as the LNS.
 //!
 //! **Needs root** (network namespaces, veth, TUN, packet capture) and the
-//! Debian packages `l2tpns`, `xl2tpd`, `tcpdump`, `tshark` and `iproute2`,
-//! as CI has them. Without them these tests fail saying what is missing.
+//! Debian packages `l2tpns`, `xl2tpd`, `tshark` (with its dumpcap) and
+//! `iproute2`, as CI has them. Without them these tests fail saying what is
+//! missing.
 
 mod support;
 
@@ -44,7 +45,8 @@ fn our_lac_brings_a_session_up_with_l2tpns() {
         radius_port: 18120,
     };
     let l2tpns = L2tpnsLns::start(&mut lab, &lns, &lns_config).expect("l2tpns");
-    let capture = Capture::start(&mut lab, &lac, &link.interface, "l2tpns").expect("capture");
+    let capture =
+        Capture::start(&mut lab, &lac, &link.interface, link.b, "l2tpns").expect("capture");
 
     let socket = lab
         .udp_socket(&lac, SocketAddr::V4(SocketAddrV4::new(link.a, 1701)))
@@ -281,7 +283,8 @@ fn peers_xl2tpd_lac_brings_a_call_up_with_l2tpns() {
         radius_port: 18120,
     };
     let l2tpns = L2tpnsLns::start(&mut lab, &lns, &lns_config).expect("l2tpns");
-    let capture = Capture::start(&mut lab, &lac, &link.interface, "peers").expect("capture");
+    let capture =
+        Capture::start(&mut lab, &lac, &link.interface, link.b, "peers").expect("capture");
     let lac_config = Xl2tpdLacConfig {
         listen: link.a,
         lns: link.b,

@@ -2,7 +2,7 @@
 //! as the LNS, run in-process by the driver over a socket in a namespace.
 //!
 //! **Needs root** (network namespaces, veth, packet capture) and the Debian
-//! packages `xl2tpd`, `tcpdump`, `tshark` and `iproute2`, as CI has them.
+//! packages `xl2tpd`, `tshark` (with its dumpcap) and `iproute2`, as CI has them.
 //! Without them the test fails saying what is missing.
 
 mod support;
@@ -47,7 +47,8 @@ fn xl2tpd_lac_brings_a_call_up_with_our_lns() {
     let endpoint = Endpoint::new(config, os_rng().expect("rng")).expect("endpoint");
     let mut driver = Driver::new(socket, endpoint).expect("driver");
 
-    let capture = Capture::start(&mut lab, &lns, &link.interface, "xl2tpd").expect("capture");
+    let capture =
+        Capture::start(&mut lab, &lns, &link.interface, link.a, "xl2tpd").expect("capture");
     let lac_config = Xl2tpdLacConfig {
         listen: link.a,
         lns: link.b,

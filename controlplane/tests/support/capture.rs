@@ -1,62 +1,106 @@
-//! Packet captures inside a namespace (tcpdump) and reading them back with
-//! tshark, so a test checks what was on the wire with an independent
-//! dissector, not with our own codecs.
+//! Packet captures inside a namespace (dumpcap, which comes with tshark)
+//! and reading them back with tshark, so a test checks what was on the wire
+//! with an independent dissector, not with our own codecs.
 //!
-//! Learned by hand: tcpdump prints "listening on IFACE" to stderr once the
-//! capture is live, so a test waits for that before it lets the peers talk;
-//! with `-U --immediate-mode` every packet reaches the file at once (without
-//! immediate mode the kernel ring hands packets over in blocks, and a capture
-//! stopped a second after the exchange can hold none), and SIGINT ends it
-//! cleanly. `-Z root` keeps Debian's tcpdump from dropping to its own user,
-//! which could not write into the root-owned scratch directory.
+//! Learned by hand: dumpcap says "Capturing on 'IFACE'" and "File: PATH"
+//! before the capture is live, and it hands packets to the file in blocks up
+//! to about a second late; on SIGINT it drops what it has not written yet.
+//! So a capture proves both ends itself: it sends a marker datagram across
+//! the link (UDP to the discard port, which the capture filter takes too) and
+//! waits until the marker is in the file, once before the test talks and once
+//! before it stops. (tcpdump `-U --immediate-mode` would not need that, but
+//! it is one more package, and its "listening on" is the only hint.)
 
 use std::io;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rustix::process::Signal;
 
 use super::netns::{error, require_program, run, Lab, Netns, ProcessId};
 
-/// Only L2TP: l2tpns also multicasts cluster heartbeats (kept on `lo` by the
-/// harness, but a capture filter makes sure).
-const FILTER: &str = "udp port 1701";
+/// The discard port (RFC 863): nothing listens there; markers go to it.
+const MARKER_PORT: u16 = 9;
+/// L2TP, and the markers. l2tpns also multicasts cluster heartbeats (kept on
+/// `lo` by the harness, but the filter makes sure).
+const FILTER: &str = "udp port 1701 or udp port 9";
 /// The dissector is forced on the port, as a reader of the pcap would.
 const DECODE_AS: &str = "udp.port==1701,l2tp";
+/// How long a marker may take to show up in the file.
+const MARKER_LIMIT: Duration = Duration::from_secs(10);
+/// How often a marker is sent again while we wait for it.
+const MARKER_INTERVAL: Duration = Duration::from_millis(100);
 
-/// A running tcpdump.
+/// A running dumpcap.
 #[derive(Debug)]
 pub(crate) struct Capture {
     process: ProcessId,
     pcap: PathBuf,
+    marker_socket: UdpSocket,
+    marker_to: SocketAddr,
 }
 
 impl Capture {
     /// Starts capturing L2TP on `interface` inside `ns` into `<name>.pcap` in
-    /// the scratch directory, and returns once the capture is live.
+    /// the scratch directory, and returns once the capture is live: a marker
+    /// sent to `peer` (the other end of the link) is in the file.
     pub(crate) fn start(
         lab: &mut Lab,
         ns: &Netns,
         interface: &str,
+        peer: Ipv4Addr,
         name: &str,
     ) -> io::Result<Capture> {
-        let tcpdump = require_program("tcpdump", "tcpdump")?;
+        let dumpcap = require_program("dumpcap", "tshark")?;
         require_program("tshark", "tshark")?;
         let pcap = lab.path(&format!("{name}.pcap"));
-        let tcpdump = tcpdump.to_string_lossy().into_owned();
+        let dumpcap = dumpcap.to_string_lossy().into_owned();
         let file = pcap.to_string_lossy().into_owned();
+        // -P: classic pcap, what every reader takes.
         #[rustfmt::skip]
-        let process = lab.spawn(ns, &format!("tcpdump-{name}"),
-            &[&tcpdump, "-n", "-U", "--immediate-mode", "-Z", "root", "-i", interface, "-w", &file, FILTER])?;
-        lab.wait_for_output(process, "listening on", Duration::from_secs(10))?;
-        Ok(Capture { process, pcap })
+        let process = lab.spawn(ns, &format!("dumpcap-{name}"),
+            &[&dumpcap, "-i", interface, "-f", FILTER, "-P", "-w", &file])?;
+        lab.wait_for_output(process, "File: ", MARKER_LIMIT)?;
+        let marker_socket = lab.udp_socket(ns, SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)))?;
+        let capture = Capture {
+            process,
+            pcap,
+            marker_socket,
+            marker_to: SocketAddr::V4(SocketAddrV4::new(peer, MARKER_PORT)),
+        };
+        capture.mark(lab, "start")?;
+        Ok(capture)
     }
 
-    /// Ends the capture and returns the file.
+    /// Sends a marker across the link until it is in the file.
+    fn mark(&self, lab: &mut Lab, label: &str) -> io::Result<()> {
+        let marker = format!("l2tp-interop-capture-marker-{label}");
+        let deadline = Instant::now() + MARKER_LIMIT;
+        loop {
+            // A lost or refused marker is sent again.
+            let _ = self
+                .marker_socket
+                .send_to(marker.as_bytes(), self.marker_to);
+            std::thread::sleep(MARKER_INTERVAL);
+            let bytes = std::fs::read(&self.pcap).unwrap_or_default();
+            if bytes.windows(marker.len()).any(|w| w == marker.as_bytes()) {
+                return Ok(());
+            }
+            if !lab.running(self.process) || Instant::now() >= deadline {
+                return Err(error(format!(
+                    "capture {}: marker {label:?} not in the file within {MARKER_LIMIT:?}\n{}",
+                    self.pcap.display(),
+                    lab.report()
+                )));
+            }
+        }
+    }
+
+    /// Ends the capture, once everything sent so far is in the file, and
+    /// returns the file.
     pub(crate) fn stop(self, lab: &mut Lab) -> io::Result<Pcap> {
-        // tcpdump writes every packet at once (-U); a short pause lets the
-        // last datagrams of the exchange cross the veth before we stop.
-        std::thread::sleep(Duration::from_millis(200));
+        self.mark(lab, "end")?;
         lab.stop(self.process, Signal::INT, Duration::from_secs(3))?;
         Ok(Pcap { path: self.pcap })
     }
@@ -204,9 +248,9 @@ impl Pcap {
             .to_owned())
     }
 
-    /// tshark's one line per packet.
+    /// tshark's one line per L2TP packet (the markers left out).
     pub(crate) fn summary(&self) -> io::Result<String> {
-        self.tshark(&[])
+        self.tshark(&["-Y", "l2tp"])
     }
 }
 
