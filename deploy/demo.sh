@@ -14,7 +14,7 @@
 # (10.200.1.0/24, which exists only inside them) and prints our daemon's
 # events and a one-line-per-packet tshark summary of the capture.
 #
-# Needs root and the Debian packages iproute2 xl2tpd l2tpns tcpdump tshark
+# Needs root and the Debian packages iproute2 xl2tpd l2tpns tshark
 # (those .ci/run installs), plus cargo. Everything it starts or creates is
 # removed on exit, also on failure or Ctrl-C. L2TP_DEMO_KEEP=1 keeps the
 # scratch directory (configs, logs, captures).
@@ -42,8 +42,9 @@ need() {
 cleanup() {
     local pid ns
     set +e
+    # SIGINT: dumpcap writes out its capture; the daemons just exit.
     for pid in "${PIDS[@]}"; do
-        kill -TERM -- "-$pid" 2>/dev/null
+        kill -INT -- "-$pid" 2>/dev/null
     done
     for pid in "${PIDS[@]}"; do
         for _ in $(seq 20); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
@@ -123,17 +124,34 @@ lab() {
     done
 }
 
+# dumpcap (it comes with tshark) says it is capturing before it is, and
+# writes packets up to a second late, dropping the unwritten ones when it is
+# stopped. So a marker datagram (UDP to the discard port, in the capture
+# filter) crosses the link until it is in the file: at start and before stop.
 capture_start() {
     local name=$1
-    start "tcpdump-$name" "$TAG-lac" tcpdump -n -U --immediate-mode -Z root -i veth1 \
-        -w "$WORK/$name.pcap" udp port 1701
-    wait_for "$WORK/tcpdump-$name.log" "listening on" 10
+    start "dumpcap-$name" "$TAG-lac" dumpcap -i veth1 -f "udp port 1701 or udp port 9" -P \
+        -w "$WORK/$name.pcap"
+    wait_for "$WORK/dumpcap-$name.log" "File: " 10
+    mark "$name" start
 }
 
-# stop_all: end every process of the scenario (the daemons have logged what
-# they saw) and tear the lab down.
+# mark NAME LABEL: send a marker until the capture NAME holds it (bounded).
+mark() {
+    local name=$1 marker="l2tp-demo-capture-marker-$2" i
+    for ((i = 0; i < 100; i++)); do
+        ip netns exec "$TAG-lac" bash -c "echo $marker > /dev/udp/$LNS_ADDR/9" 2>/dev/null || true
+        sleep 0.1
+        grep -qaF "$marker" "$WORK/$name.pcap" 2>/dev/null && return 0
+    done
+    die "capture $name: marker $2 never reached the file"
+}
+
+# stop_all NAME: once the capture NAME holds everything, end every process
+# of the scenario (the daemons have logged what they saw) and tear the lab
+# down.
 stop_all() {
-    sleep 0.3
+    mark "$1" end
     cleanup_keep_work
 }
 
@@ -147,7 +165,7 @@ cleanup_keep_work() {
 summary() {
     local name=$1
     say "what was on the wire ($name, tshark)"
-    tshark -n -r "$WORK/$name.pcap" -d udp.port==1701,l2tp 2>/dev/null
+    tshark -n -r "$WORK/$name.pcap" -d udp.port==1701,l2tp -Y l2tp 2>/dev/null
     local problems
     problems=$(tshark -n -r "$WORK/$name.pcap" -d udp.port==1701,l2tp \
         -Y '_ws.malformed || _ws.expert.severity >= error' 2>/dev/null)
@@ -164,7 +182,7 @@ summary() {
 need ip iproute2
 need xl2tpd xl2tpd
 need l2tpns l2tpns
-need tcpdump tcpdump
+need dumpcap tshark
 need tshark tshark
 need cargo "a Rust toolchain"
 export PATH="$PATH:/usr/sbin:/sbin"
@@ -198,7 +216,7 @@ wait_for "$WORK/lnsd.log" "session down" 15
 # xl2tpd keeps the tunnel after its call ends; ask it to close it.
 timeout 5 sh -c "printf 'd peer\n' > '$WORK/xl2tpd.control'"
 wait_for "$WORK/lnsd.log" "tunnel down" 15
-stop_all
+stop_all xl2tpd
 say "what lnsd saw"
 grep -v '^\s*$' "$WORK/lnsd.log"
 summary xl2tpd
@@ -219,7 +237,7 @@ lacd_status=0
 ip netns exec "$TAG-lac" env RUST_LOG=info timeout 30 "$LACD" --lns "$LNS_ADDR:1701" \
     --bind "$LAC_ADDR:1701" --secret "$SECRET" --require-auth --hostname demo-lacd --sessions 1 \
     --hold 1 >"$WORK/lacd.log" 2>&1 || lacd_status=$?
-stop_all
+stop_all l2tpns
 say "what lacd saw"
 grep -v '^\s*$' "$WORK/lacd.log"
 say "what l2tpns logged about it"
