@@ -216,6 +216,11 @@ impl Lab {
         let ns = Netns {
             name: format!("{}-{role}", self.tag),
         };
+        // The name carries our pid, so one that exists is left over from a
+        // dead process that had the same pid (killed before its guard ran).
+        if Path::new("/run/netns").join(&ns.name).exists() {
+            run(&["ip", "netns", "del", &ns.name])?;
+        }
         run(&["ip", "netns", "add", &ns.name])?;
         self.namespaces.push(ns.clone());
         run(&["ip", "-n", &ns.name, "link", "set", "lo", "up"])?;
