@@ -25,7 +25,7 @@
 //! (algorithm 5) the Response Value is MD5(Identifier, secret, Challenge
 //! Value), 16 bytes (RFC 1994 §4.1); computing it is the control plane's job.
 
-use super::field::{set_u16_at, u16_at};
+use super::ppp_cp::{self, emit_header};
 use super::{Error, Result};
 
 /// The Code field.
@@ -67,94 +67,11 @@ impl From<Code> for u8 {
     }
 }
 
-mod field {
-    pub(super) const CODE: usize = 0;
-    pub(super) const IDENTIFIER: usize = 1;
-    pub(super) const LENGTH: usize = 2;
-}
-
 /// Length of the Code, Identifier and Length fields.
-pub const HEADER_LEN: usize = 4;
+pub const HEADER_LEN: usize = ppp_cp::HEADER_LEN;
 
-/// A zero-copy view of a CHAP packet.
-#[derive(Debug, Clone)]
-pub struct Packet<T: AsRef<[u8]>> {
-    buffer: T,
-}
-
-impl<T: AsRef<[u8]>> Packet<T> {
-    /// Wrap without checking; accessors may panic until [`Self::check_len`]
-    /// has returned `Ok`.
-    pub const fn new_unchecked(buffer: T) -> Packet<T> {
-        Packet { buffer }
-    }
-
-    /// Wrap untrusted bytes.
-    pub fn new_checked(buffer: T) -> Result<Packet<T>> {
-        let p = Packet::new_unchecked(buffer);
-        p.check_len()?;
-        Ok(p)
-    }
-
-    /// Check that the header fits, that Length covers it and that the
-    /// buffer holds Length.
-    pub fn check_len(&self) -> Result<()> {
-        let b = self.buffer.as_ref();
-        if b.len() < HEADER_LEN {
-            return Err(Error::Truncated);
-        }
-        let len = usize::from(self.length());
-        if len < HEADER_LEN {
-            return Err(Error::Malformed);
-        }
-        if b.len() < len {
-            return Err(Error::Truncated);
-        }
-        Ok(())
-    }
-
-    /// Give the buffer back.
-    pub fn into_inner(self) -> T {
-        self.buffer
-    }
-
-    /// Code.
-    pub fn code(&self) -> Code {
-        Code::from(self.buffer.as_ref()[field::CODE])
-    }
-
-    /// Identifier.
-    pub fn identifier(&self) -> u8 {
-        self.buffer.as_ref()[field::IDENTIFIER]
-    }
-
-    /// Length: header plus data.
-    pub fn length(&self) -> u16 {
-        u16_at(self.buffer.as_ref(), field::LENGTH)
-    }
-
-    /// The data, narrowed by Length.
-    pub fn data(&self) -> &[u8] {
-        &self.buffer.as_ref()[HEADER_LEN..usize::from(self.length())]
-    }
-}
-
-impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
-    /// Set the Code.
-    pub fn set_code(&mut self, code: Code) {
-        self.buffer.as_mut()[field::CODE] = code.into();
-    }
-
-    /// Set the Identifier.
-    pub fn set_identifier(&mut self, id: u8) {
-        self.buffer.as_mut()[field::IDENTIFIER] = id;
-    }
-
-    /// Set the Length.
-    pub fn set_length(&mut self, len: u16) {
-        set_u16_at(self.buffer.as_mut(), field::LENGTH, len);
-    }
-}
+/// A zero-copy view of a CHAP packet: the RFC 1661 §5 layout, with CHAP's codes.
+pub type Packet<T> = ppp_cp::CpPacket<T, Code>;
 
 /// What a CHAP packet says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -200,9 +117,7 @@ impl<'a> Repr<'a> {
     /// Read a packet. A Challenge or Response without its Value-Size, or
     /// whose Value-Size runs past Length, is [`Error::Malformed`].
     pub fn parse<T: AsRef<[u8]> + ?Sized>(packet: &Packet<&'a T>) -> Result<Repr<'a>> {
-        packet.check_len()?;
-        let buffer: &'a [u8] = T::as_ref(packet.buffer);
-        let data = &buffer[HEADER_LEN..usize::from(packet.length())];
+        let data = packet.checked_data()?;
         let value_and_name = || -> Result<(&'a [u8], &'a [u8])> {
             let (&size, rest) = data.split_first().ok_or(Error::Malformed)?;
             if rest.len() < usize::from(size) {
@@ -262,12 +177,7 @@ impl<'a> Repr<'a> {
             }
         }
         let len = self.buffer_len();
-        let length = u16::try_from(len).map_err(|_| Error::BufferTooSmall)?;
-        let buf = buf.get_mut(..len).ok_or(Error::BufferTooSmall)?;
-        buf[field::CODE] = self.code().into();
-        buf[field::IDENTIFIER] = self.identifier;
-        set_u16_at(buf, field::LENGTH, length);
-        let out = &mut buf[HEADER_LEN..];
+        let out = emit_header(buf, self.code(), self.identifier, len)?;
         match self.message {
             Message::Challenge { value, name } | Message::Response { value, name } => {
                 out[0] = u8::try_from(value.len()).map_err(|_| Error::BufferTooSmall)?;

@@ -24,12 +24,17 @@
 //! Protocol-Reject with the rejected protocol (§5.7), Code-Reject carries the
 //! rejected packet (§5.6).
 //!
+//! PAP (RFC 1334 §2.2) and CHAP (RFC 1994 §4) use the same Code,
+//! Identifier, Length and data with codes of their own: their views are
+//! this module's [`CpPacket`] with their Code type.
+//!
 //! The view ([`Packet`], [`Options`]) is zero-copy. The [`CpRepr`] owns its
 //! option list: it is built and read by the control plane's automaton.
 //! A known option whose length is wrong for its type reads as `Unknown`, so
 //! the automaton Configure-Rejects it as pppd does, rather than dropping the
 //! whole packet.
 
+use core::marker::PhantomData;
 use core::net::Ipv4Addr;
 
 use super::field::{set_u16_at, set_u32_at, u16_at, u32_at};
@@ -136,22 +141,37 @@ pub const HEADER_LEN: usize = 4;
 /// Length of an option's Type and Length fields.
 pub const OPTION_HEADER_LEN: usize = 2;
 
-/// A zero-copy view of a control packet.
+/// A zero-copy view of the packet of RFC 1661 §5: Code, Identifier, a
+/// Length that narrows the buffer, data.
+///
+/// PAP (RFC 1334 §2.2) and CHAP (RFC 1994 §4) use the same layout with codes
+/// of their own, so the view is generic over the Code type `C`: each
+/// protocol names it `Packet` with its code ([`Packet`] here,
+/// [`pap::Packet`](super::pap::Packet), [`chap::Packet`](super::chap::Packet)).
+/// What only LCP, IPCP and IPv6CP have (options, magic number, rejected
+/// protocol) is on `CpPacket<T, Code>` alone.
 #[derive(Debug, Clone)]
-pub struct Packet<T: AsRef<[u8]>> {
+pub struct CpPacket<T: AsRef<[u8]>, C> {
     buffer: T,
+    code: PhantomData<C>,
 }
 
-impl<T: AsRef<[u8]>> Packet<T> {
+/// A zero-copy view of an LCP, IPCP or IPv6CP packet.
+pub type Packet<T> = CpPacket<T, Code>;
+
+impl<T: AsRef<[u8]>, C> CpPacket<T, C> {
     /// Wrap without checking; accessors may panic until [`Self::check_len`]
     /// has returned `Ok`.
-    pub const fn new_unchecked(buffer: T) -> Packet<T> {
-        Packet { buffer }
+    pub const fn new_unchecked(buffer: T) -> CpPacket<T, C> {
+        CpPacket {
+            buffer,
+            code: PhantomData,
+        }
     }
 
     /// Wrap untrusted bytes.
-    pub fn new_checked(buffer: T) -> Result<Packet<T>> {
-        let p = Packet::new_unchecked(buffer);
+    pub fn new_checked(buffer: T) -> Result<CpPacket<T, C>> {
+        let p = CpPacket::new_unchecked(buffer);
         p.check_len()?;
         Ok(p)
     }
@@ -180,8 +200,11 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
 
     /// Code.
-    pub fn code(&self) -> Code {
-        Code::from(self.buffer.as_ref()[field::CODE])
+    pub fn code(&self) -> C
+    where
+        C: From<u8>,
+    {
+        C::from(self.buffer.as_ref()[field::CODE])
     }
 
     /// Identifier.
@@ -204,7 +227,9 @@ impl<T: AsRef<[u8]>> Packet<T> {
     pub fn packet(&self) -> &[u8] {
         &self.buffer.as_ref()[..usize::from(self.length())]
     }
+}
 
+impl<T: AsRef<[u8]>> CpPacket<T, Code> {
     /// The data read as an option list (meaningful for Configure-*).
     pub fn options(&self) -> Options<'_> {
         Options::new(self.data())
@@ -224,9 +249,23 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
 }
 
-impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
+impl<'a, T: AsRef<[u8]> + ?Sized, C> CpPacket<&'a T, C> {
+    /// What every `Repr::parse` starts with: check the length (a `Repr` may
+    /// be handed a view made by `new_unchecked`), then borrow the data,
+    /// narrowed by Length, for as long as the buffer rather than the view.
+    pub(super) fn checked_data(&self) -> Result<&'a [u8]> {
+        self.check_len()?;
+        let buffer: &'a [u8] = T::as_ref(self.buffer);
+        Ok(&buffer[HEADER_LEN..usize::from(self.length())])
+    }
+}
+
+impl<T: AsRef<[u8]> + AsMut<[u8]>, C> CpPacket<T, C> {
     /// Set the Code.
-    pub fn set_code(&mut self, code: Code) {
+    pub fn set_code(&mut self, code: C)
+    where
+        u8: From<C>,
+    {
         self.buffer.as_mut()[field::CODE] = code.into();
     }
 
@@ -240,6 +279,14 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
         set_u16_at(self.buffer.as_mut(), field::LENGTH, len);
     }
 
+    /// The data, writable.
+    pub fn data_mut(&mut self) -> &mut [u8] {
+        let end = usize::from(self.length());
+        &mut self.buffer.as_mut()[HEADER_LEN..end]
+    }
+}
+
+impl<T: AsRef<[u8]> + AsMut<[u8]>> CpPacket<T, Code> {
     /// Set the Magic-Number of an Echo or Discard packet: turning an
     /// Echo-Request into its Echo-Reply in place is a code and a magic
     /// number (RFC 1661 §5.8).
@@ -250,12 +297,33 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
         set_u32_at(self.buffer.as_mut(), HEADER_LEN, magic);
         Ok(())
     }
+}
 
-    /// The data, writable.
-    pub fn data_mut(&mut self) -> &mut [u8] {
-        let end = usize::from(self.length());
-        &mut self.buffer.as_mut()[HEADER_LEN..end]
+/// What every `Repr::emit` of these packets starts with: write the header of
+/// a packet of `len` bytes (header included) into the start of `buf` and
+/// give back the data, writable. A `len` that does not fit the Length field
+/// or `buf` is [`Error::BufferTooSmall`].
+pub(super) fn emit_header<C>(
+    buf: &mut [u8],
+    code: C,
+    identifier: u8,
+    len: usize,
+) -> Result<&mut [u8]>
+where
+    u8: From<C>,
+{
+    let length = u16::try_from(len).map_err(|_| Error::BufferTooSmall)?;
+    let buf = buf.get_mut(..len).ok_or(Error::BufferTooSmall)?;
+    if len < HEADER_LEN {
+        // No Repr asks for this (each counts the header in), but a wrong
+        // length must not panic.
+        return Err(Error::Malformed);
     }
+    let mut packet = CpPacket::new_unchecked(buf);
+    packet.set_code(code);
+    packet.set_identifier(identifier);
+    packet.set_length(length);
+    Ok(&mut packet.into_inner()[HEADER_LEN..])
 }
 
 /// One option as it is on the wire.
@@ -679,11 +747,8 @@ impl<'a, O: ConfigOption<'a>> CpRepr<'a, O> {
     /// Read a packet. Fails on a bad option length, or on Echo, Discard or
     /// Protocol-Reject data too short for its fixed part.
     pub fn parse<T: AsRef<[u8]> + ?Sized>(packet: &Packet<&'a T>) -> Result<CpRepr<'a, O>> {
-        packet.check_len()?;
-        let buffer: &'a [u8] = T::as_ref(packet.buffer);
-        let length = usize::from(packet.length());
-        let data = &buffer[HEADER_LEN..length];
-        let code = Self::protocol_code(buffer[field::CODE]);
+        let data = packet.checked_data()?;
+        let code = Self::protocol_code(packet.code().into());
         let data = match code {
             Code::ConfigureRequest
             | Code::ConfigureAck
@@ -756,12 +821,7 @@ impl<'a, O: ConfigOption<'a>> CpRepr<'a, O> {
             return Err(Error::Malformed);
         }
         let len = self.buffer_len();
-        let length = u16::try_from(len).map_err(|_| Error::BufferTooSmall)?;
-        let buf = buf.get_mut(..len).ok_or(Error::BufferTooSmall)?;
-        buf[field::CODE] = self.code.into();
-        buf[field::IDENTIFIER] = self.identifier;
-        set_u16_at(buf, field::LENGTH, length);
-        let out = &mut buf[HEADER_LEN..];
+        let out = emit_header(buf, self.code, self.identifier, len)?;
         match &self.data {
             CpData::Options(options) => {
                 emit_options(options, out)?;
@@ -1152,6 +1212,26 @@ mod tests {
             }]),
         };
         assert_eq!(r.emit(&mut [0u8; 300]), Err(Error::BufferTooSmall));
+    }
+
+    #[test]
+    fn emit_header_refuses_lengths_that_do_not_fit() {
+        let mut buf = [0u8; 8];
+        assert_eq!(
+            emit_header(&mut buf, Code::TerminateAck, 1, 9),
+            Err(Error::BufferTooSmall)
+        );
+        assert_eq!(
+            emit_header(&mut [0u8; 70_000], Code::TerminateAck, 1, 65_536),
+            Err(Error::BufferTooSmall)
+        );
+        assert_eq!(
+            emit_header(&mut buf, Code::TerminateAck, 1, 3),
+            Err(Error::Malformed)
+        );
+        let data = emit_header(&mut buf, Code::TerminateAck, 7, 6).unwrap();
+        assert_eq!(data.len(), 2);
+        assert_eq!(buf, [6, 7, 0, 6, 0, 0, 0, 0]);
     }
 
     #[test]
