@@ -18,7 +18,7 @@
 use md5::{Digest, Md5};
 
 use super::field::{set_u16_at, u16_at};
-use super::{Error, Result};
+use super::{check_length_field, Error, Result};
 
 /// The AVP header: flags and Length, Vendor ID, Attribute Type.
 pub const HEADER_LEN: usize = 6;
@@ -65,14 +65,7 @@ impl<T: AsRef<[u8]>> RawAvp<T> {
         if b.len() < HEADER_LEN {
             return Err(Error::Truncated);
         }
-        let len = self.total_len();
-        if len < HEADER_LEN {
-            return Err(Error::Malformed);
-        }
-        if len > b.len() {
-            return Err(Error::Truncated);
-        }
-        Ok(())
+        check_length_field(b, HEADER_LEN, self.total_len())
     }
 
     /// The M bit: an unrecognized AVP with it set tears the tunnel or the

@@ -27,7 +27,7 @@ use core::net::Ipv4Addr;
 
 use super::checksum;
 use super::field::{set_u16_at, u16_at};
-use super::{Error, Result};
+use super::{check_length_field, Error, Result};
 
 /// The IP protocol number of the payload (IANA "Assigned Internet Protocol
 /// Numbers").
@@ -131,14 +131,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
         if header_len < HEADER_LEN {
             return Err(Error::Malformed);
         }
-        let total = usize::from(self.total_len());
-        if total < header_len {
-            return Err(Error::Malformed);
-        }
-        if b.len() < total {
-            return Err(Error::Truncated);
-        }
-        Ok(())
+        check_length_field(b, header_len, usize::from(self.total_len()))
     }
 
     /// Give the buffer back.

@@ -15,7 +15,7 @@
 //! ```
 
 use super::field::{set_u16_at, u16_at};
-use super::{Error, Result};
+use super::{check_length_field, Error, Result};
 
 /// The UDP port of L2TP (RFC 2661 §8.1).
 pub const UDP_PORT: u16 = 1701;
@@ -115,16 +115,10 @@ impl<T: AsRef<[u8]>> Packet<T> {
         if b.len() < header_len {
             return Err(Error::Truncated);
         }
-        if let Some(length) = self.length() {
-            let length = usize::from(length);
-            if length < header_len {
-                return Err(Error::Malformed);
-            }
-            if length > b.len() {
-                return Err(Error::Truncated);
-            }
+        match self.length() {
+            Some(length) => check_length_field(b, header_len, usize::from(length)),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// Unwrap the buffer.

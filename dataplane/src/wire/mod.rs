@@ -80,6 +80,21 @@ impl std::error::Error for Error {}
 /// The result of parsing or emitting.
 pub type Result<T> = core::result::Result<T, Error>;
 
+/// Rule 2 of the contract for a length field that counts its own header
+/// (the IPv4 Total Length, the UDP Length, the L2TP Length, the AVP Length,
+/// the Length of RFC 1661 §5): a length that does not cover the header is
+/// [`Error::Malformed`], one past the end of the buffer [`Error::Truncated`].
+/// The caller has checked that the header, length field included, fits.
+pub(crate) fn check_length_field(buffer: &[u8], header_len: usize, length: usize) -> Result<()> {
+    if length < header_len {
+        return Err(Error::Malformed);
+    }
+    if length > buffer.len() {
+        return Err(Error::Truncated);
+    }
+    Ok(())
+}
+
 /// Big-endian field helpers shared by the codecs. They assume the caller has
 /// checked the length (the contract above), so they index directly.
 pub(crate) mod field {
@@ -150,7 +165,10 @@ pub mod checksum {
         #[test]
         fn rfc1071_example() {
             // RFC 1071 §3: 00 01 f2 03 f4 f5 f6 f7 sums to 0xddf2.
-            assert_eq!(sum(&[0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7]), 0xddf2);
+            assert_eq!(
+                sum(&[0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7]),
+                0xddf2
+            );
         }
 
         #[test]

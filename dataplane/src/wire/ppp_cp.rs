@@ -38,7 +38,7 @@ use core::marker::PhantomData;
 use core::net::Ipv4Addr;
 
 use super::field::{set_u16_at, set_u32_at, u16_at, u32_at};
-use super::{Error, Result};
+use super::{check_length_field, Error, Result};
 
 /// The Code field (RFC 1661 §5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -184,14 +184,7 @@ impl<T: AsRef<[u8]>, C> CpPacket<T, C> {
         if b.len() < HEADER_LEN {
             return Err(Error::Truncated);
         }
-        let len = usize::from(self.length());
-        if len < HEADER_LEN {
-            return Err(Error::Malformed);
-        }
-        if b.len() < len {
-            return Err(Error::Truncated);
-        }
-        Ok(())
+        check_length_field(b, HEADER_LEN, usize::from(self.length()))
     }
 
     /// Give the buffer back.

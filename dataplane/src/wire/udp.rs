@@ -22,7 +22,7 @@ use core::net::Ipv4Addr;
 
 use super::checksum;
 use super::field::{set_u16_at, u16_at};
-use super::{Error, Result};
+use super::{check_length_field, Error, Result};
 
 mod field {
     pub(super) const SRC_PORT: usize = 0;
@@ -78,14 +78,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
         if b.len() < HEADER_LEN {
             return Err(Error::Truncated);
         }
-        let len = usize::from(self.len());
-        if len < HEADER_LEN {
-            return Err(Error::Malformed);
-        }
-        if b.len() < len {
-            return Err(Error::Truncated);
-        }
-        Ok(())
+        check_length_field(b, HEADER_LEN, usize::from(self.len()))
     }
 
     /// Give the buffer back.
