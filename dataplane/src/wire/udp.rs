@@ -123,11 +123,16 @@ impl<T: AsRef<[u8]>> Packet<T> {
         if self.checksum() == 0 {
             return true;
         }
-        let sum = checksum::combine(&[
+        self.sum_with_pseudo_header(src_addr, dst_addr) == 0xffff
+    }
+
+    /// The one's complement sum over the pseudo-header and the datagram as
+    /// it stands (RFC 768): all ones when the checksum in it is right.
+    fn sum_with_pseudo_header(&self, src_addr: Ipv4Addr, dst_addr: Ipv4Addr) -> u16 {
+        checksum::combine(&[
             pseudo_header_sum(src_addr, dst_addr, self.len()),
             checksum::sum(self.datagram()),
-        ]);
-        sum == 0xffff
+        ])
     }
 }
 
@@ -156,10 +161,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     /// it. A computed 0 is sent as 0xffff, since 0 means "none" (RFC 768).
     pub fn fill_checksum(&mut self, src_addr: Ipv4Addr, dst_addr: Ipv4Addr) {
         self.set_checksum(0);
-        let sum = checksum::combine(&[
-            pseudo_header_sum(src_addr, dst_addr, self.len()),
-            checksum::sum(self.datagram()),
-        ]);
+        let sum = self.sum_with_pseudo_header(src_addr, dst_addr);
         let check = match !sum {
             0 => 0xffff,
             c => c,
