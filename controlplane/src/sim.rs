@@ -13,6 +13,11 @@
 //! with its fate ([`Sim::record_trace`]), so tests can check the nodes'
 //! counters against what the network really did.
 //!
+//! An [`Adversary`] ([`Sim::set_adversary`]) sees every datagram before the
+//! link does and may rewrite it (payload, source, destination), drop it or
+//! duplicate it: corruption, spoofing and port rewriting for robustness tests
+//! and the fuzz targets.
+//!
 //! ```
 //! use controlplane::l2tp::{Config, Endpoint, Event};
 //! use controlplane::sim::{LinkConditions, Sim};
@@ -131,11 +136,44 @@ impl Default for LinkConditions {
     }
 }
 
+/// A datagram on its way, as an [`Adversary`] sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Datagram {
+    /// Source address (rewrite it to spoof).
+    pub from: SocketAddrV4,
+    /// Destination address.
+    pub to: SocketAddrV4,
+    /// UDP payload.
+    pub payload: Vec<u8>,
+}
+
+/// What an [`Adversary`] does with a datagram after it had its way with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tamper {
+    /// Hand it to the link.
+    Pass,
+    /// Drop it.
+    Drop,
+    /// Hand two copies to the link.
+    Duplicate,
+}
+
+/// Sees (and may change) every datagram before the link: `now` and the
+/// datagram, returns its fate.
+pub type Adversary = Box<dyn FnMut(Instant, &mut Datagram) -> Tamper>;
+
 /// What the link did, counted per datagram.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LinkStats {
     /// Datagrams the nodes sent.
     pub sent: u64,
+    /// Changed by the adversary (payload or addresses).
+    pub altered: u64,
+    /// Dropped by the adversary.
+    pub adversary_dropped: u64,
+    /// Duplicated by the adversary (one extra copy each; the copies then
+    /// take their chances with the link separately).
+    pub adversary_duplicated: u64,
     /// Lost to `loss`.
     pub lost: u64,
     /// Cut by a partition.
@@ -155,6 +193,11 @@ pub struct LinkStats {
 pub enum Fate {
     /// A node sent it (every datagram has this record first).
     Sent,
+    /// The adversary changed it; the record has the new bytes and
+    /// addresses, which the later records of the datagram share.
+    Altered,
+    /// The adversary dropped it.
+    AdversaryDropped,
     /// Lost to `loss`.
     Lost,
     /// Cut by a partition.
@@ -178,7 +221,8 @@ pub struct TraceRecord {
     pub from: SocketAddrV4,
     /// Destination.
     pub to: SocketAddrV4,
-    /// The datagram (same bytes in every record of one datagram).
+    /// The datagram (same bytes in every record of one datagram, except
+    /// those before [`Fate::Altered`]).
     pub payload: Vec<u8>,
 }
 
@@ -233,6 +277,7 @@ pub struct Sim<N: Node> {
     in_flight: BTreeMap<(Instant, u64), InFlight>,
     next_seq: u64,
     rng: Box<dyn RngCore>,
+    adversary: Option<Adversary>,
     stats: LinkStats,
     record: bool,
     trace: Vec<TraceRecord>,
@@ -267,6 +312,7 @@ impl<N: Node> Sim<N> {
             in_flight: BTreeMap::new(),
             next_seq: 0,
             rng,
+            adversary: None,
             stats: LinkStats::default(),
             record: false,
             trace: Vec::new(),
@@ -342,6 +388,13 @@ impl<N: Node> Sim<N> {
         self.partitions.remove(&(b, a));
     }
 
+    /// Put an adversary on the link from now on (`None` removes it). It sees
+    /// every datagram, injected ones included, before loss, partitions and
+    /// delay.
+    pub fn set_adversary(&mut self, adversary: Option<Adversary>) {
+        self.adversary = adversary;
+    }
+
     /// Record every datagram and its fate from now on.
     pub fn record_trace(&mut self, on: bool) {
         self.record = on;
@@ -414,6 +467,35 @@ impl<N: Node> Sim<N> {
     fn send(&mut self, from: SocketAddrV4, to: SocketAddrV4, payload: Vec<u8>) {
         self.stats.sent += 1;
         self.note(Fate::Sent, from, to, &payload);
+        let Some(adversary) = self.adversary.as_mut() else {
+            self.transmit(from, to, payload);
+            return;
+        };
+        let mut d = Datagram {
+            from,
+            to,
+            payload: payload.clone(),
+        };
+        let tamper = adversary(self.now, &mut d);
+        if d.from != from || d.to != to || d.payload != payload {
+            self.stats.altered += 1;
+            self.note(Fate::Altered, d.from, d.to, &d.payload);
+        }
+        match tamper {
+            Tamper::Pass => self.transmit(d.from, d.to, d.payload),
+            Tamper::Drop => {
+                self.stats.adversary_dropped += 1;
+                self.note(Fate::AdversaryDropped, d.from, d.to, &d.payload);
+            }
+            Tamper::Duplicate => {
+                self.stats.adversary_duplicated += 1;
+                self.transmit(d.from, d.to, d.payload.clone());
+                self.transmit(d.from, d.to, d.payload);
+            }
+        }
+    }
+
+    fn transmit(&mut self, from: SocketAddrV4, to: SocketAddrV4, payload: Vec<u8>) {
         if self.partitions.contains(&(from, to)) {
             self.stats.partitioned += 1;
             self.note(Fate::Partitioned, from, to, &payload);

@@ -16,9 +16,10 @@ use controlplane::l2tp::{
     CallParams, Config, Endpoint, Event, ResultCode, Retransmission, SessionDownReason,
     SessionHandle, TunnelDownReason, TunnelHandle, TunnelState,
 };
-use controlplane::sim::{Fate, LinkConditions, NodeId, Sim, TraceRecord};
+use controlplane::sim::{Fate, LinkConditions, NodeId, Sim, Tamper, TraceRecord};
 use controlplane::time::Instant;
 use dataplane::wire::control::{Avp, AvpEntry, Context, ControlMessage, MessageType};
+use dataplane::wire::l2tp::HeaderRepr;
 use rand_chacha::ChaCha8Rng;
 use rand_core::SeedableRng;
 
@@ -1052,8 +1053,10 @@ fn messages_for_unknown_tunnels_and_garbage_are_counted_and_dropped() {
     lab.sim.inject(LAC, LNS, vec![0xff; 3]);
     lab.run_for(Duration::from_millis(50));
     let stats = *lab.sim.node(lab.lns).stats();
-    assert_eq!(stats.unknown_tunnel, 2);
+    assert_eq!(stats.unknown_tunnel, 1);
+    assert_eq!(stats.data_unknown_tunnel, 1);
     assert_eq!(stats.malformed, 1);
+    assert_eq!(stats.accounted(), stats.datagrams_received);
     assert_eq!(lab.count(lab.lns, is_tunnel_down), 0);
 }
 
@@ -1498,4 +1501,598 @@ fn the_setup_reads_like_the_rfc_call_flow() {
 1165  LNS->LAC ZLB   Ns=2 Nr=4
 ";
     assert_eq!(call_flow(&lab), expected);
+}
+
+// --- Robustness: "No panic on any input from the network or a peer.
+// Malformed packets are counted and dropped; nothing already established is
+// lost because of one bad packet or peer." ---------------------------------
+
+fn encode(m: &ControlMessage, secret: Option<&[u8]>) -> Vec<u8> {
+    let ctx = Context {
+        secret,
+        ha_vendor_id: 43,
+    };
+    let mut buf = vec![0; m.buffer_len()];
+    let n = m.emit(&mut buf, &ctx).unwrap();
+    buf.truncate(n);
+    buf
+}
+
+fn message_type_of(payload: &[u8]) -> Option<MessageType> {
+    let ctx = Context {
+        secret: None,
+        ha_vendor_id: 43,
+    };
+    ControlMessage::parse(payload, &ctx)
+        .ok()
+        .and_then(|m| m.message_type)
+}
+
+fn data_message(tunnel_id: u16, session_id: u16, payload: &[u8]) -> Vec<u8> {
+    let header = HeaderRepr::data(tunnel_id, session_id);
+    let mut buf = vec![0; header.buffer_len() + payload.len()];
+    header.emit(&mut buf, payload.len()).unwrap();
+    buf[header.buffer_len()..].copy_from_slice(payload);
+    buf
+}
+
+/// The Message Type AVP's length field claims more than the message holds:
+/// the header still parses, the body does not.
+fn corrupt_body(payload: &mut [u8]) {
+    payload[12] = 0x83;
+    payload[13] = 0xff;
+}
+
+/// The LNS's sessions, as its SessionUp events name them: (handle, local
+/// id).
+fn lns_sessions(lab: &Lab) -> Vec<(SessionHandle, u16)> {
+    lab.events(lab.lns)
+        .filter_map(|e| match e {
+            Event::SessionUp {
+                session,
+                local_session_id,
+                ..
+            } => Some((*session, *local_session_id)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn all_established(lab: &Lab, node: NodeId, sessions: &[SessionHandle]) -> bool {
+    sessions.iter().all(|&s| {
+        lab.sim.node(node).session_state(s) == Some(controlplane::l2tp::SessionState::Established)
+    })
+}
+
+#[test]
+fn a_corrupted_control_message_is_dropped_unacknowledged_and_its_retransmission_gets_through() {
+    let mut lab = Lab::clean(Config::lac("lac"), Config::lns("lns"));
+    lab.sim.record_trace(true);
+    let (tunnel, sessions) = lab.bring_up(2, Duration::from_secs(5));
+    let lns_tunnel = lab.lns_tunnel();
+    // Let the last acknowledgements of the setup go.
+    lab.run_for(Duration::from_secs(1));
+    // The first WAN-Error-Notify on the way to the LNS is damaged.
+    let damaged = std::rc::Rc::new(std::cell::Cell::new(None));
+    let seen = damaged.clone();
+    lab.sim.set_adversary(Some(Box::new(move |now, d| {
+        if seen.get().is_none() && message_type_of(&d.payload) == Some(MessageType::Wen) {
+            corrupt_body(&mut d.payload);
+            seen.set(Some(now));
+        }
+        Tamper::Pass
+    })));
+    let now = lab.now();
+    let wen =
+        ControlMessage::new(MessageType::Wen, 0, 0).with(AvpEntry::mandatory(Avp::CallErrors {
+            crc: 1,
+            framing: 0,
+            hardware_overruns: 0,
+            buffer_overruns: 0,
+            timeouts: 0,
+            alignment: 0,
+        }));
+    lab.lac()
+        .send_message(now, tunnel, Some(sessions[0]), wen)
+        .unwrap();
+    lab.run_for(Duration::from_secs(3));
+    let damaged_at = damaged.get().expect("the WEN was damaged");
+
+    // Dropped and counted; the tunnel and its sessions are untouched.
+    let lns = lab.sim.node(lab.lns);
+    assert_eq!(lns.stats().malformed_control, 1);
+    assert_eq!(lns.tunnel_stats(lns_tunnel).unwrap().malformed_dropped, 1);
+    assert_eq!(lns.tunnel_state(lns_tunnel), Some(TunnelState::Established));
+    assert_eq!(lab.count(lab.lac, is_tunnel_down), 0);
+    assert_eq!(lab.count(lab.lns, is_tunnel_down), 0);
+    assert!(all_established(&lab, lab.lac, &sessions));
+    // Not acknowledged: the LNS said nothing until the LAC retransmitted
+    // (1 s later), and the retransmission was delivered and acknowledged.
+    let lns_said: Vec<Instant> = lab
+        .sim
+        .trace()
+        .iter()
+        .filter(|r| r.fate == Fate::Sent && r.from == LNS && r.at >= damaged_at)
+        .map(|r| r.at)
+        .collect();
+    assert!(
+        lns_said
+            .first()
+            .is_some_and(|&t| t >= damaged_at + Duration::from_secs(1)),
+        "{lns_said:?}"
+    );
+    let lac_stats = lab.sim.node(lab.lac).tunnel_stats(tunnel).unwrap().control;
+    assert_eq!(lac_stats.retransmitted, 1);
+    assert_eq!(lac_stats.acked, lac_stats.sent);
+    assert_eq!(
+        lab.count(lab.lns, |e| matches!(e, Event::WanError { .. })),
+        1
+    );
+    let stats = *lab.sim.node(lab.lns).stats();
+    assert_eq!(stats.accounted(), stats.datagrams_received);
+}
+
+#[test]
+fn a_peer_that_only_sends_garbage_fails_by_its_own_retransmission_limit() {
+    let config = |c: Config| Config {
+        hello_interval: Some(Duration::from_secs(2)),
+        ..fast(c)
+    };
+    let mut lab = Lab::clean(config(Config::lac("lac")), config(Config::lns("lns")));
+    let (tunnel, _) = lab.bring_up(1, Duration::from_secs(5));
+    let lns_tunnel = lab.lns_tunnel();
+    // From now on every control message (not the ZLBs) of the LAC's is
+    // damaged.
+    lab.sim.set_adversary(Some(Box::new(|_, d| {
+        if d.from == LAC && message_type_of(&d.payload).is_some() {
+            corrupt_body(&mut d.payload);
+        }
+        Tamper::Pass
+    })));
+    lab.run_for(Duration::from_secs(30));
+    let (_, lac_reason) = tunnel_down_reason(&lab, lab.lac).expect("the LAC gave up");
+    assert_eq!(lac_reason, TunnelDownReason::RetriesExhausted);
+    // The LNS counted every copy and acknowledged none; it found out by its
+    // own Hellos once the LAC had gone.
+    let (_, lns_reason) = tunnel_down_reason(&lab, lab.lns).expect("the LNS gave up");
+    assert_eq!(lns_reason, TunnelDownReason::RetriesExhausted);
+    let lns_stats = lab
+        .sim
+        .events(lab.lns)
+        .iter()
+        .find_map(|(_, e)| match e {
+            Event::TunnelDown { stats, .. } => Some(*stats),
+            _ => None,
+        })
+        .unwrap();
+    // The LAC's Hello and its 12 retransmissions.
+    assert_eq!(lns_stats.malformed_dropped, 13);
+    let _ = (tunnel, lns_tunnel);
+}
+
+#[test]
+fn an_unknown_mandatory_avp_in_a_hello_still_clears_the_tunnel() {
+    // RFC 2661 §4.1 is the peer's deliberate choice, not damage: kept.
+    let mut lab = Lab::clean(Config::lac("lac"), Config::lns("lns"));
+    let (tunnel, _) = lab.bring_up(1, Duration::from_secs(5));
+    let now = lab.now();
+    let hello = ControlMessage::new(MessageType::Hello, 0, 0).with(unknown_avp(true));
+    lab.lac().send_message(now, tunnel, None, hello).unwrap();
+    lab.run_for(Duration::from_secs(1));
+    let (_, reason) = tunnel_down_reason(&lab, lab.lns).expect("cleared");
+    assert!(
+        matches!(reason, TunnelDownReason::ProtocolError(ref r)
+            if r.error == Some(error::UNKNOWN_MANDATORY_AVP)),
+        "{reason:?}"
+    );
+}
+
+#[test]
+fn spoofed_stop_ccn_cdn_and_data_from_other_addresses_are_dropped_and_counted() {
+    let mut lab = Lab::clean(Config::lac("lac"), Config::lns("lns"));
+    let (tunnel, sessions) = lab.bring_up(2, Duration::from_secs(5));
+    let lns_tunnel = lab.lns_tunnel();
+    let (lns_tid, lac_tid) = lab.sim.node(lab.lns).tunnel_ids(lns_tunnel).unwrap();
+    let lns_sessions = lns_sessions(&lab);
+    let lac_session_ids: Vec<u16> = lab
+        .events(lab.lac)
+        .filter_map(|e| match e {
+            Event::SessionUp {
+                local_session_id, ..
+            } => Some(*local_session_id),
+            _ => None,
+        })
+        .collect();
+    // Forgeries with every plausible Ns, so one of them is the one each
+    // side expects next.
+    let forgeries = |to_tid: u16, session_ids: &[u16]| {
+        let mut out = Vec::new();
+        for ns in 0..40u16 {
+            let mut stop = ControlMessage::new(MessageType::StopCcn, to_tid, 0)
+                .with(AvpEntry::mandatory(Avp::AssignedTunnelId(4242)))
+                .with(AvpEntry::mandatory(
+                    ResultCode::new(stop_ccn::GENERAL_REQUEST).to_avp(),
+                ));
+            stop.ns = ns;
+            out.push(encode(&stop, None));
+            for &sid in session_ids {
+                let mut cdn = ControlMessage::new(MessageType::Cdn, to_tid, sid)
+                    .with(AvpEntry::mandatory(
+                        ResultCode::new(cdn::ADMINISTRATIVE).to_avp(),
+                    ))
+                    .with(AvpEntry::mandatory(Avp::AssignedSessionId(7)));
+                cdn.ns = ns;
+                out.push(encode(&cdn, None));
+            }
+        }
+        for &sid in session_ids {
+            out.push(data_message(to_tid, sid, b"forged"));
+        }
+        out
+    };
+    let to_lns = forgeries(
+        lns_tid,
+        &lns_sessions.iter().map(|&(_, id)| id).collect::<Vec<_>>(),
+    );
+    let to_lac = forgeries(lac_tid, &lac_session_ids);
+    let spoofers = [
+        // Another address, and the peer's address from another port.
+        SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 66), 1701),
+        SocketAddrV4::new(*LAC.ip(), 1702),
+    ];
+    for &from in &spoofers {
+        for d in &to_lns {
+            lab.sim.inject(from, LNS, d.clone());
+        }
+    }
+    let lns_spoofer = SocketAddrV4::new(*LNS.ip(), 1999);
+    for d in &to_lac {
+        lab.sim.inject(lns_spoofer, LAC, d.clone());
+    }
+    lab.run_for(Duration::from_secs(2));
+
+    // Nothing happened to the tunnel or the sessions, and no forged data
+    // reached either owner.
+    for node in [lab.lac, lab.lns] {
+        assert!(
+            lab.events(node).all(|e| !matches!(
+                e,
+                Event::TunnelDown { .. } | Event::SessionDown { .. } | Event::Data { .. }
+            )),
+            "{:?}",
+            lab.sim.events(node)
+        );
+    }
+    assert!(all_established(&lab, lab.lac, &sessions));
+    let lns_handles: Vec<SessionHandle> = lns_sessions.iter().map(|&(s, _)| s).collect();
+    assert!(all_established(&lab, lab.lns, &lns_handles));
+    // Counted by reason: 40 StopCCNs and 80 CDNs, 2 data messages, from each
+    // spoofer.
+    let lns = lab.sim.node(lab.lns);
+    let s = *lns.stats();
+    assert_eq!((s.wrong_source, s.data_wrong_source), (240, 4));
+    assert_eq!(
+        s.control_delivered,
+        lns.tunnel_stats(lns_tunnel).unwrap().control.received
+            + lns.tunnel_stats(lns_tunnel).unwrap().control.zlb_received
+    );
+    assert_eq!(lns.tunnel_stats(lns_tunnel).unwrap().wrong_source, 244);
+    assert_eq!(s.accounted(), s.datagrams_received);
+    let lac = lab.sim.node(lab.lac);
+    assert_eq!(
+        (lac.stats().wrong_source, lac.stats().data_wrong_source),
+        (120, 2)
+    );
+    assert_eq!(lac.tunnel_stats(tunnel).unwrap().wrong_source, 122);
+
+    // Data for a session the tunnel does not have, from the peer, is counted
+    // as such; a data message with a bad header as malformed.
+    lab.sim
+        .inject(LAC, LNS, data_message(lns_tid, 0xbeef, b"?"));
+    let mut bad = data_message(lns_tid, lns_sessions[0].1, b"?");
+    bad[1] = 0x03; // version 3
+    lab.sim.inject(LAC, LNS, bad);
+    lab.run_for(Duration::from_millis(50));
+    let s = *lab.sim.node(lab.lns).stats();
+    assert_eq!((s.data_unknown_session, s.malformed), (1, 1));
+    assert_eq!(s.accounted(), s.datagrams_received);
+
+    // The same forgeries from the peer's own address do take effect: the
+    // checks above are what stopped them.
+    for d in &to_lns {
+        lab.sim.inject(LAC, LNS, d.clone());
+    }
+    lab.run_for(Duration::from_secs(1));
+    assert!(matches!(
+        tunnel_down_reason(&lab, lab.lns),
+        Some((_, TunnelDownReason::StopCcnReceived(_)))
+    ));
+}
+
+#[test]
+fn the_initiator_takes_the_port_of_the_first_sccrp_and_keeps_it() {
+    // RFC 2661 §8.1: the LNS answers from port 5000. The "network" sends
+    // what the LAC addresses to port 1701 on to 5000.
+    let lns_port = SocketAddrV4::new(*LNS.ip(), 5000);
+    let mut sim = Sim::new(rng(8), LinkConditions::delay(Duration::from_millis(5)));
+    let lac = sim.add_node(LAC, Endpoint::new(Config::lac("lac"), rng(9)).unwrap());
+    let lns = sim.add_node(
+        lns_port,
+        Endpoint::new(Config::lns("lns"), rng(10)).unwrap(),
+    );
+    sim.set_adversary(Some(Box::new(move |_, d| {
+        if d.to == LNS {
+            d.to = lns_port;
+        }
+        Tamper::Pass
+    })));
+    let now = sim.now();
+    let tunnel = sim.node_mut(lac).connect(now, LNS).unwrap();
+    let session = sim
+        .node_mut(lac)
+        .open_session(now, tunnel, CallParams::default())
+        .unwrap();
+    let up = sim
+        .run_until(now + Duration::from_secs(5), |sim| {
+            sim.node(lac).session_state(session)
+                == Some(controlplane::l2tp::SessionState::Established)
+        })
+        .unwrap();
+    assert!(up);
+    assert_eq!(sim.node(lac).tunnel_remote(tunnel), Some(lns_port));
+    // From then on port 1701 of the LNS's address is somebody else.
+    let (lac_tid, _) = sim.node(lac).tunnel_ids(tunnel).unwrap();
+    let mut stop = ControlMessage::new(MessageType::StopCcn, lac_tid, 0)
+        .with(AvpEntry::mandatory(ResultCode::new(1).to_avp()));
+    for ns in 0..8 {
+        stop.ns = ns;
+        sim.inject(LNS, LAC, encode(&stop, None));
+    }
+    sim.run_for(Duration::from_secs(1)).unwrap();
+    assert_eq!(sim.node(lac).stats().wrong_source, 8);
+    assert_eq!(
+        sim.node(lac).tunnel_state(tunnel),
+        Some(TunnelState::Established)
+    );
+    let _ = lns;
+}
+
+#[test]
+fn an_sccrp_from_another_address_is_not_the_peer() {
+    // Only the port may change (RFC 2661 §8.1): an answer from another
+    // address is dropped, and the LAC's SCCRQ goes unanswered.
+    let other = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 3), 1701);
+    let mut sim = Sim::new(rng(8), LinkConditions::delay(Duration::from_millis(5)));
+    let lac = sim.add_node(
+        LAC,
+        Endpoint::new(fast(Config::lac("lac")), rng(9)).unwrap(),
+    );
+    sim.add_node(other, Endpoint::new(Config::lns("lns"), rng(10)).unwrap());
+    sim.set_adversary(Some(Box::new(move |_, d| {
+        if d.to == LNS {
+            d.to = other;
+        }
+        Tamper::Pass
+    })));
+    let now = sim.now();
+    let tunnel = sim.node_mut(lac).connect(now, LNS).unwrap();
+    sim.run_for(Duration::from_secs(15)).unwrap();
+    let reason = sim.events(lac).iter().find_map(|(_, e)| match e {
+        Event::TunnelDown { reason, .. } => Some(reason.clone()),
+        _ => None,
+    });
+    assert_eq!(reason, Some(TunnelDownReason::RetriesExhausted));
+    assert!(sim.node(lac).stats().wrong_source >= 1);
+    let _ = tunnel;
+}
+
+/// An SCCRQ as a LAC at `from` would send it.
+fn sccrq_from(assigned_tunnel_id: u16) -> Vec<u8> {
+    let m = ControlMessage::new(MessageType::Sccrq, 0, 0)
+        .with(AvpEntry::mandatory(Avp::ProtocolVersion {
+            version: 1,
+            revision: 0,
+        }))
+        .with(AvpEntry::mandatory(Avp::HostName(b"flood".to_vec())))
+        .with(AvpEntry::mandatory(Avp::FramingCapabilities(3)))
+        .with(AvpEntry::mandatory(Avp::AssignedTunnelId(
+            assigned_tunnel_id,
+        )));
+    encode(&m, None)
+}
+
+/// Inject `total` SCCRQs from distinct spoofed addresses into `to` over
+/// `over`, in 100 bursts; returns the most tunnels `node` held meanwhile.
+fn sccrq_flood(lab: &mut Lab, node: NodeId, total: u32, over: Duration) -> usize {
+    let to = lab.sim.address(node);
+    let bursts = 100;
+    let mut most = 0;
+    for b in 0..bursts {
+        for i in 0..total / bursts {
+            let n = b * (total / bursts) + i;
+            let from = SocketAddrV4::new(
+                Ipv4Addr::new(10, 9, (n >> 8) as u8, n as u8),
+                1024 + (n % 50_000) as u16,
+            );
+            lab.sim
+                .inject(from, to, sccrq_from(1 + (n % 60_000) as u16));
+        }
+        lab.run_for(over / bursts);
+        most = most.max(lab.sim.node(node).tunnel_count());
+    }
+    most
+}
+
+#[test]
+fn a_flood_of_sccrqs_from_spoofed_addresses_holds_bounded_state_and_leaves_the_tunnel_alone() {
+    let mut lns = Config::lns("lns");
+    lns.max_pending_tunnels = 100;
+    let mut lab = Lab::clean(Config::lac("lac"), lns);
+    let (tunnel, sessions) = lab.bring_up(4, Duration::from_secs(5));
+    let before = *lab.sim.stats();
+    let node = lab.lns;
+    let most = sccrq_flood(&mut lab, node, 20_000, Duration::from_secs(10));
+
+    // The LNS never held more than the limit beyond the real tunnel.
+    assert_eq!(most, 1 + 100);
+    let s = *lab.sim.node(lab.lns).stats();
+    assert_eq!(s.tunnels_accepted, 1 + 100);
+    assert_eq!(s.sccrq_over_pending_limit, 20_000 - 100);
+    assert_eq!(s.accounted(), s.datagrams_received);
+    // The real tunnel and its sessions never noticed.
+    assert_eq!(lab.count(lab.lac, is_tunnel_down), 0);
+    assert!(all_established(&lab, lab.lac, &sessions));
+    let t = lab.lac().send_data(sessions[0], b"still here").unwrap();
+    lab.sim.inject(LAC, t.remote, t.payload);
+    lab.run_for(Duration::from_millis(20));
+    assert!(lab
+        .events(lab.lns)
+        .any(|e| matches!(e, Event::Data { payload, .. } if payload == b"still here")));
+    // The half-open tunnels go once their SCCRPs are given up (31 s), and a
+    // new LAC is served again.
+    lab.run_for(Duration::from_secs(40));
+    assert_eq!(lab.sim.node(lab.lns).tunnel_count(), 1);
+    // It answered only the SCCRQs it took: an SCCRP and 5 retransmissions
+    // each, to addresses that are not there.
+    let link = *lab.sim.stats();
+    assert_eq!(link.undeliverable - before.undeliverable, 100 * 6);
+    let now = lab.now();
+    let second = lab.lac().connect(now, LNS).unwrap();
+    lab.run_for(Duration::from_secs(1));
+    assert_eq!(
+        lab.sim.node(lab.lac).tunnel_state(second),
+        Some(TunnelState::Established)
+    );
+    let _ = tunnel;
+}
+
+#[test]
+fn a_flood_of_sccrqs_a_lac_refuses_holds_bounded_state() {
+    // A LAC refuses every SCCRQ (StopCCN result 4) and holds the refused
+    // tunnel for a full retransmission cycle (RFC 2661 §5.7): at most
+    // max_refused_tunnels of them.
+    let mut lac = Config::lac("lac");
+    lac.max_refused_tunnels = 50;
+    let mut lab = Lab::clean(lac, Config::lns("lns"));
+    let (_, sessions) = lab.bring_up(2, Duration::from_secs(5));
+    let node = lab.lac;
+    let most = sccrq_flood(&mut lab, node, 5_000, Duration::from_secs(5));
+    assert_eq!(most, 1 + 50);
+    let s = *lab.sim.node(lab.lac).stats();
+    assert_eq!(s.sccrq_over_refused_limit, 5_000 - 50);
+    assert_eq!(s.accounted(), s.datagrams_received);
+    assert_eq!(lab.count(lab.lns, is_tunnel_down), 0);
+    assert!(all_established(&lab, lab.lac, &sessions));
+    lab.run_for(Duration::from_secs(40));
+    assert_eq!(lab.sim.node(lab.lac).tunnel_count(), 1);
+}
+
+#[test]
+fn tunnels_refused_after_the_sccrq_beyond_the_limit_are_not_held() {
+    // Four LACs answer the LNS's challenge wrongly: each tunnel is refused
+    // at the SCCCN, when it already exists. Two are held after StopCCN, the
+    // others freed at once.
+    let mut lns = with_secret(Config::lns("lns"), b"right", true);
+    lns.max_refused_tunnels = 2;
+    let mut sim = Sim::new(rng(3), LinkConditions::delay(Duration::from_millis(2)));
+    let lns = sim.add_node(LNS, Endpoint::new(lns, rng(4)).unwrap());
+    for i in 1..=4u8 {
+        let a = SocketAddrV4::new(Ipv4Addr::new(10, 0, 1, i), 1701);
+        let id = sim.add_node(
+            a,
+            Endpoint::new(
+                with_secret(Config::lac("lac"), b"wrong", false),
+                rng(u64::from(i)),
+            )
+            .unwrap(),
+        );
+        let now = sim.now();
+        sim.node_mut(id).connect(now, LNS).unwrap();
+    }
+    sim.run_for(Duration::from_secs(2)).unwrap();
+    let s = *sim.node(lns).stats();
+    assert_eq!(s.tunnels_accepted, 4);
+    assert_eq!(s.refused_not_held, 2);
+    assert_eq!(sim.node(lns).tunnel_count(), 2);
+    assert_eq!(
+        sim.events(lns)
+            .iter()
+            .filter(|(_, e)| matches!(e, Event::TunnelDown { .. }))
+            .count(),
+        4
+    );
+}
+
+#[test]
+fn a_tunnel_that_never_completes_its_handshake_is_cleared_after_the_setup_timeout() {
+    // The LAC's SCCCN turns into a Hello on the way: the LNS acknowledges it
+    // and would wait for an SCCCN for ever.
+    let mut lns = Config::lns("lns");
+    lns.setup_timeout = Duration::from_secs(5);
+    let mut lab = Lab::clean(Config::lac("lac"), lns);
+    lab.sim.set_adversary(Some(Box::new(|_, d| {
+        let ctx = Context {
+            secret: None,
+            ha_vendor_id: 43,
+        };
+        if let Ok(mut m) = ControlMessage::parse(&d.payload, &ctx) {
+            if m.message_type == Some(MessageType::Scccn) {
+                m.message_type = Some(MessageType::Hello);
+                d.payload = encode(&m, None);
+            }
+        }
+        Tamper::Pass
+    })));
+    let now = lab.now();
+    lab.lac().connect(now, LNS).unwrap();
+    lab.run_for(Duration::from_secs(10));
+    let (at, reason) = tunnel_down_reason(&lab, lab.lns).expect("cleared");
+    assert_eq!(at, now + Duration::from_millis(5) + Duration::from_secs(5));
+    assert!(
+        matches!(reason, TunnelDownReason::ProtocolError(ref r)
+            if r.message.contains("not established")),
+        "{reason:?}"
+    );
+    assert_eq!(lab.sim.node(lab.lns).stats().setup_timeouts, 1);
+    // The LAC, which thought it was up, hears the StopCCN.
+    assert!(matches!(
+        tunnel_down_reason(&lab, lab.lac),
+        Some((_, TunnelDownReason::StopCcnReceived(_)))
+    ));
+}
+
+#[test]
+fn a_peer_receive_window_of_0_or_65535_still_carries_every_message() {
+    // RFC 2661 §4.4.3: the Receive Window Size is how many control messages
+    // the peer may have unacknowledged. 0 would stall the channel (we use
+    // 1); 65535 is more than sequence numbers can tell apart (we use 32767).
+    for window in [0u16, 1, 65535] {
+        let mut lab = Lab::clean(Config::lac("lac"), Config::lns("lns"));
+        lab.sim.set_adversary(Some(Box::new(move |_, d| {
+            let ctx = Context {
+                secret: None,
+                ha_vendor_id: 43,
+            };
+            if let Ok(mut m) = ControlMessage::parse(&d.payload, &ctx) {
+                for e in &mut m.avps {
+                    if let Avp::ReceiveWindowSize(w) = &mut e.avp {
+                        *w = window;
+                    }
+                }
+                d.payload = encode(&m, None);
+            }
+            Tamper::Pass
+        })));
+        lab.bring_up(20, Duration::from_secs(10));
+        let peer_window = |lab: &Lab, node| {
+            lab.events(node)
+                .find_map(|e| match e {
+                    Event::TunnelUp { peer, .. } => Some(peer.receive_window),
+                    _ => None,
+                })
+                .unwrap()
+        };
+        assert_eq!(peer_window(&lab, lab.lns), window);
+        assert_eq!(peer_window(&lab, lab.lac), window);
+    }
 }

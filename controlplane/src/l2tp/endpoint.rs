@@ -10,24 +10,85 @@ use dataplane::wire::control::{Avp, AvpEntry, Context, ControlMessage, MessageTy
 use dataplane::wire::l2tp::{HeaderRepr, Packet};
 use rand_core::RngCore;
 
-use super::codes::{error, stop_ccn};
-use super::tunnel::{Cx, Tunnel};
+use super::tunnel::{self, Cx, DataOutcome, Source, Standing, Tunnel};
 use super::{
     CallParams, Config, ConfigError, Error, Event, ResultCode, SessionHandle, SessionState,
     Transmit, TunnelHandle, TunnelState, TunnelStats,
 };
 use crate::time::Instant;
 
-/// Counters of an endpoint, beyond those of its tunnels.
+/// Counters of an endpoint, beyond those of its tunnels. They only grow.
+///
+/// Every datagram given to [`Endpoint::handle_datagram`] is counted in
+/// exactly one of: [`malformed`](Self::malformed),
+/// [`malformed_control`](Self::malformed_control),
+/// [`unsupported_control`](Self::unsupported_control),
+/// [`unknown_tunnel`](Self::unknown_tunnel),
+/// [`wrong_source`](Self::wrong_source),
+/// [`sccrq_over_pending_limit`](Self::sccrq_over_pending_limit),
+/// [`sccrq_over_refused_limit`](Self::sccrq_over_refused_limit),
+/// [`ids_exhausted`](Self::ids_exhausted), [`ties_won`](Self::ties_won),
+/// [`ties_equal`](Self::ties_equal),
+/// [`control_delivered`](Self::control_delivered),
+/// [`data_unknown_tunnel`](Self::data_unknown_tunnel),
+/// [`data_wrong_source`](Self::data_wrong_source),
+/// [`data_unknown_session`](Self::data_unknown_session) and
+/// [`data_delivered`](Self::data_delivered)
+/// ([`EndpointStats::accounted`] adds them up). Every drop has its own
+/// counter and no drop raises an event: what comes from the network can
+/// only reach the owner through a tunnel that knows the sender.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct EndpointStats {
     /// Datagrams given to [`Endpoint::handle_datagram`].
     pub datagrams_received: u64,
-    /// Datagrams that did not parse as L2TP.
+    /// Datagrams whose L2TP header did not parse (shorter than the header
+    /// or its Length field, a version other than 2, a control message
+    /// without the L or S bit); dropped.
     pub malformed: u64,
-    /// Messages for a Tunnel ID we do not have (or a stray message with
-    /// Tunnel ID 0 that is not an SCCRQ); dropped.
+    /// Control messages whose header parsed but whose body did not (an AVP
+    /// length out of range, no Message Type AVP first, a known AVP of the
+    /// wrong size); dropped without acknowledging them. RFC 2661 §7.1 would
+    /// clear the tunnel; we do not (see [`Endpoint::handle_datagram`]).
+    pub malformed_control: u64,
+    /// Control messages with a hidden AVP we cannot reveal (no shared
+    /// secret configured, or no Random Vector before it, RFC 2661 §4.3);
+    /// dropped without acknowledging them.
+    pub unsupported_control: u64,
+    /// Control messages for a Tunnel ID we do not have, stray messages with
+    /// Tunnel ID 0 that are not an SCCRQ, and SCCRQs that are not the first
+    /// message of a connection (Ns other than the initial one); dropped.
     pub unknown_tunnel: u64,
+    /// Control messages carrying one of our Tunnel IDs from an address or
+    /// port other than that tunnel's peer (RFC 2661 §8.1: the addresses
+    /// and ports of a tunnel stay fixed); dropped, so a spoofed StopCCN or
+    /// CDN cannot touch the tunnel.
+    pub wrong_source: u64,
+    /// SCCRQs dropped unanswered because [`Config::max_pending_tunnels`]
+    /// tunnels created by peers were not established yet.
+    pub sccrq_over_pending_limit: u64,
+    /// SCCRQs we would refuse, dropped unanswered because
+    /// [`Config::max_refused_tunnels`] refused tunnels were held.
+    pub sccrq_over_refused_limit: u64,
+    /// Refused tunnels freed at once instead of held after StopCCN,
+    /// because [`Config::max_refused_tunnels`] were held already.
+    pub refused_not_held: u64,
+    /// Tunnels cleared because they were not established within
+    /// [`Config::setup_timeout`].
+    pub setup_timeouts: u64,
+    /// Control messages handed to a tunnel (which counts what became of
+    /// them: [`TunnelStats`], [`super::ChannelStats`]).
+    pub control_delivered: u64,
+    /// Data messages for a Tunnel ID we do not have; dropped.
+    pub data_unknown_tunnel: u64,
+    /// Data messages carrying one of our Tunnel IDs from an address or port
+    /// other than that tunnel's peer; dropped.
+    pub data_wrong_source: u64,
+    /// Data messages from a tunnel's peer for a session that is not
+    /// established (unknown, still being set up, or the tunnel is down);
+    /// dropped.
+    pub data_unknown_session: u64,
+    /// Data messages handed to the owner as [`Event::Data`].
+    pub data_delivered: u64,
     /// Tunnels created by a peer's SCCRQ.
     pub tunnels_accepted: u64,
     /// Tunnels we initiated.
@@ -45,6 +106,28 @@ pub struct EndpointStats {
     pub ids_exhausted: u64,
 }
 
+impl EndpointStats {
+    /// The sum of the counters that say what became of each datagram (see
+    /// above): always equal to [`EndpointStats::datagrams_received`].
+    pub fn accounted(&self) -> u64 {
+        self.malformed
+            + self.malformed_control
+            + self.unsupported_control
+            + self.unknown_tunnel
+            + self.wrong_source
+            + self.sccrq_over_pending_limit
+            + self.sccrq_over_refused_limit
+            + self.ids_exhausted
+            + self.ties_won
+            + self.ties_equal
+            + self.control_delivered
+            + self.data_unknown_tunnel
+            + self.data_wrong_source
+            + self.data_unknown_session
+            + self.data_delivered
+    }
+}
+
 /// An L2TP node on one UDP socket: see the [module documentation](super).
 pub struct Endpoint {
     config: Config,
@@ -57,6 +140,14 @@ pub struct Endpoint {
     by_peer: HashMap<(SocketAddrV4, u16), TunnelHandle>,
     /// Every tunnel's next deadline, in order.
     timers: BTreeSet<(Instant, TunnelHandle)>,
+    /// Tunnels we initiated that wait for SCCRP: the candidates for a tie
+    /// break (RFC 2661 §4.4.3).
+    connecting: BTreeSet<TunnelHandle>,
+    /// Tunnels counted as [`Standing::Pending`] ([`Config::max_pending_tunnels`]).
+    pending: usize,
+    /// Tunnels counted as [`Standing::RefusedHold`]
+    /// ([`Config::max_refused_tunnels`]).
+    refused_held: usize,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
     next_tunnel: u64,
@@ -116,6 +207,9 @@ impl Endpoint {
             by_local_id: HashMap::new(),
             by_peer: HashMap::new(),
             timers: BTreeSet::new(),
+            connecting: BTreeSet::new(),
+            pending: 0,
+            refused_held: 0,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             next_tunnel: 1,
@@ -199,7 +293,7 @@ impl Endpoint {
     ) -> Result<TunnelHandle, Error> {
         check_avps(&self.config, &sccrq_avps)?;
         let local_id = self.allocate_tunnel_id().ok_or(Error::IdsExhausted)?;
-        let handle = self.insert_tunnel(local_id, remote, true);
+        let handle = self.insert_tunnel(now, local_id, remote, true);
         self.stats.tunnels_initiated += 1;
         self.with_tunnel(handle, |t, cx| t.connect(now, cx, sccrq_avps));
         Ok(handle)
@@ -296,8 +390,28 @@ impl Endpoint {
     // --- I/O --------------------------------------------------------------
 
     /// A UDP datagram arrived from `remote`: an L2TP control or data message.
-    /// Anything malformed is counted and dropped (or, for a control message
-    /// of a known tunnel, clears it: RFC 2661 §7.1); nothing here panics.
+    /// Nothing here panics, whatever the bytes, and what cannot be used is
+    /// counted ([`EndpointStats`]) and dropped without an event:
+    ///
+    /// * A datagram carrying one of our Tunnel IDs counts only if it comes
+    ///   from that tunnel's peer, address and port (RFC 2661 §8.1: "Once the
+    ///   source and destination ports and addresses are established, they
+    ///   MUST remain static for the life of the tunnel"). The one exception
+    ///   is the first answer to our SCCRQ, which may come from another port
+    ///   of the peer's address (§8.1 again).
+    /// * A control message that does not parse is dropped *without being
+    ///   acknowledged*, even on an established tunnel. RFC 2661 §7.1 says an
+    ///   "invalid or unrecoverable malformed control message should be
+    ///   logged appropriately and the control connection cleared"; read
+    ///   literally, one corrupted or forged datagram would take down every
+    ///   session of the tunnel. Since it was never acknowledged, a genuine
+    ///   message is retransmitted by the peer (§5.8), and a peer that only
+    ///   ever sends garbage fails by its own retransmission limit or ours
+    ///   (our Hellos go unanswered). Unknown AVPs with the M bit set are
+    ///   still honoured as §4.1 says: those parse, and are the peer's
+    ///   deliberate choice.
+    /// * SCCRQs beyond [`Config::max_pending_tunnels`] (or, for one we would
+    ///   refuse, [`Config::max_refused_tunnels`]) are dropped unanswered.
     pub fn handle_datagram(&mut self, now: Instant, remote: SocketAddrV4, bytes: &[u8]) {
         self.stats.datagrams_received += 1;
         let Ok(packet) = Packet::new_checked(bytes) else {
@@ -306,44 +420,125 @@ impl Endpoint {
         };
         let tunnel_id = packet.tunnel_id();
         if !packet.is_control() {
-            let session_id = packet.session_id();
-            match self.by_local_id.get(&tunnel_id).copied() {
-                Some(h) => {
-                    let payload = packet.payload();
-                    self.with_tunnel(h, |t, cx| t.handle_data(now, cx, session_id, payload));
-                }
-                None => self.stats.unknown_tunnel += 1,
-            }
+            self.handle_data(now, remote, tunnel_id, &packet);
             return;
         }
-        let ctx = Context {
-            secret: self.config.secret.as_deref(),
-            ha_vendor_id: self.config.ha_vendor_id,
+        if tunnel_id == 0 {
+            self.handle_tunnel_zero(now, remote, bytes);
+            return;
+        }
+        let Some(h) = self.by_local_id.get(&tunnel_id).copied() else {
+            self.stats.unknown_tunnel += 1;
+            return;
         };
-        let message = match ControlMessage::parse(bytes, &ctx) {
+        let Some(source) = self.tunnels.get(&h).map(|t| t.source(remote)) else {
+            self.stats.unknown_tunnel += 1;
+            return;
+        };
+        if source == Source::Other {
+            self.wrong_source(h);
+            return;
+        }
+        let message = match ControlMessage::parse(bytes, &self.wire_context()) {
             Ok(m) => m,
             Err(e) => {
-                self.stats.malformed += 1;
-                self.malformed_control(now, tunnel_id, e);
+                self.count_unparsable(e);
+                if source == Source::Peer {
+                    if let Some(t) = self.tunnels.get_mut(&h) {
+                        t.count_malformed();
+                    }
+                }
+                tracing::debug!(tunnel_id, %remote, %e, "control message dropped: does not parse");
                 return;
             }
         };
-        if tunnel_id != 0 {
-            match self.by_local_id.get(&tunnel_id).copied() {
-                Some(h) => {
-                    self.with_tunnel(h, |t, cx| t.handle_control(now, cx, remote, message));
-                }
-                None => self.stats.unknown_tunnel += 1,
-            }
+        if source == Source::PeerNewPort
+            && !matches!(
+                message.message_type,
+                Some(MessageType::Sccrp | MessageType::StopCcn)
+            )
+        {
+            self.wrong_source(h);
             return;
         }
-        // Tunnel ID 0 (RFC 2661 §5.3): an SCCRQ, or a message from a peer
-        // that has not learned our Tunnel ID; its Assigned Tunnel ID says
-        // which tunnel.
+        self.stats.control_delivered += 1;
+        self.with_tunnel(h, |t, cx| t.handle_control(now, cx, remote, message));
+    }
+
+    fn wire_context(&self) -> Context<'_> {
+        Context {
+            secret: self.config.secret.as_deref(),
+            ha_vendor_id: self.config.ha_vendor_id,
+        }
+    }
+
+    fn count_unparsable(&mut self, e: dataplane::wire::Error) {
+        match e {
+            dataplane::wire::Error::Unsupported => self.stats.unsupported_control += 1,
+            _ => self.stats.malformed_control += 1,
+        }
+    }
+
+    #[cold]
+    fn wrong_source(&mut self, h: TunnelHandle) {
+        self.stats.wrong_source += 1;
+        if let Some(t) = self.tunnels.get_mut(&h) {
+            t.count_wrong_source();
+        }
+    }
+
+    /// A data message (RFC 2661 §3.1, T bit clear).
+    fn handle_data(
+        &mut self,
+        now: Instant,
+        remote: SocketAddrV4,
+        tunnel_id: u16,
+        packet: &Packet<&[u8]>,
+    ) {
+        let Some(h) = self.by_local_id.get(&tunnel_id).copied() else {
+            self.stats.data_unknown_tunnel += 1;
+            return;
+        };
+        match self.tunnels.get_mut(&h) {
+            Some(t) if t.source(remote) == Source::Peer => {}
+            Some(t) => {
+                t.count_wrong_source();
+                self.stats.data_wrong_source += 1;
+                return;
+            }
+            None => {
+                self.stats.data_unknown_tunnel += 1;
+                return;
+            }
+        }
+        let session_id = packet.session_id();
+        let payload = packet.payload();
+        let outcome = self.with_tunnel(h, |t, cx| t.handle_data(now, cx, session_id, payload));
+        match outcome {
+            Some(DataOutcome::Delivered) => self.stats.data_delivered += 1,
+            Some(DataOutcome::UnknownSession) => self.stats.data_unknown_session += 1,
+            None => self.stats.data_unknown_tunnel += 1,
+        }
+    }
+
+    /// A control message with Tunnel ID 0 (RFC 2661 §5.3): an SCCRQ, or a
+    /// message from a peer that has not learned our Tunnel ID; its Assigned
+    /// Tunnel ID and its source say which tunnel.
+    fn handle_tunnel_zero(&mut self, now: Instant, remote: SocketAddrV4, bytes: &[u8]) {
+        let message = match ControlMessage::parse(bytes, &self.wire_context()) {
+            Ok(m) => m,
+            Err(e) => {
+                self.count_unparsable(e);
+                return;
+            }
+        };
+        // Indexed by the peer's address and port, so only the peer finds its
+        // tunnel this way.
         let known = message
             .assigned_tunnel_id()
             .and_then(|id| self.by_peer.get(&(remote, id)).copied());
         if let Some(h) = known {
+            self.stats.control_delivered += 1;
             self.with_tunnel(h, |t, cx| t.handle_control(now, cx, remote, message));
             return;
         }
@@ -352,29 +547,6 @@ impl Endpoint {
             return;
         }
         self.new_sccrq(now, remote, message);
-    }
-
-    /// RFC 2661 §7.1: "Receipt of an invalid or unrecoverable malformed
-    /// control message should be logged appropriately and the control
-    /// connection cleared". A truncated datagram may be damage in transit:
-    /// it is only dropped, and the peer retransmits.
-    fn malformed_control(&mut self, now: Instant, tunnel_id: u16, e: dataplane::wire::Error) {
-        use dataplane::wire::Error as W;
-        let error = match e {
-            W::Truncated | W::BufferTooSmall => return,
-            W::Malformed => error::BAD_LENGTH,
-            W::Unsupported => error::VENDOR_SPECIFIC,
-        };
-        let Some(h) = self.by_local_id.get(&tunnel_id).copied() else {
-            return;
-        };
-        tracing::warn!(tunnel_id, %e, "malformed control message: clearing the tunnel");
-        let result = ResultCode::with_error(
-            stop_ccn::GENERAL_ERROR,
-            error,
-            format!("malformed control message: {e}"),
-        );
-        self.with_tunnel(h, |t, cx| t.abort(now, cx, result));
     }
 
     /// An SCCRQ no tunnel knows: a new tunnel, or a tie (RFC 2661 §4.4.3).
@@ -389,17 +561,14 @@ impl Endpoint {
             _ => None,
         });
         // A tie: we sent an SCCRQ to the same peer and it is unanswered, and
-        // at least one side asked for a single tunnel.
+        // at least one side asked for a single tunnel. Only the tunnels we
+        // are connecting are candidates, so a flood of SCCRQs costs no scan
+        // of every tunnel.
         let tie = self
-            .tunnels
-            .values()
-            .find(|t| {
-                t.initiator
-                    && t.state == TunnelState::WaitCtlReply
-                    && !t.is_closed()
-                    && t.remote.ip() == remote.ip()
-                    && (t.tie_breaker.is_some() || theirs.is_some())
-            })
+            .connecting
+            .iter()
+            .filter_map(|h| self.tunnels.get(h))
+            .find(|t| t.remote.ip() == remote.ip() && (t.tie_breaker.is_some() || theirs.is_some()))
             .map(|t| (t.handle, t.tie_breaker));
         if let Some((h, ours)) = tie {
             // "The lower value wins"; a side without a tie breaker loses to
@@ -416,6 +585,7 @@ impl Endpoint {
                 }
                 Ordering::Greater => {
                     self.stats.ties_lost += 1;
+                    self.stats.control_delivered += 1;
                     self.with_tunnel(h, |t, cx| t.lose_tie(now, cx, remote, sccrq));
                 }
                 Ordering::Equal => {
@@ -426,12 +596,25 @@ impl Endpoint {
             }
             return;
         }
+        // Bounded state against floods of SCCRQs (most likely from spoofed
+        // addresses, which never see our answer): beyond the limits they are
+        // not answered at all, so we do not reflect traffic either.
+        if tunnel::refuses_sccrq(&self.config, &sccrq) {
+            if self.refused_held >= self.config.max_refused_tunnels {
+                self.stats.sccrq_over_refused_limit += 1;
+                return;
+            }
+        } else if self.pending >= self.config.max_pending_tunnels {
+            self.stats.sccrq_over_pending_limit += 1;
+            return;
+        }
         let Some(local_id) = self.allocate_tunnel_id() else {
             self.stats.ids_exhausted += 1;
             return;
         };
-        let handle = self.insert_tunnel(local_id, remote, false);
+        let handle = self.insert_tunnel(now, local_id, remote, false);
         self.stats.tunnels_accepted += 1;
+        self.stats.control_delivered += 1;
         self.with_tunnel(handle, |t, cx| t.handle_control(now, cx, remote, sccrq));
     }
 
@@ -481,6 +664,7 @@ impl Endpoint {
 
     fn insert_tunnel(
         &mut self,
+        now: Instant,
         local_id: u16,
         remote: SocketAddrV4,
         initiator: bool,
@@ -490,7 +674,7 @@ impl Endpoint {
         self.by_local_id.insert(local_id, handle);
         self.tunnels.insert(
             handle,
-            Tunnel::new(handle, local_id, remote, initiator, &self.config),
+            Tunnel::new(now, handle, local_id, remote, initiator, &self.config),
         );
         handle
     }
@@ -509,6 +693,7 @@ impl Endpoint {
             events: &mut self.events,
             next_session: &mut self.next_session,
             next_call_serial: &mut self.next_call_serial,
+            stats: &mut self.stats,
         };
         let r = f(tunnel, &mut cx);
         self.after(handle);
@@ -542,6 +727,35 @@ impl Endpoint {
                 self.by_peer.insert(k, handle);
             }
             t.indexed_as = key;
+        }
+        let mut standing = t.standing();
+        if standing != t.counted_as {
+            if standing == Standing::RefusedHold
+                && self.refused_held >= self.config.max_refused_tunnels
+            {
+                // At the limit: what the tunnel had to say went out once
+                // above; its hold period (RFC 2661 §5.7) is skipped.
+                t.finish_now();
+                standing = Standing::Other;
+                self.stats.refused_not_held += 1;
+            }
+            match t.counted_as {
+                Standing::Connecting => {
+                    self.connecting.remove(&handle);
+                }
+                Standing::Pending => self.pending = self.pending.saturating_sub(1),
+                Standing::RefusedHold => self.refused_held = self.refused_held.saturating_sub(1),
+                Standing::Other => {}
+            }
+            match standing {
+                Standing::Connecting => {
+                    self.connecting.insert(handle);
+                }
+                Standing::Pending => self.pending += 1,
+                Standing::RefusedHold => self.refused_held += 1,
+                Standing::Other => {}
+            }
+            t.counted_as = standing;
         }
         let next = t.poll_timeout();
         if t.scheduled != next {

@@ -162,6 +162,26 @@ pub struct Config {
     pub sccrq_avps: Vec<AvpEntry>,
     /// Extra AVPs for every SCCRP we send (HA-Capability, Peer-LNS-Address).
     pub sccrp_avps: Vec<AvpEntry>,
+    /// A tunnel that is not established this long after it started (our
+    /// SCCRQ, or the peer's) is cleared with StopCCN. RFC 2661 has no such
+    /// timer, but without it a peer that acknowledges our SCCRP (or SCCRQ)
+    /// and never sends SCCCN (or SCCRP) would hold the tunnel half-open
+    /// forever. Default 60 s: longer than a full retransmission cycle, so a
+    /// peer that is merely silent is still reported as
+    /// [`TunnelDownReason::RetriesExhausted`].
+    pub setup_timeout: Duration,
+    /// Tunnels a peer's SCCRQ created that are not established yet (we sent
+    /// SCCRP and wait for SCCCN). SCCRQs beyond this are dropped unanswered
+    /// and counted ([`EndpointStats::sccrq_over_pending_limit`]), so a flood
+    /// of SCCRQs from spoofed addresses holds bounded state and leaves the
+    /// established tunnels alone. Default 1024.
+    pub max_pending_tunnels: usize,
+    /// Tunnels a peer's SCCRQ created that never came up and are held after
+    /// StopCCN (RFC 2661 §5.7): refused SCCRQs, failed authentication. An
+    /// SCCRQ we would refuse while this many are held is dropped unanswered
+    /// ([`EndpointStats::sccrq_over_refused_limit`]); a tunnel refused later
+    /// at the limit is freed at once instead of held. Default 1024.
+    pub max_refused_tunnels: usize,
     /// The first Ns of every tunnel, and the first Ns expected from the
     /// peer. RFC 2661 says 0; tests set it near 65535 on both ends to
     /// exercise the wrap. Do not change it against a real peer.
@@ -192,6 +212,9 @@ impl Config {
             accept_calls: true,
             sccrq_avps: Vec::new(),
             sccrp_avps: Vec::new(),
+            setup_timeout: Duration::from_secs(60),
+            max_pending_tunnels: 1024,
+            max_refused_tunnels: 1024,
             initial_sequence: 0,
         }
     }
@@ -250,6 +273,9 @@ impl Config {
         }
         if self.require_authentication && self.secret.is_none() {
             return err("require_authentication", "needs a secret");
+        }
+        if self.setup_timeout.is_zero() {
+            return err("setup_timeout", "must be more than zero");
         }
         Ok(())
     }
@@ -445,6 +471,13 @@ pub struct TunnelStats {
     pub data_sent: u64,
     /// Data messages dropped: unknown session, or session not established.
     pub data_dropped: u64,
+    /// Datagrams (control or data) carrying this tunnel's ID from an
+    /// address or port other than the peer's; dropped.
+    pub wrong_source: u64,
+    /// Control messages from the peer whose header parsed but whose body did
+    /// not (bad AVP lengths, a hidden AVP we cannot reveal, ...); dropped
+    /// without acknowledging them, so a genuine message is retransmitted.
+    pub malformed_dropped: u64,
     /// Incoming calls refused with a CDN (not acceptable, unknown mandatory
     /// AVP, not accepting calls).
     pub calls_rejected: u64,

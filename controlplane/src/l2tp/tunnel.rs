@@ -19,8 +19,8 @@ use super::fsm::{
 use super::reliable::{ControlChannel, DEFAULT_PEER_RECEIVE_WINDOW};
 use super::session::{self, Session};
 use super::{
-    CallParams, Config, Error, Event, PeerInfo, ResultCode, SessionDownReason, SessionHandle,
-    TunnelDownReason, TunnelHandle, TunnelStats, PROTOCOL_VERSION,
+    CallParams, Config, EndpointStats, Error, Event, PeerInfo, ResultCode, SessionDownReason,
+    SessionHandle, TunnelDownReason, TunnelHandle, TunnelStats, PROTOCOL_VERSION,
 };
 use crate::time::Instant;
 
@@ -38,6 +38,7 @@ pub(crate) struct Cx<'a> {
     pub(crate) events: &'a mut VecDeque<Event>,
     pub(crate) next_session: &'a mut u64,
     pub(crate) next_call_serial: &'a mut u32,
+    pub(crate) stats: &'a mut EndpointStats,
 }
 
 /// How a tunnel ends: what our StopCCN says (if we send one) and what the
@@ -131,6 +132,126 @@ fn add_random_vector(message: &mut ControlMessage, rng: &mut dyn RngCore) {
     }
 }
 
+/// Where a datagram carrying a tunnel's ID came from, as far as the tunnel
+/// is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Source {
+    /// The peer's address and port.
+    Peer,
+    /// The peer's address from another port, while we wait for the first
+    /// answer to our SCCRQ: RFC 2661 §8.1 lets the responder answer from a
+    /// port of its choosing, so an SCCRP (or a StopCCN refusing us) from
+    /// there is the peer. Anything else from there is not.
+    PeerNewPort,
+    /// Anyone else: dropped.
+    Other,
+}
+
+/// How a tunnel counts against the endpoint's limits on half-open state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) enum Standing {
+    /// Nothing to limit: established, ours and closing, or finished.
+    #[default]
+    Other,
+    /// We sent SCCRQ and wait for SCCRP (a candidate for a tie break).
+    Connecting,
+    /// A peer's SCCRQ created it and it is not established yet.
+    Pending,
+    /// A peer's SCCRQ created it, it never came up, and it is held after
+    /// StopCCN (RFC 2661 §5.7).
+    RefusedHold,
+}
+
+/// What became of a data message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DataOutcome {
+    /// Handed to the owner as [`Event::Data`].
+    Delivered,
+    /// No established session with that ID (or the tunnel is down).
+    UnknownSession,
+}
+
+/// Would we refuse this SCCRQ whatever the state of its tunnel (RFC 2661
+/// §6.1, §5.1.1)? The endpoint asks before it creates a tunnel, so that an
+/// SCCRQ it would refuse while its refused tunnels are at the limit is
+/// dropped without creating any state.
+pub(crate) fn refuses_sccrq(config: &Config, m: &ControlMessage) -> bool {
+    check_start(m).is_err()
+        || !config.accept_tunnels
+        || (m.challenge().is_some() && config.secret.is_none())
+}
+
+/// Checks shared by SCCRQ and SCCRP (RFC 2661 §6.1, §6.2): the AVPs that
+/// must be there, the version, no unknown mandatory AVP (§4.1).
+fn check_start(m: &ControlMessage) -> Result<PeerInfo, Teardown> {
+    const R: u16 = stop_ccn::GENERAL_ERROR;
+    if let Some(e) = m.unknown_mandatory() {
+        return Err(Teardown::protocol(unknown_avp_result(R, e)));
+    }
+    let version = m.find(|a| match a {
+        Avp::ProtocolVersion { version, revision } => Some((*version, *revision)),
+        _ => None,
+    });
+    match version {
+        None => return Err(Teardown::protocol(missing_avp(R, "Protocol Version"))),
+        Some(v) if v != PROTOCOL_VERSION => {
+            // RFC 2661 §4.4.2: result 5, the error code carries the
+            // highest version we support.
+            let (ver, rev) = PROTOCOL_VERSION;
+            return Err(Teardown::protocol(ResultCode::with_error(
+                stop_ccn::UNSUPPORTED_VERSION,
+                u16::from_be_bytes([ver, rev]),
+                format!("version {}.{} is not supported", v.0, v.1),
+            )));
+        }
+        Some(_) => {}
+    }
+    let host_name = match m.host_name() {
+        Some(h) if !h.is_empty() => String::from_utf8_lossy(h).into_owned(),
+        _ => return Err(Teardown::protocol(missing_avp(R, "Host Name"))),
+    };
+    let Some(framing_capabilities) = m.find(|a| match a {
+        Avp::FramingCapabilities(f) => Some(*f),
+        _ => None,
+    }) else {
+        return Err(Teardown::protocol(missing_avp(R, "Framing Capabilities")));
+    };
+    let tunnel_id = match m.assigned_tunnel_id() {
+        Some(0) => {
+            return Err(Teardown::protocol(ResultCode::with_error(
+                R,
+                error::OUT_OF_RANGE,
+                "Assigned Tunnel ID 0",
+            )))
+        }
+        Some(id) => id,
+        None => return Err(Teardown::protocol(missing_avp(R, "Assigned Tunnel ID"))),
+    };
+    Ok(PeerInfo {
+        tunnel_id,
+        host_name,
+        // The value as the peer sent it, 0 included; the control channel
+        // makes it usable (`ControlChannel::set_peer_window`).
+        receive_window: m
+            .receive_window_size()
+            .unwrap_or(DEFAULT_PEER_RECEIVE_WINDOW),
+        vendor_name: m.find(|a| match a {
+            Avp::VendorName(v) => Some(String::from_utf8_lossy(v).into_owned()),
+            _ => None,
+        }),
+        firmware_revision: m.find(|a| match a {
+            Avp::FirmwareRevision(v) => Some(*v),
+            _ => None,
+        }),
+        framing_capabilities,
+        bearer_capabilities: m.find(|a| match a {
+            Avp::BearerCapabilities(v) => Some(*v),
+            _ => None,
+        }),
+        avps: m.avps.clone(),
+    })
+}
+
 /// One control connection.
 #[derive(Debug)]
 pub(crate) struct Tunnel {
@@ -140,6 +261,11 @@ pub(crate) struct Tunnel {
     /// The peer's Tunnel ID, 0 until its Assigned Tunnel ID arrives.
     pub(crate) peer_id: u16,
     pub(crate) remote: SocketAddrV4,
+    /// `remote` is the peer's for good (RFC 2661 §8.1: "Once the source
+    /// and destination ports and addresses are established, they MUST
+    /// remain static"). Set from the start when the peer's SCCRQ created the
+    /// tunnel; set by the first answer to our SCCRQ when we initiated.
+    remote_learned: bool,
     pub(crate) state: TunnelState,
     /// We sent the SCCRQ.
     pub(crate) initiator: bool,
@@ -158,6 +284,8 @@ pub(crate) struct Tunnel {
     /// The Hello interval (from the configuration).
     hello_every: Option<core::time::Duration>,
     hello_deadline: Option<Instant>,
+    /// Cleared when the tunnel comes up ([`Config::setup_timeout`]).
+    setup_deadline: Option<Instant>,
     /// Set once cleaned up after a StopCCN exchange: state is kept until
     /// then to acknowledge and retransmit (RFC 2661 §5.7).
     hold_until: Option<Instant>,
@@ -175,10 +303,13 @@ pub(crate) struct Tunnel {
     /// The key under which the endpoint indexes the tunnel by the peer's
     /// address and Assigned Tunnel ID.
     pub(crate) indexed_as: Option<(SocketAddrV4, u16)>,
+    /// How the endpoint counts the tunnel against its limits.
+    pub(crate) counted_as: Standing,
 }
 
 impl Tunnel {
     pub(crate) fn new(
+        now: Instant,
         handle: TunnelHandle,
         local_id: u16,
         remote: SocketAddrV4,
@@ -190,6 +321,7 @@ impl Tunnel {
             local_id,
             peer_id: 0,
             remote,
+            remote_learned: !initiator,
             state: TunnelState::Idle,
             initiator,
             channel: ControlChannel::new(config.channel()),
@@ -202,6 +334,7 @@ impl Tunnel {
             by_local_sid: HashMap::new(),
             hello_every: config.hello_interval,
             hello_deadline: None,
+            setup_deadline: Some(now + config.setup_timeout),
             hold_until: None,
             stop_exchanged: false,
             cleaned_up: false,
@@ -210,6 +343,7 @@ impl Tunnel {
             stats: TunnelStats::default(),
             scheduled: None,
             indexed_as: None,
+            counted_as: Standing::Other,
         }
     }
 
@@ -231,6 +365,58 @@ impl Tunnel {
         self.cleaned_up
     }
 
+    /// How the endpoint counts this tunnel against its limits now.
+    pub(crate) fn standing(&self) -> Standing {
+        if self.finished {
+            Standing::Other
+        } else if self.initiator {
+            if self.state == TunnelState::WaitCtlReply && !self.cleaned_up {
+                Standing::Connecting
+            } else {
+                Standing::Other
+            }
+        } else if self.up {
+            Standing::Other
+        } else if self.cleaned_up {
+            Standing::RefusedHold
+        } else {
+            Standing::Pending
+        }
+    }
+
+    /// Free the tunnel now, skipping its hold period: the endpoint holds as
+    /// many refused tunnels as it is willing to. What it had to send has been
+    /// sent once; a retransmitted StopCCN of the peer's will find no tunnel.
+    pub(crate) fn finish_now(&mut self) {
+        self.finished = true;
+    }
+
+    /// Whether a datagram carrying our Tunnel ID from `from` may be the
+    /// peer's (RFC 2661 §8.1).
+    pub(crate) fn source(&self, from: SocketAddrV4) -> Source {
+        if from == self.remote {
+            Source::Peer
+        } else if !self.remote_learned
+            && self.state == TunnelState::WaitCtlReply
+            && from.ip() == self.remote.ip()
+        {
+            Source::PeerNewPort
+        } else {
+            Source::Other
+        }
+    }
+
+    /// A datagram with our Tunnel ID came from elsewhere; dropped.
+    pub(crate) fn count_wrong_source(&mut self) {
+        self.stats.wrong_source += 1;
+    }
+
+    /// A control message from the peer did not parse; dropped, not
+    /// acknowledged.
+    pub(crate) fn count_malformed(&mut self) {
+        self.stats.malformed_dropped += 1;
+    }
+
     pub(crate) fn poll_transmit(&mut self) -> Option<ControlMessage> {
         self.channel.poll_transmit()
     }
@@ -244,7 +430,12 @@ impl Tunnel {
         } else {
             None
         };
-        [self.channel.poll_timeout(), hello, self.hold_until]
+        let setup = if self.up || self.cleaned_up {
+            None
+        } else {
+            self.setup_deadline
+        };
+        [self.channel.poll_timeout(), hello, self.hold_until, setup]
             .into_iter()
             .flatten()
             .min()
@@ -297,20 +488,6 @@ impl Tunnel {
             result,
         };
         self.apply(now, cx, TunnelEvent::LocalClose, Some(teardown));
-        self.service(now, cx);
-    }
-
-    /// Stop the tunnel because of a protocol error: StopCCN with `result`.
-    pub(crate) fn abort(&mut self, now: Instant, cx: &mut Cx<'_>, result: ResultCode) {
-        if self.cleaned_up {
-            return;
-        }
-        self.apply(
-            now,
-            cx,
-            TunnelEvent::LocalClose,
-            Some(Teardown::protocol(result)),
-        );
         self.service(now, cx);
     }
 
@@ -407,10 +584,16 @@ impl Tunnel {
         from: SocketAddrV4,
         message: ControlMessage,
     ) {
-        if self.state == TunnelState::WaitCtlReply && from != self.remote {
+        let answer = matches!(
+            message.message_type,
+            Some(MessageType::Sccrp | MessageType::StopCcn)
+        );
+        if !self.remote_learned && self.state == TunnelState::WaitCtlReply && answer {
             // RFC 2661 §8.1: the responder may answer from another port;
-            // the tunnel continues with the address of its reply.
+            // the tunnel continues with the address of its first answer and
+            // keeps it (the endpoint only lets the peer's address through).
             self.remote = from;
+            self.remote_learned = true;
         }
         self.touch(now);
         let (_, delivered) = self.channel.on_receive(now, message);
@@ -420,14 +603,14 @@ impl Tunnel {
         self.service(now, cx);
     }
 
-    /// A data message for this tunnel.
+    /// A data message for this tunnel, from the peer's address.
     pub(crate) fn handle_data(
         &mut self,
         now: Instant,
         cx: &mut Cx<'_>,
         session_id: u16,
         payload: &[u8],
-    ) {
+    ) -> DataOutcome {
         self.touch(now);
         let session = self
             .by_local_sid
@@ -441,8 +624,12 @@ impl Tunnel {
                     session: s.handle,
                     payload: payload.to_vec(),
                 });
+                DataOutcome::Delivered
             }
-            _ => self.stats.data_dropped += 1,
+            _ => {
+                self.stats.data_dropped += 1;
+                DataOutcome::UnknownSession
+            }
         }
     }
 
@@ -451,6 +638,29 @@ impl Tunnel {
             // RFC 2661 §5.7: the full retransmission cycle after StopCCN is
             // over; the state can go.
             self.finished = true;
+            return;
+        }
+        if !self.up && !self.cleaned_up && self.setup_deadline.is_some_and(|t| t <= now) {
+            // Config::setup_timeout: a peer that keeps acknowledging but
+            // never completes the three-way handshake (RFC 2661 §5.1) would
+            // otherwise hold the tunnel half-open for ever.
+            self.setup_deadline = None;
+            cx.stats.setup_timeouts += 1;
+            let result = ResultCode::with_error(
+                stop_ccn::GENERAL_ERROR,
+                error::VENDOR_SPECIFIC,
+                format!(
+                    "control connection not established within {} s",
+                    cx.config.setup_timeout.as_secs_f64()
+                ),
+            );
+            self.apply(
+                now,
+                cx,
+                TunnelEvent::LocalClose,
+                Some(Teardown::protocol(result)),
+            );
+            self.service(now, cx);
             return;
         }
         if self.state == TunnelState::Established
@@ -483,6 +693,7 @@ impl Tunnel {
         self.reset(cx);
         self.initiator = false;
         self.remote = from;
+        self.remote_learned = true;
         self.handle_control(now, cx, from, sccrq);
     }
 
@@ -490,6 +701,7 @@ impl Tunnel {
     /// their connections. We start over with a fresh tie breaker.
     pub(crate) fn restart(&mut self, now: Instant, cx: &mut Cx<'_>) {
         self.reset(cx);
+        self.remote_learned = false;
         self.new_tie_breaker(cx);
         self.apply(now, cx, TunnelEvent::LocalOpen, None);
         self.service(now, cx);
@@ -605,8 +817,8 @@ impl Tunnel {
         }
     }
 
-    /// Like [`Tunnel::abort`], from inside message processing (the caller
-    /// services the channel).
+    /// Stop the tunnel for a protocol error, from inside message processing
+    /// (the caller services the channel): StopCCN with `result`.
     fn abort_now(&mut self, now: Instant, cx: &mut Cx<'_>, result: ResultCode) {
         self.apply(
             now,
@@ -614,75 +826,6 @@ impl Tunnel {
             TunnelEvent::LocalClose,
             Some(Teardown::protocol(result)),
         );
-    }
-
-    /// Checks shared by SCCRQ and SCCRP (RFC 2661 §6.1, §6.2): the AVPs that
-    /// must be there, the version, no unknown mandatory AVP (§4.1).
-    fn check_start(&self, m: &ControlMessage) -> Result<PeerInfo, Teardown> {
-        const R: u16 = stop_ccn::GENERAL_ERROR;
-        if let Some(e) = m.unknown_mandatory() {
-            return Err(Teardown::protocol(unknown_avp_result(R, e)));
-        }
-        let version = m.find(|a| match a {
-            Avp::ProtocolVersion { version, revision } => Some((*version, *revision)),
-            _ => None,
-        });
-        match version {
-            None => return Err(Teardown::protocol(missing_avp(R, "Protocol Version"))),
-            Some(v) if v != PROTOCOL_VERSION => {
-                // RFC 2661 §4.4.2: result 5, the error code carries the
-                // highest version we support.
-                let (ver, rev) = PROTOCOL_VERSION;
-                return Err(Teardown::protocol(ResultCode::with_error(
-                    stop_ccn::UNSUPPORTED_VERSION,
-                    u16::from_be_bytes([ver, rev]),
-                    format!("version {}.{} is not supported", v.0, v.1),
-                )));
-            }
-            Some(_) => {}
-        }
-        let host_name = match m.host_name() {
-            Some(h) if !h.is_empty() => String::from_utf8_lossy(h).into_owned(),
-            _ => return Err(Teardown::protocol(missing_avp(R, "Host Name"))),
-        };
-        let Some(framing_capabilities) = m.find(|a| match a {
-            Avp::FramingCapabilities(f) => Some(*f),
-            _ => None,
-        }) else {
-            return Err(Teardown::protocol(missing_avp(R, "Framing Capabilities")));
-        };
-        let tunnel_id = match m.assigned_tunnel_id() {
-            Some(0) => {
-                return Err(Teardown::protocol(ResultCode::with_error(
-                    R,
-                    error::OUT_OF_RANGE,
-                    "Assigned Tunnel ID 0",
-                )))
-            }
-            Some(id) => id,
-            None => return Err(Teardown::protocol(missing_avp(R, "Assigned Tunnel ID"))),
-        };
-        Ok(PeerInfo {
-            tunnel_id,
-            host_name,
-            receive_window: m
-                .receive_window_size()
-                .unwrap_or(DEFAULT_PEER_RECEIVE_WINDOW),
-            vendor_name: m.find(|a| match a {
-                Avp::VendorName(v) => Some(String::from_utf8_lossy(v).into_owned()),
-                _ => None,
-            }),
-            firmware_revision: m.find(|a| match a {
-                Avp::FirmwareRevision(v) => Some(*v),
-                _ => None,
-            }),
-            framing_capabilities,
-            bearer_capabilities: m.find(|a| match a {
-                Avp::BearerCapabilities(v) => Some(*v),
-                _ => None,
-            }),
-            avps: m.avps.clone(),
-        })
     }
 
     /// RFC 2661 §5.1.1: if we challenged, the response must be there and
@@ -729,7 +872,7 @@ impl Tunnel {
             return;
         }
         self.learn_peer_id(m);
-        let verdict = self.check_start(m).and_then(|info| {
+        let verdict = check_start(m).and_then(|info| {
             if !cx.config.accept_tunnels {
                 let result = ResultCode::with_message(
                     stop_ccn::NOT_AUTHORIZED,
@@ -755,7 +898,7 @@ impl Tunnel {
             return;
         }
         self.learn_peer_id(m);
-        let verdict = self.check_start(m).and_then(|info| {
+        let verdict = check_start(m).and_then(|info| {
             self.check_authentication(cx, m, SCCRP_ID)?;
             Ok(info)
         });
@@ -919,6 +1062,7 @@ impl Tunnel {
     fn tunnel_open(&mut self, now: Instant, cx: &mut Cx<'_>) {
         if !self.up {
             self.up = true;
+            self.setup_deadline = None;
             self.hello_deadline = self.hello_every.map(|i| now + i);
             if let Some(peer) = self.peer.clone() {
                 cx.events.push_back(Event::TunnelUp {
