@@ -116,6 +116,17 @@ pub const DEFAULT_PEER_RECEIVE_WINDOW: u16 = 4;
 /// only meaningful over half the sequence space.
 const MAX_WINDOW: u16 = HALF - 1;
 
+/// How many of our messages may wait for room in the peer's window before we
+/// stop taking new messages from the peer. Most messages we send answer one
+/// of the peer's (ICRP for ICRQ, CDN for a refused call); a peer that keeps
+/// sending and never acknowledges would otherwise grow this queue without
+/// bound. Past the limit its new messages are dropped unacknowledged, like
+/// those beyond our receive window, and it retransmits them once its
+/// acknowledgements have let ours through: flow control, not an error. Large
+/// enough that a burst of calls from an honest peer (thousands of ICRQs after
+/// a failover) only slows down.
+pub const MAX_WAITING: usize = 4096;
+
 /// Counters of one control channel. They only ever grow.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ChannelStats {
@@ -142,6 +153,9 @@ pub struct ChannelStats {
     /// Messages that arrived too far ahead (past our receive window) and
     /// were dropped.
     pub out_of_window_dropped: u64,
+    /// Messages dropped unacknowledged because [`MAX_WAITING`] of ours were
+    /// waiting for the peer's window (the peer does not acknowledge).
+    pub backpressure_dropped: u64,
     /// Arrivals whose Nr acknowledged messages we never sent; their
     /// acknowledgement was ignored.
     pub invalid_nr: u64,
@@ -170,6 +184,9 @@ pub enum Arrival {
     Duplicate,
     /// Too far ahead: dropped.
     OutOfWindow,
+    /// New, but too many of our messages wait for the peer's window
+    /// ([`MAX_WAITING`]): dropped unacknowledged.
+    Backpressure,
 }
 
 /// The reliable-delivery state of one tunnel (RFC 2661 §5.8).
@@ -342,7 +359,11 @@ impl ControlChannel {
         }
         self.stats.received += 1;
         let ahead = message.ns.wrapping_sub(self.next_nr);
-        let arrival = if ahead == 0 {
+        let arrival = if ahead < HALF && self.waiting.len() >= MAX_WAITING {
+            // Duplicates are still acknowledged below: they cost nothing.
+            self.stats.backpressure_dropped += 1;
+            Arrival::Backpressure
+        } else if ahead == 0 {
             self.next_nr = self.next_nr.wrapping_add(1);
             delivered.push(message);
             while let Some(next) = self.held.remove(&self.next_nr) {
@@ -880,5 +901,74 @@ mod tests {
         ch.service(at(1000));
         assert!(drain(&mut ch).is_empty());
         assert_eq!(ch.poll_timeout(), None);
+    }
+
+    #[test]
+    fn a_peer_that_does_not_acknowledge_cannot_grow_our_queue_without_bound() {
+        let mut ch = ControlChannel::new(config());
+        ch.set_peer_window(1);
+        let mut ns = 0u16;
+        // Every message of the peer's makes us answer one (as an ICRQ does);
+        // the peer never acknowledges any of ours.
+        for _ in 0..MAX_WAITING + 100 {
+            let (arrival, delivered) = ch.on_receive(at(0), peer(ns, 0));
+            if arrival == Arrival::InOrder {
+                ns = ns.wrapping_add(1);
+                for _ in delivered {
+                    ch.send(hello());
+                }
+            }
+            ch.service(at(0));
+            drain(&mut ch);
+        }
+        assert!(ch.waiting() <= MAX_WAITING, "{}", ch.waiting());
+        // One of ours is in flight, MAX_WAITING wait: the rest were refused.
+        assert_eq!(ch.stats().backpressure_dropped, 99);
+        // Still a duplicate is acknowledged, and acknowledging ours lets the
+        // peer's messages in again.
+        assert_eq!(ch.on_receive(at(1), peer(0, 0)).0, Arrival::Duplicate);
+        ch.on_receive(at(1), zlb(ns, 1));
+        ch.service(at(1));
+        assert_eq!(ch.on_receive(at(1), peer(ns, 1)).0, Arrival::InOrder);
+    }
+
+    proptest::proptest! {
+        /// Whatever Ns and Nr a peer sends, in whatever order, the channel
+        /// never panics, holds at most its window of early arrivals, never
+        /// has more in flight than the window it uses, and delivers each Ns
+        /// at most once, in order.
+        #[test]
+        fn any_ns_and_nr_from_the_peer_keep_the_channel_sane(
+            window in proptest::prop_oneof![proptest::strategy::Just(0u16), 1u16..40, proptest::strategy::Just(u16::MAX)],
+            arrivals in proptest::collection::vec((proptest::num::u16::ANY, proptest::num::u16::ANY, proptest::bool::ANY, 0u64..3000), 0..200),
+        ) {
+            let mut ch = ControlChannel::new(ChannelConfig {
+                receive_window: 8,
+                slow_start: true,
+                ..ChannelConfig::default()
+            });
+            ch.set_peer_window(window);
+            let mut now = at(0);
+            let mut next_expected = ch.next_nr();
+            for (ns, nr, zlb_only, advance) in arrivals {
+                now += ms(advance);
+                ch.send(hello());
+                let m = if zlb_only { zlb(ns, nr) } else { peer(ns, nr) };
+                let (_, delivered) = ch.on_receive(now, m);
+                for d in delivered {
+                    proptest::prop_assert_eq!(d.ns, next_expected);
+                    next_expected = next_expected.wrapping_add(1);
+                }
+                ch.service(now);
+                drain(&mut ch);
+                proptest::prop_assert!(ch.held.len() < 8);
+                proptest::prop_assert!(ch.in_flight() <= usize::from(ch.peer_window()));
+                proptest::prop_assert!(ch.send_window() >= 1);
+                proptest::prop_assert!(ch.peer_window() >= 1 && ch.peer_window() <= MAX_WINDOW);
+                if ch.is_failed() {
+                    break;
+                }
+            }
+        }
     }
 }
