@@ -268,6 +268,9 @@ impl Repr {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::testing::{
+        assert_emits_golden, assert_every_truncation_fails, emit_with_spare,
+    };
     use proptest::prelude::*;
 
     /// pppoe-subscribers_l2tpns.pcap frame 1 after Ethernet: who has
@@ -331,21 +334,14 @@ mod tests {
     #[test]
     fn fields_to_golden() {
         for (bytes, repr) in goldens() {
-            let mut buf = [0u8; 28];
-            assert_eq!(repr.emit(&mut buf), Ok(28));
-            assert_eq!(&buf, bytes);
+            assert_emits_golden(bytes, repr.buffer_len(), |b| repr.emit(b));
         }
     }
 
     #[test]
     fn every_truncation() {
         for (bytes, _) in goldens() {
-            for len in 0..bytes.len() {
-                assert_eq!(
-                    Packet::new_checked(&bytes[..len]).unwrap_err(),
-                    Error::Truncated
-                );
-            }
+            assert_every_truncation_fails(bytes, |b| Packet::new_checked(b).err());
         }
     }
 
@@ -391,9 +387,7 @@ mod tests {
                 target_hardware_addr: ethernet::Address(tha),
                 target_protocol_addr: Ipv4Addr::from(tpa),
             };
-            let mut buf = [0xa5u8; 32];
-            prop_assert_eq!(repr.emit(&mut buf), Ok(repr.buffer_len()));
-            prop_assert_eq!(&buf[28..], &[0xa5; 4]);
+            let buf = emit_with_spare(repr.buffer_len(), 4, |b| repr.emit(b));
             prop_assert_eq!(Repr::parse(&Packet::new_checked(&buf[..]).unwrap()), Ok(repr));
         }
 

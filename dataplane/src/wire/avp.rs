@@ -307,14 +307,8 @@ pub fn unhide(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::testing::{assert_every_truncation_fails, hex};
     use proptest::prelude::*;
-
-    fn hex(s: &str) -> Vec<u8> {
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
-    }
 
     /// The AVPs of xl2tpd's ICRQ in /work/shared/captures/xl2tpd-lac_l2tpns-lns.pcap
     /// (frame 5, after the 12-byte header): Message Type, Assigned Session
@@ -365,13 +359,7 @@ mod tests {
 
     #[test]
     fn every_truncation_fails_cleanly() {
-        let bytes = hex(XL2TPD_HOST_NAME);
-        for cut in 0..bytes.len() {
-            assert_eq!(
-                RawAvp::new_checked(&bytes[..cut]).unwrap_err(),
-                Error::Truncated
-            );
-        }
+        assert_every_truncation_fails(&hex(XL2TPD_HOST_NAME), |b| RawAvp::new_checked(b).err());
         // The iterator over a message cut anywhere yields the whole AVPs
         // before the cut, then one error, then stops.
         let bytes = hex(XL2TPD_ICRQ_AVPS);

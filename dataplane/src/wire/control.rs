@@ -1276,6 +1276,7 @@ impl ControlMessage {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::testing::{assert_every_truncation_fails, emit_with_spare, hex};
     use md5::{Digest, Md5};
     use proptest::prelude::*;
 
@@ -1310,13 +1311,6 @@ mod tests {
         secret: Some(b"secret"),
         ha_vendor_id: HA_VENDOR_ID,
     };
-
-    fn hex(s: &str) -> Vec<u8> {
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
-    }
 
     fn emit(m: &ControlMessage) -> Vec<u8> {
         let mut buf = vec![0xa5; m.buffer_len()];
@@ -1450,14 +1444,7 @@ mod tests {
     #[test]
     fn every_truncation_fails_cleanly() {
         for golden in CAPTURE {
-            let bytes = hex(golden);
-            for cut in 0..bytes.len() {
-                assert_eq!(
-                    ControlMessage::parse(&bytes[..cut], &CTX),
-                    Err(Error::Truncated),
-                    "cut at {cut}"
-                );
-            }
+            assert_every_truncation_fails(&hex(golden), |b| ControlMessage::parse(b, &CTX).err());
         }
     }
 
@@ -2133,11 +2120,8 @@ mod tests {
     proptest! {
         #[test]
         fn emit_then_parse_is_the_identity(m in message()) {
-            let mut buf = vec![0xa5; m.buffer_len() + 8];
-            let n = m.emit(&mut buf, &CTX).unwrap();
-            prop_assert_eq!(n, m.buffer_len());
-            prop_assert!(buf[n..].iter().all(|&b| b == 0xa5));
-            prop_assert_eq!(ControlMessage::parse(&buf[..n], &CTX).unwrap(), m);
+            let buf = emit_with_spare(m.buffer_len(), 8, |b| m.emit(b, &CTX));
+            prop_assert_eq!(ControlMessage::parse(&buf[..m.buffer_len()], &CTX).unwrap(), m);
         }
 
         #[test]

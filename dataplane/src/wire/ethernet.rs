@@ -389,6 +389,7 @@ impl Repr {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::testing::emit_with_spare;
     use proptest::prelude::*;
 
     /// pppoe-subscribers_l2tpns.pcap frame 4: a subscriber's PADI,
@@ -567,9 +568,7 @@ mod tests {
         #[test]
         fn round_trip(repr in arb_repr(), payload in prop::collection::vec(any::<u8>(), 0..64)) {
             let len = repr.buffer_len();
-            let mut buf = vec![0xa5u8; len + payload.len() + 8];
-            prop_assert_eq!(repr.emit(&mut buf).unwrap(), len);
-            prop_assert!(buf[len..].iter().all(|&b| b == 0xa5));
+            let mut buf = emit_with_spare(len, payload.len() + 8, |b| repr.emit(b));
             buf.truncate(len);
             buf.extend_from_slice(&payload);
             let f = Frame::new_checked(&buf[..]).unwrap();

@@ -413,16 +413,8 @@ impl Repr {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::wire::testing::{assert_every_truncation_fails, emit_with_spare, hex};
     use proptest::prelude::*;
-
-    /// Hex to bytes for golden vectors kept as text.
-    pub(crate) fn hex(lines: &[&str]) -> Vec<u8> {
-        let s: String = lines.concat();
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
-    }
 
     /// pppoe-subscribers_l2tpns.pcap frame 60 from the IPv4 header on: an
     /// l2tpns cluster heartbeat, 10.0.2.2:32792 → 239.192.13.13:32792, TTL 1,
@@ -442,7 +434,8 @@ pub(crate) mod tests {
             "17056b9004dd17056b8404dd17056bffffffffffb70102840105ffff8e000d00000001000000900101ffffb9000d0000",
             "000200000001028302010181040aa506048101018101028101018304dd17056b8806dd17056b766dffff8c06c0950422",
             "a3558201028101018d00",
-        ])
+        ]
+        .concat())
     }
 
     fn heartbeat_repr() -> Repr {
@@ -493,14 +486,7 @@ pub(crate) mod tests {
 
     #[test]
     fn every_truncation() {
-        let golden = capture_heartbeat();
-        for len in 0..golden.len() {
-            assert_eq!(
-                Packet::new_checked(&golden[..len]).unwrap_err(),
-                Error::Truncated,
-                "len {len}"
-            );
-        }
+        assert_every_truncation_fails(&capture_heartbeat(), |b| Packet::new_checked(b).err());
     }
 
     #[test]
@@ -630,9 +616,8 @@ pub(crate) mod tests {
     proptest! {
         #[test]
         fn round_trip(repr in arb_repr()) {
-            let mut buf = vec![0x5au8; repr.total_len() + 4];
-            prop_assert_eq!(repr.emit(&mut buf).unwrap(), repr.buffer_len());
-            prop_assert!(buf[20..].iter().all(|&b| b == 0x5a));
+            // The spare bytes stand for the payload and 4 bytes past it.
+            let buf = emit_with_spare(repr.buffer_len(), repr.payload_len + 4, |b| repr.emit(b));
             let p = Packet::new_checked(&buf[..]).unwrap();
             prop_assert_eq!(Repr::parse(&p).unwrap(), repr);
         }

@@ -386,14 +386,8 @@ impl HeaderRepr {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::testing::hex;
     use proptest::prelude::*;
-
-    fn hex(s: &str) -> Vec<u8> {
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
-    }
 
     /// Frame 9 of /work/shared/captures/xl2tpd-lac_l2tpns-lns.pcap: l2tpns
     /// sends its first LCP Configure-Request in a data message with the

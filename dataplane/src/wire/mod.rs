@@ -188,3 +188,85 @@ pub mod checksum {
         }
     }
 }
+
+/// The scaffolding every codec's tests share: golden vectors kept as hex,
+/// every truncation of a golden packet, and the emit half of rule 3.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::{Error, Result};
+
+    /// Hex to bytes, for golden vectors kept as text.
+    pub(crate) fn hex(s: &str) -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    /// Every strict prefix of `golden` is [`Error::Truncated`]: `parse`
+    /// returns the error parsing a prefix gives, `None` if it parses.
+    #[track_caller]
+    pub(crate) fn assert_every_truncation_fails(
+        golden: &[u8],
+        parse: impl Fn(&[u8]) -> Option<Error>,
+    ) {
+        for cut in 0..golden.len() {
+            assert_eq!(
+                parse(&golden[..cut]),
+                Some(Error::Truncated),
+                "cut at {cut} of {golden:02x?}"
+            );
+        }
+    }
+
+    /// Fields to golden bytes: `emit` writes exactly `buffer_len` bytes, and
+    /// they are `golden`.
+    #[track_caller]
+    pub(crate) fn assert_emits_golden(
+        golden: &[u8],
+        buffer_len: usize,
+        emit: impl FnOnce(&mut [u8]) -> Result<usize>,
+    ) {
+        assert_eq!(buffer_len, golden.len());
+        let mut buf = vec![0; golden.len()];
+        assert_eq!(emit(&mut buf), Ok(golden.len()));
+        assert_eq!(buf, golden);
+    }
+
+    /// What the spare bytes after an emitted packet hold.
+    const UNTOUCHED: u8 = 0xa5;
+
+    /// The emit half of rule 3: emit into a buffer with `spare` bytes more
+    /// than `buffer_len`; `emit` must report `buffer_len` bytes and leave
+    /// the spare ones alone. Gives back the whole buffer, spare bytes
+    /// included, so that parsing it back also sees bytes past the packet.
+    #[track_caller]
+    pub(crate) fn emit_with_spare(
+        buffer_len: usize,
+        spare: usize,
+        emit: impl FnOnce(&mut [u8]) -> Result<usize>,
+    ) -> Vec<u8> {
+        let mut buf = vec![UNTOUCHED; buffer_len + spare];
+        assert_eq!(emit(&mut buf), Ok(buffer_len));
+        assert!(
+            buf[buffer_len..].iter().all(|&b| b == UNTOUCHED),
+            "emit wrote past buffer_len {buffer_len}"
+        );
+        buf
+    }
+
+    #[test]
+    #[should_panic(expected = "cut at 1")]
+    fn a_prefix_that_parses_is_caught() {
+        assert_every_truncation_fails(&[1, 2, 3], |b| (b.len() != 1).then_some(Error::Truncated));
+    }
+
+    #[test]
+    #[should_panic(expected = "emit wrote past")]
+    fn writing_past_buffer_len_is_caught() {
+        emit_with_spare(2, 2, |b| {
+            b[2] = 0;
+            Ok(2)
+        });
+    }
+}

@@ -193,6 +193,9 @@ impl<'a> Repr<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::testing::{
+        assert_emits_golden, assert_every_truncation_fails, emit_with_spare,
+    };
     use proptest::prelude::*;
 
     /// pppoe-subscribers_l2tpns.pcap frame 54, after PPPoE and the PPP
@@ -257,22 +260,14 @@ mod tests {
     #[test]
     fn fields_to_golden() {
         for (bytes, repr) in goldens() {
-            assert_eq!(repr.buffer_len(), bytes.len());
-            let mut buf = vec![0; bytes.len()];
-            assert_eq!(repr.emit(&mut buf), Ok(bytes.len()));
-            assert_eq!(buf, bytes);
+            assert_emits_golden(bytes, repr.buffer_len(), |b| repr.emit(b));
         }
     }
 
     #[test]
     fn every_truncation() {
         for (bytes, _) in goldens() {
-            for len in 0..bytes.len() {
-                assert_eq!(
-                    Packet::new_checked(&bytes[..len]).unwrap_err(),
-                    Error::Truncated
-                );
-            }
+            assert_every_truncation_fails(bytes, |b| Packet::new_checked(b).err());
         }
     }
 
@@ -349,10 +344,7 @@ mod tests {
                 _ => Message::Unknown { code, data: &a },
             };
             let repr = Repr { identifier, message };
-            let len = repr.buffer_len();
-            let mut buf = vec![0xa5u8; len + 3];
-            prop_assert_eq!(repr.emit(&mut buf), Ok(len));
-            prop_assert!(buf[len..].iter().all(|&b| b == 0xa5));
+            let buf = emit_with_spare(repr.buffer_len(), 3, |b| repr.emit(b));
             prop_assert_eq!(Repr::parse(&Packet::new_checked(&buf[..]).unwrap()), Ok(repr));
         }
 

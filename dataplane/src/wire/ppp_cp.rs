@@ -841,6 +841,9 @@ impl<'a, O: ConfigOption<'a>> CpRepr<'a, O> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::testing::{
+        assert_emits_golden, assert_every_truncation_fails, emit_with_spare,
+    };
     use proptest::prelude::*;
 
     /// pppoe-subscribers_l2tpns.pcap frame 20, after PPPoE and the PPP
@@ -1042,11 +1045,8 @@ mod tests {
 
     #[test]
     fn fields_to_golden() {
-        fn check<'a, O: ConfigOption<'a> + core::fmt::Debug>(bytes: &[u8], repr: &CpRepr<'a, O>) {
-            assert_eq!(repr.buffer_len(), bytes.len());
-            let mut buf = vec![0; bytes.len()];
-            assert_eq!(repr.emit(&mut buf), Ok(bytes.len()));
-            assert_eq!(buf, bytes, "{repr:?}");
+        fn check<'a, O: ConfigOption<'a>>(bytes: &[u8], repr: &CpRepr<'a, O>) {
+            assert_emits_golden(bytes, repr.buffer_len(), |b| repr.emit(b));
         }
         for (bytes, repr) in lcp_goldens() {
             check(bytes, &repr);
@@ -1071,12 +1071,7 @@ mod tests {
             &IPV6CP_REQUEST,
         ];
         for bytes in all {
-            for len in 0..bytes.len() {
-                assert_eq!(
-                    Packet::new_checked(&bytes[..len]).unwrap_err(),
-                    Error::Truncated
-                );
-            }
+            assert_every_truncation_fails(bytes, |b| Packet::new_checked(b).err());
         }
     }
 
@@ -1326,10 +1321,7 @@ mod tests {
         repr: &CpRepr<'a, O>,
         buf: &'a mut Vec<u8>,
     ) -> core::result::Result<(), TestCaseError> {
-        let len = repr.buffer_len();
-        buf.resize(len + 3, 0xa5);
-        prop_assert_eq!(repr.emit(buf), Ok(len));
-        prop_assert!(buf[len..].iter().all(|&b| b == 0xa5));
+        *buf = emit_with_spare(repr.buffer_len(), 3, |b| repr.emit(b));
         let buf: &'a [u8] = buf;
         let parsed = CpRepr::<O>::parse(&Packet::new_checked(buf).unwrap());
         prop_assert_eq!(parsed.as_ref(), Ok(repr));

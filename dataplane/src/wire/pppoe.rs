@@ -473,6 +473,9 @@ impl<'a> DiscoveryRepr<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::testing::{
+        assert_emits_golden, assert_every_truncation_fails, emit_with_spare,
+    };
     use proptest::prelude::*;
 
     /// pppoe-subscribers_l2tpns.pcap frame 4 after Ethernet: a PADI with an
@@ -609,10 +612,7 @@ mod tests {
     #[test]
     fn fields_to_golden_discovery() {
         for (bytes, repr) in goldens() {
-            assert_eq!(repr.buffer_len(), bytes.len());
-            let mut buf = vec![0; bytes.len()];
-            assert_eq!(repr.emit(&mut buf), Ok(bytes.len()));
-            assert_eq!(buf, bytes);
+            assert_emits_golden(bytes, repr.buffer_len(), |b| repr.emit(b));
         }
     }
 
@@ -643,12 +643,7 @@ mod tests {
             &CAPTURE_SESSION_LCP,
         ];
         for bytes in all {
-            for len in 0..bytes.len() {
-                assert_eq!(
-                    Packet::new_checked(&bytes[..len]).unwrap_err(),
-                    Error::Truncated
-                );
-            }
+            assert_every_truncation_fails(bytes, |b| Packet::new_checked(b).err());
         }
     }
 
@@ -770,10 +765,7 @@ mod tests {
                 tags.push(Tag::EndOfList);
             }
             let repr = DiscoveryRepr { code, session_id, tags };
-            let len = repr.buffer_len();
-            let mut buf = vec![0xa5u8; len + 4];
-            prop_assert_eq!(repr.emit(&mut buf), Ok(len));
-            prop_assert!(buf[len..].iter().all(|&b| b == 0xa5));
+            let buf = emit_with_spare(repr.buffer_len(), 4, |b| repr.emit(b));
             let p = Packet::new_checked(&buf[..]).unwrap();
             prop_assert_eq!(DiscoveryRepr::parse(&p).unwrap(), repr);
         }

@@ -235,6 +235,7 @@ impl Repr {
 mod tests {
     use super::*;
     use crate::wire::ipv4;
+    use crate::wire::testing::{assert_every_truncation_fails, emit_with_spare};
     use proptest::prelude::*;
 
     const SRC: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 2);
@@ -293,14 +294,7 @@ mod tests {
 
     #[test]
     fn every_truncation() {
-        let golden = capture_heartbeat_udp();
-        for len in 0..golden.len() {
-            assert_eq!(
-                Packet::new_checked(&golden[..len]).unwrap_err(),
-                Error::Truncated,
-                "len {len}"
-            );
-        }
+        assert_every_truncation_fails(&capture_heartbeat_udp(), |b| Packet::new_checked(b).err());
     }
 
     #[test]
@@ -356,9 +350,7 @@ mod tests {
         ) {
             let (src, dst) = (Ipv4Addr::from(src), Ipv4Addr::from(dst));
             let repr = Repr { src_port, dst_port, payload_len: payload.len() };
-            let mut buf = vec![0x5au8; repr.total_len()];
-            prop_assert_eq!(repr.emit(&mut buf).unwrap(), repr.buffer_len());
-            prop_assert!(buf[8..].iter().all(|&b| b == 0x5a));
+            let mut buf = emit_with_spare(repr.buffer_len(), payload.len(), |b| repr.emit(b));
             buf[8..].copy_from_slice(&payload);
             prop_assert_eq!(Repr::parse(&Packet::new_checked(&buf[..]).unwrap(), src, dst), Ok(repr));
             let mut p = Packet::new_checked(&mut buf[..]).unwrap();
