@@ -478,6 +478,35 @@ fn at_least(value: &[u8], n: usize) -> Result<&[u8]> {
     }
 }
 
+/// Where [`Avp`]'s value encoding puts the bytes: a `Vec` keeps them,
+/// [`ValueLen`] only counts them.
+trait ValueSink {
+    fn put(&mut self, bytes: &[u8]);
+
+    fn put_u16(&mut self, v: u16) {
+        self.put(&v.to_be_bytes());
+    }
+
+    fn put_u32(&mut self, v: u32) {
+        self.put(&v.to_be_bytes());
+    }
+}
+
+impl ValueSink for Vec<u8> {
+    fn put(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+}
+
+/// Counts what the value encoding writes: [`Avp::value_len`].
+struct ValueLen(usize);
+
+impl ValueSink for ValueLen {
+    fn put(&mut self, bytes: &[u8]) {
+        self.0 += bytes.len();
+    }
+}
+
 impl Avp {
     /// The (vendor id, attribute type) this AVP goes under.
     pub fn attribute(&self, ha_vendor_id: u32) -> (u32, u16) {
@@ -544,61 +573,14 @@ impl Avp {
     }
 
     /// The length of the value as [`Avp::encode_value`] writes it (before
-    /// any hiding).
+    /// any hiding): counted by the same code that writes it, so the two
+    /// cannot disagree.
     pub fn value_len(&self) -> usize {
-        use Avp::*;
-        match self {
-            ResultCode { error, message, .. } => 2 + error.map_or(0, |_| 2 + message.len()),
-            ProtocolVersion { .. }
-            | FirmwareRevision(_)
-            | AssignedTunnelId(_)
-            | ReceiveWindowSize(_)
-            | AssignedSessionId(_)
-            | ProxyAuthenType(_)
-            | ProxyAuthenId(_)
-            | OffloadOperation(_)
-            | SwitchoverType(_)
-            | RecoverySession(_) => 2,
-            FramingCapabilities(_)
-            | BearerCapabilities(_)
-            | CallSerialNumber(_)
-            | MinimumBps(_)
-            | MaximumBps(_)
-            | BearerType(_)
-            | FramingType(_)
-            | TxConnectSpeed(_)
-            | PhysicalChannelId(_)
-            | RxConnectSpeed(_)
-            | HaCapability { .. }
-            | SessionIdentity { .. }
-            | OwnershipEpoch(_) => 4,
-            TieBreaker(_) | RecoveryTunnel { .. } => 8,
-            ChallengeResponse(_) => 16,
-            Q931CauseCode { advisory, .. } => 3 + advisory.len(),
-            CallErrors { .. } => 26,
-            Accm { .. } => 10,
-            TunnelIdentity { .. } => 14,
-            SequencingRequired => 0,
-            PeerLnsAddress(addresses) => 4 * addresses.len(),
-            SessionList(ids) => 2 * ids.len(),
-            SwitchoverAction { reason, .. } => 2 + reason.len(),
-            HostName(v)
-            | VendorName(v)
-            | Challenge(v)
-            | CalledNumber(v)
-            | CallingNumber(v)
-            | SubAddress(v)
-            | InitialReceivedLcpConfReq(v)
-            | LastSentLcpConfReq(v)
-            | LastReceivedLcpConfReq(v)
-            | ProxyAuthenName(v)
-            | ProxyAuthenChallenge(v)
-            | ProxyAuthenResponse(v)
-            | RandomVector(v)
-            | PrivateGroupId(v)
-            | SessionState(v)
-            | Unknown { value: v, .. } => v.len(),
-        }
+        let mut len = ValueLen(0);
+        // A value encoding refuses counts up to the refusal; emit stops at
+        // the refusal before the length matters.
+        let _ = self.write_value(&mut len);
+        len.0
     }
 
     /// Append the value (unhidden) to `out`. A value the wire cannot carry
@@ -606,27 +588,30 @@ impl Avp {
     /// code, an empty Host Name, Challenge or Peer-LNS-Address) is
     /// [`Error::Malformed`].
     pub fn encode_value(&self, out: &mut Vec<u8>) -> Result<()> {
+        self.write_value(out)
+    }
+
+    /// [`Avp::encode_value`] into any [`ValueSink`].
+    fn write_value(&self, out: &mut impl ValueSink) -> Result<()> {
         use Avp::*;
-        let u16_ = |out: &mut Vec<u8>, v: u16| out.extend_from_slice(&v.to_be_bytes());
-        let u32_ = |out: &mut Vec<u8>, v: u32| out.extend_from_slice(&v.to_be_bytes());
         match self {
             ResultCode {
                 result,
                 error,
                 message,
             } => {
-                u16_(out, *result);
+                out.put_u16(*result);
                 match error {
                     Some(error) => {
-                        u16_(out, *error);
-                        out.extend_from_slice(message);
+                        out.put_u16(*error);
+                        out.put(message);
                     }
                     // RFC 2661 §4.4.2: the message follows the error code.
                     None if !message.is_empty() => return Err(Error::Malformed),
                     None => {}
                 }
             }
-            ProtocolVersion { version, revision } => out.extend_from_slice(&[*version, *revision]),
+            ProtocolVersion { version, revision } => out.put(&[*version, *revision]),
             FramingCapabilities(v)
             | BearerCapabilities(v)
             | CallSerialNumber(v)
@@ -637,23 +622,23 @@ impl Avp {
             | TxConnectSpeed(v)
             | PhysicalChannelId(v)
             | RxConnectSpeed(v)
-            | OwnershipEpoch(v) => u32_(out, *v),
-            TieBreaker(v) => out.extend_from_slice(v),
+            | OwnershipEpoch(v) => out.put_u32(*v),
+            TieBreaker(v) => out.put(v),
             FirmwareRevision(v) | AssignedTunnelId(v) | ReceiveWindowSize(v)
-            | AssignedSessionId(v) | ProxyAuthenType(v) | RecoverySession(v) => u16_(out, *v),
+            | AssignedSessionId(v) | ProxyAuthenType(v) | RecoverySession(v) => out.put_u16(*v),
             HostName(v) | Challenge(v) if v.is_empty() => return Err(Error::Malformed),
             Q931CauseCode {
                 cause,
                 message,
                 advisory,
             } => {
-                u16_(out, *cause);
-                out.push(*message);
-                out.extend_from_slice(advisory);
+                out.put_u16(*cause);
+                out.put(&[*message]);
+                out.put(advisory);
             }
-            ChallengeResponse(v) => out.extend_from_slice(v),
+            ChallengeResponse(v) => out.put(v),
             // RFC 2661 §4.4.5: the ID sits in the low byte of a 16-bit field.
-            ProxyAuthenId(id) => u16_(out, u16::from(*id)),
+            ProxyAuthenId(id) => out.put_u16(u16::from(*id)),
             CallErrors {
                 crc,
                 framing,
@@ -662,7 +647,7 @@ impl Avp {
                 timeouts,
                 alignment,
             } => {
-                u16_(out, 0);
+                out.put_u16(0);
                 for v in [
                     crc,
                     framing,
@@ -671,28 +656,28 @@ impl Avp {
                     timeouts,
                     alignment,
                 ] {
-                    u32_(out, *v);
+                    out.put_u32(*v);
                 }
             }
             Accm { send, receive } => {
-                u16_(out, 0);
-                u32_(out, *send);
-                u32_(out, *receive);
+                out.put_u16(0);
+                out.put_u32(*send);
+                out.put_u32(*receive);
             }
             SequencingRequired => {}
             HaCapability { version, flags } => {
-                u16_(out, *version);
-                u16_(out, *flags);
+                out.put_u16(*version);
+                out.put_u16(*flags);
             }
             PeerLnsAddress(addresses) => {
                 if addresses.is_empty() {
                     return Err(Error::Malformed);
                 }
                 for a in addresses {
-                    out.extend_from_slice(&a.octets());
+                    out.put(&a.octets());
                 }
             }
-            OffloadOperation(op) => u16_(out, (*op).into()),
+            OffloadOperation(op) => out.put_u16((*op).into()),
             TunnelIdentity {
                 lns_tunnel_id,
                 lac_tunnel_id,
@@ -700,37 +685,37 @@ impl Avp {
                 lac_port,
                 primary_lns,
             } => {
-                u16_(out, *lns_tunnel_id);
-                u16_(out, *lac_tunnel_id);
-                out.extend_from_slice(&lac_address.octets());
-                u16_(out, *lac_port);
-                out.extend_from_slice(&primary_lns.octets());
+                out.put_u16(*lns_tunnel_id);
+                out.put_u16(*lac_tunnel_id);
+                out.put(&lac_address.octets());
+                out.put_u16(*lac_port);
+                out.put(&primary_lns.octets());
             }
             SessionIdentity {
                 lns_session_id,
                 lac_session_id,
             } => {
-                u16_(out, *lns_session_id);
-                u16_(out, *lac_session_id);
+                out.put_u16(*lns_session_id);
+                out.put_u16(*lac_session_id);
             }
-            SwitchoverType(t) => u16_(out, (*t).into()),
+            SwitchoverType(t) => out.put_u16((*t).into()),
             SessionList(ids) => {
                 for id in ids {
-                    u16_(out, *id);
+                    out.put_u16(*id);
                 }
             }
             SwitchoverAction { action, reason } => {
-                u16_(out, (*action).into());
-                out.extend_from_slice(reason);
+                out.put_u16((*action).into());
+                out.put(reason);
             }
             RecoveryTunnel {
                 primary_lns,
                 lns_tunnel_id,
                 lac_tunnel_id,
             } => {
-                out.extend_from_slice(&primary_lns.octets());
-                u16_(out, *lns_tunnel_id);
-                u16_(out, *lac_tunnel_id);
+                out.put(&primary_lns.octets());
+                out.put_u16(*lns_tunnel_id);
+                out.put_u16(*lac_tunnel_id);
             }
             HostName(v)
             | VendorName(v)
@@ -747,7 +732,7 @@ impl Avp {
             | RandomVector(v)
             | PrivateGroupId(v)
             | SessionState(v)
-            | Unknown { value: v, .. } => out.extend_from_slice(v),
+            | Unknown { value: v, .. } => out.put(v),
         }
         Ok(())
     }
@@ -1808,6 +1793,37 @@ mod tests {
             huge.emit(&mut vec![0; 2048], &CTX),
             Err(Error::BufferTooSmall)
         );
+    }
+
+    #[test]
+    fn value_len_is_what_encoding_writes() {
+        let mut messages: Vec<_> = CAPTURE
+            .iter()
+            .map(|golden| ControlMessage::parse(&hex(golden), &CTX).unwrap())
+            .collect();
+        messages.extend([hidden_sccrp(), ha_lsorq()]);
+        for entry in messages.iter().flat_map(|m| &m.avps) {
+            let mut value = Vec::new();
+            entry.avp.encode_value(&mut value).unwrap();
+            assert_eq!(entry.avp.value_len(), value.len(), "{:?}", entry.avp);
+        }
+        // A value encoding refuses counts what comes before the refusal.
+        let refused = [
+            (
+                Avp::ResultCode {
+                    result: 1,
+                    error: None,
+                    message: b"x".to_vec(),
+                },
+                2,
+            ),
+            (Avp::HostName(Vec::new()), 0),
+            (Avp::Challenge(Vec::new()), 0),
+            (Avp::PeerLnsAddress(Vec::new()), 0),
+        ];
+        for (avp, len) in refused {
+            assert_eq!(avp.value_len(), len, "{avp:?}");
+        }
     }
 
     #[test]
