@@ -48,7 +48,7 @@ use dataplane::wire::ppp_cp::{
     Ipv6cpOption, Ipv6cpRepr, LcpOption, LcpRepr,
 };
 use dataplane::wire::pppoe::{self, DiscoveryRepr, Tag};
-use dataplane::wire::{arp, chap, ethernet, ipv4, l2tp, pap, ppp, udp};
+use dataplane::wire::{arp, chap, ethernet, ipv4, l2tp, pap, ppp, udp, Result};
 use pcap_file::pcap::{PcapPacket, PcapWriter};
 
 /// The tunnel's shared secret for the hidden AVPs (RFC 2661 §4.3).
@@ -63,6 +63,9 @@ const LAC_MAC: ethernet::Address = ethernet::Address([0x02, 0, 0, 0, 0, 0x01]);
 const LNS_MAC: ethernet::Address = ethernet::Address([0x02, 0, 0, 0, 0, 0x02]);
 const LAC_IP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
 const LNS_IP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
+/// The subscriber's PPPoE session: PADS assigns it, PADT ends it, the
+/// session frames carry it.
+const PPPOE_SESSION_ID: u16 = 0x0011;
 
 // ---------------------------------------------------------------------------
 // What we expect tshark to show.
@@ -170,6 +173,22 @@ impl Frame {
 // ---------------------------------------------------------------------------
 // Building frames with our emitters.
 
+/// The bytes `emit` writes into a buffer of `buffer_len` bytes, which it
+/// must fill exactly (the codec contract).
+fn emitted(
+    what: &str,
+    buffer_len: usize,
+    emit: impl FnOnce(&mut [u8]) -> Result<usize>,
+) -> Vec<u8> {
+    let mut buf = vec![0; buffer_len];
+    assert_eq!(
+        emit(&mut buf),
+        Ok(buffer_len),
+        "{what}: emit writes buffer_len()"
+    );
+    buf
+}
+
 /// Ethernet/IPv4/UDP (port 1701 both ways, checksum filled) around an L2TP
 /// packet, from the LAC to the LNS or back.
 fn over_udp(l2tp: &[u8], from_lac: bool) -> Vec<u8> {
@@ -216,9 +235,7 @@ fn over_udp(l2tp: &[u8], from_lac: bool) -> Vec<u8> {
 /// A control message over UDP, with the expectations its representation
 /// implies (see [`expect_control`]).
 fn control(what: &str, message: &ControlMessage, from_lac: bool) -> Frame {
-    let mut l2tp = vec![0; message.buffer_len()];
-    let written = message.emit(&mut l2tp, &CTX).unwrap();
-    assert_eq!(written, l2tp.len(), "{what}: emit writes buffer_len()");
+    let l2tp = emitted(what, message.buffer_len(), |buf| message.emit(buf, &CTX));
     expect_control(Frame::new(what, over_udp(&l2tp, from_lac)), message)
 }
 
@@ -857,9 +874,9 @@ fn proxy_lcp_options() -> (Vec<u8>, Vec<u8>) {
 }
 
 fn options<'a, O: ConfigOption<'a>>(list: &[O]) -> Vec<u8> {
-    let mut buf = vec![0; ppp_cp::options_len(list)];
-    assert_eq!(ppp_cp::emit_options(list, &mut buf), Ok(buf.len()));
-    buf
+    emitted("options", ppp_cp::options_len(list), |buf| {
+        ppp_cp::emit_options(list, buf)
+    })
 }
 
 /// SCCRQ with the Random Vector and two hidden AVPs (RFC 2661 §4.3).
@@ -1051,10 +1068,8 @@ fn tshark_dissects_our_control_messages() {
 
 /// A PPP frame: our header, then `information`.
 fn ppp_frame(header: ppp::Repr, information: &[u8]) -> Vec<u8> {
-    let mut frame = vec![0; header.buffer_len() + information.len()];
-    let at = header.emit(&mut frame).unwrap();
-    frame[at..].copy_from_slice(information);
-    frame
+    let header = emitted("PPP header", header.buffer_len(), |buf| header.emit(buf));
+    [&header[..], information].concat()
 }
 
 /// An L2TP data message around a PPP frame, over UDP, with the
@@ -1131,10 +1146,8 @@ fn over_ethernet(pppoe: &[u8], ethertype: ethernet::EtherType, from_subscriber: 
         inner_tag: None,
         ethertype,
     };
-    let mut frame = vec![0; eth.buffer_len() + pppoe.len()];
-    let at = eth.emit(&mut frame).unwrap();
-    frame[at..].copy_from_slice(pppoe);
-    frame
+    let header = emitted("Ethernet header", eth.buffer_len(), |buf| eth.emit(buf));
+    [&header[..], pppoe].concat()
 }
 
 /// A PPPoE session frame around a PPP frame (no Address/Control,
@@ -1146,9 +1159,8 @@ fn pppoe_session(what: &str, session_id: u16, ppp_header: ppp::Repr, information
         session_id,
         payload_len: ppp.len(),
     };
-    let mut packet = vec![0; header.buffer_len() + ppp.len()];
-    let at = header.emit(&mut packet).unwrap();
-    packet[at..].copy_from_slice(&ppp);
+    let header = emitted("PPPoE header", header.buffer_len(), |buf| header.emit(buf));
+    let packet = [&header[..], &ppp[..]].concat();
     let f = Frame::new(
         what,
         over_ethernet(&packet, ethernet::EtherType::PppoeSession, true),
@@ -1163,8 +1175,7 @@ fn pppoe_session(what: &str, session_id: u16, ppp_header: ppp::Repr, information
 
 /// A PPPoE Discovery packet with the header and tag expectations.
 fn pppoe_discovery(what: &str, repr: &DiscoveryRepr<'_>, from_subscriber: bool) -> Frame {
-    let mut packet = vec![0; repr.buffer_len()];
-    assert_eq!(repr.emit(&mut packet), Ok(packet.len()));
+    let packet = emitted(what, repr.buffer_len(), |buf| repr.emit(buf));
     let mut f = Frame::new(
         what,
         over_ethernet(
@@ -1298,15 +1309,43 @@ impl<'a> Dissected<'a> for Ipv6cpOption<'a> {
     }
 }
 
-/// A control packet, emitted and handed to `carry` (which wraps it in a
-/// data message or a PPPoE session), with the expectations it implies.
-fn carrying<'a, O: Dissected<'a>>(
-    repr: &CpRepr<'a, O>,
-    carry: impl FnOnce(&[u8]) -> Frame,
-) -> Frame {
-    let mut packet = vec![0; repr.buffer_len()];
-    assert_eq!(repr.emit(&mut packet), Ok(packet.len()));
-    let mut f = carry(&packet)
+/// How a PPP frame reaches tshark: in an L2TP data message with this
+/// header, from the LAC or from the LNS, or in the subscriber's PPPoE
+/// session (without Address/Control, RFC 2516 §7).
+#[derive(Clone, Copy)]
+enum Link {
+    L2tp {
+        header: l2tp::HeaderRepr,
+        from_lac: bool,
+    },
+    Pppoe,
+}
+
+/// A PPP frame of `protocol` around `information`, carried over `link`,
+/// with the expectations of every header.
+fn ppp_over(what: &str, link: Link, protocol: ppp::Protocol, information: &[u8]) -> Frame {
+    let ppp_header = ppp::Repr::uncompressed(protocol);
+    match link {
+        Link::L2tp { header, from_lac } => {
+            data_message(what, header, ppp_header, information, from_lac)
+        }
+        Link::Pppoe => pppoe_session(
+            what,
+            PPPOE_SESSION_ID,
+            ppp::Repr {
+                address_control: false,
+                ..ppp_header
+            },
+            information,
+        ),
+    }
+}
+
+/// A control packet, emitted and carried over `link`, with the
+/// expectations it implies.
+fn carrying<'a, O: Dissected<'a>>(what: &str, link: Link, repr: &CpRepr<'a, O>) -> Frame {
+    let packet = emitted(what, repr.buffer_len(), |buf| repr.emit(buf));
+    let mut f = ppp_over(what, link, O::PROTOCOL, &packet)
         .num("ppp.code", u8::from(repr.code))
         .num("ppp.identifier", repr.identifier)
         .num("ppp.length", packet.len() as u64);
@@ -1326,65 +1365,65 @@ fn carrying<'a, O: Dissected<'a>>(
 /// LCP, IPCP and IPv6CP packets of every code we send, in L2TP data
 /// messages with each optional header field, and over PPPoE.
 fn ppp_control_frames() -> Vec<Frame> {
+    use ppp_cp::Code as C;
     let lns_data = l2tp::HeaderRepr::data(0x1234, 0x0101);
-    let with_ac = ppp::Repr::uncompressed;
-    let mut frames = Vec::new();
-    let mut lcp = |what: &str, header: l2tp::HeaderRepr, repr: LcpRepr<'_>| {
-        frames.push(carrying(&repr, |packet| {
-            data_message(what, header, with_ac(LcpOption::PROTOCOL), packet, false)
-        }));
+    let from_lac = Link::L2tp {
+        header: lns_data,
+        from_lac: true,
+    };
+    let from_lns = Link::L2tp {
+        header: lns_data,
+        from_lac: false,
+    };
+    let from_lns_with = |header| Link::L2tp {
+        header,
+        from_lac: false,
     };
     let request = [
         LcpOption::Mru(1460),
         LcpOption::AuthProtocol(AuthProtocol::Chap(ChapAlgorithm::Md5)),
         LcpOption::MagicNumber(0x6b05_19f0),
     ];
-    lcp(
-        "LCP Configure-Request",
-        lns_data,
-        LcpRepr {
-            code: ppp_cp::Code::ConfigureRequest,
-            identifier: 1,
-            data: CpData::Options(request.to_vec()),
-        },
-    );
-    lcp(
-        "LCP Configure-Ack, L2TP Length",
-        l2tp::HeaderRepr {
-            length_present: true,
-            ..lns_data
-        },
-        LcpRepr {
-            code: ppp_cp::Code::ConfigureAck,
-            identifier: 1,
-            data: CpData::Options(request.to_vec()),
-        },
-    );
-    lcp(
-        "LCP Configure-Nak, L2TP Ns/Nr",
-        l2tp::HeaderRepr {
-            sequence: Some((7, 9)),
-            ..lns_data
-        },
-        LcpRepr {
-            code: ppp_cp::Code::ConfigureNak,
-            identifier: 2,
-            data: CpData::Options(vec![
+    let lcp: [(&str, Link, C, u8, CpData<'_, LcpOption<'_>>); 11] = [
+        (
+            "LCP Configure-Request",
+            from_lns,
+            C::ConfigureRequest,
+            1,
+            CpData::Options(request.to_vec()),
+        ),
+        (
+            "LCP Configure-Ack, L2TP Length",
+            from_lns_with(l2tp::HeaderRepr {
+                length_present: true,
+                ..lns_data
+            }),
+            C::ConfigureAck,
+            1,
+            CpData::Options(request.to_vec()),
+        ),
+        (
+            "LCP Configure-Nak, L2TP Ns/Nr",
+            from_lns_with(l2tp::HeaderRepr {
+                sequence: Some((7, 9)),
+                ..lns_data
+            }),
+            C::ConfigureNak,
+            2,
+            CpData::Options(vec![
                 LcpOption::Mru(1492),
                 LcpOption::AuthProtocol(AuthProtocol::Pap),
             ]),
-        },
-    );
-    lcp(
-        "LCP Configure-Reject, L2TP offset",
-        l2tp::HeaderRepr {
-            offset_size: Some(4),
-            ..lns_data
-        },
-        LcpRepr {
-            code: ppp_cp::Code::ConfigureReject,
-            identifier: 3,
-            data: CpData::Options(vec![
+        ),
+        (
+            "LCP Configure-Reject, L2TP offset",
+            from_lns_with(l2tp::HeaderRepr {
+                offset_size: Some(4),
+                ..lns_data
+            }),
+            C::ConfigureReject,
+            3,
+            CpData::Options(vec![
                 LcpOption::Accm(0),
                 LcpOption::Pfc,
                 LcpOption::Acfc,
@@ -1393,98 +1432,98 @@ fn ppp_control_frames() -> Vec<Frame> {
                     value: &[0x06, 0x4e],
                 },
             ]),
-        },
-    );
-    lcp(
-        "LCP Terminate-Request, L2TP priority",
-        l2tp::HeaderRepr {
-            priority: true,
-            ..lns_data
-        },
-        LcpRepr {
-            code: ppp_cp::Code::TerminateRequest,
-            identifier: 4,
-            data: CpData::Terminate(b"admin down"),
-        },
-    );
-    lcp(
-        "LCP Terminate-Ack, every L2TP option",
-        l2tp::HeaderRepr {
-            length_present: true,
-            sequence: Some((8, 10)),
-            offset_size: Some(2),
-            priority: true,
-            ..lns_data
-        },
-        LcpRepr {
-            code: ppp_cp::Code::TerminateAck,
-            identifier: 4,
-            data: CpData::Terminate(&[]),
-        },
-    );
-    lcp(
-        "LCP Echo-Request, L2TP offset 0",
-        l2tp::HeaderRepr {
-            offset_size: Some(0),
-            ..lns_data
-        },
-        LcpRepr {
-            code: ppp_cp::Code::EchoRequest,
-            identifier: 5,
-            data: CpData::Echo {
+        ),
+        (
+            "LCP Terminate-Request, L2TP priority",
+            from_lns_with(l2tp::HeaderRepr {
+                priority: true,
+                ..lns_data
+            }),
+            C::TerminateRequest,
+            4,
+            CpData::Terminate(b"admin down"),
+        ),
+        (
+            "LCP Terminate-Ack, every L2TP option",
+            from_lns_with(l2tp::HeaderRepr {
+                length_present: true,
+                sequence: Some((8, 10)),
+                offset_size: Some(2),
+                priority: true,
+                ..lns_data
+            }),
+            C::TerminateAck,
+            4,
+            CpData::Terminate(&[]),
+        ),
+        (
+            "LCP Echo-Request, L2TP offset 0",
+            from_lns_with(l2tp::HeaderRepr {
+                offset_size: Some(0),
+                ..lns_data
+            }),
+            C::EchoRequest,
+            5,
+            CpData::Echo {
                 magic_number: 0x6b05_19f0,
                 data: &[],
             },
-        },
-    );
-    lcp(
-        "LCP Echo-Reply",
-        lns_data,
-        LcpRepr {
-            code: ppp_cp::Code::EchoReply,
-            identifier: 5,
-            data: CpData::Echo {
+        ),
+        (
+            "LCP Echo-Reply",
+            from_lns,
+            C::EchoReply,
+            5,
+            CpData::Echo {
                 magic_number: 0x1234_5678,
                 data: b"ping",
             },
-        },
-    );
-    lcp(
-        "LCP Discard-Request",
-        lns_data,
-        LcpRepr {
-            code: ppp_cp::Code::DiscardRequest,
-            identifier: 6,
-            data: CpData::Echo {
+        ),
+        (
+            "LCP Discard-Request",
+            from_lns,
+            C::DiscardRequest,
+            6,
+            CpData::Echo {
                 magic_number: 0x6b05_19f0,
                 data: b"discard me",
             },
-        },
-    );
-    lcp(
-        "LCP Code-Reject",
-        lns_data,
-        LcpRepr {
-            code: ppp_cp::Code::CodeReject,
-            identifier: 6,
+        ),
+        (
+            "LCP Code-Reject",
+            from_lns,
+            C::CodeReject,
+            6,
             // RFC 1661 §5.6: the rejected packet, header included; code 32
             // is no LCP code.
-            data: CpData::CodeReject(&[0x20, 0x09, 0x00, 0x06, 0xde, 0xad]),
-        },
-    );
-    lcp(
-        "LCP Protocol-Reject",
-        lns_data,
-        LcpRepr {
-            code: ppp_cp::Code::ProtocolReject,
-            identifier: 7,
+            CpData::CodeReject(&[0x20, 0x09, 0x00, 0x06, 0xde, 0xad]),
+        ),
+        (
+            "LCP Protocol-Reject",
+            from_lns,
+            C::ProtocolReject,
+            7,
             // CCP (0x80fd), which we do not run: its Configure-Request.
-            data: CpData::ProtocolReject {
+            CpData::ProtocolReject {
                 protocol: 0x80fd,
                 information: &[0x01, 0x01, 0x00, 0x04],
             },
-        },
-    );
+        ),
+    ];
+    let mut frames: Vec<Frame> = lcp
+        .into_iter()
+        .map(|(what, link, code, identifier, data)| {
+            carrying(
+                what,
+                link,
+                &LcpRepr {
+                    code,
+                    identifier,
+                    data,
+                },
+            )
+        })
+        .collect();
     // tshark dissects the rejected information as CCP: a second code,
     // identifier and length.
     if let Some(f) = frames.pop() {
@@ -1495,78 +1534,57 @@ fn ppp_control_frames() -> Vec<Frame> {
         );
     }
 
-    let ipcp = IpcpRepr {
-        code: ppp_cp::Code::ConfigureRequest,
-        identifier: 1,
-        data: CpData::Options(vec![
-            IpcpOption::IpAddress(Ipv4Addr::new(0, 0, 0, 0)),
-            IpcpOption::PrimaryDns(Ipv4Addr::new(0, 0, 0, 0)),
-            IpcpOption::SecondaryDns(Ipv4Addr::new(0, 0, 0, 0)),
-        ]),
-    };
-    frames.push(carrying(&ipcp, |packet| {
-        data_message(
+    // The subscriber asks for an address and DNS servers, the LNS says
+    // which, the subscriber takes them.
+    let ask = vec![
+        IpcpOption::IpAddress(Ipv4Addr::UNSPECIFIED),
+        IpcpOption::PrimaryDns(Ipv4Addr::UNSPECIFIED),
+        IpcpOption::SecondaryDns(Ipv4Addr::UNSPECIFIED),
+    ];
+    let assigned = vec![
+        IpcpOption::IpAddress(Ipv4Addr::new(198, 51, 100, 7)),
+        IpcpOption::PrimaryDns(Ipv4Addr::new(198, 51, 100, 53)),
+        IpcpOption::SecondaryDns(Ipv4Addr::new(198, 51, 100, 54)),
+    ];
+    let ipcp = [
+        (
             "IPCP Configure-Request",
-            lns_data,
-            with_ac(IpcpOption::PROTOCOL),
-            packet,
-            true,
-        )
-    }));
-    let ipcp = IpcpRepr {
-        code: ppp_cp::Code::ConfigureNak,
-        identifier: 1,
-        data: CpData::Options(vec![
-            IpcpOption::IpAddress(Ipv4Addr::new(198, 51, 100, 7)),
-            IpcpOption::PrimaryDns(Ipv4Addr::new(198, 51, 100, 53)),
-            IpcpOption::SecondaryDns(Ipv4Addr::new(198, 51, 100, 54)),
-        ]),
-    };
-    frames.push(carrying(&ipcp, |packet| {
-        data_message(
+            from_lac,
+            C::ConfigureRequest,
+            1,
+            ask,
+        ),
+        (
             "IPCP Configure-Nak with address and DNS",
-            lns_data,
-            with_ac(IpcpOption::PROTOCOL),
-            packet,
-            false,
-        )
-    }));
-    let ipcp = IpcpRepr {
-        code: ppp_cp::Code::ConfigureAck,
-        identifier: 2,
-        data: CpData::Options(vec![
-            IpcpOption::IpAddress(Ipv4Addr::new(198, 51, 100, 7)),
-            IpcpOption::PrimaryDns(Ipv4Addr::new(198, 51, 100, 53)),
-            IpcpOption::SecondaryDns(Ipv4Addr::new(198, 51, 100, 54)),
-        ]),
-    };
-    frames.push(carrying(&ipcp, |packet| {
-        pppoe_session(
+            from_lns,
+            C::ConfigureNak,
+            1,
+            assigned.clone(),
+        ),
+        (
             "IPCP Configure-Ack over PPPoE",
-            0x0011,
-            ppp::Repr {
-                address_control: false,
-                ..with_ac(IpcpOption::PROTOCOL)
-            },
-            packet,
-        )
-    }));
+            Link::Pppoe,
+            C::ConfigureAck,
+            2,
+            assigned,
+        ),
+    ];
+    for (what, link, code, identifier, options) in ipcp {
+        let repr = IpcpRepr {
+            code,
+            identifier,
+            data: CpData::Options(options),
+        };
+        frames.push(carrying(what, link, &repr));
+    }
     let ipv6cp = Ipv6cpRepr {
-        code: ppp_cp::Code::ConfigureRequest,
+        code: C::ConfigureRequest,
         identifier: 1,
         data: CpData::Options(vec![Ipv6cpOption::InterfaceIdentifier([
             0x02, 0x00, 0x5e, 0xff, 0xfe, 0x00, 0x53, 0x01,
         ])]),
     };
-    frames.push(carrying(&ipv6cp, |packet| {
-        data_message(
-            "IPv6CP Configure-Request",
-            lns_data,
-            with_ac(Ipv6cpOption::PROTOCOL),
-            packet,
-            false,
-        )
-    }));
+    frames.push(carrying("IPv6CP Configure-Request", from_lns, &ipv6cp));
     frames
 }
 
@@ -1574,23 +1592,14 @@ fn ppp_control_frames() -> Vec<Frame> {
 /// L2TP data messages and over PPPoE.
 fn authentication_frames() -> Vec<Frame> {
     let header = l2tp::HeaderRepr::data(0x1234, 0x0101);
-    let mut frames = Vec::new();
+    let l2tp = |from_lac| Link::L2tp { header, from_lac };
 
     let text = |v: &[u8]| String::from_utf8_lossy(v).into_owned();
-    let pap_frame = |what: &str, repr: pap::Repr<'_>, over_pppoe: bool| {
-        let mut packet = vec![0; repr.buffer_len()];
-        assert_eq!(repr.emit(&mut packet), Ok(packet.len()));
-        let f = if over_pppoe {
-            let ppp = ppp::Repr {
-                address_control: false,
-                ..ppp::Repr::uncompressed(ppp::Protocol::Pap)
-            };
-            pppoe_session(what, 0x0011, ppp, &packet)
-        } else {
-            let ppp = ppp::Repr::uncompressed(ppp::Protocol::Pap);
-            data_message(what, header, ppp, &packet, true)
-        };
-        let f = f
+    // PAP runs between the subscriber (via the LAC) and the LNS; the frames
+    // below only vary how they travel.
+    let pap_frame = |what: &str, link: Link, repr: pap::Repr<'_>| {
+        let packet = emitted(what, repr.buffer_len(), |buf| repr.emit(buf));
+        let f = ppp_over(what, link, ppp::Protocol::Pap, &packet)
             .num("pap.code", u8::from(repr.code()))
             .num("pap.identifier", repr.identifier)
             .num("pap.length", packet.len() as u64);
@@ -1611,49 +1620,54 @@ fn authentication_frames() -> Vec<Frame> {
             pap::Message::Unknown { .. } => f,
         }
     };
-    frames.push(pap_frame(
-        "PAP Authenticate-Request over PPPoE",
-        pap::Repr {
-            identifier: 1,
-            message: pap::Message::Request {
+    let pap = [
+        (
+            "PAP Authenticate-Request over PPPoE",
+            Link::Pppoe,
+            1,
+            pap::Message::Request {
                 peer_id: b"alice@example",
                 password: b"correct horse",
             },
-        },
-        true,
-    ));
-    frames.push(pap_frame(
-        "PAP Authenticate-Ack, empty message",
-        pap::Repr {
-            identifier: 1,
-            message: pap::Message::Ack(b""),
-        },
-        false,
-    ));
-    frames.push(pap_frame(
-        "PAP Authenticate-Ack",
-        pap::Repr {
-            identifier: 2,
-            message: pap::Message::Ack(b"welcome"),
-        },
-        false,
-    ));
-    frames.push(pap_frame(
-        "PAP Authenticate-Nak over PPPoE",
-        pap::Repr {
-            identifier: 3,
-            message: pap::Message::Nak(b"authentication failed"),
-        },
-        true,
-    ));
+        ),
+        (
+            "PAP Authenticate-Ack, empty message",
+            l2tp(true),
+            1,
+            pap::Message::Ack(b""),
+        ),
+        (
+            "PAP Authenticate-Ack",
+            l2tp(true),
+            2,
+            pap::Message::Ack(b"welcome"),
+        ),
+        (
+            "PAP Authenticate-Nak over PPPoE",
+            Link::Pppoe,
+            3,
+            pap::Message::Nak(b"authentication failed"),
+        ),
+    ];
+    let mut frames: Vec<Frame> = pap
+        .into_iter()
+        .map(|(what, link, identifier, message)| {
+            pap_frame(
+                what,
+                link,
+                pap::Repr {
+                    identifier,
+                    message,
+                },
+            )
+        })
+        .collect();
 
     let chap_frame = |what: &str, repr: chap::Repr<'_>| {
-        let mut packet = vec![0; repr.buffer_len()];
-        assert_eq!(repr.emit(&mut packet), Ok(packet.len()));
-        let ppp = ppp::Repr::uncompressed(ppp::Protocol::Chap);
+        let packet = emitted(what, repr.buffer_len(), |buf| repr.emit(buf));
         // The LNS challenges and judges; the subscriber responds via the LAC.
         let from_lac = matches!(repr.message, chap::Message::Response { .. });
-        let f = data_message(what, header, ppp, &packet, from_lac)
+        let f = ppp_over(what, l2tp(from_lac), ppp::Protocol::Chap, &packet)
             .num("chap.code", u8::from(repr.code()))
             .num("chap.identifier", repr.identifier)
             .num("chap.length", packet.len() as u64);
@@ -1669,40 +1683,35 @@ fn authentication_frames() -> Vec<Frame> {
         }
     };
     let challenge: &[u8] = b"\x8a\x1f\x3c\x00\x77\xe2\x19\x5d\xa0\x42\x6b\xcc\x01\xfe\x93\x28";
-    frames.push(chap_frame(
-        "CHAP Challenge",
-        chap::Repr {
-            identifier: 7,
-            message: chap::Message::Challenge {
+    let chap = [
+        (
+            "CHAP Challenge",
+            7,
+            chap::Message::Challenge {
                 value: challenge,
                 name: b"lns-1",
             },
-        },
-    ));
-    frames.push(chap_frame(
-        "CHAP Response",
-        chap::Repr {
-            identifier: 7,
-            message: chap::Message::Response {
+        ),
+        (
+            "CHAP Response",
+            7,
+            chap::Message::Response {
                 value: b"\x3b\x9f\x10\xd2\x55\x81\x07\xae\xc4\x6e\x21\x90\x5a\xf3\x0d\x67",
                 name: b"alice@example",
             },
-        },
-    ));
-    frames.push(chap_frame(
-        "CHAP Success",
-        chap::Repr {
-            identifier: 7,
-            message: chap::Message::Success(b"Access granted"),
-        },
-    ));
-    frames.push(chap_frame(
-        "CHAP Failure",
-        chap::Repr {
-            identifier: 8,
-            message: chap::Message::Failure(b"Access denied"),
-        },
-    ));
+        ),
+        ("CHAP Success", 7, chap::Message::Success(b"Access granted")),
+        ("CHAP Failure", 8, chap::Message::Failure(b"Access denied")),
+    ];
+    for (what, identifier, message) in chap {
+        frames.push(chap_frame(
+            what,
+            chap::Repr {
+                identifier,
+                message,
+            },
+        ));
+    }
     frames
 }
 
@@ -1741,19 +1750,18 @@ fn subscriber_ipv4(len: usize) -> Vec<u8> {
 fn ppp_data_frames() -> Vec<Frame> {
     let header = l2tp::HeaderRepr::data(0x5678, 0x0202);
     let ip = subscriber_ipv4(18);
-    // Over L2TP, the outer header (LAC to LNS) comes first.
-    let expect_ip = |f: Frame| {
-        f.text("ip.src", &LAC_IP.to_string())
-            .text("ip.dst", &LNS_IP.to_string())
-            .num("udp.dstport", l2tp::UDP_PORT)
-            .text("ip.src", "198.51.100.7")
-            .text("ip.dst", "203.0.113.9")
-            .num("udp.dstport", 9u8)
-    };
     let expect_ip_over_pppoe = |f: Frame| {
         f.text("ip.src", "198.51.100.7")
             .text("ip.dst", "203.0.113.9")
             .num("udp.dstport", 9u8)
+    };
+    // Over L2TP, the outer header (LAC to LNS) comes first.
+    let expect_ip = |f: Frame| {
+        expect_ip_over_pppoe(
+            f.text("ip.src", &LAC_IP.to_string())
+                .text("ip.dst", &LNS_IP.to_string())
+                .num("udp.dstport", l2tp::UDP_PORT),
+        )
     };
     vec![
         expect_ip(data_message(
@@ -1804,7 +1812,7 @@ fn ppp_data_frames() -> Vec<Frame> {
         )),
         expect_ip_over_pppoe(pppoe_session(
             "IPv4 over PPPoE",
-            0x0011,
+            PPPOE_SESSION_ID,
             ppp::Repr {
                 address_control: false,
                 protocol: ppp::Protocol::Ipv4,
@@ -1845,7 +1853,7 @@ fn pppoe_discovery_frames() -> Vec<Frame> {
     };
     let pads = DiscoveryRepr {
         code: pppoe::Code::Pads,
-        session_id: 0x0011,
+        session_id: PPPOE_SESSION_ID,
         tags: vec![Tag::ServiceName(b"internet"), Tag::HostUniq(host_uniq)],
     };
     let pads_error = DiscoveryRepr {
@@ -1859,7 +1867,7 @@ fn pppoe_discovery_frames() -> Vec<Frame> {
     };
     let padt = DiscoveryRepr {
         code: pppoe::Code::Padt,
-        session_id: 0x0011,
+        session_id: PPPOE_SESSION_ID,
         tags: vec![Tag::GenericError(b"session closed by the LNS")],
     };
     vec![
@@ -1886,8 +1894,7 @@ fn tshark_dissects_our_ppp_data_and_pppoe() {
 #[test]
 fn tshark_flags_a_broken_packet() {
     let hello = ControlMessage::new(MessageType::Hello, 1, 0);
-    let mut l2tp = vec![0; hello.buffer_len()];
-    hello.emit(&mut l2tp, &CTX).unwrap();
+    let mut l2tp = emitted("HELLO", hello.buffer_len(), |buf| hello.emit(buf, &CTX));
     // The Message Type AVP's Length (low bits of its first word) 8 -> 40.
     l2tp[l2tp::CONTROL_HEADER_LEN + 1] = 40;
     let dir = ScratchDir::new("dataplane-tshark-broken");
