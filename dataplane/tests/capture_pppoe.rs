@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 
 use dataplane::wire::ethernet::{self, EtherType, Frame};
 use dataplane::wire::ppp::{self, Protocol};
-use dataplane::wire::ppp_cp::{self, CpData, IpcpOption, IpcpRepr, LcpOption, LcpRepr};
+use dataplane::wire::ppp_cp::{
+    self, ConfigOption, CpData, CpRepr, IpcpOption, IpcpRepr, LcpOption, LcpRepr,
+};
 use dataplane::wire::{arp, ipv4, pap, pppoe, udp};
 
 const CAPTURE: &str = concat!(
@@ -79,6 +81,20 @@ impl Seen {
 }
 
 // cfg(test) marks these helpers as test code for clippy's unwrap/panic lints.
+
+/// An LCP or IPCP packet (RFC 1661 §5), parsed, and emitted back to the
+/// bytes its Length covers.
+#[cfg(test)]
+fn control_packet<'a, O: ConfigOption<'a>>(body: &'a [u8], what: &str) -> CpRepr<'a, O> {
+    let packet = ppp_cp::Packet::new_checked(body).unwrap();
+    let repr = CpRepr::parse(&packet).unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert_eq!(
+        emitted(repr.buffer_len(), |b| repr.emit(b)),
+        packet.packet()
+    );
+    repr
+}
+
 #[cfg(test)]
 fn session_payload(seen: &mut Seen, number: usize, payload: &[u8]) {
     let frame = ppp::Packet::new_checked(payload).expect("a PPP header");
@@ -94,12 +110,7 @@ fn session_payload(seen: &mut Seen, number: usize, payload: &[u8]) {
     match header.protocol {
         Protocol::Lcp => {
             seen.count("lcp");
-            let packet = ppp_cp::Packet::new_checked(body).unwrap();
-            let repr = LcpRepr::parse(&packet).expect("an LCP packet");
-            assert_eq!(
-                emitted(repr.buffer_len(), |b| repr.emit(b)),
-                packet.packet()
-            );
+            let repr: LcpRepr<'_> = control_packet(body, "an LCP packet");
             if let (ppp_cp::Code::ConfigureReject, CpData::Options(options)) =
                 (repr.code, &repr.data)
             {
@@ -125,12 +136,7 @@ fn session_payload(seen: &mut Seen, number: usize, payload: &[u8]) {
         }
         Protocol::Ipcp => {
             seen.count("ipcp");
-            let packet = ppp_cp::Packet::new_checked(body).unwrap();
-            let repr = IpcpRepr::parse(&packet).expect("an IPCP packet");
-            assert_eq!(
-                emitted(repr.buffer_len(), |b| repr.emit(b)),
-                packet.packet()
-            );
+            let repr: IpcpRepr<'_> = control_packet(body, "an IPCP packet");
             if let (ppp_cp::Code::ConfigureNak, CpData::Options(options)) = (repr.code, &repr.data)
             {
                 match options[..] {
