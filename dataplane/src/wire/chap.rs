@@ -25,7 +25,7 @@
 //! (algorithm 5) the Response Value is MD5(Identifier, secret, Challenge
 //! Value), 16 bytes (RFC 1994 §4.1); computing it is the control plane's job.
 
-use super::ppp_cp::{self, emit_header};
+use super::ppp_cp::{self, emit_header, put_counted, take_counted};
 use super::{Error, Result};
 
 /// The Code field.
@@ -118,20 +118,13 @@ impl<'a> Repr<'a> {
     /// whose Value-Size runs past Length, is [`Error::Malformed`].
     pub fn parse<T: AsRef<[u8]> + ?Sized>(packet: &Packet<&'a T>) -> Result<Repr<'a>> {
         let data = packet.checked_data()?;
-        let value_and_name = || -> Result<(&'a [u8], &'a [u8])> {
-            let (&size, rest) = data.split_first().ok_or(Error::Malformed)?;
-            if rest.len() < usize::from(size) {
-                return Err(Error::Malformed);
-            }
-            Ok(rest.split_at(usize::from(size)))
-        };
         let message = match packet.code() {
             Code::Challenge => {
-                let (value, name) = value_and_name()?;
+                let (value, name) = take_counted(data)?;
                 Message::Challenge { value, name }
             }
             Code::Response => {
-                let (value, name) = value_and_name()?;
+                let (value, name) = take_counted(data)?;
                 Message::Response { value, name }
             }
             Code::Success => Message::Success(data),
@@ -180,10 +173,8 @@ impl<'a> Repr<'a> {
         let out = emit_header(buf, self.code(), self.identifier, len)?;
         match self.message {
             Message::Challenge { value, name } | Message::Response { value, name } => {
-                out[0] = u8::try_from(value.len()).map_err(|_| Error::BufferTooSmall)?;
-                let (v, n) = out[1..].split_at_mut(value.len());
-                v.copy_from_slice(value);
-                n.copy_from_slice(name);
+                let at = put_counted(out, value)?;
+                out[at..].copy_from_slice(name);
             }
             Message::Success(d) | Message::Failure(d) | Message::Unknown { data: d, .. } => {
                 out.copy_from_slice(d)

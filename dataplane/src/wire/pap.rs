@@ -25,7 +25,7 @@
 //! implementations leave out Msg-Length) reads as an empty message; bytes
 //! after the last field, inside Length, are ignored.
 
-use super::ppp_cp::{self, emit_header};
+use super::ppp_cp::{self, emit_header, put_counted, take_counted};
 use super::{Error, Result};
 
 /// The Code field.
@@ -101,23 +101,6 @@ pub struct Repr<'a> {
     pub message: Message<'a>,
 }
 
-/// Split a one-octet length and the string it counts off the front.
-fn take_counted(data: &[u8]) -> Result<(&[u8], &[u8])> {
-    let (&len, rest) = data.split_first().ok_or(Error::Malformed)?;
-    let len = usize::from(len);
-    if rest.len() < len {
-        return Err(Error::Malformed);
-    }
-    Ok(rest.split_at(len))
-}
-
-fn put_counted(buf: &mut [u8], s: &[u8]) -> usize {
-    // The caller checked that `s` fits an octet and `buf` holds it.
-    buf[0] = s.len() as u8;
-    buf[1..=s.len()].copy_from_slice(s);
-    1 + s.len()
-}
-
 impl<'a> Repr<'a> {
     /// Read a packet. A string whose length octet runs past Length is
     /// [`Error::Malformed`].
@@ -174,14 +157,11 @@ impl<'a> Repr<'a> {
                 &[]
             }
         };
-        if strings.iter().any(|s| s.len() > usize::from(u8::MAX)) {
-            return Err(Error::BufferTooSmall);
-        }
         let len = self.buffer_len();
         let buf = emit_header(buf, self.code(), self.identifier, len)?;
         let mut at = 0;
         for s in strings {
-            at += put_counted(&mut buf[at..], s);
+            at += put_counted(&mut buf[at..], s)?;
         }
         if let Message::Unknown { data, .. } = self.message {
             buf[at..].copy_from_slice(data);

@@ -292,6 +292,31 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> CpPacket<T, Code> {
     }
 }
 
+/// Split a one-octet length and the octets it counts off the front of
+/// `data`: how PAP carries its Peer-ID, Password and Message (RFC 1334
+/// §2.2.1, §2.2.2) and CHAP its Value (RFC 1994 §4.1). A length past the end
+/// of the data is [`Error::Malformed`].
+pub(super) fn take_counted(data: &[u8]) -> Result<(&[u8], &[u8])> {
+    let (&len, rest) = data.split_first().ok_or(Error::Malformed)?;
+    let len = usize::from(len);
+    if rest.len() < len {
+        return Err(Error::Malformed);
+    }
+    Ok(rest.split_at(len))
+}
+
+/// Write `octets` behind their one-octet length into the start of `buf`,
+/// the other way of [`take_counted`]; returns the bytes written. More than
+/// 255 octets, or a `buf` too short for them, is [`Error::BufferTooSmall`].
+pub(super) fn put_counted(buf: &mut [u8], octets: &[u8]) -> Result<usize> {
+    let len = u8::try_from(octets.len()).map_err(|_| Error::BufferTooSmall)?;
+    let (first, rest) = buf.split_first_mut().ok_or(Error::BufferTooSmall)?;
+    let rest = rest.get_mut(..octets.len()).ok_or(Error::BufferTooSmall)?;
+    *first = len;
+    rest.copy_from_slice(octets);
+    Ok(1 + octets.len())
+}
+
 /// What every `Repr::emit` of these packets starts with: write the header of
 /// a packet of `len` bytes (header included) into the start of `buf` and
 /// give back the data, writable. A `len` that does not fit the Length field
@@ -1220,6 +1245,23 @@ mod tests {
         let data = emit_header(&mut buf, Code::TerminateAck, 7, 6).unwrap();
         assert_eq!(data.len(), 2);
         assert_eq!(buf, [6, 7, 0, 6, 0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn counted_octets() {
+        assert_eq!(take_counted(&[2, 7, 8, 9]), Ok((&[7, 8][..], &[9][..])));
+        assert_eq!(take_counted(&[3, 7, 8]), Err(Error::Malformed));
+        assert_eq!(take_counted(&[]), Err(Error::Malformed));
+        let mut buf = [0u8; 4];
+        assert_eq!(put_counted(&mut buf, &[7, 8]), Ok(3));
+        assert_eq!(buf, [2, 7, 8, 0]);
+        assert_eq!(put_counted(&mut buf, &[7; 4]), Err(Error::BufferTooSmall));
+        assert_eq!(put_counted(&mut [], &[]), Err(Error::BufferTooSmall));
+        let long = [0u8; 256];
+        assert_eq!(
+            put_counted(&mut [0u8; 300], &long),
+            Err(Error::BufferTooSmall)
+        );
     }
 
     #[test]
