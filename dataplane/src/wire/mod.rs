@@ -29,7 +29,13 @@
 //!
 //! Each codec file has, next to it: golden bytes to fields, fields to golden
 //! bytes, every truncation length of the golden packet, and a property round
-//! trip. Each parser has a cargo-fuzz target under `dataplane/fuzz`.
+//! trip; the scaffolding they share is in `testing` (built for tests only).
+//! Each parser has a cargo-fuzz target under `dataplane/fuzz`.
+//!
+//! Where protocols share a layout they share the code: PAP and CHAP are the
+//! RFC 1661 §5 packet of [`ppp_cp`] with codes of their own, and
+//! `check_length_field` is rule 2 for every length field that counts its
+//! header.
 
 pub mod arp;
 pub mod avp;
