@@ -6,6 +6,7 @@
 //! them reads a clock, opens a socket, spawns a thread or draws from an OS
 //! random source: time ([`time::Instant`]) and a seeded RNG are passed in.
 
+pub mod aaa;
 pub mod driver;
 pub mod l2tp;
 pub mod sim;
