@@ -5,3 +5,4 @@
 //! The control plane depends on [`wire`] for its message codecs.
 
 pub mod wire;
+pub mod io;
