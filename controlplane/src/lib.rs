@@ -9,5 +9,6 @@
 pub mod aaa;
 pub mod driver;
 pub mod l2tp;
+pub mod ppp;
 pub mod sim;
 pub mod time;
