@@ -20,6 +20,7 @@ use core::net::Ipv4Addr;
 use core::time::Duration;
 
 pub mod pool;
+pub mod radius;
 pub mod users;
 
 /// What the subscriber proved its identity with.

@@ -1,0 +1,4 @@
+//! RADIUS: the packet codec and a sans-IO client for authentication
+//! (RFC 2865) and accounting (RFC 2866, RFC 2869).
+
+pub mod packet;
