@@ -176,3 +176,106 @@ impl AuthResult {
         }
     }
 }
+
+/// Who answers the LNS's authentication requests: the local users file
+/// (the default) or RADIUS. Both answer through
+/// [`poll_event`](Authenticator::poll_event), so the node treats them alike;
+/// with RADIUS the node also drives the client's I/O
+/// (`handle_datagram`, `poll_transmit`, timers) and accounting.
+#[derive(Debug)]
+pub enum Authenticator {
+    /// The local users file: verdicts are ready at once.
+    Local {
+        /// The users.
+        users: users::Users,
+        /// Verdicts not yet polled.
+        results: std::collections::VecDeque<AuthResult>,
+        /// The next handle.
+        next: u64,
+    },
+    /// RADIUS servers.
+    Radius(radius::Client),
+}
+
+impl Authenticator {
+    /// Authenticates from a users file.
+    pub fn local(users: users::Users) -> Self {
+        Authenticator::Local {
+            users,
+            results: std::collections::VecDeque::new(),
+            next: 0,
+        }
+    }
+
+    /// Starts checking `request`; the verdict comes from
+    /// [`poll_event`](Self::poll_event) with the returned handle.
+    pub fn start_auth(&mut self, now: crate::time::Instant, request: AuthRequest) -> AuthHandle {
+        match self {
+            Authenticator::Local {
+                users,
+                results,
+                next,
+            } => {
+                let handle = AuthHandle(*next);
+                *next += 1;
+                results.push_back(match users.authenticate(&request) {
+                    Ok(attributes) => AuthResult::accepted(handle, attributes),
+                    Err(reason) => AuthResult::rejected(handle, reason, None),
+                });
+                handle
+            }
+            Authenticator::Radius(client) => client.start_auth(now, request),
+        }
+    }
+
+    /// The next event: a verdict ([`radius::Event::Auth`]) from either;
+    /// accounting acknowledgements and servers going down from RADIUS.
+    pub fn poll_event(&mut self) -> Option<radius::Event> {
+        match self {
+            Authenticator::Local { results, .. } => results.pop_front().map(radius::Event::Auth),
+            Authenticator::Radius(client) => client.poll_event(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_local_authenticator_answers_through_events() {
+        let users = users::Users::parse("alice pw address=10.0.0.7\n", "users").unwrap();
+        let mut auth = Authenticator::local(users);
+        let now = crate::time::Instant::ZERO;
+        let request = |password: &str| AuthRequest {
+            username: "alice".to_owned(),
+            credentials: Credentials::Pap {
+                password: password.as_bytes().to_vec(),
+            },
+            calling_station_id: None,
+            nas_port: None,
+        };
+        let good = auth.start_auth(now, request("pw"));
+        let bad = auth.start_auth(now, request("wrong"));
+        let Some(radius::Event::Auth(r)) = auth.poll_event() else {
+            panic!("no verdict");
+        };
+        assert_eq!((r.handle, r.accept), (good, true));
+        assert_eq!(
+            r.attributes.framed_address,
+            Some(FramedAddress::Static(Ipv4Addr::new(10, 0, 0, 7)))
+        );
+        let Some(radius::Event::Auth(r)) = auth.poll_event() else {
+            panic!("no verdict");
+        };
+        assert_eq!(
+            (r.handle, r.accept, r.reject_reason),
+            (bad, false, Some(RejectReason::BadCredentials))
+        );
+        assert!(auth.poll_event().is_none());
+        assert_eq!(
+            FramedAddress::from_attribute(Ipv4Addr::new(255, 255, 255, 254)),
+            FramedAddress::FromPool
+        );
+    }
+}
