@@ -1,0 +1,242 @@
+//! The LAC data path: PPPoE session frames ↔ L2TP data messages, and the
+//! holding rings that keep a session's upstream frames while it moves to
+//! another LNS.
+
+use crate::counters::{DropReason, PathKind};
+use crate::io::Descriptor;
+use crate::path::{narrow, Datapath, L2tpData, Verdict};
+use crate::punt::PuntReason;
+use crate::wire::{ethernet, ppp, pppoe};
+
+impl Datapath {
+    /// A PPPoE session frame from a subscriber.
+    #[inline]
+    pub(crate) fn lac_upstream(
+        &mut self,
+        frame: &mut [u8],
+        d: &mut Descriptor,
+        in_port: usize,
+        l3: usize,
+        end: usize,
+    ) -> Verdict {
+        let Some(Ok(session_frame)) = frame.get(l3..end).map(pppoe::Packet::new_checked) else {
+            return Verdict::Drop(DropReason::MalformedPppoe);
+        };
+        // RFC 2516 §5: session frames have CODE 0x00.
+        if session_frame.code() != pppoe::Code::Session {
+            return Verdict::Drop(DropReason::MalformedPppoe);
+        }
+        let pppoe_session_id = session_frame.session_id();
+        let ppp_start = l3 + pppoe::HEADER_LEN;
+        let ppp_end = ppp_start + usize::from(session_frame.length());
+        let start = d.offset as usize;
+        let Some(subscriber_mac) = frame
+            .get(start + 6..start + 12)
+            .and_then(ethernet::Address::from_bytes)
+        else {
+            return Verdict::Drop(DropReason::MalformedEthernet);
+        };
+        let Some(index) = self
+            .tables
+            .session_index_by_pppoe(subscriber_mac, pppoe_session_id)
+        else {
+            return unknown_pppoe_session(
+                frame,
+                d,
+                ppp_start..ppp_end,
+                subscriber_mac,
+                pppoe_session_id,
+            );
+        };
+        let Some(session) = self.tables.session(index) else {
+            return Verdict::Drop(DropReason::UnknownPppoeSession);
+        };
+        if session.holding {
+            return self.hold(index, in_port, *d);
+        }
+        // PPPoE carries PPP from the Protocol field (RFC 2516 §7); on L2TP
+        // we send the Address and Control fields as Linux and most LNSs
+        // expect. They go over the PPPoE Length field, already read.
+        let Some(ac_start) = ppp_start.checked_sub(2) else {
+            return Verdict::Drop(DropReason::NoHeadroom);
+        };
+        let Some(ac) = frame.get_mut(ac_start..ppp_start) else {
+            return Verdict::Drop(DropReason::NoHeadroom);
+        };
+        ac.copy_from_slice(&[ppp::ADDRESS, ppp::CONTROL]);
+        let ppp_len = ppp_end - ppp_start;
+        let verdict = self.l2tp_encapsulate(frame, d, index, ac_start, ppp_len + 2);
+        if let Verdict::Forward(_) = verdict {
+            if let Some(s) = self.tables.session_mut(index) {
+                s.counters.upstream_packets += 1;
+                s.counters.upstream_octets += ppp_len as u64;
+            }
+            self.forwarded(PathKind::LacUpstream);
+        }
+        verdict
+    }
+
+    /// An L2TP data message from an LNS, already checked against its
+    /// tunnel and session.
+    #[inline]
+    pub(crate) fn lac_downstream(
+        &mut self,
+        frame: &mut [u8],
+        d: &mut Descriptor,
+        data: L2tpData,
+    ) -> Verdict {
+        let Some(Ok(address_control)) = frame
+            .get(data.ppp.clone())
+            .map(|b| ppp::Packet::new_checked(b).map(|p| p.has_address_control()))
+        else {
+            return Verdict::Drop(DropReason::MalformedPpp);
+        };
+        // RFC 2516 §7: no Address and Control fields on PPPoE.
+        let ppp_start = data.ppp.start + if address_control { 2 } else { 0 };
+        let ppp_len = data.ppp.end - ppp_start;
+        let verdict = self.pppoe_encapsulate(frame, d, data.session, ppp_start, ppp_len);
+        if let Verdict::Forward(_) = verdict {
+            if let Some(s) = self.tables.session_mut(data.session) {
+                s.counters.downstream_packets += 1;
+                s.counters.downstream_octets += ppp_len as u64;
+            }
+            self.forwarded(PathKind::LacDownstream);
+        }
+        verdict
+    }
+
+    /// Keep a holding session's frame, in arrival order, untouched: it is
+    /// encapsulated when flushed, for whichever tunnel carries the session
+    /// by then.
+    #[cold]
+    #[inline(never)]
+    fn hold(&mut self, index: usize, in_port: usize, d: Descriptor) -> Verdict {
+        let Some(ring) = self.tables.session(index).and_then(|s| s.ring) else {
+            return Verdict::Drop(DropReason::HoldingNoRing);
+        };
+        if self.holds.push(ring, in_port, d) {
+            self.counters.held += 1;
+            Verdict::Held
+        } else {
+            Verdict::Drop(DropReason::HoldingOverflow)
+        }
+    }
+}
+
+/// A PPPoE session the LAC does not relay: while the LAC negotiates LCP
+/// and authenticates the subscriber itself (before the L2TP session
+/// exists), its PPP control frames are the control plane's; data is
+/// dropped.
+#[cold]
+#[inline(never)]
+fn unknown_pppoe_session(
+    frame: &[u8],
+    d: &mut Descriptor,
+    ppp: core::ops::Range<usize>,
+    subscriber_mac: ethernet::Address,
+    pppoe_session_id: u16,
+) -> Verdict {
+    let control = frame
+        .get(ppp.clone())
+        .and_then(|b| ppp::Packet::new_checked(b).ok())
+        .is_some_and(|p| p.protocol().is_control());
+    if control {
+        narrow(d, ppp);
+        Verdict::Punt(PuntReason::LacPpp {
+            subscriber_mac,
+            pppoe_session_id,
+        })
+    } else {
+        Verdict::Drop(DropReason::UnknownPppoeSession)
+    }
+}
+
+/// Fixed-depth rings of held frames, all allocated at start-up. A session
+/// takes a ring when it starts holding and gives it back when flushed or
+/// removed; a frame that finds its ring full is dropped and counted (tail
+/// drop keeps the oldest frames, which the subscriber sent first).
+#[derive(Debug)]
+pub(crate) struct HoldRings {
+    depth: usize,
+    slots: Box<[(usize, Descriptor)]>,
+    /// Per ring: index of the oldest frame and how many there are.
+    state: Box<[(usize, usize)]>,
+    free: Vec<u32>,
+}
+
+impl HoldRings {
+    pub(crate) fn new(rings: usize, depth: usize) -> HoldRings {
+        HoldRings {
+            depth,
+            slots: vec![(0, Descriptor::default()); rings * depth].into_boxed_slice(),
+            state: vec![(0, 0); rings].into_boxed_slice(),
+            free: (0..rings as u32).rev().collect(),
+        }
+    }
+
+    /// An empty ring, if one is free.
+    pub(crate) fn take(&mut self) -> Option<u32> {
+        let ring = self.free.pop()?;
+        self.state[ring as usize] = (0, 0);
+        Some(ring)
+    }
+
+    /// Append a frame; false when the ring is full.
+    pub(crate) fn push(&mut self, ring: u32, port: usize, d: Descriptor) -> bool {
+        let Some(&(head, len)) = self.state.get(ring as usize) else {
+            return false;
+        };
+        if len >= self.depth {
+            return false;
+        }
+        let slot = ring as usize * self.depth + (head + len) % self.depth;
+        self.slots[slot] = (port, d);
+        self.state[ring as usize].1 = len + 1;
+        true
+    }
+
+    /// The oldest frame.
+    pub(crate) fn pop(&mut self, ring: u32) -> Option<(usize, Descriptor)> {
+        let (head, len) = *self.state.get(ring as usize)?;
+        if len == 0 {
+            return None;
+        }
+        let held = self.slots[ring as usize * self.depth + head];
+        self.state[ring as usize] = ((head + 1) % self.depth, len - 1);
+        Some(held)
+    }
+
+    /// Give an emptied ring back.
+    pub(crate) fn release(&mut self, ring: u32) {
+        self.free.push(ring);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_ring_keeps_order_and_bounds() {
+        let mut rings = HoldRings::new(1, 3);
+        let r = rings.take().unwrap();
+        assert!(rings.take().is_none());
+        let d = |frame| Descriptor {
+            frame,
+            offset: 0,
+            len: 1,
+        };
+        for f in 0..3 {
+            assert!(rings.push(r, 0, d(f)));
+        }
+        assert!(!rings.push(r, 0, d(9)), "depth 3");
+        assert_eq!(rings.pop(r).map(|h| h.1.frame), Some(0));
+        assert!(rings.push(r, 1, d(3)));
+        let order: Vec<_> = core::iter::from_fn(|| rings.pop(r))
+            .map(|h| h.1.frame)
+            .collect();
+        assert_eq!(order, [1, 2, 3]);
+        rings.release(r);
+        assert!(rings.take().is_some());
+    }
+}

@@ -1,0 +1,289 @@
+//! The LNS data path.
+//!
+//! Upstream: Ethernet/IPv4/UDP/L2TP/PPP/IPv4 from a LAC → the inner IPv4
+//! packet, TTL decremented, behind a new Ethernet header toward the core.
+//! Downstream: IPv4 from the core to a subscriber address → PPP/L2TP/UDP/
+//! IPv4/Ethernet prepended in the headroom toward the session's LAC.
+//! PPP control frames go to the control plane.
+
+use crate::counters::{DropReason, PathKind};
+use crate::io::Descriptor;
+use crate::path::{decide, narrow, no_neighbour, Datapath, Ipv4Info, L2tpData, Verdict};
+use crate::punt::PuntReason;
+use crate::wire::ethernet::{self, EtherType};
+use crate::wire::{checksum, ipv4, ppp};
+
+/// IPv4 and TCP headers without options: what an MSS leaves out of the MTU
+/// (RFC 6691 §2, RFC 879).
+const TCP_IPV4_OVERHEAD: u16 = 40;
+
+impl Datapath {
+    /// An L2TP data message from a LAC, already checked against its tunnel
+    /// and session.
+    #[inline]
+    pub(crate) fn lns_upstream(
+        &mut self,
+        frame: &mut [u8],
+        d: &mut Descriptor,
+        data: L2tpData,
+    ) -> Verdict {
+        let Some(Ok(header)) = frame
+            .get(data.ppp.clone())
+            .map(|b| ppp::Packet::new_checked(b).map(|p| (p.protocol(), p.header_len())))
+        else {
+            return Verdict::Drop(DropReason::MalformedPpp);
+        };
+        match header.0 {
+            ppp::Protocol::Ipv4 => {}
+            ppp::Protocol::Ipv6 => return Verdict::Drop(DropReason::Ipv6NotForwarded),
+            // LCP, authentication, NCPs, and unknown protocols (which LCP
+            // answers with Protocol-Reject, RFC 1661 §5.7).
+            _ => {
+                narrow(d, data.ppp);
+                return Verdict::Punt(PuntReason::LnsPpp(data.key));
+            }
+        }
+        let ip_start = data.ppp.start + header.1;
+        let ip = decide!(Ipv4Info::parse(
+            frame,
+            ip_start,
+            data.ppp.end,
+            DropReason::MalformedInnerIpv4
+        ));
+        let Some(session) = self.tables.session(data.session) else {
+            return Verdict::Drop(DropReason::UnknownSession);
+        };
+        // A subscriber may only send from the address IPCP gave it.
+        if session.config.subscriber_addr != Some(ip.src) {
+            return Verdict::Drop(DropReason::SpoofedSource);
+        }
+        let mru = session.config.mru;
+        if ip.ttl <= 1 {
+            return time_exceeded(d, &ip);
+        }
+        let (next_hop, neighbour) = self.tables.route(ip.dst);
+        let Some(neighbour) = neighbour else {
+            narrow(d, ip.range());
+            return no_neighbour(next_hop);
+        };
+        let Some(&src_mac) = self.port_macs.get(usize::from(neighbour.port)) else {
+            return Verdict::Drop(DropReason::NoNeighbour);
+        };
+        forward_ipv4(frame, &ip, mru);
+        // Decapsulation freed at least the outer headers, so the new
+        // Ethernet header fits in front of the inner packet.
+        let Some(start) = ip.start.checked_sub(ethernet::HEADER_LEN) else {
+            return Verdict::Drop(DropReason::NoHeadroom);
+        };
+        let written = frame.get_mut(start..ip.start).map(|buf| {
+            ethernet::Repr {
+                dst_addr: neighbour.mac,
+                src_addr: src_mac,
+                outer_tag: None,
+                inner_tag: None,
+                ethertype: EtherType::Ipv4,
+            }
+            .emit(buf)
+        });
+        if !matches!(written, Some(Ok(_))) {
+            return Verdict::Drop(DropReason::EncapsulationFailed);
+        }
+        narrow(d, start..ip.end);
+        if let Some(s) = self.tables.session_mut(data.session) {
+            s.counters.upstream_packets += 1;
+            s.counters.upstream_octets += ip.total_len() as u64;
+        }
+        self.forwarded(PathKind::LnsUpstream);
+        Verdict::Forward(usize::from(neighbour.port))
+    }
+
+    /// An IPv4 packet from the core, not to one of our addresses.
+    #[inline]
+    pub(crate) fn lns_downstream(
+        &mut self,
+        frame: &mut [u8],
+        d: &mut Descriptor,
+        ip: Ipv4Info,
+    ) -> Verdict {
+        let Some(index) = self.tables.session_index_by_subscriber(ip.dst) else {
+            return Verdict::Drop(DropReason::NoSessionForDestination);
+        };
+        let Some(session) = self.tables.session(index) else {
+            return Verdict::Drop(DropReason::NoSessionForDestination);
+        };
+        let mru = session.config.mru;
+        if ip.ttl <= 1 {
+            return time_exceeded(d, &ip);
+        }
+        if ip.total_len() > usize::from(mru) {
+            return too_big(d, &ip, mru);
+        }
+        forward_ipv4(frame, &ip, mru);
+        // PPP in the form every peer accepts: FF 03 00 21.
+        const PPP_LEN: usize = 4;
+        let Some(ppp_start) = ip.start.checked_sub(PPP_LEN) else {
+            return Verdict::Drop(DropReason::NoHeadroom);
+        };
+        let written = frame
+            .get_mut(ppp_start..ip.start)
+            .map(|buf| ppp::Repr::uncompressed(ppp::Protocol::Ipv4).emit(buf));
+        if !matches!(written, Some(Ok(_))) {
+            return Verdict::Drop(DropReason::EncapsulationFailed);
+        }
+        let verdict = self.l2tp_encapsulate(frame, d, index, ppp_start, PPP_LEN + ip.total_len());
+        if let Verdict::Forward(_) = verdict {
+            if let Some(s) = self.tables.session_mut(index) {
+                s.counters.downstream_packets += 1;
+                s.counters.downstream_octets += ip.total_len() as u64;
+            }
+            self.forwarded(PathKind::LnsDownstream);
+        }
+        verdict
+    }
+}
+
+/// Rewrite a packet that is forwarded: clamp the MSS of a TCP SYN to what
+/// fits the session's MRU, then decrement the TTL with an incremental
+/// checksum update (RFC 1812 §5.3.1, RFC 1624).
+#[inline]
+fn forward_ipv4(frame: &mut [u8], ip: &Ipv4Info, mru: u16) {
+    let Some(bytes) = frame.get_mut(ip.range()) else {
+        return;
+    };
+    if ip.protocol == ipv4::Protocol::Tcp && ip.first_fragment {
+        if let Some(tcp) = bytes.get_mut(ip.header_len..) {
+            clamp_mss(tcp, mru.saturating_sub(TCP_IPV4_OVERHEAD));
+        }
+    }
+    ipv4::Packet::new_unchecked(bytes).set_ttl_and_update_checksum(ip.ttl - 1);
+}
+
+/// Lower the MSS option of a SYN segment to `max_mss` (RFC 6691 §2: the
+/// MSS is the MTU minus the fixed IPv4 and TCP headers; RFC 4459 §3.2 for
+/// why tunnels clamp it), fixing the TCP checksum incrementally so the
+/// payload need not be summed.
+pub(crate) fn clamp_mss(tcp: &mut [u8], max_mss: u16) {
+    const FLAGS: usize = 13;
+    const SYN: u8 = 0x02;
+    const CHECKSUM: usize = 16;
+    const MIN_HEADER: usize = 20;
+    const KIND_END: u8 = 0;
+    const KIND_NOP: u8 = 1;
+    const KIND_MSS: u8 = 2;
+    if tcp.len() < MIN_HEADER || tcp[FLAGS] & SYN == 0 {
+        return;
+    }
+    let data_offset = usize::from(tcp[12] >> 4) * 4;
+    if data_offset <= MIN_HEADER || data_offset > tcp.len() {
+        return;
+    }
+    let mut at = MIN_HEADER;
+    while at < data_offset {
+        match tcp[at] {
+            KIND_END => return,
+            KIND_NOP => at += 1,
+            kind => {
+                let Some(&len) = tcp.get(at + 1) else {
+                    return;
+                };
+                let len = usize::from(len);
+                if len < 2 || at + len > data_offset {
+                    return;
+                }
+                if kind == KIND_MSS && len == 4 {
+                    let mss = u16::from_be_bytes([tcp[at + 2], tcp[at + 3]]);
+                    if mss > max_mss {
+                        tcp[at + 2..at + 4].copy_from_slice(&max_mss.to_be_bytes());
+                        let check = u16::from_be_bytes([tcp[CHECKSUM], tcp[CHECKSUM + 1]]);
+                        let check = checksum::update(check, mss, max_mss);
+                        tcp[CHECKSUM..CHECKSUM + 2].copy_from_slice(&check.to_be_bytes());
+                    }
+                    return;
+                }
+                at += len;
+            }
+        }
+    }
+}
+
+/// TTL ran out: drop, and hand the packet to the control plane for ICMP
+/// Time Exceeded (RFC 792; RFC 1812 §5.3.1).
+#[cold]
+#[inline(never)]
+fn time_exceeded(d: &mut Descriptor, ip: &Ipv4Info) -> Verdict {
+    narrow(d, ip.range());
+    Verdict::DropAndPunt(DropReason::TtlExpired, PuntReason::TimeExceeded)
+}
+
+/// Longer than the subscriber accepts. With DF set the sender learns the
+/// MTU from ICMP Fragmentation Needed (RFC 1191 §4), which the control
+/// plane sends from the punted copy. Without DF the packet should be
+/// fragmented (RFC 791); the fast path does not do that yet.
+#[cold]
+#[inline(never)]
+fn too_big(d: &mut Descriptor, ip: &Ipv4Info, mru: u16) -> Verdict {
+    if ip.dont_frag {
+        narrow(d, ip.range());
+        Verdict::DropAndPunt(
+            DropReason::FragmentationNeeded,
+            PuntReason::FragmentationNeeded { mtu: mru },
+        )
+    } else {
+        Verdict::Drop(DropReason::FragmentationUnsupported)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A TCP SYN header with MSS 1460, window scale and a checksum that is
+    /// right for some pseudo-header; only the change matters.
+    fn syn(mss: u16) -> Vec<u8> {
+        let mut tcp = vec![
+            0x30, 0x39, 0x00, 0x50, 0, 0, 0, 1, 0, 0, 0, 0, 0x70, SYN_FLAG, 0xff, 0xff, 0x12, 0x34,
+            0, 0, // 20 bytes
+            1, 3, 3, 7, // NOP, window scale 7
+            2, 4, 0, 0, // MSS
+        ];
+        tcp[26..28].copy_from_slice(&mss.to_be_bytes());
+        tcp
+    }
+    const SYN_FLAG: u8 = 0x02;
+
+    #[test]
+    fn mss_is_lowered_and_checksum_follows() {
+        let mut tcp = syn(1460);
+        let before = checksum::sum(&tcp);
+        clamp_mss(&mut tcp, 1452);
+        assert_eq!(&tcp[26..28], &1452u16.to_be_bytes());
+        // The one's complement sum over the segment, checksum included,
+        // is unchanged when the checksum was updated right.
+        assert_eq!(checksum::sum(&tcp), before);
+    }
+
+    #[test]
+    fn a_smaller_mss_and_non_syn_segments_are_left_alone() {
+        let mut tcp = syn(1400);
+        let orig = tcp.clone();
+        clamp_mss(&mut tcp, 1452);
+        assert_eq!(tcp, orig);
+        let mut ack = syn(1460);
+        ack[13] = 0x10;
+        let orig = ack.clone();
+        clamp_mss(&mut ack, 1452);
+        assert_eq!(ack, orig);
+    }
+
+    #[test]
+    fn truncated_options_never_panic() {
+        let tcp = syn(1460);
+        for cut in 0..tcp.len() {
+            let mut t = tcp[..cut].to_vec();
+            clamp_mss(&mut t, 1000);
+        }
+        let mut bad_len = syn(1460);
+        bad_len[22] = 0; // window scale option with length 0
+        clamp_mss(&mut bad_len, 1000);
+    }
+}

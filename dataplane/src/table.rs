@@ -1,0 +1,595 @@
+//! A worker's copy of the tunnel, session and neighbour tables.
+//!
+//! Every table is allocated at start-up for the configured number of
+//! sessions and never grows: lookups are O(1) and allocation-free (a direct
+//! array for the 16-bit Tunnel ID, open-addressing maps for the rest), and
+//! an update that would not fit fails instead of allocating. Only the worker
+//! that owns a copy touches it; the control plane changes it through
+//! [`crate::update::Update`]s.
+
+use core::net::{Ipv4Addr, SocketAddrV4};
+
+use crate::wire::ethernet;
+
+/// A fixed-capacity map from a 64-bit key to a `Copy` value: linear
+/// probing with backward-shift deletion, so no tombstones pile up under
+/// churn, and a table at most half full so probes stay short.
+#[derive(Debug)]
+pub struct FixedMap<V: Copy> {
+    keys: Box<[u64]>,
+    values: Box<[V]>,
+    shift: u32,
+    mask: usize,
+    len: usize,
+    capacity: usize,
+}
+
+/// The key no entry may have: marks a free slot.
+const EMPTY: u64 = u64::MAX;
+
+impl<V: Copy> FixedMap<V> {
+    /// Room for `capacity` entries; `fill` initialises the value slots.
+    pub fn with_capacity(capacity: usize, fill: V) -> Self {
+        let slots = (capacity.max(8) * 2).next_power_of_two();
+        FixedMap {
+            keys: vec![EMPTY; slots].into_boxed_slice(),
+            values: vec![fill; slots].into_boxed_slice(),
+            shift: 64 - slots.trailing_zeros(),
+            mask: slots - 1,
+            len: 0,
+            capacity,
+        }
+    }
+
+    /// Fibonacci hashing: the top bits of key × 2^64/φ spread consecutive
+    /// ids (tunnel and session ids, addresses from a pool) evenly.
+    #[inline]
+    fn home(&self, key: u64) -> usize {
+        (key.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> self.shift) as usize
+    }
+
+    /// The value for `key`.
+    #[inline]
+    pub fn get(&self, key: u64) -> Option<V> {
+        let mut i = self.home(key);
+        loop {
+            let k = self.keys[i];
+            if k == key {
+                return Some(self.values[i]);
+            }
+            if k == EMPTY {
+                return None;
+            }
+            i = (i + 1) & self.mask;
+        }
+    }
+
+    /// Insert or replace; false when the map is full or `key` is the
+    /// reserved all-ones key.
+    pub fn insert(&mut self, key: u64, value: V) -> bool {
+        if key == EMPTY {
+            return false;
+        }
+        let mut i = self.home(key);
+        loop {
+            let k = self.keys[i];
+            if k == key {
+                self.values[i] = value;
+                return true;
+            }
+            if k == EMPTY {
+                if self.len >= self.capacity {
+                    return false;
+                }
+                self.keys[i] = key;
+                self.values[i] = value;
+                self.len += 1;
+                return true;
+            }
+            i = (i + 1) & self.mask;
+        }
+    }
+
+    /// Remove `key`, giving back its value.
+    pub fn remove(&mut self, key: u64) -> Option<V> {
+        let mut i = self.home(key);
+        loop {
+            let k = self.keys[i];
+            if k == EMPTY {
+                return None;
+            }
+            if k == key {
+                break;
+            }
+            i = (i + 1) & self.mask;
+        }
+        let value = self.values[i];
+        self.len -= 1;
+        // Backward shift: pull later entries of the probe run into the hole
+        // unless their home lies cyclically in (hole, j].
+        let mut hole = i;
+        let mut j = i;
+        loop {
+            j = (j + 1) & self.mask;
+            let k = self.keys[j];
+            if k == EMPTY {
+                break;
+            }
+            let home = self.home(k);
+            let stays = if hole <= j {
+                hole < home && home <= j
+            } else {
+                hole < home || home <= j
+            };
+            if !stays {
+                self.keys[hole] = k;
+                self.values[hole] = self.values[j];
+                hole = j;
+            }
+        }
+        self.keys[hole] = EMPTY;
+        Some(value)
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// No entries.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// A session as the L2TP header names it on the way in: our Tunnel ID and
+/// our Session ID.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct SessionKey {
+    /// Our Tunnel ID.
+    pub tunnel_id: u16,
+    /// Our Session ID.
+    pub session_id: u16,
+}
+
+impl SessionKey {
+    fn map_key(self) -> u64 {
+        u64::from(self.tunnel_id) << 16 | u64::from(self.session_id)
+    }
+}
+
+/// A tunnel: what the fast path needs to check and build its packets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tunnel {
+    /// Our Tunnel ID: what the peer puts in the packets it sends us.
+    pub tunnel_id: u16,
+    /// The peer's Tunnel ID: what we put in the packets we send.
+    pub peer_tunnel_id: u16,
+    /// Our address and UDP port.
+    pub local: SocketAddrV4,
+    /// The peer's address and UDP port (RFC 2661 §8.1: the port the peer
+    /// chose, which need not be 1701).
+    pub peer: SocketAddrV4,
+    /// Where to send packets for the peer: its address when on-link, a
+    /// gateway otherwise; resolved in the neighbour table.
+    pub next_hop: Ipv4Addr,
+}
+
+/// A LAC session's PPPoE side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PppoeBinding {
+    /// The access port the subscriber is behind.
+    pub port: u8,
+    /// The subscriber's MAC address.
+    pub subscriber_mac: ethernet::Address,
+    /// The PPPoE SESSION_ID (RFC 2516 §4; never 0xffff).
+    pub session_id: u16,
+}
+
+impl PppoeBinding {
+    fn map_key(mac: ethernet::Address, session_id: u16) -> u64 {
+        let m = mac.0;
+        u64::from_be_bytes([m[0], m[1], m[2], m[3], m[4], m[5], 0, 0]) | u64::from(session_id)
+    }
+}
+
+/// A session as the control plane programs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionConfig {
+    /// Our ids.
+    pub key: SessionKey,
+    /// The peer's Session ID: what we put in the packets we send.
+    pub peer_session_id: u16,
+    /// LNS: the subscriber's IPv4 address (from IPCP). Downstream packets
+    /// to it go into this session; upstream packets must come from it.
+    pub subscriber_addr: Option<Ipv4Addr>,
+    /// The largest packet the subscriber accepts (its LCP MRU): longer
+    /// downstream IPv4 packets are refused, and TCP MSS is clamped to fit.
+    pub mru: u16,
+    /// Data messages carry sequence numbers (RFC 2661 §5.4: the peer asked
+    /// with Sequencing Required, or we did).
+    pub sequencing: bool,
+    /// LAC: the subscriber's PPPoE session.
+    pub pppoe: Option<PppoeBinding>,
+}
+
+/// Per-session traffic counters, for accounting (RADIUS Acct-*-Octets and
+/// -Packets). Octets count the IPv4 packet on the LNS and the PPP frame on
+/// the LAC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SessionCounters {
+    /// From the subscriber.
+    pub upstream_packets: u64,
+    /// From the subscriber.
+    pub upstream_octets: u64,
+    /// To the subscriber.
+    pub downstream_packets: u64,
+    /// To the subscriber.
+    pub downstream_octets: u64,
+}
+
+/// A session in a worker's table.
+#[derive(Debug, Clone, Copy)]
+pub struct Session {
+    /// What the control plane programmed.
+    pub config: SessionConfig,
+    /// Traffic so far.
+    pub counters: SessionCounters,
+    /// The Ns we expect next from the peer (RFC 2661 §5.4), once one came.
+    pub expected_ns: Option<u16>,
+    /// The Ns of the next data message we send.
+    pub next_ns: u16,
+    /// The LAC holds upstream frames instead of sending them.
+    pub holding: bool,
+    /// The holding ring, while one is taken.
+    pub ring: Option<u32>,
+}
+
+/// A next hop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Neighbour {
+    /// Its MAC address.
+    pub mac: ethernet::Address,
+    /// The port it is behind.
+    pub port: u8,
+}
+
+/// An update that does not fit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TableError {
+    /// Every slot is taken.
+    Full,
+    /// The entry refers to something that does not exist or is reserved
+    /// (a PPPoE session id of 0xffff, a tunnel id of 0).
+    Invalid,
+}
+
+/// A worker's tables.
+#[derive(Debug)]
+pub struct Tables {
+    tunnels: Box<[Option<Tunnel>]>,
+    sessions: Vec<Option<Session>>,
+    free_sessions: Vec<u32>,
+    by_l2tp: FixedMap<u32>,
+    by_subscriber: FixedMap<u32>,
+    by_pppoe: FixedMap<u32>,
+    neighbours: FixedMap<Neighbour>,
+    gateway: Option<Ipv4Addr>,
+}
+
+impl Tables {
+    /// Tables for up to `max_sessions` sessions and `max_neighbours`
+    /// neighbours, all allocated now.
+    pub fn new(max_sessions: usize, max_neighbours: usize) -> Tables {
+        let no_neighbour = Neighbour {
+            mac: ethernet::Address([0; 6]),
+            port: 0,
+        };
+        Tables {
+            tunnels: vec![None; 1 << 16].into_boxed_slice(),
+            sessions: vec![None; max_sessions],
+            free_sessions: (0..max_sessions as u32).rev().collect(),
+            by_l2tp: FixedMap::with_capacity(max_sessions, 0),
+            by_subscriber: FixedMap::with_capacity(max_sessions, 0),
+            by_pppoe: FixedMap::with_capacity(max_sessions, 0),
+            neighbours: FixedMap::with_capacity(max_neighbours, no_neighbour),
+            gateway: None,
+        }
+    }
+
+    /// The tunnel with our Tunnel ID `id`.
+    #[inline]
+    pub fn tunnel(&self, id: u16) -> Option<&Tunnel> {
+        self.tunnels[usize::from(id)].as_ref()
+    }
+
+    /// Add or replace a tunnel.
+    pub fn upsert_tunnel(&mut self, tunnel: Tunnel) -> Result<(), TableError> {
+        // RFC 2661 §3.1: Tunnel ID 0 is for the first SCCRQ only.
+        if tunnel.tunnel_id == 0 {
+            return Err(TableError::Invalid);
+        }
+        self.tunnels[usize::from(tunnel.tunnel_id)] = Some(tunnel);
+        Ok(())
+    }
+
+    /// Remove a tunnel. Its sessions stay until removed (the worker removes
+    /// them with [`Tables::session_slots`] and [`Tables::remove_session_at`]).
+    pub fn remove_tunnel(&mut self, id: u16) -> Option<Tunnel> {
+        self.tunnels[usize::from(id)].take()
+    }
+
+    /// Slot index of the session with these ids.
+    #[inline]
+    pub fn session_index(&self, key: SessionKey) -> Option<usize> {
+        self.by_l2tp.get(key.map_key()).map(|i| i as usize)
+    }
+
+    /// Slot index of the session that owns subscriber address `addr`.
+    #[inline]
+    pub fn session_index_by_subscriber(&self, addr: Ipv4Addr) -> Option<usize> {
+        self.by_subscriber
+            .get(u64::from(addr.to_bits()))
+            .map(|i| i as usize)
+    }
+
+    /// Slot index of the LAC session bound to this PPPoE session.
+    #[inline]
+    pub fn session_index_by_pppoe(&self, mac: ethernet::Address, session_id: u16) -> Option<usize> {
+        self.by_pppoe
+            .get(PppoeBinding::map_key(mac, session_id))
+            .map(|i| i as usize)
+    }
+
+    /// The session in slot `index`.
+    #[inline]
+    pub fn session(&self, index: usize) -> Option<&Session> {
+        self.sessions.get(index)?.as_ref()
+    }
+
+    /// The session in slot `index`, writable.
+    #[inline]
+    pub fn session_mut(&mut self, index: usize) -> Option<&mut Session> {
+        self.sessions.get_mut(index)?.as_mut()
+    }
+
+    /// Number of session slots (for scans at update points).
+    pub fn session_slots(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Sessions in the table.
+    pub fn session_count(&self) -> usize {
+        self.by_l2tp.len()
+    }
+
+    /// Add a session or change one, keeping its counters, sequence state
+    /// and holding ring. A LAC session is found by its PPPoE binding too,
+    /// so moving it to another tunnel (a switchover) is an upsert with the
+    /// new ids. Returns the slot.
+    pub fn upsert_session(&mut self, config: SessionConfig) -> Result<usize, TableError> {
+        if config.key.session_id == 0
+            || config
+                .pppoe
+                .is_some_and(|p| p.session_id == 0xffff || p.session_id == 0)
+        {
+            return Err(TableError::Invalid);
+        }
+        let existing = self.session_index(config.key).or_else(|| {
+            config
+                .pppoe
+                .and_then(|p| self.session_index_by_pppoe(p.subscriber_mac, p.session_id))
+        });
+        let index = match existing {
+            Some(index) => {
+                self.unmap(index);
+                index
+            }
+            None => self.free_sessions.pop().ok_or(TableError::Full)? as usize,
+        };
+        let session = match self.sessions[index].take() {
+            Some(old) => Session {
+                config,
+                // A new key is a new L2TP session: its Ns start over.
+                expected_ns: old.expected_ns.filter(|_| old.config.key == config.key),
+                next_ns: if old.config.key == config.key {
+                    old.next_ns
+                } else {
+                    0
+                },
+                ..old
+            },
+            None => Session {
+                config,
+                counters: SessionCounters::default(),
+                expected_ns: None,
+                next_ns: 0,
+                holding: false,
+                ring: None,
+            },
+        };
+        self.sessions[index] = Some(session);
+        // The maps are sized for every slot, so these inserts cannot fail.
+        let slot = index as u32;
+        self.by_l2tp.insert(config.key.map_key(), slot);
+        if let Some(addr) = config.subscriber_addr {
+            self.by_subscriber.insert(u64::from(addr.to_bits()), slot);
+        }
+        if let Some(p) = config.pppoe {
+            self.by_pppoe
+                .insert(PppoeBinding::map_key(p.subscriber_mac, p.session_id), slot);
+        }
+        Ok(index)
+    }
+
+    /// Remove the maps' entries that point at slot `index`.
+    fn unmap(&mut self, index: usize) {
+        let Some(s) = &self.sessions[index] else {
+            return;
+        };
+        let slot = Some(index as u32);
+        let config = s.config;
+        if self.by_l2tp.get(config.key.map_key()) == slot {
+            self.by_l2tp.remove(config.key.map_key());
+        }
+        if let Some(addr) = config.subscriber_addr {
+            let k = u64::from(addr.to_bits());
+            if self.by_subscriber.get(k) == slot {
+                self.by_subscriber.remove(k);
+            }
+        }
+        if let Some(p) = config.pppoe {
+            let k = PppoeBinding::map_key(p.subscriber_mac, p.session_id);
+            if self.by_pppoe.get(k) == slot {
+                self.by_pppoe.remove(k);
+            }
+        }
+    }
+
+    /// Remove the session in slot `index`, giving it back (its holding ring
+    /// still needs releasing).
+    pub fn remove_session_at(&mut self, index: usize) -> Option<Session> {
+        self.sessions.get(index)?.as_ref()?;
+        self.unmap(index);
+        self.free_sessions.push(index as u32);
+        self.sessions[index].take()
+    }
+
+    /// Add or replace a neighbour.
+    pub fn upsert_neighbour(
+        &mut self,
+        addr: Ipv4Addr,
+        neighbour: Neighbour,
+    ) -> Result<(), TableError> {
+        if self.neighbours.insert(u64::from(addr.to_bits()), neighbour) {
+            Ok(())
+        } else {
+            Err(TableError::Full)
+        }
+    }
+
+    /// Remove a neighbour.
+    pub fn remove_neighbour(&mut self, addr: Ipv4Addr) -> Option<Neighbour> {
+        self.neighbours.remove(u64::from(addr.to_bits()))
+    }
+
+    /// The neighbour with address `addr`.
+    #[inline]
+    pub fn neighbour(&self, addr: Ipv4Addr) -> Option<Neighbour> {
+        self.neighbours.get(u64::from(addr.to_bits()))
+    }
+
+    /// Set the next hop of everything not on-link toward the core.
+    pub fn set_gateway(&mut self, gateway: Option<Ipv4Addr>) {
+        self.gateway = gateway;
+    }
+
+    /// Where an IPv4 packet to `dst` goes next: to `dst` itself when it is a
+    /// known neighbour (on-link), else to the gateway. Returns the next
+    /// hop's address, and its neighbour entry when resolved.
+    #[inline]
+    pub fn route(&self, dst: Ipv4Addr) -> (Ipv4Addr, Option<Neighbour>) {
+        if let Some(n) = self.neighbour(dst) {
+            return (dst, Some(n));
+        }
+        match self.gateway {
+            Some(gw) => (gw, self.neighbour(gw)),
+            None => (dst, None),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::HashMap;
+
+    proptest! {
+        #[test]
+        fn fixed_map_behaves_like_a_hash_map(ops in proptest::collection::vec((any::<bool>(), 0u64..64), 0..400)) {
+            let mut m = FixedMap::with_capacity(40, 0u32);
+            let mut reference = HashMap::new();
+            for (n, (insert, key)) in ops.into_iter().enumerate() {
+                if insert {
+                    let fits = reference.len() < 40 || reference.contains_key(&key);
+                    prop_assert_eq!(m.insert(key, n as u32), fits);
+                    if fits {
+                        reference.insert(key, n as u32);
+                    }
+                } else {
+                    prop_assert_eq!(m.remove(key), reference.remove(&key));
+                }
+                prop_assert_eq!(m.len(), reference.len());
+                for k in 0..64 {
+                    prop_assert_eq!(m.get(k), reference.get(&k).copied());
+                }
+            }
+        }
+    }
+
+    fn lac_session(tunnel_id: u16, session_id: u16) -> SessionConfig {
+        SessionConfig {
+            key: SessionKey {
+                tunnel_id,
+                session_id,
+            },
+            peer_session_id: 9,
+            subscriber_addr: None,
+            mru: 1492,
+            sequencing: false,
+            pppoe: Some(PppoeBinding {
+                port: 0,
+                subscriber_mac: ethernet::Address([2, 0, 0, 0, 0, 9]),
+                session_id: 0x42,
+            }),
+        }
+    }
+
+    #[test]
+    fn a_lac_session_moves_tunnel_keeping_its_state() {
+        let mut t = Tables::new(4, 4);
+        let i = t.upsert_session(lac_session(1, 10)).unwrap();
+        t.session_mut(i).unwrap().counters.upstream_packets = 7;
+        t.session_mut(i).unwrap().holding = true;
+        let j = t.upsert_session(lac_session(2, 20)).unwrap();
+        assert_eq!(i, j);
+        assert_eq!(t.session_count(), 1);
+        assert_eq!(
+            t.session_index(SessionKey {
+                tunnel_id: 1,
+                session_id: 10
+            }),
+            None
+        );
+        let s = t.session(j).unwrap();
+        assert_eq!(s.counters.upstream_packets, 7);
+        assert!(s.holding);
+        assert_eq!(
+            t.session_index_by_pppoe(ethernet::Address([2, 0, 0, 0, 0, 9]), 0x42),
+            Some(j)
+        );
+    }
+
+    #[test]
+    fn the_table_is_bounded() {
+        let mut t = Tables::new(2, 1);
+        let mut c = lac_session(1, 1);
+        c.pppoe = None;
+        assert!(t.upsert_session(c).is_ok());
+        c.key.session_id = 2;
+        assert!(t.upsert_session(c).is_ok());
+        c.key.session_id = 3;
+        assert_eq!(t.upsert_session(c), Err(TableError::Full));
+        let i = t
+            .session_index(SessionKey {
+                tunnel_id: 1,
+                session_id: 1,
+            })
+            .unwrap();
+        assert!(t.remove_session_at(i).is_some());
+        assert!(t.upsert_session(c).is_ok());
+        c.key.session_id = 0;
+        assert_eq!(t.upsert_session(c), Err(TableError::Invalid));
+    }
+}

@@ -1,0 +1,650 @@
+//! A poll-mode worker: one thread, its own ports, tables and counters.
+//!
+//! Each [`Worker::poll`] receives a burst from every port, runs each packet
+//! to completion ([`crate::path`]), transmits what was forwarded, sends up
+//! to a burst of control-plane injects, and every `update_interval` polls
+//! applies at most `updates_per_interval` table updates. The clock is read
+//! once per poll; every `latency_sample_interval` busy polls it is read
+//! again after transmitting, and the difference (how long the burst spent
+//! in the worker) goes into a histogram.
+//!
+//! Nothing in a poll allocates, locks or logs, except answering a
+//! [`Update::Report`] (a boxed copy of the counters and the histogram, at
+//! the control plane's request, at an update point).
+
+use core::net::Ipv4Addr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+
+use crate::counters::{Counters, DropReason, PathKind};
+use crate::io::{Descriptor, Port};
+use crate::lac::HoldRings;
+pub use crate::path::Role;
+use crate::path::{Datapath, Verdict};
+use crate::punt::{Inject, InjectTarget, Punt, PuntReason};
+use crate::table::{SessionKey, TableError, Tables};
+use crate::update::{ChannelSizes, Channels, Event, Update, WorkerReport};
+
+/// The largest burst a worker takes from a port at once.
+pub const MAX_BURST: usize = 64;
+
+/// How a worker waits when there is nothing to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PollMode {
+    /// Spin: lowest latency, one core burnt per worker (benchmarks,
+    /// dedicated machines).
+    BusyPoll,
+    /// Spin briefly, then yield, then sleep a little: for machines where
+    /// workers share cores with other processes (the lab, CI).
+    Adaptive,
+}
+
+/// Everything a worker is configured with.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Its index, echoed in events.
+    pub id: usize,
+    /// LNS or LAC.
+    pub role: Role,
+    /// Packets per receive burst, 1..=64 (32 or 64 are the usual).
+    pub burst: usize,
+    /// Session table size.
+    pub max_sessions: usize,
+    /// Neighbour table size.
+    pub max_neighbours: usize,
+    /// Our tunnel endpoint addresses: IPv4 to them is L2TP (or punted).
+    pub local_addresses: Vec<Ipv4Addr>,
+    /// Apply updates every this many polls.
+    pub update_interval: u32,
+    /// Apply at most this many updates each time.
+    pub updates_per_interval: usize,
+    /// Holding rings (sessions that can hold at once).
+    pub hold_rings: usize,
+    /// Frames per holding ring.
+    pub hold_depth: usize,
+    /// Record the burst latency every this many polls that received
+    /// something.
+    pub latency_sample_interval: u32,
+    /// Check UDP checksums of L2TP datagrams (off: the inner packet has its
+    /// own checksums, and summing every payload costs more than the rest of
+    /// the path).
+    pub verify_udp_checksum: bool,
+    /// TTL of the IPv4 headers we build.
+    pub outer_ttl: u8,
+    /// Spin or back off.
+    pub mode: PollMode,
+    /// Pin the worker's thread to this core.
+    pub core: Option<usize>,
+    /// Queue and pool sizes.
+    pub channels: ChannelSizes,
+}
+
+impl WorkerConfig {
+    /// Defaults for a worker of `role` with `local_addresses`.
+    pub fn new(role: Role, local_addresses: Vec<Ipv4Addr>) -> WorkerConfig {
+        WorkerConfig {
+            id: 0,
+            role,
+            burst: 32,
+            max_sessions: 100_000,
+            max_neighbours: 1024,
+            local_addresses,
+            update_interval: 16,
+            updates_per_interval: 64,
+            hold_rings: 1024,
+            hold_depth: 64,
+            latency_sample_interval: 64,
+            verify_udp_checksum: false,
+            outer_ttl: 64,
+            mode: PollMode::Adaptive,
+            core: None,
+            channels: ChannelSizes::default(),
+        }
+    }
+}
+
+/// See the module documentation.
+#[derive(Debug)]
+pub struct Worker<P: Port> {
+    id: usize,
+    ports: Vec<P>,
+    dp: Datapath,
+    channels: Channels,
+    burst: usize,
+    rx: [Descriptor; MAX_BURST],
+    tx: Vec<Vec<Descriptor>>,
+    polls: u64,
+    busy_polls: u64,
+    update_interval: u64,
+    updates_per_interval: usize,
+    latency_sample_interval: u64,
+    latency: Histogram<u64>,
+    pending_event: Option<Event>,
+    mode: PollMode,
+    core: Option<usize>,
+}
+
+/// Latency histogram range: 1 ns to 10 s, 3 significant digits.
+const LATENCY_MAX_NS: u64 = 10_000_000_000;
+
+impl<P: Port> Worker<P> {
+    /// A worker over `ports` (index = the port number tables refer to).
+    /// Allocates everything it will ever use.
+    pub fn new(
+        config: WorkerConfig,
+        ports: Vec<P>,
+    ) -> Result<Worker<P>, hdrhistogram::CreationError> {
+        let burst = config.burst.clamp(1, MAX_BURST);
+        let port_macs = ports.iter().map(|p| p.mac_addr()).collect();
+        // A poll can forward every packet of every port's burst, plus a
+        // burst of injects, to one port.
+        let tx_capacity = burst * (ports.len() + 1);
+        let tx = ports
+            .iter()
+            .map(|_| Vec::with_capacity(tx_capacity))
+            .collect();
+        Ok(Worker {
+            id: config.id,
+            dp: Datapath {
+                role: config.role,
+                tables: Tables::new(config.max_sessions, config.max_neighbours),
+                counters: Counters::default(),
+                port_macs,
+                local_addresses: config.local_addresses,
+                verify_udp_checksum: config.verify_udp_checksum,
+                outer_ttl: config.outer_ttl,
+                next_ident: 0,
+                holds: HoldRings::new(config.hold_rings, config.hold_depth.max(1)),
+            },
+            ports,
+            channels: Channels::new(config.channels),
+            burst,
+            rx: [Descriptor::default(); MAX_BURST],
+            tx,
+            polls: 0,
+            busy_polls: 0,
+            update_interval: u64::from(config.update_interval.max(1)),
+            updates_per_interval: config.updates_per_interval.max(1),
+            latency_sample_interval: u64::from(config.latency_sample_interval.max(1)),
+            latency: Histogram::new_with_bounds(1, LATENCY_MAX_NS, 3)?,
+            pending_event: None,
+            mode: config.mode,
+            core: config.core,
+        })
+    }
+
+    /// The control plane's end of this worker's queues.
+    pub fn channels(&self) -> Channels {
+        self.channels.clone()
+    }
+
+    /// The ports (tests fill and drain memory ports through this).
+    pub fn ports_mut(&mut self) -> &mut [P] {
+        &mut self.ports
+    }
+
+    /// The counters.
+    pub fn counters(&self) -> &Counters {
+        &self.dp.counters
+    }
+
+    /// The tables.
+    pub fn tables(&self) -> &Tables {
+        &self.dp.tables
+    }
+
+    /// Apply every queued update now (start-up, tests), however many.
+    pub fn apply_all_updates(&mut self) {
+        while self.pending_event.is_none() && !self.channels.updates.is_empty() {
+            self.apply_updates();
+        }
+    }
+
+    /// One iteration: receive, process, transmit; returns the number of
+    /// packets received.
+    pub fn poll(&mut self) -> usize {
+        let started = Instant::now();
+        let mut received = 0;
+        for port in 0..self.ports.len() {
+            let n = self.ports[port].receive(&mut self.rx[..self.burst]);
+            received += n;
+            for i in 0..n {
+                let mut d = self.rx[i];
+                let verdict = self
+                    .dp
+                    .process(self.ports[port].frame_mut(d.frame), &mut d, port);
+                self.dispose(port, d, verdict);
+            }
+        }
+        self.dp.counters.received += received as u64;
+        let injected = self.poll_injects();
+        self.transmit_all();
+        self.polls += 1;
+        if self.polls % self.update_interval == 0 {
+            self.apply_updates();
+        }
+        if received + injected == 0 {
+            self.dp.counters.idle_polls += 1;
+        } else {
+            self.busy_polls += 1;
+            if self.busy_polls % self.latency_sample_interval == 0 {
+                let ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                self.latency.saturating_record(ns.max(1));
+            }
+        }
+        received
+    }
+
+    /// Poll until `stop` is set, pinned and waiting as configured.
+    pub fn run(&mut self, stop: &AtomicBool) {
+        if let Some(core) = self.core {
+            // Best effort: an unpinned worker still works, only slower.
+            core_affinity::set_for_current(core_affinity::CoreId { id: core });
+        }
+        let mut idle: u32 = 0;
+        while !stop.load(Ordering::Relaxed) {
+            if self.poll() > 0 {
+                idle = 0;
+                continue;
+            }
+            idle = idle.saturating_add(1);
+            match self.mode {
+                PollMode::BusyPoll => core::hint::spin_loop(),
+                PollMode::Adaptive => back_off(idle),
+            }
+        }
+    }
+
+    /// Run on a thread of its own until `stop` is set; the thread gives the
+    /// worker back.
+    pub fn spawn(mut self, stop: Arc<AtomicBool>) -> std::io::Result<std::thread::JoinHandle<Self>>
+    where
+        P: Send + 'static,
+    {
+        std::thread::Builder::new()
+            .name(format!("fastpath-{}", self.id))
+            .spawn(move || {
+                self.run(&stop);
+                self
+            })
+    }
+
+    #[inline]
+    fn dispose(&mut self, in_port: usize, d: Descriptor, verdict: Verdict) {
+        match verdict {
+            Verdict::Forward(out) => self.forward(in_port, out, d),
+            Verdict::Held => {}
+            Verdict::Drop(reason) => self.drop_packet(in_port, d, reason),
+            Verdict::Punt(reason) => {
+                self.punt(in_port, d, reason);
+                self.ports[in_port].free(d);
+            }
+            Verdict::DropAndPunt(drop, reason) => {
+                self.punt(in_port, d, reason);
+                self.drop_packet(in_port, d, drop);
+            }
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn drop_packet(&mut self, port: usize, d: Descriptor, reason: DropReason) {
+        self.dp.counters.drop_packet(reason);
+        self.ports[port].free(d);
+    }
+
+    #[inline]
+    fn forward(&mut self, in_port: usize, out: usize, d: Descriptor) {
+        if out >= self.ports.len() {
+            return self.drop_packet(in_port, d, DropReason::NoNeighbour);
+        }
+        if out != in_port && self.ports[out].memory() != self.ports[in_port].memory() {
+            return self.copy_forward(in_port, out, d);
+        }
+        self.queue_tx(out, d);
+    }
+
+    #[inline]
+    fn queue_tx(&mut self, out: usize, d: Descriptor) {
+        if self.tx[out].len() == self.tx[out].capacity() {
+            self.transmit(out);
+        }
+        self.tx[out].push(d);
+    }
+
+    /// Rule 4 of the port contract: ports with separate memories get a copy.
+    #[inline]
+    fn copy_forward(&mut self, in_port: usize, out: usize, d: Descriptor) {
+        let (src, dst) = two_mut(&mut self.ports, in_port, out);
+        let Some(mut copy) = dst.alloc() else {
+            return self.drop_packet(in_port, d, DropReason::NoFrame);
+        };
+        copy.len = d.len;
+        // Keep the new frame's headroom when the packet fits after it.
+        if copy.range().end > dst.frame_size() {
+            copy.offset = (dst.frame_size() as u32).saturating_sub(d.len);
+        }
+        let copied = match (
+            src.frame(d.frame).get(d.range()),
+            dst.frame_mut(copy.frame).get_mut(copy.range()),
+        ) {
+            (Some(from), Some(to)) => {
+                to.copy_from_slice(from);
+                true
+            }
+            _ => false,
+        };
+        src.free(d);
+        if copied {
+            self.queue_tx(out, copy);
+        } else {
+            self.drop_packet(out, copy, DropReason::NoFrame);
+        }
+    }
+
+    fn transmit(&mut self, port: usize) {
+        let queued = &self.tx[port];
+        if queued.is_empty() {
+            return;
+        }
+        let accepted = self.ports[port].transmit(queued);
+        self.dp.counters.transmitted += accepted as u64;
+        for i in accepted..self.tx[port].len() {
+            let d = self.tx[port][i];
+            self.drop_packet(port, d, DropReason::TxRingFull);
+        }
+        self.tx[port].clear();
+    }
+
+    fn transmit_all(&mut self) {
+        for port in 0..self.ports.len() {
+            if !self.tx[port].is_empty() {
+                self.transmit(port);
+                self.ports[port].flush();
+            }
+        }
+    }
+
+    /// Copy a packet into a pooled buffer for the control plane.
+    #[cold]
+    #[inline(never)]
+    fn punt(&mut self, port: usize, d: Descriptor, reason: PuntReason) {
+        let Some(mut buffer) = self.channels.pool.pop() else {
+            return self.dp.counters.drop_packet(DropReason::PuntPoolEmpty);
+        };
+        let bytes = self.ports[port]
+            .frame(d.frame)
+            .get(d.range())
+            .unwrap_or(&[]);
+        if !buffer.set(bytes) {
+            self.channels.recycle(buffer);
+            return self.dp.counters.drop_packet(DropReason::PuntPoolEmpty);
+        }
+        let punt = Punt {
+            reason,
+            port: port as u8,
+            buffer,
+        };
+        match self.channels.punts.push(punt) {
+            Ok(()) => self.dp.counters.punted[reason.kind() as usize] += 1,
+            Err(punt) => {
+                self.channels.recycle(punt.buffer);
+                self.dp.counters.drop_packet(DropReason::PuntQueueFull);
+            }
+        }
+    }
+
+    /// Send up to a burst of control-plane packets.
+    fn poll_injects(&mut self) -> usize {
+        let mut n = 0;
+        while n < self.burst {
+            let Some(inject) = self.channels.injects.pop() else {
+                break;
+            };
+            n += 1;
+            self.inject(&inject);
+            self.channels.recycle(inject.buffer);
+        }
+        n
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn inject(&mut self, inject: &Inject) {
+        let bytes = inject.buffer.bytes();
+        let port = match inject.target {
+            InjectTarget::Port(port) => Some(usize::from(port)),
+            InjectTarget::LnsSession(key) => self.lns_session_port(key),
+            InjectTarget::LacSubscriber(key) => self.lac_subscriber_port(key),
+        };
+        let Some(port) = port.filter(|&p| p < self.ports.len()) else {
+            return self.dp.counters.drop_packet(DropReason::InjectInvalid);
+        };
+        let Some(mut d) = self.ports[port].alloc() else {
+            return self.dp.counters.drop_packet(DropReason::NoFrame);
+        };
+        d.len = bytes.len() as u32;
+        let Some(to) = self.ports[port].frame_mut(d.frame).get_mut(d.range()) else {
+            return self.drop_packet(port, d, DropReason::InjectInvalid);
+        };
+        to.copy_from_slice(bytes);
+        let start = d.offset as usize;
+        let frame = self.ports[port].frame_mut(d.frame);
+        let verdict = match inject.target {
+            InjectTarget::Port(_) => Verdict::Forward(port),
+            InjectTarget::LnsSession(key) | InjectTarget::LacSubscriber(key) => {
+                match self.dp.tables.session_index(key) {
+                    None => Verdict::Drop(DropReason::InjectInvalid),
+                    Some(index) if matches!(inject.target, InjectTarget::LnsSession(_)) => self
+                        .dp
+                        .l2tp_encapsulate(frame, &mut d, index, start, bytes.len()),
+                    Some(index) => {
+                        self.dp
+                            .pppoe_encapsulate(frame, &mut d, index, start, bytes.len())
+                    }
+                }
+            }
+        };
+        if let Verdict::Forward(_) = verdict {
+            self.dp.forwarded(PathKind::Inject);
+        }
+        self.dispose(port, d, verdict);
+    }
+
+    fn lns_session_port(&self, key: SessionKey) -> Option<usize> {
+        let tables = &self.dp.tables;
+        let session = tables.session(tables.session_index(key)?)?;
+        let tunnel = tables.tunnel(session.config.key.tunnel_id)?;
+        Some(usize::from(tables.neighbour(tunnel.next_hop)?.port))
+    }
+
+    fn lac_subscriber_port(&self, key: SessionKey) -> Option<usize> {
+        let tables = &self.dp.tables;
+        let session = tables.session(tables.session_index(key)?)?;
+        Some(usize::from(session.config.pppoe?.port))
+    }
+
+    /// Apply a bounded number of updates, answering through the event
+    /// queue. When the event queue is full the answer waits, and so do the
+    /// updates after it, so that barriers keep their meaning.
+    fn apply_updates(&mut self) {
+        if let Some(event) = self.pending_event.take() {
+            if let Err(event) = self.channels.events.push(event) {
+                self.pending_event = Some(event);
+                return;
+            }
+        }
+        for _ in 0..self.updates_per_interval {
+            let Some(update) = self.channels.updates.pop() else {
+                return;
+            };
+            self.dp.counters.updates += 1;
+            if let Some(event) = self.apply(update) {
+                if let Err(event) = self.channels.events.push(event) {
+                    self.pending_event = Some(event);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn apply(&mut self, update: Update) -> Option<Event> {
+        let ports = self.ports.len();
+        let result = match update {
+            Update::UpsertTunnel(tunnel) => self.dp.tables.upsert_tunnel(tunnel),
+            Update::RemoveTunnel(id) => {
+                self.dp.tables.remove_tunnel(id);
+                for index in 0..self.dp.tables.session_slots() {
+                    if self
+                        .dp
+                        .tables
+                        .session(index)
+                        .is_some_and(|s| s.config.key.tunnel_id == id)
+                    {
+                        self.remove_session_at(index);
+                    }
+                }
+                Ok(())
+            }
+            Update::UpsertSession(config) => {
+                if config.pppoe.is_some_and(|p| usize::from(p.port) >= ports) {
+                    Err(TableError::Invalid)
+                } else {
+                    self.dp.tables.upsert_session(config).map(|_| ())
+                }
+            }
+            Update::RemoveSession(key) => {
+                if let Some(index) = self.dp.tables.session_index(key) {
+                    self.remove_session_at(index);
+                }
+                Ok(())
+            }
+            Update::SetHolding { key, holding } => self.set_holding(key, holding),
+            Update::UpsertNeighbour { addr, neighbour } => {
+                if usize::from(neighbour.port) >= ports {
+                    Err(TableError::Invalid)
+                } else {
+                    self.dp.tables.upsert_neighbour(addr, neighbour)
+                }
+            }
+            Update::RemoveNeighbour(addr) => {
+                self.dp.tables.remove_neighbour(addr);
+                Ok(())
+            }
+            Update::SetGateway(gateway) => {
+                self.dp.tables.set_gateway(gateway);
+                Ok(())
+            }
+            Update::Barrier(token) => {
+                return Some(Event::Barrier {
+                    worker: self.id,
+                    token,
+                })
+            }
+            Update::Report(token) => return Some(Event::Report(Box::new(self.report(token)))),
+            Update::QuerySession { key, token } => {
+                let tables = &self.dp.tables;
+                let counters = tables
+                    .session_index(key)
+                    .and_then(|i| tables.session(i))
+                    .map(|s| s.counters);
+                return Some(Event::SessionCounters {
+                    worker: self.id,
+                    token,
+                    key,
+                    counters,
+                });
+            }
+        };
+        match result {
+            Ok(()) => None,
+            Err(error) => Some(Event::Refused {
+                worker: self.id,
+                update,
+                error,
+            }),
+        }
+    }
+
+    /// The counters and latency now.
+    pub fn report(&self, token: u64) -> WorkerReport {
+        WorkerReport {
+            worker: self.id,
+            token,
+            counters: self.dp.counters.clone(),
+            latency_ns: self.latency.clone(),
+            sessions: self.dp.tables.session_count(),
+        }
+    }
+
+    fn remove_session_at(&mut self, index: usize) {
+        if let Some(ring) = self.dp.tables.remove_session_at(index).and_then(|s| s.ring) {
+            while let Some((port, d)) = self.dp.holds.pop(ring) {
+                self.ports[port].free(d);
+            }
+            self.dp.holds.release(ring);
+        }
+    }
+
+    /// Start holding, or flush what was held in order and stop.
+    fn set_holding(&mut self, key: SessionKey, holding: bool) -> Result<(), TableError> {
+        let index = self
+            .dp
+            .tables
+            .session_index(key)
+            .ok_or(TableError::Invalid)?;
+        let ring = {
+            let Some(session) = self.dp.tables.session_mut(index) else {
+                return Err(TableError::Invalid);
+            };
+            session.holding = holding;
+            if holding {
+                if session.ring.is_none() {
+                    session.ring = self.dp.holds.take();
+                }
+                return Ok(());
+            }
+            session.ring.take()
+        };
+        if let Some(ring) = ring {
+            while let Some((port, mut d)) = self.dp.holds.pop(ring) {
+                self.dp.counters.flushed += 1;
+                let verdict = self
+                    .dp
+                    .process(self.ports[port].frame_mut(d.frame), &mut d, port);
+                self.dispose(port, d, verdict);
+            }
+            self.dp.holds.release(ring);
+            self.transmit_all();
+        }
+        Ok(())
+    }
+}
+
+/// Spin for a while, then yield, then sleep briefly: an idle worker costs
+/// little on a shared machine and still answers within a fraction of a
+/// millisecond.
+#[cold]
+fn back_off(idle: u32) {
+    if idle < 64 {
+        core::hint::spin_loop();
+    } else if idle < 128 {
+        std::thread::yield_now();
+    } else {
+        std::thread::sleep(Duration::from_micros(100));
+    }
+}
+
+/// Two distinct elements of a slice, both writable.
+fn two_mut<T>(items: &mut [T], a: usize, b: usize) -> (&mut T, &mut T) {
+    if a < b {
+        let (left, right) = items.split_at_mut(b);
+        (&mut left[a], &mut right[0])
+    } else {
+        let (left, right) = items.split_at_mut(a);
+        (&mut right[0], &mut left[b])
+    }
+}
