@@ -259,9 +259,12 @@ impl ControlChannel {
         &self.config
     }
 
-    /// Set the peer's receive window from its Receive Window Size AVP. A
-    /// value of 0 is not allowed (RFC 2661 §4.4.3); we treat it as 1 so the
-    /// channel can still make progress.
+    /// Set the peer's receive window from its Receive Window Size AVP (RFC
+    /// 2661 §4.4.3: how many control messages the peer can take before it
+    /// acknowledges). The AVP is 16 bits of anything: 0 would mean we may
+    /// never send, so we use 1 and the channel still makes progress; past
+    /// half the sequence space Ns comparisons (§5.8) stop being meaningful,
+    /// so we use at most 32767.
     pub fn set_peer_window(&mut self, window: u16) {
         self.peer_window = window.clamp(1, MAX_WINDOW);
         self.ssthresh = self.peer_window;

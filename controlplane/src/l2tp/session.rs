@@ -27,6 +27,13 @@ pub(crate) struct Session {
 }
 
 impl Session {
+    /// The owner has a handle for it: it opened it (LAC), or was told it
+    /// came up (LNS). Events about any other session would name a handle the
+    /// owner has never seen.
+    pub(crate) fn known_to_owner(&self) -> bool {
+        self.side == CallSide::Lac || self.announced
+    }
+
     /// The header Session ID of messages to the peer (RFC 2661 §5.3: 0 until
     /// the peer's Assigned Session ID is known).
     fn header(&self, message_type: MessageType, peer_tunnel_id: u16) -> ControlMessage {

@@ -784,10 +784,17 @@ impl Tunnel {
                     self.abort_now(now, cx, result);
                     return;
                 }
+                if self.state != TunnelState::Established {
+                    // The owner hears of a tunnel at TunnelUp; nothing
+                    // before that can be handed over.
+                    self.stats.session_messages_dropped += 1;
+                    return;
+                }
                 let session = self
                     .by_local_sid
                     .get(&m.session_id)
                     .and_then(|id| self.sessions.get(id))
+                    .filter(|s| s.known_to_owner())
                     .map(|s| s.handle);
                 cx.events.push_back(Event::Message {
                     tunnel: self.handle,
@@ -1226,8 +1233,8 @@ impl Tunnel {
             }
             MessageType::Wen => {
                 self.stats.wan_error_notify += 1;
-                if let (Some(s), Some(errors)) = (self.sessions.get(&key), session::call_errors(&m))
-                {
+                let s = self.sessions.get(&key).filter(|s| s.known_to_owner());
+                if let (Some(s), Some(errors)) = (s, session::call_errors(&m)) {
                     cx.events.push_back(Event::WanError {
                         session: s.handle,
                         errors,
@@ -1236,9 +1243,8 @@ impl Tunnel {
             }
             MessageType::Sli => {
                 self.stats.set_link_info += 1;
-                if let (Some(s), Some((send_accm, receive_accm))) =
-                    (self.sessions.get(&key), session::accm(&m))
-                {
+                let s = self.sessions.get(&key).filter(|s| s.known_to_owner());
+                if let (Some(s), Some((send_accm, receive_accm))) = (s, session::accm(&m)) {
                     cx.events.push_back(Event::SetLinkInfo {
                         session: s.handle,
                         send_accm,
@@ -1420,7 +1426,7 @@ impl Tunnel {
                 SessionAction::CleanUp => {
                     // The owner knows every LAC session (it opened it) and
                     // every LNS session that came up.
-                    if s.side == CallSide::Lac || s.announced {
+                    if s.known_to_owner() {
                         cx.events.push_back(Event::SessionDown {
                             session: s.handle,
                             reason: reason.clone(),
