@@ -77,6 +77,26 @@
 //! ```
 //!
 //! [`crate::sim`] runs endpoints like this over a lossy simulated link.
+//!
+//! # What the network cannot do to an endpoint
+//!
+//! No input from the network or a peer panics, and nothing already
+//! established is lost because of one bad datagram or peer:
+//!
+//! * a control message that does not parse is dropped *unacknowledged*, so
+//!   the peer retransmits a genuine one (RFC 2661 §7.1 would clear the
+//!   tunnel; [`Endpoint::handle_datagram`] says why we do not);
+//! * a datagram carrying a tunnel's ID counts only from that tunnel's peer
+//!   address and port (RFC 2661 §8.1), so spoofed StopCCNs, CDNs and data
+//!   are dropped;
+//! * half-open state is bounded: [`Config::max_pending_tunnels`],
+//!   [`Config::max_refused_tunnels`], [`Config::setup_timeout`], and a peer
+//!   that never acknowledges cannot grow our send queue
+//!   ([`reliable::MAX_WAITING`]);
+//! * every datagram is counted once by what became of it
+//!   ([`EndpointStats`], [`TunnelStats`]), and drops raise no event.
+//!
+//! The fuzz targets under `controlplane/fuzz` hold the endpoint to this.
 
 pub mod codes;
 mod endpoint;
@@ -276,6 +296,12 @@ impl Config {
         }
         if self.setup_timeout.is_zero() {
             return err("setup_timeout", "must be more than zero");
+        }
+        if self.accept_tunnels && self.max_pending_tunnels == 0 {
+            return err(
+                "max_pending_tunnels",
+                "must be at least 1 when accept_tunnels is on, or every SCCRQ is dropped",
+            );
         }
         Ok(())
     }
