@@ -193,8 +193,9 @@ pub enum Authenticator {
         /// The next handle.
         next: u64,
     },
-    /// RADIUS servers.
-    Radius(radius::Client),
+    /// RADIUS servers. Boxed: the client is large, and there is one
+    /// authenticator per node.
+    Radius(Box<radius::Client>),
 }
 
 impl Authenticator {
