@@ -7,6 +7,10 @@
 //! when it panics. FreeRADIUS must be installed (Debian package
 //! `freeradius`; CI installs it): without it the tests fail and say so.
 
+// Test code throughout (helpers included), so the workspace's test
+// allowances for unwrap/expect/panic apply to the whole file.
+#![cfg(test)]
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
