@@ -14,6 +14,7 @@ pub mod lns;
 pub mod path;
 pub mod punt;
 pub mod table;
+pub mod testkit;
 pub mod update;
 pub mod wire;
 pub mod worker;
