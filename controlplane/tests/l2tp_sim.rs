@@ -2096,3 +2096,79 @@ fn a_peer_receive_window_of_0_or_65535_still_carries_every_message() {
         assert_eq!(peer_window(&lab, lab.lac), window);
     }
 }
+
+#[test]
+fn calls_that_are_never_connected_hold_bounded_state() {
+    // Every ICCN of the LAC's turns into a Hello on the way: the LNS
+    // acknowledges it and its calls wait for an ICCN that never comes.
+    let mut lns = Config::lns("lns");
+    lns.max_pending_calls = 4;
+    let mut lab = Lab::clean(Config::lac("lac"), lns);
+    let (tunnel, established) = lab.bring_up(2, Duration::from_secs(5));
+    lab.sim.set_adversary(Some(Box::new(|_, d| {
+        let ctx = Context {
+            secret: None,
+            ha_vendor_id: 43,
+        };
+        if let Ok(mut m) = ControlMessage::parse(&d.payload, &ctx) {
+            if m.message_type == Some(MessageType::Iccn) {
+                m.message_type = Some(MessageType::Hello);
+                m.avps.clear();
+                d.payload = encode(&m, None);
+            }
+        }
+        Tamper::Pass
+    })));
+    let now = lab.now();
+    let calls: Vec<SessionHandle> = (0..10)
+        .map(|_| {
+            lab.lac()
+                .open_session(now, tunnel, CallParams::default())
+                .unwrap()
+        })
+        .collect();
+    lab.run_for(Duration::from_secs(2));
+    // Four wait on the LNS; the other six were refused, temporarily.
+    let refused: Vec<SessionHandle> = lab
+        .events(lab.lac)
+        .filter_map(|e| match e {
+            Event::SessionDown {
+                session,
+                reason: SessionDownReason::CdnReceived(r),
+            } if r.result == cdn::NO_FACILITIES_TEMPORARY
+                && r.error == Some(error::INSUFFICIENT_RESOURCES) =>
+            {
+                Some(*session)
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(refused.len(), 6);
+    assert!(refused.iter().all(|s| calls.contains(s)));
+    let lns_tunnel = lab.lns_tunnel();
+    let lns = lab.sim.node(lab.lns);
+    assert_eq!(lns.session_count(lns_tunnel), 2 + 4);
+    assert_eq!(lns.tunnel_stats(lns_tunnel).unwrap().calls_rejected, 6);
+    // The established sessions and the tunnel never noticed.
+    assert_eq!(lab.count(lab.lns, is_tunnel_down), 0);
+    assert!(all_established(&lab, lab.lac, &established));
+    // Once the LAC gives up on the waiting calls, new ones are taken again.
+    let now = lab.now();
+    for s in calls.iter().filter(|s| !refused.contains(s)) {
+        lab.lac()
+            .close_session(now, *s, ResultCode::new(cdn::ADMINISTRATIVE))
+            .unwrap();
+    }
+    lab.sim.set_adversary(None);
+    lab.run_for(Duration::from_secs(1));
+    let now = lab.now();
+    let late = lab
+        .lac()
+        .open_session(now, tunnel, CallParams::default())
+        .unwrap();
+    lab.run_for(Duration::from_secs(1));
+    assert_eq!(
+        lab.sim.node(lab.lac).session_state(late),
+        Some(controlplane::l2tp::SessionState::Established)
+    );
+}

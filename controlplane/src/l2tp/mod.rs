@@ -202,6 +202,14 @@ pub struct Config {
     /// ([`EndpointStats::sccrq_over_refused_limit`]); a tunnel refused later
     /// at the limit is freed at once instead of held. Default 1024.
     pub max_refused_tunnels: usize,
+    /// Incoming calls per tunnel answered with ICRP and waiting for ICCN
+    /// (RFC 2661 §7.4.2 wait-connect). An ICRQ beyond this is refused with
+    /// CDN result 4 (no facilities, temporary) and error 4 (insufficient
+    /// resources), so a peer that opens calls and never connects them holds
+    /// bounded state; its established sessions are not touched. Default
+    /// 1024: an honest LAC pipelines ICRQs within our receive window, and
+    /// each waits one round trip for its ICCN.
+    pub max_pending_calls: usize,
     /// The first Ns of every tunnel, and the first Ns expected from the
     /// peer. RFC 2661 says 0; tests set it near 65535 on both ends to
     /// exercise the wrap. Do not change it against a real peer.
@@ -235,6 +243,7 @@ impl Config {
             setup_timeout: Duration::from_secs(60),
             max_pending_tunnels: 1024,
             max_refused_tunnels: 1024,
+            max_pending_calls: 1024,
             initial_sequence: 0,
         }
     }
@@ -296,6 +305,12 @@ impl Config {
         }
         if self.setup_timeout.is_zero() {
             return err("setup_timeout", "must be more than zero");
+        }
+        if self.accept_calls && self.max_pending_calls == 0 {
+            return err(
+                "max_pending_calls",
+                "must be at least 1 when accept_calls is on, or every ICRQ is refused",
+            );
         }
         if self.accept_tunnels && self.max_pending_tunnels == 0 {
             return err(

@@ -281,6 +281,8 @@ pub(crate) struct Tunnel {
     peer: Option<PeerInfo>,
     sessions: BTreeMap<u64, Session>,
     by_local_sid: HashMap<u16, u64>,
+    /// LNS sessions answered with ICRP and waiting for ICCN.
+    pending_calls: usize,
     /// The Hello interval (from the configuration).
     hello_every: Option<core::time::Duration>,
     hello_deadline: Option<Instant>,
@@ -332,6 +334,7 @@ impl Tunnel {
             peer: None,
             sessions: BTreeMap::new(),
             by_local_sid: HashMap::new(),
+            pending_calls: 0,
             hello_every: config.hello_interval,
             hello_deadline: None,
             setup_deadline: Some(now + config.setup_timeout),
@@ -1264,11 +1267,24 @@ impl Tunnel {
             self.stats.session_messages_dropped += 1;
             return;
         };
-        let Some(local_id) = self.allocate_session_id(cx) else {
+        // Config::max_pending_calls: a peer that opens calls and never
+        // connects them (no ICCN) holds bounded state.
+        let full = self.pending_calls >= cx.config.max_pending_calls;
+        let local_id = if full {
+            None
+        } else {
+            self.allocate_session_id(cx)
+        };
+        let Some(local_id) = local_id else {
+            let why = if full {
+                "too many calls waiting for ICCN"
+            } else {
+                "every session id is in use"
+            };
             let result = ResultCode::with_error(
                 cdn::NO_FACILITIES_TEMPORARY,
                 error::INSUFFICIENT_RESOURCES,
-                "every session id is in use",
+                why,
             );
             let reply = session::cdn(self.peer_id, peer_sid, 0, &result);
             self.send(cx, reply);
@@ -1393,6 +1409,12 @@ impl Tunnel {
         let before = s.state;
         let transition = session_transition(s.side, before, event);
         s.state = transition.next;
+        let waiting = SessionState::WaitConnect;
+        if before == waiting && transition.next != waiting {
+            self.pending_calls = self.pending_calls.saturating_sub(1);
+        } else if before != waiting && transition.next == waiting {
+            self.pending_calls += 1;
+        }
         let (result, reason) = teardown.unwrap_or_else(|| {
             let result = ResultCode::with_error(
                 cdn::GENERAL_ERROR,
