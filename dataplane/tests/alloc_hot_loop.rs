@@ -1,0 +1,172 @@
+//! The hot loop allocates nothing after start-up: a counting global
+//! allocator watches thousands of packets through both data paths (with
+//! punts, drops, injects and table updates mixed in) on workers holding
+//! 100,000 sessions.
+//!
+//! Its own test binary, because the allocator is global.
+
+#![cfg(test)]
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use dataplane::io::memory::MemoryPort;
+use dataplane::punt::InjectTarget;
+use dataplane::testkit::{self as lab, Encoding};
+use dataplane::update::Update;
+use dataplane::wire::ppp;
+use dataplane::worker::{Role, Worker};
+
+struct Counting;
+
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    static WATCHING: Cell<bool> = const { Cell::new(false) };
+}
+
+fn note() {
+    // try_with: the thread-local may be gone while a thread shuts down.
+    if WATCHING.try_with(Cell::get).unwrap_or(false) {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+// SAFETY: every method forwards to the system allocator unchanged; the
+// count is a side effect that never allocates.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        note();
+        // SAFETY: the caller's contract is passed on as it is.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        note();
+        // SAFETY: as above.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        note();
+        // SAFETY: as above.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: as above.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+const SESSIONS: usize = 100_000;
+const ROUNDS: usize = 100;
+
+/// One round: a burst of mixed traffic in, every output drained, punts
+/// handed back, an inject and a few updates.
+fn round(
+    w: &mut Worker<MemoryPort>,
+    frames: &[(u8, Vec<u8>)],
+    updates: &[Update],
+    inject: Option<(InjectTarget, &[u8])>,
+) -> usize {
+    let channels = w.channels();
+    for (port, f) in frames {
+        assert!(w.ports_mut()[usize::from(*port)].push_rx(f));
+    }
+    for u in updates {
+        assert!(channels.send(*u).is_ok());
+    }
+    if let Some((target, bytes)) = inject {
+        assert!(channels.inject(target, bytes));
+    }
+    // 16 polls: one update point.
+    for _ in 0..16 {
+        w.poll();
+    }
+    let mut out = 0;
+    for port in w.ports_mut() {
+        out += port.drain_tx(|_| {});
+    }
+    while let Some(p) = channels.poll_punt() {
+        channels.recycle(p.buffer);
+    }
+    while channels.poll_event().is_some() {}
+    out
+}
+
+#[test]
+fn the_hot_loop_allocates_nothing_after_start_up() {
+    // Start-up, allowed to allocate: tables, ports, pools, input frames.
+    let mut lns = lab::worker(Role::Lns, SESSIONS);
+    let mut lac = lab::worker(Role::Lac, SESSIONS);
+    assert_eq!(lns.tables().session_count(), SESSIONS);
+    let spread = |n: usize| (n * 7919) % SESSIONS;
+    let lcp = lab::ppp_frame(
+        ppp::Protocol::Lcp,
+        &[9, 1, 0, 8, 1, 2, 3, 4],
+        Encoding::default(),
+    );
+    let lns_frames: Vec<(u8, Vec<u8>)> = (0..32)
+        .flat_map(|n| {
+            [
+                (0, lab::lns_upstream(spread(n), 64, Encoding::default())),
+                (1, lab::lns_downstream(spread(n + 100), 64)),
+            ]
+        })
+        .chain([
+            (
+                0,
+                lab::l2tp_frame(lab::peer(), lab::session_key(3), &lcp, Encoding::default()),
+            ),
+            (1, lab::lns_downstream(SESSIONS + 5, 64)),
+        ])
+        .collect();
+    let lac_frames: Vec<(u8, Vec<u8>)> = (0..32)
+        .flat_map(|n| {
+            [
+                (0, lab::lac_upstream(spread(n), 64)),
+                (1, lab::lac_downstream(spread(n + 9), 64)),
+            ]
+        })
+        .collect();
+    let held = lab::session_key(11);
+    let lns_updates = [
+        Update::UpsertSession(lab::session(Role::Lns, 42)),
+        Update::Barrier(1),
+    ];
+    let lac_updates = [
+        Update::SetHolding {
+            key: held,
+            holding: true,
+        },
+        Update::SetHolding {
+            key: held,
+            holding: false,
+        },
+        Update::Barrier(2),
+    ];
+    let reply = &lcp[..];
+    let lns_inject = Some((InjectTarget::LnsSession(lab::session_key(3)), reply));
+    // Warm-up round: first touches of every path.
+    round(&mut lns, &lns_frames, &lns_updates, lns_inject);
+    round(&mut lac, &lac_frames, &lac_updates, None);
+
+    WATCHING.with(|w| w.set(true));
+    let mut forwarded = 0;
+    for _ in 0..ROUNDS {
+        forwarded += round(&mut lns, &lns_frames, &lns_updates, lns_inject);
+        forwarded += round(&mut lac, &lac_frames, &lac_updates, None);
+    }
+    WATCHING.with(|w| w.set(false));
+
+    assert_eq!(
+        ALLOCATIONS.load(Ordering::Relaxed),
+        0,
+        "allocations in the hot loop"
+    );
+    // 64 LNS packets + 1 inject and 64 LAC packets a round get out.
+    assert_eq!(forwarded, ROUNDS * (64 + 1 + 64));
+    assert!(lns.counters().punts(dataplane::counters::PuntKind::LnsPpp) > ROUNDS as u64);
+}
