@@ -3,6 +3,10 @@
 //! IPCP, bad passwords, echo failure, unknown protocols, a link rebuilt from
 //! its state.
 
+// Test code throughout (helpers included), so the workspace's test
+// allowances for unwrap/expect/panic apply to the whole file.
+#![cfg(test)]
+
 use core::net::Ipv4Addr;
 use core::time::Duration;
 use std::collections::HashMap;

@@ -390,6 +390,13 @@ pub trait Negotiation {
     fn magic_number(&self) -> u32 {
         0
     }
+
+    /// The option handling found the negotiation hopeless (LCP: the peer
+    /// refuses every authentication method we demand, or the link is
+    /// looped back). The automaton then closes instead of answering.
+    fn gave_up(&self) -> bool {
+        false
+    }
 }
 
 /// What the automaton tells the layer above (RFC 1661 §4.4 tlu, tld, tls,
@@ -420,6 +427,8 @@ pub enum Failure {
     Rejected,
     /// Max-Terminate Terminate-Requests went unanswered.
     TerminateTimeout,
+    /// The protocol's option handling gave up ([`Negotiation::gave_up`]).
+    GaveUp,
 }
 
 /// A packet that the automaton did not consume: LCP's codes 8 to 11 are
@@ -593,12 +602,7 @@ impl<N: Negotiation> Automaton<N> {
     }
 
     /// A control packet of this protocol arrived (Code onwards).
-    pub fn handle_packet<'a>(
-        &mut self,
-        now: Instant,
-        bytes: &'a [u8],
-        rng: &mut dyn RngCore,
-    ) -> Received {
+    pub fn handle_packet(&mut self, now: Instant, bytes: &[u8], rng: &mut dyn RngCore) -> Received {
         let Ok(packet) = ppp_cp::Packet::new_checked(bytes) else {
             self.stats.discarded += 1;
             return Received::Handled;
@@ -639,6 +643,10 @@ impl<N: Negotiation> Automaton<N> {
                         self.close_with(now, Failure::MaxFailure, rng);
                         return Received::Handled;
                     };
+                    if self.negotiation.gave_up() {
+                        self.close_with(now, Failure::GaveUp, rng);
+                        return Received::Handled;
+                    }
                     judged = verdict;
                     match &judged {
                         Verdict::Ack => {
@@ -698,6 +706,10 @@ impl<N: Negotiation> Automaton<N> {
                     // about the peer's Naks, pppd would loop for ever).
                     if self.naks_received > self.config.max_failure {
                         self.close_with(now, Failure::MaxFailure, rng);
+                        return Received::Handled;
+                    }
+                    if self.negotiation.gave_up() {
+                        self.close_with(now, Failure::GaveUp, rng);
                         return Received::Handled;
                     }
                     Event::Rcn

@@ -386,12 +386,8 @@ impl Negotiation for LcpNegotiation {
         for raw in Options::new(options).flatten() {
             match raw.kind {
                 1 => self.want_mru = None,
-                3 => {
-                    if self.want_auth.is_some() {
-                        // RFC 1661 §6.2: an authenticator cannot do without.
-                        self.fatal = Some(LcpFatal::AuthRefused);
-                    }
-                }
+                // RFC 1661 §6.2: an authenticator cannot do without.
+                3 if self.want_auth.is_some() => self.fatal = Some(LcpFatal::AuthRefused),
                 5 => {
                     self.want_magic = false;
                     self.magic = 0;
@@ -405,6 +401,10 @@ impl Negotiation for LcpNegotiation {
 
     fn magic_number(&self) -> u32 {
         self.local.magic_number
+    }
+
+    fn gave_up(&self) -> bool {
+        self.fatal.is_some()
     }
 }
 

@@ -1039,6 +1039,10 @@ impl PppLink {
                     Some(Failure::MaxConfigure) => DownCause::NegotiationTimeout(Protocol::Lcp),
                     Some(Failure::MaxFailure) => DownCause::MaxFailure(Protocol::Lcp),
                     Some(Failure::Rejected) => DownCause::Rejected(Protocol::Lcp),
+                    Some(Failure::GaveUp) => match self.lcp.negotiation().fatal() {
+                        Some(LcpFatal::LoopedBack) => DownCause::LoopedBack,
+                        Some(LcpFatal::AuthRefused) | None => DownCause::AuthRefused,
+                    },
                     Some(Failure::TerminateTimeout) | None => DownCause::PeerTerminated,
                 });
                 self.finish();
@@ -1139,7 +1143,9 @@ impl PppLink {
                     Some(Failure::MaxFailure) => DownCause::MaxFailure(protocol),
                     Some(Failure::Rejected) => DownCause::Rejected(protocol),
                     Some(Failure::PeerTerminated) => DownCause::PeerTerminated,
-                    Some(Failure::TerminateTimeout) | None => DownCause::NoNetworkProtocol,
+                    Some(Failure::TerminateTimeout | Failure::GaveUp) | None => {
+                        DownCause::NoNetworkProtocol
+                    }
                 };
                 self.close_with(now, cause);
             }
