@@ -271,19 +271,21 @@ fn the_server_follows_a_client_that_naks_towards_pap() {
     assert_eq!(pair.sent(Dir::ToServer, Protocol::Lcp, 3), 1, "one Nak");
 }
 
+/// 40 links through 20% loss each way. (At 30%, one seed in 40 fails: a
+/// PAP exchange that loses its Ack three times keeps the client in the
+/// Authenticate phase, where it must discard the server's IPCP requests
+/// (RFC 1661 §3.5), until the server's IPCP runs out of Max-Configure.)
 #[test]
-fn links_come_up_through_thirty_percent_loss() {
-    for (seed, method) in [
-        (11, AuthMethod::ChapMd5),
-        (12, AuthMethod::Pap),
-        (13, AuthMethod::ChapMd5),
-    ] {
+fn links_come_up_through_twenty_percent_loss() {
+    let methods = [AuthMethod::ChapMd5, AuthMethod::Pap];
+    let mut retried = 0;
+    for (seed, method) in (0..40).map(|s| (s, methods[s as usize % 2])) {
         let mut pair = Pair::new(
             server_config(&[method]),
             client_config(b"wonderland", &[method]),
         );
         pair.wire_rng = ChaCha8Rng::seed_from_u64(seed);
-        pair.loss = 30;
+        pair.loss = 20;
         pair.open();
         assert!(
             pair.run_until(Duration::from_secs(120), Pair::both_up),
@@ -292,11 +294,11 @@ fn links_come_up_through_thirty_percent_loss() {
             pair.client_events
         );
         assert_up(&pair, method);
-        assert!(
-            pair.now > Instant::ZERO,
-            "seed {seed}: loss should cost a retry"
-        );
+        if pair.now > Instant::ZERO {
+            retried += 1;
+        }
     }
+    assert!(retried > 20, "only {retried} links met a loss");
 }
 
 #[test]

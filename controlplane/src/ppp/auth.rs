@@ -445,6 +445,8 @@ pub struct AuthPeer {
     config: AuthConfig,
     credentials: Credentials,
     pap_id: u8,
+    /// CHAP: our last Response, sent again until Success or Failure.
+    last_response: Option<Vec<u8>>,
     transmissions: u32,
     retry_at: Option<Instant>,
     limit_at: Option<Instant>,
@@ -469,6 +471,7 @@ impl AuthPeer {
             config,
             credentials,
             pap_id: (rng.next_u32() & 0xff) as u8,
+            last_response: None,
             transmissions: 0,
             retry_at: None,
             done: false,
@@ -502,7 +505,7 @@ impl AuthPeer {
     }
 
     /// A PAP or CHAP packet (Code onwards) from the authenticator.
-    pub fn handle_packet(&mut self, bytes: &[u8]) {
+    pub fn handle_packet(&mut self, now: Instant, bytes: &[u8]) {
         match self.method {
             AuthMethod::Pap => {
                 let Ok(packet) = pap::Packet::new_checked(bytes) else {
@@ -541,7 +544,15 @@ impl AuthPeer {
                             },
                         };
                         if let Some(bytes) = emit_chap(&response) {
-                            self.transmit.push_back(bytes);
+                            self.transmit.push_back(bytes.clone());
+                            if !self.done {
+                                // A lost Success would leave us waiting: the
+                                // authenticator answers a repeated Response
+                                // with its verdict again (RFC 1994 §4.2).
+                                self.last_response = Some(bytes);
+                                self.transmissions = 1;
+                                self.retry_at = Some(now + self.config.retry_interval);
+                            }
                         }
                     }
                     chap::Message::Success(_) if !self.done => self.finish(true),
@@ -595,7 +606,15 @@ impl AuthPeer {
             self.events
                 .push_back(AuthEvent::Failed(AuthFailure::Timeout));
         } else if retry_due {
-            self.send_pap_request(now);
+            match (self.method, &self.last_response) {
+                (AuthMethod::Pap, _) => self.send_pap_request(now),
+                (AuthMethod::ChapMd5, Some(response)) => {
+                    self.transmit.push_back(response.clone());
+                    self.transmissions += 1;
+                    self.retry_at = Some(now + self.config.retry_interval);
+                }
+                (AuthMethod::ChapMd5, None) => self.retry_at = None,
+            }
         }
     }
 }
@@ -649,7 +668,7 @@ mod tests {
         let mut events = Vec::new();
         for _ in 0..4 {
             while let Some(b) = a.poll_transmit() {
-                p.handle_packet(&b);
+                p.handle_packet(Instant::ZERO, &b);
             }
             while let Some(b) = p.poll_transmit() {
                 a.handle_packet(Instant::ZERO, &b);

@@ -716,7 +716,7 @@ impl PppLink {
                 if let Some(a) = authenticator {
                     a.handle_packet(now, information);
                 } else if let Some(p) = peer {
-                    p.handle_packet(information);
+                    p.handle_packet(now, information);
                 } else if lcp_opened && self.phase != Phase::Terminate {
                     // Not the method we negotiated (RFC 1661 §5.7).
                     self.send_protocol_reject(protocol, information);
