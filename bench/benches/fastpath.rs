@@ -1,0 +1,124 @@
+//! Per-packet cost of a whole worker (criterion): LNS upstream, LNS
+//! downstream and the LAC relay (half PPPoE → L2TP, half L2TP → PPPoE),
+//! each over `MemoryPort`s, in bursts of 32 and 64, with 1 and with
+//! 100,000 sessions in the tables.
+//!
+//! One iteration is what a worker does for one burst on real hardware,
+//! plus the port's side: the burst is copied into port frames (as a NIC's
+//! DMA would write them), one `Worker::poll` runs it to completion
+//! (classify, look up, rewrite in place, transmit, flush, the clock read),
+//! and the transmitted frames are given back to the pool. With 100,000
+//! sessions, consecutive packets belong to sessions spread across the
+//! table, so lookups miss the cache as they would in production.
+//!
+//! `Throughput::Elements` is the burst, so criterion prints packets per
+//! second; time per packet = iteration time / burst. The target is at most
+//! 50 ns per packet per core (issue 4).
+//!
+//! Run: `cargo bench -p bench --bench fastpath`. Nothing here asserts a time.
+
+use std::hint::black_box;
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use dataplane::io::memory::MemoryPort;
+use dataplane::testkit::{self as lab, Encoding};
+use dataplane::worker::{Role, Worker};
+
+const BURSTS: [usize; 2] = [32, 64];
+const SESSION_COUNTS: [usize; 2] = [1, 100_000];
+/// Distinct input frames cycled through (each for its own session when
+/// there are enough sessions).
+const FRAMES: usize = 4096;
+/// Subscriber payload after the inner IPv4 and UDP headers: a small
+/// packet, where the per-packet work dominates.
+const PAYLOAD: usize = 26;
+
+#[derive(Clone, Copy)]
+enum Path {
+    LnsUpstream,
+    LnsDownstream,
+    LacRelay,
+}
+
+impl Path {
+    fn name(self) -> &'static str {
+        match self {
+            Path::LnsUpstream => "lns_upstream",
+            Path::LnsDownstream => "lns_downstream",
+            Path::LacRelay => "lac_relay",
+        }
+    }
+
+    fn role(self) -> Role {
+        match self {
+            Path::LacRelay => Role::Lac,
+            _ => Role::Lns,
+        }
+    }
+
+    /// Input frame `n` (port, bytes) for a table of `sessions`.
+    fn frame(self, n: usize, sessions: usize) -> (usize, Vec<u8>) {
+        // A stride coprime with the session count spreads the sessions.
+        let i = (n * 7919) % sessions;
+        match self {
+            Path::LnsUpstream => (0, lab::lns_upstream(i, PAYLOAD, Encoding::default())),
+            Path::LnsDownstream => (1, lab::lns_downstream(i, PAYLOAD)),
+            Path::LacRelay if n % 2 == 0 => (0, lab::lac_upstream(i, PAYLOAD)),
+            Path::LacRelay => (1, lab::lac_downstream(i, PAYLOAD)),
+        }
+    }
+}
+
+fn worker(path: Path, sessions: usize, burst: usize) -> Worker<MemoryPort> {
+    let config = dataplane::worker::WorkerConfig {
+        burst,
+        ..lab::config(path.role(), sessions)
+    };
+    lab::worker_with(
+        config,
+        sessions,
+        [lab::port(lab::ACCESS_MAC), lab::port(lab::CORE_MAC)],
+    )
+}
+
+fn fastpath(c: &mut Criterion) {
+    for path in [Path::LnsUpstream, Path::LnsDownstream, Path::LacRelay] {
+        let mut group = c.benchmark_group(format!("fastpath/{}", path.name()));
+        for sessions in SESSION_COUNTS {
+            let frames: Vec<(usize, Vec<u8>)> =
+                (0..FRAMES).map(|n| path.frame(n, sessions)).collect();
+            for burst in BURSTS {
+                let mut w = worker(path, sessions, burst);
+                group.throughput(Throughput::Elements(burst as u64));
+                let id = BenchmarkId::new(format!("burst{burst}"), format!("{sessions}sessions"));
+                let mut next = 0;
+                group.bench_function(id, |b| {
+                    b.iter(|| {
+                        for _ in 0..burst {
+                            let (port, frame) = &frames[next];
+                            next = (next + 1) % FRAMES;
+                            w.ports_mut()[*port].push_rx(frame);
+                        }
+                        black_box(w.poll());
+                        for port in w.ports_mut() {
+                            port.drain_tx(|f| {
+                                black_box(f);
+                            });
+                        }
+                    })
+                });
+                let counters = w.counters();
+                // A benchmark that drops is measuring the wrong thing.
+                assert_eq!(counters.total_drops(), 0, "{}: {counters:?}", path.name());
+                assert_eq!(
+                    w.ports_mut()[0].frames_in_use() + w.ports_mut()[1].frames_in_use(),
+                    0
+                );
+            }
+        }
+        group.finish();
+    }
+}
+
+criterion_group!(benches, fastpath);
+criterion_main!(benches);
