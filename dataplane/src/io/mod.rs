@@ -34,6 +34,8 @@
 //! short count, an empty pool is `None`, and the worker counts both as drop
 //! reasons.
 
+#[cfg(feature = "afxdp")]
+pub mod afxdp;
 pub mod memory;
 
 use crate::wire::ethernet;

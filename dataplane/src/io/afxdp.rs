@@ -1,0 +1,1006 @@
+//! The AF_XDP [`Port`]: one socket bound to one (interface, queue), with a
+//! UMEM of its own, and the XDP program that steers the fast-path traffic
+//! to it ([`Steering`]).
+//!
+//! # Frames and headroom
+//!
+//! The UMEM is one anonymous mapping cut into `frames` frames of
+//! `frame_size` bytes (aligned mode: 2048 or 4096). The kernel writes a
+//! received packet at `frame_headroom + XDP_PACKET_HEADROOM` (256) into its
+//! frame, so that is the [`Port::headroom`]: an LNS encapsulates downstream
+//! packets by moving the start back into it, and the transmit descriptor
+//! names the new start. That is why this port drives libxdp's rings itself
+//! (through `libxdp-sys`, the library `xsk-rs` wraps) rather than through
+//! `xsk-rs`: an `xsk_rs::FrameDesc` always transmits from the same address
+//! of its frame, so every encapsulated or decapsulated packet would have to
+//! be moved back there, a copy per packet the contract exists to avoid.
+//!
+//! # Rings
+//!
+//! Frames the port owns and the worker does not sit on a free list. Each
+//! [`Port::receive`] first takes completed transmissions back from the
+//! completion ring, then tops up the fill ring from the free list in one
+//! batch (keeping `alloc_reserve` frames back for [`Port::alloc`]), then
+//! takes a burst from the receive ring. [`Port::transmit`] writes
+//! descriptors into the transmit ring; [`Port::flush`] wakes the kernel
+//! with an empty `sendto` only when the ring's need-wakeup flag says it is
+//! asleep (the socket is bound with `XDP_USE_NEED_WAKEUP`; in copy mode that
+//! is every flush with something queued, since the kernel transmits only
+//! from the syscall), and takes the completions back. The fill ring is
+//! woken with `recvfrom` the same way.
+//!
+//! # Queues
+//!
+//! One socket per (interface, queue id), one port per socket, one worker
+//! per queue: a NIC with N combined channels gets N ports, each opened with
+//! its queue id and registered in the same [`Steering`] program, whose
+//! XSKMAP is indexed by the receiving queue. A veth has one queue (id 0).
+//!
+//! # Namespaces and threads
+//!
+//! The interface name is resolved, and the program attached, in the network
+//! namespace of the *calling thread*. Open ports and attach steering on a
+//! thread that is in the right namespace; afterwards both may move to any
+//! thread (the worker's). Detaching is namespace-free: the program is held
+//! by a BPF link file descriptor and goes when [`Steering`] is dropped (or
+//! the interface goes away).
+
+use core::ffi::{c_char, c_int, c_void};
+use core::ptr::{self, NonNull};
+use std::ffi::CString;
+use std::fmt;
+use std::io;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use libbpf_sys as bpf;
+use libxdp_sys as xdp;
+
+use super::{Descriptor, FrameId, MemoryId, Port};
+use crate::wire::ethernet;
+
+/// Bytes the kernel keeps in front of every received packet for XDP
+/// programs; ours to use for encapsulation once the packet is in the UMEM.
+pub const XDP_PACKET_HEADROOM: usize = xdp::XDP_PACKET_HEADROOM as usize;
+
+/// The compiled steering program (deploy/xdp/steer.bpf.c, built by
+/// build.rs).
+static STEERING_OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/steer.bpf.o"));
+
+/// How the XDP program and the socket meet the driver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum XdpMode {
+    /// Generic XDP and copy mode: works on any interface, veth included
+    /// (the kernel copies each packet between skb and UMEM).
+    Skb,
+    /// The driver's own XDP hook, still copying into the UMEM (drivers
+    /// without zero-copy support).
+    DriverCopy,
+    /// The driver's XDP hook and zero-copy (NICs that support it).
+    DriverZeroCopy,
+}
+
+impl XdpMode {
+    fn attach_flags(self) -> u32 {
+        match self {
+            XdpMode::Skb => bpf::XDP_FLAGS_SKB_MODE,
+            XdpMode::DriverCopy | XdpMode::DriverZeroCopy => bpf::XDP_FLAGS_DRV_MODE,
+        }
+    }
+
+    fn bind_flags(self) -> u16 {
+        let copy = match self {
+            XdpMode::Skb | XdpMode::DriverCopy => xdp::XDP_COPY,
+            XdpMode::DriverZeroCopy => xdp::XDP_ZEROCOPY,
+        };
+        (copy | xdp::XDP_USE_NEED_WAKEUP) as u16
+    }
+}
+
+/// Everything an [`AfXdpPort`] is opened with.
+#[derive(Debug, Clone)]
+pub struct AfXdpConfig {
+    /// The interface.
+    pub interface: String,
+    /// The queue (channel) of the interface this socket serves.
+    pub queue_id: u32,
+    /// Frames in the UMEM.
+    pub frames: u32,
+    /// Bytes per frame: 2048 or 4096.
+    pub frame_size: u32,
+    /// Extra headroom before `XDP_PACKET_HEADROOM`, for encapsulations
+    /// longer than 256 bytes (none of ours is).
+    pub frame_headroom: u32,
+    /// Fill and completion ring sizes (powers of two).
+    pub fill_size: u32,
+    /// Receive and transmit ring sizes (powers of two).
+    pub ring_size: u32,
+    /// Frames the fill ring leaves on the free list for [`Port::alloc`]
+    /// (injects, copies between ports).
+    pub alloc_reserve: u32,
+    /// Copy or zero-copy, generic or driver XDP.
+    pub mode: XdpMode,
+    /// The port's MAC; `None` reads the interface's.
+    pub mac_addr: Option<ethernet::Address>,
+}
+
+impl AfXdpConfig {
+    /// Copy mode on generic XDP (what veth needs), 4096 frames of 2048
+    /// bytes, rings of 1024 and a fill ring of 2048.
+    pub fn new(interface: &str, queue_id: u32) -> AfXdpConfig {
+        AfXdpConfig {
+            interface: interface.to_owned(),
+            queue_id,
+            frames: 4096,
+            frame_size: 2048,
+            frame_headroom: 0,
+            fill_size: 2048,
+            ring_size: 1024,
+            alloc_reserve: 256,
+            mode: XdpMode::Skb,
+            mac_addr: None,
+        }
+    }
+}
+
+/// Why a port or the steering program could not be set up. Says what to
+/// check.
+#[derive(Debug)]
+pub struct AfXdpError {
+    what: String,
+    cause: io::Error,
+}
+
+impl AfXdpError {
+    fn new(what: impl Into<String>, cause: io::Error) -> AfXdpError {
+        AfXdpError {
+            what: what.into(),
+            cause,
+        }
+    }
+
+    /// From a libbpf/libxdp return value (a negative errno).
+    fn from_ret(what: impl Into<String>, ret: c_int) -> AfXdpError {
+        AfXdpError::new(what, io::Error::from_raw_os_error(ret.saturating_abs()))
+    }
+
+    /// The OS error behind it.
+    pub fn cause(&self) -> &io::Error {
+        &self.cause
+    }
+}
+
+impl fmt::Display for AfXdpError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.what, self.cause)?;
+        if self.cause.raw_os_error() == Some(libc::EPERM) {
+            write!(f, " (AF_XDP and BPF need root or CAP_NET_ADMIN+CAP_BPF)")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for AfXdpError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.cause)
+    }
+}
+
+/// The anonymous mapping behind a UMEM.
+#[derive(Debug)]
+struct Area {
+    base: NonNull<u8>,
+    len: usize,
+}
+
+impl Area {
+    fn new(len: usize) -> Result<Area, AfXdpError> {
+        // SAFETY: an anonymous private mapping with no address hint
+        // touches no existing memory; the result is checked for failure.
+        let base = unsafe {
+            libc::mmap(
+                ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return Err(AfXdpError::new(
+                format!("mapping a UMEM of {len} bytes"),
+                io::Error::last_os_error(),
+            ));
+        }
+        NonNull::new(base.cast::<u8>())
+            .map(|base| Area { base, len })
+            .ok_or_else(|| AfXdpError::new("mmap returned null", io::Error::other("null")))
+    }
+}
+
+impl Drop for Area {
+    fn drop(&mut self) {
+        // SAFETY: `base` and `len` are exactly what mmap returned, and the
+        // UMEM that used it is deleted before the area is dropped (field
+        // order of `AfXdpPort` and its Drop).
+        unsafe {
+            libc::munmap(self.base.as_ptr().cast::<c_void>(), self.len);
+        }
+    }
+}
+
+/// The four rings, boxed: libxdp keeps pointers to the fill and completion
+/// ring structures until the socket is deleted, so they must not move.
+#[derive(Debug)]
+struct Rings {
+    fill: xdp::xsk_ring_prod,
+    comp: xdp::xsk_ring_cons,
+    rx: xdp::xsk_ring_cons,
+    tx: xdp::xsk_ring_prod,
+}
+
+static NEXT_MEMORY: AtomicUsize = AtomicUsize::new(1 << 20);
+
+/// See the module documentation.
+pub struct AfXdpPort {
+    // Drop order matters: socket, then UMEM (in Drop), then rings and area.
+    xsk: NonNull<xdp::xsk_socket>,
+    umem: NonNull<xdp::xsk_umem>,
+    rings: Box<Rings>,
+    area: Area,
+    fd: c_int,
+    frames: u32,
+    frame_size: u32,
+    headroom: u32,
+    alloc_reserve: usize,
+    free: Vec<FrameId>,
+    /// Transmitted and not yet completed.
+    in_flight: u32,
+    /// Queued since the last flush.
+    queued: u32,
+    memory_id: MemoryId,
+    mac: ethernet::Address,
+    interface: String,
+    queue_id: u32,
+    stats: AfXdpStats,
+}
+
+/// What the port did that the worker cannot see.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AfXdpStats {
+    /// Packets taken from the receive ring.
+    pub received: u64,
+    /// Descriptors put on the transmit ring.
+    pub transmitted: u64,
+    /// Transmissions the kernel completed.
+    pub completed: u64,
+    /// `sendto` calls to wake the kernel for transmission.
+    pub tx_wakeups: u64,
+    /// `recvfrom` calls to wake the kernel for the fill ring.
+    pub fill_wakeups: u64,
+    /// Receive descriptors outside the UMEM (never expected): dropped.
+    pub bad_descriptors: u64,
+}
+
+impl fmt::Debug for AfXdpPort {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AfXdpPort")
+            .field("interface", &self.interface)
+            .field("queue_id", &self.queue_id)
+            .field("frames", &self.frames)
+            .field("frame_size", &self.frame_size)
+            .field("free", &self.free.len())
+            .field("in_flight", &self.in_flight)
+            .field("stats", &self.stats)
+            .finish()
+    }
+}
+
+// SAFETY: the port exclusively owns its socket, UMEM, rings and mapping;
+// libxdp keeps no thread-local state for them, and the kernel synchronises
+// with the rings through their atomic producer/consumer words. Moving the
+// port to another thread (the worker's) is therefore sound; it is not
+// `Sync`, so one thread at a time uses it.
+unsafe impl Send for AfXdpPort {}
+
+impl AfXdpPort {
+    /// Create the UMEM and the socket, bind it to `(interface, queue_id)`
+    /// and, when `steering` is given, register it in the program's XSKMAP.
+    /// Without steering the socket receives nothing until some program
+    /// redirects to it. Runs in the calling thread's network namespace.
+    pub fn open(config: &AfXdpConfig, steering: Option<&Steering>) -> Result<Self, AfXdpError> {
+        if !matches!(config.frame_size, 2048 | 4096) {
+            return Err(AfXdpError::new(
+                format!("frame_size {} (accepted: 2048, 4096)", config.frame_size),
+                io::Error::from(io::ErrorKind::InvalidInput),
+            ));
+        }
+        let headroom = config.frame_headroom + xdp::XDP_PACKET_HEADROOM;
+        if headroom + 256 > config.frame_size || config.frames == 0 {
+            return Err(AfXdpError::new(
+                format!(
+                    "frame_headroom {} leaves no room for a packet in frames of {} \
+                     (or frames is 0)",
+                    config.frame_headroom, config.frame_size
+                ),
+                io::Error::from(io::ErrorKind::InvalidInput),
+            ));
+        }
+        let ifname = CString::new(config.interface.as_str()).map_err(|_| {
+            AfXdpError::new(
+                format!("interface name {:?}", config.interface),
+                io::Error::from(io::ErrorKind::InvalidInput),
+            )
+        })?;
+        let mac = match config.mac_addr {
+            Some(mac) => mac,
+            None => interface_mac(&config.interface)?,
+        };
+        let area = Area::new(config.frames as usize * config.frame_size as usize)?;
+        let mut rings = Box::new(Rings {
+            fill: zeroed_prod(),
+            comp: zeroed_cons(),
+            rx: zeroed_cons(),
+            tx: zeroed_prod(),
+        });
+        let umem_config = xdp::xsk_umem_config {
+            fill_size: config.fill_size,
+            comp_size: config.fill_size,
+            frame_size: config.frame_size,
+            frame_headroom: config.frame_headroom,
+            flags: 0,
+        };
+        let mut umem = ptr::null_mut();
+        // SAFETY: the area is a live mapping of exactly the size passed,
+        // page-aligned (mmap); the ring structures are boxed and outlive the
+        // UMEM (deleted in Drop before the box is freed).
+        let ret = unsafe {
+            xdp::xsk_umem__create(
+                &mut umem,
+                area.base.as_ptr().cast::<c_void>(),
+                area.len as u64,
+                &mut rings.fill,
+                &mut rings.comp,
+                &umem_config,
+            )
+        };
+        let Some(umem) = NonNull::new(umem).filter(|_| ret == 0) else {
+            return Err(AfXdpError::from_ret(
+                format!("creating a UMEM of {} frames", config.frames),
+                ret,
+            ));
+        };
+        let socket_config = xdp::xsk_socket_config {
+            rx_size: config.ring_size,
+            tx_size: config.ring_size,
+            // We attach our own program (Steering); libxdp must not load
+            // its default one, which would also detach in the wrong
+            // namespace when a worker thread drops the port.
+            __bindgen_anon_1: xdp::xsk_socket_config__bindgen_ty_1 {
+                libxdp_flags: xdp::XSK_LIBXDP_FLAGS__INHIBIT_PROG_LOAD,
+            },
+            xdp_flags: config.mode.attach_flags(),
+            bind_flags: config.mode.bind_flags(),
+        };
+        let mut xsk = ptr::null_mut();
+        let Rings { rx, tx, .. } = &mut *rings;
+        // SAFETY: `umem` was just created and has no socket yet; the name is
+        // NUL-terminated; rx and tx point into the boxed rings, which live
+        // until after the socket is deleted.
+        let ret = unsafe {
+            xdp::xsk_socket__create(
+                &mut xsk,
+                ifname.as_ptr(),
+                config.queue_id,
+                umem.as_ptr(),
+                rx,
+                tx,
+                &socket_config,
+            )
+        };
+        let Some(xsk) = NonNull::new(xsk).filter(|_| ret == 0) else {
+            // SAFETY: the UMEM has no socket; deleting it frees it once.
+            unsafe { xdp::xsk_umem__delete(umem.as_ptr()) };
+            return Err(AfXdpError::from_ret(
+                format!(
+                    "binding an AF_XDP socket to {} queue {} ({:?})",
+                    config.interface, config.queue_id, config.mode
+                ),
+                ret,
+            ));
+        };
+        // SAFETY: `xsk` is a live socket.
+        let fd = unsafe { xdp::xsk_socket__fd(xsk.as_ptr()) };
+        let mut port = AfXdpPort {
+            xsk,
+            umem,
+            rings,
+            area,
+            fd,
+            frames: config.frames,
+            frame_size: config.frame_size,
+            headroom,
+            alloc_reserve: config.alloc_reserve as usize,
+            // Highest ids at the bottom: the fill ring gets the low frames
+            // first, which makes traces easier to read.
+            free: (0..config.frames).rev().collect(),
+            in_flight: 0,
+            queued: 0,
+            memory_id: NEXT_MEMORY.fetch_add(1, Ordering::Relaxed),
+            mac,
+            interface: config.interface.clone(),
+            queue_id: config.queue_id,
+            stats: AfXdpStats::default(),
+        };
+        if let Some(steering) = steering {
+            steering.register(&port)?;
+        }
+        port.refill();
+        Ok(port)
+    }
+
+    /// The socket's file descriptor (for `poll`, statistics).
+    pub fn fd(&self) -> c_int {
+        self.fd
+    }
+
+    /// The queue this socket serves.
+    pub fn queue_id(&self) -> u32 {
+        self.queue_id
+    }
+
+    /// What the port counted.
+    pub fn stats(&self) -> AfXdpStats {
+        self.stats
+    }
+
+    /// Frames on the free list (neither in the kernel nor with the worker).
+    pub fn free_frames(&self) -> usize {
+        self.free.len()
+    }
+
+    /// Take completed transmissions back onto the free list.
+    #[inline]
+    fn reclaim(&mut self) {
+        if self.in_flight == 0 {
+            return;
+        }
+        let mut idx = 0;
+        let comp = &mut self.rings.comp;
+        // SAFETY: the completion ring belongs to this port's UMEM and only
+        // this thread consumes it.
+        let n = unsafe { xdp::xsk_ring_cons__peek(comp, self.in_flight, &mut idx) };
+        for i in 0..n {
+            // SAFETY: entries idx..idx+n were just peeked, so they are ours
+            // to read until released below.
+            let addr = unsafe { *cons_entry::<u64>(comp, idx.wrapping_add(i)) };
+            let frame = (addr / u64::from(self.frame_size)) as FrameId;
+            if frame < self.frames {
+                self.free.push(frame);
+            }
+        }
+        // SAFETY: releasing exactly what was peeked.
+        unsafe { xdp::xsk_ring_cons__release(comp, n) };
+        self.in_flight -= n;
+        self.stats.completed += u64::from(n);
+    }
+
+    /// Top the fill ring up from the free list, in one batch.
+    #[inline]
+    fn refill(&mut self) {
+        let spare = self.free.len().saturating_sub(self.alloc_reserve);
+        if spare == 0 {
+            return;
+        }
+        let fill = &mut self.rings.fill;
+        let mut idx = 0;
+        // SAFETY: the fill ring belongs to this port's UMEM and only this
+        // thread produces on it. Reserving is all or nothing, so ask for
+        // what is free.
+        let n = unsafe {
+            let want = xdp::xsk_prod_nb_free(fill, spare as u32).min(spare as u32);
+            xdp::xsk_ring_prod__reserve(fill, want, &mut idx)
+        };
+        for i in 0..n {
+            let Some(frame) = self.free.pop() else { break };
+            // SAFETY: slot idx+i was reserved above; the frame was on the
+            // free list, so neither the kernel nor the worker uses it.
+            unsafe {
+                *prod_entry::<u64>(fill, idx.wrapping_add(i)) =
+                    u64::from(frame) * u64::from(self.frame_size);
+            }
+        }
+        // SAFETY: submitting exactly the reserved slots, all written (the
+        // free list had at least `spare >= n` frames).
+        unsafe { xdp::xsk_ring_prod__submit(fill, n) };
+        // SAFETY: reading the flags word of a live ring.
+        if n > 0 && unsafe { xdp::xsk_ring_prod__needs_wakeup(fill) } != 0 {
+            self.stats.fill_wakeups += 1;
+            // SAFETY: an empty, non-blocking receive on our own socket; it
+            // only tells the kernel to look at the fill ring.
+            unsafe {
+                libc::recvfrom(
+                    self.fd,
+                    ptr::null_mut(),
+                    0,
+                    libc::MSG_DONTWAIT,
+                    ptr::null_mut(),
+                    ptr::null_mut(),
+                );
+            }
+        }
+    }
+
+    fn frame_range(&self, frame: FrameId) -> Option<(usize, usize)> {
+        (frame < self.frames).then(|| {
+            (
+                frame as usize * self.frame_size as usize,
+                self.frame_size as usize,
+            )
+        })
+    }
+}
+
+impl Port for AfXdpPort {
+    #[inline]
+    fn receive(&mut self, out: &mut [Descriptor]) -> usize {
+        self.reclaim();
+        self.refill();
+        let rx = &mut self.rings.rx;
+        let mut idx = 0;
+        // SAFETY: the receive ring is ours and only this thread consumes it.
+        let n = unsafe { xdp::xsk_ring_cons__peek(rx, out.len() as u32, &mut idx) };
+        let mut taken = 0;
+        for i in 0..n {
+            // SAFETY: entry idx+i was peeked above and is not released yet.
+            let desc = unsafe { *cons_entry::<xdp::xdp_desc>(rx, idx.wrapping_add(i)) };
+            let frame = (desc.addr / u64::from(self.frame_size)) as FrameId;
+            let offset = (desc.addr % u64::from(self.frame_size)) as u32;
+            if frame >= self.frames || offset + desc.len > self.frame_size {
+                self.stats.bad_descriptors += 1;
+                continue;
+            }
+            out[taken] = Descriptor {
+                frame,
+                offset,
+                len: desc.len,
+            };
+            taken += 1;
+        }
+        // SAFETY: releasing exactly what was peeked.
+        unsafe { xdp::xsk_ring_cons__release(rx, n) };
+        self.stats.received += taken as u64;
+        taken
+    }
+
+    #[inline]
+    fn transmit(&mut self, descriptors: &[Descriptor]) -> usize {
+        let tx = &mut self.rings.tx;
+        let mut idx = 0;
+        // SAFETY: the transmit ring is ours and only this thread produces.
+        // Reserving is all or nothing, so ask for what is free: a full ring
+        // is a short count.
+        let n = unsafe {
+            let want =
+                xdp::xsk_prod_nb_free(tx, descriptors.len() as u32).min(descriptors.len() as u32);
+            xdp::xsk_ring_prod__reserve(tx, want, &mut idx)
+        };
+        for (i, d) in descriptors.iter().take(n as usize).enumerate() {
+            // SAFETY: slot idx+i was reserved above. The descriptor's frame
+            // is owned by the worker, which hands it to us here (the port
+            // contract); the kernel validates addr and len against the UMEM.
+            unsafe {
+                *prod_entry::<xdp::xdp_desc>(tx, idx.wrapping_add(i as u32)) = xdp::xdp_desc {
+                    addr: u64::from(d.frame) * u64::from(self.frame_size) + u64::from(d.offset),
+                    len: d.len,
+                    options: 0,
+                };
+            }
+        }
+        // SAFETY: submitting exactly the reserved, written slots.
+        unsafe { xdp::xsk_ring_prod__submit(tx, n) };
+        self.queued += n;
+        self.in_flight += n;
+        self.stats.transmitted += u64::from(n);
+        n as usize
+    }
+
+    #[inline]
+    fn flush(&mut self) {
+        // SAFETY: reading the flags word of a live ring.
+        if self.queued > 0 && unsafe { xdp::xsk_ring_prod__needs_wakeup(&self.rings.tx) } != 0 {
+            self.stats.tx_wakeups += 1;
+            // SAFETY: an empty, non-blocking send on our own socket: it
+            // makes the kernel drain the transmit ring. EAGAIN/EBUSY/ENOBUFS
+            // mean "later", which the next flush is.
+            unsafe {
+                libc::sendto(self.fd, ptr::null(), 0, libc::MSG_DONTWAIT, ptr::null(), 0);
+            }
+        }
+        self.queued = 0;
+        self.reclaim();
+    }
+
+    #[inline]
+    fn free(&mut self, descriptor: Descriptor) {
+        if descriptor.frame < self.frames {
+            self.free.push(descriptor.frame);
+        }
+    }
+
+    #[inline]
+    fn alloc(&mut self) -> Option<Descriptor> {
+        if self.free.is_empty() {
+            self.reclaim();
+        }
+        self.free.pop().map(|frame| Descriptor {
+            frame,
+            offset: self.headroom,
+            len: 0,
+        })
+    }
+
+    #[inline]
+    fn frame(&self, frame: FrameId) -> &[u8] {
+        let Some((start, len)) = self.frame_range(frame) else {
+            return &[];
+        };
+        // SAFETY: start+len lies inside the mapping (frame < frames). The
+        // frame belongs to the worker (it got it from receive or alloc), so
+        // the kernel does not write it while this borrow lives.
+        unsafe { core::slice::from_raw_parts(self.area.base.as_ptr().add(start), len) }
+    }
+
+    #[inline]
+    fn frame_mut(&mut self, frame: FrameId) -> &mut [u8] {
+        let Some((start, len)) = self.frame_range(frame) else {
+            return &mut [];
+        };
+        // SAFETY: as in `frame`, and `&mut self` makes this the only borrow
+        // of the mapping.
+        unsafe { core::slice::from_raw_parts_mut(self.area.base.as_ptr().add(start), len) }
+    }
+
+    fn frame_size(&self) -> usize {
+        self.frame_size as usize
+    }
+
+    fn headroom(&self) -> usize {
+        self.headroom as usize
+    }
+
+    fn memory(&self) -> MemoryId {
+        self.memory_id
+    }
+
+    fn mac_addr(&self) -> ethernet::Address {
+        self.mac
+    }
+}
+
+impl Drop for AfXdpPort {
+    fn drop(&mut self) {
+        // SAFETY: the socket and then its UMEM are deleted exactly once;
+        // the rings and the mapping they point into are freed after this
+        // (they are fields, dropped when this returns).
+        unsafe {
+            xdp::xsk_socket__delete(self.xsk.as_ptr());
+            xdp::xsk_umem__delete(self.umem.as_ptr());
+        }
+    }
+}
+
+/// Pointer to entry `idx` of a consumer ring of `T` (xdp_desc or u64).
+///
+/// # Safety
+/// `ring` must be a live ring of `T` entries.
+#[inline]
+unsafe fn cons_entry<T>(ring: &xdp::xsk_ring_cons, idx: u32) -> *const T {
+    // SAFETY: (idx & mask) < size, and the ring has `size` entries of T.
+    unsafe { ring.ring.cast::<T>().add((idx & ring.mask) as usize) }
+}
+
+/// Pointer to entry `idx` of a producer ring of `T`.
+///
+/// # Safety
+/// `ring` must be a live ring of `T` entries.
+#[inline]
+unsafe fn prod_entry<T>(ring: &mut xdp::xsk_ring_prod, idx: u32) -> *mut T {
+    // SAFETY: (idx & mask) < size, and the ring has `size` entries of T.
+    unsafe { ring.ring.cast::<T>().add((idx & ring.mask) as usize) }
+}
+
+fn zeroed_prod() -> xdp::xsk_ring_prod {
+    xdp::xsk_ring_prod {
+        cached_prod: 0,
+        cached_cons: 0,
+        mask: 0,
+        size: 0,
+        producer: ptr::null_mut(),
+        consumer: ptr::null_mut(),
+        ring: ptr::null_mut(),
+        flags: ptr::null_mut(),
+    }
+}
+
+fn zeroed_cons() -> xdp::xsk_ring_cons {
+    xdp::xsk_ring_cons {
+        cached_prod: 0,
+        cached_cons: 0,
+        mask: 0,
+        size: 0,
+        producer: ptr::null_mut(),
+        consumer: ptr::null_mut(),
+        ring: ptr::null_mut(),
+        flags: ptr::null_mut(),
+    }
+}
+
+/// The MAC address of `interface` in the calling thread's namespace.
+fn interface_mac(interface: &str) -> Result<ethernet::Address, AfXdpError> {
+    let what = || format!("reading the MAC address of {interface}");
+    // SAFETY: a plain socket call; the result is checked.
+    let sock = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if sock < 0 {
+        return Err(AfXdpError::new(what(), io::Error::last_os_error()));
+    }
+    // SAFETY: ifreq is plain old data; all zeroes is a valid value.
+    let mut req: libc::ifreq = unsafe { core::mem::zeroed() };
+    let name = interface.as_bytes();
+    if name.len() >= req.ifr_name.len() {
+        // SAFETY: closing the socket we opened.
+        unsafe { libc::close(sock) };
+        return Err(AfXdpError::new(
+            what(),
+            io::Error::from(io::ErrorKind::InvalidInput),
+        ));
+    }
+    for (to, &from) in req.ifr_name.iter_mut().zip(name) {
+        *to = from as c_char;
+    }
+    // SAFETY: SIOCGIFHWADDR reads the NUL-terminated name from `req` and
+    // writes the address into it; `req` outlives the call.
+    let ret = unsafe { libc::ioctl(sock, libc::SIOCGIFHWADDR, &mut req) };
+    let err = io::Error::last_os_error();
+    // SAFETY: closing the socket we opened.
+    unsafe { libc::close(sock) };
+    if ret < 0 {
+        return Err(AfXdpError::new(what(), err));
+    }
+    // SAFETY: after a successful SIOCGIFHWADDR the union holds ifru_hwaddr.
+    let data = unsafe { req.ifr_ifru.ifru_hwaddr.sa_data };
+    let mut mac = [0u8; 6];
+    for (to, &from) in mac.iter_mut().zip(data.iter()) {
+        *to = from as u8;
+    }
+    Ok(ethernet::Address(mac))
+}
+
+/// The steering program (deploy/xdp/steer.bpf.c) attached to one
+/// interface: its XSKMAP, which every port of the interface registers in,
+/// and the subscriber prefixes whose IPv4 traffic goes to the fast path.
+///
+/// Dropping it detaches the program (it is held by a BPF link).
+pub struct Steering {
+    object: NonNull<bpf::bpf_object>,
+    link_fd: c_int,
+    xsks_fd: c_int,
+    subscribers_fd: c_int,
+    interface: String,
+}
+
+impl fmt::Debug for Steering {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Steering")
+            .field("interface", &self.interface)
+            .field("link_fd", &self.link_fd)
+            .finish()
+    }
+}
+
+// SAFETY: the libbpf object is only used through `&self` for map file
+// descriptors (kernel objects, safe to use from any thread) and freed once
+// in Drop; libbpf keeps no thread-local state for it.
+unsafe impl Send for Steering {}
+// SAFETY: every `&self` method only issues map syscalls on file descriptors,
+// which the kernel serialises.
+unsafe impl Sync for Steering {}
+
+impl Steering {
+    /// Load the program and attach it to `interface` in `mode` (the ports'
+    /// mode), in the calling thread's namespace.
+    pub fn attach(interface: &str, mode: XdpMode) -> Result<Steering, AfXdpError> {
+        let ifname = CString::new(interface).map_err(|_| {
+            AfXdpError::new(
+                format!("interface name {interface:?}"),
+                io::Error::from(io::ErrorKind::InvalidInput),
+            )
+        })?;
+        // SAFETY: reading a NUL-terminated name.
+        let ifindex = unsafe { libc::if_nametoindex(ifname.as_ptr()) };
+        if ifindex == 0 {
+            return Err(AfXdpError::new(
+                format!("no interface {interface} in this network namespace"),
+                io::Error::last_os_error(),
+            ));
+        }
+        let name = c"l2tp_steer";
+        let opts = bpf::bpf_object_open_opts {
+            sz: core::mem::size_of::<bpf::bpf_object_open_opts>() as _,
+            object_name: name.as_ptr(),
+            ..Default::default()
+        };
+        // SAFETY: the buffer is a static ELF object; libbpf copies what it
+        // keeps. The result is checked (libbpf 1.x returns NULL on error).
+        let object = unsafe {
+            bpf::bpf_object__open_mem(
+                STEERING_OBJECT.as_ptr().cast::<c_void>(),
+                STEERING_OBJECT.len() as _,
+                &opts,
+            )
+        };
+        let Some(object) = NonNull::new(object) else {
+            return Err(AfXdpError::new(
+                "opening the steering program",
+                io::Error::last_os_error(),
+            ));
+        };
+        let mut steering = Steering {
+            object,
+            link_fd: -1,
+            xsks_fd: -1,
+            subscribers_fd: -1,
+            interface: interface.to_owned(),
+        };
+        // SAFETY: a live, not yet loaded object.
+        let ret = unsafe { bpf::bpf_object__load(object.as_ptr()) };
+        if ret != 0 {
+            return Err(AfXdpError::from_ret(
+                "loading the steering program into the kernel",
+                ret,
+            ));
+        }
+        let prog_fd = steering.program_fd(c"steer")?;
+        steering.xsks_fd = steering.map_fd(c"xsks")?;
+        steering.subscribers_fd = steering.map_fd(c"subscribers")?;
+        let link_opts = bpf::bpf_link_create_opts {
+            sz: core::mem::size_of::<bpf::bpf_link_create_opts>() as _,
+            flags: mode.attach_flags(),
+            ..Default::default()
+        };
+        // SAFETY: a loaded XDP program and an interface index of this
+        // namespace; the result is checked.
+        let link_fd =
+            unsafe { bpf::bpf_link_create(prog_fd, ifindex as c_int, bpf::BPF_XDP, &link_opts) };
+        if link_fd < 0 {
+            return Err(AfXdpError::from_ret(
+                format!("attaching the steering program to {interface} ({mode:?})"),
+                link_fd,
+            ));
+        }
+        steering.link_fd = link_fd;
+        Ok(steering)
+    }
+
+    fn program_fd(&self, name: &core::ffi::CStr) -> Result<c_int, AfXdpError> {
+        // SAFETY: a live object and a NUL-terminated name.
+        let prog =
+            unsafe { bpf::bpf_object__find_program_by_name(self.object.as_ptr(), name.as_ptr()) };
+        // SAFETY: a program of the live object, checked non-null.
+        let fd = if prog.is_null() {
+            -1
+        } else {
+            unsafe { bpf::bpf_program__fd(prog) }
+        };
+        if fd < 0 {
+            return Err(AfXdpError::new(
+                format!("no program {name:?} in the steering object"),
+                io::Error::from(io::ErrorKind::NotFound),
+            ));
+        }
+        Ok(fd)
+    }
+
+    fn map_fd(&self, name: &core::ffi::CStr) -> Result<c_int, AfXdpError> {
+        // SAFETY: a live object and a NUL-terminated name.
+        let map = unsafe { bpf::bpf_object__find_map_by_name(self.object.as_ptr(), name.as_ptr()) };
+        // SAFETY: a map of the live object, checked non-null.
+        let fd = if map.is_null() {
+            -1
+        } else {
+            unsafe { bpf::bpf_map__fd(map) }
+        };
+        if fd < 0 {
+            return Err(AfXdpError::new(
+                format!("no map {name:?} in the steering object"),
+                io::Error::from(io::ErrorKind::NotFound),
+            ));
+        }
+        Ok(fd)
+    }
+
+    /// Redirect the port's queue to its socket.
+    fn register(&self, port: &AfXdpPort) -> Result<(), AfXdpError> {
+        // SAFETY: a live socket and the XSKMAP's descriptor.
+        let ret = unsafe { xdp::xsk_socket__update_xskmap(port.xsk.as_ptr(), self.xsks_fd) };
+        if ret != 0 {
+            return Err(AfXdpError::from_ret(
+                format!(
+                    "registering {} queue {} in the steering XSKMAP",
+                    port.interface, port.queue_id
+                ),
+                ret,
+            ));
+        }
+        Ok(())
+    }
+
+    /// Send IPv4 to `addr/prefix_len` to the fast path (the control plane
+    /// calls this for each subscriber address or pool).
+    pub fn add_subscriber_prefix(
+        &self,
+        addr: core::net::Ipv4Addr,
+        prefix_len: u8,
+    ) -> Result<(), AfXdpError> {
+        let key = lpm_key(addr, prefix_len);
+        let value: u8 = 1;
+        // SAFETY: key and value match the map's declared sizes (8 and 1
+        // bytes) and outlive the call.
+        let ret = unsafe {
+            bpf::bpf_map_update_elem(
+                self.subscribers_fd,
+                key.as_ptr().cast::<c_void>(),
+                (&value as *const u8).cast::<c_void>(),
+                u64::from(bpf::BPF_ANY),
+            )
+        };
+        if ret != 0 {
+            return Err(AfXdpError::from_ret(
+                format!("adding subscriber prefix {addr}/{prefix_len}"),
+                ret,
+            ));
+        }
+        Ok(())
+    }
+
+    /// Stop sending `addr/prefix_len` to the fast path.
+    pub fn remove_subscriber_prefix(
+        &self,
+        addr: core::net::Ipv4Addr,
+        prefix_len: u8,
+    ) -> Result<(), AfXdpError> {
+        let key = lpm_key(addr, prefix_len);
+        // SAFETY: the key matches the map's key size and outlives the call.
+        let ret =
+            unsafe { bpf::bpf_map_delete_elem(self.subscribers_fd, key.as_ptr().cast::<c_void>()) };
+        if ret != 0 {
+            return Err(AfXdpError::from_ret(
+                format!("removing subscriber prefix {addr}/{prefix_len}"),
+                ret,
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `struct subscriber_prefix` of the program: prefix length (host order),
+/// then the address (network order).
+fn lpm_key(addr: core::net::Ipv4Addr, prefix_len: u8) -> [u8; 8] {
+    let mut key = [0u8; 8];
+    key[..4].copy_from_slice(&u32::from(prefix_len.min(32)).to_ne_bytes());
+    key[4..].copy_from_slice(&addr.octets());
+    key
+}
+
+impl Drop for Steering {
+    fn drop(&mut self) {
+        if self.link_fd >= 0 {
+            // SAFETY: closing the link we created detaches the program; no
+            // namespace is involved.
+            unsafe { libc::close(self.link_fd) };
+        }
+        // SAFETY: the object is closed exactly once; its map descriptors
+        // are not used after this.
+        unsafe { bpf::bpf_object__close(self.object.as_ptr()) };
+    }
+}
