@@ -133,7 +133,8 @@ pub(crate) struct Packet {
     /// Response AVP.
     pub(crate) challenge: bool,
     pub(crate) challenge_response: bool,
-    /// For a data message carrying PPP: its protocol and code (LCP etc.).
+    /// For a data message carrying PPP: its protocol and code (LCP, PAP,
+    /// CHAP, IPCP...).
     pub(crate) ppp_protocol: Option<u16>,
     pub(crate) ppp_code: Option<u8>,
 }
@@ -189,7 +190,7 @@ fn lcp_code_name(code: u8) -> String {
     }
 }
 
-const FIELDS: [&str; 15] = [
+const FIELDS: [&str; 17] = [
     "frame.number",
     "ip.src",
     "ip.dst",
@@ -205,6 +206,9 @@ const FIELDS: [&str; 15] = [
     "l2tp.avp.chap_challenge_response",
     "ppp.protocol",
     "ppp.code",
+    // tshark names the code of PAP and CHAP packets in their own fields.
+    "pap.code",
+    "chap.code",
 ];
 
 impl Pcap {
@@ -289,7 +293,10 @@ fn parse_line(line: &str) -> io::Result<Packet> {
         challenge: opt(11).is_some(),
         challenge_response: opt(12).is_some(),
         ppp_protocol: narrow(number(13)?),
-        ppp_code: number(14)?.and_then(|v| u8::try_from(v).ok()),
+        ppp_code: number(14)?
+            .or(number(15)?)
+            .or(number(16)?)
+            .and_then(|v| u8::try_from(v).ok()),
     })
 }
 

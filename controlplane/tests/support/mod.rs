@@ -1,6 +1,6 @@
 //! Support for the interop tests: a network-namespace lab, packet captures
-//! read back with tshark, and the real peers (xl2tpd, l2tpns) started from the
-//! templates in `deploy/interop/`.
+//! read back with tshark, the real peers (xl2tpd, l2tpns) started from the
+//! templates in `deploy/interop/`, and a FreeRADIUS beside l2tpns.
 //!
 //! Everything here needs root (network namespaces, veth pairs, TUN devices,
 //! packet capture). CI runs as root; a test that finds itself without root or
@@ -13,3 +13,4 @@
 pub(crate) mod capture;
 pub(crate) mod netns;
 pub(crate) mod peers;
+pub(crate) mod radius;

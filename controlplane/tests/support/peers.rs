@@ -153,6 +153,65 @@ impl Xl2tpdLac {
     }
 }
 
+/// The RADIUS shared secret of l2tpns (give it to the RADIUS server).
+pub(crate) const L2TPNS_RADIUS_SECRET: &str = "interop-radius";
+
+/// The DNS servers l2tpns gives in IPCP (RFC 1877): documentation addresses
+/// (RFC 5737), only ever carried in IPCP, never sent to.
+pub(crate) const L2TPNS_DNS: [Ipv4Addr; 2] =
+    [Ipv4Addr::new(192, 0, 2, 53), Ipv4Addr::new(192, 0, 2, 54)];
+
+/// Where l2tpns reads its address pool: fixed when it is built, no setting
+/// changes it, and the tests never write under /etc. The Debian package
+/// ships 10.10.10.0/24 and 10.13.10.0/24, plenty for the tests.
+pub(crate) const L2TPNS_POOL_FILE: &str = "/etc/l2tpns/ip_pool";
+
+/// An IPv4 prefix of l2tpns's pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Prefix {
+    pub(crate) network: Ipv4Addr,
+    pub(crate) length: u8,
+}
+
+impl Prefix {
+    pub(crate) fn contains(&self, addr: Ipv4Addr) -> bool {
+        let mask = u32::MAX
+            .checked_shl(32 - u32::from(self.length))
+            .unwrap_or(0);
+        u32::from(addr) & mask == u32::from(self.network) & mask
+    }
+}
+
+/// The prefixes of l2tpns's pool file. Its lines are `[LOCAL:]A.B.C.D/LEN`
+/// or a single address, `#` starting a comment; a line we do not
+/// understand is an error (the test's assertions would be wrong).
+pub(crate) fn l2tpns_pool() -> io::Result<Vec<Prefix>> {
+    let text = fs::read_to_string(L2TPNS_POOL_FILE).map_err(|e| {
+        error(format!(
+            "{L2TPNS_POOL_FILE}: {e} (the Debian package `l2tpns` ships it)"
+        ))
+    })?;
+    let mut prefixes = Vec::new();
+    for line in text.lines() {
+        let line = line.split('#').next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        let range = line.rsplit(':').next().unwrap_or(line);
+        let (addr, length) = range.split_once('/').unwrap_or((range, "32"));
+        let bad = |e: String| error(format!("{L2TPNS_POOL_FILE}: {line:?}: {e}"));
+        prefixes.push(Prefix {
+            network: addr.parse().map_err(|e| bad(format!("{e}")))?,
+            length: length
+                .parse()
+                .ok()
+                .filter(|l| *l <= 32)
+                .ok_or_else(|| bad("bad prefix length".into()))?,
+        });
+    }
+    Ok(prefixes)
+}
+
 /// How to configure the l2tpns LNS.
 #[derive(Debug, Clone)]
 pub(crate) struct L2tpnsLnsConfig<'a> {
@@ -162,7 +221,8 @@ pub(crate) struct L2tpnsLnsConfig<'a> {
     pub(crate) hostname: &'a str,
     /// The tunnel secret.
     pub(crate) secret: &'a str,
-    /// Where its RADIUS server would listen on the namespace's loopback.
+    /// Where its RADIUS server listens on the namespace's loopback
+    /// (authentication; accounting is the next port).
     pub(crate) radius_port: u16,
 }
 
@@ -194,8 +254,9 @@ impl L2tpnsLns {
                 ("BIND_ADDR", &bind),
                 ("SECRET", config.secret),
                 ("RADIUS_PORT", &config.radius_port.to_string()),
-                ("RADIUS_SECRET", "interop-radius"),
-                ("DNS_ADDR", &bind),
+                ("RADIUS_SECRET", L2TPNS_RADIUS_SECRET),
+                ("DNS_ADDR", &L2TPNS_DNS[0].to_string()),
+                ("DNS2_ADDR", &L2TPNS_DNS[1].to_string()),
             ],
         )?;
         fs::write(&conf, text)?;
