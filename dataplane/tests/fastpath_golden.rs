@@ -9,7 +9,6 @@
 //! purpose with `UPDATE_GOLDEN=1 cargo test -p dataplane --test
 //! fastpath_golden`.
 
-
 // Test code throughout (helpers included), so the workspace's test
 // allowances for unwrap/expect/panic apply to the whole file.
 #![cfg(test)]
