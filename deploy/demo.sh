@@ -9,13 +9,21 @@
 # 2. Our `lacd` dials l2tpns (an LNS): tunnel and session come up, l2tpns
 #    sends its first LCP Configure-Request in an L2TP data message, and lacd
 #    tears down with CDN and StopCCN.
+# 3. Our PPP subscribers, through our LAC, against l2tpns with FreeRADIUS
+#    beside it: one with PAP, one with CHAP, then a batch of 50, all fully up
+#    (LCP, authentication checked by FreeRADIUS, IPCP with an address from
+#    l2tpns's pool and its DNS servers), then torn down (LCP Terminate, CDN,
+#    StopCCN) with accounting Start and Stop for each. This one runs the
+#    integration test controlplane/tests/interop_l2tpns_ppp.rs (it builds its
+#    own namespaces, and asserts every step) and shows what it kept: the
+#    setup rate, l2tpns's log, FreeRADIUS's accounting and the capture.
 #
 # Each scenario runs in two fresh network namespaces joined by a veth pair
 # (10.200.1.0/24, which exists only inside them) and prints our daemon's
 # events and a one-line-per-packet tshark summary of the capture.
 #
-# Needs root and the Debian packages iproute2 xl2tpd l2tpns tshark
-# (those .ci/run installs), plus cargo. Everything it starts or creates is
+# Needs root and the Debian packages iproute2 xl2tpd l2tpns freeradius
+# tshark (those .ci/run installs), plus cargo. Everything it starts or creates is
 # removed on exit, also on failure or Ctrl-C. L2TP_DEMO_KEEP=1 keeps the
 # scratch directory (configs, logs, captures).
 set -euo pipefail
@@ -182,6 +190,7 @@ summary() {
 need ip iproute2
 need xl2tpd xl2tpd
 need l2tpns l2tpns
+need freeradius freeradius
 need dumpcap tshark
 need tshark tshark
 need cargo "a Rust toolchain"
@@ -227,7 +236,7 @@ lab
 render l2tpns.cfg.in "$WORK/l2tpns.cfg" \
     LOG_FILE="$WORK/l2tpns-log.txt" PID_FILE="$WORK/l2tpns.pid" HOSTNAME=l2tpns-lns \
     BIND_ADDR=$LNS_ADDR SECRET="$SECRET" RADIUS_PORT=18120 RADIUS_SECRET=demo-radius \
-    DNS_ADDR=$LNS_ADDR
+    DNS_ADDR=192.0.2.53 DNS2_ADDR=192.0.2.54
 start l2tpns "$TAG-lns" l2tpns -c "$WORK/l2tpns.cfg"
 echo "waiting for l2tpns to elect itself cluster master (about 3 s)"
 wait_for "$WORK/l2tpns-log.txt" "I am declaring myself the master" 30
@@ -245,4 +254,45 @@ grep -E 'tunnel|session|Received|Sending|LCP' "$WORK/l2tpns-log.txt" | grep -v '
 summary l2tpns
 [[ $lacd_status -eq 0 ]] || die "lacd exited with status $lacd_status"
 
-say "done: both scenarios ran"
+# --- 3. our PPP subscribers -> our LAC -> l2tpns + FreeRADIUS ----------------
+say "3. our PPP subscribers through our LAC against l2tpns, FreeRADIUS beside it"
+echo "(the integration test interop_l2tpns_ppp: it builds its own lab and checks every step)"
+cargo test --quiet --manifest-path "$ROOT/Cargo.toml" -p controlplane --test interop_l2tpns_ppp \
+    --no-run 2>&1 | grep -v '^\s*$' || true
+ppp_status=0
+L2TP_INTEROP_KEEP=1 timeout 300 cargo test --quiet --manifest-path "$ROOT/Cargo.toml" \
+    -p controlplane --test interop_l2tpns_ppp -- --nocapture >"$WORK/ppp-test.log" 2>&1 ||
+    ppp_status=$?
+PPP_DIR=$(sed -n 's/^.*kept \(\/tmp\/l2tp-interop-[^ ]*\).*$/\1/p' "$WORK/ppp-test.log" | tail -n 1)
+if [[ $ppp_status -ne 0 ]]; then
+    tail -n 60 "$WORK/ppp-test.log"
+    [[ -n $PPP_DIR ]] && rm -rf "$PPP_DIR"
+    die "the PPP scenario failed (status $ppp_status)"
+fi
+[[ -n $PPP_DIR && -d $PPP_DIR ]] || die "the PPP scenario kept no scratch directory"
+say "what our subscribers measured"
+grep -E 'setup rate|one session alone|test result' "$WORK/ppp-test.log"
+say "what l2tpns logged about authentication and addresses (first subscribers)"
+grep -E 'authentication allowed|assign_ip_address|Assigned' "$PPP_DIR/l2tpns-log.txt" | head -n 8
+echo "... $(grep -c 'authentication allowed' "$PPP_DIR/l2tpns-log.txt") logins allowed in all"
+say "what FreeRADIUS accounted (detail file)"
+for status in Start Stop; do
+    echo "Acct-Status-Type = $status: $(grep -c "Acct-Status-Type = $status" \
+        "$PPP_DIR/radius/radacct/detail") records"
+done
+grep -m 1 -B 1 -A 9 'Acct-Status-Type = Start' "$PPP_DIR/radius/radacct/detail"
+say "what was on the wire (l2tpns-ppp, tshark): the tunnel and the first two subscribers"
+tshark -n -r "$PPP_DIR/l2tpns-ppp.pcap" -d udp.port==1701,l2tp -Y l2tp 2>/dev/null | head -n 60
+echo "... $(tshark -n -r "$PPP_DIR/l2tpns-ppp.pcap" -d udp.port==1701,l2tp -Y l2tp 2>/dev/null |
+    wc -l) L2TP packets in all"
+problems=$(tshark -n -r "$PPP_DIR/l2tpns-ppp.pcap" -d udp.port==1701,l2tp \
+    -Y '_ws.malformed || _ws.expert.severity >= error' 2>/dev/null)
+if [[ -n ${L2TP_DEMO_KEEP:-} ]]; then
+    echo "kept $PPP_DIR"
+else
+    rm -rf "$PPP_DIR"
+fi
+[[ -z $problems ]] || die "tshark found problems: $problems"
+echo "(tshark: no malformed packet, no error)"
+
+say "done: all three scenarios ran"

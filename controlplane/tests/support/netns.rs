@@ -4,7 +4,9 @@
 //! tests running side by side, in one binary or several, never share one),
 //! joins them with veth pairs, runs and spawns programs inside them, and on
 //! drop — also when the test panics — kills every process group it spawned and
-//! deletes every namespace (which deletes the veths inside). Nothing is created
+//! deletes every namespace (which deletes the veths inside). If the test
+//! process is killed instead, its peers die with it (parent-death signal)
+//! and the next run of the same test deletes its namespaces. Nothing is created
 //! in the root namespace: veth ends are created directly inside their
 //! namespaces, so the addresses used (10.200.N.0/24) exist only there and no
 //! packet of a test can reach the machine's real network.
@@ -186,6 +188,7 @@ impl Lab {
         require_program("ip", "iproute2")?;
         require_program("timeout", "coreutils")?;
         let tag = format!("{test}-{}", std::process::id());
+        sweep_orphans(test);
         let dir = std::env::temp_dir().join(format!("l2tp-interop-{tag}"));
         if dir.exists() {
             fs::remove_dir_all(&dir)?;
@@ -273,14 +276,27 @@ impl Lab {
         let log = self.path(&format!("{label}.log"));
         let out = OpenOptions::new().create(true).append(true).open(&log)?;
         let err = out.try_clone()?;
-        let child = Command::new("ip")
+        let mut child = Command::new("ip");
+        child
             .args(["netns", "exec", &ns.name])
             .args(argv)
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
-            .process_group(0)
-            .spawn()?;
+            .process_group(0);
+        // SAFETY: the closure runs in the forked child before exec and only
+        // makes one async-signal-safe system call (prctl).
+        unsafe {
+            // Should this test process die without its guard running (a
+            // SIGKILL, a timeout's SIGTERM), the peer dies with it instead of
+            // living on in a namespace nobody will delete. The signal comes
+            // when the spawning thread ends: the test's own, after the guard.
+            child.pre_exec(|| {
+                rustix::process::set_parent_process_death_signal(Some(Signal::KILL))
+                    .map_err(io::Error::from)
+            });
+        }
+        let child = child.spawn()?;
         self.processes.push(Process {
             label: label.to_owned(),
             child,
@@ -417,11 +433,51 @@ impl Drop for Lab {
         }
         if std::thread::panicking() {
             eprintln!("{}", self.report());
-            eprintln!("kept {} for inspection", self.dir.display());
+            eprintln!(
+                "kept {} for inspection (until this test runs again)",
+                self.dir.display()
+            );
         } else if std::env::var_os("L2TP_INTEROP_KEEP").is_some() {
-            eprintln!("L2TP_INTEROP_KEEP set: kept {}", self.dir.display());
+            eprintln!(
+                "L2TP_INTEROP_KEEP set: kept {} (until this test runs again)",
+                self.dir.display()
+            );
         } else {
             let _ = fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// Deletes the namespaces `<test>-<pid>-*` left by a process of this test
+/// that died without its guard running (killed): only those whose pid is no
+/// longer alive, so a lab of a live run is never touched.
+/// Its scratch directory `l2tp-interop-<test>-<pid>` goes too.
+fn sweep_orphans(test: &str) {
+    // The pid of `<test>-<pid>[-role]` if that process is gone. The role
+    // follows the pid; a test name that is a prefix of another (`l2tpns` of
+    // `l2tpns-ppp`) leaves a non-number there: not ours.
+    let orphan = |name: &str| {
+        let rest = name.strip_prefix(test)?.strip_prefix('-')?;
+        let pid = rest.split('-').next()?.parse::<u32>().ok()?;
+        (!Path::new("/proc").join(pid.to_string()).exists()).then_some(pid)
+    };
+    for entry in fs::read_dir("/run/netns").into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if orphan(&name).is_some() {
+            if let Err(e) = run(&["ip", "netns", "del", &name]) {
+                eprintln!("lab: cannot delete the orphaned namespace {name}: {e}");
+            }
+        }
+    }
+    let temp = std::env::temp_dir();
+    for entry in fs::read_dir(&temp).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name
+            .strip_prefix("l2tp-interop-")
+            .and_then(orphan)
+            .is_some()
+        {
+            let _ = fs::remove_dir_all(entry.path());
         }
     }
 }
