@@ -19,76 +19,23 @@
 
 use std::hint::black_box;
 
+use bench::Path;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use dataplane::io::memory::MemoryPort;
-use dataplane::testkit::{self as lab, Encoding};
-use dataplane::worker::{Role, Worker};
 
 const BURSTS: [usize; 2] = [32, 64];
 const SESSION_COUNTS: [usize; 2] = [1, 100_000];
 /// Distinct input frames cycled through (each for its own session when
 /// there are enough sessions).
 const FRAMES: usize = 4096;
-/// Subscriber payload after the inner IPv4 and UDP headers: a small
-/// packet, where the per-packet work dominates.
-const PAYLOAD: usize = 26;
-
-#[derive(Clone, Copy)]
-enum Path {
-    LnsUpstream,
-    LnsDownstream,
-    LacRelay,
-}
-
-impl Path {
-    fn name(self) -> &'static str {
-        match self {
-            Path::LnsUpstream => "lns_upstream",
-            Path::LnsDownstream => "lns_downstream",
-            Path::LacRelay => "lac_relay",
-        }
-    }
-
-    fn role(self) -> Role {
-        match self {
-            Path::LacRelay => Role::Lac,
-            _ => Role::Lns,
-        }
-    }
-
-    /// Input frame `n` (port, bytes) for a table of `sessions`.
-    fn frame(self, n: usize, sessions: usize) -> (usize, Vec<u8>) {
-        // A stride coprime with the session count spreads the sessions.
-        let i = (n * 7919) % sessions;
-        match self {
-            Path::LnsUpstream => (0, lab::lns_upstream(i, PAYLOAD, Encoding::default())),
-            Path::LnsDownstream => (1, lab::lns_downstream(i, PAYLOAD)),
-            Path::LacRelay if n % 2 == 0 => (0, lab::lac_upstream(i, PAYLOAD)),
-            Path::LacRelay => (1, lab::lac_downstream(i, PAYLOAD)),
-        }
-    }
-}
-
-fn worker(path: Path, sessions: usize, burst: usize) -> Worker<MemoryPort> {
-    let config = dataplane::worker::WorkerConfig {
-        burst,
-        ..lab::config(path.role(), sessions)
-    };
-    lab::worker_with(
-        config,
-        sessions,
-        [lab::port(lab::ACCESS_MAC), lab::port(lab::CORE_MAC)],
-    )
-}
 
 fn fastpath(c: &mut Criterion) {
-    for path in [Path::LnsUpstream, Path::LnsDownstream, Path::LacRelay] {
+    for path in Path::ALL {
         let mut group = c.benchmark_group(format!("fastpath/{}", path.name()));
         for sessions in SESSION_COUNTS {
             let frames: Vec<(usize, Vec<u8>)> =
                 (0..FRAMES).map(|n| path.frame(n, sessions)).collect();
             for burst in BURSTS {
-                let mut w = worker(path, sessions, burst);
+                let mut w = path.worker(sessions, burst);
                 group.throughput(Throughput::Elements(burst as u64));
                 let id = BenchmarkId::new(format!("burst{burst}"), format!("{sessions}sessions"));
                 let mut next = 0;
