@@ -271,7 +271,7 @@ if [[ $ppp_status -ne 0 ]]; then
 fi
 [[ -n $PPP_DIR && -d $PPP_DIR ]] || die "the PPP scenario kept no scratch directory"
 say "what our subscribers measured"
-grep -E 'setup rate|one session alone|test result' "$WORK/ppp-test.log"
+grep -E 'setup rate|one session alone|overtook|test result' "$WORK/ppp-test.log"
 say "what l2tpns logged about authentication and addresses (first subscribers)"
 grep -E 'authentication allowed|assign_ip_address|Assigned' "$PPP_DIR/l2tpns-log.txt" | head -n 8
 echo "... $(grep -c 'authentication allowed' "$PPP_DIR/l2tpns-log.txt") logins allowed in all"
