@@ -10,3 +10,5 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 # Namespace tests start real daemons; one test thread per core keeps them from
 # starving each other on small machines.
 cargo test --workspace --locked -- --test-threads=2
+# The fast path's instruction-count gate against bench/baseline/ (callgrind).
+bash bench/gate.sh

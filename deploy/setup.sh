@@ -8,6 +8,8 @@ packages=(
     clang llvm libelf-dev zlib1g-dev libpcap-dev pkg-config m4
     # the lab and the tests
     iproute2 nftables procps
+    # the instruction-count gate of the fast path (bench/gate.sh)
+    valgrind
     # real peers and the dissector we check our packets with
     tshark xl2tpd l2tpns freeradius
 )
