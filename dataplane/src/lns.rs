@@ -8,9 +8,11 @@
 
 use crate::counters::{DropReason, PathKind};
 use crate::io::Descriptor;
-use crate::path::{decide, narrow, no_neighbour, Datapath, Ipv4Info, L2tpData, Verdict};
+use crate::path::{
+    decide, narrow, no_neighbour, write_ethernet, Datapath, Ipv4Info, L2tpData, Verdict,
+};
 use crate::punt::PuntReason;
-use crate::wire::ethernet::{self, EtherType};
+use crate::wire::ethernet::EtherType;
 use crate::wire::{checksum, ipv4, ppp};
 
 /// IPv4 and TCP headers without options: what an MSS leaves out of the MTU
@@ -72,22 +74,10 @@ impl Datapath {
         forward_ipv4(frame, &ip, mru);
         // Decapsulation freed at least the outer headers, so the new
         // Ethernet header fits in front of the inner packet.
-        let Some(start) = ip.start.checked_sub(ethernet::HEADER_LEN) else {
+        let Some(start) = write_ethernet(frame, ip.start, neighbour.mac, src_mac, EtherType::Ipv4)
+        else {
             return Verdict::Drop(DropReason::NoHeadroom);
         };
-        let written = frame.get_mut(start..ip.start).map(|buf| {
-            ethernet::Repr {
-                dst_addr: neighbour.mac,
-                src_addr: src_mac,
-                outer_tag: None,
-                inner_tag: None,
-                ethertype: EtherType::Ipv4,
-            }
-            .emit(buf)
-        });
-        if !matches!(written, Some(Ok(_))) {
-            return Verdict::Drop(DropReason::EncapsulationFailed);
-        }
         narrow(d, start..ip.end);
         if let Some(s) = self.tables.session_mut(data.session) {
             s.counters.upstream_packets += 1;

@@ -14,7 +14,7 @@ use crate::counters::{Counters, DropReason, PathKind};
 use crate::io::Descriptor;
 use crate::lac::HoldRings;
 use crate::punt::PuntReason;
-use crate::table::{SessionKey, Tables};
+use crate::table::{OuterTemplate, SessionKey, Tables, OUTER_LEN};
 use crate::wire::ethernet::{self, EtherType};
 use crate::wire::{ipv4, l2tp, pppoe, udp};
 
@@ -83,16 +83,57 @@ impl Ipv4Info {
         let Some(bytes) = frame.get(start..end) else {
             return Break(Verdict::Drop(malformed));
         };
+        // The common case, version 4 without options, at fixed offsets in
+        // a fixed-size array: no length arithmetic, no bounds checks.
+        let Some(header) = bytes.first_chunk::<{ ipv4::HEADER_LEN }>() else {
+            return Break(Verdict::Drop(malformed));
+        };
+        if header[0] != 0x45 {
+            return Ipv4Info::parse_with_options(bytes, start, malformed);
+        }
+        let ip = ipv4::Packet::new_unchecked(header);
+        let total_len = usize::from(ip.total_len());
+        // What `check_len` checks, for IHL 5.
+        if total_len < ipv4::HEADER_LEN || total_len > bytes.len() {
+            return Break(Verdict::Drop(malformed));
+        }
+        if !ip.verify_checksum() {
+            return Break(Verdict::Drop(DropReason::Ipv4Checksum));
+        }
+        Continue(Ipv4Info::from_packet(&ip, start, total_len))
+    }
+
+    /// Any other first byte: options, or not version 4 at all.
+    #[cold]
+    #[inline(never)]
+    fn parse_with_options(
+        bytes: &[u8],
+        start: usize,
+        malformed: DropReason,
+    ) -> ControlFlow<Verdict, Ipv4Info> {
         let Ok(ip) = ipv4::Packet::new_checked(bytes) else {
             return Break(Verdict::Drop(malformed));
         };
         if !ip.verify_checksum() {
             return Break(Verdict::Drop(DropReason::Ipv4Checksum));
         }
-        Continue(Ipv4Info {
+        Continue(Ipv4Info::from_packet(
+            &ip,
+            start,
+            usize::from(ip.total_len()),
+        ))
+    }
+
+    #[inline]
+    fn from_packet<T: AsRef<[u8]>>(
+        ip: &ipv4::Packet<T>,
+        start: usize,
+        total_len: usize,
+    ) -> Ipv4Info {
+        Ipv4Info {
             start,
             header_len: ip.header_len(),
-            end: start + usize::from(ip.total_len()),
+            end: start + total_len,
             src: ip.src_addr(),
             dst: ip.dst_addr(),
             ttl: ip.ttl(),
@@ -100,7 +141,7 @@ impl Ipv4Info {
             dont_frag: ip.dont_frag(),
             is_fragment: ip.is_fragment(),
             first_fragment: ip.frag_offset() == 0,
-        })
+        }
     }
 
     pub(crate) fn range(&self) -> Range<usize> {
@@ -121,10 +162,6 @@ pub(crate) struct L2tpData {
     /// The PPP frame, absolute in the frame.
     pub(crate) ppp: Range<usize>,
 }
-
-/// Length of the outer headers the fast path writes in front of a PPP
-/// frame, without the L2TP header.
-const OUTER_LEN: usize = ethernet::HEADER_LEN + ipv4::HEADER_LEN + udp::HEADER_LEN;
 
 /// A worker's packet processing state: everything but the ports.
 #[derive(Debug)]
@@ -156,11 +193,16 @@ impl Datapath {
         let Some(bytes) = frame.get(range) else {
             return Verdict::Drop(DropReason::MalformedEthernet);
         };
-        let Ok(eth) = ethernet::Frame::new_checked(bytes) else {
-            return Verdict::Drop(DropReason::MalformedEthernet);
+        // Untagged frames, the common case, at a fixed offset; tagged ones
+        // through the codec, which counts the tags.
+        let (l3, ethertype) = match bytes.first_chunk::<{ ethernet::HEADER_LEN }>() {
+            Some(header) => match EtherType::from(u16::from_be_bytes([header[12], header[13]])) {
+                tag if tag.is_vlan_tag() => decide!(tagged(bytes, start)),
+                ethertype => (start + ethernet::HEADER_LEN, ethertype),
+            },
+            None => return Verdict::Drop(DropReason::MalformedEthernet),
         };
-        let l3 = start + eth.header_len();
-        match (eth.ethertype(), self.role) {
+        match (ethertype, self.role) {
             (EtherType::Ipv4, _) => self.ipv4(frame, d, l3, end),
             (EtherType::PppoeSession, Role::Lac) => self.lac_upstream(frame, d, in_port, l3, end),
             (EtherType::Arp | EtherType::PppoeDiscovery, _) => Verdict::Punt(PuntReason::Local),
@@ -282,27 +324,20 @@ impl Datapath {
         let Some(session) = self.tables.session(index) else {
             return Verdict::Drop(DropReason::UnknownSession);
         };
-        let config = session.config;
-        let ns = session.next_ns;
-        let Some(tunnel) = self.tables.tunnel(config.key.tunnel_id).copied() else {
-            return Verdict::Drop(DropReason::SessionWithoutTunnel);
-        };
-        let Some(neighbour) = self.tables.neighbour(tunnel.next_hop) else {
-            *d = Descriptor {
-                frame: d.frame,
-                offset: ppp_start as u32,
-                len: ppp_len as u32,
-            };
-            return no_neighbour(tunnel.next_hop);
-        };
-        let Some(&src_mac) = self.port_macs.get(usize::from(neighbour.port)) else {
-            return Verdict::Drop(DropReason::NoNeighbour);
+        let (tunnel_id, peer_session_id) =
+            (session.config.key.tunnel_id, session.config.peer_session_id);
+        let (sequencing, ns) = (session.config.sequencing, session.next_ns);
+        if self.tables.outer_template(tunnel_id).is_none() {
+            decide!(self.build_outer_template(tunnel_id, d, ppp_start, ppp_len));
+        }
+        let Some(template) = self.tables.outer_template(tunnel_id) else {
+            return Verdict::Drop(DropReason::EncapsulationFailed);
         };
         // RFC 2661 §5.4: when sequencing is on, every data message carries
         // Ns; Nr is reserved in data messages and sent as 0.
         let header = l2tp::HeaderRepr {
-            sequence: config.sequencing.then_some((ns, 0)),
-            ..l2tp::HeaderRepr::data(tunnel.peer_tunnel_id, config.peer_session_id)
+            sequence: sequencing.then_some((ns, 0)),
+            ..l2tp::HeaderRepr::data(template.peer_tunnel_id, peer_session_id)
         };
         let l2tp_len = header.buffer_len();
         let Some(start) = ppp_start.checked_sub(OUTER_LEN + l2tp_len) else {
@@ -311,12 +346,67 @@ impl Datapath {
         let Some(buf) = frame.get_mut(start..ppp_start) else {
             return Verdict::Drop(DropReason::NoHeadroom);
         };
-        let (eth_buf, rest) = buf.split_at_mut(ethernet::HEADER_LEN);
-        let (ip_buf, rest) = rest.split_at_mut(ipv4::HEADER_LEN);
-        let (udp_buf, l2tp_buf) = rest.split_at_mut(udp::HEADER_LEN);
-        let udp_payload = l2tp_len + ppp_len;
+        let (outer, l2tp_buf) = buf.split_at_mut(OUTER_LEN);
+        let udp_len = udp::HEADER_LEN + l2tp_len + ppp_len;
+        let Ok(total_len) = u16::try_from(ipv4::HEADER_LEN + udp_len) else {
+            return Verdict::Drop(DropReason::EncapsulationFailed);
+        };
         let ident = self.next_ident;
         self.next_ident = ident.wrapping_add(1);
+        outer.copy_from_slice(&template.bytes);
+        // The IPv4 checksum from the template's partial sum (RFC 1071
+        // §2(C)): only Total Length and Identification differ per packet.
+        let check =
+            !ipv4::fold64(u64::from(template.ipv4_sum) + u64::from(total_len) + u64::from(ident));
+        const IP: usize = ethernet::HEADER_LEN;
+        const UDP: usize = IP + ipv4::HEADER_LEN;
+        outer[IP + 2..IP + 4].copy_from_slice(&total_len.to_be_bytes());
+        outer[IP + 4..IP + 6].copy_from_slice(&ident.to_be_bytes());
+        outer[IP + 10..IP + 12].copy_from_slice(&check.to_be_bytes());
+        // Fits: it is shorter than the Total Length.
+        outer[UDP + 4..UDP + 6].copy_from_slice(&(udp_len as u16).to_be_bytes());
+        if header.emit(l2tp_buf, ppp_len).is_err() {
+            return Verdict::Drop(DropReason::EncapsulationFailed);
+        }
+        let port = usize::from(template.port);
+        if sequencing {
+            if let Some(s) = self.tables.session_mut(index) {
+                s.next_ns = ns.wrapping_add(1);
+            }
+        }
+        d.offset = start as u32;
+        d.len = (OUTER_LEN + l2tp_len + ppp_len) as u32;
+        Verdict::Forward(port)
+    }
+
+    /// Build tunnel `tunnel_id`'s outer headers after a table change, or
+    /// say why its packets cannot be sent.
+    #[cold]
+    #[inline(never)]
+    fn build_outer_template(
+        &mut self,
+        tunnel_id: u16,
+        d: &mut Descriptor,
+        ppp_start: usize,
+        ppp_len: usize,
+    ) -> ControlFlow<Verdict> {
+        let Some(tunnel) = self.tables.tunnel(tunnel_id).copied() else {
+            return Break(Verdict::Drop(DropReason::SessionWithoutTunnel));
+        };
+        let Some(neighbour) = self.tables.neighbour(tunnel.next_hop) else {
+            *d = Descriptor {
+                frame: d.frame,
+                offset: ppp_start as u32,
+                len: ppp_len as u32,
+            };
+            return Break(no_neighbour(tunnel.next_hop));
+        };
+        let Some(&src_mac) = self.port_macs.get(usize::from(neighbour.port)) else {
+            return Break(Verdict::Drop(DropReason::NoNeighbour));
+        };
+        let mut bytes = [0u8; OUTER_LEN];
+        let (eth_buf, rest) = bytes.split_at_mut(ethernet::HEADER_LEN);
+        let (ip_buf, udp_buf) = rest.split_at_mut(ipv4::HEADER_LEN);
         let written = ethernet::Repr {
             dst_addr: neighbour.mac,
             src_addr: src_mac,
@@ -333,11 +423,11 @@ impl Datapath {
                 ttl: self.outer_ttl,
                 dscp: 0,
                 ecn: 0,
-                ident,
+                ident: 0,
                 dont_frag: false,
                 more_frags: false,
                 frag_offset: 0,
-                payload_len: udp::HEADER_LEN + udp_payload,
+                payload_len: 0,
             }
             .emit(ip_buf)
             .is_ok()
@@ -345,22 +435,30 @@ impl Datapath {
             & udp::Repr {
                 src_port: tunnel.local.port(),
                 dst_port: tunnel.peer.port(),
-                payload_len: udp_payload,
+                payload_len: 0,
             }
             .emit(udp_buf)
-            .is_ok()
-            & header.emit(l2tp_buf, ppp_len).is_ok();
+            .is_ok();
         if !written {
-            return Verdict::Drop(DropReason::EncapsulationFailed);
+            return Break(Verdict::Drop(DropReason::EncapsulationFailed));
         }
-        if config.sequencing {
-            if let Some(s) = self.tables.session_mut(index) {
-                s.next_ns = ns.wrapping_add(1);
-            }
-        }
-        d.offset = start as u32;
-        d.len = (OUTER_LEN + l2tp_len + ppp_len) as u32;
-        Verdict::Forward(usize::from(neighbour.port))
+        // Zero what each packet patches: Total Length and Checksum (the
+        // Identification is already 0), and the UDP Length.
+        ip_buf[2..4].fill(0);
+        ip_buf[10..12].fill(0);
+        udp_buf[4..6].fill(0);
+        let ipv4_sum = ipv4::header_sum(ip_buf);
+        self.tables.set_outer_template(
+            tunnel_id,
+            OuterTemplate {
+                generation: 0,
+                port: neighbour.port,
+                peer_tunnel_id: tunnel.peer_tunnel_id,
+                bytes,
+                ipv4_sum,
+            },
+        );
+        Continue(())
     }
 
     /// Prepend Ethernet/PPPoE to the PPP frame (Protocol field first) at
@@ -381,32 +479,29 @@ impl Datapath {
             return Verdict::Drop(DropReason::UnknownPppoeSession);
         };
         const HEAD: usize = ethernet::HEADER_LEN + pppoe::HEADER_LEN;
-        let Some(start) = ppp_start.checked_sub(HEAD) else {
+        let Some(pppoe_start) = ppp_start.checked_sub(pppoe::HEADER_LEN) else {
             return Verdict::Drop(DropReason::NoHeadroom);
         };
-        let Some(buf) = frame.get_mut(start..ppp_start) else {
-            return Verdict::Drop(DropReason::NoHeadroom);
-        };
-        let (eth_buf, pppoe_buf) = buf.split_at_mut(ethernet::HEADER_LEN);
-        let written = ethernet::Repr {
-            dst_addr: binding.subscriber_mac,
-            src_addr: src_mac,
-            outer_tag: None,
-            inner_tag: None,
-            ethertype: EtherType::PppoeSession,
-        }
-        .emit(eth_buf)
-        .is_ok()
-            & pppoe::Repr {
+        let written = frame.get_mut(pppoe_start..ppp_start).map(|buf| {
+            pppoe::Repr {
                 code: pppoe::Code::Session,
                 session_id: binding.session_id,
                 payload_len: ppp_len,
             }
-            .emit(pppoe_buf)
-            .is_ok();
-        if !written {
+            .emit(buf)
+        });
+        if !matches!(written, Some(Ok(_))) {
             return Verdict::Drop(DropReason::EncapsulationFailed);
         }
+        let Some(start) = write_ethernet(
+            frame,
+            pppoe_start,
+            binding.subscriber_mac,
+            src_mac,
+            EtherType::PppoeSession,
+        ) else {
+            return Verdict::Drop(DropReason::NoHeadroom);
+        };
         d.offset = start as u32;
         d.len = (HEAD + ppp_len) as u32;
         Verdict::Forward(usize::from(binding.port))
@@ -417,6 +512,37 @@ impl Datapath {
     pub(crate) fn forwarded(&mut self, path: PathKind) {
         self.counters.forwarded[path as usize] += 1;
     }
+}
+
+/// Where the payload of a VLAN-tagged frame starts, and its EtherType.
+#[cold]
+#[inline(never)]
+fn tagged(bytes: &[u8], start: usize) -> ControlFlow<Verdict, (usize, EtherType)> {
+    match ethernet::Frame::new_checked(bytes) {
+        Ok(eth) => Continue((start + eth.header_len(), eth.ethertype())),
+        Err(_) => Break(Verdict::Drop(DropReason::MalformedEthernet)),
+    }
+}
+
+/// Write an untagged Ethernet header in front of `at`: what
+/// `ethernet::Repr::emit` writes for a Repr without tags, as three stores.
+/// Returns the header's start, `None` when the headroom is too small.
+#[inline]
+pub(crate) fn write_ethernet(
+    frame: &mut [u8],
+    at: usize,
+    dst: ethernet::Address,
+    src: ethernet::Address,
+    ethertype: EtherType,
+) -> Option<usize> {
+    let start = at.checked_sub(ethernet::HEADER_LEN)?;
+    let header = frame
+        .get_mut(start..)?
+        .first_chunk_mut::<{ ethernet::HEADER_LEN }>()?;
+    header[..6].copy_from_slice(&dst.0);
+    header[6..12].copy_from_slice(&src.0);
+    header[12..].copy_from_slice(&u16::from(ethertype).to_be_bytes());
+    Some(start)
 }
 
 /// The next hop has no MAC address: drop, and ask the control plane to
@@ -435,4 +561,54 @@ pub(crate) fn no_neighbour(next_hop: Ipv4Addr) -> Verdict {
 pub(crate) fn narrow(d: &mut Descriptor, range: Range<usize>) {
     d.offset = range.start as u32;
     d.len = (range.end - range.start) as u32;
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::table::Neighbour;
+    use crate::testkit as lab;
+    use crate::update::Update;
+    use crate::wire::{ethernet, ipv4};
+    use crate::worker::Role;
+
+    /// Send one downstream packet through `w` and return what left.
+    fn downstream(w: &mut crate::worker::Worker<crate::io::memory::MemoryPort>) -> Vec<u8> {
+        assert!(w.ports_mut()[1].push_rx(&lab::lns_downstream(0, 26)));
+        w.poll();
+        let Some(out) = w.ports_mut()[0].pop_tx() else {
+            panic!("nothing forwarded: {:?}", w.counters())
+        };
+        out
+    }
+
+    #[test]
+    fn outer_templates_follow_neighbour_changes() {
+        let mut w = lab::worker(Role::Lns, 1);
+        let first = downstream(&mut w);
+        assert_eq!(&first[..6], &lab::PEER_MAC.0);
+        let moved = ethernet::Address([0x02, 0, 0, 0, 0x09, 0x09]);
+        let channels = w.channels();
+        let update = Update::UpsertNeighbour {
+            addr: lab::PEER_ADDR,
+            neighbour: Neighbour {
+                mac: moved,
+                port: lab::ACCESS_PORT,
+            },
+        };
+        assert!(channels.send(update).is_ok());
+        w.apply_all_updates();
+        let second = downstream(&mut w);
+        assert_eq!(&second[..6], &moved.0, "the template was rebuilt");
+        for frame in [&first, &second] {
+            let ip = ipv4::Packet::new_checked(&frame[ethernet::HEADER_LEN..]).unwrap();
+            assert!(ip.verify_checksum());
+            assert_eq!(
+                usize::from(ip.total_len()),
+                frame.len() - ethernet::HEADER_LEN
+            );
+        }
+        // Identification differs, so the patched checksum did too.
+        assert_ne!(first[14 + 4..14 + 6], second[14 + 4..14 + 6]);
+        assert_eq!(w.counters().total_drops(), 0);
+    }
 }

@@ -9,7 +9,7 @@
 
 use core::net::{Ipv4Addr, SocketAddrV4};
 
-use crate::wire::ethernet;
+use crate::wire::{ethernet, ipv4, udp};
 
 /// A fixed-capacity map from a 64-bit key to a `Copy` value: linear
 /// probing with backward-shift deletion, so no tombstones pile up under
@@ -264,10 +264,50 @@ pub enum TableError {
     Invalid,
 }
 
+/// Length of the outer headers of an L2TP data message: Ethernet, IPv4
+/// without options, UDP.
+pub(crate) const OUTER_LEN: usize = ethernet::HEADER_LEN + ipv4::HEADER_LEN + udp::HEADER_LEN;
+
+/// The outer Ethernet/IPv4/UDP headers of a tunnel's data messages, built
+/// once: every packet of every session of the tunnel sends the same bytes
+/// but for the IPv4 Total Length, Identification and Checksum and the UDP
+/// Length, which the fast path patches in.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct OuterTemplate {
+    /// Valid while equal to the tables' generation: any change to tunnels
+    /// or neighbours makes every template stale, and the next packet of a
+    /// tunnel rebuilds its own.
+    pub(crate) generation: u32,
+    /// The port toward the next hop.
+    pub(crate) port: u8,
+    /// The peer's Tunnel ID, for the L2TP header.
+    pub(crate) peer_tunnel_id: u16,
+    /// The headers, with the patched fields zero (UDP checksum 0: none).
+    pub(crate) bytes: [u8; OUTER_LEN],
+    /// One's-complement sum of the IPv4 header with the patched fields
+    /// zero: the checksum is then three adds (RFC 1071 §2(C), incremental).
+    pub(crate) ipv4_sum: u16,
+}
+
+impl OuterTemplate {
+    const STALE: OuterTemplate = OuterTemplate {
+        generation: 0,
+        port: 0,
+        peer_tunnel_id: 0,
+        bytes: [0; OUTER_LEN],
+        ipv4_sum: 0,
+    };
+}
+
 /// A worker's tables.
 #[derive(Debug)]
 pub struct Tables {
     tunnels: Box<[Option<Tunnel>]>,
+    /// By our Tunnel ID, beside `tunnels` so that a packet reads only its
+    /// own tunnel's template.
+    outer: Box<[OuterTemplate]>,
+    /// Bumped by every change a template depends on.
+    generation: u32,
     sessions: Vec<Option<Session>>,
     free_sessions: Vec<u32>,
     by_l2tp: FixedMap<u32>,
@@ -287,6 +327,8 @@ impl Tables {
         };
         Tables {
             tunnels: vec![None; 1 << 16].into_boxed_slice(),
+            outer: vec![OuterTemplate::STALE; 1 << 16].into_boxed_slice(),
+            generation: 1,
             sessions: vec![None; max_sessions],
             free_sessions: (0..max_sessions as u32).rev().collect(),
             by_l2tp: FixedMap::with_capacity(max_sessions, 0),
@@ -310,13 +352,39 @@ impl Tables {
             return Err(TableError::Invalid);
         }
         self.tunnels[usize::from(tunnel.tunnel_id)] = Some(tunnel);
+        self.invalidate_templates();
         Ok(())
     }
 
     /// Remove a tunnel. Its sessions stay until removed (the worker removes
     /// them with [`Tables::session_slots`] and [`Tables::remove_session_at`]).
     pub fn remove_tunnel(&mut self, id: u16) -> Option<Tunnel> {
+        self.invalidate_templates();
         self.tunnels[usize::from(id)].take()
+    }
+
+    /// Make every outer template stale. On wrap-around (after four
+    /// billion updates) the old generations could match again, so they
+    /// are cleared.
+    fn invalidate_templates(&mut self) {
+        self.generation = self.generation.wrapping_add(1);
+        if self.generation == 0 {
+            self.outer.fill(OuterTemplate::STALE);
+            self.generation = 1;
+        }
+    }
+
+    /// Tunnel `id`'s outer template, when it is up to date.
+    #[inline]
+    pub(crate) fn outer_template(&self, id: u16) -> Option<&OuterTemplate> {
+        let template = &self.outer[usize::from(id)];
+        (template.generation == self.generation).then_some(template)
+    }
+
+    /// Store tunnel `id`'s outer template, current as of now.
+    pub(crate) fn set_outer_template(&mut self, id: u16, mut template: OuterTemplate) {
+        template.generation = self.generation;
+        self.outer[usize::from(id)] = template;
     }
 
     /// Slot index of the session with these ids.
@@ -461,6 +529,7 @@ impl Tables {
         addr: Ipv4Addr,
         neighbour: Neighbour,
     ) -> Result<(), TableError> {
+        self.invalidate_templates();
         if self.neighbours.insert(u64::from(addr.to_bits()), neighbour) {
             Ok(())
         } else {
@@ -470,6 +539,7 @@ impl Tables {
 
     /// Remove a neighbour.
     pub fn remove_neighbour(&mut self, addr: Ipv4Addr) -> Option<Neighbour> {
+        self.invalidate_templates();
         self.neighbours.remove(u64::from(addr.to_bits()))
     }
 
