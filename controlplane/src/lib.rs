@@ -9,6 +9,8 @@
 pub mod aaa;
 pub mod driver;
 pub mod l2tp;
+pub mod lns;
 pub mod ppp;
 pub mod sim;
+pub mod subscriber;
 pub mod time;

@@ -1,0 +1,1134 @@
+//! The LNS node, sans-IO: L2TP (LNS side), one PPP server link per session,
+//! authentication (local users file or RADIUS), the address pool and
+//! accounting, composed into the thing `lnsd` runs.
+//!
+//! # What happens to a session
+//!
+//! 1. The LAC opens an incoming call; when the L2TP session is up
+//!    ([`l2tp::Event::SessionUp`]) the node makes a [`PppLink`] in the server
+//!    role for it. If the ICCN carried proxy LCP (AVPs 26–28, RFC 2661
+//!    §4.4.5) the link starts from the LAC's negotiation (and proxy
+//!    authentication, AVPs 29–33) as [`PppConfig::proxy`] allows; otherwise
+//!    LCP starts from scratch.
+//! 2. PPP frames arrive as L2TP data messages ([`l2tp::Event::Data`]) and go
+//!    into the link; the link's frames go out with
+//!    [`l2tp::Endpoint::send_data`].
+//! 3. The link's credentials ([`ppp::Event::Authenticate`]) go to the
+//!    [`Authenticator`]; its verdict comes back through its events, and on
+//!    acceptance the node takes the subscriber's address (RADIUS
+//!    Framed-IP-Address reserved, 255.255.255.254 or none: from the pool)
+//!    and gives it to IPCP. A pool with nothing left ends the session
+//!    cleanly ([`Event::AddressUnavailable`], CDN result 4).
+//! 4. PPP up: [`Event::SessionEstablished`] with everything negotiated (what
+//!    the HA offload and the data plane need), accounting Start, and the
+//!    Session-Timeout and Idle-Timeout of the authenticator enforced.
+//! 5. PPP down: CDN to the LAC with a result code that says why (none when
+//!    the LAC or the tunnel ended it), address released, accounting Stop
+//!    with the Acct-Terminate-Cause of [`terminate_cause`],
+//!    [`Event::SessionDown`].
+//!
+//! # I/O
+//!
+//! The node speaks over one UDP socket: L2TP with the LACs and, when
+//! configured, RADIUS with its servers (a datagram from a RADIUS server's
+//! address goes to the RADIUS client, every other to L2TP). It implements
+//! both [`crate::sim::Node`] and [`crate::driver::Node`], so the same node
+//! runs in simulation and in `lnsd`.
+//!
+//! # Timers
+//!
+//! Every session's next deadline (its PPP timers, Session-Timeout,
+//! Idle-Timeout) sits in one ordered set, so a timeout touches only the
+//! sessions that are due, however many there are.
+
+pub(crate) mod deadlines;
+
+use core::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use core::time::Duration;
+use std::collections::{HashMap, VecDeque};
+
+use dataplane::wire::control::Avp;
+use dataplane::wire::ppp as ppp_wire;
+use rand_chacha::rand_core::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rand_core::RngCore;
+
+use crate::aaa::pool::{AddressPool, PoolError};
+use crate::aaa::radius::{
+    self, AccountingSession, AcctHandle, AcctStatus, Authentic, Counters, TerminateCause,
+};
+use crate::aaa::{
+    AuthHandle, AuthRequest, AuthResult, Authenticator, Credentials, FramedAddress, RejectReason,
+    SessionAttributes,
+};
+use crate::l2tp::codes::{cdn, error};
+use crate::l2tp::{
+    self, CallInfo, Endpoint, ResultCode, SessionDownReason, SessionHandle, TunnelDownReason,
+    TunnelHandle,
+};
+use crate::ppp::{
+    self, DownCause, Ipv4Assignment, LinkState, PppConfig, PppLink, PresentedSecret, ProxyAuth,
+    ProxyAuthType, ProxyLcp, ProxyOutcome,
+};
+use crate::time::Instant;
+use deadlines::Deadlines;
+
+/// How an LNS node behaves.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The L2TP side (host name, secret, timers). Must accept tunnels and
+    /// calls.
+    pub l2tp: l2tp::Config,
+    /// Every session's PPP link (authentication methods, keepalive, proxy
+    /// LCP policy).
+    pub ppp: PppConfig,
+    /// Our IPCP address: the subscriber's next hop.
+    pub gateway: Ipv4Addr,
+    /// DNS servers offered with IPCP (RFC 1877).
+    pub primary_dns: Option<Ipv4Addr>,
+    /// Second DNS server.
+    pub secondary_dns: Option<Ipv4Addr>,
+}
+
+impl Config {
+    /// An LNS called `host_name` with gateway address `gateway`, the L2TP
+    /// and PPP defaults and no DNS servers.
+    pub fn new(host_name: impl Into<String>, gateway: Ipv4Addr) -> Self {
+        let host_name = host_name.into();
+        let mut ppp = PppConfig::server();
+        ppp.auth.name = host_name.as_bytes().to_vec();
+        Config {
+            l2tp: l2tp::Config::lns(host_name),
+            ppp,
+            gateway,
+            primary_dns: None,
+            secondary_dns: None,
+        }
+    }
+}
+
+/// Why a session ended, as the node saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EndCause {
+    /// The PPP link went down by itself (echo failure, the subscriber's
+    /// Terminate-Request, failed negotiation or authentication).
+    Ppp(DownCause),
+    /// The LAC disconnected the call (CDN) with this result.
+    LacDisconnected(ResultCode),
+    /// The L2TP session failed on a protocol error.
+    L2tpError(ResultCode),
+    /// The tunnel carrying the session went down.
+    TunnelDown,
+    /// The operator cleared it ([`Node::clear_session`]).
+    AdminClear,
+    /// Session-Timeout ran out (RFC 2865 §5.27).
+    SessionTimeout,
+    /// Idle-Timeout ran out (RFC 2865 §5.28).
+    IdleTimeout,
+    /// The address pool had nothing left.
+    PoolExhausted,
+    /// The address the authenticator chose is held by another session.
+    AddressInUse(Ipv4Addr),
+}
+
+/// The Acct-Terminate-Cause (RFC 2866 §5.10) of a session that ended so.
+pub fn terminate_cause(cause: &EndCause) -> TerminateCause {
+    match cause {
+        // No answer to our echoes: the subscriber's line is gone.
+        EndCause::Ppp(DownCause::EchoFailure) => TerminateCause::LostCarrier,
+        EndCause::Ppp(DownCause::PeerTerminated) => TerminateCause::UserRequest,
+        EndCause::Ppp(DownCause::LowerLayerDown) => TerminateCause::LostCarrier,
+        EndCause::Ppp(DownCause::AdminClose) => TerminateCause::AdminReset,
+        EndCause::Ppp(DownCause::NoAddress) => TerminateCause::NasError,
+        EndCause::Ppp(DownCause::AuthFailed)
+        | EndCause::Ppp(DownCause::AuthTimeout)
+        | EndCause::Ppp(DownCause::AuthRefused) => TerminateCause::UserError,
+        EndCause::Ppp(_) => TerminateCause::ServiceUnavailable,
+        // RFC 2661 §4.4.2 CDN result 1 is loss of carrier on the LAC's side;
+        // result 3 is the LAC's administration; anything else is the LAC
+        // giving up on the call for its own reasons.
+        EndCause::LacDisconnected(r) => match r.result {
+            cdn::LOST_CARRIER | cdn::NO_CARRIER => TerminateCause::LostCarrier,
+            cdn::ADMINISTRATIVE => TerminateCause::NasRequest,
+            _ => TerminateCause::NasError,
+        },
+        EndCause::L2tpError(_) => TerminateCause::NasError,
+        EndCause::TunnelDown => TerminateCause::LostService,
+        EndCause::AdminClear => TerminateCause::AdminReset,
+        EndCause::SessionTimeout => TerminateCause::SessionTimeout,
+        EndCause::IdleTimeout => TerminateCause::IdleTimeout,
+        EndCause::PoolExhausted | EndCause::AddressInUse(_) => TerminateCause::NasError,
+    }
+}
+
+/// The CDN result we send the LAC for a session that ended so; `None` when
+/// the LAC or the tunnel ended it (nothing to tell).
+pub fn cdn_result(cause: &EndCause) -> Option<ResultCode> {
+    Some(match cause {
+        EndCause::LacDisconnected(_) | EndCause::L2tpError(_) | EndCause::TunnelDown => {
+            return None
+        }
+        EndCause::Ppp(DownCause::LowerLayerDown) => return None,
+        // RFC 2661 §4.4.2 result 1: "loss of carrier".
+        EndCause::Ppp(DownCause::EchoFailure) => {
+            ResultCode::with_message(cdn::LOST_CARRIER, "PPP echo failure")
+        }
+        EndCause::Ppp(DownCause::PeerTerminated) => {
+            ResultCode::with_message(cdn::ADMINISTRATIVE, "PPP terminated by the subscriber")
+        }
+        EndCause::Ppp(DownCause::AuthFailed) => {
+            ResultCode::with_error(cdn::GENERAL_ERROR, error::NONE, "PPP authentication failed")
+        }
+        EndCause::Ppp(c) => {
+            ResultCode::with_error(cdn::GENERAL_ERROR, error::NONE, format!("PPP down: {c:?}"))
+        }
+        EndCause::AdminClear => ResultCode::with_message(cdn::ADMINISTRATIVE, "cleared"),
+        EndCause::SessionTimeout => {
+            ResultCode::with_message(cdn::ADMINISTRATIVE, "session timeout")
+        }
+        EndCause::IdleTimeout => ResultCode::with_message(cdn::ADMINISTRATIVE, "idle timeout"),
+        // Result 4 (no facilities, temporary) with error 4 (insufficient
+        // resources): the LAC may try another LNS.
+        EndCause::PoolExhausted => ResultCode::with_error(
+            cdn::NO_FACILITIES_TEMPORARY,
+            error::INSUFFICIENT_RESOURCES,
+            "address pool exhausted",
+        ),
+        EndCause::AddressInUse(a) => ResultCode::with_error(
+            cdn::NO_FACILITIES_TEMPORARY,
+            error::INSUFFICIENT_RESOURCES,
+            format!("address {a} already in use"),
+        ),
+    })
+}
+
+/// A session whose PPP link is up: what was negotiated and agreed. This is
+/// what the HA offload carries and what the data plane is programmed with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EstablishedSession {
+    /// The session.
+    pub session: SessionHandle,
+    /// The LAC's address.
+    pub remote: SocketAddrV4,
+    /// Our Tunnel ID and the LAC's.
+    pub tunnel_ids: (u16, u16),
+    /// Our Session ID.
+    pub local_session_id: u16,
+    /// The LAC's Session ID (data messages go to it).
+    pub peer_session_id: u16,
+    /// The authenticated name.
+    pub username: String,
+    /// The subscriber's address.
+    pub address: Ipv4Addr,
+    /// LCP, authentication and IPCP as negotiated.
+    pub link: LinkState,
+    /// What the authenticator said (timeouts, Class, ...).
+    pub attributes: SessionAttributes,
+    /// Acct-Session-Id.
+    pub acct_session_id: String,
+    /// What became of proxy LCP.
+    pub proxy: ProxyOutcome,
+    /// How long from the L2TP session up to PPP up.
+    pub setup_time: Duration,
+}
+
+/// A session that ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndedSession {
+    /// The session.
+    pub session: SessionHandle,
+    /// The name it authenticated with (or tried to).
+    pub username: Option<String>,
+    /// The address it held (now released).
+    pub address: Option<Ipv4Addr>,
+    /// Why it ended.
+    pub cause: EndCause,
+    /// The Acct-Terminate-Cause of `cause`.
+    pub terminate_cause: TerminateCause,
+    /// The CDN result we sent, if we sent one.
+    pub cdn: Option<ResultCode>,
+    /// Whether PPP had been up.
+    pub was_established: bool,
+    /// Time from the L2TP session up to the end.
+    pub duration: Duration,
+}
+
+/// What the node reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A LAC's tunnel is up.
+    TunnelUp {
+        /// The tunnel.
+        tunnel: TunnelHandle,
+        /// The LAC.
+        remote: SocketAddrV4,
+        /// The LAC's Host Name.
+        peer_host_name: String,
+    },
+    /// A tunnel is down (its sessions ended just before).
+    TunnelDown {
+        /// The tunnel.
+        tunnel: TunnelHandle,
+        /// Why.
+        reason: TunnelDownReason,
+    },
+    /// PPP is up on a session.
+    SessionEstablished(Box<EstablishedSession>),
+    /// An established session renegotiated or opened another NCP.
+    SessionUpdated {
+        /// The session.
+        session: SessionHandle,
+        /// What is negotiated now.
+        link: Box<LinkState>,
+    },
+    /// The authenticator refused a subscriber (the link fails with CHAP
+    /// Failure or PAP Nak, then the session ends).
+    AuthRejected {
+        /// The session.
+        session: SessionHandle,
+        /// The name presented.
+        username: String,
+        /// Why, if known.
+        reason: Option<RejectReason>,
+    },
+    /// No address for an authenticated subscriber: the session ends.
+    AddressUnavailable {
+        /// The session.
+        session: SessionHandle,
+        /// The subscriber.
+        username: String,
+        /// What the pool said.
+        error: PoolError,
+    },
+    /// A session ended (for whatever reason, at whatever stage).
+    SessionDown(Box<EndedSession>),
+    /// An accounting record of a session: sent to the RADIUS accounting
+    /// servers when RADIUS is configured, reported here either way.
+    Accounting {
+        /// The session.
+        session: SessionHandle,
+        /// Acct-Session-Id.
+        acct_session_id: String,
+        /// Start or Stop (Interim-Updates are the RADIUS client's own).
+        status: AcctStatus,
+        /// Acct-Terminate-Cause, on Stop.
+        cause: Option<TerminateCause>,
+    },
+    /// RADIUS could not deliver an accounting record.
+    AccountingLost {
+        /// Which record.
+        status: AcctStatus,
+    },
+    /// A RADIUS server stopped answering.
+    RadiusServerDown {
+        /// The server.
+        address: SocketAddr,
+    },
+}
+
+/// Counters of the node.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NodeStats {
+    /// L2TP sessions that got a PPP link.
+    pub sessions_started: u64,
+    /// Sessions that reached PPP up.
+    pub sessions_established: u64,
+    /// Sessions that ended.
+    pub sessions_ended: u64,
+    /// Authentications refused.
+    pub auth_rejected: u64,
+    /// Sessions ended for want of an address.
+    pub address_unavailable: u64,
+    /// PPP frames the L2TP endpoint would not send (session gone).
+    pub frames_not_sent: u64,
+    /// Data frames (IPv4/IPv6) counted from subscribers.
+    pub data_frames: u64,
+}
+
+/// One session's PPP side and what AAA said about it.
+struct Session {
+    link: PppLink,
+    remote: SocketAddrV4,
+    local_session_id: u16,
+    peer_session_id: u16,
+    nas_port: u32,
+    calling_station_id: Option<String>,
+    username: Option<String>,
+    auth: Option<AuthHandle>,
+    attributes: SessionAttributes,
+    address: Option<Ipv4Addr>,
+    acct: Option<AcctHandle>,
+    acct_session_id: String,
+    started: Instant,
+    established: bool,
+    session_timeout_at: Option<Instant>,
+    last_activity: Instant,
+    counters: Counters,
+    /// Why we (or the LAC) are ending it, set before the link goes down.
+    end: Option<EndCause>,
+    /// The L2TP session is gone: no CDN to send.
+    lower_gone: bool,
+}
+
+/// The LNS node: see the [module documentation](self).
+pub struct Node {
+    config: Config,
+    endpoint: Endpoint,
+    authenticator: Authenticator,
+    pool: AddressPool,
+    rng: Box<dyn RngCore + Send>,
+    sessions: HashMap<SessionHandle, Session>,
+    auths: HashMap<AuthHandle, SessionHandle>,
+    deadlines: Deadlines<SessionHandle>,
+    transmits: VecDeque<(SocketAddr, Vec<u8>)>,
+    events: VecDeque<Event>,
+    next_nas_port: u32,
+    /// Prefix of every Acct-Session-Id, drawn at start so ids do not repeat
+    /// across restarts (RFC 2866 §5.5: unique on the NAS).
+    acct_prefix: u32,
+    stats: NodeStats,
+}
+
+impl core::fmt::Debug for Node {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("lns::Node")
+            .field("sessions", &self.sessions.len())
+            .field("pool", &self.pool)
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+fn child_rng(rng: &mut dyn RngCore) -> Box<dyn RngCore + Send> {
+    let mut seed = [0u8; 32];
+    rng.fill_bytes(&mut seed);
+    Box::new(ChaCha8Rng::from_seed(seed))
+}
+
+/// The proxy LCP and authentication AVPs (26–33) of a call, if the LAC
+/// sent them (RFC 2661 §4.4.5).
+fn proxy_of(call: &CallInfo) -> (Option<ProxyLcp>, Option<ProxyAuth>) {
+    let mut lcp = ProxyLcp::default();
+    let mut have_lcp = false;
+    let mut auth = ProxyAuth {
+        kind: ProxyAuthType::None,
+        name: Vec::new(),
+        challenge: Vec::new(),
+        id: 0,
+        response: Vec::new(),
+    };
+    let mut have_auth = false;
+    for entry in &call.avps {
+        match &entry.avp {
+            Avp::InitialReceivedLcpConfReq(v) => {
+                lcp.initial_received = v.clone();
+                have_lcp = true;
+            }
+            Avp::LastSentLcpConfReq(v) => {
+                lcp.last_sent = v.clone();
+                have_lcp = true;
+            }
+            Avp::LastReceivedLcpConfReq(v) => {
+                lcp.last_received = v.clone();
+                have_lcp = true;
+            }
+            Avp::ProxyAuthenType(t) => {
+                auth.kind = ProxyAuthType::from(*t);
+                have_auth = true;
+            }
+            Avp::ProxyAuthenName(v) => auth.name = v.clone(),
+            Avp::ProxyAuthenChallenge(v) => auth.challenge = v.clone(),
+            Avp::ProxyAuthenId(id) => auth.id = u16::from(*id),
+            Avp::ProxyAuthenResponse(v) => auth.response = v.clone(),
+            _ => {}
+        }
+    }
+    (have_lcp.then_some(lcp), have_auth.then_some(auth))
+}
+
+fn calling_number(call: &CallInfo) -> Option<String> {
+    call.avps.iter().find_map(|e| match &e.avp {
+        Avp::CallingNumber(v) => Some(String::from_utf8_lossy(v).into_owned()),
+        _ => None,
+    })
+}
+
+impl Node {
+    /// An LNS node. `authenticator` answers PPP authentication (the local
+    /// users file, or RADIUS, which also gets the accounting); `pool` gives
+    /// the subscribers' addresses; `rng` seeds every id, challenge and
+    /// magic number (seed it from the OS in a daemon, from a constant in a
+    /// test).
+    pub fn new(
+        config: Config,
+        authenticator: Authenticator,
+        pool: AddressPool,
+        mut rng: Box<dyn RngCore + Send>,
+    ) -> Result<Self, l2tp::ConfigError> {
+        let endpoint = Endpoint::new(config.l2tp.clone(), child_rng(&mut *rng))?;
+        let acct_prefix = rng.next_u32();
+        Ok(Node {
+            config,
+            endpoint,
+            authenticator,
+            pool,
+            rng,
+            sessions: HashMap::new(),
+            auths: HashMap::new(),
+            deadlines: Deadlines::new(),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            next_nas_port: 1,
+            acct_prefix,
+            stats: NodeStats::default(),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The L2TP endpoint, to read its state and counters.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    /// The L2TP endpoint, for commands the node does not wrap (closing a
+    /// tunnel). Sessions it ends come back as [`Event::SessionDown`].
+    pub fn endpoint_mut(&mut self) -> &mut Endpoint {
+        &mut self.endpoint
+    }
+
+    /// The address pool.
+    pub fn pool(&self) -> &AddressPool {
+        &self.pool
+    }
+
+    /// The RADIUS client, when RADIUS is configured (to give it the wall
+    /// clock, read its counters).
+    pub fn radius_mut(&mut self) -> Option<&mut radius::Client> {
+        match &mut self.authenticator {
+            Authenticator::Radius(client) => Some(client),
+            Authenticator::Local { .. } => None,
+        }
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> NodeStats {
+        self.stats
+    }
+
+    /// Sessions with a PPP link (coming up, up or going down).
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Sessions whose PPP link is up.
+    pub fn established_count(&self) -> usize {
+        self.sessions.values().filter(|s| s.established).count()
+    }
+
+    /// The address of a session, once assigned.
+    pub fn session_address(&self, session: SessionHandle) -> Option<Ipv4Addr> {
+        self.sessions.get(&session).and_then(|s| s.address)
+    }
+
+    /// The PPP link of a session, to read its state.
+    pub fn link(&self, session: SessionHandle) -> Option<&PppLink> {
+        self.sessions.get(&session).map(|s| &s.link)
+    }
+
+    /// Every session held, in no particular order.
+    pub fn sessions(&self) -> impl Iterator<Item = SessionHandle> + '_ {
+        self.sessions.keys().copied()
+    }
+
+    /// Clear a session (operator's request): LCP Terminate-Request, then
+    /// CDN result 3 and accounting Stop with Admin-Reset. False if there is
+    /// no such session.
+    pub fn clear_session(&mut self, now: Instant, session: SessionHandle) -> bool {
+        let Some(s) = self.sessions.get_mut(&session) else {
+            return false;
+        };
+        s.end.get_or_insert(EndCause::AdminClear);
+        s.link.close(now);
+        self.service(now, session);
+        self.pump(now);
+        true
+    }
+
+    /// The data plane's counters for a session (octets and packets both
+    /// ways): they go into Interim-Updates and the Stop record.
+    pub fn set_counters(&mut self, now: Instant, session: SessionHandle, counters: Counters) {
+        if let Some(s) = self.sessions.get_mut(&session) {
+            if counters.input_packets != s.counters.input_packets {
+                // Idle-Timeout counts the subscriber's traffic (RFC 2865
+                // §5.28).
+                s.last_activity = now;
+            }
+            s.counters = counters;
+            if let (Some(h), Authenticator::Radius(client)) = (s.acct, &mut self.authenticator) {
+                client.accounting_update(h, counters);
+            }
+        }
+    }
+
+    // --- I/O ------------------------------------------------------------
+
+    /// A datagram from `from`: RADIUS if it comes from one of our RADIUS
+    /// servers, L2TP otherwise.
+    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddrV4, payload: &[u8]) {
+        match &mut self.authenticator {
+            Authenticator::Radius(client) if client.is_server(SocketAddr::V4(from)) => {
+                client.handle_datagram(now, SocketAddr::V4(from), payload);
+            }
+            _ => self.endpoint.handle_datagram(now, from, payload),
+        }
+        self.pump(now);
+    }
+
+    /// The next datagram to send: PPP in L2TP data messages, L2TP control
+    /// messages, RADIUS requests.
+    pub fn poll_transmit(&mut self, now: Instant) -> Option<(SocketAddr, Vec<u8>)> {
+        if let Some(t) = self.transmits.pop_front() {
+            return Some(t);
+        }
+        if let Some(t) = self.endpoint.poll_transmit(now) {
+            return Some((SocketAddr::V4(t.remote), t.payload));
+        }
+        if let Authenticator::Radius(client) = &mut self.authenticator {
+            let mut buf = Vec::new();
+            if let Some(to) = client.poll_transmit(now, &mut buf) {
+                return Some((to, buf));
+            }
+        }
+        None
+    }
+
+    /// When [`Node::handle_timeout`] wants to run.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let radius = match &self.authenticator {
+            Authenticator::Radius(client) => client.poll_timeout(),
+            Authenticator::Local { .. } => None,
+        };
+        [self.endpoint.poll_timeout(), radius, self.deadlines.first()]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// Run what is due: L2TP and RADIUS timers, and the sessions' PPP
+    /// timers, Session-Timeout and Idle-Timeout.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.endpoint.poll_timeout().is_some_and(|t| t <= now) {
+            self.endpoint.handle_timeout(now);
+        }
+        if let Authenticator::Radius(client) = &mut self.authenticator {
+            if client.poll_timeout().is_some_and(|t| t <= now) {
+                client.handle_timeout(now);
+            }
+        }
+        for h in self.deadlines.take_due(now) {
+            self.session_timer(now, h);
+        }
+        self.pump(now);
+    }
+
+    /// The next event.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    // --- internals --------------------------------------------------------
+
+    /// Handle everything the endpoint and the authenticator have to say,
+    /// until neither has more.
+    fn pump(&mut self, now: Instant) {
+        loop {
+            if let Some(e) = self.endpoint.poll_event() {
+                self.on_l2tp_event(now, e);
+                continue;
+            }
+            if let Some(e) = self.authenticator.poll_event() {
+                self.on_aaa_event(now, e);
+                continue;
+            }
+            break;
+        }
+    }
+
+    fn on_l2tp_event(&mut self, now: Instant, event: l2tp::Event) {
+        match event {
+            l2tp::Event::TunnelUp {
+                tunnel,
+                remote,
+                peer,
+                ..
+            } => self.events.push_back(Event::TunnelUp {
+                tunnel,
+                remote,
+                peer_host_name: peer.host_name,
+            }),
+            l2tp::Event::TunnelDown { tunnel, reason, .. } => {
+                self.events.push_back(Event::TunnelDown { tunnel, reason })
+            }
+            l2tp::Event::SessionUp {
+                session,
+                local_session_id,
+                peer_session_id,
+                call,
+            } => self.start_session(now, session, local_session_id, peer_session_id, &call),
+            l2tp::Event::SessionDown { session, reason } => {
+                let Some(s) = self.sessions.get_mut(&session) else {
+                    // One we closed ourselves: already accounted for.
+                    return;
+                };
+                s.lower_gone = true;
+                // A link already going down for its own reason (the
+                // subscriber's Terminate-Request, whose CDN overtook our
+                // Terminate-Ack's timer) keeps that reason.
+                // PppLink only names the cause when LCP finishes; a link in
+                // Stopping has acknowledged the peer's Terminate-Request
+                // (RFC 1661 §4.1 RTR in Opened → Stopping).
+                let cause = s.link.cause().or_else(|| {
+                    (s.link.phase() == ppp::Phase::Terminate
+                        && s.link.lcp_state() == ppp::fsm::State::Stopping)
+                        .then_some(DownCause::PeerTerminated)
+                });
+                if let Some(cause) = cause {
+                    s.end.get_or_insert(EndCause::Ppp(cause));
+                }
+                s.end.get_or_insert(match reason {
+                    SessionDownReason::CdnReceived(r) => EndCause::LacDisconnected(r),
+                    SessionDownReason::ProtocolError(r) | SessionDownReason::Closed(r) => {
+                        EndCause::L2tpError(r)
+                    }
+                    SessionDownReason::TunnelDown => EndCause::TunnelDown,
+                });
+                s.link.lower_down(now);
+                self.service(now, session);
+            }
+            l2tp::Event::Data { session, payload } => self.on_frame(now, session, &payload),
+            _ => {}
+        }
+    }
+
+    fn start_session(
+        &mut self,
+        now: Instant,
+        session: SessionHandle,
+        local_session_id: u16,
+        peer_session_id: u16,
+        call: &CallInfo,
+    ) {
+        let Some(remote) = self.endpoint.tunnel_remote(session.tunnel) else {
+            return;
+        };
+        let rng = child_rng(&mut *self.rng);
+        let link = match proxy_of(call) {
+            (Some(lcp), auth) => {
+                PppLink::server_with_proxy(now, self.config.ppp.clone(), &lcp, auth.as_ref(), rng)
+            }
+            (None, _) => {
+                let mut link = PppLink::new(ppp::Role::Server, self.config.ppp.clone(), rng);
+                link.open(now);
+                link
+            }
+        };
+        let nas_port = self.next_nas_port;
+        self.next_nas_port = self.next_nas_port.wrapping_add(1).max(1);
+        self.stats.sessions_started += 1;
+        self.sessions.insert(
+            session,
+            Session {
+                link,
+                remote,
+                local_session_id,
+                peer_session_id,
+                nas_port,
+                calling_station_id: calling_number(call),
+                username: None,
+                auth: None,
+                attributes: SessionAttributes::default(),
+                address: None,
+                acct: None,
+                acct_session_id: format!("{:08X}{:08X}", self.acct_prefix, nas_port),
+                started: now,
+                established: false,
+                session_timeout_at: None,
+                last_activity: now,
+                counters: Counters::default(),
+                end: None,
+                lower_gone: false,
+            },
+        );
+        self.service(now, session);
+    }
+
+    /// A PPP frame from the subscriber.
+    fn on_frame(&mut self, now: Instant, session: SessionHandle, frame: &[u8]) {
+        let Some(s) = self.sessions.get_mut(&session) else {
+            return;
+        };
+        let protocol = ppp_wire::Packet::new_checked(frame).map(|p| p.protocol());
+        if let Ok(ppp_wire::Protocol::Ipv4 | ppp_wire::Protocol::Ipv6) = protocol {
+            // Subscriber traffic that reached the control plane (no data
+            // plane in front, or a simulation): counted, and it keeps the
+            // session from going idle.
+            self.stats.data_frames += 1;
+            s.counters.input_packets += 1;
+            s.counters.input_octets += frame.len() as u64;
+            s.last_activity = now;
+            return;
+        }
+        s.link.handle_frame(now, frame);
+        self.service(now, session);
+    }
+
+    fn on_aaa_event(&mut self, now: Instant, event: radius::Event) {
+        match event {
+            radius::Event::Auth(result) => self.on_auth_result(now, result),
+            radius::Event::AccountingLost { status, .. } => {
+                self.events.push_back(Event::AccountingLost { status })
+            }
+            radius::Event::ServerDown { address } => {
+                self.events.push_back(Event::RadiusServerDown { address })
+            }
+            radius::Event::AccountingAcknowledged { .. } => {}
+        }
+    }
+
+    fn on_auth_result(&mut self, now: Instant, result: AuthResult) {
+        let Some(h) = self.auths.remove(&result.handle) else {
+            return;
+        };
+        let Some(s) = self.sessions.get_mut(&h) else {
+            return;
+        };
+        s.auth = None;
+        let username = s.username.clone().unwrap_or_default();
+        if !result.accept {
+            self.stats.auth_rejected += 1;
+            self.events.push_back(Event::AuthRejected {
+                session: h,
+                username,
+                reason: result.reject_reason,
+            });
+            s.link.auth_verdict(now, false);
+            self.service(now, h);
+            return;
+        }
+        let address = match result.attributes.framed_address {
+            Some(FramedAddress::Static(a)) => self.pool.reserve(a).map(|_| a),
+            // 255.255.255.254, 255.255.255.255 (we do not let the subscriber
+            // choose) or nothing: from the pool (RFC 2865 §5.8).
+            Some(FramedAddress::FromPool | FramedAddress::PeerChooses) | None => {
+                self.pool.allocate()
+            }
+        };
+        s.attributes = result.attributes;
+        s.link.auth_verdict(now, true);
+        match address {
+            Ok(a) => {
+                s.address = Some(a);
+                s.link.set_ipv4_assignment(
+                    now,
+                    Ipv4Assignment {
+                        local: self.config.gateway,
+                        peer: a,
+                        primary_dns: self.config.primary_dns,
+                        secondary_dns: self.config.secondary_dns,
+                    },
+                );
+            }
+            Err(e) => {
+                tracing::warn!(
+                    session = h.id,
+                    user = %username,
+                    error = %e,
+                    "no address for the subscriber, ending the session"
+                );
+                self.stats.address_unavailable += 1;
+                s.end.get_or_insert(match e {
+                    PoolError::InUse(a) => EndCause::AddressInUse(a),
+                    _ => EndCause::PoolExhausted,
+                });
+                self.events.push_back(Event::AddressUnavailable {
+                    session: h,
+                    username,
+                    error: e,
+                });
+                s.link.ipv4_unavailable(now);
+            }
+        }
+        self.service(now, h);
+    }
+
+    /// A session's deadline came.
+    fn session_timer(&mut self, now: Instant, h: SessionHandle) {
+        let Some(s) = self.sessions.get_mut(&h) else {
+            return;
+        };
+        if s.end.is_none() && s.session_timeout_at.is_some_and(|t| t <= now) {
+            s.session_timeout_at = None;
+            s.end = Some(EndCause::SessionTimeout);
+            s.link.close(now);
+        }
+        if s.end.is_none()
+            && s.established
+            && s.attributes
+                .idle_timeout
+                .is_some_and(|idle| s.last_activity + idle <= now)
+        {
+            s.end = Some(EndCause::IdleTimeout);
+            s.link.close(now);
+        }
+        if s.link.poll_timeout().is_some_and(|t| t <= now) {
+            s.link.handle_timeout(now);
+        }
+        self.service(now, h);
+    }
+
+    /// Send what a session's link queued, handle its events, and file its
+    /// next deadline.
+    fn service(&mut self, now: Instant, h: SessionHandle) {
+        loop {
+            let Some(s) = self.sessions.get_mut(&h) else {
+                return;
+            };
+            while let Some(frame) = s.link.poll_transmit(now) {
+                if s.lower_gone {
+                    continue;
+                }
+                match self.endpoint.send_data(h, &frame) {
+                    Ok(t) => self
+                        .transmits
+                        .push_back((SocketAddr::V4(t.remote), t.payload)),
+                    Err(_) => self.stats.frames_not_sent += 1,
+                }
+            }
+            match s.link.poll_event() {
+                Some(e) => self.on_link_event(now, h, e),
+                None => break,
+            }
+        }
+        let Some(s) = self.sessions.get(&h) else {
+            return;
+        };
+        let idle = s
+            .attributes
+            .idle_timeout
+            .filter(|_| s.established && s.end.is_none())
+            .map(|d| s.last_activity + d);
+        let session_timeout = s.session_timeout_at.filter(|_| s.end.is_none());
+        let next = [s.link.poll_timeout(), idle, session_timeout]
+            .into_iter()
+            .flatten()
+            .min();
+        self.deadlines.set(h, next);
+    }
+
+    fn on_link_event(&mut self, now: Instant, h: SessionHandle, event: ppp::Event) {
+        let Some(s) = self.sessions.get_mut(&h) else {
+            return;
+        };
+        match event {
+            ppp::Event::Authenticate(request) => {
+                let username = String::from_utf8_lossy(&request.username).into_owned();
+                s.username = Some(username.clone());
+                let credentials = match request.method {
+                    PresentedSecret::Pap { password } => Credentials::Pap { password },
+                    PresentedSecret::Chap {
+                        id,
+                        challenge,
+                        response,
+                    } => match <[u8; 16]>::try_from(response.as_slice()) {
+                        Ok(response) => Credentials::Chap {
+                            id,
+                            challenge,
+                            response,
+                        },
+                        Err(_) => {
+                            // Not an MD5 response: no authenticator could
+                            // accept it (RFC 1994 §4.1).
+                            s.link.auth_verdict(now, false);
+                            return;
+                        }
+                    },
+                };
+                let request = AuthRequest {
+                    username,
+                    credentials,
+                    calling_station_id: s.calling_station_id.clone(),
+                    nas_port: Some(s.nas_port),
+                };
+                let handle = self.authenticator.start_auth(now, request);
+                s.auth = Some(handle);
+                self.auths.insert(handle, h);
+            }
+            ppp::Event::Authenticated { .. } | ppp::Event::Renegotiating => {}
+            ppp::Event::Up(link) => self.on_link_up(now, h, *link),
+            ppp::Event::Updated(link) => self
+                .events
+                .push_back(Event::SessionUpdated { session: h, link }),
+            ppp::Event::Down { cause } => self.end_session(now, h, cause),
+        }
+    }
+
+    fn on_link_up(&mut self, now: Instant, h: SessionHandle, link: LinkState) {
+        let tunnel_ids = self.endpoint.tunnel_ids(h.tunnel).unwrap_or_default();
+        let Some(s) = self.sessions.get_mut(&h) else {
+            return;
+        };
+        let Some(address) = s.address.or(link.peer_ipv4()) else {
+            return;
+        };
+        s.established = true;
+        s.last_activity = now;
+        s.session_timeout_at = s.attributes.session_timeout.map(|d| now + d);
+        let username = s.username.clone().unwrap_or_default();
+        self.stats.sessions_established += 1;
+        if let Authenticator::Radius(client) = &mut self.authenticator {
+            s.acct = Some(client.accounting_start(
+                now,
+                AccountingSession {
+                    session_id: s.acct_session_id.clone(),
+                    username: username.clone(),
+                    framed_address: Some(address),
+                    class: s.attributes.class.clone(),
+                    calling_station_id: s.calling_station_id.clone(),
+                    nas_port: Some(s.nas_port),
+                    authentic: Some(Authentic::Radius),
+                    interim_interval: s.attributes.interim_interval,
+                },
+            ));
+        }
+        self.events.push_back(Event::Accounting {
+            session: h,
+            acct_session_id: s.acct_session_id.clone(),
+            status: AcctStatus::Start,
+            cause: None,
+        });
+        self.events
+            .push_back(Event::SessionEstablished(Box::new(EstablishedSession {
+                session: h,
+                remote: s.remote,
+                tunnel_ids,
+                local_session_id: s.local_session_id,
+                peer_session_id: s.peer_session_id,
+                username,
+                address,
+                link,
+                attributes: s.attributes.clone(),
+                acct_session_id: s.acct_session_id.clone(),
+                proxy: s.link.proxy_outcome(),
+                setup_time: now.saturating_duration_since(s.started),
+            })));
+    }
+
+    /// The link is down: tell the LAC, give the address back, account.
+    fn end_session(&mut self, now: Instant, h: SessionHandle, cause: DownCause) {
+        let Some(s) = self.sessions.remove(&h) else {
+            return;
+        };
+        self.deadlines.set(h, None);
+        if let Some(a) = s.auth {
+            self.auths.remove(&a);
+        }
+        let end = s.end.unwrap_or(EndCause::Ppp(cause));
+        // The L2TP session may already be closing (the LAC's CDN crossing
+        // ours): then there is nothing to send.
+        let cdn = cdn_result(&end).filter(|result| {
+            !s.lower_gone && self.endpoint.close_session(now, h, result.clone()).is_ok()
+        });
+        if let Some(a) = s.address {
+            self.pool.release(a);
+        }
+        let terminate = terminate_cause(&end);
+        if s.established {
+            if let (Some(acct), Authenticator::Radius(client)) = (s.acct, &mut self.authenticator) {
+                client.accounting_stop(now, acct, s.counters, terminate);
+            }
+            self.events.push_back(Event::Accounting {
+                session: h,
+                acct_session_id: s.acct_session_id.clone(),
+                status: AcctStatus::Stop,
+                cause: Some(terminate),
+            });
+        }
+        self.stats.sessions_ended += 1;
+        self.events
+            .push_back(Event::SessionDown(Box::new(EndedSession {
+                session: h,
+                username: s.username,
+                address: s.address,
+                cause: end,
+                terminate_cause: terminate,
+                cdn,
+                was_established: s.established,
+                duration: now.saturating_duration_since(s.started),
+            })));
+    }
+}
+
+impl crate::sim::Node for Node {
+    type Event = Event;
+
+    fn handle_datagram(&mut self, now: Instant, from: SocketAddrV4, payload: &[u8]) {
+        Node::handle_datagram(self, now, from, payload);
+    }
+
+    fn poll_transmit(&mut self, now: Instant) -> Option<(SocketAddrV4, Vec<u8>)> {
+        // The simulation is IPv4 only; a RADIUS server at an IPv6 address
+        // cannot be in it.
+        while let Some((to, payload)) = Node::poll_transmit(self, now) {
+            if let SocketAddr::V4(to) = to {
+                return Some((to, payload));
+            }
+        }
+        None
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        Node::poll_timeout(self)
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        Node::handle_timeout(self, now);
+    }
+
+    fn poll_event(&mut self) -> Option<Event> {
+        Node::poll_event(self)
+    }
+}
+
+impl crate::driver::Node for Node {
+    type Event = Event;
+
+    fn handle_datagram(&mut self, now: Instant, remote: SocketAddr, datagram: &[u8]) {
+        match remote {
+            SocketAddr::V4(remote) => Node::handle_datagram(self, now, remote, datagram),
+            SocketAddr::V6(remote) => tracing::debug!(%remote, "IPv6 datagram dropped"),
+        }
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        Node::handle_timeout(self, now);
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        Node::poll_timeout(self)
+    }
+
+    fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<SocketAddr> {
+        let (to, payload) = Node::poll_transmit(self, now)?;
+        buf.clear();
+        buf.extend_from_slice(&payload);
+        Some(to)
+    }
+
+    fn poll_event(&mut self) -> Option<Event> {
+        Node::poll_event(self)
+    }
+}
