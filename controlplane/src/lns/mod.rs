@@ -558,6 +558,15 @@ impl Node {
         true
     }
 
+    /// Close a tunnel and its sessions (StopCCN with `result`); each
+    /// session ends with [`Event::SessionDown`] and accounting Stop. False
+    /// if there is no such tunnel (or it is already closing).
+    pub fn close_tunnel(&mut self, now: Instant, tunnel: TunnelHandle, result: ResultCode) -> bool {
+        let closed = self.endpoint.close_tunnel(now, tunnel, result).is_ok();
+        self.pump(now);
+        closed
+    }
+
     /// The data plane's counters for a session (octets and packets both
     /// ways): they go into Interim-Updates and the Stop record.
     pub fn set_counters(&mut self, now: Instant, session: SessionHandle, counters: Counters) {

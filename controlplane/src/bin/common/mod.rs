@@ -1,15 +1,19 @@
-//! What `lnsd` and `lacd` share: logging, how an L2TP event reads in the log,
-//! and a clean shutdown.
+//! What `lnsd` and `lacd` share: logging, how an L2TP or LNS event reads in
+//! the log, and a clean shutdown.
 
 use std::error::Error;
 use std::io::IsTerminal;
 use std::ops::ControlFlow;
 use std::time::Duration;
 
-use controlplane::driver::Driver;
-use controlplane::l2tp::{Endpoint, Event, ResultCode, SessionDownReason, TunnelDownReason};
+use controlplane::driver::{self, Driver};
+use controlplane::l2tp::{
+    Endpoint, Event, ResultCode, SessionDownReason, TunnelDownReason, TunnelHandle,
+};
+use controlplane::lns;
+use controlplane::time::Instant;
 use dataplane::wire::{ppp, ppp_cp};
-use tracing::info;
+use tracing::{info, warn};
 use tracing_subscriber::EnvFilter;
 
 /// A boxed error for `main`: the daemons print it and exit non-zero.
@@ -89,6 +93,118 @@ pub(crate) fn log_event(event: &Event) {
     }
 }
 
+/// One log line per LNS event: sessions up and down with the user and the
+/// address, what AAA refused, what went wrong with RADIUS.
+pub(crate) fn log_lns_event(event: &lns::Event) {
+    match event {
+        lns::Event::TunnelUp {
+            tunnel,
+            remote,
+            peer_host_name,
+        } => info!(tunnel = tunnel.0, %remote, %peer_host_name, "tunnel up"),
+        lns::Event::TunnelDown { tunnel, reason } => info!(
+            tunnel = tunnel.0,
+            reason = %tunnel_down_reason(reason),
+            "tunnel down"
+        ),
+        lns::Event::SessionEstablished(s) => info!(
+            tunnel = s.session.tunnel.0,
+            session = s.session.id,
+            user = %s.username,
+            address = %s.address,
+            auth = ?s.link.auth_method,
+            proxy = ?s.proxy,
+            acct_session_id = %s.acct_session_id,
+            setup_ms = s.setup_time.as_millis() as u64,
+            "session up"
+        ),
+        lns::Event::SessionDown(s) => info!(
+            tunnel = s.session.tunnel.0,
+            session = s.session.id,
+            user = s.username.as_deref().unwrap_or("-"),
+            address = %s.address.map_or("-".to_owned(), |a| a.to_string()),
+            cause = ?s.cause,
+            terminate_cause = ?s.terminate_cause,
+            cdn = %s.cdn.as_ref().map_or("-".to_owned(), |r| r.to_string()),
+            seconds = s.duration.as_secs(),
+            "session down"
+        ),
+        lns::Event::AuthRejected {
+            session,
+            username,
+            reason,
+        } => info!(
+            tunnel = session.tunnel.0,
+            session = session.id,
+            user = %username,
+            reason = ?reason,
+            "authentication refused"
+        ),
+        lns::Event::AddressUnavailable {
+            session,
+            username,
+            error,
+        } => warn!(
+            tunnel = session.tunnel.0,
+            session = session.id,
+            user = %username,
+            %error,
+            "no address for the subscriber (grow --pool?)"
+        ),
+        lns::Event::AccountingLost { status } => {
+            warn!(?status, "RADIUS accounting record lost")
+        }
+        lns::Event::RadiusServerDown { address } => {
+            warn!(%address, "RADIUS server not answering")
+        }
+        lns::Event::Accounting { .. } | lns::Event::SessionUpdated { .. } => {
+            tracing::debug!(event = ?event, "event")
+        }
+    }
+}
+
+/// A node that holds an L2TP endpoint, run by a daemon's driver.
+pub(crate) trait L2tpNode: driver::Node {
+    /// Its endpoint.
+    fn endpoint(&self) -> &Endpoint;
+    /// Its endpoint, for commands.
+    fn endpoint_mut(&mut self) -> &mut Endpoint;
+    /// Log one of its events.
+    fn log(event: &Self::Event);
+    /// Close a tunnel with StopCCN.
+    fn close_tunnel(&mut self, now: Instant, tunnel: TunnelHandle, result: ResultCode) {
+        // A tunnel already down (in its hold period) has nothing to close.
+        let _ = self.endpoint_mut().close_tunnel(now, tunnel, result);
+    }
+}
+
+impl L2tpNode for Endpoint {
+    fn endpoint(&self) -> &Endpoint {
+        self
+    }
+    fn endpoint_mut(&mut self) -> &mut Endpoint {
+        self
+    }
+    fn log(event: &Event) {
+        log_event(event);
+    }
+}
+
+impl L2tpNode for lns::Node {
+    fn endpoint(&self) -> &Endpoint {
+        lns::Node::endpoint(self)
+    }
+    fn endpoint_mut(&mut self) -> &mut Endpoint {
+        lns::Node::endpoint_mut(self)
+    }
+    fn log(event: &lns::Event) {
+        log_lns_event(event);
+    }
+    fn close_tunnel(&mut self, now: Instant, tunnel: TunnelHandle, result: ResultCode) {
+        lns::Node::close_tunnel(self, now, tunnel, result);
+    }
+}
+
 fn tunnel_down_reason(reason: &TunnelDownReason) -> String {
     match reason {
         TunnelDownReason::Closed(r) => format!("we closed it: {r}"),
@@ -134,28 +250,30 @@ pub(crate) fn all_acknowledged(endpoint: &Endpoint) -> bool {
 
 /// Runs until the peers have acknowledged every control message we sent, at
 /// most `grace`. Returns whether they did.
-pub(crate) fn settle(driver: &mut Driver<Endpoint>, grace: Duration) -> Result<bool, BoxError> {
+pub(crate) fn settle<N: L2tpNode>(
+    driver: &mut Driver<N>,
+    grace: Duration,
+) -> Result<bool, BoxError> {
     // An acknowledgement (a ZLB) is no event, so look at the state between
     // short runs.
     let deadline = driver.now() + grace;
-    while !all_acknowledged(driver.node()) && driver.now() < deadline {
+    while !all_acknowledged(driver.node().endpoint()) && driver.now() < deadline {
         let step = (driver.now() + Duration::from_millis(50)).min(deadline);
         driver.run_until(step, |_, event| {
-            log_event(&event);
+            N::log(&event);
             ControlFlow::Continue(())
         })?;
     }
-    Ok(all_acknowledged(driver.node()))
+    Ok(all_acknowledged(driver.node().endpoint()))
 }
 
 /// Closes every tunnel with StopCCN `result` and runs until the peers have
 /// acknowledged, at most [`SHUTDOWN_GRACE`]. Returns whether they did.
-pub(crate) fn shutdown(driver: &mut Driver<Endpoint>, result: u16) -> Result<bool, BoxError> {
+pub(crate) fn shutdown<N: L2tpNode>(driver: &mut Driver<N>, result: u16) -> Result<bool, BoxError> {
     let now = driver.now();
-    let tunnels: Vec<_> = driver.node().tunnels().collect();
+    let tunnels: Vec<_> = driver.node().endpoint().tunnels().collect();
     for tunnel in tunnels {
-        // A tunnel already down (in its hold period) has nothing to close.
-        let _ = driver
+        driver
             .node_mut()
             .close_tunnel(now, tunnel, ResultCode::new(result));
     }
