@@ -19,6 +19,9 @@ use crate::wire::{checksum, ipv4, ppp};
 /// (RFC 6691 §2, RFC 879).
 const TCP_IPV4_OVERHEAD: u16 = 40;
 
+/// PPP Address, Control and the IPv4 Protocol (RFC 1661 §2, RFC 1332 §2).
+const IPV4_UNCOMPRESSED: [u8; 4] = [ppp::ADDRESS, ppp::CONTROL, 0x00, 0x21];
+
 impl Datapath {
     /// An L2TP data message from a LAC, already checked against its tunnel
     /// and session.
@@ -29,11 +32,17 @@ impl Datapath {
         d: &mut Descriptor,
         data: L2tpData,
     ) -> Verdict {
-        let Some(Ok(header)) = frame
-            .get(data.ppp.clone())
-            .map(|b| ppp::Packet::new_checked(b).map(|p| (p.protocol(), p.header_len())))
-        else {
+        let Some(ppp_bytes) = frame.get(data.ppp.clone()) else {
             return Verdict::Drop(DropReason::MalformedPpp);
+        };
+        // IPv4 in the form every LAC sends by default (FF 03 00 21) at a
+        // fixed offset; compressed fields and other protocols via the codec.
+        let header = match ppp_bytes.first_chunk::<4>() {
+            Some(&IPV4_UNCOMPRESSED) => (ppp::Protocol::Ipv4, 4),
+            _ => match ppp::Packet::new_checked(ppp_bytes) {
+                Ok(p) => (p.protocol(), p.header_len()),
+                Err(_) => return Verdict::Drop(DropReason::MalformedPpp),
+            },
         };
         match header.0 {
             ppp::Protocol::Ipv4 => {}

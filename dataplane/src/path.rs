@@ -91,16 +91,34 @@ impl Ipv4Info {
         if header[0] != 0x45 {
             return Ipv4Info::parse_with_options(bytes, start, malformed);
         }
-        let ip = ipv4::Packet::new_unchecked(header);
-        let total_len = usize::from(ip.total_len());
+        let u16_at = |at: usize| u16::from_be_bytes([header[at], header[at + 1]]);
+        let total_len = usize::from(u16_at(2));
         // What `check_len` checks, for IHL 5.
         if total_len < ipv4::HEADER_LEN || total_len > bytes.len() {
             return Break(Verdict::Drop(malformed));
         }
-        if !ip.verify_checksum() {
+        // `ipv4::header_sum` unrolled over the five words of the header.
+        let word = |at: usize| {
+            u32::from_be_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]])
+        };
+        let sum = [0, 4, 8, 12, 16].map(|at| u64::from(word(at))).iter().sum();
+        if ipv4::fold64(sum) != 0xffff {
             return Break(Verdict::Drop(DropReason::Ipv4Checksum));
         }
-        Continue(Ipv4Info::from_packet(&ip, start, total_len))
+        // RFC 791 §3.1: flags DF 0x4000, MF 0x2000, offset 13 bits.
+        let flags_offset = u16_at(6);
+        Continue(Ipv4Info {
+            start,
+            header_len: ipv4::HEADER_LEN,
+            end: start + total_len,
+            src: Ipv4Addr::from_bits(word(12)),
+            dst: Ipv4Addr::from_bits(word(16)),
+            ttl: header[8],
+            protocol: ipv4::Protocol::from(header[9]),
+            dont_frag: flags_offset & 0x4000 != 0,
+            is_fragment: flags_offset & 0x3fff != 0,
+            first_fragment: flags_offset & 0x1fff == 0,
+        })
     }
 
     /// Any other first byte: options, or not version 4 at all.
@@ -150,6 +168,55 @@ impl Ipv4Info {
 
     pub(crate) fn total_len(&self) -> usize {
         self.end - self.start
+    }
+}
+
+/// What the data path reads from an L2TP data message's header.
+#[derive(Debug, Clone, Copy)]
+struct L2tpHeader {
+    tunnel_id: u16,
+    session_id: u16,
+    /// Where the PPP frame starts, offset padding included.
+    header_len: usize,
+    /// Where it ends: the Length field when present, else the datagram.
+    packet_len: usize,
+    ns: Option<u16>,
+}
+
+impl L2tpHeader {
+    /// Flags and version of the most common data message: no Length,
+    /// sequence, offset or priority (RFC 2661 §3.1), version 2.
+    const PLAIN_DATA: u16 = 0x0002;
+
+    /// The header of the L2TP message `bytes`; control messages are
+    /// punted, malformed ones dropped.
+    #[inline]
+    fn parse(bytes: &[u8]) -> ControlFlow<Verdict, L2tpHeader> {
+        if let Some(h) = bytes.first_chunk::<6>() {
+            if u16::from_be_bytes([h[0], h[1]]) == L2tpHeader::PLAIN_DATA {
+                return Continue(L2tpHeader {
+                    tunnel_id: u16::from_be_bytes([h[2], h[3]]),
+                    session_id: u16::from_be_bytes([h[4], h[5]]),
+                    header_len: 6,
+                    packet_len: bytes.len(),
+                    ns: None,
+                });
+            }
+        }
+        // Optional fields, control messages, or nothing valid: the codec.
+        let Ok(message) = l2tp::Packet::new_checked(bytes) else {
+            return Break(Verdict::Drop(DropReason::MalformedL2tp));
+        };
+        if message.is_control() {
+            return Break(Verdict::Punt(PuntReason::L2tpControl));
+        }
+        Continue(L2tpHeader {
+            tunnel_id: message.tunnel_id(),
+            session_id: message.session_id(),
+            header_len: message.header_len(),
+            packet_len: message.packet_len(),
+            ns: message.ns(),
+        })
     }
 }
 
@@ -255,16 +322,14 @@ impl Datapath {
         }
         let l2tp_start = udp_start + udp::HEADER_LEN;
         let udp_end = udp_start + usize::from(datagram.len());
-        let Some(Ok(message)) = frame
-            .get(l2tp_start..udp_end)
-            .map(l2tp::Packet::new_checked)
-        else {
+        let Some(bytes) = frame.get(l2tp_start..udp_end) else {
             return Break(Verdict::Drop(DropReason::MalformedL2tp));
         };
-        if message.is_control() {
-            return Break(Verdict::Punt(PuntReason::L2tpControl));
-        }
-        let Some(tunnel) = self.tables.tunnel(message.tunnel_id()) else {
+        let header = match L2tpHeader::parse(bytes) {
+            Continue(header) => header,
+            Break(verdict) => return Break(verdict),
+        };
+        let Some(tunnel) = self.tables.tunnel(header.tunnel_id) else {
             return Break(Verdict::Drop(DropReason::UnknownTunnel));
         };
         if tunnel.peer != SocketAddrV4::new(ip.src, src_port)
@@ -273,14 +338,14 @@ impl Datapath {
             return Break(Verdict::Drop(DropReason::TunnelAddressMismatch));
         }
         let key = SessionKey {
-            tunnel_id: message.tunnel_id(),
-            session_id: message.session_id(),
+            tunnel_id: header.tunnel_id,
+            session_id: header.session_id,
         };
         let Some(index) = self.tables.session_index(key) else {
             return Break(Verdict::Drop(DropReason::UnknownSession));
         };
-        let ppp = l2tp_start + message.header_len()..l2tp_start + message.packet_len();
-        let ns = message.ns();
+        let ppp = l2tp_start + header.header_len..l2tp_start + header.packet_len;
+        let ns = header.ns;
         let Some(session) = self.tables.session_mut(index) else {
             return Break(Verdict::Drop(DropReason::UnknownSession));
         };
@@ -609,6 +674,58 @@ mod tests {
         }
         // Identification differs, so the patched checksum did too.
         assert_ne!(first[14 + 4..14 + 6], second[14 + 4..14 + 6]);
+        assert_eq!(w.counters().total_drops(), 0);
+    }
+
+    /// Frames off the fixed-offset fast paths (a VLAN tag, IPv4 options)
+    /// take the codecs and come out the same.
+    #[test]
+    fn tagged_frames_and_ipv4_options_take_the_codecs() {
+        let mut w = lab::worker(Role::Lns, 1);
+        let plain = downstream(&mut w);
+        let ip = &lab::lns_downstream(0, 26)[ethernet::HEADER_LEN..];
+        let tagged = lab::ethernet(
+            lab::CORE_MAC,
+            lab::GATEWAY_MAC,
+            Some(10),
+            ethernet::EtherType::Ipv4,
+            ip,
+        );
+        assert!(w.ports_mut()[1].push_rx(&tagged));
+        w.poll();
+        let Some(from_tagged) = w.ports_mut()[0].pop_tx() else {
+            panic!("tagged frame not forwarded: {:?}", w.counters())
+        };
+        // Everything after the outer IPv4 header (whose Identification
+        // and checksum differ) is the same.
+        let inner = ethernet::HEADER_LEN + ipv4::HEADER_LEN;
+        assert_eq!(from_tagged[inner..], plain[inner..]);
+
+        // IHL 6: one word of options (four NOPs, RFC 791 §3.1).
+        let mut with_options = ip[..ipv4::HEADER_LEN].to_vec();
+        with_options.extend_from_slice(&[1, 1, 1, 1]);
+        with_options.extend_from_slice(&ip[ipv4::HEADER_LEN..]);
+        with_options[0] = 0x46;
+        let total = with_options.len() as u16;
+        with_options[2..4].copy_from_slice(&total.to_be_bytes());
+        ipv4::Packet::new_unchecked(&mut with_options[..]).fill_checksum();
+        let frame = lab::ethernet(
+            lab::CORE_MAC,
+            lab::GATEWAY_MAC,
+            None,
+            ethernet::EtherType::Ipv4,
+            &with_options,
+        );
+        assert!(w.ports_mut()[1].push_rx(&frame));
+        w.poll();
+        let Some(out) = w.ports_mut()[0].pop_tx() else {
+            panic!("IPv4 with options not forwarded: {:?}", w.counters())
+        };
+        let inner_start = out.len() - with_options.len();
+        let forwarded = ipv4::Packet::new_checked(&out[inner_start..]).unwrap();
+        assert_eq!(forwarded.header_len(), 24);
+        assert_eq!(forwarded.ttl(), 63);
+        assert!(forwarded.verify_checksum());
         assert_eq!(w.counters().total_drops(), 0);
     }
 }
