@@ -365,6 +365,10 @@ impl Endpoint {
     /// Build a data message (RFC 2661 §3.1: T bit clear, no sequence
     /// numbers) carrying `payload` (a PPP frame) on an established session.
     /// Data messages are not reliable; the caller sends the datagram.
+    ///
+    /// Refused with [`Error::NotEstablished`] before [`Event::SessionUp`]:
+    /// on the LAC that is until the LNS has acknowledged our ICCN, so a
+    /// frame cannot overtake it (see [`Event::SessionUp`]).
     pub fn send_data(&mut self, session: SessionHandle, payload: &[u8]) -> Result<Transmit, Error> {
         let t = self
             .tunnels

@@ -559,7 +559,14 @@ pub enum Event {
         /// Its counters at that moment.
         stats: TunnelStats,
     },
-    /// A session is established: the LAC sent ICCN, or the LNS received it.
+    /// A session is established and may carry data: the LNS received ICCN,
+    /// or the LNS acknowledged the LAC's ICCN (or sent data on the session,
+    /// which it only does after receiving it). RFC 2661 §7.4.1 has the LAC
+    /// established once it has *sent* ICCN, and
+    /// [`Endpoint::session_state`] says so from then on; the owner hears of
+    /// it only after the acknowledgement, so that its first PPP frame cannot
+    /// reach the LNS before the ICCN does (§5.8: control messages are
+    /// delivered reliably, data messages are not).
     SessionUp {
         /// The session.
         session: SessionHandle,
@@ -624,7 +631,8 @@ pub enum Error {
     UnknownSession,
     /// The tunnel is down or going down.
     TunnelClosed,
-    /// The session or tunnel is not established yet.
+    /// The session or tunnel is not established yet (for data: the owner
+    /// has not had [`Event::SessionUp`] for the session).
     NotEstablished,
     /// Every Tunnel ID (or Session ID in the tunnel) is in use.
     IdsExhausted,

@@ -338,6 +338,25 @@ impl ControlChannel {
         self.waiting.push_back(message);
     }
 
+    /// The number the next message given to [`ControlChannel::send`] will
+    /// have. Messages are numbered 0, 1, 2, ... in the order they are
+    /// queued, which is the order of their Ns and so the order in which the
+    /// peer acknowledges them (RFC 2661 §5.8); unlike Ns, the number does
+    /// not wrap. Ask [`ControlChannel::is_acknowledged`] about it later.
+    ///
+    /// Messages dropped by [`ControlChannel::discard_waiting`] were never
+    /// sent, and their numbers go to the messages queued after them.
+    pub fn next_message_number(&self) -> u64 {
+        self.stats.sent + self.waiting.len() as u64
+    }
+
+    /// The peer has acknowledged the message numbered `number` (see
+    /// [`ControlChannel::next_message_number`]): its Nr has passed that
+    /// message's Ns, whether in a ZLB or piggybacked on a message of its own.
+    pub fn is_acknowledged(&self, number: u64) -> bool {
+        number < self.stats.acked
+    }
+
     /// Forget the messages that are still waiting for the window (not those
     /// already sent). A tunnel that is being stopped has no use for them.
     pub fn discard_waiting(&mut self) {
@@ -661,6 +680,38 @@ mod tests {
             [3, 4]
         );
         assert_eq!(ch.stats().acked, 3);
+    }
+
+    #[test]
+    fn a_message_is_acknowledged_only_once_the_peer_nr_passes_its_ns() {
+        // What the LAC waits for before it calls a session up: its ICCN
+        // queued behind a full window, then sent, then acknowledged.
+        let mut ch = ControlChannel::new(config());
+        ch.set_peer_window(2);
+        for _ in 0..2 {
+            ch.send(hello());
+        }
+        let number = ch.next_message_number();
+        assert_eq!(number, 2);
+        ch.send(hello());
+        assert_eq!(ch.next_message_number(), 3);
+        ch.service(at(0));
+        assert_eq!(drain(&mut ch).len(), 2, "the third waits for the window");
+        assert!(!ch.is_acknowledged(number));
+        ch.on_receive(at(10), zlb(0, 1));
+        ch.service(at(10));
+        assert_eq!(drain(&mut ch).iter().map(|m| m.ns).collect::<Vec<_>>(), [2]);
+        assert!(ch.is_acknowledged(0));
+        // Sent, not acknowledged: a lost or late message could still be
+        // overtaken by anything sent outside the channel.
+        assert!(!ch.is_acknowledged(number));
+        // An Nr piggybacked on a message of the peer's counts like a ZLB's.
+        ch.on_receive(at(20), peer(0, 3));
+        assert!(ch.is_acknowledged(number));
+        assert!(!ch.is_acknowledged(3));
+        // Nothing waits, so discarding takes no number back.
+        ch.discard_waiting();
+        assert_eq!(ch.next_message_number(), 3);
     }
 
     #[test]

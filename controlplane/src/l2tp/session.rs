@@ -22,8 +22,12 @@ pub(crate) struct Session {
     pub(crate) call_serial_number: u32,
     /// What the peer said.
     pub(crate) info: CallInfo,
-    /// The owner has been told the session is up.
+    /// The owner has been told the session is up. On the LAC that waits for
+    /// the peer to acknowledge our ICCN (see `Tunnel::session_apply`).
     pub(crate) announced: bool,
+    /// LAC: the number of our ICCN in the tunnel's control channel
+    /// (`ControlChannel::next_message_number`), once it is queued.
+    pub(crate) iccn_number: Option<u64>,
 }
 
 impl Session {

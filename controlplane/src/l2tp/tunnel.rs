@@ -283,6 +283,11 @@ pub(crate) struct Tunnel {
     by_local_sid: HashMap<u16, u64>,
     /// LNS sessions answered with ICRP and waiting for ICCN.
     pending_calls: usize,
+    /// LAC sessions whose ICCN the peer has not acknowledged yet, as
+    /// (ICCN message number, session), in the order the ICCNs were queued,
+    /// which is the order the peer acknowledges them in. Entries of
+    /// sessions that went away meanwhile are skipped when they come up.
+    unacknowledged_iccns: VecDeque<(u64, u64)>,
     /// The Hello interval (from the configuration).
     hello_every: Option<core::time::Duration>,
     hello_deadline: Option<Instant>,
@@ -335,6 +340,7 @@ impl Tunnel {
             sessions: BTreeMap::new(),
             by_local_sid: HashMap::new(),
             pending_calls: 0,
+            unacknowledged_iccns: VecDeque::new(),
             hello_every: config.hello_interval,
             hello_deadline: None,
             setup_deadline: Some(now + config.setup_timeout),
@@ -456,7 +462,10 @@ impl Tunnel {
     /// data messages.
     pub(crate) fn data_ids(&mut self, id: u64) -> Result<(u16, u16), Error> {
         let s = self.sessions.get(&id).ok_or(Error::UnknownSession)?;
-        if s.state != SessionState::Established {
+        // A LAC session is Established in the RFC's table once its ICCN is
+        // queued, but data sent before the LNS has the ICCN is lost: wait
+        // until the owner has been told it is up (`session_apply`).
+        if s.state != SessionState::Established || !s.announced {
             return Err(Error::NotEstablished);
         }
         self.stats.data_sent += 1;
@@ -521,6 +530,7 @@ impl Tunnel {
             call_serial_number,
             info: Default::default(),
             announced: false,
+            iccn_number: None,
         });
         self.session_apply(now, cx, handle.id, SessionEvent::LocalOpen, None);
         // RFC 2661 §7.2.1: a local open request on an established tunnel
@@ -600,6 +610,9 @@ impl Tunnel {
         }
         self.touch(now);
         let (_, delivered) = self.channel.on_receive(now, message);
+        // The Nr of this message may acknowledge ICCNs: those sessions come
+        // up before anything it carries about them is acted on.
+        self.announce_acknowledged_calls(cx);
         for m in delivered {
             self.on_message(now, cx, m);
         }
@@ -618,10 +631,18 @@ impl Tunnel {
         let session = self
             .by_local_sid
             .get(&session_id)
-            .and_then(|id| self.sessions.get(id))
+            .and_then(|id| self.sessions.get_mut(id))
             .filter(|s| s.state == SessionState::Established);
         match session {
             Some(s) if !self.cleaned_up => {
+                if !s.announced {
+                    // LAC, ICCN not acknowledged yet: the LNS only sends data
+                    // on a session it has established, which it does on
+                    // receiving our ICCN (RFC 2661 §7.4.2). Its data is the
+                    // acknowledgement that matters, and may overtake its
+                    // ZLB; dropping it would cost the LNS a PPP restart.
+                    announce(s, cx);
+                }
                 self.stats.data_received += 1;
                 cx.events.push_back(Event::Data {
                     session: s.handle,
@@ -1135,6 +1156,24 @@ impl Tunnel {
         }
     }
 
+    /// LAC: tell the owner about the sessions whose ICCN the peer has now
+    /// acknowledged.
+    fn announce_acknowledged_calls(&mut self, cx: &mut Cx<'_>) {
+        while let Some(&(number, key)) = self.unacknowledged_iccns.front() {
+            if !self.channel.is_acknowledged(number) {
+                break;
+            }
+            self.unacknowledged_iccns.pop_front();
+            if let Some(s) = self
+                .sessions
+                .get_mut(&key)
+                .filter(|s| s.state == SessionState::Established && !s.announced)
+            {
+                announce(s, cx);
+            }
+        }
+    }
+
     fn insert_session(&mut self, s: Session) {
         self.by_local_sid.insert(s.local_id, s.handle.id);
         self.sessions.insert(s.handle.id, s);
@@ -1302,6 +1341,7 @@ impl Tunnel {
             call_serial_number: 0,
             info: Default::default(),
             announced: false,
+            iccn_number: None,
         };
         s.record_icrq(m);
         let verdict = if let Some(e) = m.unknown_mandatory() {
@@ -1433,16 +1473,30 @@ impl Tunnel {
                 SessionAction::OpenTunnel => None,
                 SessionAction::SendIcrq => Some(s.icrq(peer_tunnel)),
                 SessionAction::SendIcrp => Some(s.icrp(peer_tunnel)),
-                SessionAction::SendIccn => Some(s.iccn(peer_tunnel)),
+                SessionAction::SendIccn => {
+                    s.iccn_number = Some(self.channel.next_message_number());
+                    Some(s.iccn(peer_tunnel))
+                }
                 SessionAction::SendCdn => Some(s.cdn(peer_tunnel, &result)),
                 SessionAction::Connected => {
-                    s.announced = true;
-                    cx.events.push_back(Event::SessionUp {
-                        session: s.handle,
-                        local_session_id: s.local_id,
-                        peer_session_id: s.peer_id,
-                        call: s.info.clone(),
-                    });
+                    // RFC 2661 §7.4.1: the LAC is established once it has
+                    // sent ICCN. We tell the owner (who starts PPP at once)
+                    // only when the peer has acknowledged the ICCN (§5.8: its
+                    // Nr has passed the ICCN's Ns), because data messages are
+                    // sent outside the control channel: with the peer's
+                    // receive window full the ICCN waits in our queue, and
+                    // even once sent it can be lost and retransmitted, or
+                    // reordered behind a data message on UDP. "Sent" is not
+                    // enough; only the acknowledgement proves the LNS has it.
+                    // Before that, the LNS would drop our LCP Configure-
+                    // Request (l2tpns: "ignoring ConfigReq in state
+                    // Starting") and PPP would wait for its restart timer.
+                    match s.iccn_number {
+                        Some(n) if s.side == CallSide::Lac && !self.channel.is_acknowledged(n) => {
+                            self.unacknowledged_iccns.push_back((n, key));
+                        }
+                        _ => announce(s, cx),
+                    }
                     None
                 }
                 SessionAction::CleanUp => {
@@ -1465,6 +1519,17 @@ impl Tunnel {
             }
         }
     }
+}
+
+/// Tell the owner a session is up; from then on it may carry data.
+fn announce(s: &mut Session, cx: &mut Cx<'_>) {
+    s.announced = true;
+    cx.events.push_back(Event::SessionUp {
+        session: s.handle,
+        local_session_id: s.local_id,
+        peer_session_id: s.peer_id,
+        call: s.info.clone(),
+    });
 }
 
 #[cfg(test)]
