@@ -123,12 +123,10 @@ impl Datapath {
         let Some(ppp_start) = ip.start.checked_sub(PPP_LEN) else {
             return Verdict::Drop(DropReason::NoHeadroom);
         };
-        let written = frame
-            .get_mut(ppp_start..ip.start)
-            .map(|buf| ppp::Repr::uncompressed(ppp::Protocol::Ipv4).emit(buf));
-        if !matches!(written, Some(Ok(_))) {
+        let Some(ppp_header) = frame.get_mut(ppp_start..ip.start) else {
             return Verdict::Drop(DropReason::EncapsulationFailed);
-        }
+        };
+        ppp_header.copy_from_slice(&IPV4_UNCOMPRESSED);
         let verdict = self.l2tp_encapsulate(frame, d, index, ppp_start, PPP_LEN + ip.total_len());
         if let Verdict::Forward(_) = verdict {
             if let Some(s) = self.tables.session_mut(index) {

@@ -399,12 +399,8 @@ impl Datapath {
             return Verdict::Drop(DropReason::EncapsulationFailed);
         };
         // RFC 2661 §5.4: when sequencing is on, every data message carries
-        // Ns; Nr is reserved in data messages and sent as 0.
-        let header = l2tp::HeaderRepr {
-            sequence: sequencing.then_some((ns, 0)),
-            ..l2tp::HeaderRepr::data(template.peer_tunnel_id, peer_session_id)
-        };
-        let l2tp_len = header.buffer_len();
+        // Ns (and Nr, reserved, as 0).
+        let l2tp_len = if sequencing { 10 } else { l2tp::MIN_HEADER_LEN };
         let Some(start) = ppp_start.checked_sub(OUTER_LEN + l2tp_len) else {
             return Verdict::Drop(DropReason::NoHeadroom);
         };
@@ -430,7 +426,13 @@ impl Datapath {
         outer[IP + 10..IP + 12].copy_from_slice(&check.to_be_bytes());
         // Fits: it is shorter than the Total Length.
         outer[UDP + 4..UDP + 6].copy_from_slice(&(udp_len as u16).to_be_bytes());
-        if header.emit(l2tp_buf, ppp_len).is_err() {
+        let header = l2tp::HeaderRepr::emit_data(
+            l2tp_buf,
+            template.peer_tunnel_id,
+            peer_session_id,
+            sequencing.then_some(ns),
+        );
+        if header != Ok(l2tp_len) {
             return Verdict::Drop(DropReason::EncapsulationFailed);
         }
         let port = usize::from(template.port);
