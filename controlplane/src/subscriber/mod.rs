@@ -172,6 +172,9 @@ struct Call {
     session: Option<SessionHandle>,
     opened_at: Instant,
     link: Option<PppLink>,
+    /// The link was opened (it waits for the LNS's first frame, or
+    /// [`PASSIVE_WAIT`]).
+    opened: bool,
     up: bool,
     done: bool,
     lower_gone: bool,
@@ -201,6 +204,15 @@ impl core::fmt::Debug for Node {
             .finish_non_exhaustive()
     }
 }
+
+/// How long a new call's PPP link waits for the LNS to speak first. Our
+/// ICCN and our first LCP Configure-Request leave together and the
+/// Configure-Request may overtake the ICCN (data messages are not held
+/// back by the control channel's window): the LNS drops it as data for an
+/// unknown session, and our restart timer (3 s) would stall the setup. So
+/// the link starts when the LNS's Configure-Request arrives, as a passive
+/// link does (RFC 1661 §4.2), or after this long.
+const PASSIVE_WAIT: Duration = Duration::from_secs(1);
 
 fn child_rng(rng: &mut dyn RngCore) -> Box<dyn RngCore + Send> {
     let mut seed = [0u8; 32];
@@ -259,6 +271,7 @@ impl Node {
                 session: None,
                 opened_at: now,
                 link: None,
+                opened: false,
                 up: false,
                 done: false,
                 lower_gone: false,
@@ -377,8 +390,14 @@ impl Node {
             self.endpoint.handle_timeout(now);
         }
         for index in self.deadlines.take_due(now) {
-            if let Some(link) = self.calls.get_mut(index).and_then(|c| c.link.as_mut()) {
-                link.handle_timeout(now);
+            if let Some(call) = self.calls.get_mut(index) {
+                if let Some(link) = call.link.as_mut() {
+                    if !call.opened {
+                        call.opened = true;
+                        link.open(now);
+                    }
+                    link.handle_timeout(now);
+                }
             }
             self.service(now, index);
         }
@@ -418,14 +437,13 @@ impl Node {
                     let Some(&index) = self.by_session.get(&session) else {
                         continue;
                     };
-                    let mut link = PppLink::new(
+                    let link = PppLink::new(
                         Role::Client,
                         self.config.ppp.clone(),
                         child_rng(&mut *self.rng),
                     );
-                    link.open(now);
                     self.calls[index].link = Some(link);
-                    self.service(now, index);
+                    self.deadlines.set(index, Some(now + PASSIVE_WAIT));
                 }
                 l2tp::Event::SessionDown { session, reason } => {
                     let Some(&index) = self.by_session.get(&session) else {
@@ -445,7 +463,12 @@ impl Node {
                     let Some(&index) = self.by_session.get(&session) else {
                         continue;
                     };
-                    if let Some(link) = self.calls[index].link.as_mut() {
+                    let call = &mut self.calls[index];
+                    if let Some(link) = call.link.as_mut() {
+                        if !call.opened {
+                            call.opened = true;
+                            link.open(now);
+                        }
                         link.handle_frame(now, &payload);
                         self.service(now, index);
                     }
