@@ -127,6 +127,18 @@ const MAX_WINDOW: u16 = HALF - 1;
 /// a failover) only slows down.
 pub const MAX_WAITING: usize = 4096;
 
+/// Duplicate ZLBs (acknowledging nothing new while messages of ours are
+/// unacknowledged) after which the oldest unacknowledged message is
+/// retransmitted at once instead of at its timeout.
+///
+/// An extension beyond RFC 2661 §5.8, by analogy with TCP's fast retransmit
+/// (RFC 5681 §3.2): our receive side sends a ZLB at once for every message
+/// it holds out of order, so a peer like us that lost one message among many
+/// repeats the same Nr. It interoperates with any peer: a retransmission is
+/// always allowed (§5.8), and a peer that never sends duplicate ZLBs just
+/// never triggers it. Three, like TCP, so that a little reordering does not.
+pub const FAST_RETRANSMIT_DUPLICATES: u8 = 3;
+
 /// Counters of one control channel. They only ever grow.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ChannelStats {
@@ -159,6 +171,10 @@ pub struct ChannelStats {
     /// Arrivals whose Nr acknowledged messages we never sent; their
     /// acknowledgement was ignored.
     pub invalid_nr: u64,
+    /// Retransmissions sent early because the peer's duplicate ZLBs said a
+    /// message was missing (see [`FAST_RETRANSMIT_DUPLICATES`]); also
+    /// counted in `retransmitted`.
+    pub fast_retransmitted: u64,
 }
 
 /// A message of ours that the peer has not acknowledged yet.
@@ -168,6 +184,9 @@ struct InFlight {
     /// Retransmissions so far.
     retries: u32,
     deadline: Instant,
+    /// Already retransmitted early on duplicate ZLBs; once per message, so
+    /// that a stream of duplicates cannot make us flood the peer.
+    fast_retransmitted: bool,
 }
 
 /// What became of one arriving control message.
@@ -217,6 +236,12 @@ pub struct ControlChannel {
     held: BTreeMap<u16, ControlMessage>,
     /// When the pending acknowledgement goes out as a ZLB.
     ack_deadline: Option<Instant>,
+    /// The Nr we last put on the wire: `next_nr - last_sent_nr` messages
+    /// are received and not yet acknowledged.
+    last_sent_nr: u16,
+    /// ZLBs in a row whose Nr acknowledged nothing new while messages of
+    /// ours were unacknowledged.
+    duplicate_zlbs: u8,
     /// Ready to transmit, Ns and Nr filled in.
     outbox: VecDeque<ControlMessage>,
     failed: bool,
@@ -248,6 +273,8 @@ impl ControlChannel {
             next_nr: config.initial_sequence,
             held: BTreeMap::new(),
             ack_deadline: None,
+            last_sent_nr: config.initial_sequence,
+            duplicate_zlbs: 0,
             outbox: VecDeque::new(),
             failed: false,
             stats: ChannelStats::default(),
@@ -374,9 +401,10 @@ impl ControlChannel {
         if self.failed {
             return (Arrival::Zlb, delivered);
         }
-        self.process_nr(message.nr);
+        let advanced = self.process_nr(message.nr);
         if message.is_zlb() {
             self.stats.zlb_received += 1;
+            self.count_duplicate_zlb(advanced);
             return (Arrival::Zlb, delivered);
         }
         self.stats.received += 1;
@@ -393,7 +421,19 @@ impl ControlChannel {
                 delivered.push(next);
             }
             self.stats.delivered += delivered.len() as u64;
-            self.schedule_ack(now);
+            // Like TCP's delayed acknowledgement "at least every second
+            // segment" (RFC 1122 §4.2.3.2): once half the window we advertised
+            // is unacknowledged, acknowledge now, or the peer's window fills
+            // with messages we have long since taken (an LAC's ICCNs, to
+            // which the LNS has nothing to answer) and it stalls for the ack
+            // delay. RFC 2661 §5.8 only asks for a ZLB when no message of ours
+            // is waiting to carry the acknowledgement.
+            let unacknowledged = self.next_nr.wrapping_sub(self.last_sent_nr);
+            if unacknowledged >= (self.config.receive_window / 2).max(1) {
+                self.ack_now(now);
+            } else {
+                self.schedule_ack(now);
+            }
             Arrival::InOrder
         } else if ahead >= HALF {
             // Behind what we expect: received before. RFC 2661 §5.8: duplicates
@@ -408,10 +448,15 @@ impl ControlChannel {
                 self.stats.out_of_order_held += 1;
                 self.held.insert(message.ns, message);
             }
-            // Acknowledging tells the peer where the gap starts. Every held Ns
-            // lies within the window, so a hostile peer cannot grow the map
-            // past `receive_window` entries.
-            self.schedule_ack(now);
+            // Acknowledging tells the peer where the gap starts, and at once:
+            // each such ZLB repeats the same Nr, which a peer like us takes
+            // as a sign of loss and retransmits early
+            // ([`FAST_RETRANSMIT_DUPLICATES`]) instead of after its timeout
+            // while everything behind the gap waits. RFC 2661 §5.8 allows a
+            // ZLB whenever no message of ours is waiting to carry the Nr.
+            // Every held Ns lies within the window, so a hostile peer cannot
+            // grow the map past `receive_window` entries.
+            self.ack_now(now);
             Arrival::Held
         } else {
             // The peer ignored our Receive Window Size: drop it and let the
@@ -454,6 +499,7 @@ impl ControlChannel {
             self.outbox.push_back(entry.message.clone());
             self.stats.retransmitted += 1;
             self.ack_deadline = None;
+            self.last_sent_nr = next_nr;
             timed_out = true;
         }
         if timed_out && self.config.slow_start {
@@ -480,10 +526,12 @@ impl ControlChannel {
                 message,
                 retries: 0,
                 deadline: now + retransmission.timeout(0),
+                fast_retransmitted: false,
             });
             self.stats.sent += 1;
             // The message carries our Nr: no separate acknowledgement needed.
             self.ack_deadline = None;
+            self.last_sent_nr = self.next_nr;
         }
         if blocked {
             self.stats.window_full += 1;
@@ -499,6 +547,7 @@ impl ControlChannel {
                 self.next_nr,
             ));
             self.stats.zlb_sent += 1;
+            self.last_sent_nr = self.next_nr;
         }
     }
 
@@ -525,6 +574,52 @@ impl ControlChannel {
         self.ack_deadline.is_some()
     }
 
+    /// Send the acknowledgement at the next [`ControlChannel::service`],
+    /// as a ZLB unless a message of ours goes out then and carries it.
+    fn ack_now(&mut self, now: Instant) {
+        self.ack_deadline = Some(now);
+    }
+
+    /// A ZLB arrived; `advanced` says whether its Nr acknowledged anything.
+    /// After [`FAST_RETRANSMIT_DUPLICATES`] that did not, retransmit the
+    /// oldest unacknowledged message now (see the constant for why this is
+    /// safe beyond RFC 2661 §5.8).
+    fn count_duplicate_zlb(&mut self, advanced: bool) {
+        if advanced || self.in_flight.is_empty() {
+            self.duplicate_zlbs = 0;
+            return;
+        }
+        self.duplicate_zlbs = self.duplicate_zlbs.saturating_add(1);
+        if self.duplicate_zlbs < FAST_RETRANSMIT_DUPLICATES {
+            return;
+        }
+        self.duplicate_zlbs = 0;
+        let next_nr = self.next_nr;
+        let Some(oldest) = self.in_flight.front_mut() else {
+            return;
+        };
+        if oldest.fast_retransmitted {
+            return;
+        }
+        oldest.fast_retransmitted = true;
+        // §5.8: the retransmission keeps its Ns and carries the current Nr.
+        // Its timer and retry count stay as they are: the timeout still
+        // covers this copy being lost too.
+        oldest.message.nr = next_nr;
+        self.outbox.push_back(oldest.message.clone());
+        self.last_sent_nr = next_nr;
+        self.ack_deadline = None;
+        self.stats.retransmitted += 1;
+        self.stats.fast_retransmitted += 1;
+        if self.config.slow_start {
+            // The duplicates show the path still delivers: halve the window
+            // (as TCP's fast recovery does) rather than restart it at one.
+            self.ssthresh = (self.cwnd / 2).max(1);
+            self.cwnd = self.ssthresh;
+            self.avoidance_acks = 0;
+        }
+    }
+
     fn schedule_ack(&mut self, now: Instant) {
         if self.ack_deadline.is_none() {
             self.ack_deadline = Some(now + self.config.ack_delay);
@@ -532,7 +627,8 @@ impl ControlChannel {
     }
 
     /// The peer's Nr acknowledges every Ns before it (RFC 2661 §5.8).
-    fn process_nr(&mut self, nr: u16) {
+    /// Returns whether it acknowledged anything.
+    fn process_nr(&mut self, nr: u16) -> bool {
         let oldest = self
             .in_flight
             .front()
@@ -540,14 +636,14 @@ impl ControlChannel {
         if seq_before(nr, oldest) {
             // A stale acknowledgement (a retransmission or a reordered
             // message): it tells us nothing new.
-            return;
+            return false;
         }
         let acked = usize::from(nr.wrapping_sub(oldest));
         if acked > self.in_flight.len() {
             // Acknowledges something we never sent: ignore it rather than
             // lose messages the peer has not seen.
             self.stats.invalid_nr += 1;
-            return;
+            return false;
         }
         self.in_flight.drain(..acked);
         self.stats.acked += acked as u64;
@@ -556,6 +652,7 @@ impl ControlChannel {
                 self.open_window();
             }
         }
+        acked > 0
     }
 
     /// One acknowledged message (RFC 2661 Appendix A): below SSTHRESH the
@@ -1024,5 +1121,68 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn an_out_of_order_arrival_is_acknowledged_at_once() {
+        let mut ch = ControlChannel::new(config());
+        // Ns 0 is lost; Ns 1 is held and its ZLB goes out without the delay.
+        assert_eq!(ch.on_receive(at(0), peer(1, 0)).0, Arrival::Held);
+        ch.service(at(0));
+        let out = drain(&mut ch);
+        assert_eq!(out.len(), 1);
+        assert!(out[0].is_zlb());
+        assert_eq!(out[0].nr, 0, "the gap starts at Ns 0");
+    }
+
+    #[test]
+    fn half_the_advertised_window_received_is_acknowledged_at_once() {
+        // Receive window 4: the second unacknowledged message triggers a ZLB.
+        let mut ch = ControlChannel::new(config());
+        ch.on_receive(at(0), peer(0, 0));
+        ch.service(at(0));
+        assert!(drain(&mut ch).is_empty(), "one message waits for the delay");
+        ch.on_receive(at(1), peer(1, 0));
+        ch.service(at(1));
+        let out = drain(&mut ch);
+        assert_eq!(out.len(), 1);
+        assert!(out[0].is_zlb());
+        assert_eq!(out[0].nr, 2);
+        // The count starts again after that acknowledgement.
+        ch.on_receive(at(2), peer(2, 0));
+        ch.service(at(2));
+        assert!(drain(&mut ch).is_empty());
+        ch.service(at(52));
+        assert_eq!(drain(&mut ch).iter().map(|m| m.nr).collect::<Vec<_>>(), [3]);
+    }
+
+    #[test]
+    fn duplicate_zlbs_retransmit_the_oldest_message_once_before_its_timeout() {
+        let mut ch = ControlChannel::new(config());
+        for _ in 0..4 {
+            ch.send(hello());
+        }
+        ch.service(at(0));
+        assert_eq!(drain(&mut ch).len(), 4);
+        // Ns 0 was lost; the peer holds 1, 2 and 3 and says so each time.
+        for t in 1..FAST_RETRANSMIT_DUPLICATES {
+            ch.on_receive(at(u64::from(t)), zlb(0, 0));
+            ch.service(at(u64::from(t)));
+            assert!(drain(&mut ch).is_empty());
+        }
+        ch.on_receive(at(5), zlb(0, 0));
+        ch.service(at(5));
+        let out = drain(&mut ch);
+        assert_eq!(out.iter().map(|m| m.ns).collect::<Vec<_>>(), [0]);
+        assert_eq!(ch.stats().fast_retransmitted, 1);
+        // More duplicates do not send it again; its timeout still stands.
+        for t in 6..12 {
+            ch.on_receive(at(t), zlb(0, 0));
+            ch.service(at(t));
+            assert!(drain(&mut ch).is_empty());
+        }
+        ch.on_receive(at(20), zlb(0, 4));
+        assert!(ch.is_idle());
+        assert_eq!(ch.stats().retransmitted, 1);
     }
 }
