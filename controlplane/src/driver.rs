@@ -46,6 +46,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_core::RngCore;
 
 use crate::l2tp::{Endpoint, Event};
+pub use crate::node::Node;
 use crate::time::Instant;
 
 /// The largest datagram we read: an L2TP control message is bounded by its
@@ -57,29 +58,6 @@ const MAX_DATAGRAM: usize = 65_535;
 /// this long; it also keeps a node whose deadline does not move after
 /// `handle_timeout` from spinning a core.
 const MIN_WAIT: Duration = Duration::from_millis(1);
-
-/// A sans-IO protocol node that speaks over one UDP socket, as the driver
-/// sees it (the quinn-proto shape; see DESIGN.md §2.2).
-pub trait Node {
-    /// What the node reports to its owner.
-    type Event;
-
-    /// A datagram arrived from `remote`.
-    fn handle_datagram(&mut self, now: Instant, remote: SocketAddr, datagram: &[u8]);
-
-    /// The time returned by [`Node::poll_timeout`] has come.
-    fn handle_timeout(&mut self, now: Instant);
-
-    /// When the node next needs [`Node::handle_timeout`], if ever.
-    fn poll_timeout(&self) -> Option<Instant>;
-
-    /// The next datagram to send: its bytes in `buf` (cleared first) and
-    /// where to send it. `None` when nothing is waiting.
-    fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<SocketAddr>;
-
-    /// The next event, if any.
-    fn poll_event(&mut self) -> Option<Self::Event>;
-}
 
 /// Why [`Driver::run_until`] returned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -10,6 +10,7 @@ pub mod aaa;
 pub mod driver;
 pub mod l2tp;
 pub mod lns;
+pub mod node;
 pub mod ppp;
 pub mod sim;
 pub mod subscriber;

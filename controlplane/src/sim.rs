@@ -46,54 +46,14 @@
 //! ```
 
 use core::fmt;
-use core::net::SocketAddrV4;
+use core::net::{SocketAddr, SocketAddrV4};
 use core::time::Duration;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use rand_core::RngCore;
 
-use crate::l2tp;
+pub use crate::node::Node;
 use crate::time::Instant;
-
-/// A sans-IO protocol node the simulation can drive.
-pub trait Node {
-    /// What the node reports to its owner.
-    type Event;
-    /// A datagram arrived from `from`.
-    fn handle_datagram(&mut self, now: Instant, from: SocketAddrV4, payload: &[u8]);
-    /// The next datagram to send: destination and payload.
-    fn poll_transmit(&mut self, now: Instant) -> Option<(SocketAddrV4, Vec<u8>)>;
-    /// When the node's next timer fires.
-    fn poll_timeout(&self) -> Option<Instant>;
-    /// Run the timers that are due.
-    fn handle_timeout(&mut self, now: Instant);
-    /// The next event for the owner.
-    fn poll_event(&mut self) -> Option<Self::Event>;
-}
-
-impl Node for l2tp::Endpoint {
-    type Event = l2tp::Event;
-
-    fn handle_datagram(&mut self, now: Instant, from: SocketAddrV4, payload: &[u8]) {
-        l2tp::Endpoint::handle_datagram(self, now, from, payload);
-    }
-
-    fn poll_transmit(&mut self, now: Instant) -> Option<(SocketAddrV4, Vec<u8>)> {
-        l2tp::Endpoint::poll_transmit(self, now).map(|t| (t.remote, t.payload))
-    }
-
-    fn poll_timeout(&self) -> Option<Instant> {
-        l2tp::Endpoint::poll_timeout(self)
-    }
-
-    fn handle_timeout(&mut self, now: Instant) {
-        l2tp::Endpoint::handle_timeout(self, now);
-    }
-
-    fn poll_event(&mut self) -> Option<l2tp::Event> {
-        l2tp::Endpoint::poll_event(self)
-    }
-}
 
 /// What the link does to datagrams in one direction. Probabilities are
 /// per datagram, from 0.0 to 1.0.
@@ -426,8 +386,15 @@ impl<N: Node> Sim<N> {
         for i in 0..self.nodes.len() {
             let now = self.now;
             let from = self.nodes[i].address;
-            while let Some((to, payload)) = self.nodes[i].node.poll_transmit(now) {
-                self.send(from, to, payload);
+            let mut payload = Vec::new();
+            while let Some(to) = self.nodes[i].node.poll_transmit(now, &mut payload) {
+                match to {
+                    SocketAddr::V4(to) => self.send(from, to, core::mem::take(&mut payload)),
+                    // The simulated network is IPv4 only: nobody is there.
+                    SocketAddr::V6(_) => {
+                        self.stats.undeliverable += 1;
+                    }
+                }
             }
             while let Some(e) = self.nodes[i].node.poll_event() {
                 self.nodes[i].events.push((now, e));
@@ -571,7 +538,9 @@ impl<N: Node> Sim<N> {
                 Some(i) => {
                     self.stats.delivered += 1;
                     self.note(Fate::Delivered, d.from, d.to, &d.payload);
-                    self.nodes[i].node.handle_datagram(now, d.from, &d.payload);
+                    self.nodes[i]
+                        .node
+                        .handle_datagram(now, SocketAddr::V4(d.from), &d.payload);
                 }
                 None => {
                     self.stats.undeliverable += 1;

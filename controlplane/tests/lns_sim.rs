@@ -8,7 +8,7 @@
 // allowances for unwrap/expect/panic apply to the whole file.
 #![cfg(test)]
 
-use core::net::{Ipv4Addr, SocketAddrV4};
+use core::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use core::time::Duration;
 use std::collections::HashSet;
 
@@ -56,17 +56,17 @@ enum Ev {
 impl sim::Node for Party {
     type Event = Ev;
 
-    fn handle_datagram(&mut self, now: Instant, from: SocketAddrV4, payload: &[u8]) {
+    fn handle_datagram(&mut self, now: Instant, from: SocketAddr, payload: &[u8]) {
         match self {
             Party::Lns(n) => sim::Node::handle_datagram(&mut **n, now, from, payload),
             Party::Subscribers(n) => sim::Node::handle_datagram(&mut **n, now, from, payload),
         }
     }
 
-    fn poll_transmit(&mut self, now: Instant) -> Option<(SocketAddrV4, Vec<u8>)> {
+    fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<SocketAddr> {
         match self {
-            Party::Lns(n) => sim::Node::poll_transmit(&mut **n, now),
-            Party::Subscribers(n) => sim::Node::poll_transmit(&mut **n, now),
+            Party::Lns(n) => sim::Node::poll_transmit(&mut **n, now, buf),
+            Party::Subscribers(n) => sim::Node::poll_transmit(&mut **n, now, buf),
         }
     }
 

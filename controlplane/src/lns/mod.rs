@@ -32,8 +32,7 @@
 //! The node speaks over one UDP socket: L2TP with the LACs and, when
 //! configured, RADIUS with its servers (a datagram from a RADIUS server's
 //! address goes to the RADIUS client, every other to L2TP). It implements
-//! both [`crate::sim::Node`] and [`crate::driver::Node`], so the same node
-//! runs in simulation and in `lnsd`.
+//! [`crate::node::Node`], so the same node runs in simulation and in `lnsd`.
 //!
 //! # Timers
 //!
@@ -1081,38 +1080,7 @@ impl Node {
     }
 }
 
-impl crate::sim::Node for Node {
-    type Event = Event;
-
-    fn handle_datagram(&mut self, now: Instant, from: SocketAddrV4, payload: &[u8]) {
-        Node::handle_datagram(self, now, from, payload);
-    }
-
-    fn poll_transmit(&mut self, now: Instant) -> Option<(SocketAddrV4, Vec<u8>)> {
-        // The simulation is IPv4 only; a RADIUS server at an IPv6 address
-        // cannot be in it.
-        while let Some((to, payload)) = Node::poll_transmit(self, now) {
-            if let SocketAddr::V4(to) = to {
-                return Some((to, payload));
-            }
-        }
-        None
-    }
-
-    fn poll_timeout(&self) -> Option<Instant> {
-        Node::poll_timeout(self)
-    }
-
-    fn handle_timeout(&mut self, now: Instant) {
-        Node::handle_timeout(self, now);
-    }
-
-    fn poll_event(&mut self) -> Option<Event> {
-        Node::poll_event(self)
-    }
-}
-
-impl crate::driver::Node for Node {
+impl crate::node::Node for Node {
     type Event = Event;
 
     fn handle_datagram(&mut self, now: Instant, remote: SocketAddr, datagram: &[u8]) {

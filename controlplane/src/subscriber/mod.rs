@@ -5,7 +5,7 @@
 //! It reports each subscriber up (assigned address, DNS, both magic
 //! numbers, the time from opening the call to PPP up) and down (with the
 //! cause). `l2bench` grows from this; the LNS tests use it in simulation
-//! ([`crate::sim::Node`]) and over loopback ([`crate::driver::Node`]).
+//! and over loopback (through [`crate::node::Node`]).
 //!
 //! Subscriber *n* (counted from 0) rides tunnel `n / sessions_per_tunnel`.
 //! Calls are opened in order, at most [`Config::max_setting_up`] at a time
@@ -573,31 +573,7 @@ impl Node {
     }
 }
 
-impl crate::sim::Node for Node {
-    type Event = Event;
-
-    fn handle_datagram(&mut self, now: Instant, from: SocketAddrV4, payload: &[u8]) {
-        Node::handle_datagram(self, now, from, payload);
-    }
-
-    fn poll_transmit(&mut self, now: Instant) -> Option<(SocketAddrV4, Vec<u8>)> {
-        Node::poll_transmit(self, now)
-    }
-
-    fn poll_timeout(&self) -> Option<Instant> {
-        Node::poll_timeout(self)
-    }
-
-    fn handle_timeout(&mut self, now: Instant) {
-        Node::handle_timeout(self, now);
-    }
-
-    fn poll_event(&mut self) -> Option<Event> {
-        Node::poll_event(self)
-    }
-}
-
-impl crate::driver::Node for Node {
+impl crate::node::Node for Node {
     type Event = Event;
 
     fn handle_datagram(&mut self, now: Instant, remote: SocketAddr, datagram: &[u8]) {

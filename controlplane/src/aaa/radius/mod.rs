@@ -15,7 +15,7 @@ use crate::time::Instant;
 
 /// The client over its own UDP socket, run by [`crate::driver::Driver`]:
 /// the thin adapter a daemon or test uses. The client stays sans-IO.
-impl crate::driver::Node for Client {
+impl crate::node::Node for Client {
     type Event = Event;
 
     fn handle_datagram(&mut self, now: Instant, remote: SocketAddr, datagram: &[u8]) {
