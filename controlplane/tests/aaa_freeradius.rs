@@ -2,7 +2,8 @@
 //!
 //! Each test starts its own `freeradius -X` from the templates in
 //! `deploy/radius/` (placeholders filled in: a temporary directory, two free
-//! UDP ports on 127.0.0.1, the shared secret), so tests run side by side.
+//! UDP ports on 127.0.0.1, the shared secret; see `support/radius.rs`), so
+//! tests run side by side, without root.
 //! The server is killed and its directory removed when the test ends, also
 //! when it panics. FreeRADIUS must be installed (Debian package
 //! `freeradius`; CI installs it): without it the tests fail and say so.
@@ -11,14 +12,10 @@
 // allowances for unwrap/expect/panic apply to the whole file.
 #![cfg(test)]
 
-use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
+mod support;
+
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::ops::ControlFlow;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use controlplane::aaa::radius::{
@@ -28,164 +25,18 @@ use controlplane::aaa::radius::{
 use controlplane::aaa::users::chap_md5_response;
 use controlplane::aaa::{AuthRequest, AuthResult, Credentials, FramedAddress, RejectReason};
 use controlplane::driver::{os_rng, Driver};
+use support::radius::{FreeRadius, Place};
 
 const SECRET: &str = "lns-test-secret";
 
-/// A running FreeRADIUS with its own configuration directory.
-struct FreeRadius {
-    child: Child,
-    dir: PathBuf,
-    auth: SocketAddr,
-    acct: SocketAddr,
-    output: Arc<Mutex<String>>,
+fn start_freeradius() -> FreeRadius {
+    FreeRadius::start(Place::Loopback, SECRET, None).unwrap_or_else(|e| panic!("{e}"))
 }
 
-impl FreeRadius {
-    fn start() -> FreeRadius {
-        static SERIAL: AtomicU32 = AtomicU32::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "aaa-freeradius-{}-{}",
-            std::process::id(),
-            SERIAL.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        let templates = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/radius");
-        let (auth, acct) = (free_port(), free_port());
-        let vars = [
-            ("@DIR@", dir.display().to_string()),
-            ("@AUTH_PORT@", auth.port().to_string()),
-            ("@ACCT_PORT@", acct.port().to_string()),
-            ("@SECRET@", SECRET.to_owned()),
-        ];
-        copy_templates(&templates, &dir, &vars);
-        for sub in ["log", "radacct", "run"] {
-            std::fs::create_dir_all(dir.join(sub)).unwrap();
-        }
-        let child = match Command::new("freeradius")
-            .arg("-X")
-            .arg("-d")
-            .arg(&dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-        {
-            Ok(child) => child,
-            Err(e) => {
-                let _ = std::fs::remove_dir_all(&dir);
-                panic!(
-                    "cannot run freeradius ({e}): install the Debian package `freeradius` \
-                     (apt-get install freeradius); CI installs it"
-                );
-            }
-        };
-        let mut server = FreeRadius {
-            child,
-            dir,
-            auth,
-            acct,
-            output: Arc::new(Mutex::new(String::new())),
-        };
-        // From here on Drop cleans up, also if we panic below.
-        let (ready_tx, ready_rx) = mpsc::channel();
-        let stdout = server.child.stdout.take().unwrap();
-        let stderr = server.child.stderr.take().unwrap();
-        for stream in [
-            Box::new(stdout) as Box<dyn std::io::Read + Send>,
-            Box::new(stderr),
-        ] {
-            let output = Arc::clone(&server.output);
-            let ready_tx = ready_tx.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    if line.contains("Ready to process requests") {
-                        let _ = ready_tx.send(());
-                    }
-                    let mut out = output.lock().unwrap();
-                    out.push_str(&line);
-                    out.push('\n');
-                }
-            });
-        }
-        if ready_rx.recv_timeout(Duration::from_secs(20)).is_err() {
-            panic!(
-                "FreeRADIUS did not become ready; its output:\n{}",
-                server.output.lock().unwrap()
-            );
-        }
-        server
-    }
-
-    /// The accounting records of the detail file, in order: each a map of
-    /// attribute name to value as FreeRADIUS writes it (strings unquoted).
-    fn detail_records(&self) -> Vec<HashMap<String, String>> {
-        let text = std::fs::read_to_string(self.dir.join("radacct/detail")).unwrap_or_default();
-        let mut records = Vec::new();
-        let mut record = HashMap::new();
-        for line in text.lines() {
-            if line.trim().is_empty() {
-                if !record.is_empty() {
-                    records.push(std::mem::take(&mut record));
-                }
-                continue;
-            }
-            // Attribute lines are indented; the record header (a date) is not.
-            if let Some(rest) = line.strip_prefix('\t') {
-                if let Some((name, value)) = rest.split_once(" = ") {
-                    record.insert(name.to_owned(), value.trim_matches('"').to_owned());
-                }
-            }
-        }
-        if !record.is_empty() {
-            records.push(record);
-        }
-        records
-    }
-
-    fn server(&self, address: SocketAddr) -> Server {
-        Server {
-            address,
-            secret: SECRET.as_bytes().to_vec(),
-        }
-    }
-}
-
-impl Drop for FreeRadius {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            eprintln!(
-                "FreeRADIUS output:\n{}",
-                self.output.lock().map(|o| o.clone()).unwrap_or_default()
-            );
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// A UDP port on 127.0.0.1 that was free a moment ago.
-fn free_port() -> SocketAddr {
-    UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
-
-fn copy_templates(from: &Path, to: &Path, vars: &[(&str, String)]) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_templates(&entry.path(), &target, vars);
-        } else {
-            let mut text = std::fs::read_to_string(entry.path()).unwrap();
-            for (key, value) in vars {
-                text = text.replace(key, value);
-            }
-            std::fs::write(&target, text).unwrap();
-        }
+fn server(address: SocketAddr) -> Server {
+    Server {
+        address,
+        secret: SECRET.as_bytes().to_vec(),
     }
 }
 
@@ -273,8 +124,8 @@ fn chap(user: &str, secret: &str) -> AuthRequest {
 
 #[test]
 fn pap_and_chap_users_are_accepted_with_their_attributes_and_a_wrong_password_is_rejected() {
-    let radius = FreeRadius::start();
-    let mut driver = client(config(vec![radius.server(radius.auth)], vec![]));
+    let radius = start_freeradius();
+    let mut driver = client(config(vec![server(radius.auth())], vec![]));
 
     let result = authenticate(&mut driver, pap("pap-user", "pap-secret"));
     assert!(result.accept, "{result:?}");
@@ -318,11 +169,8 @@ fn pap_and_chap_users_are_accepted_with_their_attributes_and_a_wrong_password_is
 
 #[test]
 fn accounting_start_interim_and_stop_reach_the_detail_file() {
-    let radius = FreeRadius::start();
-    let mut cfg = config(
-        vec![radius.server(radius.auth)],
-        vec![radius.server(radius.acct)],
-    );
+    let radius = start_freeradius();
+    let mut cfg = config(vec![server(radius.auth())], vec![server(radius.acct())]);
     cfg.interim_interval = Some(Duration::from_millis(50));
     let mut driver = client(cfg);
 
@@ -374,7 +222,7 @@ fn accounting_start_interim_and_stop_reach_the_detail_file() {
         }
     });
 
-    let records = radius.detail_records();
+    let records = radius.records();
     let status: Vec<&str> = records
         .iter()
         .map(|r| r.get("Acct-Status-Type").map(String::as_str).unwrap_or("?"))
@@ -404,13 +252,13 @@ fn accounting_start_interim_and_stop_reach_the_detail_file() {
 
 #[test]
 fn a_dead_first_server_fails_over_to_freeradius() {
-    let radius = FreeRadius::start();
+    let radius = start_freeradius();
     // Bound and never read: requests to it vanish without an ICMP error.
     let silent = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
     let dead = silent.local_addr().unwrap();
     let mut driver = client(config(
-        vec![radius.server(dead), radius.server(radius.auth)],
-        vec![radius.server(dead), radius.server(radius.acct)],
+        vec![server(dead), server(radius.auth())],
+        vec![server(dead), server(radius.acct())],
     ));
 
     let start = std::time::Instant::now();
@@ -463,7 +311,7 @@ fn a_dead_first_server_fails_over_to_freeradius() {
             status: AcctStatus::Start,
         }
     });
-    let records = radius.detail_records();
+    let records = radius.records();
     assert_eq!(records.len(), 1, "{records:#?}");
     assert_eq!(records[0]["Acct-Session-Id"], "failover-1");
     drop(silent);

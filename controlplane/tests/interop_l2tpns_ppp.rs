@@ -34,7 +34,9 @@ use controlplane::time::Instant;
 use support::capture::{acknowledged, control_flow, Capture, Packet};
 use support::netns::Lab;
 use support::peers::{l2tpns_pool, L2tpnsLns, L2tpnsLnsConfig, L2TPNS_DNS, L2TPNS_RADIUS_SECRET};
-use support::radius::{FreeRadius, Record, User, AUTH_PORT, BATCH_USER, CHAP_USER, PAP_USER};
+use support::radius::{
+    FreeRadius, Place, Record, User, AUTH_PORT, BATCH_USER, CHAP_USER, INTEROP_OVERLAY, PAP_USER,
+};
 
 const SECRET: &str = "interop-secret";
 const LNS_HOSTNAME: &str = "l2tpns-lns";
@@ -294,7 +296,12 @@ fn our_subscribers_come_up_and_go_down_with_l2tpns_and_freeradius() {
     let lns = lab.namespace("lns").expect("lns namespace");
     let link = lab.link(&lac, &lns).expect("veth");
 
-    let radius = FreeRadius::start(&mut lab, &lns, L2TPNS_RADIUS_SECRET).expect("freeradius");
+    let mut radius = FreeRadius::start(
+        Place::Namespace(&mut lab, &lns),
+        L2TPNS_RADIUS_SECRET,
+        Some(INTEROP_OVERLAY),
+    )
+    .expect("freeradius");
     let lns_config = L2tpnsLnsConfig {
         bind: link.b,
         hostname: LNS_HOSTNAME,

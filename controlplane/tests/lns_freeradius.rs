@@ -6,22 +6,20 @@
 //!
 //! FreeRADIUS runs from the templates in `deploy/radius/` (the users
 //! `pap-user` and `chap-user` of `mods-config/files/authorize`), in its own
-//! temporary directory on free loopback ports, killed and removed when the
-//! test ends, also when it panics. It must be installed (Debian package
+//! temporary directory on free loopback ports (`support/radius.rs`), killed
+//! and removed when the test ends, also when it panics; no root needed. It must be installed (Debian package
 //! `freeradius`; CI installs it): without it the test fails and says so.
 
 // Test code throughout (helpers included), so the workspace's test
 // allowances for unwrap/expect/panic apply to the whole file.
 #![cfg(test)]
 
-use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
+mod support;
+
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::ops::ControlFlow;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use controlplane::aaa::pool::AddressPool;
@@ -31,165 +29,30 @@ use controlplane::driver::{os_rng, Driver};
 use controlplane::lns::{self, EstablishedSession};
 use controlplane::ppp::AuthMethod;
 use controlplane::subscriber::{self, AuthChoice, SubscriberUp};
+use support::radius::{FreeRadius, Place, Record};
 
 const SECRET: &str = "lns-test-secret";
 
-/// A running FreeRADIUS with its own configuration directory.
-struct FreeRadius {
-    child: Child,
-    dir: PathBuf,
-    auth: SocketAddr,
-    acct: SocketAddr,
-    output: Arc<Mutex<String>>,
+fn start_freeradius() -> FreeRadius {
+    FreeRadius::start(Place::Loopback, SECRET, None).unwrap_or_else(|e| panic!("{e}"))
 }
 
-fn free_port() -> SocketAddr {
-    UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
-
-/// Copies the template tree `from` to `to`, filling in the placeholders.
-fn instantiate(from: &Path, to: &Path, vars: &[(&str, String)]) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            instantiate(&entry.path(), &target, vars);
-        } else {
-            let text = vars.iter().fold(
-                std::fs::read_to_string(entry.path()).unwrap(),
-                |text, (key, value)| text.replace(key, value),
-            );
-            std::fs::write(&target, text).unwrap();
-        }
-    }
-}
-
-impl FreeRadius {
-    fn start() -> FreeRadius {
-        let dir = std::env::temp_dir().join(format!("lns-freeradius-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let (auth, acct) = (free_port(), free_port());
-        instantiate(
-            &Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/radius"),
-            &dir,
-            &[
-                ("@DIR@", dir.display().to_string()),
-                ("@AUTH_PORT@", auth.port().to_string()),
-                ("@ACCT_PORT@", acct.port().to_string()),
-                ("@SECRET@", SECRET.to_owned()),
-            ],
-        );
-        for sub in ["log", "radacct", "run"] {
-            std::fs::create_dir_all(dir.join(sub)).unwrap();
-        }
-        let child = Command::new("freeradius")
-            .arg("-X")
-            .arg("-d")
-            .arg(&dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn();
-        let child = match child {
-            Ok(child) => child,
-            Err(e) => {
-                let _ = std::fs::remove_dir_all(&dir);
-                panic!(
-                    "cannot run freeradius ({e}): install the Debian package `freeradius` \
-                     (apt-get install freeradius); CI installs it"
-                );
-            }
-        };
-        let mut server = FreeRadius {
-            child,
-            dir,
-            auth,
-            acct,
-            output: Arc::new(Mutex::new(String::new())),
-        };
-        // From here on Drop cleans up, also if we panic below.
-        let (ready_tx, ready_rx) = mpsc::channel();
-        let streams: [Box<dyn std::io::Read + Send>; 2] = [
-            Box::new(server.child.stdout.take().unwrap()),
-            Box::new(server.child.stderr.take().unwrap()),
-        ];
-        for stream in streams {
-            let output = Arc::clone(&server.output);
-            let ready_tx = ready_tx.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    if line.contains("Ready to process requests") {
-                        let _ = ready_tx.send(());
-                    }
-                    let mut out = output.lock().unwrap();
-                    out.push_str(&line);
-                    out.push('\n');
-                }
-            });
-        }
-        if ready_rx.recv_timeout(Duration::from_secs(20)).is_err() {
-            panic!(
-                "FreeRADIUS did not become ready; its output:\n{}",
-                server.output.lock().unwrap()
-            );
-        }
-        server
-    }
-
-    /// The accounting records of the detail file, in order, each a map of
-    /// attribute name to value (strings unquoted).
-    fn detail_records(&self) -> Vec<HashMap<String, String>> {
-        let text = std::fs::read_to_string(self.dir.join("radacct/detail")).unwrap_or_default();
-        let mut records = Vec::new();
-        let mut record = HashMap::new();
-        for line in text.lines() {
-            if let Some((name, value)) = line.strip_prefix('\t').and_then(|l| l.split_once(" = ")) {
-                record.insert(name.to_owned(), value.trim_matches('"').to_owned());
-            } else if line.trim().is_empty() && !record.is_empty() {
-                records.push(std::mem::take(&mut record));
-            }
-        }
-        if !record.is_empty() {
-            records.push(record);
-        }
-        records
-    }
-
-    /// Waits up to 10 s for a detail record of `session_id` with status
-    /// `status`.
-    fn wait_for_record(&self, session_id: &str, status: &str) -> HashMap<String, String> {
-        for _ in 0..100 {
-            if let Some(r) = self.detail_records().into_iter().find(|r| {
-                r.get("Acct-Session-Id").map(String::as_str) == Some(session_id)
-                    && r.get("Acct-Status-Type").map(String::as_str) == Some(status)
-            }) {
-                return r;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!(
-            "no {status} record for {session_id} in the detail file: {:?}",
-            self.detail_records()
-        );
-    }
-}
-
-impl Drop for FreeRadius {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            eprintln!(
-                "FreeRADIUS output:\n{}",
-                self.output.lock().map(|o| o.clone()).unwrap_or_default()
-            );
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+/// Waits up to 10 s for a detail record of `session_id` with status
+/// `status`.
+fn wait_for_record(radius: &FreeRadius, session_id: &str, status: &str) -> Record {
+    let is_it = |r: &Record| {
+        r.get("Acct-Session-Id").map(String::as_str) == Some(session_id)
+            && r.get("Acct-Status-Type").map(String::as_str) == Some(status)
+    };
+    let records =
+        radius.wait_for_records(Duration::from_secs(10), |records| records.iter().any(is_it));
+    records
+        .iter()
+        .find(|r| is_it(r))
+        .cloned()
+        .unwrap_or_else(|| {
+            panic!("no {status} record for {session_id} in the detail file: {records:?}")
+        })
 }
 
 /// The LNS node on its own thread, over a loopback socket, until `stop`.
@@ -207,7 +70,7 @@ impl RunningLns {
             secret: SECRET.as_bytes().to_vec(),
         };
         let client = Client::new(
-            ClientConfig::new(vec![server(radius.auth)], vec![server(radius.acct)]),
+            ClientConfig::new(vec![server(radius.auth())], vec![server(radius.acct())]),
             os_rng().unwrap(),
         )
         .unwrap();
@@ -338,7 +201,7 @@ fn one_session(
 
 #[test]
 fn pap_and_chap_sessions_come_up_with_radius_attributes_and_are_accounted() {
-    let radius = FreeRadius::start();
+    let radius = start_freeradius();
     let lns = RunningLns::start(&radius);
 
     // PAP: the fixed Framed-IP-Address and the timeouts and Class of the
@@ -362,7 +225,7 @@ fn pap_and_chap_sessions_come_up_with_radius_attributes_and_are_accounted() {
     );
     assert_eq!(established.attributes.class, vec![b"pap-class".to_vec()]);
     assert_eq!(ended.terminate_cause, TerminateCause::UserRequest);
-    let start = radius.wait_for_record(&established.acct_session_id, "Start");
+    let start = wait_for_record(&radius, &established.acct_session_id, "Start");
     assert_eq!(start.get("User-Name").map(String::as_str), Some("pap-user"));
     assert_eq!(
         start.get("Framed-IP-Address").map(String::as_str),
@@ -372,7 +235,7 @@ fn pap_and_chap_sessions_come_up_with_radius_attributes_and_are_accounted() {
         start.get("Class").map(String::as_str),
         Some("0x7061702d636c617373")
     );
-    let stop = radius.wait_for_record(&established.acct_session_id, "Stop");
+    let stop = wait_for_record(&radius, &established.acct_session_id, "Stop");
     assert_eq!(
         stop.get("Acct-Terminate-Cause").map(String::as_str),
         Some("User-Request")
@@ -398,7 +261,7 @@ fn pap_and_chap_sessions_come_up_with_radius_attributes_and_are_accounted() {
         Some(Duration::from_secs(7200))
     );
     assert_eq!(ended.terminate_cause, TerminateCause::UserRequest);
-    let start = radius.wait_for_record(&established.acct_session_id, "Start");
+    let start = wait_for_record(&radius, &established.acct_session_id, "Start");
     assert_eq!(
         start.get("User-Name").map(String::as_str),
         Some("chap-user")
@@ -407,5 +270,5 @@ fn pap_and_chap_sessions_come_up_with_radius_attributes_and_are_accounted() {
         start.get("Framed-IP-Address").map(String::as_str),
         Some(established.address.to_string().as_str())
     );
-    radius.wait_for_record(&established.acct_session_id, "Stop");
+    wait_for_record(&radius, &established.acct_session_id, "Stop");
 }

@@ -1,9 +1,12 @@
-//! Support for the interop tests: a network-namespace lab, packet captures
-//! read back with tshark, the real peers (xl2tpd, l2tpns) started from the
-//! templates in `deploy/interop/`, and a FreeRADIUS beside l2tpns.
+//! Support for the tests against real peers: a network-namespace lab, packet
+//! captures read back with tshark, the real peers (xl2tpd, l2tpns) started
+//! from the templates in `deploy/interop/`, and a FreeRADIUS, beside l2tpns
+//! in a lab or on the machine's loopback.
 //!
 //! Everything here needs root (network namespaces, veth pairs, TUN devices,
-//! packet capture). CI runs as root; a test that finds itself without root or
+//! packet capture), except a FreeRADIUS on the machine's loopback
+//! ([`radius::Place::Loopback`]), which the AAA and LNS tests use without
+//! root. CI runs as root; a test that finds itself without root or
 //! without a peer binary fails with a message saying what to install, it never
 //! passes silently.
 

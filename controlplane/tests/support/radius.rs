@@ -1,16 +1,20 @@
-//! A private FreeRADIUS inside a [`Lab`] namespace, for a peer that
-//! authenticates through RADIUS (l2tpns does so only).
+//! A private FreeRADIUS for a test: on the machine's loopback (no root
+//! needed: our RADIUS client and LNS node talk to it), or on the loopback of
+//! a [`Lab`] namespace, beside a peer that authenticates through RADIUS
+//! (l2tpns does so only).
 //!
 //! The configuration is `deploy/radius/` (the AAA test's minimal server:
-//! PAP and CHAP from a users file, accounting into one `detail` file) with
-//! `deploy/interop/radius/` laid over it: the RADIUS client entry of the peer
-//! and the PPP users of the interop tests. It is rendered into the lab's
-//! scratch directory, so nothing is read from or written to
-//! `/etc/freeradius` or `/var`.
+//! PAP and CHAP from a users file, accounting into one `detail` file),
+//! optionally with an overlay laid over it (`deploy/interop/radius/`: the
+//! RADIUS client entry of the peer and the PPP users of the interop tests).
+//! It is rendered into a scratch directory of the test's own, so nothing is
+//! read from or written to `/etc/freeradius` or `/var`.
 //!
-//! It listens on the namespace's loopback (127.0.0.1), on the standard ports
-//! 1812 (authentication) and 1813 (accounting): the namespace is the test's
-//! own, and l2tpns sends accounting to its authentication port + 1 anyway.
+//! Where it listens depends on the [`Place`]: on the machine's loopback, two
+//! UDP ports that were free a moment ago (tests run side by side); in a lab
+//! namespace, the standard ports 1812 (authentication) and 1813
+//! (accounting): the namespace is the test's own, and l2tpns sends
+//! accounting to its authentication port + 1 anyway.
 //!
 //! Learned by hand (FreeRADIUS 3.2.1, Debian 12):
 //! - `freeradius -X -d DIR` stays in the foreground, logs to stdout and says
@@ -20,20 +24,26 @@
 //!   quoted.
 
 use std::collections::HashMap;
-use std::fs;
+use std::fs::{self, File};
 use std::io;
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use rustix::process::Signal;
 
-use super::netns::{error, require_program, Lab, Netns, ProcessId};
+use super::netns::{error, require_program, tail, Lab, Netns, ProcessId};
 
 /// The RADIUS authentication port (RFC 2865 §3).
 pub(crate) const AUTH_PORT: u16 = 1812;
 /// The accounting port (RFC 2866 §3): the authentication port + 1, which is
 /// where l2tpns sends accounting.
 pub(crate) const ACCT_PORT: u16 = 1813;
+
+/// The overlay of the interop tests: l2tpns's client entry and their users.
+pub(crate) const INTEROP_OVERLAY: &str = "deploy/interop/radius";
 
 /// A PPP user of `deploy/interop/radius/authorize`.
 #[derive(Debug, Clone, Copy)]
@@ -60,14 +70,37 @@ pub(crate) const BATCH_USER: User = User {
 
 /// How long FreeRADIUS may take to read its configuration and bind.
 const READY_LIMIT: Duration = Duration::from_secs(20);
-/// How often [`FreeRadius::wait_for_records`] reads the detail file.
+/// How often the waits read the detail file or the output.
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
+/// What FreeRADIUS says once its sockets are bound.
+const READY: &str = "Ready to process requests";
+
+/// Where FreeRADIUS runs.
+pub(crate) enum Place<'a> {
+    /// The machine's loopback, on free ports, from a temporary directory;
+    /// needs no root. Killed and removed when the [`FreeRadius`] drops.
+    Loopback,
+    /// The loopback of a lab namespace, on [`AUTH_PORT`] and [`ACCT_PORT`],
+    /// from the lab's scratch directory; the lab owns the process.
+    Namespace(&'a mut Lab, &'a Netns),
+}
+
+/// Who owns the running process.
+#[derive(Debug)]
+enum Process {
+    /// Ours: killed, and its directory removed, on drop.
+    Child { child: Child, log: PathBuf },
+    /// The lab's, stopped by [`FreeRadius::stop`] or the lab's drop.
+    Lab(ProcessId),
+}
 
 /// A running FreeRADIUS.
 #[derive(Debug)]
 pub(crate) struct FreeRadius {
-    process: ProcessId,
+    process: Process,
     dir: PathBuf,
+    auth: SocketAddr,
+    acct: SocketAddr,
 }
 
 /// One accounting record of the detail file: attribute name to value
@@ -75,43 +108,106 @@ pub(crate) struct FreeRadius {
 pub(crate) type Record = HashMap<String, String>;
 
 impl FreeRadius {
-    /// Renders the configuration into `<scratch>/radius` with `secret` as the
-    /// client's shared secret, starts FreeRADIUS in `ns`, and returns once it
-    /// serves requests.
-    pub(crate) fn start(lab: &mut Lab, ns: &Netns, secret: &str) -> io::Result<FreeRadius> {
+    /// Renders the configuration (with `overlay`, a directory relative to
+    /// the repository, laid over it) with `secret` as the client's shared
+    /// secret, starts FreeRADIUS at `place`, and returns once it serves
+    /// requests.
+    pub(crate) fn start(
+        place: Place<'_>,
+        secret: &str,
+        overlay: Option<&str>,
+    ) -> io::Result<FreeRadius> {
         let freeradius = require_program("freeradius", "freeradius")?;
-        let dir = lab.path("radius");
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        let dir_text = dir.to_string_lossy().into_owned();
-        let values = [
-            ("@DIR@", dir_text.as_str()),
-            ("@AUTH_PORT@", &AUTH_PORT.to_string()),
-            ("@ACCT_PORT@", &ACCT_PORT.to_string()),
-            ("@SECRET@", secret),
-        ];
-        render_tree(&root.join("deploy/radius"), &dir, &values)?;
-        let overlay = root.join("deploy/interop/radius");
-        render_file(
-            &overlay.join("clients.conf"),
-            &dir.join("clients.conf"),
-            &values,
-        )?;
-        render_file(
-            &overlay.join("authorize"),
-            &dir.join("mods-config/files/authorize"),
-            &values,
-        )?;
-        for sub in ["log", "radacct", "run"] {
-            fs::create_dir_all(dir.join(sub))?;
+        match place {
+            Place::Loopback => {
+                static SERIAL: AtomicU32 = AtomicU32::new(0);
+                let dir = std::env::temp_dir().join(format!(
+                    "freeradius-{}-{}",
+                    std::process::id(),
+                    SERIAL.fetch_add(1, Ordering::Relaxed)
+                ));
+                if dir.exists() {
+                    fs::remove_dir_all(&dir)?;
+                }
+                let (auth, acct) = (free_port()?, free_port()?);
+                let log = dir.join("output.log");
+                let spawned = render(&dir, auth.port(), acct.port(), secret, overlay)
+                    .and_then(|()| spawn(&freeradius, &dir, &log));
+                let child = match spawned {
+                    Ok(child) => child,
+                    Err(e) => {
+                        let _ = fs::remove_dir_all(&dir);
+                        return Err(e);
+                    }
+                };
+                // From here on Drop cleans up, also on the error below.
+                let mut server = FreeRadius {
+                    process: Process::Child { child, log },
+                    dir,
+                    auth,
+                    acct,
+                };
+                server.wait_until_ready()?;
+                Ok(server)
+            }
+            Place::Namespace(lab, ns) => {
+                let dir = lab.path("radius");
+                render(&dir, AUTH_PORT, ACCT_PORT, secret, overlay)?;
+                let program = freeradius.to_string_lossy().into_owned();
+                let dir_text = dir.to_string_lossy().into_owned();
+                let process = lab.spawn(ns, "freeradius", &[&program, "-X", "-d", &dir_text])?;
+                lab.wait_for_output(process, READY, READY_LIMIT)?;
+                let localhost = |port| SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+                Ok(FreeRadius {
+                    process: Process::Lab(process),
+                    dir,
+                    auth: localhost(AUTH_PORT),
+                    acct: localhost(ACCT_PORT),
+                })
+            }
         }
-        let program = freeradius.to_string_lossy().into_owned();
-        let process = lab.spawn(ns, "freeradius", &[&program, "-X", "-d", &dir_text])?;
-        lab.wait_for_output(process, "Ready to process requests", READY_LIMIT)?;
-        Ok(FreeRadius { process, dir })
     }
 
-    pub(crate) fn process(&self) -> ProcessId {
-        self.process
+    /// Polls our own child's output until it is ready, or fails with the
+    /// end of that output if it exits or takes too long.
+    fn wait_until_ready(&mut self) -> io::Result<()> {
+        let Process::Child { child, log } = &mut self.process else {
+            return Ok(());
+        };
+        let deadline = Instant::now() + READY_LIMIT;
+        loop {
+            let text = fs::read_to_string(&*log).unwrap_or_default();
+            if text.contains(READY) {
+                return Ok(());
+            }
+            let exited = child.try_wait()?.is_some();
+            if exited || Instant::now() >= deadline {
+                let why = if exited { "it exited" } else { "not in time" };
+                return Err(error(format!(
+                    "FreeRADIUS did not become ready ({why}); its output ends with:\n{}",
+                    tail(&text, 40)
+                )));
+            }
+            std::thread::sleep(POLL_INTERVAL);
+        }
+    }
+
+    /// Where it takes Access-Requests.
+    pub(crate) fn auth(&self) -> SocketAddr {
+        self.auth
+    }
+
+    /// Where it takes Accounting-Requests.
+    pub(crate) fn acct(&self) -> SocketAddr {
+        self.acct
+    }
+
+    /// The lab's handle of the process, if the lab runs it.
+    pub(crate) fn process(&self) -> Option<ProcessId> {
+        match self.process {
+            Process::Lab(id) => Some(id),
+            Process::Child { .. } => None,
+        }
     }
 
     /// The detail file's records, in order.
@@ -138,11 +234,83 @@ impl FreeRadius {
     }
 
     /// Stops it (it has nothing to flush: the detail file is written per
-    /// request).
-    pub(crate) fn stop(&self, lab: &mut Lab) -> io::Result<()> {
-        lab.stop(self.process, Signal::TERM, Duration::from_secs(2))
-            .map(|_| ())
+    /// request). Our own child stops on drop as well.
+    pub(crate) fn stop(&mut self, lab: &mut Lab) -> io::Result<()> {
+        match &mut self.process {
+            Process::Lab(id) => lab
+                .stop(*id, Signal::TERM, Duration::from_secs(2))
+                .map(|_| ()),
+            Process::Child { child, .. } => {
+                let _ = child.kill();
+                child.wait().map(|_| ())
+            }
+        }
     }
+}
+
+impl Drop for FreeRadius {
+    fn drop(&mut self) {
+        if let Process::Child { child, log } = &mut self.process {
+            let _ = child.kill();
+            let _ = child.wait();
+            if std::thread::panicking() {
+                let text = fs::read_to_string(&*log).unwrap_or_default();
+                eprintln!("FreeRADIUS output:\n{}", tail(&text, 200));
+            }
+            let _ = fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// A UDP port on 127.0.0.1 that was free a moment ago.
+fn free_port() -> io::Result<SocketAddr> {
+    UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))?.local_addr()
+}
+
+/// Starts `freeradius -X -d dir` with stdout and stderr into `log`.
+fn spawn(freeradius: &Path, dir: &Path, log: &Path) -> io::Result<Child> {
+    let out = File::create(log)?;
+    Command::new(freeradius)
+        .arg("-X")
+        .arg("-d")
+        .arg(dir)
+        .stdin(Stdio::null())
+        .stdout(out.try_clone()?)
+        .stderr(out)
+        .spawn()
+}
+
+/// Renders `deploy/radius/` into `dir`, with `overlay`'s client entry and
+/// users file laid over it, and creates the directories FreeRADIUS writes.
+fn render(
+    dir: &Path,
+    auth_port: u16,
+    acct_port: u16,
+    secret: &str,
+    overlay: Option<&str>,
+) -> io::Result<()> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let dir_text = dir.to_string_lossy().into_owned();
+    let values = [
+        ("@DIR@", dir_text.as_str()),
+        ("@AUTH_PORT@", &auth_port.to_string()),
+        ("@ACCT_PORT@", &acct_port.to_string()),
+        ("@SECRET@", secret),
+    ];
+    render_tree(&root.join("deploy/radius"), dir, &values)?;
+    if let Some(overlay) = overlay {
+        let overlay = root.join(overlay);
+        for (from, to) in [
+            ("clients.conf", "clients.conf"),
+            ("authorize", "mods-config/files/authorize"),
+        ] {
+            render_file(&overlay.join(from), &dir.join(to), &values)?;
+        }
+    }
+    for sub in ["log", "radacct", "run"] {
+        fs::create_dir_all(dir.join(sub))?;
+    }
+    Ok(())
 }
 
 /// The records of a FreeRADIUS detail file.
