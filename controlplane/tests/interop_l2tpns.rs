@@ -192,10 +192,8 @@ fn our_lac_brings_a_session_up_with_l2tpns() {
     let pcap = capture.stop(&mut lab).expect("stop capture");
     let packets = pcap.packets().expect("tshark");
     let summary = pcap.summary().unwrap_or_default();
-    let names = [(link.a.to_string(), "LAC"), (link.b.to_string(), "LNS")];
-    let names: Vec<(&str, &str)> = names.iter().map(|(a, n)| (a.as_str(), *n)).collect();
     assert_eq!(
-        control_flow(&packets, &names),
+        control_flow(&packets, &link),
         [
             "LAC>LNS SCCRQ",
             "LNS>LAC SCCRP",
@@ -304,10 +302,8 @@ fn peers_xl2tpd_lac_brings_a_call_up_with_l2tpns() {
 
     let pcap = capture.stop(&mut lab).expect("stop capture");
     let packets = pcap.packets().expect("tshark");
-    let names = [(link.a.to_string(), "LAC"), (link.b.to_string(), "LNS")];
-    let names: Vec<(&str, &str)> = names.iter().map(|(a, n)| (a.as_str(), *n)).collect();
     assert_eq!(
-        control_flow(&packets, &names),
+        control_flow(&packets, &link),
         [
             "LAC>LNS SCCRQ",
             "LNS>LAC SCCRP",

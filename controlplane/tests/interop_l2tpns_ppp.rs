@@ -452,9 +452,7 @@ fn our_subscribers_come_up_and_go_down_with_l2tpns_and_freeradius() {
     let pcap = capture.stop(&mut lab).expect("stop capture");
     let packets = pcap.packets().expect("tshark");
     let summary = pcap.summary().unwrap_or_default();
-    let names = [(link.a.to_string(), "LAC"), (link.b.to_string(), "LNS")];
-    let names: Vec<(&str, &str)> = names.iter().map(|(a, n)| (a.as_str(), *n)).collect();
-    let flow = control_flow(&packets, &names);
+    let flow = control_flow(&packets, &link);
     let count = |kind: &str| flow.iter().filter(|f| f.as_str() == kind).count();
     // One tunnel per node.
     assert_eq!(count("LAC>LNS SCCRQ"), all.len(), "{summary}");

@@ -175,10 +175,8 @@ fn xl2tpd_lac_brings_a_call_up_with_our_lns() {
     let pcap = capture.stop(&mut lab).expect("stop capture");
     let packets = pcap.packets().expect("tshark");
     let summary = pcap.summary().unwrap_or_default();
-    let names = [(link.a.to_string(), "LAC"), (link.b.to_string(), "LNS")];
-    let names: Vec<(&str, &str)> = names.iter().map(|(a, n)| (a.as_str(), *n)).collect();
     assert_eq!(
-        control_flow(&packets, &names),
+        control_flow(&packets, &link),
         [
             "LAC>LNS SCCRQ",
             "LNS>LAC SCCRP",

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use rustix::process::Signal;
 
-use super::netns::{error, require_program, run, Lab, Netns, ProcessId};
+use super::netns::{error, require_program, run, Lab, Link, Netns, ProcessId};
 
 /// The discard port (RFC 863): nothing listens there; markers go to it.
 const MARKER_PORT: u16 = 9;
@@ -300,15 +300,15 @@ fn parse_line(line: &str) -> io::Result<Packet> {
     })
 }
 
-/// The control messages (ZLBs and data left out) as `SRC>DST KIND`, with the
-/// addresses replaced by the given names, for an assertion that reads like
-/// the call flow.
-pub(crate) fn control_flow(packets: &[Packet], names: &[(&str, &str)]) -> Vec<String> {
-    let name = |addr: &str| {
-        names
-            .iter()
-            .find(|(a, _)| *a == addr)
-            .map_or_else(|| addr.to_owned(), |(_, n)| (*n).to_owned())
+/// The control messages (ZLBs and data left out) as `SRC>DST KIND`, with
+/// the link's first end named `LAC` and its second `LNS` (how every lab
+/// here is wired), for an assertion that reads like the call flow.
+pub(crate) fn control_flow(packets: &[Packet], link: &Link) -> Vec<String> {
+    let (lac, lns) = (link.a.to_string(), link.b.to_string());
+    let name = |addr: &str| match addr {
+        a if a == lac => "LAC".to_owned(),
+        a if a == lns => "LNS".to_owned(),
+        a => a.to_owned(),
     };
     packets
         .iter()
