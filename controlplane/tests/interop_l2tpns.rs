@@ -5,6 +5,10 @@
 //! `iproute2`, as CI has them. Without them these tests fail saying what is
 //! missing.
 
+// Test code throughout (helpers included), so the workspace's test
+// allowances for unwrap/expect/panic apply to the whole file.
+#![cfg(test)]
+
 mod support;
 
 use std::net::{SocketAddr, SocketAddrV4};
@@ -19,12 +23,47 @@ use controlplane::l2tp::{
 };
 use dataplane::wire::{ppp, ppp_cp};
 use support::capture::{acknowledged, control_flow, Capture};
-use support::netns::Lab;
+use support::netns::{Lab, Link, Netns};
 use support::peers::{L2tpnsLns, L2tpnsLnsConfig, Xl2tpdLac, Xl2tpdLacConfig};
 
 const SECRET: &str = "interop-secret";
 const LNS_HOSTNAME: &str = "l2tpns-lns";
 const LAC_HOSTNAME: &str = "our-lac";
+
+/// Two namespaces joined by a veth pair, l2tpns serving on the second
+/// (`lns`) end and a capture running on the first (`lac`).
+struct L2tpnsLab {
+    lab: Lab,
+    lac: Netns,
+    link: Link,
+    l2tpns: L2tpnsLns,
+    capture: Capture,
+}
+
+impl L2tpnsLab {
+    fn start(tag: &str) -> Self {
+        let mut lab = Lab::new(tag).expect("lab");
+        let lac = lab.namespace("lac").expect("lac namespace");
+        let lns = lab.namespace("lns").expect("lns namespace");
+        let link = lab.link(&lac, &lns).expect("veth");
+        let lns_config = L2tpnsLnsConfig {
+            bind: link.b,
+            hostname: LNS_HOSTNAME,
+            secret: SECRET,
+            radius_port: 18120,
+        };
+        let l2tpns = L2tpnsLns::start(&mut lab, &lns, &lns_config).expect("l2tpns");
+        let capture =
+            Capture::start(&mut lab, &lac, &link.interface, link.b, tag).expect("capture");
+        L2tpnsLab {
+            lab,
+            lac,
+            link,
+            l2tpns,
+            capture,
+        }
+    }
+}
 
 /// Our LAC opens a tunnel (answering l2tpns's view of the secret) and an
 /// incoming call; l2tpns starts PPP with an LCP Configure-Request in a data
@@ -33,20 +72,14 @@ const LAC_HOSTNAME: &str = "our-lac";
 /// the capture.
 #[test]
 fn our_lac_brings_a_session_up_with_l2tpns() {
-    let mut lab = Lab::new("l2tpns").expect("lab");
-    let lac = lab.namespace("lac").expect("lac namespace");
-    let lns = lab.namespace("lns").expect("lns namespace");
-    let link = lab.link(&lac, &lns).expect("veth");
-
-    let lns_config = L2tpnsLnsConfig {
-        bind: link.b,
-        hostname: LNS_HOSTNAME,
-        secret: SECRET,
-        radius_port: 18120,
-    };
-    let l2tpns = L2tpnsLns::start(&mut lab, &lns, &lns_config).expect("l2tpns");
-    let capture =
-        Capture::start(&mut lab, &lac, &link.interface, link.b, "l2tpns").expect("capture");
+    let L2tpnsLab {
+        mut lab,
+        lac,
+        link,
+        l2tpns,
+        capture,
+        ..
+    } = L2tpnsLab::start("l2tpns");
 
     let socket = lab
         .udp_socket(&lac, SocketAddr::V4(SocketAddrV4::new(link.a, 1701)))
@@ -269,20 +302,14 @@ fn run_until_acknowledged(
 /// the machine (packages, namespaces, capture) is the problem.
 #[test]
 fn peers_xl2tpd_lac_brings_a_call_up_with_l2tpns() {
-    let mut lab = Lab::new("peers").expect("lab");
-    let lac = lab.namespace("lac").expect("lac namespace");
-    let lns = lab.namespace("lns").expect("lns namespace");
-    let link = lab.link(&lac, &lns).expect("veth");
-
-    let lns_config = L2tpnsLnsConfig {
-        bind: link.b,
-        hostname: LNS_HOSTNAME,
-        secret: SECRET,
-        radius_port: 18120,
-    };
-    let l2tpns = L2tpnsLns::start(&mut lab, &lns, &lns_config).expect("l2tpns");
-    let capture =
-        Capture::start(&mut lab, &lac, &link.interface, link.b, "peers").expect("capture");
+    let L2tpnsLab {
+        mut lab,
+        lac,
+        link,
+        l2tpns,
+        capture,
+        ..
+    } = L2tpnsLab::start("peers");
     let lac_config = Xl2tpdLacConfig {
         listen: link.a,
         lns: link.b,
