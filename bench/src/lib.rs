@@ -1,9 +1,12 @@
-//! Benchmarks and, as later issues land, the `l2bench` subscriber emulator.
+//! Benchmarks and the `l2bench` subscriber emulator and traffic generator.
 //!
 //! The fast-path workloads live here so that the criterion benchmark
 //! (`benches/fastpath.rs`) and the instruction-count gate
 //! (`src/bin/fastpath_instructions.rs`, run by `gate.sh`) measure the same
 //! packets through the same worker.
+
+pub mod linerate;
+pub mod subscribers;
 
 use dataplane::io::memory::MemoryPort;
 use dataplane::testkit::{self as lab, Encoding};

@@ -7,11 +7,17 @@
 //! random source: time ([`time::Instant`]) and a seeded RNG are passed in.
 
 pub mod aaa;
+pub mod config;
+pub mod ctl;
 pub mod driver;
+pub mod fastpath;
 pub mod l2tp;
+pub mod lac;
 pub mod lns;
+pub mod metrics;
 pub mod node;
 pub mod ppp;
+pub mod pppoe;
 pub mod sim;
 pub mod subscriber;
 pub mod time;

@@ -1,0 +1,1 @@
+//! The daemons' TOML configuration files (being written).

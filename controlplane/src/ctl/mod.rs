@@ -1,0 +1,1 @@
+//! The daemons' local control socket and its protocol (being written).

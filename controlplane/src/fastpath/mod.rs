@@ -1,0 +1,1 @@
+//! The bridge between the control plane and the fast-path workers (being written).
