@@ -20,6 +20,20 @@
 // reassembles), management. When no socket is bound on the queue,
 // bpf_redirect_map falls back to XDP_PASS too.
 //
+// Up to two VLAN tags (802.1ad outer, 802.1Q inner) are looked through
+// before any of this, as the worker's codec accepts them.
+//
+// Options, per interface, in the one-entry `config` array (the control
+// plane writes it before attaching, `Steering::attach_with`):
+//
+//   - STEER_PPPOE_DISCOVERY: PPPoE discovery (0x8863) goes to the socket
+//     too. On a LAC access port no kernel socket serves discovery; the
+//     worker punts it to the control plane (lacd), which answers PADI and
+//     PADR through the worker's inject queue.
+//   - STEER_EVERYTHING: every frame goes to the socket (a port that belongs
+//     to a userspace stack entirely, such as l2bench's emulated subscribers
+//     on a raw port).
+//
 // Self-contained on purpose: no kernel or libbpf headers, so it builds with
 // nothing but clang (-target bpf).
 
@@ -36,6 +50,7 @@ typedef unsigned long long __u64;
 #define XDP_PASS 2
 
 // enum bpf_map_type
+#define BPF_MAP_TYPE_ARRAY 2
 #define BPF_MAP_TYPE_LPM_TRIE 11
 #define BPF_MAP_TYPE_XSKMAP 17
 #define BPF_F_NO_PREALLOC 1
@@ -80,9 +95,26 @@ struct {
 	__type(value, __u8);
 } subscribers SEC(".maps");
 
+// Bits of `struct steering_config.flags`; io::afxdp::SteeringOptions
+// writes them.
+#define STEER_PPPOE_DISCOVERY 1
+#define STEER_EVERYTHING 2
+
+struct steering_config {
+	__u32 flags;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct steering_config);
+} config SEC(".maps");
+
 #define ETH_P_IP 0x0800
 #define ETH_P_8021Q 0x8100
 #define ETH_P_8021AD 0x88a8
+#define ETH_P_PPPOE_DISCOVERY 0x8863
 #define ETH_P_PPPOE_SESSION 0x8864
 #define IPPROTO_UDP 17
 #define L2TP_PORT 1701
@@ -99,7 +131,12 @@ int steer(struct xdp_md *ctx)
 	const __u8 *end = (const __u8 *)(long)ctx->data_end;
 	__u32 queue = ctx->rx_queue_index;
 	__u32 off = 12;
+	__u32 zero = 0;
+	struct steering_config *cfg = bpf_map_lookup_elem(&config, &zero);
+	__u32 flags = cfg ? cfg->flags : 0;
 
+	if (flags & STEER_EVERYTHING)
+		return bpf_redirect_map(&xsks, queue, XDP_PASS);
 	if (data + 14 > end)
 		return XDP_PASS;
 	__u16 ethertype = be16(data + off);
@@ -118,6 +155,11 @@ int steer(struct xdp_md *ctx)
 
 	if (ethertype == ETH_P_PPPOE_SESSION)
 		return bpf_redirect_map(&xsks, queue, XDP_PASS);
+	if (ethertype == ETH_P_PPPOE_DISCOVERY) {
+		if (flags & STEER_PPPOE_DISCOVERY)
+			return bpf_redirect_map(&xsks, queue, XDP_PASS);
+		return XDP_PASS;
+	}
 	if (ethertype != ETH_P_IP)
 		return XDP_PASS;
 

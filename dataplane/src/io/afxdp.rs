@@ -786,7 +786,32 @@ pub struct Steering {
     link_fd: c_int,
     xsks_fd: c_int,
     subscribers_fd: c_int,
+    config_fd: c_int,
     interface: String,
+}
+
+/// Per-interface choices of what else the steering program sends to the
+/// AF_XDP socket, besides the fast-path traffic it always sends (L2TP data
+/// messages, PPPoE session frames, IPv4 to subscriber prefixes).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SteeringOptions {
+    /// PPPoE Discovery (EtherType 0x8863, RFC 2516 §5) too: for a LAC
+    /// access port, where no kernel socket serves discovery. The worker
+    /// punts these frames as [`crate::punt::PuntReason::Local`]; the
+    /// control plane answers through [`crate::update::Channels::inject`].
+    pub pppoe_discovery: bool,
+    /// Every frame, whatever it is (a port that belongs to a userspace
+    /// stack entirely, such as l2bench's emulated subscribers). The kernel
+    /// then sees nothing from this interface, ARP included.
+    pub everything: bool,
+}
+
+impl SteeringOptions {
+    /// `struct steering_config.flags` of the program.
+    fn flags(self) -> u32 {
+        // deploy/xdp/steer.bpf.c: STEER_PPPOE_DISCOVERY, STEER_EVERYTHING.
+        u32::from(self.pppoe_discovery) | u32::from(self.everything) << 1
+    }
 }
 
 impl fmt::Debug for Steering {
@@ -808,8 +833,19 @@ unsafe impl Sync for Steering {}
 
 impl Steering {
     /// Load the program and attach it to `interface` in `mode` (the ports'
-    /// mode), in the calling thread's namespace.
+    /// mode), in the calling thread's namespace, with the default
+    /// [`SteeringOptions`] (only fast-path traffic to the socket).
     pub fn attach(interface: &str, mode: XdpMode) -> Result<Steering, AfXdpError> {
+        Steering::attach_with(interface, mode, SteeringOptions::default())
+    }
+
+    /// [`Steering::attach`] with `options`, which are in force from the
+    /// first packet (written before the program is attached).
+    pub fn attach_with(
+        interface: &str,
+        mode: XdpMode,
+        options: SteeringOptions,
+    ) -> Result<Steering, AfXdpError> {
         let ifname = CString::new(interface).map_err(|_| {
             AfXdpError::new(
                 format!("interface name {interface:?}"),
@@ -850,6 +886,7 @@ impl Steering {
             link_fd: -1,
             xsks_fd: -1,
             subscribers_fd: -1,
+            config_fd: -1,
             interface: interface.to_owned(),
         };
         // SAFETY: a live, not yet loaded object.
@@ -863,6 +900,8 @@ impl Steering {
         let prog_fd = steering.program_fd(c"steer")?;
         steering.xsks_fd = steering.map_fd(c"xsks")?;
         steering.subscribers_fd = steering.map_fd(c"subscribers")?;
+        steering.config_fd = steering.map_fd(c"config")?;
+        steering.set_options(options)?;
         let link_opts = bpf::bpf_link_create_opts {
             sz: core::mem::size_of::<bpf::bpf_link_create_opts>() as _,
             flags: mode.attach_flags(),
@@ -929,6 +968,29 @@ impl Steering {
                     "registering {} queue {} in the steering XSKMAP",
                     port.interface, port.queue_id
                 ),
+                ret,
+            ));
+        }
+        Ok(())
+    }
+
+    /// Change what else goes to the socket, effective for the next packet.
+    pub fn set_options(&self, options: SteeringOptions) -> Result<(), AfXdpError> {
+        let key: u32 = 0;
+        let value: u32 = options.flags();
+        // SAFETY: key and value match the `config` array's declared sizes
+        // (4 and 4 bytes) and outlive the call.
+        let ret = unsafe {
+            bpf::bpf_map_update_elem(
+                self.config_fd,
+                (&key as *const u32).cast::<c_void>(),
+                (&value as *const u32).cast::<c_void>(),
+                u64::from(bpf::BPF_ANY),
+            )
+        };
+        if ret != 0 {
+            return Err(AfXdpError::from_ret(
+                format!("setting steering options {options:?} on {}", self.interface),
                 ret,
             ));
         }
