@@ -7,7 +7,7 @@ packages=(
     # xsk-rs / libbpf build and the XDP program
     clang llvm libelf-dev zlib1g-dev libpcap-dev pkg-config m4
     # the lab and the tests
-    iproute2 nftables procps
+    iproute2 nftables procps ethtool
     # the instruction-count gate of the fast path (bench/gate.sh)
     valgrind
     # real peers and the dissector we check our packets with
