@@ -79,12 +79,16 @@ reasons! {
         /// Longer than the session's MRU with DF set (punted for ICMP
         /// Fragmentation Needed, RFC 1191).
         FragmentationNeeded = "fragmentation_needed",
-        /// Longer than the session's MRU with DF clear: fragmenting is not
-        /// done in the fast path yet.
+        /// Longer than the session's MRU with DF clear, and impossible to
+        /// fragment (RFC 791 §3.2): the MRU leaves no room for 8 bytes of
+        /// data after the header, or the last fragment's offset would not
+        /// fit 13 bits. Packets that can be fragmented are, and count in
+        /// `Counters::fragmented`.
         FragmentationUnsupported = "fragmentation_unsupported",
         /// The frame has no room in front for the headers to prepend.
         NoHeadroom = "no_headroom",
-        /// Out of frames on the port the packet had to be copied to.
+        /// Out of frames on the port the packet had to be copied to, or
+        /// for a fragment (the fragments before it were sent).
         NoFrame = "no_frame",
         /// The transmit ring was full.
         TxRingFull = "tx_ring_full",
@@ -162,6 +166,9 @@ pub struct Counters {
     pub punted: [u64; PuntKind::COUNT],
     /// Dropped, by reason.
     pub dropped: [u64; DropReason::COUNT],
+    /// Packets over a session's MRU with DF clear that were fragmented
+    /// (RFC 791 §3.2); each fragment also counts as forwarded.
+    pub fragmented: u64,
     /// Frames put in a holding ring.
     pub held: u64,
     /// Held frames taken out of a ring when their session was flushed.
@@ -180,6 +187,7 @@ impl Default for Counters {
             forwarded: [0; PathKind::COUNT],
             punted: [0; PuntKind::COUNT],
             dropped: [0; DropReason::COUNT],
+            fragmented: 0,
             held: 0,
             flushed: 0,
             updates: 0,

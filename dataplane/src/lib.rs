@@ -8,6 +8,7 @@
 //! The control plane depends on [`wire`] for its message codecs.
 
 pub mod counters;
+mod fragment;
 pub mod io;
 pub mod lac;
 pub mod lns;

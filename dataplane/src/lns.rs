@@ -115,23 +115,37 @@ impl Datapath {
             return time_exceeded(d, &ip);
         }
         if ip.total_len() > usize::from(mru) {
-            return too_big(d, &ip, mru);
+            return too_big(frame, d, &ip, index, mru);
         }
         forward_ipv4(frame, &ip, mru);
+        self.lns_encapsulate_ipv4(frame, d, index, ip.start, ip.total_len())
+    }
+
+    /// Put the IPv4 packet (or fragment) at `frame[ip_start..ip_start +
+    /// ip_len]` into session `index`'s tunnel and count it.
+    #[inline]
+    pub(crate) fn lns_encapsulate_ipv4(
+        &mut self,
+        frame: &mut [u8],
+        d: &mut Descriptor,
+        index: usize,
+        ip_start: usize,
+        ip_len: usize,
+    ) -> Verdict {
         // PPP in the form every peer accepts: FF 03 00 21.
         const PPP_LEN: usize = 4;
-        let Some(ppp_start) = ip.start.checked_sub(PPP_LEN) else {
+        let Some(ppp_start) = ip_start.checked_sub(PPP_LEN) else {
             return Verdict::Drop(DropReason::NoHeadroom);
         };
-        let Some(ppp_header) = frame.get_mut(ppp_start..ip.start) else {
+        let Some(ppp_header) = frame.get_mut(ppp_start..ip_start) else {
             return Verdict::Drop(DropReason::EncapsulationFailed);
         };
         ppp_header.copy_from_slice(&IPV4_UNCOMPRESSED);
-        let verdict = self.l2tp_encapsulate(frame, d, index, ppp_start, PPP_LEN + ip.total_len());
+        let verdict = self.l2tp_encapsulate(frame, d, index, ppp_start, PPP_LEN + ip_len);
         if let Verdict::Forward(_) = verdict {
             if let Some(s) = self.tables.session_mut(index) {
                 s.counters.downstream_packets += 1;
-                s.counters.downstream_octets += ip.total_len() as u64;
+                s.counters.downstream_octets += ip_len as u64;
             }
             self.forwarded(PathKind::LnsDownstream);
         }
@@ -214,20 +228,28 @@ fn time_exceeded(d: &mut Descriptor, ip: &Ipv4Info) -> Verdict {
 
 /// Longer than the subscriber accepts. With DF set the sender learns the
 /// MTU from ICMP Fragmentation Needed (RFC 1191 §4), which the control
-/// plane sends from the punted copy. Without DF the packet should be
-/// fragmented (RFC 791); the fast path does not do that yet.
+/// plane sends from the punted copy. Without DF the packet is fragmented
+/// (RFC 791 §3.2): it is forwarded (TTL, MSS) as a whole first, then the
+/// worker cuts it, since the fragments after the first need frames of
+/// their own.
 #[cold]
 #[inline(never)]
-fn too_big(d: &mut Descriptor, ip: &Ipv4Info, mru: u16) -> Verdict {
+fn too_big(
+    frame: &mut [u8],
+    d: &mut Descriptor,
+    ip: &Ipv4Info,
+    session: usize,
+    mru: u16,
+) -> Verdict {
+    narrow(d, ip.range());
     if ip.dont_frag {
-        narrow(d, ip.range());
-        Verdict::DropAndPunt(
+        return Verdict::DropAndPunt(
             DropReason::FragmentationNeeded,
             PuntReason::FragmentationNeeded { mtu: mru },
-        )
-    } else {
-        Verdict::Drop(DropReason::FragmentationUnsupported)
+        );
     }
+    forward_ipv4(frame, ip, mru);
+    Verdict::Fragment { session, mru }
 }
 
 #[cfg(test)]

@@ -41,6 +41,15 @@ pub(crate) enum Verdict {
     DropAndPunt(DropReason, PuntReason),
     /// A holding ring kept it.
     Held,
+    /// An IPv4 packet (all of `d`, already forwarded: TTL, MSS) longer
+    /// than session `session`'s MRU with DF clear: the worker fragments
+    /// it and sends each fragment into the session ([`crate::fragment`]).
+    Fragment {
+        /// The session's slot.
+        session: usize,
+        /// Its MRU: the largest fragment.
+        mru: u16,
+    },
 }
 
 /// Unwrap a step or return its verdict.

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 
 use crate::counters::{Counters, DropReason, PathKind};
+use crate::fragment::Fragments;
 use crate::io::{Descriptor, Port};
 use crate::lac::HoldRings;
 pub use crate::path::Role;
@@ -125,6 +126,9 @@ pub struct Worker<P: Port> {
     pending_event: Option<Event>,
     mode: PollMode,
     core: Option<usize>,
+    /// A packet being fragmented, copied aside (as long as the largest
+    /// frame of any port).
+    scratch: Vec<u8>,
 }
 
 /// Latency histogram range: 1 ns to 10 s, 3 significant digits.
@@ -139,6 +143,7 @@ impl<P: Port> Worker<P> {
     ) -> Result<Worker<P>, hdrhistogram::CreationError> {
         let burst = config.burst.clamp(1, MAX_BURST);
         let port_macs = ports.iter().map(|p| p.mac_addr()).collect();
+        let ports_frame_size = ports.iter().map(|p| p.frame_size()).max().unwrap_or(0);
         // A poll can forward every packet of every port's burst, plus a
         // burst of injects, to one port.
         let tx_capacity = burst * (ports.len() + 1);
@@ -173,6 +178,7 @@ impl<P: Port> Worker<P> {
             pending_event: None,
             mode: config.mode,
             core: config.core,
+            scratch: vec![0; ports_frame_size],
         })
     }
 
@@ -286,6 +292,89 @@ impl<P: Port> Worker<P> {
                 self.punt(in_port, d, reason);
                 self.drop_packet(in_port, d, drop);
             }
+            Verdict::Fragment { session, mru } => self.fragment(in_port, d, session, mru),
+        }
+    }
+
+    /// Cut the IPv4 packet `d` into fragments of at most `mru` bytes and
+    /// send each into session `session` (RFC 791 §3.2). The first fragment
+    /// keeps the packet's frame; the others are written into frames of the
+    /// port the first one leaves by, from a copy of the packet.
+    #[cold]
+    #[inline(never)]
+    fn fragment(&mut self, in_port: usize, d: Descriptor, session: usize, mru: u16) {
+        let mut scratch = core::mem::take(&mut self.scratch);
+        self.fragment_from(&mut scratch, in_port, d, session, mru);
+        self.scratch = scratch;
+    }
+
+    fn fragment_from(
+        &mut self,
+        scratch: &mut [u8],
+        in_port: usize,
+        mut d: Descriptor,
+        session: usize,
+        mru: u16,
+    ) {
+        let len = d.len as usize;
+        let plan = match (
+            self.ports[in_port].frame(d.frame).get(d.range()),
+            scratch.get_mut(..len),
+        ) {
+            (Some(packet), Some(copy)) => {
+                copy.copy_from_slice(packet);
+                Fragments::new(copy, mru)
+            }
+            _ => None,
+        };
+        let Some(plan) = plan else {
+            return self.drop_packet(in_port, d, DropReason::FragmentationUnsupported);
+        };
+        self.dp.counters.fragmented += 1;
+        let ip_start = d.offset as usize;
+        let frame = self.ports[in_port].frame_mut(d.frame);
+        let Some(total) = frame
+            .get_mut(ip_start..)
+            .and_then(|header| plan.write_header(0, header))
+        else {
+            return self.drop_packet(in_port, d, DropReason::EncapsulationFailed);
+        };
+        d.len = total as u32;
+        let verdict = self
+            .dp
+            .lns_encapsulate_ipv4(frame, &mut d, session, ip_start, total);
+        let Verdict::Forward(out) = verdict else {
+            return self.dispose(in_port, d, verdict);
+        };
+        self.dispose(in_port, d, verdict);
+        if out >= self.ports.len() {
+            return;
+        }
+        let data = &scratch[plan.original_header_len()..len];
+        for k in 1..plan.count() {
+            let Some(mut f) = self.ports[out].alloc() else {
+                return self.dp.counters.drop_packet(DropReason::NoFrame);
+            };
+            let ip_start = f.offset as usize;
+            let header_len = plan.header_len(k);
+            let range = plan.data_range(k);
+            let frame = self.ports[out].frame_mut(f.frame);
+            let written = match frame.get_mut(ip_start..ip_start + header_len + range.len()) {
+                Some(buf) => {
+                    let (header, body) = buf.split_at_mut(header_len);
+                    body.copy_from_slice(&data[range]);
+                    plan.write_header(k, header)
+                }
+                None => None,
+            };
+            let Some(total) = written else {
+                return self.drop_packet(out, f, DropReason::NoFrame);
+            };
+            f.len = total as u32;
+            let verdict = self
+                .dp
+                .lns_encapsulate_ipv4(frame, &mut f, session, ip_start, total);
+            self.dispose(out, f, verdict);
         }
     }
 

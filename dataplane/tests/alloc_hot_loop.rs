@@ -15,7 +15,7 @@ use dataplane::io::memory::MemoryPort;
 use dataplane::punt::InjectTarget;
 use dataplane::testkit::{self as lab, Encoding};
 use dataplane::update::Update;
-use dataplane::wire::ppp;
+use dataplane::wire::{ipv4, ppp};
 use dataplane::worker::{Role, Worker};
 
 struct Counting;
@@ -121,6 +121,13 @@ fn the_hot_loop_allocates_nothing_after_start_up() {
                 lab::l2tp_frame(lab::peer(), lab::session_key(3), &lcp, Encoding::default()),
             ),
             (1, lab::lns_downstream(SESSIONS + 5, 64)),
+            // Over the MRU with DF clear: fragmented into two.
+            (1, {
+                let mut f = lab::lns_downstream(spread(200), 1450);
+                f[14 + 6] &= !0x40;
+                ipv4::Packet::new_unchecked(&mut f[14..]).fill_checksum();
+                f
+            }),
         ])
         .collect();
     let lac_frames: Vec<(u8, Vec<u8>)> = (0..32)
@@ -166,7 +173,8 @@ fn the_hot_loop_allocates_nothing_after_start_up() {
         0,
         "allocations in the hot loop"
     );
-    // 64 LNS packets + 1 inject and 64 LAC packets a round get out.
-    assert_eq!(forwarded, ROUNDS * (64 + 1 + 64));
+    // 64 LNS packets, 2 fragments, 1 inject and 64 LAC packets a round
+    // get out.
+    assert_eq!(forwarded, ROUNDS * (64 + 2 + 1 + 64));
     assert!(lns.counters().punts(dataplane::counters::PuntKind::LnsPpp) > ROUNDS as u64);
 }

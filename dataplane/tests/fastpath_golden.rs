@@ -295,6 +295,163 @@ fn lns_downstream_numbers_data_messages_when_sequencing() {
     );
 }
 
+/// A downstream packet of `payload_len` UDP bytes to session 0 with DF
+/// clear and the fragment fields `more_frags`/`frag_offset` (bytes), as it
+/// arrives from the core (TTL 64) or, with `ttl` 63, as it is forwarded.
+fn downstream_without_df(
+    ttl: u8,
+    payload_len: usize,
+    more_frags: bool,
+    frag_offset: u16,
+) -> Vec<u8> {
+    let mut ip = lab::ipv4_udp(lab::SERVER_ADDR, lab::subscriber_addr(0), ttl, payload_len);
+    let flags_offset = (u16::from(more_frags) << 13) | (frag_offset / 8);
+    ip[6..8].copy_from_slice(&flags_offset.to_be_bytes());
+    ipv4::Packet::new_unchecked(&mut ip[..]).fill_checksum();
+    ip
+}
+
+/// The fragment of `ip` (forwarded, TTL already 63) with data bytes
+/// `data` (offsets in its data), written independently of the worker with
+/// the IPv4 emitter.
+fn fragment_of(ip: &[u8], data: std::ops::Range<usize>, more_frags: bool) -> Vec<u8> {
+    let original = ipv4::Packet::new_checked(ip).unwrap();
+    let repr = ipv4::Repr {
+        src_addr: original.src_addr(),
+        dst_addr: original.dst_addr(),
+        protocol: original.protocol(),
+        ttl: original.ttl(),
+        dscp: 0,
+        ecn: 0,
+        ident: original.ident(),
+        dont_frag: false,
+        more_frags,
+        frag_offset: original.frag_offset() + data.start as u16,
+        payload_len: data.len(),
+    };
+    let mut f = vec![0u8; 20 + data.len()];
+    repr.emit(&mut f).unwrap();
+    f[20..].copy_from_slice(&original.payload()[data]);
+    f
+}
+
+/// RFC 791 §3.2: 1478 bytes into an MRU of 1400 are 1396 (1376 data bytes:
+/// (1400 - 20) rounded down to 8) and 102, each with its own Total Length,
+/// offset, MF and checksum, each in its own data message.
+#[test]
+fn lns_downstream_fragments_packets_over_the_mru_without_df() {
+    let mut w = lab::worker(Role::Lns, 1);
+    let arriving = downstream_without_df(64, 1450, false, 0);
+    let forwarded = downstream_without_df(63, 1450, false, 0);
+    let first = fragment_of(&forwarded, 0..1376, true);
+    let second = fragment_of(&forwarded, 1376..1458, false);
+    assert_eq!((first.len(), second.len()), (1396, 102));
+    let peer = lab::peer_key(0);
+    case(
+        "lns_downstream_fragments",
+        &mut w,
+        vec![(
+            1,
+            lab::ethernet(
+                lab::CORE_MAC,
+                lab::GATEWAY_MAC,
+                None,
+                EtherType::Ipv4,
+                &arriving,
+            ),
+        )],
+        vec![
+            (
+                0,
+                to_peer(lab::ACCESS_MAC, peer, 0, None, &ppp_ipv4(&first)),
+            ),
+            (
+                0,
+                to_peer(lab::ACCESS_MAC, peer, 1, None, &ppp_ipv4(&second)),
+            ),
+        ],
+    );
+    let c = w.counters();
+    assert_eq!(c.fragmented, 1);
+    assert_eq!(c.forwards(PathKind::LnsDownstream), 2);
+    let s = w
+        .tables()
+        .session(w.tables().session_index(lab::session_key(0)).unwrap())
+        .unwrap();
+    assert_eq!(
+        (s.counters.downstream_packets, s.counters.downstream_octets),
+        (2, 1396 + 102)
+    );
+    for port in w.ports_mut() {
+        assert_eq!(port.frames_in_use(), 0, "a fragment's frame leaked");
+    }
+}
+
+/// A fragment that is itself too long (MF set, offset 800) is cut again:
+/// offsets 800 and 2176, both with MF, since more of the original follows.
+#[test]
+fn lns_downstream_refragments_a_fragment() {
+    let mut w = lab::worker(Role::Lns, 1);
+    let arriving = downstream_without_df(64, 1450, true, 800);
+    let forwarded = downstream_without_df(63, 1450, true, 800);
+    let first = fragment_of(&forwarded, 0..1376, true);
+    let second = fragment_of(&forwarded, 1376..1458, true);
+    let peer = lab::peer_key(0);
+    case(
+        "lns_downstream_refragments",
+        &mut w,
+        vec![(
+            1,
+            lab::ethernet(
+                lab::CORE_MAC,
+                lab::GATEWAY_MAC,
+                None,
+                EtherType::Ipv4,
+                &arriving,
+            ),
+        )],
+        vec![
+            (
+                0,
+                to_peer(lab::ACCESS_MAC, peer, 0, None, &ppp_ipv4(&first)),
+            ),
+            (
+                0,
+                to_peer(lab::ACCESS_MAC, peer, 1, None, &ppp_ipv4(&second)),
+            ),
+        ],
+    );
+    let offsets: Vec<_> = [&first, &second]
+        .iter()
+        .map(|f| ipv4::Packet::new_checked(&f[..]).unwrap().frag_offset())
+        .collect();
+    assert_eq!(offsets, [800, 2176]);
+}
+
+/// With DF set the packet is not fragmented: dropped, and a copy punted
+/// for ICMP Fragmentation Needed with the MRU (RFC 1191 §4).
+#[test]
+fn lns_downstream_punts_packets_over_the_mru_with_df() {
+    let mut w = lab::worker(Role::Lns, 1);
+    let channels = w.channels();
+    let out = run(&mut w, &[(1, lab::lns_downstream(0, 1450))]);
+    assert!(out.is_empty(), "sent {} frames", out.len());
+    let punt = channels.poll_punt().unwrap();
+    assert_eq!(
+        punt.reason,
+        PuntReason::FragmentationNeeded { mtu: lab::MRU }
+    );
+    let expected = lab::ipv4_udp(lab::SERVER_ADDR, lab::subscriber_addr(0), 64, 1450);
+    assert_eq!(
+        punt.buffer.bytes()[..],
+        expected[..],
+        "the packet as it arrived"
+    );
+    let c = w.counters();
+    assert_eq!(c.fragmented, 0);
+    assert_eq!(c.drops(DropReason::FragmentationNeeded), 1);
+}
+
 /// An IPv4 TCP SYN with an MSS option and a correct checksum.
 fn tcp_syn(src: Ipv4Addr, dst: Ipv4Addr, ttl: u8, mss: u16) -> Vec<u8> {
     let mut seg = vec![
@@ -773,10 +930,20 @@ fn drop_case(reason: DropReason) -> (Worker<MemoryPort>, Frames) {
         NoSessionForDestination => (lns(), vec![(1, lab::lns_downstream(5, 16))]),
         FragmentationNeeded => (lns(), vec![(1, lab::lns_downstream(0, 1450))]),
         FragmentationUnsupported => {
-            let mut f = lab::lns_downstream(0, 1450);
+            // DF clear, but an MRU of 24 leaves no room for 8 data bytes
+            // after a 20-byte header (RFC 791 §3.2).
+            let mut w = lns();
+            apply(
+                &mut w,
+                &[Update::UpsertSession(SessionConfig {
+                    mru: 24,
+                    ..lab::session(Role::Lns, 0)
+                })],
+            );
+            let mut f = lab::lns_downstream(0, 16);
             f[20] &= !0x40; // DF
             refill_ipv4(&mut f, 14);
-            (lns(), vec![(1, f)])
+            (w, vec![(1, f)])
         }
         NoHeadroom => {
             let core = MemoryPort::new(MemoryPortConfig {
