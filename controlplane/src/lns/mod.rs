@@ -34,6 +34,23 @@
 //! address goes to the RADIUS client, every other to L2TP). It implements
 //! [`crate::node::Node`], so the same node runs in simulation and in `lnsd`.
 //!
+//! # With a fast path
+//!
+//! When `lnsd` runs AF_XDP workers (`crate::fastpath`), the L2TP data
+//! messages of the LACs go to the workers, not to the node's socket. Then:
+//!
+//! * [`Node::report_connected_calls`] turns on [`ConnectedCall`]s, polled
+//!   with [`Node::poll_connected_call`]: one per L2TP session that came up,
+//!   before PPP, with the ids and addresses the workers need to recognise
+//!   its data messages and punt its PPP control frames;
+//! * the workers' punted PPP frames come back in through
+//!   [`Node::handle_ppp`], exactly as if they had arrived in a data
+//!   message; the replies still leave through the node's UDP socket (the
+//!   kernel's path is fine for control traffic);
+//! * [`Event::SessionEstablished`] carries the address and, through
+//!   [`EstablishedSession::subscriber_mru`], the MRU; [`Event::SessionDown`]
+//!   and [`Event::TunnelDown`] say what to remove.
+//!
 //! # Timers
 //!
 //! Every session's next deadline (its PPP timers, Session-Timeout,
@@ -231,6 +248,42 @@ pub struct EstablishedSession {
     pub setup_time: Duration,
 }
 
+impl EstablishedSession {
+    /// The largest frame the subscriber takes (the MRU it asked for in LCP,
+    /// RFC 1661 §6.1): the data plane refuses longer downstream packets and
+    /// clamps TCP MSS to fit.
+    pub fn subscriber_mru(&self) -> u16 {
+        self.link.lcp_peer.mru
+    }
+}
+
+/// An L2TP call that is connected (the ICCN arrived, RFC 2661 §4.4.1), before
+/// PPP: what a fast path needs to take the session's data messages and hand
+/// its PPP frames back with [`Node::handle_ppp`]. Reported only after
+/// [`Node::report_connected_calls`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectedCall {
+    /// The session.
+    pub session: SessionHandle,
+    /// Our Tunnel ID (what the LAC puts in its data messages).
+    pub tunnel_id: u16,
+    /// The LAC's Tunnel ID (what we put in ours).
+    pub peer_tunnel_id: u16,
+    /// Our Session ID.
+    pub session_id: u16,
+    /// The LAC's Session ID.
+    pub peer_session_id: u16,
+    /// The LAC's address and UDP port.
+    pub remote: SocketAddrV4,
+    /// Our address and port, when the node knows it. It does not (its
+    /// socket is usually bound to the wildcard address): `None`, and the
+    /// daemon fills in its configured tunnel address.
+    pub local: Option<SocketAddrV4>,
+    /// The LAC sent Sequencing Required (RFC 2661 §4.4.6, AVP 39): data
+    /// messages carry Ns/Nr both ways.
+    pub sequencing: bool,
+}
+
 /// A session that ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EndedSession {
@@ -348,6 +401,8 @@ pub struct NodeStats {
 struct Session {
     link: PppLink,
     remote: SocketAddrV4,
+    /// Our Tunnel ID, to find the session by the ids of a punted frame.
+    local_tunnel_id: u16,
     local_session_id: u16,
     peer_session_id: u16,
     nas_port: u32,
@@ -377,6 +432,13 @@ pub struct Node {
     pool: AddressPool,
     rng: Box<dyn RngCore + Send>,
     sessions: HashMap<SessionHandle, Session>,
+    /// Sessions by (our Tunnel ID, our Session ID): how punted PPP frames
+    /// find theirs.
+    by_ids: HashMap<(u16, u16), SessionHandle>,
+    /// Connected calls not yet polled; `None` until
+    /// [`Node::report_connected_calls`] (so a node without a fast path keeps
+    /// nothing).
+    connected_calls: Option<VecDeque<ConnectedCall>>,
     auths: HashMap<AuthHandle, SessionHandle>,
     deadlines: Deadlines<SessionHandle>,
     transmits: VecDeque<(SocketAddr, Vec<u8>)>,
@@ -473,6 +535,8 @@ impl Node {
             pool,
             rng,
             sessions: HashMap::new(),
+            by_ids: HashMap::new(),
+            connected_calls: None,
             auths: HashMap::new(),
             deadlines: Deadlines::new(),
             transmits: VecDeque::new(),
@@ -580,6 +644,49 @@ impl Node {
                 client.accounting_update(h, counters);
             }
         }
+    }
+
+    /// Report every L2TP session that comes up from now on as a
+    /// [`ConnectedCall`] ([`Node::poll_connected_call`]); `false` stops and
+    /// forgets the unpolled ones. For a daemon with a fast path.
+    pub fn report_connected_calls(&mut self, on: bool) {
+        match (on, &self.connected_calls) {
+            (true, None) => self.connected_calls = Some(VecDeque::new()),
+            (false, _) => self.connected_calls = None,
+            (true, Some(_)) => {}
+        }
+    }
+
+    /// The next connected call (see [`Node::report_connected_calls`]).
+    pub fn poll_connected_call(&mut self) -> Option<ConnectedCall> {
+        self.connected_calls.as_mut()?.pop_front()
+    }
+
+    /// The session with our Tunnel ID `tunnel_id` and our Session ID
+    /// `session_id`, if it has a PPP link.
+    pub fn session_by_ids(&self, tunnel_id: u16, session_id: u16) -> Option<SessionHandle> {
+        self.by_ids.get(&(tunnel_id, session_id)).copied()
+    }
+
+    /// A PPP frame (from the Address/Control or the Protocol field) of the
+    /// session with our ids `tunnel_id`/`session_id` that reached us some
+    /// other way than the node's socket: punted by a fast-path worker
+    /// (`PuntReason::LnsPpp`). It goes where the PPP frame of an L2TP data
+    /// message goes; the replies leave through [`Node::poll_transmit`].
+    /// False (and ignored) when there is no such session.
+    pub fn handle_ppp(
+        &mut self,
+        now: Instant,
+        tunnel_id: u16,
+        session_id: u16,
+        frame: &[u8],
+    ) -> bool {
+        let Some(session) = self.session_by_ids(tunnel_id, session_id) else {
+            return false;
+        };
+        self.on_frame(now, session, frame);
+        self.pump(now);
+        true
     }
 
     // --- I/O ------------------------------------------------------------
@@ -733,6 +840,25 @@ impl Node {
         let Some(remote) = self.endpoint.tunnel_remote(session.tunnel) else {
             return;
         };
+        let (local_tunnel_id, peer_tunnel_id) =
+            self.endpoint.tunnel_ids(session.tunnel).unwrap_or_default();
+        self.by_ids
+            .insert((local_tunnel_id, local_session_id), session);
+        if let Some(calls) = &mut self.connected_calls {
+            calls.push_back(ConnectedCall {
+                session,
+                tunnel_id: local_tunnel_id,
+                peer_tunnel_id,
+                session_id: local_session_id,
+                peer_session_id,
+                remote,
+                local: None,
+                sequencing: call
+                    .avps
+                    .iter()
+                    .any(|e| matches!(e.avp, Avp::SequencingRequired)),
+            });
+        }
         let rng = child_rng(&mut *self.rng);
         let link = match proxy_of(call) {
             (Some(lcp), auth) => {
@@ -752,6 +878,7 @@ impl Node {
             Session {
                 link,
                 remote,
+                local_tunnel_id,
                 local_session_id,
                 peer_session_id,
                 nas_port,
@@ -1040,6 +1167,9 @@ impl Node {
         let Some(s) = self.sessions.remove(&h) else {
             return;
         };
+        if self.by_ids.get(&(s.local_tunnel_id, s.local_session_id)) == Some(&h) {
+            self.by_ids.remove(&(s.local_tunnel_id, s.local_session_id));
+        }
         self.deadlines.set(h, None);
         if let Some(a) = s.auth {
             self.auths.remove(&a);

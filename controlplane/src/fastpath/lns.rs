@@ -1,0 +1,306 @@
+//! The LNS's fast path: [`lns::Node`] events and connected calls turned
+//! into worker table updates, and the workers' punts fed back to the node.
+//!
+//! What a session goes through (the plan's "LNS programming"):
+//!
+//! 1. L2TP call connected ([`ConnectedCall`], before PPP): `UpsertTunnel`
+//!    (when the tunnel is new to the workers; its next hop is resolved
+//!    through the kernel) and `UpsertSession` without an address, so the
+//!    workers know the session's data messages and punt its PPP control
+//!    frames ([`PuntReason::LnsPpp`]), which [`LnsFastpath::service`] hands
+//!    to [`lns::Node::handle_ppp`].
+//! 2. PPP up ([`lns::Event::SessionEstablished`]): `UpsertSession` with the
+//!    subscriber's address and MRU: its IPv4 now goes through the workers
+//!    both ways. [`lns::Event::SessionUpdated`] re-programs a changed
+//!    address or MRU.
+//! 3. Session down ([`lns::Event::SessionDown`]): `RemoveSession`; tunnel
+//!    down ([`lns::Event::TunnelDown`]): `RemoveTunnel` (the workers drop
+//!    its sessions with it).
+//!
+//! The daemon owns one [`LnsFastpath`] and calls two things in its loop:
+//!
+//! ```text
+//! let mut fp = LnsFastpath::start(config, tunnel_address, driver.node_mut())?;
+//! loop {
+//!     let now = driver.now();
+//!     driver.run_until(now + Duration::from_millis(1), |_node, event| {
+//!         fp.program(&event);           // before logging or anything else
+//!         ControlFlow::Continue(())
+//!     })?;
+//!     fp.service(driver.node_mut(), driver.now());
+//! }
+//! ```
+//!
+//! Replies to punted PPP frames leave through the node's own UDP socket
+//! (L2TP data messages through the kernel: fine for control traffic), so
+//! the driver sends them on its next run.
+
+use core::net::{Ipv4Addr, SocketAddrV4};
+use std::collections::HashMap;
+
+use dataplane::punt::PuntReason;
+use dataplane::table::{SessionConfig, SessionKey, Tunnel};
+
+use super::{Fastpath, FastpathConfig, FastpathError};
+use crate::l2tp::{SessionHandle, TunnelHandle};
+use crate::lns::{self, ConnectedCall};
+use crate::time::Instant;
+
+/// The MRU a session is programmed with before LCP agreed on one
+/// (RFC 1661 §6.1 default); it only matters once the session has an
+/// address.
+const DEFAULT_MRU: u16 = 1500;
+
+/// Punts handled per [`LnsFastpath::service`] call at most, so one slice of
+/// the control loop stays short under a flood.
+const PUNTS_PER_SERVICE: usize = 1024;
+
+/// Counters of the LNS glue.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LnsFastpathStats {
+    /// Calls programmed.
+    pub calls: u64,
+    /// Sessions programmed with their address (PPP up).
+    pub established: u64,
+    /// Sessions removed.
+    pub removed: u64,
+    /// Tunnels programmed.
+    pub tunnels: u64,
+    /// PPP frames handed to the node.
+    pub ppp_punts: u64,
+    /// PPP frames of sessions the node no longer has.
+    pub ppp_unknown: u64,
+    /// Punts for next hops without a MAC address.
+    pub neighbour_punts: u64,
+    /// Other punts (ICMP errors to send: not done yet), dropped.
+    pub other_punts: u64,
+    /// Table updates that failed (a worker's backlog was full).
+    pub update_errors: u64,
+}
+
+/// A tunnel as programmed.
+#[derive(Debug, Clone, Copy)]
+struct ProgrammedTunnel {
+    tunnel: Tunnel,
+    sessions: usize,
+}
+
+/// The LNS's fast path: a [`Fastpath`] and what was programmed into it.
+#[derive(Debug)]
+pub struct LnsFastpath {
+    fp: Fastpath,
+    /// Our tunnel endpoint, for calls that do not say.
+    local: SocketAddrV4,
+    tunnels: HashMap<TunnelHandle, ProgrammedTunnel>,
+    sessions: HashMap<SessionHandle, SessionConfig>,
+    stats: LnsFastpathStats,
+}
+
+impl LnsFastpath {
+    /// Start the workers ([`Fastpath::start`], in the calling thread's
+    /// network namespace) and have `node` report its connected calls.
+    /// `local` is our L2TP address and port as the LACs send to it
+    /// (`10.0.0.11:1701`); it should be one of `config.local_addresses`.
+    pub fn start(
+        config: FastpathConfig,
+        local: SocketAddrV4,
+        node: &mut lns::Node,
+    ) -> Result<LnsFastpath, FastpathError> {
+        let fp = Fastpath::start(config)?;
+        Ok(LnsFastpath::with_fastpath(fp, local, node))
+    }
+
+    /// As [`LnsFastpath::start`], over a fast path already running.
+    pub fn with_fastpath(fp: Fastpath, local: SocketAddrV4, node: &mut lns::Node) -> LnsFastpath {
+        node.report_connected_calls(true);
+        LnsFastpath {
+            fp,
+            local,
+            tunnels: HashMap::new(),
+            sessions: HashMap::new(),
+            stats: LnsFastpathStats::default(),
+        }
+    }
+
+    /// The fast path (reports, barriers, stop).
+    pub fn fastpath(&mut self) -> &mut Fastpath {
+        &mut self.fp
+    }
+
+    /// Counters of the glue.
+    pub fn stats(&self) -> LnsFastpathStats {
+        self.stats
+    }
+
+    /// Sessions programmed (with or without an address yet).
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// What the workers hold for `session`.
+    pub fn session(&self, session: SessionHandle) -> Option<&SessionConfig> {
+        self.sessions.get(&session)
+    }
+
+    /// Apply one node event to the tables (session up with its address,
+    /// session or tunnel down). Events that change nothing are ignored.
+    pub fn program(&mut self, event: &lns::Event) {
+        let result = match event {
+            lns::Event::SessionEstablished(s) => {
+                self.stats.established += 1;
+                self.readdress(s.session, Some(s.address), s.subscriber_mru())
+            }
+            lns::Event::SessionUpdated { session, link } => {
+                let address = link.peer_ipv4();
+                self.readdress(*session, address, link.lcp_peer.mru)
+            }
+            lns::Event::SessionDown(ended) => self.remove_session(ended.session),
+            lns::Event::TunnelDown { tunnel, .. } => self.remove_tunnel(*tunnel),
+            _ => Ok(()),
+        };
+        self.count(result);
+    }
+
+    /// Program a connected call: its tunnel (if new) and the session
+    /// without an address.
+    pub fn program_call(&mut self, call: &ConnectedCall) {
+        self.stats.calls += 1;
+        let result = self.upsert_call(call);
+        self.count(result);
+    }
+
+    fn count(&mut self, result: Result<(), FastpathError>) {
+        if let Err(e) = result {
+            self.stats.update_errors += 1;
+            tracing::error!(error = %e, "fast path not programmed");
+        }
+    }
+
+    fn upsert_call(&mut self, call: &ConnectedCall) -> Result<(), FastpathError> {
+        let tunnel = Tunnel {
+            tunnel_id: call.tunnel_id,
+            peer_tunnel_id: call.peer_tunnel_id,
+            local: call.local.unwrap_or(self.local),
+            peer: call.remote,
+            next_hop: self.fp.next_hop(*call.remote.ip()),
+        };
+        let programmed = self.tunnels.get(&call.session.tunnel).map(|t| t.tunnel);
+        if programmed != Some(tunnel) {
+            self.fp.want_neighbour(tunnel.next_hop);
+            self.fp.upsert_tunnel(tunnel)?;
+            self.stats.tunnels += 1;
+        }
+        self.tunnels
+            .entry(call.session.tunnel)
+            .and_modify(|t| t.tunnel = tunnel)
+            .or_insert(ProgrammedTunnel {
+                tunnel,
+                sessions: 0,
+            })
+            .sessions += 1;
+        let config = SessionConfig {
+            key: SessionKey {
+                tunnel_id: call.tunnel_id,
+                session_id: call.session_id,
+            },
+            peer_session_id: call.peer_session_id,
+            subscriber_addr: None,
+            mru: DEFAULT_MRU,
+            sequencing: call.sequencing,
+            pppoe: None,
+        };
+        self.sessions.insert(call.session, config);
+        self.fp.upsert_session(config)
+    }
+
+    fn readdress(
+        &mut self,
+        session: SessionHandle,
+        address: Option<Ipv4Addr>,
+        mru: u16,
+    ) -> Result<(), FastpathError> {
+        let Some(config) = self.sessions.get_mut(&session) else {
+            // Not a call we saw connect (started before the fast path).
+            return Ok(());
+        };
+        let address = address.or(config.subscriber_addr);
+        if config.subscriber_addr == address && config.mru == mru {
+            return Ok(());
+        }
+        config.subscriber_addr = address;
+        config.mru = mru;
+        let config = *config;
+        self.fp.upsert_session(config)
+    }
+
+    fn remove_session(&mut self, session: SessionHandle) -> Result<(), FastpathError> {
+        let Some(config) = self.sessions.remove(&session) else {
+            return Ok(());
+        };
+        self.stats.removed += 1;
+        if let Some(t) = self.tunnels.get_mut(&session.tunnel) {
+            t.sessions = t.sessions.saturating_sub(1);
+        }
+        self.fp.remove_session(config.key)
+    }
+
+    fn remove_tunnel(&mut self, tunnel: TunnelHandle) -> Result<(), FastpathError> {
+        let Some(t) = self.tunnels.remove(&tunnel) else {
+            return Ok(());
+        };
+        let before = self.sessions.len();
+        self.sessions.retain(|h, _| h.tunnel != tunnel);
+        self.stats.removed += (before - self.sessions.len()) as u64;
+        self.fp.remove_tunnel(t.tunnel.tunnel_id)
+    }
+
+    /// The control loop's turn, once per slice: program the calls that
+    /// connected, move queued updates and collect the workers' answers
+    /// ([`Fastpath::poll`]), and hand punted PPP frames to the node (up to
+    /// a bound; returns how many punts were handled, so a busy loop can
+    /// come back at once).
+    pub fn service(&mut self, node: &mut lns::Node, now: Instant) -> usize {
+        while let Some(call) = node.poll_connected_call() {
+            self.program_call(&call);
+        }
+        self.fp.poll();
+        let mut handled = 0;
+        while handled < PUNTS_PER_SERVICE {
+            let Some((worker, punt)) = self.fp.poll_punt() else {
+                break;
+            };
+            handled += 1;
+            match punt.reason {
+                PuntReason::LnsPpp(key) => {
+                    self.stats.ppp_punts += 1;
+                    if !node.handle_ppp(now, key.tunnel_id, key.session_id, punt.buffer.bytes()) {
+                        self.stats.ppp_unknown += 1;
+                    }
+                }
+                PuntReason::NeighbourMissing { next_hop } => {
+                    self.stats.neighbour_punts += 1;
+                    self.fp.resolve_neighbour(next_hop);
+                }
+                _ => self.stats.other_punts += 1,
+            }
+            self.fp.recycle(worker, punt.buffer);
+        }
+        // Calls the punted frames may have completed (none today: a call
+        // connects on the control channel), and updates they caused.
+        while let Some(call) = node.poll_connected_call() {
+            self.program_call(&call);
+        }
+        handled
+    }
+
+    /// Stop the workers (see [`Fastpath::stop`]).
+    pub fn stop(&mut self) -> Vec<dataplane::update::WorkerReport> {
+        self.fp.stop()
+    }
+}
+
+/// Apply one node event to `fp` (the free-function form of
+/// [`LnsFastpath::program`]).
+pub fn program(fp: &mut LnsFastpath, event: &lns::Event) {
+    fp.program(event);
+}
