@@ -11,6 +11,7 @@ pub mod config;
 pub mod ctl;
 pub mod driver;
 pub mod fastpath;
+pub mod ha;
 pub mod l2tp;
 pub mod lac;
 pub mod lns;
