@@ -1,1 +1,1374 @@
-//! The LAC node: PPPoE subscribers to L2TP calls on a chosen LNS (being written).
+//! The LAC node, sans-IO: PPPoE subscribers on the access port, each
+//! carried as an L2TP incoming call to an LNS chosen from a configured list.
+//!
+//! # What happens to a subscriber
+//!
+//! 1. PPPoE discovery (EtherType 0x8863) goes to the discovery server
+//!    ([`crate::pppoe::Server`]); when it grants a session the node takes
+//!    the subscriber on ([`Node::open_subscriber`]).
+//! 2. *Relay mode* ([`Mode::Relay`]): an incoming call opens at once. The
+//!    subscriber's PPP frames pass through untouched; those that arrive
+//!    before the call is connected wait in a small queue
+//!    ([`Config::queue_limit`]).
+//!
+//!    *Proxy mode* ([`Mode::Proxy`], RFC 2661 §4.4.5): the node negotiates
+//!    LCP with the subscriber itself ([`PppLink`] in the server role) and
+//!    collects its authentication (PAP name and password, or the CHAP
+//!    challenge and response); only then does it open the call, and its
+//!    ICCN carries the proxy LCP (AVPs 26–28) and proxy authentication
+//!    (AVPs 29–33), so the LNS carries on without renegotiating.
+//! 3. The LNS is chosen by [`select::Selector`]: best preference, least
+//!    loaded by weight, not locked out. One tunnel per LNS, opened on
+//!    demand and shared by its calls. A call that is not connected within
+//!    [`Config::setup_timeout`], or that the LNS refuses (CDN) or drops with
+//!    its tunnel (StopCCN, no answer) while setting up, locks that LNS out
+//!    for [`Config::lockout`] and is retried on the next candidate. With no
+//!    candidate left the subscriber is refused (PADT).
+//! 4. Call up ([`Event::SessionUp`]): the queue is flushed and the daemon
+//!    programs the fast path with the ids in the event. PPP frames that
+//!    still reach the node (punted control frames, or everything without a
+//!    fast path) are relayed here: PPPoE drops the Address and Control
+//!    fields (RFC 2516 §7), L2TP carries them, so they are added upstream
+//!    and removed downstream, as the fast path does.
+//! 5. The LNS ends the call (CDN) or its tunnel goes down: PADT to the
+//!    subscriber. The subscriber ends the session (PADT): CDN to the LNS.
+//!    Either way [`Event::SessionDown`].
+//!
+//! # I/O
+//!
+//! Two sides: Ethernet frames on the access port
+//! ([`Node::handle_access_frame`], [`Node::poll_access_frame`]) and one UDP
+//! socket for L2TP ([`crate::node::Node`], so the node runs in
+//! [`crate::sim::Sim`] and under [`crate::driver::Driver`]). Untagged
+//! frames only: a VLAN-tagged frame is taken by its inner EtherType, but
+//! answers go out untagged.
+
+pub mod select;
+
+use core::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use core::time::Duration;
+use std::collections::{HashMap, VecDeque};
+
+use dataplane::wire::control::{Avp, AvpEntry};
+use dataplane::wire::ethernet::{self, EtherType};
+use dataplane::wire::{ppp as ppp_wire, ppp_cp, pppoe as pppoe_wire};
+use rand_chacha::rand_core::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rand_core::RngCore;
+
+use crate::l2tp::codes::cdn;
+use crate::l2tp::{
+    self, CallParams, Endpoint, ResultCode, SessionDownReason, SessionHandle, TunnelDownReason,
+    TunnelHandle, TunnelState,
+};
+use crate::lns::deadlines::Deadlines;
+use crate::ppp::{self, DownCause, PppConfig, PppLink, PresentedSecret, Role};
+use crate::time::Instant;
+
+pub use select::{LnsEntry, LnsStatus, Selector};
+
+/// How the LAC carries PPP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Mode {
+    /// PPP passes through untouched; the LNS negotiates everything.
+    #[default]
+    Relay,
+    /// The LAC negotiates LCP and collects authentication, then hands both
+    /// to the LNS in the ICCN (RFC 2661 §4.4.5).
+    Proxy,
+}
+
+/// How a LAC node behaves.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The L2TP side (host name, secret, timers). [`l2tp::Config::lac`].
+    pub l2tp: l2tp::Config,
+    /// The LNSs calls may go to.
+    pub lns: Vec<LnsEntry>,
+    /// Relay or proxy.
+    pub mode: Mode,
+    /// A call must be connected (tunnel and ICRQ/ICRP/ICCN acknowledged)
+    /// this long after it was placed, or its LNS is locked out and the call
+    /// moves on. Default 10 s.
+    pub setup_timeout: Duration,
+    /// How long a failed LNS gets no new calls. Default 60 s.
+    pub lockout: Duration,
+    /// PPP frames per subscriber held while its call is being set up;
+    /// more are dropped and counted ([`Stats::queue_overflow`]). Default 8.
+    pub queue_limit: usize,
+    /// Proxy mode: the LCP and authentication the LAC offers the
+    /// subscriber (server role). Its MRU should fit PPPoE (1492).
+    pub ppp: PppConfig,
+    /// What each call's ICRQ and ICCN say (framing, bearer, speeds). The
+    /// node adds Calling Number (the subscriber's MAC address) and, in
+    /// proxy mode, the proxy AVPs.
+    pub call: CallParams,
+    /// Our L2TP socket address, reported in [`Event::SessionUp`] for the
+    /// fast path (the node itself never needs it).
+    pub local_address: SocketAddrV4,
+    /// Our MAC address on the access port: the source of our frames.
+    pub mac: ethernet::Address,
+}
+
+impl Config {
+    /// A relay LAC called `host_name` with access MAC `mac`, sending calls
+    /// to `lns`.
+    pub fn new(host_name: impl Into<String>, mac: ethernet::Address, lns: Vec<LnsEntry>) -> Self {
+        let host_name = host_name.into();
+        let mut ppp = PppConfig::server();
+        ppp.auth.name = host_name.as_bytes().to_vec();
+        // RFC 2516 §7: no Address and Control fields on PPPoE, and an MRU
+        // that fits in 1500 bytes with the PPPoE header.
+        ppp.address_control = false;
+        ppp.lcp.mru = 1492;
+        // The link is handed over within a round trip of authentication;
+        // the LNS runs the keepalive from then on.
+        ppp.lcp.echo_interval = None;
+        Config {
+            l2tp: l2tp::Config::lac(host_name),
+            lns,
+            mode: Mode::Relay,
+            setup_timeout: Duration::from_secs(10),
+            lockout: Duration::from_secs(60),
+            queue_limit: 8,
+            ppp,
+            call: CallParams::default(),
+            local_address: SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 1701),
+            mac,
+        }
+    }
+}
+
+/// A configuration that cannot work.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The field of [`Config`].
+    pub field: &'static str,
+    /// What is wrong and what to do.
+    pub reason: String,
+}
+
+impl core::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "lac config: {}: {}", self.field, self.reason)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl From<l2tp::ConfigError> for ConfigError {
+    fn from(e: l2tp::ConfigError) -> Self {
+        ConfigError {
+            field: e.field,
+            reason: e.reason,
+        }
+    }
+}
+
+/// A PPPoE session: the subscriber's MAC address and the SESSION_ID
+/// (RFC 2516 §4: the pair identifies the session).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SubscriberKey {
+    /// The subscriber's MAC address.
+    pub mac: ethernet::Address,
+    /// The PPPoE SESSION_ID.
+    pub session_id: u16,
+}
+
+impl SubscriberKey {
+    /// The fast path's binding for this session behind access port `port`.
+    pub fn binding(&self, port: u8) -> dataplane::table::PppoeBinding {
+        dataplane::table::PppoeBinding {
+            port,
+            subscriber_mac: self.mac,
+            session_id: self.session_id,
+        }
+    }
+}
+
+/// A call that is up: what the fast path is programmed with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallUp {
+    /// The PPPoE session.
+    pub subscriber: SubscriberKey,
+    /// The L2TP session.
+    pub session: SessionHandle,
+    /// Our Tunnel ID (what the LNS sends to).
+    pub local_tunnel_id: u16,
+    /// The LNS's Tunnel ID.
+    pub peer_tunnel_id: u16,
+    /// Our L2TP address ([`Config::local_address`]).
+    pub local: SocketAddrV4,
+    /// The LNS.
+    pub peer: SocketAddrV4,
+    /// Our Session ID.
+    pub local_session_id: u16,
+    /// The LNS's Session ID (data messages go to it).
+    pub peer_session_id: u16,
+    /// Whether data messages carry sequence numbers (never, so far: we do
+    /// not ask for it and the LNS cannot in an ICRP).
+    pub sequencing: bool,
+    /// From the subscriber's arrival to the call up.
+    pub setup_time: Duration,
+    /// LNSs tried before this one for this call.
+    pub failovers: usize,
+}
+
+/// Why a subscriber's session ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EndCause {
+    /// The subscriber sent PADT.
+    SubscriberTerminated,
+    /// The LNS disconnected the call (CDN) with this result.
+    LnsDisconnected(ResultCode),
+    /// The tunnel carrying the call went down.
+    TunnelDown(TunnelDownReason),
+    /// No LNS could take the call: every one is locked out or failed it.
+    NoLnsAvailable,
+    /// Proxy mode: the LAC's own LCP/authentication with the subscriber
+    /// failed.
+    Ppp(DownCause),
+    /// The operator cleared it.
+    AdminClear,
+    /// The call failed for an L2TP reason of ours (an error sending).
+    L2tpError(ResultCode),
+}
+
+/// A subscriber's session that ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionEnded {
+    /// The PPPoE session.
+    pub subscriber: SubscriberKey,
+    /// Its L2TP session, if it had one.
+    pub session: Option<SessionHandle>,
+    /// The LNS it was on (or last tried).
+    pub lns: Option<SocketAddrV4>,
+    /// Our and the LNS's Tunnel ID, if the call was up.
+    pub tunnel_ids: Option<(u16, u16)>,
+    /// Our and the LNS's Session ID, if the call was up.
+    pub session_ids: Option<(u16, u16)>,
+    /// Why.
+    pub cause: EndCause,
+    /// Whether the call had been up.
+    pub was_up: bool,
+    /// Since the subscriber arrived.
+    pub duration: Duration,
+}
+
+/// What the node reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A tunnel to an LNS is up.
+    TunnelUp {
+        /// The tunnel.
+        tunnel: TunnelHandle,
+        /// The LNS.
+        lns: SocketAddrV4,
+        /// Our Tunnel ID.
+        local_tunnel_id: u16,
+        /// The LNS's Tunnel ID.
+        peer_tunnel_id: u16,
+    },
+    /// A tunnel is down (its calls ended or moved just before).
+    TunnelDown {
+        /// The tunnel.
+        tunnel: TunnelHandle,
+        /// The LNS.
+        lns: SocketAddrV4,
+        /// Our Tunnel ID.
+        local_tunnel_id: u16,
+        /// Why.
+        reason: TunnelDownReason,
+    },
+    /// A subscriber's call is up.
+    SessionUp(Box<CallUp>),
+    /// A subscriber's session ended.
+    SessionDown(Box<SessionEnded>),
+    /// An LNS failed a call and gets no new ones until `until`.
+    LnsLockedOut {
+        /// The LNS.
+        addr: SocketAddrV4,
+        /// End of the lockout.
+        until: Instant,
+    },
+}
+
+/// Counters of the node.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Frames given to [`Node::handle_access_frame`].
+    pub access_frames: u64,
+    /// Frames that do not parse (Ethernet, PPPoE or PPP header).
+    pub malformed_frames: u64,
+    /// Frames neither PPPoE discovery nor session.
+    pub not_pppoe: u64,
+    /// PPPoE session frames for a session we do not have.
+    pub unknown_session: u64,
+    /// PPPoE discovery frames.
+    pub discovery_frames: u64,
+    /// PPP frames relayed subscriber → LNS by the node.
+    pub upstream_frames: u64,
+    /// PPP frames relayed LNS → subscriber by the node.
+    pub downstream_frames: u64,
+    /// Frames held while a call was set up.
+    pub queued_frames: u64,
+    /// Frames dropped because the setup queue was full.
+    pub queue_overflow: u64,
+    /// Frames the L2TP endpoint would not send.
+    pub frames_not_sent: u64,
+    /// Subscribers taken on.
+    pub sessions_requested: u64,
+    /// Calls that came up.
+    pub sessions_up: u64,
+    /// Subscribers' sessions that ended.
+    pub sessions_down: u64,
+    /// Subscribers refused for want of an LNS.
+    pub sessions_refused: u64,
+    /// Calls moved to another LNS during setup.
+    pub failovers: u64,
+    /// LNS lockouts.
+    pub lockouts: u64,
+    /// Proxy mode: authentications collected and handed to an LNS.
+    pub proxy_authentications: u64,
+}
+
+/// Where a subscriber's session stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Stage {
+    /// Proxy mode: the LAC negotiates LCP and collects authentication.
+    Negotiating,
+    /// The call is being set up.
+    Calling,
+    /// The call is up.
+    Up,
+}
+
+/// One subscriber, for `show sessions`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionInfo {
+    /// The PPPoE session.
+    pub subscriber: SubscriberKey,
+    /// Where it stands.
+    pub stage: Stage,
+    /// The LNS it is on (or being set up on).
+    pub lns: Option<SocketAddrV4>,
+    /// Its L2TP session.
+    pub session: Option<SessionHandle>,
+    /// Our and the LNS's Tunnel ID once up.
+    pub tunnel_ids: Option<(u16, u16)>,
+    /// Our and the LNS's Session ID once up.
+    pub session_ids: Option<(u16, u16)>,
+    /// When the subscriber arrived.
+    pub since: Instant,
+    /// PPP frames the node relayed upstream and downstream.
+    pub frames: (u64, u64),
+}
+
+/// One tunnel, for `show tunnels`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TunnelInfo {
+    /// The tunnel.
+    pub tunnel: TunnelHandle,
+    /// The LNS.
+    pub lns: SocketAddrV4,
+    /// Our and the LNS's Tunnel ID (0 until known).
+    pub tunnel_ids: (u16, u16),
+    /// Its state.
+    pub state: Option<TunnelState>,
+    /// Calls on it (setting up or up).
+    pub sessions: usize,
+}
+
+/// What the LAC learned from its own LCP negotiation for the ICCN
+/// (RFC 2661 §4.4.5).
+#[derive(Debug, Default)]
+struct ProxyCapture {
+    initial_received: Option<Vec<u8>>,
+    last_received: Vec<u8>,
+    last_sent: Vec<u8>,
+}
+
+struct Subscriber {
+    stage: Stage,
+    link: Option<Box<PppLink>>,
+    capture: ProxyCapture,
+    auth: Option<ppp::AuthRequest>,
+    started: Instant,
+    lns: Option<SocketAddrV4>,
+    call: Option<SessionHandle>,
+    /// The latest call placed, kept after it is detached, for the report.
+    last_call: Option<SessionHandle>,
+    tried: Vec<SocketAddrV4>,
+    setup_deadline: Option<Instant>,
+    queue: VecDeque<Vec<u8>>,
+    ids: Option<((u16, u16), (u16, u16))>,
+    frames_up: u64,
+    frames_down: u64,
+}
+
+/// The LAC: see the [module documentation](self).
+pub struct Node {
+    config: Config,
+    endpoint: Endpoint,
+    rng: Box<dyn RngCore + Send>,
+    selector: Selector,
+    subscribers: HashMap<SubscriberKey, Subscriber>,
+    by_call: HashMap<SessionHandle, SubscriberKey>,
+    /// The tunnel new calls to an LNS go on.
+    tunnel_to: HashMap<SocketAddrV4, TunnelHandle>,
+    /// Every tunnel we opened that is not down yet, and its LNS.
+    tunnels: HashMap<TunnelHandle, SocketAddrV4>,
+    deadlines: Deadlines<SubscriberKey>,
+    transmits: VecDeque<(SocketAddrV4, Vec<u8>)>,
+    access: VecDeque<Vec<u8>>,
+    events: VecDeque<Event>,
+    stats: Stats,
+}
+
+impl core::fmt::Debug for Node {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("lac::Node")
+            .field("subscribers", &self.subscribers.len())
+            .field("tunnels", &self.tunnels.len())
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+fn child_rng(rng: &mut dyn RngCore) -> Box<dyn RngCore + Send> {
+    let mut seed = [0u8; 32];
+    rng.fill_bytes(&mut seed);
+    Box::new(ChaCha8Rng::from_seed(seed))
+}
+
+/// The options of an LCP Configure-Request in `frame` (a PPP frame, with or
+/// without Address and Control), if that is what it is.
+fn lcp_configure_request(frame: &[u8]) -> Option<Vec<u8>> {
+    let packet = ppp_wire::Packet::new_checked(frame).ok()?;
+    if packet.protocol() != ppp_wire::Protocol::Lcp {
+        return None;
+    }
+    let cp = ppp_cp::Packet::new_checked(packet.payload()).ok()?;
+    (cp.code() == ppp_cp::Code::ConfigureRequest).then(|| cp.data().to_vec())
+}
+
+impl Node {
+    /// A LAC node. `rng` seeds every id, challenge and magic number.
+    pub fn new(config: Config, mut rng: Box<dyn RngCore + Send>) -> Result<Self, ConfigError> {
+        if config.lns.is_empty() {
+            return Err(ConfigError {
+                field: "lns",
+                reason: "at least one LNS is needed".into(),
+            });
+        }
+        if config.mode == Mode::Proxy && config.ppp.lcp.authenticate_peer.is_empty() {
+            return Err(ConfigError {
+                field: "ppp.lcp.authenticate_peer",
+                reason: "proxy mode needs an authentication method (PAP or CHAP) to collect".into(),
+            });
+        }
+        if config.setup_timeout.is_zero() {
+            return Err(ConfigError {
+                field: "setup_timeout",
+                reason: "must be more than zero".into(),
+            });
+        }
+        let endpoint = Endpoint::new(config.l2tp.clone(), child_rng(&mut *rng))?;
+        Ok(Node {
+            selector: Selector::new(config.lns.iter().copied(), config.lockout),
+            config,
+            endpoint,
+            rng,
+            subscribers: HashMap::new(),
+            by_call: HashMap::new(),
+            tunnel_to: HashMap::new(),
+            tunnels: HashMap::new(),
+            deadlines: Deadlines::new(),
+            transmits: VecDeque::new(),
+            access: VecDeque::new(),
+            events: VecDeque::new(),
+            stats: Stats::default(),
+        })
+    }
+
+    // --- accessors --------------------------------------------------------
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The L2TP endpoint.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// Every LNS with its load and lockout.
+    pub fn lns_status(&self) -> &[LnsStatus] {
+        self.selector.status()
+    }
+
+    /// Subscribers whose call is up.
+    pub fn up_count(&self) -> usize {
+        self.subscribers
+            .values()
+            .filter(|s| s.stage == Stage::Up)
+            .count()
+    }
+
+    /// Subscribers held (any stage).
+    pub fn subscriber_count(&self) -> usize {
+        self.subscribers.len()
+    }
+
+    /// One subscriber.
+    pub fn session(&self, key: SubscriberKey) -> Option<SessionInfo> {
+        self.subscribers.get(&key).map(|s| SessionInfo {
+            subscriber: key,
+            stage: s.stage,
+            lns: s.lns,
+            session: s.call,
+            tunnel_ids: s.ids.map(|(t, _)| t),
+            session_ids: s.ids.map(|(_, s)| s),
+            since: s.started,
+            frames: (s.frames_up, s.frames_down),
+        })
+    }
+
+    /// Every subscriber, in key order.
+    pub fn sessions(&self) -> Vec<SessionInfo> {
+        let mut keys: Vec<_> = self.subscribers.keys().copied().collect();
+        keys.sort();
+        keys.into_iter().filter_map(|k| self.session(k)).collect()
+    }
+
+    /// Every tunnel, in handle order.
+    pub fn tunnels(&self) -> Vec<TunnelInfo> {
+        let mut list: Vec<_> = self
+            .tunnels
+            .iter()
+            .map(|(&tunnel, &lns)| TunnelInfo {
+                tunnel,
+                lns,
+                tunnel_ids: self.endpoint.tunnel_ids(tunnel).unwrap_or_default(),
+                state: self.endpoint.tunnel_state(tunnel),
+                sessions: self.by_call.keys().filter(|h| h.tunnel == tunnel).count(),
+            })
+            .collect();
+        list.sort_by_key(|t| t.tunnel);
+        list
+    }
+
+    /// The subscriber whose call has our Session ID `local_session_id` on
+    /// the tunnel with our Tunnel ID `local_tunnel_id` (what `l2tpctl`
+    /// shows).
+    pub fn find_session(
+        &self,
+        local_tunnel_id: u16,
+        local_session_id: u16,
+    ) -> Option<SubscriberKey> {
+        self.subscribers.iter().find_map(|(k, s)| {
+            let ((t, _), (l, _)) = s.ids?;
+            (t == local_tunnel_id && l == local_session_id).then_some(*k)
+        })
+    }
+
+    /// The tunnel with our Tunnel ID `local_tunnel_id`.
+    pub fn find_tunnel(&self, local_tunnel_id: u16) -> Option<TunnelHandle> {
+        self.tunnels.keys().copied().find(|&t| {
+            self.endpoint
+                .tunnel_ids(t)
+                .is_some_and(|(l, _)| l == local_tunnel_id)
+        })
+    }
+
+    // --- commands ---------------------------------------------------------
+
+    /// Take on a subscriber whose PPPoE session was granted (the discovery
+    /// server's doing; public for tests and for a daemon with its own
+    /// discovery). A second call for the same session is ignored.
+    pub fn open_subscriber(&mut self, now: Instant, key: SubscriberKey) {
+        if self.subscribers.contains_key(&key) {
+            return;
+        }
+        self.stats.sessions_requested += 1;
+        let mut sub = Subscriber {
+            stage: Stage::Calling,
+            link: None,
+            capture: ProxyCapture::default(),
+            auth: None,
+            started: now,
+            lns: None,
+            call: None,
+            last_call: None,
+            tried: Vec::new(),
+            setup_deadline: None,
+            queue: VecDeque::new(),
+            ids: None,
+            frames_up: 0,
+            frames_down: 0,
+        };
+        match self.config.mode {
+            Mode::Relay => {
+                self.subscribers.insert(key, sub);
+                self.place_call(now, key);
+            }
+            Mode::Proxy => {
+                let mut link = PppLink::new(
+                    Role::Server,
+                    self.config.ppp.clone(),
+                    child_rng(&mut *self.rng),
+                );
+                link.open(now);
+                sub.stage = Stage::Negotiating;
+                sub.link = Some(Box::new(link));
+                self.subscribers.insert(key, sub);
+                self.service_link(now, key);
+            }
+        }
+        self.pump(now);
+    }
+
+    /// End a subscriber's session: CDN to the LNS (result 3,
+    /// administrative), PADT to the subscriber.
+    pub fn clear_session(&mut self, now: Instant, key: SubscriberKey) -> bool {
+        if !self.subscribers.contains_key(&key) {
+            return false;
+        }
+        let result = ResultCode::with_message(cdn::ADMINISTRATIVE, "cleared by the operator");
+        self.end(now, key, EndCause::AdminClear, Some(result), true);
+        self.pump(now);
+        true
+    }
+
+    /// Close a tunnel (StopCCN) and end every subscriber on it.
+    pub fn clear_tunnel(&mut self, now: Instant, tunnel: TunnelHandle) -> bool {
+        if !self.tunnels.contains_key(&tunnel) {
+            return false;
+        }
+        let on_it: Vec<_> = self
+            .by_call
+            .iter()
+            .filter(|(h, _)| h.tunnel == tunnel)
+            .map(|(_, k)| *k)
+            .collect();
+        for key in on_it {
+            self.end(now, key, EndCause::AdminClear, None, true);
+        }
+        self.tunnel_to.retain(|_, t| *t != tunnel);
+        let result = ResultCode::with_message(
+            crate::l2tp::codes::stop_ccn::GENERAL_REQUEST,
+            "cleared by the operator",
+        );
+        let _ = self.endpoint.close_tunnel(now, tunnel, result);
+        self.pump(now);
+        true
+    }
+
+    // --- the access side ----------------------------------------------------
+
+    /// A whole Ethernet frame from the access port. Never panics; what
+    /// cannot be used is counted ([`Stats`]).
+    pub fn handle_access_frame(&mut self, now: Instant, frame: &[u8]) {
+        self.stats.access_frames += 1;
+        let Ok(eth) = ethernet::Frame::new_checked(frame) else {
+            self.stats.malformed_frames += 1;
+            return;
+        };
+        match eth.ethertype() {
+            EtherType::PppoeDiscovery => {
+                self.stats.discovery_frames += 1;
+                self.handle_discovery(now, frame);
+            }
+            EtherType::PppoeSession => {
+                let from = eth.src_addr();
+                self.handle_session_frame(now, from, eth.payload());
+            }
+            _ => self.stats.not_pppoe += 1,
+        }
+        self.pump(now);
+    }
+
+    /// The next frame for the access port into `buf` (cleared first);
+    /// false when none is waiting.
+    pub fn poll_access_frame(&mut self, buf: &mut Vec<u8>) -> bool {
+        match self.access.pop_front() {
+            Some(frame) => {
+                buf.clear();
+                buf.extend_from_slice(&frame);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn handle_discovery(&mut self, _now: Instant, _frame: &[u8]) {
+        // Wired to crate::pppoe::Server once its API lands.
+    }
+
+    fn handle_session_frame(&mut self, now: Instant, from: ethernet::Address, payload: &[u8]) {
+        let Ok(packet) = pppoe_wire::Packet::new_checked(payload) else {
+            self.stats.malformed_frames += 1;
+            return;
+        };
+        // RFC 2516 §5: session frames have CODE 0x00.
+        if packet.code() != pppoe_wire::Code::Session {
+            self.stats.malformed_frames += 1;
+            return;
+        }
+        let key = SubscriberKey {
+            mac: from,
+            session_id: packet.session_id(),
+        };
+        let frame = packet.payload();
+        if ppp_wire::Packet::new_checked(frame).is_err() {
+            self.stats.malformed_frames += 1;
+            return;
+        }
+        let Some(sub) = self.subscribers.get_mut(&key) else {
+            self.stats.unknown_session += 1;
+            return;
+        };
+        match sub.stage {
+            Stage::Negotiating => {
+                if let Some(options) = lcp_configure_request(frame) {
+                    sub.capture
+                        .initial_received
+                        .get_or_insert_with(|| options.clone());
+                    sub.capture.last_received = options;
+                }
+                if let Some(link) = sub.link.as_mut() {
+                    link.handle_frame(now, frame);
+                }
+                self.service_link(now, key);
+            }
+            Stage::Calling => {
+                if sub.queue.len() >= self.config.queue_limit {
+                    self.stats.queue_overflow += 1;
+                } else {
+                    self.stats.queued_frames += 1;
+                    sub.queue.push_back(frame.to_vec());
+                }
+            }
+            Stage::Up => {
+                sub.frames_up += 1;
+                let Some(call) = sub.call else { return };
+                self.send_upstream(call, frame);
+            }
+        }
+    }
+
+    /// A PPP frame from the subscriber to the LNS, with the Address and
+    /// Control fields L2TP peers expect.
+    fn send_upstream(&mut self, call: SessionHandle, frame: &[u8]) {
+        let has_ac = frame.starts_with(&[ppp_wire::ADDRESS, ppp_wire::CONTROL]);
+        let mut payload = Vec::with_capacity(frame.len() + 2);
+        if !has_ac {
+            payload.extend_from_slice(&[ppp_wire::ADDRESS, ppp_wire::CONTROL]);
+        }
+        payload.extend_from_slice(frame);
+        match self.endpoint.send_data(call, &payload) {
+            Ok(t) => {
+                self.stats.upstream_frames += 1;
+                self.transmits.push_back((t.remote, t.payload));
+            }
+            Err(_) => self.stats.frames_not_sent += 1,
+        }
+    }
+
+    /// A PPP frame to the subscriber as a PPPoE session frame, without
+    /// Address and Control (RFC 2516 §7).
+    fn send_downstream(&mut self, key: SubscriberKey, frame: &[u8]) {
+        let ppp = frame
+            .strip_prefix(&[ppp_wire::ADDRESS, ppp_wire::CONTROL])
+            .unwrap_or(frame);
+        let eth = ethernet::Repr {
+            dst_addr: key.mac,
+            src_addr: self.config.mac,
+            outer_tag: None,
+            inner_tag: None,
+            ethertype: EtherType::PppoeSession,
+        };
+        let header = pppoe_wire::Repr {
+            code: pppoe_wire::Code::Session,
+            session_id: key.session_id,
+            payload_len: ppp.len(),
+        };
+        let eth_len = eth.buffer_len();
+        let mut out = vec![0; eth_len + header.buffer_len() + ppp.len()];
+        if eth.emit(&mut out).is_err() || header.emit(&mut out[eth_len..]).is_err() {
+            self.stats.frames_not_sent += 1;
+            return;
+        }
+        out[eth_len + header.buffer_len()..].copy_from_slice(ppp);
+        self.access.push_back(out);
+    }
+
+    /// PADT to the subscriber (RFC 2516 §5.5).
+    fn send_padt(&mut self, key: SubscriberKey) {
+        let eth = ethernet::Repr {
+            dst_addr: key.mac,
+            src_addr: self.config.mac,
+            outer_tag: None,
+            inner_tag: None,
+            ethertype: EtherType::PppoeDiscovery,
+        };
+        let padt = pppoe_wire::DiscoveryRepr {
+            code: pppoe_wire::Code::Padt,
+            session_id: key.session_id,
+            tags: Vec::new(),
+        };
+        let eth_len = eth.buffer_len();
+        let mut out = vec![0; eth_len + padt.buffer_len()];
+        if eth.emit(&mut out).is_ok() && padt.emit(&mut out[eth_len..]).is_ok() {
+            self.access.push_back(out);
+        }
+    }
+
+    // --- proxy LCP ----------------------------------------------------------
+
+    /// Send what a negotiating subscriber's link queued and act on its
+    /// events.
+    fn service_link(&mut self, now: Instant, key: SubscriberKey) {
+        loop {
+            let Some(sub) = self.subscribers.get_mut(&key) else {
+                return;
+            };
+            let Some(link) = sub.link.as_mut() else {
+                break;
+            };
+            let mut frames = Vec::new();
+            while let Some(frame) = link.poll_transmit(now) {
+                if let Some(options) = lcp_configure_request(&frame) {
+                    sub.capture.last_sent = options;
+                }
+                frames.push(frame);
+            }
+            let event = link.poll_event();
+            for frame in frames {
+                self.send_downstream(key, &frame);
+            }
+            match event {
+                Some(ppp::Event::Authenticate(request)) => {
+                    self.authentication_collected(now, key, request);
+                    return;
+                }
+                Some(ppp::Event::Down { cause }) => {
+                    self.end(now, key, EndCause::Ppp(cause), None, true);
+                    return;
+                }
+                Some(_) => {}
+                None => break,
+            }
+        }
+        self.reschedule(key);
+    }
+
+    /// Proxy mode: LCP is up and the subscriber authenticated itself; the
+    /// LNS takes over from here (RFC 2661 §4.4.5).
+    fn authentication_collected(
+        &mut self,
+        now: Instant,
+        key: SubscriberKey,
+        request: ppp::AuthRequest,
+    ) {
+        let Some(sub) = self.subscribers.get_mut(&key) else {
+            return;
+        };
+        // Dropped without a word: the LNS answers the authentication and
+        // keeps the link going from the LCP state we hand it.
+        sub.link = None;
+        sub.auth = Some(request);
+        sub.stage = Stage::Calling;
+        self.stats.proxy_authentications += 1;
+        self.place_call(now, key);
+    }
+
+    /// The ICCN's proxy AVPs of a subscriber (RFC 2661 §4.4.5).
+    fn proxy_avps(&self, sub: &Subscriber) -> Vec<AvpEntry> {
+        let optional = |avp| AvpEntry {
+            mandatory: false,
+            hidden: false,
+            avp,
+        };
+        let mut avps = Vec::new();
+        let c = &sub.capture;
+        if let Some(initial) = &c.initial_received {
+            avps.push(optional(Avp::InitialReceivedLcpConfReq(initial.clone())));
+            avps.push(optional(Avp::LastSentLcpConfReq(c.last_sent.clone())));
+            avps.push(optional(Avp::LastReceivedLcpConfReq(
+                c.last_received.clone(),
+            )));
+        }
+        let Some(auth) = &sub.auth else {
+            return avps;
+        };
+        // The secret goes hidden when the tunnel has a secret to hide it
+        // with (RFC 2661 §4.3).
+        let hide = self.config.l2tp.secret.is_some();
+        match &auth.method {
+            PresentedSecret::Pap { password } => {
+                avps.push(optional(Avp::ProxyAuthenType(3)));
+                avps.push(optional(Avp::ProxyAuthenName(auth.username.clone())));
+                avps.push(AvpEntry {
+                    mandatory: false,
+                    hidden: hide,
+                    avp: Avp::ProxyAuthenResponse(password.clone()),
+                });
+            }
+            PresentedSecret::Chap {
+                id,
+                challenge,
+                response,
+            } => {
+                avps.push(optional(Avp::ProxyAuthenType(2)));
+                avps.push(optional(Avp::ProxyAuthenName(auth.username.clone())));
+                avps.push(optional(Avp::ProxyAuthenChallenge(challenge.clone())));
+                avps.push(optional(Avp::ProxyAuthenId(*id)));
+                avps.push(AvpEntry {
+                    mandatory: false,
+                    hidden: hide,
+                    avp: Avp::ProxyAuthenResponse(response.clone()),
+                });
+            }
+        }
+        avps
+    }
+
+    // --- calls --------------------------------------------------------------
+
+    /// Place (or re-place) a subscriber's call on the best LNS it has not
+    /// tried; refuse the subscriber when none is left.
+    fn place_call(&mut self, now: Instant, key: SubscriberKey) {
+        loop {
+            let Some(sub) = self.subscribers.get(&key) else {
+                return;
+            };
+            let Some(lns) = self.selector.choose(now, &sub.tried) else {
+                self.stats.sessions_refused += 1;
+                self.end(now, key, EndCause::NoLnsAvailable, None, true);
+                return;
+            };
+            let mut params = self.config.call.clone();
+            // RFC 2661 §4.4.5 Calling Number: what identifies the caller;
+            // for PPPoE, the subscriber's MAC address.
+            params.icrq_avps.push(AvpEntry {
+                mandatory: true,
+                hidden: false,
+                avp: Avp::CallingNumber(key.mac.to_string().into_bytes()),
+            });
+            if self.config.mode == Mode::Proxy {
+                params.iccn_avps.extend(self.proxy_avps(sub));
+            }
+            let opened = self
+                .tunnel_for(now, lns)
+                .and_then(|t| self.endpoint.open_session(now, t, params));
+            let Some(sub) = self.subscribers.get_mut(&key) else {
+                return;
+            };
+            sub.tried.push(lns);
+            sub.lns = Some(lns);
+            match opened {
+                Ok(call) => {
+                    sub.call = Some(call);
+                    sub.last_call = Some(call);
+                    sub.setup_deadline = Some(now + self.config.setup_timeout);
+                    self.by_call.insert(call, key);
+                    self.selector.add_session(lns);
+                    self.reschedule(key);
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(lns = %lns, error = %e, "cannot open a call");
+                    self.lock_out(now, lns);
+                }
+            }
+        }
+    }
+
+    /// The tunnel to `lns` that new calls share, opened if there is none.
+    fn tunnel_for(&mut self, now: Instant, lns: SocketAddrV4) -> Result<TunnelHandle, l2tp::Error> {
+        if let Some(&t) = self.tunnel_to.get(&lns) {
+            if matches!(
+                self.endpoint.tunnel_state(t),
+                Some(TunnelState::WaitCtlReply | TunnelState::Established)
+            ) {
+                return Ok(t);
+            }
+        }
+        let t = self.endpoint.connect(now, lns)?;
+        self.tunnel_to.insert(lns, t);
+        self.tunnels.insert(t, lns);
+        Ok(t)
+    }
+
+    fn lock_out(&mut self, now: Instant, lns: SocketAddrV4) {
+        if let Some(until) = self.selector.lock_out(now, lns) {
+            self.stats.lockouts += 1;
+            tracing::warn!(lns = %lns, "LNS failed a call: locked out");
+            self.events
+                .push_back(Event::LnsLockedOut { addr: lns, until });
+        }
+    }
+
+    /// Forget a subscriber's call (it failed or is being closed): no longer
+    /// counted on its LNS.
+    fn detach_call(&mut self, key: SubscriberKey) -> Option<SessionHandle> {
+        let sub = self.subscribers.get_mut(&key)?;
+        let call = sub.call.take()?;
+        sub.setup_deadline = None;
+        self.by_call.remove(&call);
+        if let Some(lns) = sub.lns {
+            self.selector.remove_session(lns);
+        }
+        Some(call)
+    }
+
+    /// A call failed while being set up: lock its LNS out and try the
+    /// next. When the tunnel itself is what failed (never came up, or went
+    /// down), every call still setting up on it moves too.
+    fn setup_failed(&mut self, now: Instant, key: SubscriberKey, close: Option<ResultCode>) {
+        let Some(sub) = self.subscribers.get(&key) else {
+            return;
+        };
+        let lns = sub.lns;
+        let Some(call) = self.detach_call(key) else {
+            return;
+        };
+        if let Some(result) = close {
+            let _ = self.endpoint.close_session(now, call, result);
+        }
+        if let Some(lns) = lns {
+            self.lock_out(now, lns);
+        }
+        self.stats.failovers += 1;
+        let tunnel_dead = !matches!(
+            self.endpoint.tunnel_state(call.tunnel),
+            Some(TunnelState::Established)
+        );
+        if tunnel_dead && self.tunnels.contains_key(&call.tunnel) {
+            // Nothing more will come up on it: move the others now rather
+            // than each after its own timeout, and stop the tunnel.
+            let waiting: Vec<_> = self
+                .by_call
+                .iter()
+                .filter(|(h, _)| h.tunnel == call.tunnel)
+                .map(|(_, k)| *k)
+                .collect();
+            self.tunnel_to.retain(|_, t| *t != call.tunnel);
+            let _ = self.endpoint.close_tunnel(
+                now,
+                call.tunnel,
+                ResultCode::with_message(
+                    crate::l2tp::codes::stop_ccn::GENERAL_REQUEST,
+                    "tunnel setup timed out",
+                ),
+            );
+            for other in waiting {
+                if self.detach_call(other).is_some() {
+                    self.stats.failovers += 1;
+                    self.place_call(now, other);
+                }
+            }
+        }
+        self.place_call(now, key);
+    }
+
+    /// A subscriber's session is over: tell whoever still needs telling,
+    /// report it and forget it.
+    fn end(
+        &mut self,
+        now: Instant,
+        key: SubscriberKey,
+        cause: EndCause,
+        cdn_result: Option<ResultCode>,
+        padt: bool,
+    ) {
+        let was_up = self
+            .subscribers
+            .get(&key)
+            .is_some_and(|s| s.stage == Stage::Up);
+        if let Some(call) = self.detach_call(key) {
+            let result = cdn_result.unwrap_or_else(|| {
+                ResultCode::with_message(cdn::ADMINISTRATIVE, "subscriber session ended")
+            });
+            let _ = self.endpoint.close_session(now, call, result);
+        }
+        let Some(sub) = self.subscribers.remove(&key) else {
+            return;
+        };
+        self.deadlines.set(key, None);
+        if padt {
+            self.send_padt(key);
+        }
+        self.stats.sessions_down += 1;
+        self.events
+            .push_back(Event::SessionDown(Box::new(SessionEnded {
+                subscriber: key,
+                session: sub.last_call,
+                lns: sub.lns,
+                tunnel_ids: sub.ids.map(|(t, _)| t),
+                session_ids: sub.ids.map(|(_, s)| s),
+                cause,
+                was_up,
+                duration: now.saturating_duration_since(sub.started),
+            })));
+    }
+
+    fn reschedule(&mut self, key: SubscriberKey) {
+        let next = self.subscribers.get(&key).and_then(|s| {
+            [
+                s.setup_deadline,
+                s.link.as_ref().and_then(|l| l.poll_timeout()),
+            ]
+            .into_iter()
+            .flatten()
+            .min()
+        });
+        self.deadlines.set(key, next);
+    }
+
+    // --- the L2TP side --------------------------------------------------------
+
+    /// A datagram from an LNS.
+    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddrV4, payload: &[u8]) {
+        self.endpoint.handle_datagram(now, from, payload);
+        self.pump(now);
+    }
+
+    /// The next datagram to send.
+    pub fn poll_transmit(&mut self, now: Instant) -> Option<(SocketAddrV4, Vec<u8>)> {
+        if let Some(t) = self.transmits.pop_front() {
+            return Some(t);
+        }
+        self.endpoint
+            .poll_transmit(now)
+            .map(|t| (t.remote, t.payload))
+    }
+
+    /// When [`Node::handle_timeout`] wants to run.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        [self.endpoint.poll_timeout(), self.deadlines.first()]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// Run what is due.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.endpoint.poll_timeout().is_some_and(|t| t <= now) {
+            self.endpoint.handle_timeout(now);
+        }
+        self.pump(now);
+        for key in self.deadlines.take_due(now) {
+            let Some(sub) = self.subscribers.get_mut(&key) else {
+                continue;
+            };
+            if sub.setup_deadline.is_some_and(|t| t <= now) {
+                tracing::info!(lns = ?sub.lns, subscriber = %key.mac, "call setup timed out");
+                let result = ResultCode::with_message(cdn::ADMINISTRATIVE, "call setup timed out");
+                self.setup_failed(now, key, Some(result));
+                continue;
+            }
+            if let Some(link) = sub.link.as_mut() {
+                if link.poll_timeout().is_some_and(|t| t <= now) {
+                    link.handle_timeout(now);
+                }
+                self.service_link(now, key);
+            } else {
+                self.reschedule(key);
+            }
+        }
+        self.pump(now);
+    }
+
+    /// The next event.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    fn pump(&mut self, now: Instant) {
+        while let Some(event) = self.endpoint.poll_event() {
+            self.on_l2tp_event(now, event);
+        }
+    }
+
+    fn on_l2tp_event(&mut self, now: Instant, event: l2tp::Event) {
+        match event {
+            l2tp::Event::TunnelUp {
+                tunnel,
+                remote,
+                local_tunnel_id,
+                peer,
+            } => self.events.push_back(Event::TunnelUp {
+                tunnel,
+                lns: remote,
+                local_tunnel_id,
+                peer_tunnel_id: peer.tunnel_id,
+            }),
+            l2tp::Event::TunnelDown { tunnel, reason, .. } => {
+                let Some(lns) = self.tunnels.remove(&tunnel) else {
+                    return;
+                };
+                self.tunnel_to.retain(|_, t| *t != tunnel);
+                let local_tunnel_id = self
+                    .endpoint
+                    .tunnel_ids(tunnel)
+                    .map_or(0, |(local, _)| local);
+                // Its sessions went down just before (SessionDown each);
+                // any still attached are ended here.
+                let left: Vec<_> = self
+                    .by_call
+                    .iter()
+                    .filter(|(h, _)| h.tunnel == tunnel)
+                    .map(|(_, k)| *k)
+                    .collect();
+                for key in left {
+                    self.call_down(now, key, SessionDownReason::TunnelDown, Some(&reason));
+                }
+                self.events.push_back(Event::TunnelDown {
+                    tunnel,
+                    lns,
+                    local_tunnel_id,
+                    reason,
+                });
+            }
+            l2tp::Event::SessionUp {
+                session,
+                local_session_id,
+                peer_session_id,
+                ..
+            } => self.call_up(now, session, local_session_id, peer_session_id),
+            l2tp::Event::SessionDown { session, reason } => {
+                if let Some(&key) = self.by_call.get(&session) {
+                    self.call_down(now, key, reason, None);
+                }
+            }
+            l2tp::Event::Data { session, payload } => {
+                let Some(&key) = self.by_call.get(&session) else {
+                    return;
+                };
+                let Some(sub) = self.subscribers.get_mut(&key) else {
+                    return;
+                };
+                if sub.stage != Stage::Up {
+                    return;
+                }
+                sub.frames_down += 1;
+                self.stats.downstream_frames += 1;
+                self.send_downstream(key, &payload);
+            }
+            _ => {}
+        }
+    }
+
+    fn call_up(
+        &mut self,
+        now: Instant,
+        session: SessionHandle,
+        local_session_id: u16,
+        peer_session_id: u16,
+    ) {
+        let Some(&key) = self.by_call.get(&session) else {
+            return;
+        };
+        let tunnel_ids = self.endpoint.tunnel_ids(session.tunnel).unwrap_or_default();
+        let peer = self.endpoint.tunnel_remote(session.tunnel);
+        let Some(sub) = self.subscribers.get_mut(&key) else {
+            return;
+        };
+        sub.stage = Stage::Up;
+        sub.setup_deadline = None;
+        sub.ids = Some((tunnel_ids, (local_session_id, peer_session_id)));
+        let queued: Vec<_> = sub.queue.drain(..).collect();
+        let up = CallUp {
+            subscriber: key,
+            session,
+            local_tunnel_id: tunnel_ids.0,
+            peer_tunnel_id: tunnel_ids.1,
+            local: self.config.local_address,
+            peer: peer
+                .or(sub.lns)
+                .unwrap_or(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)),
+            local_session_id,
+            peer_session_id,
+            sequencing: false,
+            setup_time: now.saturating_duration_since(sub.started),
+            failovers: sub.tried.len().saturating_sub(1),
+        };
+        sub.frames_up += queued.len() as u64;
+        self.reschedule(key);
+        self.stats.sessions_up += 1;
+        for frame in queued {
+            self.send_upstream(session, &frame);
+        }
+        self.events.push_back(Event::SessionUp(Box::new(up)));
+    }
+
+    /// A subscriber's L2TP session went down.
+    fn call_down(
+        &mut self,
+        now: Instant,
+        key: SubscriberKey,
+        reason: SessionDownReason,
+        tunnel_reason: Option<&TunnelDownReason>,
+    ) {
+        let Some(sub) = self.subscribers.get(&key) else {
+            return;
+        };
+        if sub.stage != Stage::Up {
+            // RFC 2661 gives no retry rule; ours: an LNS that refuses a
+            // call or drops its tunnel during setup is avoided for a while.
+            self.setup_failed(now, key, None);
+            return;
+        }
+        self.detach_call(key);
+        let cause = match reason {
+            SessionDownReason::CdnReceived(r) => EndCause::LnsDisconnected(r),
+            SessionDownReason::TunnelDown => EndCause::TunnelDown(
+                tunnel_reason
+                    .cloned()
+                    .unwrap_or(TunnelDownReason::RetriesExhausted),
+            ),
+            SessionDownReason::Closed(r) | SessionDownReason::ProtocolError(r) => {
+                EndCause::L2tpError(r)
+            }
+        };
+        self.end(now, key, cause, None, true);
+    }
+}
+
+impl crate::node::Node for Node {
+    type Event = Event;
+
+    fn handle_datagram(&mut self, now: Instant, remote: SocketAddr, datagram: &[u8]) {
+        match remote {
+            SocketAddr::V4(remote) => Node::handle_datagram(self, now, remote, datagram),
+            SocketAddr::V6(remote) => tracing::debug!(%remote, "IPv6 datagram dropped"),
+        }
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        Node::handle_timeout(self, now);
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        Node::poll_timeout(self)
+    }
+
+    fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<SocketAddr> {
+        let (to, payload) = Node::poll_transmit(self, now)?;
+        buf.clear();
+        buf.extend_from_slice(&payload);
+        Some(SocketAddr::V4(to))
+    }
+
+    fn poll_event(&mut self) -> Option<Event> {
+        Node::poll_event(self)
+    }
+}
