@@ -224,12 +224,14 @@ impl Client {
     /// this client's (addressed to its MAC address and, when it carries a
     /// Host-Uniq, its Host-Uniq); other frames are for other clients.
     pub fn handle_frame(&mut self, now: Instant, frame: &[u8]) -> bool {
+        // Most frames on a shared port are for other clients: look at the
+        // destination before reading the tags.
+        if frame.get(..6) != Some(self.config.mac.as_bytes().as_slice()) {
+            return false;
+        }
         let Ok(received) = read_frame(frame) else {
             return false;
         };
-        if received.dst != self.config.mac {
-            return false;
-        }
         let packet = &received.packet;
         let host_uniq = packet.tags.iter().find_map(|t| match t {
             Tag::HostUniq(v) => Some(*v),
@@ -238,14 +240,26 @@ impl Client {
         if host_uniq.is_some_and(|h| h != self.host_uniq.as_slice()) {
             return false;
         }
-        match (packet.code, self.state) {
-            (Code::Pado, State::Discovering) => self.handle_pado(now, received.src, packet),
-            (Code::Pads, State::Requesting) if received.src == self.ac_mac => {
-                self.handle_pads(packet)
+        // Without a Host-Uniq (a PADT need carry none, RFC 2516 §5.5) a
+        // frame is ours only if it fits where we are: clients behind one
+        // MAC address must not take each other's.
+        let fits = match (packet.code, self.state) {
+            (Code::Pado, State::Discovering) => true,
+            (Code::Pads, State::Requesting) => received.src == self.ac_mac,
+            (Code::Padt, State::Up) => {
+                received.src == self.ac_mac && packet.session_id == self.session_id
             }
-            (Code::Padt, State::Up)
-                if received.src == self.ac_mac && packet.session_id == self.session_id =>
-            {
+            _ => false,
+        };
+        if !fits {
+            // A late offer or a duplicate PADS with our Host-Uniq is still
+            // ours, and ignored.
+            return host_uniq.is_some();
+        }
+        match packet.code {
+            Code::Pado => self.handle_pado(now, received.src, packet),
+            Code::Pads => self.handle_pads(packet),
+            _ => {
                 // RFC 2516 §5.5: after a PADT "no further PPP traffic is
                 // allowed to be sent using that session".
                 self.state = State::Down;
@@ -255,8 +269,6 @@ impl Client {
                     by_peer: true,
                 });
             }
-            // Late offers, duplicate PADSs, stray PADTs: ours, ignored.
-            _ => {}
         }
         true
     }

@@ -534,7 +534,11 @@ impl Server {
         let padt = DiscoveryRepr {
             code: Code::Padt,
             session_id,
-            tags: vec![Tag::AcName(self.config.ac_name.as_bytes())],
+            // No tag is required (RFC 2516 §5.5); the Host-Uniq tells
+            // apart hosts that share a MAC address.
+            tags: std::iter::once(Tag::AcName(self.config.ac_name.as_bytes()))
+                .chain(session.host_uniq.as_deref().map(Tag::HostUniq))
+                .collect(),
         };
         let mut frame = Vec::new();
         if write_frame(
