@@ -36,6 +36,7 @@
 //! the driver sends them on its next run.
 
 use core::net::{Ipv4Addr, SocketAddrV4};
+use core::time::Duration;
 use std::collections::HashMap;
 
 use dataplane::punt::PuntReason;
@@ -50,6 +51,10 @@ use crate::time::Instant;
 /// (RFC 1661 §6.1 default); it only matters once the session has an
 /// address.
 const DEFAULT_MRU: u16 = 1500;
+
+/// How long a new session's PPP output waits for the workers to confirm
+/// they know it, at most (a stuck worker must not stall every call).
+const RELEASE_LIMIT: Duration = Duration::from_millis(200);
 
 /// Punts handled per [`LnsFastpath::service`] call at most, so one slice of
 /// the control loop stays short under a flood.
@@ -93,6 +98,9 @@ pub struct LnsFastpath {
     local: SocketAddrV4,
     tunnels: HashMap<TunnelHandle, ProgrammedTunnel>,
     sessions: HashMap<SessionHandle, SessionConfig>,
+    /// Calls programmed whose PPP output the node holds, with the barrier
+    /// that says the workers know them and when they were programmed.
+    unreleased: Vec<(SessionHandle, Option<u64>, Instant)>,
     stats: LnsFastpathStats,
 }
 
@@ -118,6 +126,7 @@ impl LnsFastpath {
             local,
             tunnels: HashMap::new(),
             sessions: HashMap::new(),
+            unreleased: Vec::new(),
             stats: LnsFastpathStats::default(),
         }
     }
@@ -260,10 +269,9 @@ impl LnsFastpath {
     /// a bound; returns how many punts were handled, so a busy loop can
     /// come back at once).
     pub fn service(&mut self, node: &mut lns::Node, now: Instant) -> usize {
-        while let Some(call) = node.poll_connected_call() {
-            self.program_call(&call);
-        }
+        self.program_calls(node, now);
         self.fp.poll();
+        self.release_calls(node, now);
         let mut handled = 0;
         while handled < PUNTS_PER_SERVICE {
             let Some((worker, punt)) = self.fp.poll_punt() else {
@@ -286,11 +294,42 @@ impl LnsFastpath {
             self.fp.recycle(worker, punt.buffer);
         }
         // Calls the punted frames may have completed (none today: a call
-        // connects on the control channel), and updates they caused.
+        // connects on the control channel).
+        self.program_calls(node, now);
+        handled
+    }
+
+    /// Program the calls that connected, then one barrier for all of them:
+    /// the node sends their PPP once the workers know them.
+    fn program_calls(&mut self, node: &mut lns::Node, now: Instant) {
+        let first = self.unreleased.len();
         while let Some(call) = node.poll_connected_call() {
             self.program_call(&call);
+            self.unreleased.push((call.session, None, now));
         }
-        handled
+        if self.unreleased.len() > first {
+            let token = self.fp.barrier_quiet();
+            if let Err(e) = &token {
+                tracing::error!(error = %e, "no barrier for new calls: releasing them unconfirmed");
+            }
+            for call in &mut self.unreleased[first..] {
+                call.1 = token.as_ref().ok().copied();
+            }
+        }
+    }
+
+    /// Let the node send the PPP of calls the workers know (or that waited
+    /// too long).
+    fn release_calls(&mut self, node: &mut lns::Node, now: Instant) {
+        let fp = &self.fp;
+        self.unreleased.retain(|&(session, token, since)| {
+            let known = token.is_none_or(|t| !fp.barrier_pending(t));
+            if known || now.saturating_duration_since(since) >= RELEASE_LIMIT {
+                node.release_call(now, session);
+                return false;
+            }
+            true
+        });
     }
 
     /// Stop the workers (see [`Fastpath::stop`]).

@@ -285,8 +285,9 @@ pub struct Fastpath {
     routes: Vec<neighbour::Route>,
     routes_read_at: Option<Instant>,
     next_token: u64,
-    /// Barrier token → workers yet to echo it.
-    barriers: HashMap<u64, usize>,
+    /// Barrier token → workers yet to echo it, and whether to report it
+    /// with an event.
+    barriers: HashMap<u64, (usize, bool)>,
     events: VecDeque<FastpathEvent>,
     reports: Vec<Option<WorkerReport>>,
     /// Round robin over the workers for punts and injects.
@@ -501,9 +502,29 @@ impl Fastpath {
     /// A token that [`FastpathEvent::BarrierDone`] returns once every
     /// worker applied everything sent before this call.
     pub fn barrier(&mut self) -> Result<u64, FastpathError> {
+        self.new_barrier(true)
+    }
+
+    /// As [`Fastpath::barrier`], without the event: ask
+    /// [`Fastpath::barrier_pending`] (for glue that waits on its own).
+    pub fn barrier_quiet(&mut self) -> Result<u64, FastpathError> {
+        self.new_barrier(false)
+    }
+
+    /// Some worker has not yet echoed barrier `token` (as of the last
+    /// [`Fastpath::poll`]).
+    pub fn barrier_pending(&self, token: u64) -> bool {
+        self.barriers.contains_key(&token)
+    }
+
+    fn new_barrier(&mut self, report: bool) -> Result<u64, FastpathError> {
         let token = self.token();
-        self.barriers.insert(token, self.workers.len());
-        self.send(Update::Barrier(token))?;
+        self.barriers.insert(token, (self.workers.len(), report));
+        if let Err(e) = self.send(Update::Barrier(token)) {
+            // A worker will never echo it.
+            self.barriers.remove(&token);
+            return Err(e);
+        }
         Ok(token)
     }
 
@@ -628,11 +649,13 @@ impl Fastpath {
         }
         match event {
             Event::Barrier { token, .. } => {
-                if let Some(left) = self.barriers.get_mut(&token) {
+                if let Some((left, report)) = self.barriers.get_mut(&token) {
                     *left = left.saturating_sub(1);
                     if *left == 0 {
+                        if *report {
+                            self.events.push_back(FastpathEvent::BarrierDone(token));
+                        }
                         self.barriers.remove(&token);
-                        self.events.push_back(FastpathEvent::BarrierDone(token));
                     }
                 }
             }

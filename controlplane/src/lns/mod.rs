@@ -403,6 +403,9 @@ struct Session {
     remote: SocketAddrV4,
     /// Our Tunnel ID, to find the session by the ids of a punted frame.
     local_tunnel_id: u16,
+    /// Its PPP frames wait until the fast path knows the session
+    /// ([`Node::release_call`]).
+    held: bool,
     local_session_id: u16,
     peer_session_id: u16,
     nas_port: u32,
@@ -647,14 +650,37 @@ impl Node {
     }
 
     /// Report every L2TP session that comes up from now on as a
-    /// [`ConnectedCall`] ([`Node::poll_connected_call`]); `false` stops and
-    /// forgets the unpolled ones. For a daemon with a fast path.
+    /// [`ConnectedCall`] ([`Node::poll_connected_call`]), and hold its PPP
+    /// output until [`Node::release_call`]; `false` stops and forgets the
+    /// unpolled ones. For a daemon with a fast path.
     pub fn report_connected_calls(&mut self, on: bool) {
         match (on, &self.connected_calls) {
             (true, None) => self.connected_calls = Some(VecDeque::new()),
-            (false, _) => self.connected_calls = None,
+            (false, _) => {
+                self.connected_calls = None;
+                // Nobody will release them: their frames go with the
+                // next thing each session sends.
+                for s in self.sessions.values_mut() {
+                    s.held = false;
+                }
+            }
             (true, Some(_)) => {}
         }
+    }
+
+    /// The fast path knows `session` now: send the PPP frames it held. With
+    /// [`Node::report_connected_calls`] on, a new session's PPP output
+    /// waits for this, so that the LAC's answers are not dropped by workers
+    /// that do not know the session yet (they would cost an LCP restart,
+    /// 3 s). False if there is no such session.
+    pub fn release_call(&mut self, now: Instant, session: SessionHandle) -> bool {
+        let Some(s) = self.sessions.get_mut(&session) else {
+            return false;
+        };
+        s.held = false;
+        self.service(now, session);
+        self.pump(now);
+        true
     }
 
     /// The next connected call (see [`Node::report_connected_calls`]).
@@ -879,6 +905,7 @@ impl Node {
                 link,
                 remote,
                 local_tunnel_id,
+                held: self.connected_calls.is_some(),
                 local_session_id,
                 peer_session_id,
                 nas_port,
@@ -1032,7 +1059,9 @@ impl Node {
             let Some(s) = self.sessions.get_mut(&h) else {
                 return;
             };
-            while let Some(frame) = s.link.poll_transmit(now) {
+            // A held session's frames wait in its link (see
+            // `Node::release_call`).
+            while let Some(frame) = (!s.held).then(|| s.link.poll_transmit(now)).flatten() {
                 if s.lower_gone {
                     continue;
                 }
