@@ -1,0 +1,199 @@
+//! The emulated subscribers' side of the wire: a raw Ethernet port
+//! (AF_PACKET) on one interface, and entering a network namespace.
+//!
+//! AF_PACKET rather than AF_XDP: the subscribers' frames are few enough
+//! for the kernel path (one copy each way), the port works on any
+//! interface without an XDP program, and it leaves the interface's XDP
+//! hook to whoever else wants it in the lab.
+
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+/// Move the calling thread into the named network namespace
+/// (`ip netns add NAME` makes /run/netns/NAME).
+pub fn enter_netns(name: &str) -> io::Result<()> {
+    let path = if name.contains('/') {
+        name.to_string()
+    } else {
+        format!("/run/netns/{name}")
+    };
+    let file = File::open(&path).map_err(|e| {
+        io::Error::new(e.kind(), format!("network namespace {path}: {e}"))
+    })?;
+    rustix::thread::move_into_link_name_space(
+        std::os::fd::AsFd::as_fd(&file),
+        Some(rustix::thread::LinkNameSpaceType::Network),
+    )
+    .map_err(|e| io::Error::other(format!("setns {path}: {e}")))
+}
+
+/// A frame source and sink: the raw port, or memory in tests.
+pub trait L2Port {
+    /// Send one whole Ethernet frame (no FCS). A full queue drops it and
+    /// returns false.
+    fn send(&mut self, frame: &[u8]) -> bool;
+    /// The next received frame into `buf`; its length, or `None` when
+    /// nothing is waiting.
+    fn receive(&mut self, buf: &mut [u8]) -> Option<usize>;
+}
+
+/// `ETH_P_ALL` in network order, as `socket(2)` and `sockaddr_ll` want it.
+fn eth_p_all() -> u16 {
+    (libc::ETH_P_ALL as u16).to_be()
+}
+
+/// A non-blocking AF_PACKET socket bound to one interface, seeing every
+/// frame that arrives there (not the ones it sends).
+#[derive(Debug)]
+pub struct PacketSocket {
+    fd: OwnedFd,
+    ifindex: i32,
+    /// Frames the kernel would not take (full socket buffer).
+    pub send_drops: u64,
+}
+
+impl PacketSocket {
+    /// Open on `interface` in the calling thread's network namespace.
+    pub fn open(interface: &str) -> io::Result<PacketSocket> {
+        let name = std::ffi::CString::new(interface)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "interface name"))?;
+        // SAFETY: a NUL-terminated string that lives across the call.
+        let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
+        if ifindex == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("interface {interface}: {}", io::Error::last_os_error()),
+            ));
+        }
+        let ifindex = i32::try_from(ifindex)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "interface index"))?;
+        // SAFETY: plain socket(2); the result is checked before use.
+        let raw = unsafe {
+            libc::socket(
+                libc::AF_PACKET,
+                libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                i32::from(eth_p_all()),
+            )
+        };
+        if raw < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `raw` is a socket we just opened and own alone.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let mut addr = Self::sockaddr(ifindex);
+        addr.sll_protocol = eth_p_all();
+        // SAFETY: `addr` is a valid sockaddr_ll and the length says so.
+        let rc = unsafe {
+            libc::bind(
+                fd.as_raw_fd(),
+                (&addr as *const libc::sockaddr_ll).cast(),
+                core::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+            )
+        };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // Room for bursts of traffic in both directions; failing to grow
+        // the buffers is not fatal.
+        for opt in [libc::SO_RCVBUF, libc::SO_SNDBUF] {
+            let size: libc::c_int = 8 << 20;
+            // SAFETY: an int option of the right size on our socket.
+            unsafe {
+                libc::setsockopt(
+                    fd.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    opt,
+                    (&size as *const libc::c_int).cast(),
+                    core::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                );
+            }
+        }
+        Ok(PacketSocket {
+            fd,
+            ifindex,
+            send_drops: 0,
+        })
+    }
+
+    fn sockaddr(ifindex: i32) -> libc::sockaddr_ll {
+        // SAFETY: sockaddr_ll is plain data; all zeroes is a valid value.
+        let mut addr: libc::sockaddr_ll = unsafe { core::mem::zeroed() };
+        addr.sll_family = libc::AF_PACKET as u16;
+        addr.sll_ifindex = ifindex;
+        addr.sll_halen = 6;
+        addr
+    }
+}
+
+impl L2Port for PacketSocket {
+    fn send(&mut self, frame: &[u8]) -> bool {
+        let addr = Self::sockaddr(self.ifindex);
+        // SAFETY: `frame` and `addr` are valid for the lengths given.
+        let rc = unsafe {
+            libc::sendto(
+                self.fd.as_raw_fd(),
+                frame.as_ptr().cast(),
+                frame.len(),
+                0,
+                (&addr as *const libc::sockaddr_ll).cast(),
+                core::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+            )
+        };
+        if rc < 0 {
+            self.send_drops += 1;
+            return false;
+        }
+        true
+    }
+
+    fn receive(&mut self, buf: &mut [u8]) -> Option<usize> {
+        loop {
+            // SAFETY: sockaddr_ll is plain data; all zeroes is valid.
+            let mut from: libc::sockaddr_ll = unsafe { core::mem::zeroed() };
+            let mut len = core::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+            // SAFETY: `buf` and `from` are writable for the lengths given.
+            let rc = unsafe {
+                libc::recvfrom(
+                    self.fd.as_raw_fd(),
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                    0,
+                    (&mut from as *mut libc::sockaddr_ll).cast(),
+                    &mut len,
+                )
+            };
+            if rc < 0 {
+                return None;
+            }
+            // An ETH_P_ALL socket also sees what the host sends.
+            if from.sll_pkttype == libc::PACKET_OUTGOING as u8 {
+                continue;
+            }
+            return usize::try_from(rc).ok();
+        }
+    }
+}
+
+/// Frames in memory both ways, for tests.
+#[derive(Debug, Default)]
+pub struct MemoryL2 {
+    /// Frames to be received.
+    pub rx: std::collections::VecDeque<Vec<u8>>,
+    /// Frames sent.
+    pub tx: std::collections::VecDeque<Vec<u8>>,
+}
+
+impl L2Port for MemoryL2 {
+    fn send(&mut self, frame: &[u8]) -> bool {
+        self.tx.push_back(frame.to_vec());
+        true
+    }
+
+    fn receive(&mut self, buf: &mut [u8]) -> Option<usize> {
+        let frame = self.rx.pop_front()?;
+        let n = frame.len().min(buf.len());
+        buf[..n].copy_from_slice(&frame[..n]);
+        Some(n)
+    }
+}

@@ -1,0 +1,323 @@
+//! The JSON report of `l2bench run` and its human summary. The schema is
+//! documented in bench/README.md ("l2bench run report").
+
+use core::fmt;
+
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+
+use super::stream::{Receiver, SentState};
+
+/// Percentiles of a distribution.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Percentiles {
+    /// Median.
+    pub p50: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// Largest value.
+    pub max: f64,
+}
+
+impl Percentiles {
+    /// From a histogram, scaled by `scale` (e.g. µs → ms: 0.001); all zero
+    /// when it is empty.
+    pub fn of(h: &Histogram<u64>, scale: f64) -> Self {
+        if h.is_empty() {
+            return Percentiles::default();
+        }
+        Percentiles {
+            p50: h.value_at_quantile(0.5) as f64 * scale,
+            p99: h.value_at_quantile(0.99) as f64 * scale,
+            max: h.max() as f64 * scale,
+        }
+    }
+}
+
+/// One direction of traffic.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DirectionReport {
+    /// Packets sent, all streams.
+    pub sent: u64,
+    /// Distinct packets received.
+    pub received: u64,
+    /// `sent - received`, per stream, summed (never negative).
+    pub lost: u64,
+    /// Packets that arrived after one with a higher sequence number.
+    pub reordered: u64,
+    /// Extra copies received.
+    pub duplicated: u64,
+    /// The longest time one stream went without a packet while its sender
+    /// was sending, ms (over all streams): the interruption of a
+    /// switchover.
+    pub max_gap_ms: f64,
+    /// `received` over the traffic phase's duration.
+    pub throughput_pps: f64,
+    /// One-way latency (sender's and receiver's CLOCK_MONOTONIC), µs.
+    pub latency_us: Percentiles,
+    /// Packets that were not probes of a known stream.
+    pub foreign: u64,
+}
+
+impl DirectionReport {
+    /// Combine the senders' counts with the receiver's view. `receiver`
+    /// streams are closed against the senders' last send times first.
+    pub fn new(sent: &[SentState], receiver: &mut Receiver, duration_s: f64) -> Self {
+        let mut r = DirectionReport {
+            foreign: receiver.foreign,
+            ..DirectionReport::default()
+        };
+        let mut max_gap_ns = 0;
+        for (i, stream) in receiver.streams.iter_mut().enumerate() {
+            let tx = sent.get(i).copied().unwrap_or_default();
+            if tx.sent > 0 {
+                stream.close(tx.first_ns, tx.last_ns);
+            }
+            r.sent += tx.sent;
+            r.received += stream.received;
+            r.lost += tx.sent.saturating_sub(stream.received);
+            r.reordered += stream.reordered;
+            r.duplicated += stream.duplicated;
+            max_gap_ns = max_gap_ns.max(stream.max_gap_ns);
+        }
+        r.max_gap_ms = max_gap_ns as f64 / 1e6;
+        if duration_s > 0.0 {
+            r.throughput_pps = r.received as f64 / duration_s;
+        }
+        r.latency_us = Percentiles::of(&receiver.latency_us, 1.0);
+        r
+    }
+}
+
+/// One subscriber, as it ended.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SubscriberReport {
+    /// 0-based index (user "sub{index}").
+    pub index: usize,
+    /// Its MAC (PPPoE mode).
+    pub mac: Option<String>,
+    /// PPPoE session id or L2TP session id (the LNS's), once up.
+    pub session_id: Option<u16>,
+    /// Assigned address.
+    pub address: Option<String>,
+    /// Time from the first PADI (or ICRQ) to IPCP up, ms.
+    pub setup_ms: Option<f64>,
+    /// Our LCP magic number.
+    pub local_magic: Option<u32>,
+    /// The server's LCP magic number.
+    pub peer_magic: Option<u32>,
+    /// Times it went down after being up.
+    pub flaps: u32,
+    /// LCP or IPCP Configure-Requests received while up.
+    pub renegotiations: u32,
+    /// Up at the end of the run.
+    pub up_at_end: bool,
+    /// Why it went down (last time), if it did.
+    pub down_cause: Option<String>,
+}
+
+/// The whole report.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    /// "pppoe" or "l2tp".
+    pub mode: String,
+    /// Subscribers asked for.
+    pub sessions_requested: usize,
+    /// Subscribers that came up (at least once).
+    pub sessions_up: usize,
+    /// Subscribers up when the traffic stopped.
+    pub sessions_up_at_end: usize,
+    /// Subscribers that went down after being up.
+    pub sessions_flapped: usize,
+    /// LCP/IPCP Configure-Requests received by subscribers that were up,
+    /// all subscribers.
+    pub renegotiations: u64,
+    /// Sessions up per second of the bring-up phase (first PADI to the
+    /// last session up).
+    pub setup_rate_per_s: f64,
+    /// Per-subscriber setup time, ms.
+    pub setup_ms: Percentiles,
+    /// Length of the bring-up phase, s.
+    pub setup_phase_s: f64,
+    /// Length of the traffic phase, s.
+    pub duration_s: f64,
+    /// Offered rate per direction, packets per second over all
+    /// subscribers.
+    pub rate_pps: u64,
+    /// UDP payload bytes per packet.
+    pub payload_bytes: usize,
+    /// Subscribers → traffic address.
+    pub upstream: DirectionReport,
+    /// Traffic address → subscribers.
+    pub downstream: DirectionReport,
+    /// Every subscriber.
+    pub subscribers: Vec<SubscriberReport>,
+}
+
+impl Report {
+    /// Whether every requested session came up.
+    pub fn all_up(&self) -> bool {
+        self.sessions_up == self.sessions_requested
+    }
+
+    /// Packets lost, both directions.
+    pub fn lost(&self) -> u64 {
+        self.upstream.lost + self.downstream.lost
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "sessions: {}/{} up ({} at the end), {} flapped, {} renegotiations",
+            self.sessions_up,
+            self.sessions_requested,
+            self.sessions_up_at_end,
+            self.sessions_flapped,
+            self.renegotiations
+        )?;
+        writeln!(
+            f,
+            "setup: {:.1} sessions/s over {:.2} s; per session p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            self.setup_rate_per_s,
+            self.setup_phase_s,
+            self.setup_ms.p50,
+            self.setup_ms.p99,
+            self.setup_ms.max
+        )?;
+        writeln!(
+            f,
+            "traffic: {} pps per direction offered, {} B payload, {:.1} s",
+            self.rate_pps, self.payload_bytes, self.duration_s
+        )?;
+        for (name, d) in [("upstream", &self.upstream), ("downstream", &self.downstream)] {
+            writeln!(
+                f,
+                "{name:>10}: sent {} received {} lost {} reordered {} duplicated {}; \
+                 max gap {:.1} ms; {:.0} pps; latency p50 {:.0} µs p99 {:.0} µs max {:.0} µs",
+                d.sent,
+                d.received,
+                d.lost,
+                d.reordered,
+                d.duplicated,
+                d.max_gap_ms,
+                d.throughput_pps,
+                d.latency_us.p50,
+                d.latency_us.p99,
+                d.latency_us.max
+            )?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::subscribers::stream::{Probe, PROBE_LEN};
+
+    #[test]
+    fn direction_report_sums_streams() {
+        let mut rx = Receiver::new(2).unwrap();
+        let mut buf = [0u8; PROBE_LEN];
+        // Stream 0: 0, 2, 1 (reordered), 2 again (duplicate); 4 sent.
+        // Stream 1: 0 only; 3 sent, the last 30 ms after it.
+        for (sub, seq, at) in [(0, 0, 1_000_000), (0, 2, 2_000_000), (0, 1, 3_000_000)]
+            .into_iter()
+            .chain([(0, 2, 4_000_000), (1, 0, 1_000_000)])
+        {
+            Probe {
+                subscriber: sub,
+                sequence: seq,
+                sent_ns: at - 100_000,
+            }
+            .emit(&mut buf);
+            rx.receive(&buf, at);
+        }
+        let sent = [
+            SentState {
+                sent: 4,
+                first_ns: 900_000,
+                last_ns: 3_900_000,
+            },
+            SentState {
+                sent: 3,
+                first_ns: 900_000,
+                last_ns: 31_000_000,
+            },
+        ];
+        let d = DirectionReport::new(&sent, &mut rx, 2.0);
+        assert_eq!((d.sent, d.received, d.lost), (7, 4, 3));
+        assert_eq!((d.reordered, d.duplicated), (1, 1));
+        assert_eq!(d.max_gap_ms, 30.0);
+        assert_eq!(d.throughput_pps, 2.0);
+        assert_eq!(d.latency_us.p50, 100.0);
+    }
+
+    #[test]
+    fn report_json_round_trip_and_shape() {
+        let report = Report {
+            mode: "pppoe".into(),
+            sessions_requested: 2,
+            sessions_up: 2,
+            sessions_up_at_end: 2,
+            setup_rate_per_s: 40.0,
+            setup_ms: Percentiles {
+                p50: 20.0,
+                p99: 30.0,
+                max: 31.0,
+            },
+            upstream: DirectionReport {
+                sent: 10,
+                received: 9,
+                lost: 1,
+                max_gap_ms: 12.5,
+                ..DirectionReport::default()
+            },
+            subscribers: vec![SubscriberReport {
+                index: 1,
+                address: Some("100.64.0.3".into()),
+                local_magic: Some(0xdead_beef),
+                ..SubscriberReport::default()
+            }],
+            ..Report::default()
+        };
+        let json = serde_json::to_string_pretty(&report).unwrap();
+        let back: Report = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, report);
+        // The keys scripts and the HA tests read.
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        for key in [
+            "sessions_requested",
+            "sessions_up",
+            "sessions_flapped",
+            "renegotiations",
+            "setup_rate_per_s",
+        ] {
+            assert!(v[key].is_number(), "{key}");
+        }
+        for key in ["p50", "p99", "max"] {
+            assert!(v["setup_ms"][key].is_number(), "setup_ms.{key}");
+        }
+        for dir in ["upstream", "downstream"] {
+            for key in [
+                "sent",
+                "received",
+                "lost",
+                "reordered",
+                "duplicated",
+                "max_gap_ms",
+                "throughput_pps",
+            ] {
+                assert!(v[dir][key].is_number(), "{dir}.{key}");
+            }
+            for key in ["p50", "p99", "max"] {
+                assert!(v[dir]["latency_us"][key].is_number(), "{dir}.latency_us.{key}");
+            }
+        }
+        assert_eq!(v["upstream"]["lost"], 1);
+        assert_eq!(v["subscribers"][0]["local_magic"], 0xdead_beef_u32);
+        assert!(report.to_string().contains("2/2 up"));
+    }
+}
