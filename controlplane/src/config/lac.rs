@@ -1,0 +1,315 @@
+//! `lacd`'s configuration file.
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+use super::{
+    check_cores, check_interface, check_name, check_seconds, check_secret, check_unicast, invalid,
+    seconds, Changes, ConfigError, Control, Invalid, PollMode, XdpMode,
+};
+
+/// The keys `lacd` applies on SIGHUP without a restart (keys, or tables
+/// whose every key is); every other change waits for a restart.
+pub const LAC_RELOADABLE: &[&str] = &[
+    "lockout",
+    "pppoe.max_sessions_per_mac",
+    "pppoe.max_sessions",
+    "pppoe.discovery_rate",
+    "control.log",
+];
+
+/// How the LAC carries a subscriber's PPP to the LNS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RelayMode {
+    /// Open the call at once and relay LCP, authentication and all to the
+    /// LNS.
+    #[default]
+    Relay,
+    /// Negotiate LCP and take the credentials here, then open the call with
+    /// proxy LCP and authentication (RFC 2661 §4.4.5).
+    Proxy,
+}
+
+/// `lacd`'s configuration (see the README's "Configuration" section for
+/// every key).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LacConfig {
+    /// Our IPv4 address and UDP port for L2TP (1701 usual; 0 picks one).
+    pub listen: SocketAddrV4,
+    /// Our Host Name AVP.
+    pub hostname: String,
+    /// The tunnel secret shared with the LNSs (RFC 2661 §5.1.1).
+    pub secret: Option<String>,
+    /// Challenge the LNS and refuse it without the secret.
+    pub require_auth: bool,
+    /// Seconds between Hellos on an idle tunnel (RFC 2661 §6.5); 0
+    /// disables. Fractions allowed (fast failure detection).
+    pub hello: f64,
+    /// The LNSs, `[[lns]]`.
+    pub lns: Vec<LnsPeer>,
+    /// Seconds an LNS that failed a call stays out of the selection.
+    pub lockout: f64,
+    /// Seconds a tunnel and a call get to come up before the LNS counts
+    /// as failed.
+    pub setup_timeout: f64,
+    /// Relay or proxy.
+    pub mode: RelayMode,
+    /// Frames held per session while it moves between LNSs.
+    pub hold_depth: usize,
+    /// `[pppoe]`.
+    pub pppoe: Pppoe,
+    /// `[dataplane]`.
+    pub dataplane: LacDataplane,
+    /// `[control]`.
+    pub control: Control,
+}
+
+/// One `[[lns]]` entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LnsPeer {
+    /// `"10.0.0.11"` or `"10.0.0.11:1701"`.
+    #[serde(deserialize_with = "lns_address")]
+    pub address: SocketAddrV4,
+    /// Lower is better: the best preference with an LNS available takes
+    /// every call.
+    #[serde(default)]
+    pub preference: u32,
+    /// Share of the calls within a preference.
+    #[serde(default = "one")]
+    pub weight: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// An LNS address with the L2TP port (1701) when none is given.
+fn lns_address<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddrV4, D::Error> {
+    let text = String::deserialize(d)?;
+    if let Ok(a) = text.parse::<SocketAddrV4>() {
+        return Ok(a);
+    }
+    text.parse::<Ipv4Addr>()
+        .map(|ip| SocketAddrV4::new(ip, 1701))
+        .map_err(|_| {
+            serde::de::Error::custom(format!(
+                "{text:?} is not an IPv4 address or address:port (e.g. \"10.0.0.11\" or \"10.0.0.11:1701\")"
+            ))
+        })
+}
+
+/// `[pppoe]`: the access side.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Pppoe {
+    /// The interface the subscribers' PPPoE arrives on.
+    pub interface: String,
+    /// Our AC-Name tag.
+    pub ac_name: String,
+    /// Service-Names we offer; empty: any the subscriber asks for.
+    pub service_names: Vec<String>,
+    /// Sessions one subscriber MAC may hold.
+    pub max_sessions_per_mac: u32,
+    /// Sessions in all.
+    pub max_sessions: u32,
+    /// PADIs answered per second (0: no limit).
+    pub discovery_rate: u32,
+}
+
+impl Default for Pppoe {
+    fn default() -> Self {
+        Pppoe {
+            interface: "access0".to_owned(),
+            ac_name: "lacd".to_owned(),
+            service_names: Vec::new(),
+            max_sessions_per_mac: 4,
+            max_sessions: 16384,
+            discovery_rate: 1000,
+        }
+    }
+}
+
+/// `[dataplane]` of a LAC: the AF_XDP fast path.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LacDataplane {
+    /// Run the fast path.
+    pub enabled: bool,
+    /// The interface toward the LNSs (the access one is `pppoe.interface`).
+    pub wan: String,
+    /// How XDP attaches.
+    pub xdp_mode: XdpMode,
+    /// How workers wait.
+    pub poll_mode: PollMode,
+    /// CPUs to pin one worker each to; empty: one unpinned worker.
+    pub cores: Vec<usize>,
+    /// A router toward the LNSs when they are not on the wan link; none:
+    /// they are on it.
+    pub wan_next_hop: Option<Ipv4Addr>,
+}
+
+impl Default for LacDataplane {
+    fn default() -> Self {
+        LacDataplane {
+            enabled: false,
+            wan: "wan0".to_owned(),
+            xdp_mode: XdpMode::Skb,
+            poll_mode: PollMode::Adaptive,
+            cores: Vec::new(),
+            wan_next_hop: None,
+        }
+    }
+}
+
+impl Default for LacConfig {
+    fn default() -> Self {
+        LacConfig {
+            listen: SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 1701),
+            hostname: "lacd".to_owned(),
+            secret: None,
+            require_auth: false,
+            hello: 60.0,
+            lns: Vec::new(),
+            lockout: 60.0,
+            setup_timeout: 10.0,
+            mode: RelayMode::Relay,
+            hold_depth: 256,
+            pppoe: Pppoe::default(),
+            dataplane: LacDataplane::default(),
+            control: Control::with_socket("/run/lacd.sock"),
+        }
+    }
+}
+
+impl LacConfig {
+    /// Reads and checks `path`.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        super::load_file(path, Self::validate_fields)
+    }
+
+    /// Parses and checks `text`, reporting errors against `file`.
+    pub fn parse(text: &str, file: &Path) -> Result<Self, ConfigError> {
+        super::parse_text(text, file, Self::validate_fields)
+    }
+
+    /// Checks the values (after command-line overrides, say), as if they
+    /// came from `file`.
+    pub fn validate(&self, file: &Path) -> Result<(), ConfigError> {
+        self.validate_fields().map_err(|i| ConfigError {
+            file: file.to_owned(),
+            line: None,
+            key: i.key,
+            problem: i.problem,
+        })
+    }
+
+    fn validate_fields(&self) -> Result<(), Invalid> {
+        check_name("hostname", &self.hostname)?;
+        check_secret("secret", &self.secret)?;
+        if self.require_auth && self.secret.is_none() {
+            return Err(invalid("require_auth", "needs `secret`"));
+        }
+        check_seconds("hello", self.hello, 0.0, 3600.0)?;
+        if self.hello > 0.0 && self.hello < 0.05 {
+            return Err(invalid("hello", "give 0 (off) or at least 0.05 seconds"));
+        }
+        if self.lns.is_empty() {
+            return Err(invalid(
+                "lns",
+                "needs at least one [[lns]] with an address (e.g. address = \"10.0.0.11\")",
+            ));
+        }
+        for (i, peer) in self.lns.iter().enumerate() {
+            check_unicast(&format!("lns[{i}].address"), *peer.address.ip())?;
+            if peer.address.port() == 0 {
+                return Err(invalid(format!("lns[{i}].address"), "port 0: give 1701"));
+            }
+            if self.lns[..i].iter().any(|p| p.address == peer.address) {
+                return Err(invalid(
+                    format!("lns[{i}].address"),
+                    format!("{} is listed twice", peer.address),
+                ));
+            }
+            if peer.weight == 0 {
+                return Err(invalid(
+                    format!("lns[{i}].weight"),
+                    "must be at least 1 (remove the entry to stop using the LNS)",
+                ));
+            }
+        }
+        check_seconds("lockout", self.lockout, 0.0, 86_400.0)?;
+        check_seconds("setup_timeout", self.setup_timeout, 0.1, 600.0)?;
+        if !(1..=65_536).contains(&self.hold_depth) {
+            return Err(invalid("hold_depth", "give 1 to 65536 frames"));
+        }
+        let p = &self.pppoe;
+        check_interface("pppoe.interface", &p.interface)?;
+        check_name("pppoe.ac_name", &p.ac_name)?;
+        // A PPPoE tag's value is at most 65535 bytes (RFC 2516 §5: TAG_LENGTH
+        // is 16 bits); a frame holds far less, so keep names short.
+        if p.ac_name.len() > 64 {
+            return Err(invalid("pppoe.ac_name", "at most 64 bytes"));
+        }
+        for (i, name) in p.service_names.iter().enumerate() {
+            if name.is_empty() || name.len() > 64 {
+                return Err(invalid(
+                    format!("pppoe.service_names[{i}]"),
+                    "1 to 64 bytes (leave the list empty to serve any service name)",
+                ));
+            }
+        }
+        if p.max_sessions == 0 {
+            return Err(invalid("pppoe.max_sessions", "must be at least 1"));
+        }
+        if p.max_sessions_per_mac == 0 || p.max_sessions_per_mac > p.max_sessions {
+            return Err(invalid(
+                "pppoe.max_sessions_per_mac",
+                format!("give 1 to pppoe.max_sessions ({})", p.max_sessions),
+            ));
+        }
+        let d = &self.dataplane;
+        if d.enabled {
+            check_interface("dataplane.wan", &d.wan)?;
+            if d.wan == p.interface {
+                return Err(invalid("dataplane.wan", "must differ from pppoe.interface"));
+            }
+            if let Some(a) = d.wan_next_hop {
+                check_unicast("dataplane.wan_next_hop", a)?;
+            }
+            if self.listen.ip().is_unspecified() {
+                return Err(invalid(
+                    "listen",
+                    "the fast path needs the wan address, not 0.0.0.0 (e.g. \"10.0.0.1:1701\")",
+                ));
+            }
+        }
+        check_cores("dataplane.cores", &d.cores)?;
+        self.control.validate()
+    }
+
+    /// The Hello interval, `None` when disabled.
+    pub fn hello_interval(&self) -> Option<Duration> {
+        (self.hello > 0.0).then(|| seconds(self.hello))
+    }
+
+    /// How long a failed LNS stays out of the selection.
+    pub fn lockout_duration(&self) -> Duration {
+        seconds(self.lockout)
+    }
+
+    /// How long a tunnel and call get to come up.
+    pub fn setup_timeout_duration(&self) -> Duration {
+        seconds(self.setup_timeout)
+    }
+
+    /// What differs between `self` (running) and `new` (reloaded).
+    pub fn changes(&self, new: &LacConfig) -> Changes {
+        super::changes(self, new, LAC_RELOADABLE)
+    }
+}

@@ -1,0 +1,299 @@
+//! `lnsd`'s configuration file.
+
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::{
+    check_cores, check_interface, check_name, check_seconds, check_secret, check_unicast, invalid,
+    seconds, Changes, ConfigError, Control, Invalid, PollMode, XdpMode,
+};
+use crate::aaa::pool::AddressPool;
+use crate::lns;
+use crate::ppp::ProxyPolicy;
+
+/// The keys `lnsd` applies on SIGHUP without a restart (keys, or tables
+/// whose every key is); every other change waits for a restart.
+pub const LNS_RELOADABLE: &[&str] = &["control.log"];
+
+/// What to do with the LAC's proxy LCP and authentication (RFC 2661
+/// §4.4.5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProxyMode {
+    /// Take the LAC's negotiation when acceptable.
+    #[default]
+    Accept,
+    /// Always renegotiate LCP with the subscriber.
+    Renegotiate,
+}
+
+/// `lnsd`'s configuration (see the README's "Configuration" section for
+/// every key).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LnsConfig {
+    /// IPv4 address and UDP port for L2TP; RADIUS leaves from it too.
+    pub listen: SocketAddrV4,
+    /// Our Host Name AVP and CHAP name.
+    pub hostname: String,
+    /// The tunnel secret shared with the LACs (RFC 2661 §5.1.1).
+    pub secret: Option<String>,
+    /// Challenge every LAC and refuse those without the secret.
+    pub require_auth: bool,
+    /// Seconds between Hellos on an idle tunnel (RFC 2661 §6.5); 0
+    /// disables.
+    pub hello: f64,
+    /// Proxy LCP and authentication from the LAC.
+    pub proxy: ProxyMode,
+    /// The local users file (used when `radius.auth` is empty).
+    pub users: Option<PathBuf>,
+    /// Subscriber address ranges (`a.b.c.d/len` or `first-last`).
+    pub pool: Vec<String>,
+    /// Our IPCP address; default the pool's first address.
+    pub gateway: Option<Ipv4Addr>,
+    /// DNS servers offered to subscribers (at most two).
+    pub dns: Vec<Ipv4Addr>,
+    /// `[radius]`.
+    pub radius: Radius,
+    /// `[dataplane]`.
+    pub dataplane: LnsDataplane,
+    /// `[control]`.
+    pub control: Control,
+}
+
+/// `[radius]`: authentication and accounting servers.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Radius {
+    /// Authentication servers in order of preference; empty: the users
+    /// file.
+    pub auth: Vec<SocketAddr>,
+    /// Accounting servers; empty: each auth server at its port + 1.
+    pub acct: Vec<SocketAddr>,
+    /// The secret shared with the servers.
+    pub secret: Option<String>,
+    /// Seconds between Interim-Updates; 0: only when the server sends
+    /// Acct-Interim-Interval.
+    pub interim: u64,
+}
+
+/// `[dataplane]` of an LNS: the AF_XDP fast path.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LnsDataplane {
+    /// Run the fast path; off, the daemon runs the control plane only.
+    pub enabled: bool,
+    /// The interface toward the LACs (L2TP).
+    pub wan: String,
+    /// The interface toward the core network (subscribers' IPv4).
+    pub core: String,
+    /// How XDP attaches.
+    pub xdp_mode: XdpMode,
+    /// How workers wait.
+    pub poll_mode: PollMode,
+    /// CPUs to pin one worker each to; empty: one unpinned worker.
+    pub cores: Vec<usize>,
+    /// The core-side next hop for subscribers' traffic.
+    pub core_next_hop: Option<Ipv4Addr>,
+}
+
+impl Default for LnsDataplane {
+    fn default() -> Self {
+        LnsDataplane {
+            enabled: false,
+            wan: "wan0".to_owned(),
+            core: "core0".to_owned(),
+            xdp_mode: XdpMode::Skb,
+            poll_mode: PollMode::Adaptive,
+            cores: Vec::new(),
+            core_next_hop: None,
+        }
+    }
+}
+
+impl Default for LnsConfig {
+    fn default() -> Self {
+        LnsConfig {
+            listen: SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 1701),
+            hostname: "lnsd".to_owned(),
+            secret: None,
+            require_auth: false,
+            hello: 60.0,
+            proxy: ProxyMode::Accept,
+            users: None,
+            pool: vec!["100.64.0.0/22".to_owned()],
+            gateway: None,
+            dns: Vec::new(),
+            radius: Radius::default(),
+            dataplane: LnsDataplane::default(),
+            control: Control::with_socket("/run/lnsd.sock"),
+        }
+    }
+}
+
+impl LnsConfig {
+    /// Reads and checks `path`.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        super::load_file(path, Self::validate_fields)
+    }
+
+    /// Parses and checks `text`, reporting errors against `file`.
+    pub fn parse(text: &str, file: &Path) -> Result<Self, ConfigError> {
+        super::parse_text(text, file, Self::validate_fields)
+    }
+
+    /// Checks the values (after command-line overrides, say), as if they
+    /// came from `file`.
+    pub fn validate(&self, file: &Path) -> Result<(), ConfigError> {
+        self.validate_fields().map_err(|i| ConfigError {
+            file: file.to_owned(),
+            line: None,
+            key: i.key,
+            problem: i.problem,
+        })
+    }
+
+    fn validate_fields(&self) -> Result<(), Invalid> {
+        if self.listen.port() == 0 {
+            return Err(invalid("listen", "needs a port (L2TP is 1701)"));
+        }
+        check_name("hostname", &self.hostname)?;
+        check_secret("secret", &self.secret)?;
+        if self.require_auth && self.secret.is_none() {
+            return Err(invalid("require_auth", "needs `secret`"));
+        }
+        check_seconds("hello", self.hello, 0.0, 3600.0)?;
+        if let Some(users) = &self.users {
+            if users.as_os_str().is_empty() {
+                return Err(invalid("users", "must name a file"));
+            }
+        }
+        if self.pool.is_empty() {
+            return Err(invalid("pool", "needs at least one range"));
+        }
+        for (i, range) in self.pool.iter().enumerate() {
+            AddressPool::parse(std::slice::from_ref(range)).map_err(|e| {
+                invalid(
+                    format!("pool[{i}]"),
+                    format!("{range:?}: {e} (give \"a.b.c.d/len\" or \"first-last\")"),
+                )
+            })?;
+        }
+        self.address_pool().map_err(|e| invalid("pool", e))?;
+        if let Some(g) = self.gateway {
+            check_unicast("gateway", g)?;
+        }
+        if self.dns.len() > 2 {
+            return Err(invalid("dns", "at most two servers (primary, secondary)"));
+        }
+        for (i, d) in self.dns.iter().enumerate() {
+            check_unicast(&format!("dns[{i}]"), *d)?;
+        }
+        let r = &self.radius;
+        check_secret("radius.secret", &r.secret)?;
+        if !r.auth.is_empty() && r.secret.is_none() {
+            return Err(invalid(
+                "radius.secret",
+                "required when radius.auth names a server",
+            ));
+        }
+        if r.auth.is_empty() && !r.acct.is_empty() {
+            return Err(invalid(
+                "radius.acct",
+                "accounting servers need radius.auth (without it the users file authenticates and nothing is accounted)",
+            ));
+        }
+        if r.interim != 0 && r.interim < 10 {
+            return Err(invalid(
+                "radius.interim",
+                "give 0 (only when the server asks) or at least 10 seconds",
+            ));
+        }
+        let d = &self.dataplane;
+        if d.enabled {
+            check_interface("dataplane.wan", &d.wan)?;
+            check_interface("dataplane.core", &d.core)?;
+            if d.wan == d.core {
+                return Err(invalid("dataplane.core", "must differ from dataplane.wan"));
+            }
+            match d.core_next_hop {
+                None => {
+                    return Err(invalid(
+                        "dataplane.core_next_hop",
+                        "required when dataplane.enabled (the router on the core side, e.g. \"10.1.0.2\")",
+                    ))
+                }
+                Some(a) => check_unicast("dataplane.core_next_hop", a)?,
+            }
+            if self.listen.ip().is_unspecified() {
+                return Err(invalid(
+                    "listen",
+                    "the fast path needs the wan address, not 0.0.0.0 (e.g. \"10.0.0.11:1701\")",
+                ));
+            }
+        }
+        check_cores("dataplane.cores", &d.cores)?;
+        self.control.validate()
+    }
+
+    /// The Hello interval, `None` when disabled.
+    pub fn hello_interval(&self) -> Option<Duration> {
+        (self.hello > 0.0).then(|| seconds(self.hello))
+    }
+
+    /// The subscribers' address pool, with the gateway taken out of it when
+    /// it lies inside, and the gateway.
+    pub fn address_pool(&self) -> Result<(AddressPool, Ipv4Addr), String> {
+        let mut pool = AddressPool::parse(&self.pool).map_err(|e| e.to_string())?;
+        let gateway = match self.gateway {
+            Some(g) => g,
+            None => pool
+                .ranges()
+                .first()
+                .ok_or("the pool holds no address")?
+                .first(),
+        };
+        if pool.contains(gateway) {
+            pool.reserve(gateway)
+                .map_err(|e| format!("gateway {gateway}: {e}"))?;
+        }
+        Ok((pool, gateway))
+    }
+
+    /// The LNS node's configuration (L2TP, PPP, IPCP).
+    pub fn node_config(&self, gateway: Ipv4Addr) -> lns::Config {
+        let mut config = lns::Config::new(self.hostname.clone(), gateway);
+        config.l2tp.secret = self.secret.as_ref().map(|s| s.as_bytes().to_vec());
+        config.l2tp.require_authentication = self.require_auth;
+        config.l2tp.hello_interval = self.hello_interval();
+        config.ppp.proxy = match self.proxy {
+            ProxyMode::Accept => ProxyPolicy::Accept,
+            ProxyMode::Renegotiate => ProxyPolicy::Renegotiate,
+        };
+        config.primary_dns = self.dns.first().copied();
+        config.secondary_dns = self.dns.get(1).copied();
+        config
+    }
+
+    /// The accounting servers: `radius.acct`, or each auth server at its
+    /// port + 1.
+    pub fn accounting_servers(&self) -> Vec<SocketAddr> {
+        if self.radius.acct.is_empty() {
+            self.radius
+                .auth
+                .iter()
+                .map(|a| SocketAddr::new(a.ip(), a.port().wrapping_add(1)))
+                .collect()
+        } else {
+            self.radius.acct.clone()
+        }
+    }
+
+    /// What differs between `self` (running) and `new` (reloaded).
+    pub fn changes(&self, new: &LnsConfig) -> Changes {
+        super::changes(self, new, LNS_RELOADABLE)
+    }
+}
