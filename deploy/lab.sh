@@ -96,7 +96,35 @@ ns_name() {
 ensure_ns() {
     local ns=$1
     ns_exists "$ns" || ip netns add "$ns"
+    # The lab is IPv4 (subscribers' IPv6 would ride inside PPP, not on these
+    # links): no IPv6 on the links, so no router solicitations, multicast
+    # listener reports or DAD in the captures, in the XDP programs' path,
+    # or on the subscriber's line. Set before the links exist, and per link
+    # below for links made by an older version.
+    ip netns exec "$ns" sysctl -qw net.ipv6.conf.default.disable_ipv6=1
     ip -n "$ns" link set lo up
+}
+
+no_ipv6() {
+    local ns=$1 dev=$2
+    ip netns exec "$ns" sysctl -qw "net.ipv6.conf.$dev.disable_ipv6=1"
+}
+
+# A veth's operational state follows its carrier a moment later (the
+# kernel's link watch runs deferred), so right after `ip link set up` a link
+# can still read DOWN. Wait, bounded, until every lab link is UP, so that
+# whatever runs after `up` finds the lab ready.
+wait_links_up() {
+    local i ns down
+    for ((i = 0; i < 50; i++)); do
+        down=""
+        for ns in "${NAMESPACES[@]}"; do
+            down+=$(ip -n "$ns" -br link show | awk '$1 != "lo" && $2 != "UP" { print ns "/" $1 " " }' ns="$ns")
+        done
+        [[ -z $down ]] && return 0
+        sleep 0.1
+    done
+    die "links still not up after 5 s: $down"
 }
 
 # ensure_veth NS_A IF_A MAC_A NS_B IF_B MAC_B: one veth pair, both ends
@@ -137,6 +165,7 @@ ensure_bridge() {
         # blocked for seconds. No multicast snooping: nothing uses it.
         ip -n "$SWITCH" link add "$br" type bridge stp_state 0 mcast_snooping 0
     fi
+    no_ipv6 "$SWITCH" "$br"
     ip -n "$SWITCH" link set "$br" up
 }
 
@@ -161,10 +190,6 @@ up() {
     for ns in "${NAMESPACES[@]}"; do
         ensure_ns "$ns"
     done
-    # The switch only bridges: no IPv6 link-local addresses on its ports, so
-    # it sends no router or multicast-listener chatter into the captures.
-    ip netns exec "$SWITCH" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 \
-        net.ipv6.conf.default.disable_ipv6=1
     ensure_bridge br-wan
     ensure_bridge br-core
 
@@ -173,6 +198,8 @@ up() {
     ensure_veth l2lab-cpe cpe0 "$CPE_MAC" l2lab-lac access0 "$ACCESS_MAC"
     checksums_in_software l2lab-cpe cpe0
     checksums_in_software l2lab-lac access0
+    no_ipv6 l2lab-cpe cpe0
+    no_ipv6 l2lab-lac access0
     ip -n l2lab-cpe link set cpe0 up
     ip -n l2lab-lac link set access0 up
 
@@ -183,6 +210,8 @@ up() {
         ip -n "$SWITCH" link set "$port" master "$br"
         checksums_in_software "$box" "$dev"
         checksums_in_software "$SWITCH" "$port"
+        no_ipv6 "$box" "$dev"
+        no_ipv6 "$SWITCH" "$port"
         ip -n "$box" addr replace "$addr" dev "$dev"
         ip -n "$SWITCH" link set "$port" up
         ip -n "$box" link set "$dev" up
@@ -196,6 +225,7 @@ up() {
     ip -n l2lab-lns1 route replace default via 10.1.0.2
     ip -n l2lab-lns2 route replace default via 10.1.0.2
 
+    wait_links_up
     write_users
     write_configs
     say "up: ${NAMESPACES[*]} (state in $STATE)"
