@@ -464,3 +464,178 @@ impl Client {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand_chacha::rand_core::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    const SUB: Address = Address([0x02, 0x50, 0, 0, 0, 1]);
+    const AC1: Address = Address([0x02, 0xac, 0, 0, 0, 1]);
+    const AC2: Address = Address([0x02, 0xac, 0, 0, 0, 2]);
+
+    fn client(config: Config) -> Client {
+        Client::new(
+            Config {
+                mac: SUB,
+                host_uniq: Some(b"hu".to_vec()),
+                ..config
+            },
+            &mut ChaCha8Rng::seed_from_u64(1),
+        )
+    }
+
+    fn from_ac(ac: Address, code: Code, session_id: u16, tags: Vec<Tag<'_>>) -> Vec<u8> {
+        let mut out = Vec::new();
+        let packet = DiscoveryRepr {
+            code,
+            session_id,
+            tags,
+        };
+        assert!(write_frame(&mut out, SUB, ac, (None, None), &packet));
+        out
+    }
+
+    fn sent(c: &mut Client) -> Vec<(Address, Code)> {
+        let mut out = Vec::new();
+        let mut buf = Vec::new();
+        while c.poll_frame(&mut buf) {
+            let r = read_frame(&buf).unwrap();
+            out.push((r.dst, r.packet.code));
+        }
+        out
+    }
+
+    #[test]
+    fn picks_the_named_ac() {
+        let mut c = client(Config {
+            ac_name: Some("second".into()),
+            ..Config::default()
+        });
+        let t = Instant::ZERO;
+        c.start(t);
+        assert_eq!(sent(&mut c), [(Address::BROADCAST, Code::Padi)]);
+        let offer = |ac, name: &'static [u8]| {
+            from_ac(
+                ac,
+                Code::Pado,
+                0,
+                vec![
+                    Tag::AcName(name),
+                    Tag::ServiceName(b""),
+                    Tag::HostUniq(b"hu"),
+                    Tag::AcCookie(b"c"),
+                ],
+            )
+        };
+        assert!(c.handle_frame(t, &offer(AC1, b"first")));
+        assert_eq!(c.state(), State::Discovering);
+        assert!(c.handle_frame(t, &offer(AC2, b"second")));
+        assert_eq!(sent(&mut c), [(AC2, Code::Padr)]);
+        // Another client's offer (its Host-Uniq) is not ours.
+        let theirs = from_ac(AC1, Code::Pado, 0, vec![Tag::HostUniq(b"xx")]);
+        assert!(!c.handle_frame(t, &theirs));
+        // A PADS from the AC we did not choose changes nothing.
+        assert!(c.handle_frame(t, &from_ac(AC1, Code::Pads, 9, vec![Tag::HostUniq(b"hu")])));
+        assert_eq!(c.state(), State::Requesting);
+        assert!(c.handle_frame(t, &from_ac(AC2, Code::Pads, 9, vec![Tag::HostUniq(b"hu")])));
+        assert_eq!(c.session(), Some((AC2, 9)));
+        assert_eq!(
+            c.poll_event(),
+            Some(Event::Up {
+                ac_mac: AC2,
+                session_id: 9
+            })
+        );
+    }
+
+    #[test]
+    fn error_pads_fails() {
+        let mut c = client(Config::default());
+        let t = Instant::ZERO;
+        c.start(t);
+        let pado = from_ac(
+            AC1,
+            Code::Pado,
+            0,
+            vec![Tag::AcName(b"ac"), Tag::ServiceName(b"")],
+        );
+        assert!(c.handle_frame(t, &pado));
+        let pads = from_ac(
+            AC1,
+            Code::Pads,
+            0,
+            vec![Tag::ServiceNameError(b"no such service")],
+        );
+        assert!(c.handle_frame(t, &pads));
+        assert_eq!(c.state(), State::Failed);
+        assert_eq!(
+            c.poll_event(),
+            Some(Event::Failed(Failure::Refused {
+                tag: 0x0201,
+                message: "no such service".into()
+            }))
+        );
+        assert_eq!(c.poll_timeout(), None);
+    }
+
+    #[test]
+    fn padr_retries_then_discovers_again_then_gives_up() {
+        let mut c = client(Config {
+            max_attempts: 2,
+            ..Config::default()
+        });
+        let mut now = Instant::ZERO;
+        c.start(now);
+        let pado = from_ac(
+            AC1,
+            Code::Pado,
+            0,
+            vec![Tag::AcName(b"ac"), Tag::ServiceName(b"")],
+        );
+        let mut log = vec![];
+        let mut offered = 0;
+        loop {
+            let mut buf = Vec::new();
+            while c.poll_frame(&mut buf) {
+                let code = read_frame(&buf).unwrap().packet.code;
+                log.push(((now - Instant::ZERO).as_secs(), code));
+                // The AC offers twice, then falls silent.
+                if code == Code::Padi && offered < 2 {
+                    offered += 1;
+                    assert!(c.handle_frame(now, &pado));
+                }
+            }
+            let Some(t) = c.poll_timeout() else { break };
+            now = t;
+            c.handle_timeout(now);
+        }
+        assert_eq!(
+            log,
+            [
+                (0, Code::Padi),
+                (0, Code::Padr),
+                (1, Code::Padr),
+                (3, Code::Padi),
+                (3, Code::Padr),
+                (4, Code::Padr),
+            ]
+        );
+        assert_eq!(c.poll_event(), Some(Event::Failed(Failure::NoConfirmation)));
+        assert_eq!((now - Instant::ZERO).as_secs(), 6);
+    }
+
+    #[test]
+    fn close_before_up_stops_quietly() {
+        let mut c = client(Config::default());
+        c.start(Instant::ZERO);
+        c.close(Instant::ZERO);
+        assert_eq!(c.state(), State::Down);
+        assert_eq!(c.poll_timeout(), None);
+        assert_eq!(c.poll_event(), None);
+        // And it can start again.
+        c.start(Instant::ZERO);
+        assert_eq!(c.state(), State::Discovering);
+    }
+}

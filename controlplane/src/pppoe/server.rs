@@ -210,12 +210,14 @@ impl DropReason {
     }
 }
 
-/// Why a PADR was answered with an error PADS (SESSION_ID 0).
+/// Why a well-formed PADR did not open a session. Cookie refusals are
+/// dropped without an answer; the others get a PADS with SESSION_ID 0 and
+/// an error tag (RFC 2516 §5.4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Refusal {
-    /// No AC-Cookie, or not one we made for this MAC address.
+    /// No AC-Cookie, or not one we made for this MAC address (no answer).
     BadCookie,
-    /// Our cookie, but older than the cookie lifetime.
+    /// Our cookie, but older than the cookie lifetime (no answer).
     ExpiredCookie,
     /// A service we do not offer (Service-Name-Error, §5.4).
     ServiceName,
@@ -287,7 +289,7 @@ impl ServerStats {
         self.drops.iter().sum()
     }
 
-    /// PADRs refused for `refusal` (an error PADS was sent).
+    /// PADRs refused for `refusal`.
     pub fn refused(&self, refusal: Refusal) -> u64 {
         self.refusals[refusal.index()]
     }
@@ -682,21 +684,15 @@ impl Server {
         };
         // The cookie first: nothing below, not even an error about the
         // service, is for a host that did not see our PADO. RFC 2516 does
-        // not say how to refuse a bad cookie; like rp-pppoe's pppoe-server
-        // we answer with a PADS carrying a Generic-Error, so that an honest
-        // client whose cookie expired starts over instead of retrying.
+        // not say how to refuse a bad cookie; rp-pppoe's pppoe-server drops
+        // the PADR without an answer ("Drop it -- do not send error PADS"),
+        // and so do we: a forged PADR then costs one HMAC and no frame out.
+        // An honest client whose cookie expired retransmits, then starts
+        // over with a PADI (RFC 2516 §5) and gets a fresh cookie.
         let cookie = request.cookie.unwrap_or_default();
-        match self.check_cookie(received.src, cookie, now) {
-            Ok(()) => {}
-            Err(refusal) => {
-                self.send_error_pads(
-                    received,
-                    &request,
-                    Tag::GenericError(b"bad or missing AC-Cookie"),
-                );
-                self.refuse(refusal);
-                return;
-            }
+        if let Err(refusal) = self.check_cookie(received.src, cookie, now) {
+            self.refuse(refusal);
+            return;
         }
         // A retransmitted PADR (our PADS was lost): same MAC, same cookie,
         // same Host-Uniq. Resend the same PADS, allocate nothing.
@@ -942,5 +938,324 @@ impl Server {
             return Err(Refusal::ExpiredCookie);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dataplane::wire::ethernet::{self, EtherType};
+    use dataplane::wire::pppoe::Packet;
+    use rand_chacha::rand_core::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    const AC: Address = Address([0x02, 0xac, 0, 0, 0, 1]);
+    const SUB: Address = Address([0x02, 0x50, 0, 0, 0, 1]);
+
+    fn server(config: ServerConfig) -> Server {
+        Server::new(
+            ServerConfig { mac: AC, ..config },
+            Instant::ZERO,
+            &mut ChaCha8Rng::seed_from_u64(1),
+        )
+    }
+
+    fn frame(
+        dst: Address,
+        src: Address,
+        tags: (Option<VlanTag>, Option<VlanTag>),
+        packet: &DiscoveryRepr<'_>,
+    ) -> Vec<u8> {
+        let mut out = Vec::new();
+        assert!(write_frame(&mut out, dst, src, tags, packet));
+        out
+    }
+
+    fn padi(tags: Vec<Tag<'_>>) -> DiscoveryRepr<'_> {
+        DiscoveryRepr {
+            code: Code::Padi,
+            session_id: 0,
+            tags,
+        }
+    }
+
+    fn answer(s: &mut Server, f: &[u8]) -> Option<Vec<u8>> {
+        assert!(s.handle_frame(Instant::ZERO, f));
+        let mut buf = Vec::new();
+        s.poll_frame(&mut buf).then_some(buf)
+    }
+
+    #[test]
+    fn token_bucket_refills_lazily() {
+        let limit = RateLimit {
+            per_second: 4,
+            burst: 2,
+        };
+        let t0 = Instant::from_nanos(5_000_000_000);
+        let mut b = Bucket::full(limit, t0);
+        assert!(b.take(limit, t0) && b.take(limit, t0) && !b.take(limit, t0));
+        // 4 a second: one token every 250 ms.
+        assert!(!b.take(limit, t0 + Duration::from_millis(249)));
+        assert!(b.take(limit, t0 + Duration::from_millis(250)));
+        // A long pause fills it to the burst, no more.
+        let later = t0 + Duration::from_secs(3600);
+        assert!(b.take(limit, later) && b.take(limit, later) && !b.take(limit, later));
+        // Time going backwards earns nothing.
+        assert!(!b.take(limit, t0));
+        let mut free = Bucket::full(RateLimit::UNLIMITED, t0);
+        assert!((0..1000).all(|_| free.take(RateLimit::UNLIMITED, t0)));
+    }
+
+    #[test]
+    fn session_ids_wrap_and_skip_reserved_values() {
+        let mut s = server(ServerConfig::default());
+        s.next_session_id = 0xfffe;
+        assert_eq!(s.allocate_session_id(), Some(0xfffe));
+        // 0xffff and 0 are skipped.
+        assert_eq!(s.allocate_session_id(), Some(1));
+        s.next_session_id = 0;
+        assert_eq!(s.allocate_session_id(), Some(1));
+    }
+
+    #[test]
+    fn bbf_sub_options() {
+        let data = [1, 3, b'a', b'b', b'c', 2, 1, b'r', 9, 0, 1, 200, b'x'];
+        let tags = [Tag::VendorSpecific {
+            vendor_id: dataplane::wire::pppoe::VENDOR_ID_BBF,
+            data: &data,
+        }];
+        assert_eq!(
+            bbf_agent_ids(&tags),
+            (Some(b"abc".to_vec()), Some(b"r".to_vec()))
+        );
+        let other = [Tag::VendorSpecific {
+            vendor_id: 9,
+            data: &data,
+        }];
+        assert_eq!(bbf_agent_ids(&other), (None, None));
+    }
+
+    #[test]
+    fn bad_padis_are_dropped_by_reason() {
+        let mut s = server(ServerConfig::default());
+        let none = (None, None);
+        let cases: Vec<(Vec<u8>, DropReason)> = vec![
+            (
+                frame(Address::BROADCAST, SUB, none, &padi(vec![])),
+                DropReason::BadTags,
+            ),
+            (
+                frame(
+                    Address::BROADCAST,
+                    SUB,
+                    none,
+                    &padi(vec![Tag::ServiceName(b""), Tag::ServiceName(b"x")]),
+                ),
+                DropReason::BadTags,
+            ),
+            (
+                frame(
+                    Address::BROADCAST,
+                    SUB,
+                    none,
+                    &DiscoveryRepr {
+                        code: Code::Padi,
+                        session_id: 7,
+                        tags: vec![Tag::ServiceName(b"")],
+                    },
+                ),
+                DropReason::BadTags,
+            ),
+            (
+                frame(
+                    Address::BROADCAST,
+                    Address::BROADCAST,
+                    none,
+                    &padi(vec![Tag::ServiceName(b"")]),
+                ),
+                DropReason::BadSource,
+            ),
+            (
+                frame(
+                    Address([0x02, 9, 9, 9, 9, 9]),
+                    SUB,
+                    none,
+                    &padi(vec![Tag::ServiceName(b"")]),
+                ),
+                DropReason::BadDestination,
+            ),
+            (
+                frame(
+                    AC,
+                    SUB,
+                    none,
+                    &DiscoveryRepr {
+                        code: Code::Pado,
+                        session_id: 0,
+                        tags: vec![],
+                    },
+                ),
+                DropReason::UnexpectedCode,
+            ),
+            (
+                frame(
+                    Address::BROADCAST,
+                    SUB,
+                    none,
+                    &DiscoveryRepr {
+                        code: Code::Padr,
+                        session_id: 0,
+                        tags: vec![Tag::ServiceName(b"")],
+                    },
+                ),
+                DropReason::BadDestination,
+            ),
+            (
+                frame(
+                    AC,
+                    SUB,
+                    none,
+                    &DiscoveryRepr {
+                        code: Code::Padt,
+                        session_id: 5,
+                        tags: vec![],
+                    },
+                ),
+                DropReason::UnknownSession,
+            ),
+        ];
+        for (f, reason) in cases {
+            let before = s.stats().dropped(reason);
+            assert_eq!(answer(&mut s, &f), None, "{reason:?}");
+            assert_eq!(s.stats().dropped(reason), before + 1, "{reason:?}");
+        }
+        // A Host-Uniq so large that the PADO would not fit a frame.
+        let huge = [7u8; 1480];
+        let f = frame(
+            Address::BROADCAST,
+            SUB,
+            none,
+            &padi(vec![Tag::ServiceName(b""), Tag::HostUniq(&huge)]),
+        );
+        assert_eq!(answer(&mut s, &f), None);
+        assert_eq!(s.stats().dropped(DropReason::ReplyTooLarge), 1);
+        assert_eq!(s.stats().pado_sent, 0);
+    }
+
+    #[test]
+    fn vlan_tags_are_echoed() {
+        let mut s = server(ServerConfig::default());
+        let outer = VlanTag {
+            tpid: EtherType::QinQ,
+            pcp: 0,
+            dei: false,
+            vid: 100,
+        };
+        let inner = VlanTag {
+            tpid: EtherType::Vlan,
+            pcp: 3,
+            dei: false,
+            vid: 42,
+        };
+        let tags = (Some(outer), Some(inner));
+        let f = frame(
+            Address::BROADCAST,
+            SUB,
+            tags,
+            &padi(vec![Tag::ServiceName(b""), Tag::RelaySessionId(b"relay")]),
+        );
+        let pado = answer(&mut s, &f).unwrap();
+        let eth = ethernet::Repr::parse(&ethernet::Frame::new_checked(&pado[..]).unwrap()).unwrap();
+        assert_eq!((eth.outer_tag, eth.inner_tag), tags);
+        let p = Packet::new_checked(&pado[eth.buffer_len()..]).unwrap();
+        let pado = DiscoveryRepr::parse(&p).unwrap();
+        assert_eq!(pado.find(0x0110), Some(&Tag::RelaySessionId(b"relay")));
+        let Some(Tag::AcCookie(cookie)) = pado.find(0x0104) else {
+            panic!("no cookie");
+        };
+        let f = frame(
+            AC,
+            SUB,
+            tags,
+            &DiscoveryRepr {
+                code: Code::Padr,
+                session_id: 0,
+                tags: vec![
+                    Tag::ServiceName(b""),
+                    Tag::AcCookie(cookie),
+                    Tag::RelaySessionId(b"relay"),
+                ],
+            },
+        );
+        assert!(answer(&mut s, &f).is_some());
+        let session = s.sessions().next().unwrap();
+        assert_eq!((session.outer_tag, session.inner_tag), tags);
+        let id = session.session_id;
+        assert!(s.terminate(Instant::ZERO, Some(SUB), id));
+        let mut padt = Vec::new();
+        assert!(s.poll_frame(&mut padt));
+        let eth = ethernet::Repr::parse(&ethernet::Frame::new_checked(&padt[..]).unwrap()).unwrap();
+        assert_eq!(
+            (eth.dst_addr, eth.outer_tag, eth.inner_tag),
+            (SUB, tags.0, tags.1)
+        );
+    }
+
+    #[test]
+    fn per_mac_buckets_stay_bounded() {
+        let mut s = server(ServerConfig {
+            padi_limit: RateLimit::UNLIMITED,
+            ..ServerConfig::default()
+        });
+        // Spoofed MACs, one PADI each, one second apart: old buckets are
+        // full again and get forgotten.
+        for n in 0..20_000u32 {
+            let b = n.to_be_bytes();
+            let src = Address([0x02, 0x77, b[0], b[1], b[2], b[3]]);
+            let now = Instant::from_nanos(u64::from(n) * 1_000_000_000);
+            let f = frame(
+                Address::BROADCAST,
+                src,
+                (None, None),
+                &padi(vec![Tag::ServiceName(b"")]),
+            );
+            s.handle_frame(now, &f);
+            while s.poll_frame(&mut Vec::new()) {}
+        }
+        assert!(s.padi_buckets.len() <= 2 * PER_MAC_BUCKETS_SOFT_MAX);
+        assert_eq!(s.stats().pado_sent, 20_000);
+    }
+
+    #[test]
+    fn cookie_checks() {
+        let s = server(ServerConfig::default());
+        let mut s2 = server(ServerConfig::default());
+        let now = Instant::from_nanos(100_000_000_000);
+        let cookie = s2.make_cookie(SUB, now);
+        // Same seed, same secret: the check passes; then every way to fail.
+        assert_eq!(s.check_cookie(SUB, &cookie, now), Ok(()));
+        assert_eq!(s.check_cookie(AC, &cookie, now), Err(Refusal::BadCookie));
+        assert_eq!(
+            s.check_cookie(SUB, &cookie[..23], now),
+            Err(Refusal::BadCookie)
+        );
+        assert_eq!(
+            s.check_cookie(SUB, &cookie, now + Duration::from_secs(61)),
+            Err(Refusal::ExpiredCookie)
+        );
+        // A cookie from the future (the clock went back) is no good either.
+        assert_eq!(
+            s.check_cookie(SUB, &cookie, Instant::ZERO),
+            Err(Refusal::ExpiredCookie)
+        );
+        let other = Server::new(
+            ServerConfig::default(),
+            Instant::ZERO,
+            &mut ChaCha8Rng::seed_from_u64(2),
+        );
+        assert_eq!(
+            other.check_cookie(SUB, &cookie, now),
+            Err(Refusal::BadCookie)
+        );
     }
 }
