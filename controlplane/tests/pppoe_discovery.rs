@@ -409,6 +409,12 @@ fn per_mac_and_total_session_limits() {
     assert_eq!(port.clients[4].state(), ClientState::Failed);
     assert_eq!(port.server.stats().refused(Refusal::SessionLimit), 1);
     assert_eq!(port.server.session_count(), 3);
+    // Full: a PADI gets no PADO (RFC 2516 §5.2, cannot serve it).
+    assert_eq!(
+        exchange(&mut port.server, port.now, &padi(mac(9), b"", b"h")),
+        None
+    );
+    assert_eq!(port.server.stats().dropped(DropReason::NoFreeSession), 1);
     // A session ends: room again for MAC 1.
     let (_, sid) = port.clients[0].session().unwrap();
     assert!(port.server.terminate(port.now, Some(mac(1)), sid));
@@ -610,6 +616,17 @@ fn a_thousand_clients_get_distinct_session_ids() {
     assert_eq!(ids.len(), 1000);
     assert!(ids.iter().all(|&id| id != 0 && id != 0xffff));
     assert_eq!(port.server.session_count(), 1000);
+    for c in &port.clients {
+        let (_, sid) = c.session().unwrap();
+        assert!(port.server.session_of(c.mac(), sid).is_some());
+        assert!(port.server.session_of(AC_MAC, sid).is_none());
+    }
+    // The LAC shuts down: a PADT to everyone.
+    let now = port.now;
+    assert_eq!(port.server.terminate_all(now), 1000);
+    port.pump();
+    assert!(port.clients.iter().all(|c| c.state() == ClientState::Down));
+    assert_eq!(port.server.session_count(), 0);
     assert_eq!(port.server_events.len(), 1000);
 }
 

@@ -27,16 +27,45 @@
 //! can make allocate state, so the server keeps none until a PADR proves
 //! that its sender saw our PADO: the AC-Cookie is an HMAC-MD5, under a
 //! secret drawn at start, over the subscriber's MAC address, the time the
-//! cookie was made and a counter (RFC 2516 §5.2 suggests exactly this use
-//! of the cookie against denial of service). A cookie lives
-//! [`ServerConfig::cookie_lifetime`] (60 s by default). Further limits, all
-//! in [`ServerConfig`]: sessions per MAC address, sessions in all, and two
-//! token buckets of PADIs (per MAC address and in all); what exceeds them is
-//! counted in [`ServerStats`] and dropped or refused.
+//! cookie was made and a counter (RFC 2516 §5.2 suggests the cookie as a
+//! defence against denial of service). A PADR with a missing, forged or
+//! expired cookie is dropped without an answer, as rp-pppoe's
+//! `pppoe-server` does; an honest client retransmits and, after its
+//! retries, starts over with a PADI (RFC 2516 §5) and a fresh cookie.
 //!
-//! SESSION_IDs are unique on the whole port, not just per MAC address as
-//! RFC 2516 §4 requires: 1..=0xfffe, never 0 (no session yet) nor 0xffff
-//! (reserved for future use).
+//! | limit ([`ServerConfig`]) | default | over it |
+//! |---|---|---|
+//! | `cookie_lifetime` | 60 s | PADR dropped ([`Refusal::ExpiredCookie`]) |
+//! | `padi_limit_per_mac` | 2/s, burst 10 | PADI dropped ([`DropReason::PadiRateLimitedPerMac`]) |
+//! | `padi_limit` (the port) | 1000/s, burst 2000 | PADI dropped ([`DropReason::PadiRateLimited`]) |
+//! | `max_sessions` | 65534 | no PADO ([`DropReason::NoFreeSession`], §5.2); a PADR already under way gets a PADS with AC-System-Error ([`Refusal::SessionLimit`]) |
+//! | `max_sessions_per_mac` | 4 | PADS with AC-System-Error ([`Refusal::MacLimit`]) |
+//! | `service_names` | empty: any | no PADO (§5.2); PADR gets Service-Name-Error (§5.4) |
+//!
+//! The per-MAC bucket is checked before the port's, so one flooding host
+//! does not use up everyone's PADIs; buckets of quiet hosts are forgotten.
+//! Every frame the server does not answer is counted by reason in
+//! [`ServerStats`]; nothing from the network can make it panic (the tests
+//! feed it random bytes and every truncation of real PADIs and PADRs).
+//!
+//! A retransmitted PADR (same MAC address, Host-Uniq and cookie: our PADS
+//! was lost) gets the same PADS again and opens no second session. Replies
+//! carry the VLAN tags of the request. SESSION_IDs are unique on the whole
+//! port, not just per MAC address as RFC 2516 §4 requires: 1..=0xfffe,
+//! never 0 (no session yet) nor 0xffff (reserved), handed out in turn from
+//! a random start so that a restarted LAC does not reuse the last ids at
+//! once.
+//!
+//! # The client
+//!
+//! [`Client`] sends a PADI with its Service-Name and Host-Uniq, takes the
+//! first PADO that offers the service (and has the configured AC-Name, if
+//! any), sends a PADR echoing the AC-Cookie and Relay-Session-Id, and is
+//! [`ClientEvent::Up`] on the PADS. It retransmits PADI and PADR with a
+//! doubling wait (RFC 2516 §5; 1 s first, 16 s at most, 5 tries by
+//! default), goes back to PADI once when PADRs go unanswered, and then
+//! reports [`ClientEvent::Failed`]. A PADT either way is
+//! [`ClientEvent::Down`].
 
 pub mod client;
 pub mod server;
@@ -158,7 +187,7 @@ fn bbf_agent_ids(tags: &[Tag<'_>]) -> (Option<Vec<u8>>, Option<Vec<u8>>) {
     (circuit, remote)
 }
 
-/// The values of every tag of one kind.
+/// How many tags of one kind there are.
 fn count_tags(tags: &[Tag<'_>], kind: u16) -> usize {
     tags.iter().filter(|t| t.kind() == kind).count()
 }

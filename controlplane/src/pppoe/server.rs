@@ -172,11 +172,13 @@ pub enum DropReason {
     UnknownSession,
     /// The answer would not fit in an Ethernet frame (huge echoed tags).
     ReplyTooLarge,
+    /// A PADI while every session is taken: §5.2, we cannot serve it.
+    NoFreeSession,
 }
 
 impl DropReason {
     /// Every reason, for counters and metrics.
-    pub const ALL: [DropReason; 10] = [
+    pub const ALL: [DropReason; 11] = [
         DropReason::Malformed,
         DropReason::BadSource,
         DropReason::BadDestination,
@@ -187,6 +189,7 @@ impl DropReason {
         DropReason::PadiRateLimitedPerMac,
         DropReason::UnknownSession,
         DropReason::ReplyTooLarge,
+        DropReason::NoFreeSession,
     ];
 
     /// A short name for logs and metric labels.
@@ -202,6 +205,7 @@ impl DropReason {
             DropReason::PadiRateLimitedPerMac => "padi_rate_limited_per_mac",
             DropReason::UnknownSession => "unknown_session",
             DropReason::ReplyTooLarge => "reply_too_large",
+            DropReason::NoFreeSession => "no_free_session",
         }
     }
 
@@ -462,6 +466,13 @@ impl Server {
         self.sessions.get(&session_id)
     }
 
+    /// The session with this SESSION_ID if it belongs to `mac`: how to
+    /// check a Session-stage frame (RFC 2516 §4: the SESSION_ID is unique
+    /// only with the pair of MAC addresses).
+    pub fn session_of(&self, mac: Address, session_id: u16) -> Option<&Session> {
+        self.sessions.get(&session_id).filter(|s| s.mac == mac)
+    }
+
     /// How many sessions are confirmed.
     pub fn session_count(&self) -> usize {
         self.sessions.len()
@@ -557,6 +568,16 @@ impl Server {
         true
     }
 
+    /// End every session with a PADT (the LAC is shutting down). Returns
+    /// how many there were.
+    pub fn terminate_all(&mut self, now: Instant) -> usize {
+        let ids: Vec<u16> = self.sessions.keys().copied().collect();
+        for &id in &ids {
+            self.terminate(now, None, id);
+        }
+        ids.len()
+    }
+
     fn drop_frame(&mut self, reason: DropReason) {
         self.stats.drops[reason.index()] += 1;
     }
@@ -636,6 +657,12 @@ impl Server {
         // NOT respond with a PADO."
         if !self.offers(request.service_name) {
             self.drop_frame(DropReason::ServiceNotOffered);
+            return;
+        }
+        // Nor when it is full (rp-pppoe's `-i`): the host keeps looking,
+        // maybe for another AC, instead of being refused at PADR.
+        if self.sessions.len() >= self.config.max_sessions.min(0xfffe) {
+            self.drop_frame(DropReason::NoFreeSession);
             return;
         }
         let cookie = self.make_cookie(received.src, now);
