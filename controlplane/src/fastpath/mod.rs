@@ -882,3 +882,133 @@ pub fn add_counters(into: &mut Counters, from: &Counters) {
     into.updates += from.updates;
     into.idle_polls += from.idle_polls;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dataplane::counters::{PathKind, PuntKind};
+    use dataplane::io::memory::MemoryPort;
+    use dataplane::punt::PuntReason;
+    use dataplane::testkit::{self, Encoding, ACCESS_MAC, CORE_MAC};
+    use dataplane::update::ChannelSizes;
+    use dataplane::wire::ppp;
+
+    /// A fast path of one LNS worker over memory ports with the testkit's
+    /// session 0, a tiny update queue, and an LCP frame of session 0
+    /// waiting on port 0.
+    fn lab(max_backlog: usize) -> Fastpath {
+        let mut config = testkit::config(Role::Lns, 1000);
+        config.channels = ChannelSizes {
+            updates: 4,
+            ..ChannelSizes::default()
+        };
+        let mut ports = [testkit::port(ACCESS_MAC), testkit::port(CORE_MAC)];
+        let lcp = testkit::ppp_frame(ppp::Protocol::Lcp, &[1, 1, 0, 4], Encoding::default());
+        let frame = testkit::l2tp_frame(
+            testkit::peer(),
+            testkit::session_key(0),
+            &lcp,
+            Encoding::default(),
+        );
+        assert!(ports[0].push_rx(&frame));
+        let worker: Worker<MemoryPort> = testkit::worker_with(config, 1, ports);
+        let config = FastpathConfig {
+            max_backlog,
+            ..FastpathConfig::new(
+                Role::Lns,
+                vec!["acc".into(), "core".into()],
+                vec![testkit::LOCAL_ADDR],
+            )
+        };
+        Fastpath::with_workers(config, vec![worker], Vec::new(), None).unwrap()
+    }
+
+    fn wait_for_barrier(fp: &mut Fastpath, token: u64) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            fp.poll();
+            while let Some(event) = fp.poll_event() {
+                match event {
+                    FastpathEvent::BarrierDone(t) if t == token => return,
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+            assert!(Instant::now() < deadline, "barrier {token} not echoed");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    #[test]
+    fn updates_wait_in_the_backlog_and_a_barrier_says_when_they_are_live() {
+        let mut fp = lab(1 << 20);
+        for i in 1..200 {
+            fp.upsert_session(testkit::session(Role::Lns, i)).unwrap();
+        }
+        assert!(fp.backlog() > 0, "a queue of 4 took 199 updates at once");
+        assert!(fp.stats().deferred > 0);
+        let token = fp.barrier().unwrap();
+        wait_for_barrier(&mut fp, token);
+        assert_eq!(fp.backlog(), 0);
+        let summary = fp.fresh_reports(Duration::from_secs(10)).unwrap();
+        assert_eq!(summary.workers, 1);
+        assert_eq!(summary.sessions, 200);
+
+        // The LCP frame waiting on the port was punted with its session.
+        let (worker, punt) = fp.poll_punt().expect("the LCP frame");
+        assert_eq!(worker, 0);
+        assert_eq!(punt.reason, PuntReason::LnsPpp(testkit::session_key(0)));
+        assert_eq!(&punt.buffer.bytes()[..4], &[0xff, 0x03, 0xc0, 0x21]);
+        fp.recycle(worker, punt.buffer);
+        assert_eq!(summary.counters.punts(PuntKind::LnsPpp), 1);
+
+        // An injected PPP frame leaves in session 0's tunnel.
+        assert!(fp.inject(
+            InjectTarget::LnsSession(testkit::session_key(0)),
+            &[0xc0, 0x21, 2, 1, 0, 4]
+        ));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let s = fp.fresh_reports(Duration::from_secs(10)).unwrap();
+            if s.counters.forwards(PathKind::Inject) == 1 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{:?}", s.counters);
+        }
+
+        let finals = fp.stop();
+        assert_eq!(finals.len(), 1);
+        assert_eq!(finals[0].sessions, 200);
+        assert!(fp.stop().is_empty(), "stop twice");
+    }
+
+    #[test]
+    fn a_stuck_worker_refuses_updates_once_its_backlog_is_full() {
+        let mut fp = lab(8);
+        fp.stop();
+        let mut refused = 0;
+        for i in 1..20 {
+            if let Err(FastpathError::Backlog { worker: 0 }) =
+                fp.upsert_session(testkit::session(Role::Lns, i))
+            {
+                refused += 1;
+            }
+        }
+        // 4 in the queue, 8 in the backlog.
+        assert_eq!(refused, 19 - 12);
+        assert_eq!(fp.stats().refused, 7);
+        assert_eq!(fp.backlog(), 8);
+    }
+
+    #[test]
+    fn reports_add_up() {
+        let mut a = Counters::default();
+        a.received = 1;
+        a.forwarded[PathKind::LnsUpstream as usize] = 2;
+        let mut b = a.clone();
+        b.dropped[0] = 5;
+        add_counters(&mut a, &b);
+        assert_eq!(a.received, 2);
+        assert_eq!(a.forwards(PathKind::LnsUpstream), 4);
+        assert_eq!(a.total_drops(), 5);
+    }
+}
