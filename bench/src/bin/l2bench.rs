@@ -19,7 +19,7 @@ struct Cli {
 enum Command {
     /// Emulate PPPoE subscribers (or a LAC with PPP sessions straight over
     /// L2TP), bring them up, run traffic both ways and report.
-    Run(bench::subscribers::Args),
+    Run(Box<bench::subscribers::Args>),
     /// Drive an LNS worker and a raw AF_XDP reflector over veth pairs and
     /// report both rates and their ratio.
     Linerate(bench::linerate::Args),

@@ -543,10 +543,8 @@ impl Emulator {
                     self.events.push_back(Event::Up(index));
                 }
             }
-            ppp::Event::Renegotiating => {
-                if sub.status.stage == Stage::Up {
-                    sub.status.stage = Stage::Renegotiating;
-                }
+            ppp::Event::Renegotiating if sub.status.stage == Stage::Up => {
+                sub.status.stage = Stage::Renegotiating;
             }
             ppp::Event::Down { cause } => {
                 // RFC 2516 §5.5: end the session too.

@@ -56,8 +56,8 @@ impl L2tpSide {
     /// Bind `--bind` and make the node (in the calling thread's
     /// namespace).
     pub fn open(args: &Args) -> Result<Self, String> {
-        let socket = UdpSocket::bind(args.bind)
-            .map_err(|e| format!("cannot bind {}: {e}", args.bind))?;
+        let socket =
+            UdpSocket::bind(args.bind).map_err(|e| format!("cannot bind {}: {e}", args.bind))?;
         socket
             .set_nonblocking(true)
             .map_err(|e| format!("socket: {e}"))?;
@@ -199,7 +199,8 @@ impl Side for L2tpSide {
         // PPP with Address/Control and a two-byte Protocol: what every
         // L2TP peer takes.
         let header = ppp_wire::Repr::uncompressed(Protocol::Ipv4);
-        self.frame.resize(header.buffer_len() + 28 + payload.max(24), 0);
+        self.frame
+            .resize(header.buffer_len() + 28 + payload.max(24), 0);
         if header.emit(&mut self.frame).is_err() {
             return false;
         }
@@ -213,7 +214,11 @@ impl Side for L2tpSide {
             return false;
         };
         let len = header.buffer_len() + n;
-        match self.node.endpoint_mut().send_data(session, &self.frame[..len]) {
+        match self
+            .node
+            .endpoint_mut()
+            .send_data(session, &self.frame[..len])
+        {
             Ok(t) => {
                 let _ = self.socket.send_to(&t.payload, t.remote);
                 true

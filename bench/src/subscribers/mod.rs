@@ -18,6 +18,8 @@ pub mod port;
 pub mod report;
 pub mod runner;
 pub mod stream;
+#[cfg(test)]
+mod tests;
 pub mod traffic;
 
 use std::net::{Ipv4Addr, SocketAddrV4};

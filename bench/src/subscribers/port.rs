@@ -18,9 +18,8 @@ pub fn enter_netns(name: &str) -> io::Result<()> {
     } else {
         format!("/run/netns/{name}")
     };
-    let file = File::open(&path).map_err(|e| {
-        io::Error::new(e.kind(), format!("network namespace {path}: {e}"))
-    })?;
+    let file = File::open(&path)
+        .map_err(|e| io::Error::new(e.kind(), format!("network namespace {path}: {e}")))?;
     rustix::thread::move_into_link_name_space(
         std::os::fd::AsFd::as_fd(&file),
         Some(rustix::thread::LinkNameSpaceType::Network),
@@ -167,7 +166,7 @@ impl L2Port for PacketSocket {
                 return None;
             }
             // An ETH_P_ALL socket also sees what the host sends.
-            if from.sll_pkttype == libc::PACKET_OUTGOING as u8 {
+            if from.sll_pkttype == libc::PACKET_OUTGOING {
                 continue;
             }
             return usize::try_from(rc).ok();

@@ -191,7 +191,10 @@ impl fmt::Display for Report {
             "traffic: {} pps per direction offered, {} B payload, {:.1} s",
             self.rate_pps, self.payload_bytes, self.duration_s
         )?;
-        for (name, d) in [("upstream", &self.upstream), ("downstream", &self.downstream)] {
+        for (name, d) in [
+            ("upstream", &self.upstream),
+            ("downstream", &self.downstream),
+        ] {
             writeln!(
                 f,
                 "{name:>10}: sent {} received {} lost {} reordered {} duplicated {}; \
@@ -313,7 +316,10 @@ mod tests {
                 assert!(v[dir][key].is_number(), "{dir}.{key}");
             }
             for key in ["p50", "p99", "max"] {
-                assert!(v[dir]["latency_us"][key].is_number(), "{dir}.latency_us.{key}");
+                assert!(
+                    v[dir]["latency_us"][key].is_number(),
+                    "{dir}.latency_us.{key}"
+                );
             }
         }
         assert_eq!(v["upstream"]["lost"], 1);

@@ -483,12 +483,14 @@ fn spawn_in<T: Send + 'static>(
     netns: Option<String>,
     f: impl FnOnce() -> ThreadResult<T> + Send + 'static,
 ) -> io::Result<thread::JoinHandle<ThreadResult<T>>> {
-    thread::Builder::new().name(name.to_string()).spawn(move || {
-        if let Some(ns) = &netns {
-            port::enter_netns(ns).map_err(|e| e.to_string())?;
-        }
-        f()
-    })
+    thread::Builder::new()
+        .name(name.to_string())
+        .spawn(move || {
+            if let Some(ns) = &netns {
+                port::enter_netns(ns).map_err(|e| e.to_string())?;
+            }
+            f()
+        })
 }
 
 fn join<T>(h: thread::JoinHandle<ThreadResult<T>>, what: &str) -> Result<T, String> {
@@ -513,11 +515,15 @@ pub fn run(args: &Args) -> Result<Report, Box<dyn std::error::Error>> {
         Some(addr) => {
             let shared = shared.clone();
             let rate = args.rate;
-            Some(spawn_in("traffic", args.traffic_netns.clone(), move || {
-                let socket = UdpSocket::bind(SocketAddrV4::new(addr, PORT))
-                    .map_err(|e| format!("cannot bind {addr}:{PORT}: {e}"))?;
-                run_traffic(&socket, &shared, n, rate, payload).map_err(|e| e.to_string())
-            })?)
+            Some(spawn_in(
+                "traffic",
+                args.traffic_netns.clone(),
+                move || {
+                    let socket = UdpSocket::bind(SocketAddrV4::new(addr, PORT))
+                        .map_err(|e| format!("cannot bind {addr}:{PORT}: {e}"))?;
+                    run_traffic(&socket, &shared, n, rate, payload).map_err(|e| e.to_string())
+                },
+            )?)
         }
         None => None,
     };
@@ -536,11 +542,10 @@ pub fn run(args: &Args) -> Result<Report, Box<dyn std::error::Error>> {
                 payload,
             )
             .map_err(|e| e.to_string())
-            .map(|r| {
+            .inspect(|_| {
                 if !args.no_hang_up {
                     hang_up(side.as_mut());
                 }
-                r
             })
         })?
     };
@@ -653,10 +658,14 @@ fn make_side(args: &Args) -> ThreadResult<Box<dyn Side>> {
         Mode::Pppoe => {
             let port = PacketSocket::open(&args.interface)
                 .map_err(|e| format!("cannot open a raw socket on {}: {e}", args.interface))?;
-            let mut config = EmulatorConfig::new(args.subscribers, &args.password, args.auth.into());
+            let mut config =
+                EmulatorConfig::new(args.subscribers, &args.password, args.auth.into());
             config.first = args.first_subscriber;
             config.max_setting_up = args.max_setting_up;
-            Ok(Box::new(PppoeSide::new(Emulator::new(config, args.seed), port)))
+            Ok(Box::new(PppoeSide::new(
+                Emulator::new(config, args.seed),
+                port,
+            )))
         }
         Mode::L2tp => super::l2tp::L2tpSide::open(args).map(|s| Box::new(s) as Box<dyn Side>),
     }

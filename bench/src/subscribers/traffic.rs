@@ -202,7 +202,8 @@ impl Pacer {
     /// Packets to send at `now_ns`; they count as released.
     pub fn due(&mut self, now_ns: u64) -> u64 {
         let elapsed = u128::from(now_ns.saturating_sub(self.start_ns));
-        let target = u64::try_from(elapsed * u128::from(self.rate) / 1_000_000_000).unwrap_or(u64::MAX);
+        let target =
+            u64::try_from(elapsed * u128::from(self.rate) / 1_000_000_000).unwrap_or(u64::MAX);
         let n = target.saturating_sub(self.released).min(self.burst);
         self.released += n;
         n

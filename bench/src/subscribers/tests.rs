@@ -1,0 +1,324 @@
+//! The PPPoE subscribers against an in-memory access concentrator: the
+//! discovery server of `controlplane::pppoe` and a PPP server link per
+//! session (users `sub{n}`, password "lab"), which also routes the test
+//! packets (counts upstream, sends downstream).
+
+use core::net::Ipv4Addr;
+use core::time::Duration;
+use std::collections::{HashMap, VecDeque};
+
+use controlplane::ppp::{self, Ipv4Assignment, PppConfig, PppLink, Role};
+use controlplane::pppoe::{Server, ServerConfig, ServerEvent};
+use controlplane::subscriber::AuthChoice;
+use controlplane::time::Instant;
+use dataplane::wire::ethernet::Address;
+use rand_chacha::rand_core::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use super::emulator::{Emulator, EmulatorConfig, Stage};
+use super::port::MemoryL2;
+use super::runner::{PppoeSide, Side};
+use super::stream::{Probe, Receiver, PROBE_LEN};
+use super::traffic;
+
+const AC_MAC: Address = Address([0x02, 0, 0, 0, 0, 0x01]);
+const GATEWAY: Ipv4Addr = Ipv4Addr::new(100, 64, 0, 1);
+const CORE: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 2);
+
+/// The access concentrator and LNS in one.
+struct Ac {
+    pppoe: Server,
+    links: HashMap<u16, (Address, PppLink)>,
+    next_host: u8,
+    upstream: Receiver,
+    out: VecDeque<Vec<u8>>,
+    rejected_logins: usize,
+}
+
+impl Ac {
+    fn new() -> Self {
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        let pppoe = Server::new(
+            ServerConfig {
+                mac: AC_MAC,
+                ..ServerConfig::default()
+            },
+            Instant::ZERO,
+            &mut rng,
+        );
+        Ac {
+            pppoe,
+            links: HashMap::new(),
+            next_host: 10,
+            upstream: Receiver::new(64).unwrap(),
+            out: VecDeque::new(),
+            rejected_logins: 0,
+        }
+    }
+
+    fn handle(&mut self, now: Instant, frame: &[u8]) {
+        if self.pppoe.handle_frame(now, frame) {
+            while let Some(event) = self.pppoe.poll_event() {
+                if let ServerEvent::SessionRequested {
+                    mac, session_id, ..
+                } = event
+                {
+                    let mut config = PppConfig::server();
+                    config.address_control = false;
+                    config.lcp.mru = 1492;
+                    let mut link = PppLink::new(
+                        Role::Server,
+                        config,
+                        Box::new(ChaCha8Rng::seed_from_u64(u64::from(session_id))),
+                    );
+                    link.open(now);
+                    link.set_ipv4_assignment(
+                        now,
+                        Ipv4Assignment {
+                            local: GATEWAY,
+                            peer: Ipv4Addr::new(100, 64, 0, self.next_host),
+                            primary_dns: None,
+                            secondary_dns: None,
+                        },
+                    );
+                    self.next_host += 1;
+                    self.links.insert(session_id, (mac, link));
+                }
+            }
+        } else if let Some(s) = traffic::read_session(frame) {
+            if let Some(payload) = traffic::read_ppp_udp(s.ppp) {
+                self.upstream.receive(payload, now.as_nanos());
+            } else if let Some((_, link)) = self.links.get_mut(&s.session_id) {
+                link.handle_frame(now, s.ppp);
+            }
+        }
+        self.service(now);
+    }
+
+    fn service(&mut self, now: Instant) {
+        let mut buf = Vec::new();
+        while self.pppoe.poll_frame(&mut buf) {
+            self.out.push_back(core::mem::take(&mut buf));
+        }
+        for (&sid, (mac, link)) in self.links.iter_mut() {
+            if link.poll_timeout().is_some_and(|t| t <= now) {
+                link.handle_timeout(now);
+            }
+            while let Some(event) = link.poll_event() {
+                if let ppp::Event::Authenticate(request) = event {
+                    let ok =
+                        request.username.starts_with(b"sub") && request.matches_password(b"lab");
+                    if !ok {
+                        self.rejected_logins += 1;
+                    }
+                    link.auth_verdict(now, ok);
+                }
+            }
+            while let Some(ppp_frame) = link.poll_transmit(now) {
+                self.out
+                    .push_back(session_frame(AC_MAC, *mac, sid, &ppp_frame));
+            }
+        }
+    }
+
+    /// A downstream test packet to the subscriber with `address`.
+    fn send_down(&mut self, address: Ipv4Addr, probe: &Probe) {
+        let Some((&sid, (mac, _))) = self
+            .links
+            .iter()
+            .find(|(_, (_, l))| l.state().ipcp.and_then(|i| i.peer) == Some(address))
+        else {
+            return;
+        };
+        let mut buf = [0u8; 256];
+        // Built like an upstream frame with the ends swapped.
+        let n = traffic::write_pppoe_udp(&mut buf, AC_MAC, *mac, sid, CORE, address, probe, 40)
+            .unwrap();
+        self.out.push_back(buf[..n].to_vec());
+    }
+}
+
+fn session_frame(src: Address, dst: Address, sid: u16, ppp: &[u8]) -> Vec<u8> {
+    let mut f = Vec::new();
+    f.extend_from_slice(&dst.0);
+    f.extend_from_slice(&src.0);
+    f.extend_from_slice(&[0x88, 0x64, 0x11, 0x00]);
+    f.extend_from_slice(&sid.to_be_bytes());
+    f.extend_from_slice(&(ppp.len() as u16).to_be_bytes());
+    f.extend_from_slice(ppp);
+    f
+}
+
+struct Bench {
+    side: PppoeSide<MemoryL2>,
+    ac: Ac,
+    downstream: Receiver,
+    now: Instant,
+    /// The most subscribers seen between PADI and the first IPCP up.
+    most_setting_up: usize,
+}
+
+impl Bench {
+    fn new(subscribers: usize, password: &str) -> Self {
+        let mut config = EmulatorConfig::new(subscribers, password, AuthChoice::Chap);
+        config.max_setting_up = 4;
+        let side = PppoeSide::new(Emulator::new(config, 1), MemoryL2::default());
+        Bench {
+            side,
+            ac: Ac::new(),
+            downstream: Receiver::new(subscribers).unwrap(),
+            now: Instant::from_nanos(1_000_000_000),
+            most_setting_up: 0,
+        }
+    }
+
+    /// Run the wire and the timers for `duration` in 1 ms steps.
+    fn run(&mut self, duration: Duration) {
+        let end = self.now + duration;
+        while self.now < end {
+            for _ in 0..100 {
+                self.side.flush(self.now);
+                let mut moved = false;
+                while let Some(frame) = self.side.port.tx.pop_front() {
+                    moved = true;
+                    self.ac.handle(self.now, &frame);
+                }
+                self.ac.service(self.now);
+                while let Some(frame) = self.ac.out.pop_front() {
+                    moved = true;
+                    self.side.port.rx.push_back(frame);
+                }
+                self.side.receive(self.now, &mut self.downstream);
+                if self.side.poll_timeout().is_some_and(|t| t <= self.now) {
+                    self.side.handle_timeout(self.now);
+                }
+                let setting_up = (0..self.side.emulator.len())
+                    .filter(|&i| matches!(self.stage(i), Stage::Discovery | Stage::Negotiating))
+                    .count();
+                self.most_setting_up = self.most_setting_up.max(setting_up);
+                if !moved {
+                    break;
+                }
+            }
+            self.now += Duration::from_millis(1);
+        }
+    }
+
+    fn stage(&self, i: usize) -> Stage {
+        self.side.emulator.status(i).unwrap().stage
+    }
+}
+
+#[test]
+fn subscribers_come_up_paced_and_carry_traffic_both_ways() {
+    let n = 12;
+    let mut b = Bench::new(n, "lab");
+    b.side.start(b.now);
+    b.run(Duration::from_secs(3));
+    // Paced: never more than 4 between PADI and IPCP up.
+    assert_eq!(b.most_setting_up, 4);
+    assert_eq!(b.side.counts(), (n, n));
+    assert_eq!(b.ac.rejected_logins, 0);
+    let mut addresses = Vec::new();
+    let mut changes = 0;
+    while let Some((_, a)) = b.side.poll_change() {
+        changes += 1;
+        assert!(a.is_some());
+    }
+    assert_eq!(changes, n);
+    for i in 0..n {
+        let s = b.side.emulator.status(i).unwrap();
+        assert_eq!(s.stage, Stage::Up);
+        // The wire here takes no time: only that it was measured.
+        assert!(s.setup_time.is_some());
+        assert!(s.local_magic.is_some_and(|m| m != 0));
+        assert!(s.peer_magic.is_some_and(|m| m != 0));
+        assert_eq!((s.flaps, s.renegotiations), (0, 0));
+        addresses.push(s.address.unwrap());
+    }
+    let mut distinct = addresses.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), n);
+
+    // Traffic: 5 packets per subscriber each way.
+    for seq in 0..5u64 {
+        for (i, &addr) in addresses.iter().enumerate() {
+            let probe = Probe {
+                subscriber: i as u32,
+                sequence: seq,
+                sent_ns: b.now.as_nanos(),
+            };
+            assert!(b.side.send_upstream(i, CORE, &probe, PROBE_LEN));
+            b.ac.send_down(addr, &probe);
+        }
+    }
+    b.run(Duration::from_millis(5));
+    assert_eq!(b.ac.upstream.received(), 5 * n as u64);
+    assert_eq!(b.ac.upstream.foreign, 0);
+    assert_eq!(b.downstream.received(), 5 * n as u64);
+    assert!(b
+        .downstream
+        .streams
+        .iter()
+        .all(|s| s.received == 5 && s.reordered == 0));
+
+    // The server restarts LCP on subscriber 0's session: a renegotiation,
+    // and the subscriber comes back up. The access concentrator ends
+    // subscriber 1's session: a flap.
+    let (mac0, sid0) = b.side.emulator.status(0).unwrap().session.unwrap();
+    let conf_req = [0xc0, 0x21, 0x01, 0x77, 0x00, 0x04];
+    assert_eq!(mac0, AC_MAC);
+    let mac_sub0 = b.side.emulator.status(0).unwrap().mac;
+    b.side
+        .port
+        .rx
+        .push_back(session_frame(AC_MAC, mac_sub0, sid0, &conf_req));
+    let sid1 = b.side.emulator.status(1).unwrap().session.unwrap().1;
+    assert!(b.ac.pppoe.terminate(b.now, None, sid1));
+    b.ac.links.remove(&sid1);
+    b.ac.service(b.now);
+    b.run(Duration::from_secs(5));
+    let s0 = b.side.emulator.status(0).unwrap();
+    assert!(s0.renegotiations >= 1, "{s0:?}");
+    assert_eq!(s0.stage, Stage::Up);
+    assert_eq!(s0.flaps, 0);
+    let s1 = b.side.emulator.status(1).unwrap();
+    assert_eq!((s1.stage, s1.flaps), (Stage::Down, 1));
+    assert_eq!(b.side.counts(), (n - 1, n));
+    let report = b.side.subscribers();
+    assert_eq!(report.len(), n);
+    assert_eq!(report[1].flaps, 1);
+    assert!(report[0].mac.as_deref() == Some("02:00:00:10:00:00"));
+
+    // Hanging up sends a Terminate-Request and a PADT per subscriber.
+    b.side.hang_up(b.now);
+    b.side.flush(b.now);
+    let padts = b
+        .side
+        .port
+        .tx
+        .iter()
+        .filter(|f| f[12..14] == [0x88, 0x63] && f[15] == 0xa7)
+        .count();
+    assert_eq!(padts, n - 1);
+}
+
+#[test]
+fn wrong_password_fails_every_subscriber_and_settles() {
+    let n = 3;
+    let mut b = Bench::new(n, "wrong");
+    b.side.start(b.now);
+    b.run(Duration::from_secs(10));
+    assert_eq!(b.side.counts(), (0, n));
+    assert!(b.ac.rejected_logins >= n);
+    for i in 0..n {
+        let s = b.side.emulator.status(i).unwrap();
+        assert_eq!(s.stage, Stage::Down);
+        assert_eq!(s.flaps, 0);
+        assert!(
+            s.down_cause.as_deref().is_some_and(|c| c.contains("Auth")),
+            "{s:?}"
+        );
+    }
+}
