@@ -36,7 +36,8 @@
 # Environment: LNSD, LACD (the daemons' binaries; default: the release build of
 # this checkout, honouring CARGO_TARGET_DIR, then PATH), RUST_LOG (the
 # daemons' log filter, default info), L2LAB_STOP_GRACE (seconds between
-# SIGTERM and SIGKILL, default 5), L2LAB_START_WAIT (seconds `start` waits
+# SIGTERM and SIGKILL, default 5), L2LAB_FASTPATH (0: the daemons' configs
+# say [dataplane] enabled = false; default 1), L2LAB_START_WAIT (seconds `start` waits
 # for the control socket, default 10), L2LAB_EXAMPLES (where the config
 # templates are, default deploy/examples).
 set -euo pipefail
@@ -233,22 +234,29 @@ up() {
 
 # --- configs ------------------------------------------------------------------
 
-# Each box's config comes from the example in deploy/examples with the box's
-# own values put in. The examples are written for lns1 and the LAC of this
-# lab, so lns2 swaps lns1's addresses, pool, gateway, socket and metrics port
-# for its own. A missing example is not an error: `start` says so then.
+# Each box's config comes from the example in deploy/examples, which is
+# written for lns1 and the LAC of this lab; lns2 gets lns1's with its own
+# address, name, pool, gateway and socket. Every box runs in its own
+# namespace, so the metrics port (on each one's 127.0.0.1) needs no change.
+# The lab runs the fast path (it exists to test it) unless L2LAB_FASTPATH=0.
+# `up` (re)writes them; edit /run/l2lab/NAME.toml by hand between `up` and
+# `start` to try something else. A missing example is not an error: `start`
+# says so then.
 render_config() {
-    local box=$1 template=$2 out="$STATE/$1.toml" tmp
+    local box=$1 template=$2 out="$STATE/$1.toml" tmp enabled=true
     if [[ ! -f $template ]]; then
         rm -f "$out"
         return 0
     fi
+    [[ ${L2LAB_FASTPATH:-1} == 0 ]] && enabled=false
     tmp="$out.tmp"
     cp "$template" "$tmp"
-    # Every path of the state goes under /run/l2lab, whatever the example's.
+    # The state goes under /run/l2lab whatever the example says; the keys
+    # are matched at the start of a line, the values replaced whole.
     sed -i -E \
         -e "s|^([[:space:]]*socket[[:space:]]*=[[:space:]]*)\"[^\"]*\"|\\1\"$STATE/$box.sock\"|" \
         -e "s|^([[:space:]]*users[[:space:]]*=[[:space:]]*)\"[^\"]*\"|\\1\"$STATE/users\"|" \
+        -e "s|^([[:space:]]*enabled[[:space:]]*=[[:space:]]*)[a-z]+|\\1$enabled|" \
         "$tmp"
     if [[ $box == lns2 ]]; then
         sed -i -E \
@@ -257,11 +265,7 @@ render_config() {
             -e 's|100\.64\.0\.0/22|100.64.4.0/22|g' \
             -e 's/100\.64\.0\.1([^0-9]|$)/100.64.4.1\1/g' \
             -e 's/lns1/lns2/g' \
-            -e 's/127\.0\.0\.1:9101/127.0.0.1:9102/g' \
             "$tmp"
-    fi
-    if [[ $box == lac ]]; then
-        sed -i -E -e 's/127\.0\.0\.1:9101/127.0.0.1:9103/g' "$tmp"
     fi
     chmod 600 "$tmp"
     mv -f "$tmp" "$out"
@@ -392,8 +396,8 @@ start_box() {
     daemon=$(box_daemon "$box")
     binary=$(daemon_binary "$daemon")
     config="$STATE/$box.toml"
-    # Re-render: the example may have landed or changed since `up`.
-    write_configs
+    # Written now if `up` found no example then.
+    [[ -f $config ]] || write_configs
     [[ -f $config ]] || die "no config for $box: deploy/examples/$daemon.toml is missing"
     rm -f "$STATE/$box.sock"
     # A session of its own (setsid), so that the daemon and anything it

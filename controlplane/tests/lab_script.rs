@@ -234,6 +234,15 @@ fn lab_script_builds_the_lab_idempotently_and_removes_all_of_it() {
         .mode();
     assert_eq!(mode & 0o077, 0, "the users file holds passwords: root only");
 
+    // The boxes' configs, made from deploy/examples, are valid.
+    let lac = controlplane::config::LacConfig::load(Path::new("/run/l2lab/lac.toml")).unwrap();
+    assert_eq!(lac.control.socket, Path::new("/run/l2lab/lac.sock"));
+    assert!(lac.dataplane.enabled, "the lab runs the fast path");
+    for lns in ["lns1", "lns2"] {
+        let path = format!("/run/l2lab/{lns}.toml");
+        controlplane::config::LnsConfig::load(Path::new(&path)).unwrap();
+    }
+
     let status = lab(&["status"]);
     for needle in NAMESPACES.iter().copied().chain([
         "br-wan",
@@ -288,12 +297,9 @@ impl FakeDaemon {
         let dir = std::env::temp_dir().join(format!("lab-script-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(dir.join("examples")).unwrap();
-        fs::write(
-            dir.join("examples/lnsd.toml"),
-            "[control]\nsocket = \"/tmp/elsewhere.sock\"\nmetrics = \"127.0.0.1:9101\"\n\
-             [wan]\naddress = \"10.0.0.11\"\npool = \"100.64.0.0/22\"\n",
-        )
-        .unwrap();
+        // The real example, so that what the lab makes of it is checked too.
+        let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples");
+        fs::copy(examples.join("lnsd.toml"), dir.join("examples/lnsd.toml")).unwrap();
         let trap = if ignore_term { "trap '' TERM" } else { "" };
         let mut fake = File::create(dir.join("lnsd")).unwrap();
         // Says where it runs and with what, then waits to be stopped.
@@ -351,14 +357,21 @@ fn lab_script_starts_and_stops_a_daemon_in_its_box() {
         let env = fake.env();
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
         lab_with(&env, &["up"]);
-        // lns2's config is lns1's example with lns2's own values.
-        let lns2 = fs::read_to_string("/run/l2lab/lns2.toml").unwrap();
-        assert!(lns2.contains("socket = \"/run/l2lab/lns2.sock\""), "{lns2}");
-        assert!(
-            lns2.contains("10.0.0.12") && lns2.contains("100.64.4.0/22"),
-            "{lns2}"
-        );
-        assert!(lns2.contains("127.0.0.1:9102"), "{lns2}");
+        // lns2's config is lns1's example with lns2's own values, and it is
+        // a valid lnsd config.
+        let path = Path::new("/run/l2lab/lns2.toml");
+        let lns2 = controlplane::config::LnsConfig::load(path).unwrap();
+        assert_eq!(lns2.listen.to_string(), "10.0.0.12:1701");
+        assert_eq!(lns2.hostname, "lns2");
+        assert_eq!(lns2.pool, ["100.64.4.0/22"]);
+        assert_eq!(lns2.gateway, Some(Ipv4Addr::new(100, 64, 4, 1)));
+        assert_eq!(lns2.users.as_deref(), Some(Path::new("/run/l2lab/users")));
+        assert_eq!(lns2.control.socket, Path::new("/run/l2lab/lns2.sock"));
+        assert!(lns2.dataplane.enabled, "the lab runs the fast path");
+        let lns1 =
+            controlplane::config::LnsConfig::load(Path::new("/run/l2lab/lns1.toml")).unwrap();
+        assert_eq!(lns1.listen.to_string(), "10.0.0.11:1701");
+        assert_eq!(lns1.pool, ["100.64.0.0/22"]);
 
         lab_with(&env, &["start", "lns2"]);
         let pid = pid_of("lns2").expect("a pid file");
