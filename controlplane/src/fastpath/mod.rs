@@ -927,7 +927,7 @@ mod tests {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             fp.poll();
-            while let Some(event) = fp.poll_event() {
+            if let Some(event) = fp.poll_event() {
                 match event {
                     FastpathEvent::BarrierDone(t) if t == token => return,
                     other => panic!("unexpected {other:?}"),
@@ -1001,8 +1001,10 @@ mod tests {
 
     #[test]
     fn reports_add_up() {
-        let mut a = Counters::default();
-        a.received = 1;
+        let mut a = Counters {
+            received: 1,
+            ..Counters::default()
+        };
         a.forwarded[PathKind::LnsUpstream as usize] = 2;
         let mut b = a.clone();
         b.dropped[0] = 5;
