@@ -33,6 +33,10 @@ struct Ac {
     upstream: Receiver,
     out: VecDeque<Vec<u8>>,
     rejected_logins: usize,
+    /// Route the subscribers' IPv4 here (as IPv4 packets) instead of
+    /// counting it in `upstream`.
+    route: bool,
+    routed: VecDeque<Vec<u8>>,
 }
 
 impl Ac {
@@ -53,6 +57,8 @@ impl Ac {
             upstream: Receiver::new(64).unwrap(),
             out: VecDeque::new(),
             rejected_logins: 0,
+            route: false,
+            routed: VecDeque::new(),
         }
     }
 
@@ -86,7 +92,10 @@ impl Ac {
                 }
             }
         } else if let Some(s) = traffic::read_session(frame) {
-            if let Some(payload) = traffic::read_ppp_udp(s.ppp) {
+            let ip = s.ppp.get(2..).filter(|_| s.ppp.starts_with(&[0x00, 0x21]));
+            if let (true, Some(ip)) = (self.route, ip) {
+                self.routed.push_back(ip.to_vec());
+            } else if let Some(payload) = traffic::read_ppp_udp(s.ppp) {
                 self.upstream.receive(payload, now.as_nanos());
             } else if let Some((_, link)) = self.links.get_mut(&s.session_id) {
                 link.handle_frame(now, s.ppp);
@@ -135,6 +144,27 @@ impl Ac {
         let n = traffic::write_pppoe_udp(&mut buf, AC_MAC, *mac, sid, CORE, address, probe, 40)
             .unwrap();
         self.out.push_back(buf[..n].to_vec());
+    }
+}
+
+impl Ac {
+    /// An IPv4 packet from the core: into the session of its destination.
+    fn deliver_down(&mut self, ip: &[u8]) {
+        let Some(dst) = ip
+            .get(16..20)
+            .map(|d| Ipv4Addr::new(d[0], d[1], d[2], d[3]))
+        else {
+            return;
+        };
+        let found = self
+            .links
+            .iter()
+            .find(|(_, (_, l))| l.state().ipcp.and_then(|i| i.peer) == Some(dst));
+        if let Some((&sid, (mac, _))) = found {
+            let mut ppp = vec![0x00, 0x21];
+            ppp.extend_from_slice(ip);
+            self.out.push_back(session_frame(AC_MAC, *mac, sid, &ppp));
+        }
     }
 }
 
@@ -321,4 +351,196 @@ fn wrong_password_fails_every_subscriber_and_settles() {
             "{s:?}"
         );
     }
+}
+
+/// Namespaces for one test, deleted on drop (also when the test fails).
+struct Namespaces(Vec<String>);
+
+impl Namespaces {
+    fn create(roles: &[&str]) -> Self {
+        let pid = std::process::id();
+        let names: Vec<String> = roles.iter().map(|r| format!("l2bt-{pid}-{r}")).collect();
+        let ns = Namespaces(names);
+        for name in &ns.0 {
+            ip(&["netns", "add", name]);
+            ip(&["-n", name, "link", "set", "lo", "up"]);
+        }
+        ns
+    }
+
+    fn name(&self, i: usize) -> &str {
+        &self.0[i]
+    }
+}
+
+impl Drop for Namespaces {
+    fn drop(&mut self) {
+        for name in &self.0 {
+            let _ = std::process::Command::new("ip")
+                .args(["netns", "del", name])
+                .status();
+        }
+    }
+}
+
+#[track_caller]
+fn ip(args: &[&str]) {
+    let out = std::process::Command::new("ip")
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The whole of `l2bench run` on real sockets: subscribers on a raw port in
+/// one namespace, the in-memory access concentrator on the other end of the
+/// veth (routing to a core veth), the traffic side in a third namespace.
+#[test]
+fn run_over_veth_between_namespaces() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    use clap::Parser;
+
+    use super::port::{enter_netns, L2Port, PacketSocket};
+    use super::stream::monotonic_ns;
+
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("skipped: needs root (network namespaces)");
+        return;
+    }
+    let ns = Namespaces::create(&["cpe", "ac", "net"]);
+    let (cpe, ac, net) = (ns.name(0), ns.name(1), ns.name(2));
+    ip(&[
+        "link", "add", "cpe0", "netns", cpe, "type", "veth", "peer", "name", "ac0", "netns", ac,
+    ]);
+    let core_mac = "02:09:00:00:00:01";
+    let net_mac = [0x02, 0x09, 0, 0, 0, 0x02];
+    ip(&[
+        "link",
+        "add",
+        "core0",
+        "netns",
+        ac,
+        "address",
+        core_mac,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "net0",
+        "netns",
+        net,
+        "address",
+        "02:09:00:00:00:02",
+    ]);
+    ip(&["-n", ac, "addr", "add", "10.9.0.1/24", "dev", "core0"]);
+    ip(&["-n", net, "addr", "add", "10.9.0.2/24", "dev", "net0"]);
+    for (n, dev) in [(cpe, "cpe0"), (ac, "ac0"), (ac, "core0"), (net, "net0")] {
+        ip(&["-n", n, "link", "set", dev, "up"]);
+    }
+    ip(&[
+        "-n",
+        net,
+        "route",
+        "add",
+        "100.64.0.0/24",
+        "via",
+        "10.9.0.1",
+    ]);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let ac_thread = {
+        let stop = stop.clone();
+        let ac = ac.to_string();
+        std::thread::spawn(move || {
+            enter_netns(&ac).unwrap();
+            let mut access = PacketSocket::open("ac0").unwrap();
+            let mut core = PacketSocket::open("core0").unwrap();
+            let mut node = Ac::new();
+            node.route = true;
+            let mut buf = vec![0u8; 2048];
+            while !stop.load(Ordering::Relaxed) {
+                let now = Instant::from_nanos(monotonic_ns());
+                let mut busy = false;
+                while let Some(n) = access.receive(&mut buf) {
+                    busy = true;
+                    node.handle(now, &buf[..n]);
+                }
+                while let Some(n) = core.receive(&mut buf) {
+                    busy = true;
+                    // IPv4 to the subscribers' prefix (the kernel answers
+                    // ARP for 10.9.0.1 and drops the rest: no forwarding).
+                    let frame = &buf[..n];
+                    if frame.get(12..14) == Some(&[0x08, 0x00]) && frame.get(30) == Some(&100) {
+                        node.deliver_down(&frame[14..]);
+                    }
+                }
+                node.service(now);
+                while let Some(frame) = node.out.pop_front() {
+                    access.send(&frame);
+                }
+                while let Some(packet) = node.routed.pop_front() {
+                    let mut frame = net_mac.to_vec();
+                    frame.extend_from_slice(&[0x02, 0x09, 0, 0, 0, 0x01, 0x08, 0x00]);
+                    frame.extend_from_slice(&packet);
+                    core.send(&frame);
+                }
+                if !busy {
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+            }
+        })
+    };
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: super::Args,
+    }
+    let cli = Cli::parse_from([
+        "l2bench",
+        "--netns",
+        cpe,
+        "--interface",
+        "cpe0",
+        "--subscribers",
+        "6",
+        "--max-setting-up",
+        "3",
+        "--traffic-netns",
+        net,
+        "--traffic-addr",
+        "10.9.0.2",
+        "--rate",
+        "600",
+        "--duration",
+        "1",
+        "--setup-timeout",
+        "20",
+        "--quiet",
+    ]);
+    let report = super::runner::run(&cli.args);
+    stop.store(true, Ordering::Relaxed);
+    ac_thread.join().unwrap();
+    let report = report.unwrap();
+    eprintln!("{report}");
+    assert_eq!((report.sessions_requested, report.sessions_up), (6, 6));
+    assert_eq!(report.sessions_flapped, 0);
+    assert_eq!(report.renegotiations, 0);
+    assert!(report.setup_ms.max > 0.0);
+    for d in [&report.upstream, &report.downstream] {
+        // 600 pps for 1 s, give or take the pacer's start.
+        assert!(d.sent >= 500, "{d:?}");
+        assert_eq!(d.lost, 0, "{d:?}");
+        assert_eq!(d.received, d.sent, "{d:?}");
+        assert_eq!(d.duplicated, 0, "{d:?}");
+        assert!(d.latency_us.max > 0.0, "{d:?}");
+    }
+    assert!(report.subscribers.iter().all(|s| s.up_at_end));
 }
