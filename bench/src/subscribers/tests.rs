@@ -544,3 +544,82 @@ fn run_over_veth_between_namespaces() {
     }
     assert!(report.subscribers.iter().all(|s| s.up_at_end));
 }
+
+/// Mode `l2tp` against the LNS node over loopback: every call comes up
+/// with its own address (no traffic: the node has no data plane).
+#[test]
+fn l2tp_mode_brings_sessions_up_against_the_lns_node() {
+    use std::net::UdpSocket;
+    use std::ops::ControlFlow;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    use clap::Parser;
+    use controlplane::aaa::pool::AddressPool;
+    use controlplane::aaa::users::Users;
+    use controlplane::aaa::Authenticator;
+    use controlplane::driver::Driver;
+    use controlplane::lns;
+
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let lns_addr = socket.local_addr().unwrap().to_string();
+    let users = Users::parse("sub0 lab\n", "users").unwrap();
+    let node = lns::Node::new(
+        lns::Config::new("lns", GATEWAY),
+        Authenticator::local(users),
+        AddressPool::parse(&["100.64.0.2-100.64.0.60"]).unwrap(),
+        Box::new(ChaCha8Rng::seed_from_u64(3)),
+    )
+    .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let lns_thread = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut driver = Driver::new(socket, node).unwrap();
+            while !stop.load(Ordering::Relaxed) {
+                let until = driver.now() + Duration::from_millis(20);
+                driver
+                    .run_until(until, |_, _| ControlFlow::Continue(()))
+                    .unwrap();
+            }
+        })
+    };
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: super::Args,
+    }
+    let cli = Cli::parse_from([
+        "l2bench",
+        "--mode",
+        "l2tp",
+        "--lns",
+        &lns_addr,
+        "--bind",
+        "127.0.0.1:0",
+        "--subscribers",
+        "5",
+        "--max-setting-up",
+        "2",
+        "--setup-timeout",
+        "20",
+        "--quiet",
+    ]);
+    let report = super::runner::run(&cli.args);
+    stop.store(true, Ordering::Relaxed);
+    lns_thread.join().unwrap();
+    let report = report.unwrap();
+    assert_eq!(report.mode, "l2tp");
+    assert_eq!((report.sessions_requested, report.sessions_up), (5, 5));
+    assert_eq!((report.sessions_flapped, report.renegotiations), (0, 0));
+    let mut addresses: Vec<_> = report
+        .subscribers
+        .iter()
+        .map(|s| s.address.clone().unwrap())
+        .collect();
+    addresses.sort();
+    addresses.dedup();
+    assert_eq!(addresses.len(), 5);
+    assert!(report.subscribers.iter().all(|s| s.peer_magic.is_some()));
+}
