@@ -1,0 +1,147 @@
+#!/usr/bin/env bash
+# The end-to-end scenario on the lab (deploy/lab.sh): PPPoE subscribers in
+# l2lab-cpe dial through our LAC (lacd) to our two LNSs (lnsd on lns1 and
+# lns2), each gets an address from its LNS's pool, and l2bench sends
+# sequence-numbered UDP both ways between every subscriber and l2lab-net
+# through both fast paths; then it hangs everyone up and reports.
+#
+#   sudo deploy/e2e/run.sh [--subscribers N] [--rate PPS] [--duration SECONDS]
+#                          [--out DIR] [--no-build]
+#
+#   --subscribers N   PPPoE subscribers, users sub0..subN-1 (default 1000, at most 4096)
+#   --rate PPS        test packets per second in each direction, all subscribers together
+#                     (default 5000: moderate, the lab shares its cores with everything else)
+#   --duration S      seconds of traffic once every session is up (default 10)
+#   --out DIR         where the report, the summary and the logs go (default /tmp/l2lab-e2e)
+#   --no-build        use the binaries as they are (default: cargo build --release first)
+#
+# Binaries: LNSD, LACD, L2BENCH, L2TPCTL in the environment, else the release
+# build of this checkout (CARGO_TARGET_DIR honoured). E2E_FASTPATH=0 runs the
+# daemons without their fast path (control plane only: no traffic gets
+# through then, so the traffic part is skipped).
+#
+# It holds /run/l2lab.lock while it runs (the lab has fixed names), and on
+# exit, also on failure or Ctrl-C, stops the daemons and takes the lab down.
+# The exit status is l2bench's: 0 when every subscriber came up.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+LAB="$ROOT/deploy/lab.sh"
+LOCK=/run/l2lab.lock
+SUBSCRIBERS=1000
+RATE=5000
+DURATION=10
+OUT=/tmp/l2lab-e2e
+BUILD=1
+LAB_IS_OURS=0
+
+say() { printf '\n==> %s\n' "$*"; }
+die() { printf 'e2e: %s\n' "$*" >&2; exit 1; }
+
+while [[ $# -gt 0 ]]; do
+    case $1 in
+    --subscribers) SUBSCRIBERS=$2; shift 2 ;;
+    --rate) RATE=$2; shift 2 ;;
+    --duration) DURATION=$2; shift 2 ;;
+    --out) OUT=$2; shift 2 ;;
+    --no-build) BUILD=0; shift ;;
+    -h | --help) sed -n '8,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) die "unknown argument $1 (see --help)" ;;
+    esac
+done
+[[ $SUBSCRIBERS =~ ^[0-9]+$ && $SUBSCRIBERS -ge 1 && $SUBSCRIBERS -le 4096 ]] ||
+    die "--subscribers: 1 to 4096 (the lab's users file has sub0..sub4095)"
+[[ $(id -u) -eq 0 ]] || die "needs root (network namespaces, veth, AF_XDP)"
+export PATH="$PATH:/usr/sbin:/sbin"
+
+# --- binaries -------------------------------------------------------------------
+TARGET="${CARGO_TARGET_DIR:-$ROOT/target}/release"
+if [[ $BUILD -eq 1 ]]; then
+    say "building lnsd, lacd, l2tpctl and l2bench (release)"
+    cargo build --release --quiet --manifest-path "$ROOT/Cargo.toml" \
+        -p controlplane --bins -p bench --bin l2bench
+fi
+export LNSD=${LNSD:-$TARGET/lnsd}
+export LACD=${LACD:-$TARGET/lacd}
+L2BENCH=${L2BENCH:-$TARGET/l2bench}
+L2TPCTL=${L2TPCTL:-$TARGET/l2tpctl}
+for binary in "$LNSD" "$LACD" "$L2BENCH"; do
+    [[ -x $binary ]] || die "$binary not found: build it (drop --no-build) or set LNSD/LACD/L2BENCH"
+done
+
+# --- the lab, ours alone until we exit -----------------------------------------
+exec {lock_fd}>"$LOCK"
+if ! flock --nonblock "$lock_fd"; then
+    echo "e2e: the lab is in use (a test or another run holds $LOCK); waiting up to 10 min"
+    flock --wait 600 "$lock_fd" || die "the lab stayed busy for 10 minutes"
+fi
+
+# lab.sh with the lock's descriptor closed, so that the daemons it starts do
+# not hold the lock after we are gone.
+lab() { "$LAB" "$@" {lock_fd}>&-; }
+
+cleanup() {
+    local status=$?
+    set +e
+    if [[ $LAB_IS_OURS -eq 1 ]]; then
+        say "stopping the daemons and taking the lab down"
+        lab stop lac lns1 lns2
+        # The daemons' logs outlive the lab in the output directory.
+        for box in lns1 lns2 lac; do
+            [[ -f /run/l2lab/$box.log ]] && cp "/run/l2lab/$box.log" "$OUT/$box.log"
+        done
+        lab down
+    fi
+    echo "e2e: files in $OUT"
+    exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+rm -rf "$OUT"
+mkdir -p "$OUT"
+say "lab up (deploy/lab.sh)"
+LAB_IS_OURS=1
+# A lab left by someone who did not hold the lock starts over from nothing.
+lab down >/dev/null
+L2LAB_FASTPATH=${E2E_FASTPATH:-1} lab up
+
+say "starting lns1, lns2 and lac"
+lab start lns1 lns2 lac
+
+# --- the scenario ---------------------------------------------------------------
+traffic=(--traffic-netns l2lab-net --traffic-addr 10.1.0.2 --rate "$RATE" --duration "$DURATION")
+if [[ ${E2E_FASTPATH:-1} == 0 ]]; then
+    echo "(E2E_FASTPATH=0: sessions only, no traffic)"
+    traffic=(--duration 0)
+fi
+say "l2bench: $SUBSCRIBERS PPPoE subscribers (CHAP), $RATE packets/s each way for ${DURATION}s"
+bench_status=0
+# Bounded: setup (60 s at most) + traffic + hang-up, with room to spare.
+timeout --kill-after=10s $((120 + ${DURATION%.*})) \
+    "$L2BENCH" run --netns l2lab-cpe --interface cpe0 --subscribers "$SUBSCRIBERS" \
+    --password lab --auth chap "${traffic[@]}" --report "$OUT/report.json" \
+    2> >(tee "$OUT/l2bench.log" >&2) | tee "$OUT/summary.txt" || bench_status=$?
+
+# What each daemon says it did (its counters), while it still runs.
+if [[ -x $L2TPCTL ]]; then
+    for box in lns1 lns2 lac; do
+        if lab exec "$box" true 2>/dev/null && [[ -S /run/l2lab/$box.sock ]]; then
+            timeout 5 "$L2TPCTL" --socket "/run/l2lab/$box.sock" show stats --json \
+                >"$OUT/$box-stats.json" 2>&1 || true
+            say "$box: l2tpctl show stats"
+            timeout 5 "$L2TPCTL" --socket "/run/l2lab/$box.sock" show stats 2>&1 || true
+        fi
+    done
+fi
+
+say "report: $OUT/report.json"
+if [[ $bench_status -ne 0 ]]; then
+    echo "e2e: l2bench failed (status $bench_status); the daemons' logs end with:" >&2
+    for box in lns1 lns2 lac; do
+        echo "--- $box ---" >&2
+        tail -n 15 "/run/l2lab/$box.log" >&2 2>/dev/null || true
+    done
+    exit "$bench_status"
+fi
+say "done: end-to-end scenario passed"
