@@ -1,9 +1,11 @@
 //! PPPoE discovery checked by others: tshark dissects what our server and
 //! client send, and `pppoe-discovery` (Debian package `ppp`), a real
-//! client, gets an offer from our server over a veth.
+//! client, gets an offer from our server over a veth, and rp-pppoe's
+//! `pppoe` client (Debian package `pppoe`) gets a session and ends it.
 //!
-//! **Needs** `tshark` (both tests) and, for the second, root (network
-//! namespaces, veth, a packet socket), `pppoe-discovery` and `python3`
+//! **Needs** `tshark` for the first test and, for the two others, root
+//! (network namespaces, veth, a packet socket), `pppoe-discovery` (package
+//! `ppp`, which xl2tpd pulls in), `pppoe` (package `pppoe`) and `python3`
 //! (a ten-line packet-socket bridge: our server runs in this process, and
 //! the test crate has no packet-socket API). Without them the tests fail
 //! saying what is missing.
@@ -20,7 +22,7 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant as WallClock};
 
-use controlplane::pppoe::{Client, ClientConfig, ClientState, Server, ServerConfig};
+use controlplane::pppoe::{Client, ClientConfig, ClientState, Server, ServerConfig, ServerEvent};
 use controlplane::time::Instant;
 use dataplane::wire::ethernet::Address;
 use rand_chacha::rand_core::SeedableRng;
@@ -265,6 +267,37 @@ fn unhex(s: &str) -> Vec<u8> {
         .collect()
 }
 
+/// Answer what comes through the bridge until the process `peer` exits
+/// (15 s at most).
+fn serve(
+    lab: &mut Lab,
+    peer: support::netns::ProcessId,
+    bridge: &mut Bridge,
+    server: &mut Server,
+    clock: &dyn Fn(WallClock) -> Instant,
+) {
+    let deadline = WallClock::now() + Duration::from_secs(15);
+    let mut buf = Vec::new();
+    while lab.running(peer) && WallClock::now() < deadline {
+        let Ok(line) = bridge.lines.recv_timeout(Duration::from_millis(50)) else {
+            continue;
+        };
+        let Some(hex) = line.strip_prefix("rx ") else {
+            continue;
+        };
+        server.handle_frame(clock(WallClock::now()), &unhex(hex));
+        while server.poll_frame(&mut buf) {
+            bridge.send(&buf);
+        }
+    }
+    // Frames that came with the peer's last breath (a PADT as it exits).
+    while let Ok(line) = bridge.lines.recv_timeout(Duration::from_millis(200)) {
+        if let Some(hex) = line.strip_prefix("rx ") {
+            server.handle_frame(clock(WallClock::now()), &unhex(hex));
+        }
+    }
+}
+
 /// `pppoe-discovery -U -S internet` broadcasts a PADI with a Host-Uniq and
 /// prints the offer: our AC-Name, the services we offer, our cookie and our
 /// MAC address.
@@ -320,20 +353,7 @@ fn pppoe_discovery_gets_our_offer() {
             ],
         )
         .expect("pppoe-discovery starts");
-    let deadline = WallClock::now() + Duration::from_secs(15);
-    let mut buf = Vec::new();
-    while lab.running(discovery) && WallClock::now() < deadline {
-        let Ok(line) = bridge.lines.recv_timeout(Duration::from_millis(50)) else {
-            continue;
-        };
-        let Some(hex) = line.strip_prefix("rx ") else {
-            continue;
-        };
-        server.handle_frame(clock(WallClock::now()), &unhex(hex));
-        while server.poll_frame(&mut buf) {
-            bridge.send(&buf);
-        }
-    }
+    serve(&mut lab, discovery, &mut bridge, &mut server, &clock);
     let _ = lab.stop(discovery, Signal::TERM, Duration::from_secs(1));
     let output = lab.output(discovery);
     let report = lab.report();
@@ -354,4 +374,96 @@ fn pppoe_discovery_gets_our_offer() {
         "{stats:?}"
     );
     assert_eq!(stats.dropped_total(), 0, "{stats:?}");
+}
+
+/// rp-pppoe's client (Debian package `pppoe`) does the whole discovery with
+/// our server (`-d`: PADI, PADO, PADR with our cookie, PADS, then print the
+/// session and exit), then ends the session with a PADT (`-k`).
+#[test]
+fn rp_pppoe_client_gets_a_session_and_ends_it() {
+    require_root().expect("root");
+    require_program("pppoe", "pppoe").expect("rp-pppoe's pppoe client");
+    require_program("python3", "python3").expect("python3");
+    let mut lab = Lab::new("pppoe-rp").expect("lab");
+    let cpe = lab.namespace("cpe").expect("cpe namespace");
+    let lac = lab.namespace("lac").expect("lac namespace");
+    let link = lab.link(&cpe, &lac).expect("veth");
+
+    let mut bridge = Bridge::start(lac.name(), &link.interface);
+    let first = bridge
+        .lines
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the bridge says its MAC address");
+    let our_mac = Address::from_bytes(&unhex(first.strip_prefix("mac ").expect("mac line")))
+        .expect("six bytes");
+    let started = WallClock::now();
+    let clock = |w: WallClock| {
+        Instant::from_nanos(u64::try_from(w.duration_since(started).as_nanos()).unwrap_or(u64::MAX))
+            + Duration::from_secs(1000)
+    };
+    let mut server = Server::new(
+        ServerConfig {
+            mac: our_mac,
+            ac_name: "lab-lac".into(),
+            service_names: vec!["internet".into()],
+            ..ServerConfig::default()
+        },
+        clock(WallClock::now()),
+        &mut ChaCha8Rng::seed_from_u64(8),
+    );
+
+    let iface = link.interface.as_str();
+    let client = lab
+        .spawn(
+            &cpe,
+            "pppoe-d",
+            &[
+                "pppoe", "-I", iface, "-U", "-S", "internet", "-t", "1", "-d",
+            ],
+        )
+        .expect("pppoe -d starts");
+    serve(&mut lab, client, &mut bridge, &mut server, &clock);
+    let output = lab.output(client);
+    let report = lab.report();
+    // It prints SESSION_ID:AC-MAC.
+    let (mac, session_id) = match server.poll_event() {
+        Some(ServerEvent::SessionRequested {
+            mac,
+            session_id,
+            service_name,
+            host_uniq,
+            ..
+        }) => {
+            assert_eq!(service_name, "internet");
+            assert!(host_uniq.is_some(), "-U sends a Host-Uniq");
+            (mac, session_id)
+        }
+        other => panic!("no session: {other:?}\n{output}\n{report}"),
+    };
+    let printed = format!("{session_id}:{our_mac}");
+    assert!(
+        output.to_lowercase().contains(&printed),
+        "expected {printed} in:\n{output}"
+    );
+    assert!(server.session_of(mac, session_id).is_some());
+
+    // And hangs up: a PADT for that session.
+    let arg = format!("{session_id}:{our_mac}");
+    let kill = lab
+        .spawn(&cpe, "pppoe-k", &["pppoe", "-I", iface, "-e", &arg, "-k"])
+        .expect("pppoe -k starts");
+    serve(&mut lab, kill, &mut bridge, &mut server, &clock);
+    assert_eq!(
+        server.poll_event(),
+        Some(ServerEvent::SessionTerminated { mac, session_id }),
+        "{}",
+        lab.report()
+    );
+    assert_eq!(server.session_count(), 0);
+    let stats = server.stats();
+    assert_eq!(
+        stats.dropped_total() + stats.refused_total(),
+        0,
+        "{stats:?}"
+    );
 }
