@@ -63,6 +63,7 @@ use crate::l2tp::{
 };
 use crate::lns::deadlines::Deadlines;
 use crate::ppp::{self, DownCause, PppConfig, PppLink, PresentedSecret, Role};
+use crate::pppoe;
 use crate::time::Instant;
 
 pub use select::{LnsEntry, LnsStatus, Selector};
@@ -106,8 +107,9 @@ pub struct Config {
     /// Our L2TP socket address, reported in [`Event::SessionUp`] for the
     /// fast path (the node itself never needs it).
     pub local_address: SocketAddrV4,
-    /// Our MAC address on the access port: the source of our frames.
-    pub mac: ethernet::Address,
+    /// PPPoE discovery: our access MAC address (the source of every frame
+    /// we send on the access port), AC-Name, services, limits.
+    pub pppoe: pppoe::ServerConfig,
 }
 
 impl Config {
@@ -115,6 +117,7 @@ impl Config {
     /// to `lns`.
     pub fn new(host_name: impl Into<String>, mac: ethernet::Address, lns: Vec<LnsEntry>) -> Self {
         let host_name = host_name.into();
+        let host_name_for_ac = host_name.clone();
         let mut ppp = PppConfig::server();
         ppp.auth.name = host_name.as_bytes().to_vec();
         // RFC 2516 §7: no Address and Control fields on PPPoE, and an MRU
@@ -134,7 +137,11 @@ impl Config {
             ppp,
             call: CallParams::default(),
             local_address: SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 1701),
-            mac,
+            pppoe: pppoe::ServerConfig {
+                mac,
+                ac_name: host_name_for_ac,
+                ..pppoe::ServerConfig::default()
+            },
         }
     }
 }
@@ -386,6 +393,8 @@ struct ProxyCapture {
     initial_received: Option<Vec<u8>>,
     last_received: Vec<u8>,
     last_sent: Vec<u8>,
+    /// The subscriber's latest PAP Authenticate-Request (the PPP frame).
+    pap_request: Option<Vec<u8>>,
 }
 
 struct Subscriber {
@@ -410,6 +419,7 @@ struct Subscriber {
 pub struct Node {
     config: Config,
     endpoint: Endpoint,
+    discovery: pppoe::Server,
     rng: Box<dyn RngCore + Send>,
     selector: Selector,
     subscribers: HashMap<SubscriberKey, Subscriber>,
@@ -452,9 +462,27 @@ fn lcp_configure_request(frame: &[u8]) -> Option<Vec<u8>> {
     (cp.code() == ppp_cp::Code::ConfigureRequest).then(|| cp.data().to_vec())
 }
 
+/// The Identifier of a PAP Authenticate-Request in `frame` (RFC 1334
+/// §2.2.1), if that is what it is.
+fn pap_request_id(frame: &[u8]) -> Option<u8> {
+    let packet = ppp_wire::Packet::new_checked(frame).ok()?;
+    if packet.protocol() != ppp_wire::Protocol::Pap {
+        return None;
+    }
+    match packet.payload() {
+        [1, id, ..] => Some(*id),
+        _ => None,
+    }
+}
+
 impl Node {
-    /// A LAC node. `rng` seeds every id, challenge and magic number.
-    pub fn new(config: Config, mut rng: Box<dyn RngCore + Send>) -> Result<Self, ConfigError> {
+    /// A LAC node at time `now`. `rng` seeds every id, challenge, cookie
+    /// secret and magic number.
+    pub fn new(
+        config: Config,
+        now: Instant,
+        mut rng: Box<dyn RngCore + Send>,
+    ) -> Result<Self, ConfigError> {
         if config.lns.is_empty() {
             return Err(ConfigError {
                 field: "lns",
@@ -474,7 +502,9 @@ impl Node {
             });
         }
         let endpoint = Endpoint::new(config.l2tp.clone(), child_rng(&mut *rng))?;
+        let discovery = pppoe::Server::new(config.pppoe.clone(), now, &mut *rng);
         Ok(Node {
+            discovery,
             selector: Selector::new(config.lns.iter().copied(), config.lockout),
             config,
             endpoint,
@@ -707,8 +737,48 @@ impl Node {
         }
     }
 
-    fn handle_discovery(&mut self, _now: Instant, _frame: &[u8]) {
-        // Wired to crate::pppoe::Server once its API lands.
+    fn handle_discovery(&mut self, now: Instant, frame: &[u8]) {
+        self.discovery.handle_frame(now, frame);
+        self.drain_discovery();
+        while let Some(event) = self.discovery.poll_event() {
+            match event {
+                pppoe::ServerEvent::SessionRequested {
+                    mac, session_id, ..
+                } => self.open_subscriber(now, SubscriberKey { mac, session_id }),
+                pppoe::ServerEvent::SessionTerminated { mac, session_id } => {
+                    let key = SubscriberKey { mac, session_id };
+                    if self.subscribers.contains_key(&key) {
+                        // RFC 2661 §4.4.2 result 1: the subscriber's
+                        // "carrier", the PPPoE session, is gone.
+                        let result =
+                            ResultCode::with_message(cdn::LOST_CARRIER, "PADT from the subscriber");
+                        self.end(
+                            now,
+                            key,
+                            EndCause::SubscriberTerminated,
+                            Some(result),
+                            false,
+                        );
+                    }
+                }
+            }
+            self.drain_discovery();
+        }
+    }
+
+    /// The discovery server's frames join the access queue at once, so
+    /// they keep their order with ours (a PADS before our first LCP frame,
+    /// our last frames before a PADT).
+    fn drain_discovery(&mut self) {
+        let mut buf = Vec::new();
+        while self.discovery.poll_frame(&mut buf) {
+            self.access.push_back(core::mem::take(&mut buf));
+        }
+    }
+
+    /// The discovery server.
+    pub fn discovery(&self) -> &pppoe::Server {
+        &self.discovery
     }
 
     fn handle_session_frame(&mut self, now: Instant, from: ethernet::Address, payload: &[u8]) {
@@ -741,6 +811,9 @@ impl Node {
                         .initial_received
                         .get_or_insert_with(|| options.clone());
                     sub.capture.last_received = options;
+                }
+                if pap_request_id(frame).is_some() {
+                    sub.capture.pap_request = Some(frame.to_vec());
                 }
                 if let Some(link) = sub.link.as_mut() {
                     link.handle_frame(now, frame);
@@ -789,7 +862,7 @@ impl Node {
             .unwrap_or(frame);
         let eth = ethernet::Repr {
             dst_addr: key.mac,
-            src_addr: self.config.mac,
+            src_addr: self.config.pppoe.mac,
             outer_tag: None,
             inner_tag: None,
             ethertype: EtherType::PppoeSession,
@@ -809,11 +882,17 @@ impl Node {
         self.access.push_back(out);
     }
 
-    /// PADT to the subscriber (RFC 2516 §5.5).
-    fn send_padt(&mut self, key: SubscriberKey) {
+    /// PADT to the subscriber (RFC 2516 §5.5). The discovery server sends
+    /// it and forgets the session; a session it does not know (opened with
+    /// [`Node::open_subscriber`]) gets a bare PADT from here.
+    fn send_padt(&mut self, now: Instant, key: SubscriberKey) {
+        if self.discovery.terminate(now, Some(key.mac), key.session_id) {
+            self.drain_discovery();
+            return;
+        }
         let eth = ethernet::Repr {
             dst_addr: key.mac,
-            src_addr: self.config.mac,
+            src_addr: self.config.pppoe.mac,
             outer_tag: None,
             inner_tag: None,
             ethertype: EtherType::PppoeDiscovery,
@@ -915,6 +994,13 @@ impl Node {
             PresentedSecret::Pap { password } => {
                 avps.push(optional(Avp::ProxyAuthenType(3)));
                 avps.push(optional(Avp::ProxyAuthenName(auth.username.clone())));
+                // RFC 2661 §4.4.5 lists Proxy Authen ID for CHAP only; the
+                // PAP request's Identifier lets the LNS answer it under the
+                // subscriber's Identifier (RFC 1334 §2.2.2) instead of
+                // leaving the subscriber to retransmit.
+                if let Some(id) = c.pap_request.as_deref().and_then(pap_request_id) {
+                    avps.push(optional(Avp::ProxyAuthenId(id)));
+                }
                 avps.push(AvpEntry {
                     mandatory: false,
                     hidden: hide,
@@ -1104,7 +1190,7 @@ impl Node {
         };
         self.deadlines.set(key, None);
         if padt {
-            self.send_padt(key);
+            self.send_padt(now, key);
         }
         self.stats.sessions_down += 1;
         self.events

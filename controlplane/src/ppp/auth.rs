@@ -239,6 +239,17 @@ impl Authenticator {
         a
     }
 
+    /// Proxied PAP: answer under this Identifier, the LAC's Proxy Authen
+    /// ID (RFC 2661 §4.4.5), so the subscriber takes our Ack or Nak for
+    /// the request the LAC collected (RFC 1334 §2.2.2: the reply echoes
+    /// its Identifier) instead of waiting to retransmit. Only while the
+    /// verdict is pending.
+    pub fn answer_under(&mut self, id: u8) {
+        if let AuthenticatorState::Verifying { id: pending, .. } = &mut self.state {
+            *pending = id;
+        }
+    }
+
     /// The method.
     pub fn method(&self) -> AuthMethod {
         self.method

@@ -426,7 +426,14 @@ impl PppLink {
                         let auth_config = link.config.auth.clone();
                         link.authenticator = Some(match request {
                             Some(request) => {
-                                Authenticator::start_proxied(now, method, auth_config, request)
+                                let mut a =
+                                    Authenticator::start_proxied(now, method, auth_config, request);
+                                // A PAP reply goes under the proxied ID when
+                                // the LAC sent one (0 otherwise, as before).
+                                if let (AuthMethod::Pap, Some(p)) = (method, proxy_auth) {
+                                    a.answer_under((p.id & 0xff) as u8);
+                                }
+                                a
                             }
                             None => Authenticator::start(now, method, auth_config, &mut *link.rng),
                         });

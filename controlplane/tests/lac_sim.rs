@@ -1,0 +1,919 @@
+//! The LAC node between PPPoE subscribers (a discovery client and a PPP
+//! client link each, frames in memory) and real LNS nodes on a simulated
+//! network: many subscribers in relay mode, proxy LCP and authentication
+//! (PAP and CHAP) taken by the LNS without renegotiation, failover to the
+//! second LNS when the first is unreachable, hang-ups from either side,
+//! every LNS locked out, and malformed frames.
+
+// Test code throughout (helpers included), so the workspace's test
+// allowances for unwrap/expect/panic apply to the whole file.
+#![cfg(test)]
+
+use core::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use core::time::Duration;
+use std::collections::{HashMap, HashSet};
+
+use controlplane::aaa::pool::AddressPool;
+use controlplane::aaa::users::Users;
+use controlplane::aaa::Authenticator;
+use controlplane::lac::{self, EndCause, LnsEntry, Mode, Stage, SubscriberKey};
+use controlplane::lns;
+use controlplane::ppp::{self, AuthMethod, Credentials, LinkState, PppConfig, PppLink, Role};
+use controlplane::pppoe;
+use controlplane::sim::{self, LinkConditions, NodeId, Sim};
+use controlplane::time::Instant;
+use dataplane::wire::ethernet::{self, Address, EtherType};
+use dataplane::wire::{ppp as ppp_wire, ppp_cp, pppoe as pppoe_wire};
+use rand_chacha::rand_core::{RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+const LAC: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 1701);
+const LNS1: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 11), 1701);
+const LNS2: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 12), 1701);
+const LAC_MAC: Address = Address([0x02, 0, 0, 0, 0, 0x01]);
+
+fn rng(seed: u64) -> Box<dyn RngCore + Send> {
+    Box::new(ChaCha8Rng::seed_from_u64(seed))
+}
+
+fn users(n: usize) -> Users {
+    let text: String = (0..n).map(|i| format!("sub{i} lab\n")).collect();
+    Users::parse(&text, "users").unwrap()
+}
+
+/// One subscriber: PPPoE discovery, then a PPP client link in the session.
+struct Cpe {
+    mac: Address,
+    discovery: pppoe::Client,
+    ppp: PppConfig,
+    link: Option<PppLink>,
+    session: Option<(Address, u16)>,
+    up: Option<LinkState>,
+    renegotiated: bool,
+    down: Option<ppp::DownCause>,
+    pppoe_down_by_peer: bool,
+    /// LCP Configure-Requests that reached the subscriber.
+    lcp_requests: usize,
+}
+
+impl Cpe {
+    /// Act on what discovery reported: PPP starts in the session (RFC 2516
+    /// §6) and stops with it.
+    fn discovery_events(&mut self, now: Instant, rng: &mut ChaCha8Rng) {
+        while let Some(e) = self.discovery.poll_event() {
+            match e {
+                pppoe::ClientEvent::Up { ac_mac, session_id } => {
+                    self.session = Some((ac_mac, session_id));
+                    let mut link = PppLink::new(
+                        Role::Client,
+                        self.ppp.clone(),
+                        Box::new(ChaCha8Rng::seed_from_u64(rng.next_u64())),
+                    );
+                    link.open(now);
+                    self.link = Some(link);
+                }
+                pppoe::ClientEvent::Down { by_peer, .. } => {
+                    self.pppoe_down_by_peer = by_peer;
+                    if let Some(link) = self.link.as_mut() {
+                        link.lower_down(now);
+                    }
+                }
+                pppoe::ClientEvent::Failed(f) => panic!("discovery failed: {f:?}"),
+            }
+        }
+    }
+
+    fn key(&self) -> Option<SubscriberKey> {
+        self.session.map(|(_, session_id)| SubscriberKey {
+            mac: self.mac,
+            session_id,
+        })
+    }
+}
+
+/// The LAC and its subscribers: the access port is in memory, the L2TP
+/// side is the simulated network.
+struct Site {
+    lac: lac::Node,
+    cpes: Vec<Cpe>,
+    by_mac: HashMap<Address, usize>,
+    rng: ChaCha8Rng,
+    /// Frames the LAC sent to a MAC address no subscriber has.
+    stray: usize,
+}
+
+impl Site {
+    fn new(config: lac::Config) -> Site {
+        Site {
+            lac: lac::Node::new(config, Instant::ZERO, rng(3)).unwrap(),
+            cpes: Vec::new(),
+            by_mac: HashMap::new(),
+            rng: ChaCha8Rng::seed_from_u64(4),
+            stray: 0,
+        }
+    }
+
+    fn add_cpe(&mut self, now: Instant, index: usize, auth: AuthMethod) {
+        let mac = Address([0x02, 0xcc, 0, 0, (index >> 8) as u8, index as u8]);
+        let mut discovery = pppoe::Client::new(
+            pppoe::ClientConfig {
+                mac,
+                ..pppoe::ClientConfig::default()
+            },
+            &mut self.rng,
+        );
+        discovery.start(now);
+        let mut ppp = PppConfig::client(Credentials {
+            username: format!("sub{index}").into_bytes(),
+            password: b"lab".to_vec(),
+        });
+        ppp.lcp.authenticate_self = vec![auth];
+        // RFC 2516 §7: no Address and Control on PPPoE.
+        ppp.address_control = false;
+        ppp.lcp.mru = 1492;
+        self.by_mac.insert(mac, self.cpes.len());
+        self.cpes.push(Cpe {
+            mac,
+            discovery,
+            ppp,
+            link: None,
+            session: None,
+            up: None,
+            renegotiated: false,
+            down: None,
+            pppoe_down_by_peer: false,
+            lcp_requests: 0,
+        });
+        self.shuttle(now);
+    }
+
+    /// Move frames both ways on the access port until it is quiet.
+    fn shuttle(&mut self, now: Instant) {
+        let mut buf = Vec::new();
+        loop {
+            let mut moved = false;
+            while self.lac.poll_access_frame(&mut buf) {
+                moved = true;
+                let frame = core::mem::take(&mut buf);
+                self.deliver(now, &frame);
+            }
+            let mut upstream = Vec::new();
+            for cpe in &mut self.cpes {
+                while cpe.discovery.poll_frame(&mut buf) {
+                    upstream.push(core::mem::take(&mut buf));
+                }
+                cpe.discovery_events(now, &mut self.rng);
+                let (Some(link), Some((ac_mac, session_id))) = (cpe.link.as_mut(), cpe.session)
+                else {
+                    continue;
+                };
+                while let Some(ppp) = link.poll_transmit(now) {
+                    if cpe.discovery.state() == pppoe::ClientState::Up {
+                        upstream.push(session_frame(cpe.mac, ac_mac, session_id, &ppp));
+                    }
+                }
+                while let Some(e) = link.poll_event() {
+                    match e {
+                        ppp::Event::Up(state) => cpe.up = Some(*state),
+                        ppp::Event::Renegotiating => cpe.renegotiated = true,
+                        ppp::Event::Down { cause } => cpe.down = Some(cause),
+                        _ => {}
+                    }
+                }
+            }
+            for frame in upstream {
+                moved = true;
+                self.lac.handle_access_frame(now, &frame);
+            }
+            if !moved {
+                break;
+            }
+        }
+    }
+
+    fn deliver(&mut self, now: Instant, frame: &[u8]) {
+        let eth = ethernet::Frame::new_checked(frame).unwrap();
+        assert_eq!(eth.src_addr(), LAC_MAC);
+        let Some(&i) = self.by_mac.get(&eth.dst_addr()) else {
+            self.stray += 1;
+            return;
+        };
+        let cpe = &mut self.cpes[i];
+        match eth.ethertype() {
+            EtherType::PppoeDiscovery => {
+                cpe.discovery.handle_frame(now, frame);
+                cpe.discovery_events(now, &mut self.rng);
+            }
+            EtherType::PppoeSession => {
+                let packet = pppoe_wire::Packet::new_checked(eth.payload()).unwrap();
+                assert_eq!(Some(packet.session_id()), cpe.session.map(|s| s.1));
+                let ppp = packet.payload();
+                // RFC 2516 §7: the LAC must have removed Address/Control.
+                assert!(!ppp_wire::Packet::new_checked(ppp)
+                    .unwrap()
+                    .has_address_control());
+                if is_lcp_configure_request(ppp) {
+                    cpe.lcp_requests += 1;
+                }
+                if let Some(link) = cpe.link.as_mut() {
+                    link.handle_frame(now, ppp);
+                }
+            }
+            other => panic!("unexpected frame type {other:?}"),
+        }
+    }
+
+    fn up_count(&self) -> usize {
+        self.cpes
+            .iter()
+            .filter(|c| c.up.is_some() && c.down.is_none())
+            .count()
+    }
+}
+
+fn is_lcp_configure_request(ppp: &[u8]) -> bool {
+    let p = ppp_wire::Packet::new_checked(ppp).unwrap();
+    p.protocol() == ppp_wire::Protocol::Lcp
+        && ppp_cp::Packet::new_checked(p.payload())
+            .is_ok_and(|cp| cp.code() == ppp_cp::Code::ConfigureRequest)
+}
+
+fn session_frame(src: Address, dst: Address, session_id: u16, ppp: &[u8]) -> Vec<u8> {
+    let eth = ethernet::Repr {
+        dst_addr: dst,
+        src_addr: src,
+        outer_tag: None,
+        inner_tag: None,
+        ethertype: EtherType::PppoeSession,
+    };
+    let header = pppoe_wire::Repr {
+        code: pppoe_wire::Code::Session,
+        session_id,
+        payload_len: ppp.len(),
+    };
+    let mut out = vec![0; 14 + 6 + ppp.len()];
+    eth.emit(&mut out).unwrap();
+    header.emit(&mut out[14..]).unwrap();
+    out[20..].copy_from_slice(ppp);
+    out
+}
+
+impl sim::Node for Site {
+    type Event = lac::Event;
+
+    fn handle_datagram(&mut self, now: Instant, from: SocketAddr, payload: &[u8]) {
+        sim::Node::handle_datagram(&mut self.lac, now, from, payload);
+        self.shuttle(now);
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        if self.lac.poll_timeout().is_some_and(|t| t <= now) {
+            self.lac.handle_timeout(now);
+        }
+        for cpe in &mut self.cpes {
+            if cpe.discovery.poll_timeout().is_some_and(|t| t <= now) {
+                cpe.discovery.handle_timeout(now);
+            }
+            if let Some(link) = cpe.link.as_mut() {
+                if link.poll_timeout().is_some_and(|t| t <= now) {
+                    link.handle_timeout(now);
+                }
+            }
+        }
+        self.shuttle(now);
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        let cpes = self.cpes.iter().flat_map(|c| {
+            [
+                c.discovery.poll_timeout(),
+                c.link.as_ref().and_then(PppLink::poll_timeout),
+            ]
+        });
+        cpes.chain([self.lac.poll_timeout()]).flatten().min()
+    }
+
+    fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<SocketAddr> {
+        sim::Node::poll_transmit(&mut self.lac, now, buf)
+    }
+
+    fn poll_event(&mut self) -> Option<lac::Event> {
+        sim::Node::poll_event(&mut self.lac)
+    }
+}
+
+enum Party {
+    Lns(Box<lns::Node>),
+    Site(Box<Site>),
+}
+
+#[derive(Debug)]
+enum Ev {
+    Lns(lns::Event),
+    Lac(lac::Event),
+}
+
+impl sim::Node for Party {
+    type Event = Ev;
+
+    fn handle_datagram(&mut self, now: Instant, from: SocketAddr, payload: &[u8]) {
+        match self {
+            Party::Lns(n) => sim::Node::handle_datagram(&mut **n, now, from, payload),
+            Party::Site(n) => sim::Node::handle_datagram(&mut **n, now, from, payload),
+        }
+    }
+
+    fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<SocketAddr> {
+        match self {
+            Party::Lns(n) => sim::Node::poll_transmit(&mut **n, now, buf),
+            Party::Site(n) => sim::Node::poll_transmit(&mut **n, now, buf),
+        }
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        match self {
+            Party::Lns(n) => sim::Node::poll_timeout(&**n),
+            Party::Site(n) => sim::Node::poll_timeout(&**n),
+        }
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        match self {
+            Party::Lns(n) => sim::Node::handle_timeout(&mut **n, now),
+            Party::Site(n) => sim::Node::handle_timeout(&mut **n, now),
+        }
+    }
+
+    fn poll_event(&mut self) -> Option<Ev> {
+        match self {
+            Party::Lns(n) => sim::Node::poll_event(&mut **n).map(Ev::Lns),
+            Party::Site(n) => sim::Node::poll_event(&mut **n).map(Ev::Lac),
+        }
+    }
+}
+
+struct Lab {
+    sim: Sim<Party>,
+    site: NodeId,
+    lns: Vec<NodeId>,
+}
+
+fn lns_node(name: &str, gateway: Ipv4Addr, pool: &str, seed: u64) -> lns::Node {
+    lns::Node::new(
+        lns::Config::new(name, gateway),
+        Authenticator::local(users(200)),
+        AddressPool::parse(&[pool]).unwrap(),
+        rng(seed),
+    )
+    .unwrap()
+}
+
+impl Lab {
+    /// Two LNSs (LNS1 preferred) and a LAC configured by `configure`.
+    fn new(configure: impl FnOnce(&mut lac::Config)) -> Lab {
+        let mut sim = Sim::new(rng(99), LinkConditions::delay(Duration::from_millis(2)));
+        sim.max_steps = 5_000_000;
+        let lns1 = sim.add_node(
+            LNS1,
+            Party::Lns(Box::new(lns_node(
+                "lns1",
+                Ipv4Addr::new(100, 64, 0, 1),
+                "100.64.0.2 - 100.64.3.254",
+                1,
+            ))),
+        );
+        let lns2 = sim.add_node(
+            LNS2,
+            Party::Lns(Box::new(lns_node(
+                "lns2",
+                Ipv4Addr::new(100, 64, 4, 1),
+                "100.64.4.2 - 100.64.7.254",
+                2,
+            ))),
+        );
+        let mut config = lac::Config::new(
+            "lac",
+            LAC_MAC,
+            vec![
+                LnsEntry {
+                    address: LNS1,
+                    preference: 0,
+                    weight: 1,
+                },
+                LnsEntry {
+                    address: LNS2,
+                    preference: 1,
+                    weight: 1,
+                },
+            ],
+        );
+        config.local_address = LAC;
+        configure(&mut config);
+        let site = sim.add_node(LAC, Party::Site(Box::new(Site::new(config))));
+        Lab {
+            sim,
+            site,
+            lns: vec![lns1, lns2],
+        }
+    }
+
+    fn site(&self) -> &Site {
+        match self.sim.node(self.site) {
+            Party::Site(s) => s,
+            Party::Lns(_) => unreachable!(),
+        }
+    }
+
+    fn site_mut(&mut self) -> &mut Site {
+        match self.sim.node_mut(self.site) {
+            Party::Site(s) => s,
+            Party::Lns(_) => unreachable!(),
+        }
+    }
+
+    fn lns(&self, i: usize) -> &lns::Node {
+        match self.sim.node(self.lns[i]) {
+            Party::Lns(n) => n,
+            Party::Site(_) => unreachable!(),
+        }
+    }
+
+    fn lns_mut(&mut self, i: usize) -> &mut lns::Node {
+        match self.sim.node_mut(self.lns[i]) {
+            Party::Lns(n) => n,
+            Party::Site(_) => unreachable!(),
+        }
+    }
+
+    fn add_subscribers(&mut self, n: usize, auth: AuthMethod) {
+        let now = self.sim.now();
+        let site = self.site_mut();
+        let first = site.cpes.len();
+        for i in first..first + n {
+            site.add_cpe(now, i, auth);
+        }
+    }
+
+    /// Run until `n` subscribers are up (both their PPP and the LAC's call).
+    #[track_caller]
+    fn until_up(&mut self, n: usize, limit: Duration) {
+        let deadline = self.sim.now() + limit;
+        let site = self.site;
+        let lns = self.lns.clone();
+        // Both ends: the subscriber's IPCP may open a moment before the
+        // LNS's.
+        let established = |sim: &Sim<Party>| {
+            lns.iter()
+                .map(|&i| match sim.node(i) {
+                    Party::Lns(l) => l.established_count(),
+                    Party::Site(_) => 0,
+                })
+                .sum::<usize>()
+        };
+        let up = self
+            .sim
+            .run_until(deadline, |sim| match sim.node(site) {
+                Party::Site(s) => s.up_count() >= n && s.lac.up_count() >= n,
+                Party::Lns(_) => false,
+            } && established(sim) >= n)
+            .unwrap();
+        assert!(
+            up,
+            "only {} of {n} subscribers up after {limit:?} (LAC: {:?}, {:?})",
+            self.site().up_count(),
+            self.site().lac,
+            self.lac_events().last(),
+        );
+    }
+
+    fn lac_events(&self) -> Vec<&lac::Event> {
+        self.sim
+            .events(self.site)
+            .iter()
+            .filter_map(|(_, e)| match e {
+                Ev::Lac(e) => Some(e),
+                Ev::Lns(_) => None,
+            })
+            .collect()
+    }
+
+    fn lns_events(&self, i: usize) -> Vec<&lns::Event> {
+        self.sim
+            .events(self.lns[i])
+            .iter()
+            .filter_map(|(_, e)| match e {
+                Ev::Lns(e) => Some(e),
+                Ev::Lac(_) => None,
+            })
+            .collect()
+    }
+
+    fn sessions_down(&self) -> Vec<&lac::SessionEnded> {
+        self.lac_events()
+            .into_iter()
+            .filter_map(|e| match e {
+                lac::Event::SessionDown(d) => Some(&**d),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+#[test]
+fn a_hundred_subscribers_come_up_in_relay_mode_with_ipcp_addresses() {
+    let mut lab = Lab::new(|_| {});
+    lab.add_subscribers(100, AuthMethod::ChapMd5);
+    lab.until_up(100, Duration::from_secs(30));
+
+    let site = lab.site();
+    let addresses: HashSet<Ipv4Addr> = site
+        .cpes
+        .iter()
+        .map(|c| c.up.as_ref().unwrap().ipcp.unwrap().local.unwrap())
+        .collect();
+    assert_eq!(addresses.len(), 100, "every subscriber its own address");
+    let pool: ipnet_like::Net = ipnet_like::Net(Ipv4Addr::new(100, 64, 0, 0), 22);
+    assert!(
+        addresses.iter().all(|a| pool.contains(*a)),
+        "from LNS1's pool"
+    );
+    assert_eq!(lab.lns(0).established_count(), 100);
+    assert_eq!(lab.lns(1).established_count(), 0);
+
+    // One tunnel, to the preferred LNS, shared by every call.
+    let tunnels = site.lac.tunnels();
+    assert_eq!(tunnels.len(), 1);
+    assert_eq!(tunnels[0].lns, LNS1);
+    assert_eq!(tunnels[0].sessions, 100);
+
+    // The fast path's view: one SessionUp per subscriber, with both ends'
+    // ids and addresses, matching the LNS's.
+    let ups: Vec<_> = lab
+        .lac_events()
+        .into_iter()
+        .filter_map(|e| match e {
+            lac::Event::SessionUp(u) => Some(u),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ups.len(), 100);
+    let lns_sessions: HashSet<(u16, u16)> = lab
+        .lns_events(0)
+        .into_iter()
+        .filter_map(|e| match e {
+            lns::Event::SessionEstablished(s) => Some((s.peer_session_id, s.local_session_id)),
+            _ => None,
+        })
+        .collect();
+    for up in &ups {
+        assert_eq!(up.local, LAC);
+        assert_eq!(up.peer, LNS1);
+        assert_eq!(up.failovers, 0);
+        assert!(!up.sequencing);
+        assert!(lns_sessions.contains(&(up.local_session_id, up.peer_session_id)));
+        assert_eq!(
+            site.lac.session(up.subscriber).unwrap().stage,
+            Stage::Up,
+            "listed as up"
+        );
+    }
+    assert!(lab.lac_events().iter().any(|e| matches!(
+        e,
+        lac::Event::TunnelUp { lns, .. } if *lns == LNS1
+    )));
+
+    let stats = site.lac.stats();
+    assert_eq!(stats.sessions_requested, 100);
+    assert_eq!(stats.sessions_up, 100);
+    assert_eq!(stats.sessions_down, 0);
+    // The subscribers' first Configure-Requests waited for their calls.
+    assert!(stats.queued_frames >= 100, "{stats:?}");
+    assert_eq!(stats.malformed_frames, 0);
+    assert_eq!(site.lac.discovery().session_count(), 100);
+    // Relay: LCP was negotiated end to end with the LNS.
+    assert!(site.cpes.iter().all(|c| !c.renegotiated));
+}
+
+/// A /n IPv4 network, enough for a membership check.
+mod ipnet_like {
+    use core::net::Ipv4Addr;
+
+    pub(crate) struct Net(pub(crate) Ipv4Addr, pub(crate) u32);
+
+    impl Net {
+        pub(crate) fn contains(&self, a: Ipv4Addr) -> bool {
+            let mask = u32::MAX << (32 - self.1);
+            u32::from(a) & mask == u32::from(self.0) & mask
+        }
+    }
+}
+
+fn proxy_run(method: AuthMethod) {
+    let mut lab = Lab::new(|c| {
+        c.mode = Mode::Proxy;
+        c.ppp.lcp.authenticate_peer = vec![method];
+    });
+    lab.add_subscribers(10, method);
+    lab.until_up(10, Duration::from_secs(30));
+
+    // The LNS took the LAC's LCP and authentication.
+    let established: Vec<_> = lab
+        .lns_events(0)
+        .into_iter()
+        .filter_map(|e| match e {
+            lns::Event::SessionEstablished(s) => Some(s),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(established.len(), 10);
+    for s in &established {
+        assert_eq!(s.proxy, ppp::ProxyOutcome::Accepted, "{s:?}");
+        assert_eq!(s.link.auth_method, Some(method));
+        assert!(s.username.starts_with("sub"));
+    }
+    let site = lab.site();
+    for cpe in &site.cpes {
+        // One LCP negotiation, the LAC's: the LNS sent no Configure-Request.
+        assert_eq!(cpe.lcp_requests, 1, "LCP renegotiated for {}", cpe.mac);
+        assert!(!cpe.renegotiated);
+        let up = cpe.up.as_ref().unwrap();
+        assert_eq!(up.auth_method, Some(method));
+        assert!(up.ipcp.unwrap().local.is_some());
+        // The LNS kept the LAC's magic number: the subscriber's echo peer
+        // is the one it negotiated with.
+        let lns_side = established
+            .iter()
+            .find(|s| s.username.as_bytes() == cpe.ppp.credentials.username)
+            .unwrap();
+        assert_eq!(
+            lns_side.link.lcp_local.magic_number,
+            up.lcp_peer.magic_number
+        );
+        assert_eq!(
+            lns_side.link.lcp_peer.magic_number,
+            up.lcp_local.magic_number
+        );
+    }
+    assert_eq!(site.lac.stats().proxy_authentications, 10);
+    // No wait on a subscriber's restart timer (3 s): the LNS answered the
+    // authentication under the subscriber's Identifier the first time.
+    for s in &established {
+        assert!(s.setup_time < Duration::from_secs(1), "{:?}", s.setup_time);
+    }
+}
+
+#[test]
+fn proxy_chap_is_taken_by_the_lns_without_a_second_lcp_negotiation() {
+    proxy_run(AuthMethod::ChapMd5);
+}
+
+#[test]
+fn proxy_pap_is_taken_by_the_lns_without_a_second_lcp_negotiation() {
+    proxy_run(AuthMethod::Pap);
+}
+
+#[test]
+fn calls_fail_over_to_the_second_lns_when_the_first_drops_everything() {
+    let mut lab = Lab::new(|c| {
+        c.setup_timeout = Duration::from_secs(5);
+        c.lockout = Duration::from_secs(120);
+    });
+    lab.sim.partition(LAC, LNS1);
+    lab.add_subscribers(20, AuthMethod::ChapMd5);
+    lab.until_up(20, Duration::from_secs(40));
+
+    assert_eq!(lab.lns(0).established_count(), 0);
+    assert_eq!(lab.lns(1).established_count(), 20);
+    let locked: Vec<_> = lab
+        .lac_events()
+        .into_iter()
+        .filter_map(|e| match e {
+            lac::Event::LnsLockedOut { addr, .. } => Some(*addr),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(locked, vec![LNS1], "reported once");
+    let now = lab.sim.now();
+    let site = lab.site();
+    let status = site.lac.lns_status();
+    assert!(status[0].locked_out_until.is_some_and(|t| t > now));
+    assert_eq!(status[0].sessions, 0);
+    assert_eq!(status[1].sessions, 20);
+    for cpe in &site.cpes {
+        let info = site.lac.session(cpe.key().unwrap()).unwrap();
+        assert_eq!(info.lns, Some(LNS2));
+    }
+    let stats = site.lac.stats();
+    assert_eq!(stats.failovers, 20, "{stats:?}");
+    assert_eq!(stats.lockouts, 1);
+    assert!(lab.sessions_down().is_empty());
+
+    // New subscribers go straight to LNS2 while LNS1 is locked out.
+    lab.sim.heal(LAC, LNS1);
+    lab.add_subscribers(1, AuthMethod::ChapMd5);
+    lab.until_up(21, Duration::from_secs(10));
+    assert_eq!(lab.lns(1).established_count(), 21);
+}
+
+#[test]
+fn every_lns_locked_out_refuses_the_subscriber_with_padt() {
+    let mut lab = Lab::new(|c| c.setup_timeout = Duration::from_secs(3));
+    lab.sim.partition(LAC, LNS1);
+    lab.sim.partition(LAC, LNS2);
+    lab.add_subscribers(1, AuthMethod::ChapMd5);
+    let site = lab.site;
+    let done = lab
+        .sim
+        .run_until(lab.sim.now() + Duration::from_secs(20), |sim| {
+            match sim.node(site) {
+                Party::Site(s) => s.cpes[0].pppoe_down_by_peer,
+                Party::Lns(_) => false,
+            }
+        })
+        .unwrap();
+    assert!(done, "no PADT");
+    let down = lab.sessions_down();
+    assert_eq!(down.len(), 1);
+    assert_eq!(down[0].cause, EndCause::NoLnsAvailable);
+    assert!(!down[0].was_up);
+    let stats = lab.site().lac.stats();
+    assert_eq!(stats.sessions_refused, 1);
+    assert_eq!(stats.lockouts, 2);
+    assert_eq!(lab.site().lac.subscriber_count(), 0);
+    assert_eq!(lab.site().lac.discovery().session_count(), 0);
+}
+
+#[test]
+fn a_cdn_from_the_lns_ends_the_subscriber_with_padt() {
+    let mut lab = Lab::new(|_| {});
+    lab.add_subscribers(3, AuthMethod::ChapMd5);
+    lab.until_up(3, Duration::from_secs(20));
+    let victim = lab
+        .lns_events(0)
+        .into_iter()
+        .find_map(|e| match e {
+            lns::Event::SessionEstablished(s) if s.username == "sub1" => Some(s.session),
+            _ => None,
+        })
+        .unwrap();
+    let now = lab.sim.now();
+    assert!(lab.lns_mut(0).clear_session(now, victim));
+    lab.sim.run_for(Duration::from_secs(5)).unwrap();
+
+    let site = lab.site();
+    let cpe = &site.cpes[1];
+    assert!(cpe.pppoe_down_by_peer, "the subscriber got a PADT");
+    assert!(cpe.down.is_some());
+    let down = lab.sessions_down();
+    assert_eq!(down.len(), 1);
+    assert_eq!(down[0].subscriber, cpe.key().unwrap());
+    assert!(
+        matches!(down[0].cause, EndCause::LnsDisconnected(_)),
+        "{:?}",
+        down[0].cause
+    );
+    assert!(down[0].was_up);
+    assert_eq!(site.lac.up_count(), 2);
+    assert_eq!(site.cpes[0].down, None);
+    assert_eq!(site.cpes[2].down, None);
+    assert_eq!(site.lac.discovery().session_count(), 2);
+}
+
+#[test]
+fn a_padt_from_the_subscriber_sends_cdn_to_the_lns() {
+    let mut lab = Lab::new(|_| {});
+    lab.add_subscribers(2, AuthMethod::Pap);
+    lab.until_up(2, Duration::from_secs(20));
+    let now = lab.sim.now();
+    let site = lab.site_mut();
+    site.cpes[0].discovery.close(now);
+    site.shuttle(now);
+    lab.sim.run_for(Duration::from_secs(5)).unwrap();
+
+    let down = lab.sessions_down();
+    assert_eq!(down.len(), 1);
+    assert_eq!(down[0].cause, EndCause::SubscriberTerminated);
+    assert_eq!(lab.lns(0).established_count(), 1);
+    let ended: Vec<_> = lab
+        .lns_events(0)
+        .into_iter()
+        .filter_map(|e| match e {
+            lns::Event::SessionDown(d) => Some(d),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ended.len(), 1);
+    assert!(
+        matches!(ended[0].cause, lns::EndCause::LacDisconnected(_)),
+        "{:?}",
+        ended[0].cause
+    );
+    assert_eq!(ended[0].username.as_deref(), Some("sub0"));
+    assert_eq!(lab.site().lac.up_count(), 1);
+}
+
+#[test]
+fn an_operator_clear_ends_the_call_both_ways() {
+    let mut lab = Lab::new(|_| {});
+    lab.add_subscribers(2, AuthMethod::ChapMd5);
+    lab.until_up(2, Duration::from_secs(20));
+    let now = lab.sim.now();
+    let key = lab.site().cpes[0].key().unwrap();
+    let info = lab.site().lac.session(key).unwrap();
+    let ((t, _), (s, _)) = (info.tunnel_ids.unwrap(), info.session_ids.unwrap());
+    assert_eq!(lab.site().lac.find_session(t, s), Some(key));
+    let site = lab.site_mut();
+    assert!(site.lac.clear_session(now, key));
+    site.shuttle(now);
+    lab.sim.run_for(Duration::from_secs(5)).unwrap();
+    assert!(lab.site().cpes[0].pppoe_down_by_peer);
+    assert_eq!(lab.lns(0).established_count(), 1);
+
+    // Clearing the tunnel ends the rest.
+    let now = lab.sim.now();
+    let tunnel = lab.site().lac.find_tunnel(t).unwrap();
+    let site = lab.site_mut();
+    assert!(site.lac.clear_tunnel(now, tunnel));
+    site.shuttle(now);
+    lab.sim.run_for(Duration::from_secs(5)).unwrap();
+    assert!(lab.site().cpes[1].pppoe_down_by_peer);
+    assert_eq!(lab.lns(0).established_count(), 0);
+    assert_eq!(lab.site().lac.subscriber_count(), 0);
+    let causes: Vec<_> = lab
+        .sessions_down()
+        .iter()
+        .map(|d| d.cause.clone())
+        .collect();
+    assert_eq!(causes, vec![EndCause::AdminClear, EndCause::AdminClear]);
+}
+
+#[test]
+fn malformed_and_stray_frames_are_counted_and_harmless() {
+    let mut lab = Lab::new(|_| {});
+    lab.add_subscribers(1, AuthMethod::ChapMd5);
+    lab.until_up(1, Duration::from_secs(20));
+    let now = lab.sim.now();
+    let key = lab.site().cpes[0].key().unwrap();
+    let lac = &mut lab.site_mut().lac;
+    let before = lac.stats();
+    // Too short for Ethernet.
+    lac.handle_access_frame(now, &[0u8; 5]);
+    // PPPoE session header cut short.
+    let mut short = session_frame(key.mac, LAC_MAC, key.session_id, &[0xc0, 0x21]);
+    short.truncate(17);
+    lac.handle_access_frame(now, &short);
+    // LENGTH larger than the frame.
+    let mut long = session_frame(key.mac, LAC_MAC, key.session_id, &[0xc0, 0x21, 1, 2]);
+    long[18] = 0x05;
+    lac.handle_access_frame(now, &long);
+    // A discovery CODE in a session frame.
+    let mut code = session_frame(key.mac, LAC_MAC, key.session_id, &[0xc0, 0x21]);
+    code[15] = 0x09;
+    lac.handle_access_frame(now, &code);
+    // An empty PPP frame.
+    lac.handle_access_frame(now, &session_frame(key.mac, LAC_MAC, key.session_id, &[]));
+    // A session nobody opened.
+    lac.handle_access_frame(
+        now,
+        &session_frame(
+            Address([2, 9, 9, 9, 9, 9]),
+            LAC_MAC,
+            77,
+            &[0xc0, 0x21, 9, 1, 0, 4],
+        ),
+    );
+    // Not PPPoE at all (ARP).
+    let mut arp = session_frame(key.mac, LAC_MAC, 0, &[0; 28]);
+    arp[12..14].copy_from_slice(&[0x08, 0x06]);
+    lac.handle_access_frame(now, &arp);
+    // Garbage discovery.
+    let mut disc = session_frame(key.mac, LAC_MAC, 0, &[0xff; 10]);
+    disc[12..14].copy_from_slice(&[0x88, 0x63]);
+    lac.handle_access_frame(now, &disc);
+
+    let after = lac.stats();
+    assert_eq!(after.access_frames - before.access_frames, 8);
+    assert_eq!(
+        after.malformed_frames - before.malformed_frames,
+        5,
+        "{after:?}"
+    );
+    assert_eq!(after.unknown_session - before.unknown_session, 1);
+    assert_eq!(after.not_pppoe - before.not_pppoe, 1);
+    assert_eq!(after.discovery_frames - before.discovery_frames, 1);
+    assert_eq!(after.sessions_down, 0);
+    // Random bytes never panic.
+    let mut r = ChaCha8Rng::seed_from_u64(5);
+    for _ in 0..2000 {
+        let len = (r.next_u32() % 80) as usize;
+        let mut f = vec![0u8; len];
+        r.fill_bytes(&mut f);
+        if len >= 14 && r.next_u32() % 2 == 0 {
+            f[12..14].copy_from_slice(&[0x88, 0x64]);
+        }
+        lac.handle_access_frame(now, &f);
+    }
+    lab.sim.run_for(Duration::from_secs(2)).unwrap();
+    assert_eq!(lab.site().up_count(), 1);
+    assert_eq!(lab.site().lac.up_count(), 1);
+}
