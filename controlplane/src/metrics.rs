@@ -128,7 +128,7 @@ impl Metrics {
         );
         registry.register(
             "control_messages_sent",
-            "L2TP control messages sent (retransmissions included)",
+            "L2TP control messages sent, first transmissions (ZLBs not included)",
             control_sent.clone(),
         );
         registry.register(

@@ -1,30 +1,52 @@
 //! `lnsd`: the LNS daemon. It accepts tunnels and incoming calls from LACs,
 //! terminates each subscriber's PPP (LCP, PAP/CHAP, IPCP), authenticates
-//! against a local users file or RADIUS, assigns addresses from a pool and
-//! logs every session up and down with the user and the address. The data
-//! plane and the HA extension come later; the full TOML configuration too
-//! (these flags are the small honest subset).
+//! against a local users file or RADIUS, assigns addresses from a pool,
+//! forwards the subscribers' IPv4 through the AF_XDP fast path when
+//! `[dataplane] enabled = true`, and logs every session up and down with the
+//! user and the address.
+//!
+//! Configuration: `--config FILE` (TOML, `controlplane::config::LnsConfig`;
+//! deploy/examples/lnsd.toml); the flags override the file's keys. Operator
+//! interfaces: the control socket (`l2tpctl`), Prometheus metrics, SIGTERM
+//! or SIGINT for a clean stop (CDN for every call and StopCCN for every
+//! tunnel, acknowledged within a grace time), SIGHUP to reload the file.
 
 mod common;
 
+use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::ops::ControlFlow;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::{Parser, ValueEnum};
-use controlplane::aaa::pool::AddressPool;
 use controlplane::aaa::radius::{Client, ClientConfig, Server};
 use controlplane::aaa::users::Users;
 use controlplane::aaa::Authenticator;
+use controlplane::config::{LnsConfig, ProxyMode, XdpMode};
+use controlplane::ctl::{Clear, Json, Reply, Request, Show};
 use controlplane::driver::{os_rng, Driver};
-use controlplane::l2tp::codes::stop_ccn;
-use controlplane::lns;
-use controlplane::ppp::ProxyPolicy;
+use controlplane::fastpath::lns::LnsFastpath;
+use controlplane::fastpath::{FastpathConfig, FastpathSummary, Role};
+use controlplane::l2tp::codes::{cdn, stop_ccn};
+use controlplane::l2tp::{ResultCode, SessionHandle, TunnelHandle};
+use controlplane::lns::{self, EndCause};
+use controlplane::metrics::{Metrics, MetricsServer};
+use controlplane::ppp::DownCause;
+use controlplane::time::Instant;
+use serde::Serialize;
 use tracing::{error, info, warn};
 
+use common::ops::{self, Logging, Operator, Signals};
 use common::BoxError;
+
+/// With a fast path, the driver runs in slices this short so punted PPP
+/// frames are served promptly (the plan's ≤ 2 ms).
+const FASTPATH_SLICE: Duration = Duration::from_millis(1);
+/// How often the fast path's counters are asked for (and the metrics and
+/// `show stats` refreshed from them).
+const REPORT_EVERY: Duration = Duration::from_secs(1);
 
 /// What to do with the LAC's proxy LCP and authentication (RFC 2661
 /// §4.4.5).
@@ -36,90 +58,100 @@ enum Proxy {
     Renegotiate,
 }
 
-/// An L2TPv2 LNS (RFC 2661) that terminates PPP: accepts tunnels and
-/// incoming calls from LACs, authenticates subscribers with PAP or CHAP
-/// against --users or --radius, gives them addresses from --pool, and logs
-/// every tunnel and session to stderr (RUST_LOG filters, default "info").
+/// An L2TPv2 LNS (RFC 2661) that terminates PPP. Reads its configuration
+/// from --config (TOML; see deploy/examples/lnsd.toml and the README); the
+/// other flags override keys of the file (or of the defaults, without
+/// one). Logs go to stderr (RUST_LOG, else the file's control.log, else
+/// "info").
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Args {
-    /// IPv4 address and UDP port to listen on. RADIUS requests leave from
-    /// the same socket.
-    #[arg(long, value_name = "ADDR:PORT", default_value = "0.0.0.0:1701")]
-    listen: SocketAddrV4,
+    /// The configuration file. SIGHUP reloads it.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
 
-    /// Tunnel secret shared with the LACs: answers their Challenge (RFC 2661
-    /// §5.1.1) and reveals hidden AVPs. Without it, a LAC that challenges us
-    /// is refused.
+    /// Overrides `listen`: IPv4 address and UDP port for L2TP.
+    #[arg(long, value_name = "ADDR:PORT")]
+    listen: Option<SocketAddrV4>,
+
+    /// Overrides `secret`: the tunnel secret shared with the LACs.
     #[arg(long)]
     secret: Option<String>,
 
-    /// Challenge every LAC and refuse those that do not prove the secret.
-    #[arg(long, requires = "secret")]
+    /// Overrides `require_auth` (to true): challenge every LAC.
+    #[arg(long)]
     require_auth: bool,
 
-    /// Our Host Name AVP, and the name in our CHAP Challenges.
-    #[arg(long, default_value = "lnsd")]
-    hostname: String,
+    /// Overrides `hostname`.
+    #[arg(long)]
+    hostname: Option<String>,
 
-    /// Seconds between Hellos on an idle tunnel (RFC 2661 §6.5); 0 disables.
-    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
-    hello: u64,
+    /// Overrides `hello`: seconds between Hellos, 0 disables.
+    #[arg(long, value_name = "SECONDS")]
+    hello: Option<u64>,
 
-    /// The local users file (format: controlplane::aaa::users): who may log
-    /// in when no --radius is given. With neither, every subscriber is
-    /// refused (tunnels and calls still come up).
+    /// Overrides `users`: the local users file.
     #[arg(long, value_name = "FILE")]
     users: Option<PathBuf>,
 
-    /// Subscriber addresses: a range `10.64.0.10-10.64.3.250` or a CIDR
-    /// block `10.64.0.0/22`; repeat for more ranges.
-    #[arg(long, value_name = "RANGE", default_value = "100.64.0.0/22")]
+    /// Overrides `pool` (repeat for more ranges).
+    #[arg(long, value_name = "RANGE")]
     pool: Vec<String>,
 
-    /// Our IPCP address (the subscribers' next hop). Default: the first
-    /// address of the first --pool range, taken out of the pool.
+    /// Overrides `gateway`.
     #[arg(long, value_name = "ADDR")]
     gateway: Option<Ipv4Addr>,
 
-    /// DNS server offered to subscribers (RFC 1877); give it twice for a
-    /// primary and a secondary.
+    /// Overrides `dns` (give it twice for a secondary).
     #[arg(long, value_name = "ADDR")]
     dns: Vec<Ipv4Addr>,
 
-    /// RADIUS authentication server (replaces --users); repeat for
-    /// failover, in order of preference.
-    #[arg(long, value_name = "ADDR:PORT", requires = "radius_secret")]
+    /// Overrides `radius.auth` (repeat for failover).
+    #[arg(long, value_name = "ADDR:PORT")]
     radius: Vec<SocketAddr>,
 
-    /// RADIUS accounting server; repeat for failover. Default: each
-    /// --radius server at its port + 1.
-    #[arg(long, value_name = "ADDR:PORT", requires = "radius")]
+    /// Overrides `radius.acct`.
+    #[arg(long, value_name = "ADDR:PORT")]
     radius_acct: Vec<SocketAddr>,
 
-    /// The secret shared with the RADIUS servers.
+    /// Overrides `radius.secret`.
     #[arg(long, value_name = "SECRET")]
     radius_secret: Option<String>,
 
-    /// Seconds between accounting Interim-Updates (0: only when RADIUS
-    /// sends Acct-Interim-Interval).
-    #[arg(long, value_name = "SECONDS", default_value_t = 0)]
-    interim: u64,
+    /// Overrides `radius.interim`.
+    #[arg(long, value_name = "SECONDS")]
+    interim: Option<u64>,
 
-    /// Proxy LCP and authentication from the LAC's ICCN.
-    #[arg(long, value_enum, default_value_t = Proxy::Accept)]
-    proxy: Proxy,
+    /// Overrides `proxy`.
+    #[arg(long, value_enum)]
+    proxy: Option<Proxy>,
 
-    /// Stop after this many seconds, closing every tunnel with StopCCN.
-    /// Without it, lnsd runs until it is killed.
+    /// Overrides `control.socket`: the control socket for l2tpctl.
+    #[arg(long, value_name = "PATH")]
+    socket: Option<PathBuf>,
+
+    /// Overrides `control.metrics`: serve Prometheus metrics here.
+    #[arg(long, value_name = "ADDR:PORT")]
+    metrics: Option<SocketAddr>,
+
+    /// Stop after this many seconds, as on SIGTERM. Without it, lnsd runs
+    /// until it is told to stop.
     #[arg(long, value_name = "SECONDS")]
     duration: Option<u64>,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    common::init_logging();
-    match run(&args) {
+    let config = match load_config(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            // Logging is not set up yet: the filter is in the file.
+            eprintln!("lnsd: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let logging = Logging::init(config.control.log.as_deref());
+    match run(&args, config, logging) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             error!("{e}");
@@ -128,109 +160,654 @@ fn main() -> ExitCode {
     }
 }
 
-fn authenticator(args: &Args) -> Result<Authenticator, BoxError> {
-    if args.radius.is_empty() {
-        let Some(path) = &args.users else {
-            warn!("neither --users nor --radius: every subscriber will be refused");
+/// Where errors about the values are reported against.
+fn source(args: &Args) -> &Path {
+    args.config
+        .as_deref()
+        .unwrap_or(Path::new("(defaults and command line)"))
+}
+
+/// The file (or the defaults) with the flags applied, checked.
+fn load_config(args: &Args) -> Result<LnsConfig, BoxError> {
+    let mut c = match &args.config {
+        Some(path) => LnsConfig::load(path)?,
+        None => LnsConfig::default(),
+    };
+    if let Some(v) = args.listen {
+        c.listen = v;
+    }
+    if let Some(v) = &args.secret {
+        c.secret = Some(v.clone());
+    }
+    if args.require_auth {
+        c.require_auth = true;
+    }
+    if let Some(v) = &args.hostname {
+        c.hostname = v.clone();
+    }
+    if let Some(v) = args.hello {
+        c.hello = v as f64;
+    }
+    if let Some(v) = &args.users {
+        c.users = Some(v.clone());
+    }
+    if !args.pool.is_empty() {
+        c.pool = args.pool.clone();
+    }
+    if let Some(v) = args.gateway {
+        c.gateway = Some(v);
+    }
+    if !args.dns.is_empty() {
+        c.dns = args.dns.clone();
+    }
+    if !args.radius.is_empty() {
+        c.radius.auth = args.radius.clone();
+    }
+    if !args.radius_acct.is_empty() {
+        c.radius.acct = args.radius_acct.clone();
+    }
+    if let Some(v) = &args.radius_secret {
+        c.radius.secret = Some(v.clone());
+    }
+    if let Some(v) = args.interim {
+        c.radius.interim = v;
+    }
+    if let Some(v) = args.proxy {
+        c.proxy = match v {
+            Proxy::Accept => ProxyMode::Accept,
+            Proxy::Renegotiate => ProxyMode::Renegotiate,
+        };
+    }
+    if let Some(v) = &args.socket {
+        c.control.socket = v.clone();
+    }
+    if let Some(v) = args.metrics {
+        c.control.metrics = Some(v);
+    }
+    c.validate(source(args))?;
+    Ok(c)
+}
+
+fn authenticator(config: &LnsConfig) -> Result<Authenticator, BoxError> {
+    if config.radius.auth.is_empty() {
+        let Some(path) = &config.users else {
+            warn!("neither `users` nor `radius.auth`: every subscriber will be refused");
             return Ok(Authenticator::local(Users::parse("", "(none)")?));
         };
         let users = Users::load(path)?;
         info!(file = %path.display(), users = users.len(), "local users file");
         return Ok(Authenticator::local(users));
     }
-    let secret = args
-        .radius_secret
+    let secret = config
+        .radius
+        .secret
         .as_ref()
-        .ok_or("--radius needs --radius-secret")?
+        .ok_or("radius.auth needs radius.secret")?
         .as_bytes()
         .to_vec();
     let server = |address: SocketAddr| Server {
         address,
         secret: secret.clone(),
     };
-    let acct: Vec<SocketAddr> = if args.radius_acct.is_empty() {
-        args.radius
-            .iter()
-            .map(|a| SocketAddr::new(a.ip(), a.port().wrapping_add(1)))
-            .collect()
-    } else {
-        args.radius_acct.clone()
-    };
-    let mut config = ClientConfig::new(
-        args.radius.iter().copied().map(server).collect(),
+    let acct = config.accounting_servers();
+    let mut client = ClientConfig::new(
+        config.radius.auth.iter().copied().map(server).collect(),
         acct.iter().copied().map(server).collect(),
     );
-    config.nas_identifier = Some(args.hostname.clone());
-    config.nas_ip_address = Some(*args.listen.ip()).filter(|a| !a.is_unspecified());
-    config.interim_interval = (args.interim > 0).then(|| Duration::from_secs(args.interim));
-    info!(auth = ?args.radius, acct = ?acct, "RADIUS");
+    client.nas_identifier = Some(config.hostname.clone());
+    client.nas_ip_address = Some(*config.listen.ip()).filter(|a| !a.is_unspecified());
+    client.interim_interval =
+        (config.radius.interim > 0).then(|| Duration::from_secs(config.radius.interim));
+    info!(auth = ?config.radius.auth, acct = ?acct, "RADIUS");
     Ok(Authenticator::Radius(Box::new(Client::new(
-        config,
+        client,
         os_rng()?,
     )?)))
 }
 
-fn run(args: &Args) -> Result<(), BoxError> {
-    let mut pool = AddressPool::parse(&args.pool).map_err(|e| format!("--pool: {e}"))?;
-    let gateway = match args.gateway {
-        Some(g) => g,
-        None => {
-            let first = pool
-                .ranges()
-                .first()
-                .ok_or("--pool holds no address")?
-                .first();
-            pool.reserve(first)
-                .map_err(|e| format!("--pool: gateway {first}: {e}"))?;
-            first
+/// The CIDR blocks that cover `first..=last` exactly, for the steering
+/// program's LPM trie.
+fn prefixes(first: Ipv4Addr, last: Ipv4Addr) -> Vec<(Ipv4Addr, u8)> {
+    let (mut at, end) = (u64::from(u32::from(first)), u64::from(u32::from(last)));
+    let mut out = Vec::new();
+    while at <= end {
+        // The largest aligned block at `at` that stays within the range.
+        let mut size = if at == 0 {
+            1u64 << 32
+        } else {
+            at & at.wrapping_neg()
+        };
+        while at + size - 1 > end {
+            size >>= 1;
         }
+        let len = 32 - size.trailing_zeros() as u8;
+        out.push((Ipv4Addr::from(at as u32), len));
+        at += size;
+    }
+    out
+}
+
+fn start_fastpath(config: &LnsConfig, node: &mut lns::Node) -> Result<LnsFastpath, BoxError> {
+    let d = &config.dataplane;
+    let (pool, _) = config.address_pool()?;
+    let mut fp = FastpathConfig::new(
+        Role::Lns,
+        vec![d.wan.clone(), d.core.clone()],
+        vec![*config.listen.ip()],
+    );
+    fp.subscriber_prefixes = pool
+        .ranges()
+        .iter()
+        .flat_map(|r| prefixes(r.first(), r.last()))
+        .collect();
+    fp.gateway = d.core_next_hop;
+    fp.poll_mode = d.poll_mode.into();
+    fp.xdp_mode = match d.xdp_mode {
+        XdpMode::Skb => dataplane::io::afxdp::XdpMode::Skb,
+        XdpMode::Driver => dataplane::io::afxdp::XdpMode::DriverCopy,
+        XdpMode::ZeroCopy => dataplane::io::afxdp::XdpMode::DriverZeroCopy,
     };
-    let mut config = lns::Config::new(args.hostname.clone(), gateway);
-    config.l2tp.secret = args.secret.as_ref().map(|s| s.as_bytes().to_vec());
-    config.l2tp.require_authentication = args.require_auth;
-    config.l2tp.hello_interval = (args.hello > 0).then(|| Duration::from_secs(args.hello));
-    config.ppp.proxy = match args.proxy {
-        Proxy::Accept => ProxyPolicy::Accept,
-        Proxy::Renegotiate => ProxyPolicy::Renegotiate,
+    fp.cores = d.cores.clone();
+    info!(wan = %d.wan, core = %d.core, prefixes = ?fp.subscriber_prefixes, next_hop = ?d.core_next_hop, "starting the fast path");
+    LnsFastpath::start(fp, config.listen, node).map_err(|e| format!("fast path: {e}").into())
+}
+
+/// What the daemon remembers of tunnels and sessions beyond what the node
+/// keeps: the LAC's host name, when things came up, who is on a session.
+#[derive(Default)]
+struct Book {
+    tunnels: HashMap<TunnelHandle, TunnelNote>,
+    sessions: HashMap<SessionHandle, SessionNote>,
+}
+
+struct TunnelNote {
+    host_name: String,
+    up_at: Instant,
+}
+
+struct SessionNote {
+    user: String,
+    address: Ipv4Addr,
+    up_at: Instant,
+    local_session_id: u16,
+    peer_session_id: u16,
+}
+
+impl Book {
+    fn note(&mut self, now: Instant, event: &lns::Event, metrics: &Metrics) {
+        match event {
+            lns::Event::TunnelUp {
+                tunnel,
+                peer_host_name,
+                ..
+            } => {
+                self.tunnels.insert(
+                    *tunnel,
+                    TunnelNote {
+                        host_name: peer_host_name.clone(),
+                        up_at: now,
+                    },
+                );
+            }
+            lns::Event::TunnelDown { tunnel, .. } => {
+                self.tunnels.remove(tunnel);
+            }
+            lns::Event::SessionEstablished(s) => {
+                metrics.session_set_up();
+                self.sessions.insert(
+                    s.session,
+                    SessionNote {
+                        user: s.username.clone(),
+                        address: s.address,
+                        up_at: now,
+                        local_session_id: s.local_session_id,
+                        peer_session_id: s.peer_session_id,
+                    },
+                );
+            }
+            lns::Event::SessionDown(s) => {
+                self.sessions.remove(&s.session);
+                if !s.was_established {
+                    metrics.session_setup_failed(failure_reason(&s.cause));
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The `reason` label of a session that ended before PPP came up.
+fn failure_reason(cause: &EndCause) -> &'static str {
+    match cause {
+        EndCause::Ppp(DownCause::AuthFailed) | EndCause::Ppp(DownCause::AuthRefused) => {
+            "auth_failed"
+        }
+        EndCause::Ppp(DownCause::AuthTimeout) => "auth_timeout",
+        EndCause::Ppp(DownCause::NegotiationTimeout(_)) => "negotiation_timeout",
+        EndCause::Ppp(DownCause::MaxFailure(_)) | EndCause::Ppp(DownCause::Rejected(_)) => {
+            "negotiation_failed"
+        }
+        EndCause::Ppp(DownCause::EchoFailure) => "echo_failure",
+        EndCause::Ppp(DownCause::PeerTerminated) => "subscriber_terminated",
+        EndCause::Ppp(_) => "ppp_other",
+        EndCause::LacDisconnected(_) => "lac_disconnected",
+        EndCause::L2tpError(_) => "l2tp_error",
+        EndCause::TunnelDown => "tunnel_down",
+        EndCause::AdminClear => "admin_clear",
+        EndCause::SessionTimeout | EndCause::IdleTimeout => "timeout",
+        EndCause::PoolExhausted | EndCause::AddressInUse(_) => "no_address",
+    }
+}
+
+/// One row of `show tunnels`.
+#[derive(Serialize)]
+struct TunnelRow {
+    id: u64,
+    local_tid: Option<u16>,
+    peer_tid: Option<u16>,
+    peer: Option<String>,
+    host_name: Option<String>,
+    state: String,
+    sessions: usize,
+    uptime_s: Option<u64>,
+    ctl_sent: u64,
+    ctl_retransmitted: u64,
+}
+
+/// One row of `show sessions`.
+#[derive(Serialize)]
+struct SessionRow {
+    id: u64,
+    tunnel: u64,
+    local_sid: Option<u16>,
+    peer_sid: Option<u16>,
+    user: Option<String>,
+    address: Option<String>,
+    state: String,
+    uptime_s: Option<u64>,
+    ppp_in: u64,
+    ppp_out: u64,
+    fastpath: bool,
+}
+
+/// Everything the loop works with.
+struct Daemon {
+    driver: Driver<lns::Node>,
+    fastpath: Option<LnsFastpath>,
+    /// The fast path's last summary, refreshed every [`REPORT_EVERY`].
+    summary: Option<FastpathSummary>,
+    book: Book,
+    metrics: Metrics,
+    /// Kept for its thread: dropping it stops the metrics server.
+    _metrics_server: Option<MetricsServer>,
+    /// Requests the control socket answered.
+    control_requests: u64,
+    logging: Logging,
+    /// The configuration in effect (reloaded keys included).
+    config: LnsConfig,
+}
+
+impl Daemon {
+    fn handle(&mut self, request: Request) -> Reply {
+        let now = self.driver.now();
+        match request {
+            Request::Show {
+                what: Show::Tunnels,
+            } => Reply::ok(&self.tunnels(now)),
+            Request::Show {
+                what: Show::Sessions,
+            } => Reply::ok(&self.sessions(now)),
+            Request::Show { what: Show::Stats } => Reply::ok(&self.stats()),
+            Request::Clear {
+                what: Clear::Session,
+                id,
+            } => {
+                let node = self.driver.node_mut();
+                let Some(handle) = node.sessions().find(|h| h.id == id) else {
+                    return Reply::error(format!("no session {id} (see show sessions)"));
+                };
+                if node.clear_session(now, handle) {
+                    info!(session = id, "session cleared by the operator");
+                    Reply::ok(&format!("session {id} clearing (LCP Terminate, then CDN)"))
+                } else {
+                    Reply::error(format!("session {id} is already going down"))
+                }
+            }
+            Request::Clear {
+                what: Clear::Tunnel,
+                id,
+            } => {
+                let handle = TunnelHandle(id);
+                let node = self.driver.node_mut();
+                if !node.endpoint().tunnels().any(|t| t == handle) {
+                    return Reply::error(format!("no tunnel {id} (see show tunnels)"));
+                }
+                let result =
+                    ResultCode::with_message(stop_ccn::GENERAL_REQUEST, "cleared by the operator");
+                if node.close_tunnel(now, handle, result) {
+                    info!(tunnel = id, "tunnel cleared by the operator");
+                    Reply::ok(&format!("tunnel {id} closing (StopCCN)"))
+                } else {
+                    Reply::error(format!("tunnel {id} is already closing"))
+                }
+            }
+            Request::Ha { .. } => Reply::error("ha: this lnsd has no HA commands yet"),
+        }
+    }
+
+    fn tunnels(&self, now: Instant) -> Vec<TunnelRow> {
+        let endpoint = self.driver.node().endpoint();
+        let mut rows: Vec<TunnelRow> = endpoint
+            .tunnels()
+            .map(|t| {
+                let ids = endpoint.tunnel_ids(t);
+                let note = self.book.tunnels.get(&t);
+                let stats = endpoint.tunnel_stats(t).unwrap_or_default();
+                TunnelRow {
+                    id: t.0,
+                    local_tid: ids.map(|i| i.0),
+                    peer_tid: ids.map(|i| i.1),
+                    peer: endpoint.tunnel_remote(t).map(|r| r.to_string()),
+                    host_name: note.map(|n| n.host_name.clone()),
+                    state: endpoint
+                        .tunnel_state(t)
+                        .map_or("gone".to_owned(), |s| format!("{s:?}").to_lowercase()),
+                    sessions: endpoint.session_count(t),
+                    uptime_s: note.map(|n| now.saturating_duration_since(n.up_at).as_secs()),
+                    ctl_sent: stats.control.sent,
+                    ctl_retransmitted: stats.control.retransmitted,
+                }
+            })
+            .collect();
+        rows.sort_by_key(|r| r.id);
+        rows
+    }
+
+    fn sessions(&self, now: Instant) -> Vec<SessionRow> {
+        let node = self.driver.node();
+        let mut rows: Vec<SessionRow> = node
+            .sessions()
+            .map(|h| {
+                let note = self.book.sessions.get(&h);
+                let link = node.link(h);
+                let stats = link.map(|l| l.stats()).unwrap_or_default();
+                SessionRow {
+                    id: h.id,
+                    tunnel: h.tunnel.0,
+                    local_sid: note.map(|n| n.local_session_id),
+                    peer_sid: note.map(|n| n.peer_session_id),
+                    user: note.map(|n| n.user.clone()).or_else(|| {
+                        link.and_then(|l| l.state().username)
+                            .map(|u| String::from_utf8_lossy(&u).into_owned())
+                    }),
+                    address: note
+                        .map(|n| n.address)
+                        .or_else(|| node.session_address(h))
+                        .map(|a| a.to_string()),
+                    state: if note.is_some() {
+                        "up".to_owned()
+                    } else {
+                        link.map_or("-".to_owned(), |l| {
+                            format!("{:?}", l.phase()).to_lowercase()
+                        })
+                    },
+                    uptime_s: note.map(|n| now.saturating_duration_since(n.up_at).as_secs()),
+                    ppp_in: stats.frames_received,
+                    ppp_out: stats.frames_sent,
+                    fastpath: self
+                        .fastpath
+                        .as_ref()
+                        .is_some_and(|fp| fp.session(h).is_some()),
+                }
+            })
+            .collect();
+        rows.sort_by_key(|r| (r.tunnel, r.id));
+        rows
+    }
+
+    fn stats(&self) -> Json {
+        let node = self.driver.node();
+        let s = node.stats();
+        let e = node.endpoint().stats();
+        let d = self.driver.stats();
+        let mut out: Vec<(String, Json)> = Vec::new();
+        let mut put = |k: &str, v: u64| out.push((k.to_owned(), Json::Number(v.into())));
+        put("tunnels", node.endpoint().tunnel_count() as u64);
+        put("sessions", node.session_count() as u64);
+        put("sessions_up", node.established_count() as u64);
+        put("sessions_set_up", self.metrics.sessions_set_up());
+        put("sessions_started", s.sessions_started);
+        put("sessions_ended", s.sessions_ended);
+        put("auth_rejected", s.auth_rejected);
+        put("address_unavailable", s.address_unavailable);
+        put("pool_in_use", node.pool().in_use());
+        put("pool_available", node.pool().available());
+        put("tunnels_accepted", e.tunnels_accepted);
+        put("datagrams_received", e.datagrams_received);
+        put("malformed", e.malformed + e.malformed_control);
+        put("unknown_tunnel", e.unknown_tunnel + e.data_unknown_tunnel);
+        put("wrong_source", e.wrong_source + e.data_wrong_source);
+        put("data_delivered", e.data_delivered);
+        put("udp_sent", d.sent);
+        put("udp_received", d.received);
+        put("udp_send_errors", d.send_errors);
+        put("control_requests", self.control_requests);
+        if let Some(summary) = &self.summary {
+            let k = &summary.counters;
+            put("fastpath_workers", summary.workers as u64);
+            put("fastpath_sessions", summary.sessions as u64);
+            put("fastpath_received", k.received);
+            put("fastpath_transmitted", k.transmitted);
+            for path in dataplane::counters::PathKind::ALL {
+                put(
+                    &format!("fastpath_{}", path.name()),
+                    k.forwarded[*path as usize],
+                );
+            }
+            put("fastpath_punted", k.punted.iter().sum());
+            put("fastpath_dropped", k.dropped.iter().sum());
+            for reason in dataplane::counters::DropReason::ALL {
+                let n = k.drops(*reason);
+                if n > 0 {
+                    put(&format!("drop_{}", reason.name()), n);
+                }
+            }
+            put("fastpath_latency_p50_ns", summary.latency.p50_ns);
+            put("fastpath_latency_p99_ns", summary.latency.p99_ns);
+        }
+        let rate = serde_json::Number::from_f64(self.metrics.setup_rate())
+            .map_or(Json::Null, Json::Number);
+        out.push(("setup_rate_per_s".to_owned(), rate));
+        Json::Object(out)
+    }
+
+    /// Refreshes the metrics from the node (every slice: cheap) and the
+    /// fast path (its last report; a new one is asked for every
+    /// [`REPORT_EVERY`]).
+    fn refresh_metrics(&mut self) {
+        let node = self.driver.node();
+        let endpoint = node.endpoint();
+        let metrics = &mut self.metrics;
+        metrics.set_counts(node.session_count(), endpoint.tunnel_count());
+        metrics.observe_tunnels(endpoint.tunnels().filter_map(|t| {
+            let s = endpoint.tunnel_stats(t)?;
+            Some((t.0, s.control.sent, s.control.retransmitted))
+        }));
+        metrics.tick(std::time::Instant::now());
+    }
+
+    fn refresh_fastpath(&mut self) {
+        if let Some(fp) = &mut self.fastpath {
+            let summary = fp.fastpath().summary();
+            self.metrics.observe_fastpath(&summary.counters);
+            self.summary = Some(summary);
+            if let Err(e) = fp.fastpath().request_reports() {
+                warn!(error = %e, "fast path reports not requested");
+            }
+        }
+    }
+
+    /// SIGHUP: re-read the file, apply what can change at run time, say what
+    /// needs a restart.
+    fn reload(&mut self, args: &Args) {
+        if args.config.is_none() {
+            warn!("SIGHUP: started without --config, nothing to reload");
+            return;
+        }
+        let new = match load_config(args) {
+            Ok(c) => c,
+            Err(e) => {
+                error!("SIGHUP: configuration not reloaded: {e}");
+                return;
+            }
+        };
+        let changes = self.config.changes(&new);
+        if changes.is_empty() {
+            info!("SIGHUP: configuration unchanged");
+            return;
+        }
+        if changes.applies("control.log") {
+            let what = self.logging.set_filter(new.control.log.as_deref());
+            self.config.control.log = new.control.log.clone();
+            info!(key = "control.log", "{what}");
+        }
+        if !changes.restart.is_empty() {
+            warn!(
+                keys = %changes.restart.join(", "),
+                "SIGHUP: these changes take effect only after a restart"
+            );
+        }
+        info!(applied = %changes.apply.join(", "), "SIGHUP: configuration reloaded");
+    }
+
+    /// The clean stop: CDN for every call and StopCCN for every tunnel
+    /// (RFC 2661 §5.7: StopCCN alone would clear the calls too; the CDNs
+    /// tell the LAC why), acknowledged within the grace time.
+    fn shutdown(&mut self) -> Result<(), BoxError> {
+        let now = self.driver.now();
+        let node = self.driver.node_mut();
+        let sessions: Vec<SessionHandle> = node.sessions().collect();
+        info!(
+            sessions = sessions.len(),
+            tunnels = node.endpoint().tunnel_count(),
+            "stopping: CDN for every call, StopCCN for every tunnel"
+        );
+        for session in sessions {
+            let result = ResultCode::with_message(cdn::ADMINISTRATIVE, "LNS shutting down");
+            // A session already going down has nothing to close.
+            let _ = node.endpoint_mut().close_session(now, session, result);
+        }
+        let acknowledged = common::shutdown(&mut self.driver, stop_ccn::SHUTTING_DOWN)?;
+        if !acknowledged {
+            warn!("not every LAC acknowledged within the grace time");
+        }
+        if let Some(mut fp) = self.fastpath.take() {
+            fp.stop();
+        }
+        Ok(())
+    }
+}
+
+fn run(args: &Args, config: LnsConfig, logging: Logging) -> Result<(), BoxError> {
+    let signals = Signals::install()?;
+    let (pool, gateway) = config.address_pool().map_err(|e| format!("pool: {e}"))?;
+    let mut node = lns::Node::new(
+        config.node_config(gateway),
+        authenticator(&config)?,
+        pool,
+        os_rng()?,
+    )?;
+    let fastpath = if config.dataplane.enabled {
+        Some(start_fastpath(&config, &mut node)?)
+    } else {
+        None
     };
-    config.primary_dns = args.dns.first().copied();
-    config.secondary_dns = args.dns.get(1).copied();
-    let node = lns::Node::new(config, authenticator(args)?, pool, os_rng()?)?;
-    let socket = UdpSocket::bind(args.listen)
-        .map_err(|e| format!("cannot listen on {} (--listen): {e}", args.listen))?;
-    let mut driver = Driver::new(socket, node)?;
+    let socket = UdpSocket::bind(config.listen)
+        .map_err(|e| format!("cannot listen on {} (listen): {e}", config.listen))?;
+    let driver = Driver::new(socket, node)?;
+    let Operator {
+        mut control,
+        metrics,
+        metrics_server,
+    } = Operator::start(&config.control)?;
     info!(
         listen = %driver.local_addr()?,
-        host_name = %args.hostname,
+        host_name = %config.hostname,
         %gateway,
-        pool = ?args.pool,
+        pool = ?config.pool,
+        fastpath = fastpath.is_some(),
         "listening"
     );
+    let mut daemon = Daemon {
+        driver,
+        fastpath,
+        summary: None,
+        book: Book::default(),
+        metrics,
+        _metrics_server: metrics_server,
+        control_requests: 0,
+        logging,
+        config,
+    };
 
-    let end = args.duration.map(|s| driver.now() + Duration::from_secs(s));
+    let slice = if daemon.fastpath.is_some() {
+        FASTPATH_SLICE
+    } else {
+        ops::SLICE
+    };
+    let end = args
+        .duration
+        .map(|s| daemon.driver.now() + Duration::from_secs(s));
+    let mut next_report = daemon.driver.now();
     loop {
+        if signals.terminate_requested() {
+            info!("asked to stop");
+            break;
+        }
+        if end.is_some_and(|e| daemon.driver.now() >= e) {
+            info!("duration reached");
+            break;
+        }
+        if signals.take_reload() {
+            daemon.reload(args);
+        }
         // Event-Timestamp in accounting follows the wall clock; tell the
         // RADIUS client where it is now and then.
-        let now = driver.now();
+        let now = daemon.driver.now();
         if let (Some(radius), Ok(wall)) = (
-            driver.node_mut().radius_mut(),
+            daemon.driver.node_mut().radius_mut(),
             SystemTime::now().duration_since(UNIX_EPOCH),
         ) {
             radius.set_wall_clock(now, wall);
         }
-        // Without --duration, run in minute-long slices: the driver's runs
-        // are always bounded.
-        let slice = driver.now() + Duration::from_secs(60);
-        let deadline = end.map_or(slice, |e| e.min(slice));
+        let deadline = end.map_or(now + slice, |e| e.min(now + slice));
+        let Daemon {
+            driver,
+            fastpath,
+            book,
+            metrics,
+            ..
+        } = &mut daemon;
         driver.run_until(deadline, |_, event| {
+            if let Some(fp) = fastpath.as_mut() {
+                // Before anything else: the tables follow the node.
+                fp.program(&event);
+            }
             common::log_lns_event(&event);
+            book.note(now, &event, metrics);
             ControlFlow::Continue(())
         })?;
-        if end.is_some_and(|e| driver.now() >= e) {
-            break;
+        if let Some(fp) = fastpath.as_mut() {
+            let now = driver.now();
+            fp.service(driver.node_mut(), now);
+        }
+        control.poll(|request| daemon.handle(request));
+        daemon.control_requests = control.stats().requests;
+        daemon.refresh_metrics();
+        if daemon.driver.now() >= next_report {
+            next_report = daemon.driver.now() + REPORT_EVERY;
+            daemon.refresh_fastpath();
         }
     }
-    info!("duration reached, closing every tunnel");
-    common::shutdown(&mut driver, stop_ccn::SHUTTING_DOWN)?;
-    Ok(())
+    daemon.shutdown()
 }

@@ -1,8 +1,10 @@
 //! What `lnsd` and `lacd` share: logging, how an L2TP or LNS event reads in
-//! the log, and a clean shutdown.
+//! the log, a clean shutdown, and (in [`ops`]) signals, the control socket
+//! and the metrics.
+
+pub(crate) mod ops;
 
 use std::error::Error;
-use std::io::IsTerminal;
 use std::ops::ControlFlow;
 use std::time::Duration;
 
@@ -14,7 +16,6 @@ use controlplane::lns;
 use controlplane::time::Instant;
 use dataplane::wire::{ppp, ppp_cp};
 use tracing::{info, warn};
-use tracing_subscriber::EnvFilter;
 
 /// A boxed error for `main`: the daemons print it and exit non-zero.
 pub(crate) type BoxError = Box<dyn Error + Send + Sync>;
@@ -23,15 +24,11 @@ pub(crate) type BoxError = Box<dyn Error + Send + Sync>;
 pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// Log to stderr, `RUST_LOG` filtering (default `info`); colours only on a
-/// terminal, so a log file stays greppable.
+/// terminal, so a log file stays greppable. [`ops::Logging::init`] does the
+/// same with a filter a reload can change.
+#[allow(dead_code)] // lacd's; lnsd uses ops::Logging
 pub(crate) fn init_logging() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_target(false)
-        .init();
+    let _ = ops::Logging::init(None);
 }
 
 /// One log line per event, with the ids an operator matches against the

@@ -1,0 +1,171 @@
+//! What an operator gets from either daemon: logs whose filter a reload can
+//! change, signals (SIGTERM/SIGINT stop cleanly, SIGHUP reloads), the
+//! control socket and the metrics.
+//!
+//! A daemon uses them in a few lines:
+//!
+//! ```ignore
+//! let logging = ops::Logging::init(config.control.log.as_deref());
+//! let signals = ops::Signals::install()?;
+//! let mut operator = ops::Operator::start(&config.control)?;
+//! loop {
+//!     if signals.terminate_requested() { break; }
+//!     if signals.take_reload() { /* re-read the file, logging.set_filter(..) */ }
+//!     driver.run_until(driver.now() + ops::SLICE, ..)?;
+//!     operator.control.poll(|request| handle(request));
+//! }
+//! ```
+
+// Each daemon uses the part it needs.
+#![allow(dead_code)]
+
+use std::io::IsTerminal;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use controlplane::config::Control;
+use controlplane::ctl::ControlServer;
+use controlplane::metrics::{Metrics, MetricsServer};
+use tracing::info;
+use tracing_subscriber::prelude::*;
+use tracing_subscriber::{reload, EnvFilter, Registry};
+
+use super::BoxError;
+
+/// How long the control loop runs the driver between looks at the control
+/// socket, the signals and the metrics when no fast path needs it sooner:
+/// an operator's command waits at most this long.
+pub(crate) const SLICE: Duration = Duration::from_millis(50);
+
+/// The log filter, changeable at run time unless `RUST_LOG` set it.
+pub(crate) struct Logging {
+    handle: reload::Handle<EnvFilter, Registry>,
+    from_env: bool,
+    current: String,
+}
+
+impl Logging {
+    /// Logs to stderr (colours only on a terminal). The filter is
+    /// `RUST_LOG` when set, else `filter` (the config's `control.log`),
+    /// else `info`.
+    pub(crate) fn init(filter: Option<&str>) -> Logging {
+        let env = std::env::var("RUST_LOG").ok().filter(|v| !v.is_empty());
+        let from_env = env.is_some();
+        let current = env
+            .or_else(|| filter.map(str::to_owned))
+            .unwrap_or_else(|| "info".to_owned());
+        let initial = EnvFilter::try_new(&current).unwrap_or_else(|_| EnvFilter::new("info"));
+        let (layer, handle) = reload::Layer::new(initial);
+        tracing_subscriber::registry()
+            .with(layer)
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(std::io::stderr)
+                    .with_ansi(std::io::stderr().is_terminal())
+                    .with_target(false),
+            )
+            .init();
+        Logging {
+            handle,
+            from_env,
+            current,
+        }
+    }
+
+    /// Changes the filter (a reload's `control.log`); `None` is `info`.
+    /// Returns what it did, for the log.
+    pub(crate) fn set_filter(&mut self, filter: Option<&str>) -> String {
+        let wanted = filter.unwrap_or("info");
+        if self.from_env {
+            return format!("RUST_LOG is set: the log filter stays {:?}", self.current);
+        }
+        match EnvFilter::try_new(wanted) {
+            Ok(f) => match self.handle.reload(f) {
+                Ok(()) => {
+                    self.current = wanted.to_owned();
+                    format!("log filter now {wanted:?}")
+                }
+                Err(e) => format!("log filter unchanged: {e}"),
+            },
+            Err(e) => format!("log filter unchanged: {wanted:?}: {e}"),
+        }
+    }
+}
+
+/// The signals a daemon obeys: SIGTERM and SIGINT ask for a clean stop (a
+/// second one stops at once, exit status 1), SIGHUP for a reload.
+pub(crate) struct Signals {
+    terminate: Arc<AtomicBool>,
+    reload: Arc<AtomicBool>,
+}
+
+impl Signals {
+    /// Installs the handlers.
+    pub(crate) fn install() -> std::io::Result<Signals> {
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+        let terminate = Arc::new(AtomicBool::new(false));
+        let reload = Arc::new(AtomicBool::new(false));
+        for signal in [SIGTERM, SIGINT] {
+            // Order matters: the conditional exit sees the flag the first
+            // signal set only from the second signal on.
+            signal_hook::flag::register_conditional_shutdown(signal, 1, terminate.clone())?;
+            signal_hook::flag::register(signal, terminate.clone())?;
+        }
+        signal_hook::flag::register(SIGHUP, reload.clone())?;
+        Ok(Signals { terminate, reload })
+    }
+
+    /// A stop was asked for.
+    pub(crate) fn terminate_requested(&self) -> bool {
+        self.terminate.load(Ordering::Relaxed)
+    }
+
+    /// A reload was asked for since the last call.
+    pub(crate) fn take_reload(&self) -> bool {
+        self.reload.swap(false, Ordering::Relaxed)
+    }
+}
+
+/// The control socket, and the metrics with their HTTP server when
+/// configured.
+pub(crate) struct Operator {
+    /// The control socket: poll it from the loop.
+    pub(crate) control: ControlServer,
+    /// The metrics: update them from the loop.
+    pub(crate) metrics: Metrics,
+    /// The metrics' HTTP server: keep it, dropping it stops it.
+    pub(crate) metrics_server: Option<MetricsServer>,
+}
+
+impl Operator {
+    /// Opens `control.socket` and, if configured, serves the metrics on
+    /// `control.metrics`.
+    pub(crate) fn start(control: &Control) -> Result<Operator, BoxError> {
+        let server = ControlServer::bind(&control.socket).map_err(|e| {
+            format!(
+                "control socket {} (control.socket): {e}",
+                control.socket.display()
+            )
+        })?;
+        let metrics = Metrics::new();
+        let metrics_server = match control.metrics {
+            Some(address) => Some(
+                metrics
+                    .serve(address)
+                    .map_err(|e| format!("{e} (control.metrics)"))?,
+            ),
+            None => None,
+        };
+        info!(
+            socket = %control.socket.display(),
+            metrics = %metrics_server.as_ref().map_or("-".to_owned(), |s| format!("http://{}/metrics", s.address())),
+            "operator interfaces"
+        );
+        Ok(Operator {
+            control: server,
+            metrics,
+            metrics_server,
+        })
+    }
+}
