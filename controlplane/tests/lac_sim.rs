@@ -371,16 +371,29 @@ fn lns_node(name: &str, gateway: Ipv4Addr, pool: &str, seed: u64) -> lns::Node {
 impl Lab {
     /// Two LNSs (LNS1 preferred) and a LAC configured by `configure`.
     fn new(configure: impl FnOnce(&mut lac::Config)) -> Lab {
+        Lab::with_lns1(configure, |_| {})
+    }
+
+    /// Like [`Lab::new`], with LNS1's L2TP configured by `lns1`.
+    fn with_lns1(
+        configure: impl FnOnce(&mut lac::Config),
+        lns1: impl FnOnce(&mut controlplane::l2tp::Config),
+    ) -> Lab {
         let mut sim = Sim::new(rng(99), LinkConditions::delay(Duration::from_millis(2)));
         sim.max_steps = 5_000_000;
+        let mut lns1_config = lns::Config::new("lns1", Ipv4Addr::new(100, 64, 0, 1));
+        lns1(&mut lns1_config.l2tp);
         let lns1 = sim.add_node(
             LNS1,
-            Party::Lns(Box::new(lns_node(
-                "lns1",
-                Ipv4Addr::new(100, 64, 0, 1),
-                "100.64.0.2 - 100.64.3.254",
-                1,
-            ))),
+            Party::Lns(Box::new(
+                lns::Node::new(
+                    lns1_config,
+                    Authenticator::local(users(200)),
+                    AddressPool::parse(&["100.64.0.2 - 100.64.3.254"]).unwrap(),
+                    rng(1),
+                )
+                .unwrap(),
+            )),
         );
         let lns2 = sim.add_node(
             LNS2,
@@ -916,4 +929,82 @@ fn malformed_and_stray_frames_are_counted_and_harmless() {
     lab.sim.run_for(Duration::from_secs(2)).unwrap();
     assert_eq!(lab.site().up_count(), 1);
     assert_eq!(lab.site().lac.up_count(), 1);
+}
+
+/// Runs a LAC whose LNS1 fails calls as `lns1` makes it, and checks that
+/// every call went to LNS2 at once (no setup timeout) and LNS1 is locked
+/// out.
+fn refused_by_lns1(lns1: impl FnOnce(&mut controlplane::l2tp::Config)) -> Lab {
+    let mut lab = Lab::with_lns1(|c| c.setup_timeout = Duration::from_secs(30), lns1);
+    lab.add_subscribers(5, AuthMethod::ChapMd5);
+    // Well within the 30 s setup timeout: the refusal itself moves them.
+    lab.until_up(5, Duration::from_secs(5));
+    assert_eq!(lab.lns(1).established_count(), 5);
+    let site = lab.site();
+    assert!(site.lac.lns_status()[0].locked_out_until.is_some());
+    assert_eq!(site.lac.stats().lockouts, 1);
+    assert!(lab.sessions_down().is_empty());
+    lab
+}
+
+#[test]
+fn a_cdn_while_setting_up_moves_the_call_to_the_next_lns() {
+    // LNS1 takes tunnels but answers every ICRQ with CDN (result 5).
+    let lab = refused_by_lns1(|l2tp| l2tp.accept_calls = false);
+    assert!(lab.site().lac.stats().failovers >= 1);
+}
+
+#[test]
+fn a_stopccn_while_setting_up_moves_the_calls_to_the_next_lns() {
+    // LNS1 answers the SCCRQ with StopCCN.
+    let lab = refused_by_lns1(|l2tp| l2tp.accept_tunnels = false);
+    assert_eq!(lab.site().lac.stats().failovers, 5);
+    assert!(lab.lac_events().iter().any(|e| matches!(
+        e,
+        lac::Event::TunnelDown { lns, .. } if *lns == LNS1
+    )));
+}
+
+#[test]
+fn losing_the_tunnel_ends_its_calls_with_padt() {
+    let mut lab = Lab::new(|c| c.l2tp.hello_interval = Some(Duration::from_secs(5)));
+    lab.add_subscribers(4, AuthMethod::ChapMd5);
+    lab.until_up(4, Duration::from_secs(20));
+    lab.sim.partition(LAC, LNS1);
+    // Hello after 5 s, then the retransmissions (1+2+4+8+8 s) run out.
+    lab.sim.run_for(Duration::from_secs(60)).unwrap();
+    let site = lab.site();
+    assert!(site.cpes.iter().all(|c| c.pppoe_down_by_peer));
+    assert_eq!(site.lac.subscriber_count(), 0);
+    let down = lab.sessions_down();
+    assert_eq!(down.len(), 4);
+    for d in down {
+        assert!(d.was_up);
+        assert_eq!(
+            d.cause,
+            EndCause::TunnelDown(controlplane::l2tp::TunnelDownReason::RetriesExhausted)
+        );
+    }
+    assert!(lab
+        .lac_events()
+        .iter()
+        .any(|e| matches!(e, lac::Event::TunnelDown { .. })));
+    // Calls that were up do not lock the LNS out: it did not fail a setup.
+    assert_eq!(site.lac.stats().lockouts, 0);
+}
+
+#[test]
+fn frames_beyond_the_setup_queue_are_dropped_and_counted() {
+    let mut lab = Lab::new(|c| {
+        c.queue_limit = 1;
+        c.setup_timeout = Duration::from_secs(8);
+    });
+    lab.sim.partition(LAC, LNS1);
+    lab.add_subscribers(2, AuthMethod::ChapMd5);
+    lab.until_up(2, Duration::from_secs(30));
+    let stats = lab.site().lac.stats();
+    // Each subscriber's Configure-Request at 0 s was held; its
+    // retransmissions at 3 and 6 s found the queue full.
+    assert_eq!(stats.queued_frames, 2, "{stats:?}");
+    assert_eq!(stats.queue_overflow, 4, "{stats:?}");
 }
