@@ -783,3 +783,156 @@ proptest! {
         }
     }
 }
+
+/// One step of a subscriber population that misbehaves at random.
+#[derive(Debug, Clone)]
+enum Step {
+    Padi {
+        host: u8,
+        uniq: u8,
+    },
+    Padr {
+        host: u8,
+        uniq: u8,
+        offer: usize,
+        flip: Option<usize>,
+    },
+    Padt {
+        host: u8,
+        session: usize,
+    },
+    Terminate {
+        session: usize,
+    },
+    Wait {
+        secs: u8,
+    },
+    Garbage {
+        bytes: Vec<u8>,
+    },
+}
+
+fn arb_step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        (0..4u8, 0..2u8).prop_map(|(host, uniq)| Step::Padi { host, uniq }),
+        (
+            0..4u8,
+            0..2u8,
+            any::<usize>(),
+            prop::option::weighted(0.2, 0..24usize)
+        )
+            .prop_map(|(host, uniq, offer, flip)| Step::Padr {
+                host,
+                uniq,
+                offer,
+                flip
+            }),
+        (0..4u8, any::<usize>()).prop_map(|(host, session)| Step::Padt { host, session }),
+        any::<usize>().prop_map(|session| Step::Terminate { session }),
+        (0..40u8).prop_map(|secs| Step::Wait { secs }),
+        prop::collection::vec(any::<u8>(), 0..80).prop_map(|bytes| Step::Garbage { bytes }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Whatever the order, loss, forgery and timing: the limits hold, ids
+    /// stay unique and valid, and every session the LAC was told about is
+    /// accounted for.
+    #[test]
+    fn random_conversations_keep_the_books(steps in prop::collection::vec(arb_step(), 1..60)) {
+        let mut server = Server::new(
+            ServerConfig {
+                max_sessions: 5,
+                max_sessions_per_mac: 2,
+                padi_limit_per_mac: RateLimit { per_second: 1, burst: 3 },
+                ..server_config()
+            },
+            secs(100),
+            &mut rng(20),
+        );
+        let mut now = secs(100);
+        let mut offers: Vec<(Address, Vec<u8>)> = Vec::new();
+        let mut told: std::collections::BTreeMap<u16, Address> = Default::default();
+        let mut buf = Vec::new();
+        for step in steps {
+            match step {
+                Step::Padi { host, uniq } => {
+                    server.handle_frame(now, &padi(mac(host.into()), b"", &[uniq]));
+                }
+                Step::Padr { host, uniq, offer, flip } => {
+                    // Mostly a cookie made for this host; another host's
+                    // when it has none.
+                    let own: Vec<&Vec<u8>> = offers
+                        .iter()
+                        .filter(|(m, _)| *m == mac(host.into()))
+                        .map(|(_, c)| c)
+                        .collect();
+                    let mut cookie = match own.get(offer % own.len().max(1)) {
+                        Some(c) => (*c).clone(),
+                        None => offers.get(offer % offers.len().max(1)).map_or(vec![0; 24], |o| o.1.clone()),
+                    };
+                    if let Some(i) = flip {
+                        if let Some(b) = cookie.get_mut(i) {
+                            *b ^= 0x40;
+                        }
+                    }
+                    server.handle_frame(now, &padr(mac(host.into()), b"", &[uniq], Some(&cookie)));
+                }
+                Step::Padt { host, session } => {
+                    let ids: Vec<u16> = told.keys().copied().collect();
+                    let sid = ids.get(session % ids.len().max(1)).copied().unwrap_or(1);
+                    let f = frame(AC_MAC, mac(host.into()), &DiscoveryRepr {
+                        code: Code::Padt, session_id: sid, tags: vec![],
+                    });
+                    server.handle_frame(now, &f);
+                }
+                Step::Terminate { session } => {
+                    let ids: Vec<u16> = told.keys().copied().collect();
+                    if let Some(&sid) = ids.get(session % ids.len().max(1)) {
+                        prop_assert!(server.terminate(now, None, sid));
+                        told.remove(&sid);
+                    }
+                }
+                Step::Wait { secs } => now += Duration::from_secs(secs.into()),
+                Step::Garbage { bytes } => {
+                    server.handle_frame(now, &bytes);
+                }
+            }
+            while server.poll_frame(&mut buf) {
+                let (dst, src, p) = parse(&buf);
+                prop_assert_eq!(src, AC_MAC);
+                prop_assert!(dst.is_unicast());
+                match p.code {
+                    Code::Pado => offers.push((dst, cookie_of(&p))),
+                    Code::Pads if p.session_id != 0 => {
+                        prop_assert!(p.session_id != 0xffff);
+                        prop_assert_eq!(server.session(p.session_id).map(|s| s.mac), Some(dst));
+                    }
+                    Code::Pads | Code::Padt => {}
+                    other => prop_assert!(false, "sent {:?}", other),
+                }
+            }
+            while let Some(event) = server.poll_event() {
+                match event {
+                    ServerEvent::SessionRequested { mac, session_id, .. } => {
+                        prop_assert!(told.insert(session_id, mac).is_none(), "id given twice");
+                    }
+                    ServerEvent::SessionTerminated { mac, session_id } => {
+                        prop_assert_eq!(told.remove(&session_id), Some(mac));
+                    }
+                }
+            }
+            let sessions: Vec<_> = server.sessions().map(|s| (s.session_id, s.mac)).collect();
+            let expected: Vec<_> = told.iter().map(|(k, v)| (*k, *v)).collect();
+            prop_assert_eq!(sessions, expected);
+            prop_assert!(server.session_count() <= 5);
+            for host in 0..4 {
+                prop_assert!(told.values().filter(|m| **m == mac(host)).count() <= 2);
+            }
+            let stats = server.stats();
+            prop_assert_eq!(stats.sessions_opened - stats.sessions_closed, told.len() as u64);
+        }
+    }
+}

@@ -409,7 +409,9 @@ pub struct Server {
     secret: [u8; 16],
     cookie_counter: u32,
     sessions: BTreeMap<u16, Session>,
-    per_mac: HashMap<Address, usize>,
+    /// The SESSION_IDs each MAC address holds: its count for the limit,
+    /// and where to look for a retransmitted PADR.
+    per_mac: HashMap<Address, Vec<u16>>,
     next_session_id: u16,
     padi_bucket: Bucket,
     padi_buckets: HashMap<Address, Bucket>,
@@ -723,11 +725,13 @@ impl Server {
         }
         // A retransmitted PADR (our PADS was lost): same MAC, same cookie,
         // same Host-Uniq. Resend the same PADS, allocate nothing.
-        let again = self.sessions.values().find(|s| {
-            s.mac == received.src
-                && s.host_uniq.as_deref() == request.host_uniq
-                && bool::from(s.cookie.ct_eq(cookie))
-        });
+        let held: &[u16] = self.per_mac.get(&received.src).map_or(&[], Vec::as_slice);
+        let again = held
+            .iter()
+            .filter_map(|id| self.sessions.get(id))
+            .find(|s| {
+                s.host_uniq.as_deref() == request.host_uniq && bool::from(s.cookie.ct_eq(cookie))
+            });
         if let Some(session) = again {
             let frame = session.pads.clone();
             self.transmit.push_back(frame);
@@ -748,7 +752,7 @@ impl Server {
             self.refuse(Refusal::ServiceName);
             return;
         }
-        let held = self.per_mac.get(&received.src).copied().unwrap_or(0);
+        let held = self.per_mac.get(&received.src).map_or(0, Vec::len);
         if held >= self.config.max_sessions_per_mac {
             self.send_error_pads(
                 received,
@@ -814,7 +818,10 @@ impl Server {
                 cookie: cookie.to_vec(),
             },
         );
-        *self.per_mac.entry(received.src).or_insert(0) += 1;
+        self.per_mac
+            .entry(received.src)
+            .or_default()
+            .push(session_id);
         self.events.push_back(Event::SessionRequested {
             mac: received.src,
             session_id,
@@ -873,9 +880,9 @@ impl Server {
     fn forget(&mut self, session_id: u16) {
         if let Some(session) = self.sessions.remove(&session_id) {
             self.stats.sessions_closed += 1;
-            if let Some(n) = self.per_mac.get_mut(&session.mac) {
-                *n = n.saturating_sub(1);
-                if *n == 0 {
+            if let Some(ids) = self.per_mac.get_mut(&session.mac) {
+                ids.retain(|&id| id != session_id);
+                if ids.is_empty() {
                     self.per_mac.remove(&session.mac);
                 }
             }
