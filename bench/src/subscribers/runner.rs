@@ -678,6 +678,7 @@ struct Progress {
     last_ns: u64,
     last: (u64, u64),
     printed: bool,
+    terminal: bool,
 }
 
 impl Progress {
@@ -687,6 +688,7 @@ impl Progress {
             last_ns: monotonic_ns(),
             last: (0, 0),
             printed: false,
+            terminal: std::io::IsTerminal::is_terminal(&std::io::stderr()),
         }
     }
 
@@ -714,8 +716,14 @@ impl Progress {
             format!("sessions {up}/{n} up")
         };
         self.last = (up_rx, down_rx);
-        eprint!("\r\x1b[2K{line}");
-        self.printed = true;
+        if self.terminal {
+            // One line, rewritten in place.
+            eprint!("\r\x1b[2K{line}");
+            self.printed = true;
+        } else {
+            // A log file: one line per second.
+            eprintln!("{line}");
+        }
     }
 
     fn finish(&mut self) {
