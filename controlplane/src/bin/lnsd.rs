@@ -811,3 +811,61 @@ fn run(args: &Args, config: LnsConfig, logging: Logging) -> Result<(), BoxError>
     }
     daemon.shutdown()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> Ipv4Addr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_pool_range_becomes_the_cidr_blocks_that_cover_it() {
+        assert_eq!(
+            prefixes(p("100.64.0.0"), p("100.64.3.255")),
+            [(p("100.64.0.0"), 22)]
+        );
+        assert_eq!(
+            prefixes(p("10.0.0.10"), p("10.0.0.20")),
+            [
+                (p("10.0.0.10"), 31),
+                (p("10.0.0.12"), 30),
+                (p("10.0.0.16"), 30),
+                (p("10.0.0.20"), 32),
+            ]
+        );
+        assert_eq!(
+            prefixes(p("0.0.0.0"), p("255.255.255.255")),
+            [(p("0.0.0.0"), 0)]
+        );
+        assert_eq!(prefixes(p("1.2.3.4"), p("1.2.3.4")), [(p("1.2.3.4"), 32)]);
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let args = Args::parse_from([
+            "lnsd",
+            "--listen",
+            "127.0.0.1:1701",
+            "--secret",
+            "s",
+            "--require-auth",
+            "--hostname",
+            "demo-lnsd",
+            "--socket",
+            "/tmp/x.sock",
+        ]);
+        let c = load_config(&args).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:1701");
+        assert!(c.require_auth);
+        assert_eq!(c.hostname, "demo-lnsd");
+        assert_eq!(c.control.socket, Path::new("/tmp/x.sock"));
+        let args = Args::parse_from(["lnsd", "--require-auth"]);
+        let e = load_config(&args).unwrap_err().to_string();
+        assert!(
+            e.contains("require_auth") && e.contains("(defaults and command line)"),
+            "{e}"
+        );
+    }
+}

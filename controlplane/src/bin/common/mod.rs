@@ -21,7 +21,10 @@ use tracing::{info, warn};
 pub(crate) type BoxError = Box<dyn Error + Send + Sync>;
 
 /// How long a shutdown waits for the peers to acknowledge our StopCCNs.
-pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+// Under the 5 s a service manager (and deploy/lab.sh) gives before SIGKILL:
+// a LAC that is still there acknowledges within a round trip, or after our
+// first retransmissions (1 s, then 2 s later).
+pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
 /// Log to stderr, `RUST_LOG` filtering (default `info`); colours only on a
 /// terminal, so a log file stays greppable. [`ops::Logging::init`] does the
