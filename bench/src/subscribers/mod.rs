@@ -34,6 +34,16 @@ pub enum Mode {
     L2tp,
 }
 
+/// How the PPPoE subscribers reach their interface.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Io {
+    /// An AF_PACKET raw socket (any interface, through the kernel).
+    Packet,
+    /// AF_XDP, copy mode, with a steering program that takes every frame
+    /// of the interface (the kernel sees none of them).
+    Afxdp,
+}
+
 /// Authentication the subscribers agree to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Auth {
@@ -68,6 +78,9 @@ pub struct Args {
     /// pppoe: the interface the subscribers are on.
     #[arg(long, default_value = "cpe0")]
     pub interface: String,
+    /// pppoe: the raw port on --interface.
+    #[arg(long, value_enum, default_value = "packet")]
+    pub io: Io,
     /// l2tp: the LNS to call.
     #[arg(long, default_value = "10.0.0.11:1701")]
     pub lns: SocketAddrV4,

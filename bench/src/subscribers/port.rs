@@ -1,14 +1,18 @@
 //! The emulated subscribers' side of the wire: a raw Ethernet port
 //! (AF_PACKET) on one interface, and entering a network namespace.
 //!
-//! AF_PACKET rather than AF_XDP: the subscribers' frames are few enough
-//! for the kernel path (one copy each way), the port works on any
-//! interface without an XDP program, and it leaves the interface's XDP
-//! hook to whoever else wants it in the lab.
+//! Two ports: AF_PACKET ([`PacketSocket`], the default: works on any
+//! interface without an XDP program, one copy each way through the kernel)
+//! and AF_XDP ([`XdpL2`]: the dataplane's [`AfXdpPort`] behind a steering
+//! program that sends it every frame, for rates the kernel path does not
+//! reach).
 
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+use dataplane::io::afxdp::{AfXdpConfig, AfXdpPort, Steering, SteeringOptions, XdpMode};
+use dataplane::io::{Descriptor, Port};
 
 /// Move the calling thread into the named network namespace
 /// (`ip netns add NAME` makes /run/netns/NAME).
@@ -35,6 +39,8 @@ pub trait L2Port {
     /// The next received frame into `buf`; its length, or `None` when
     /// nothing is waiting.
     fn receive(&mut self, buf: &mut [u8]) -> Option<usize>;
+    /// Push what [`L2Port::send`] queued to the wire (ports that batch).
+    fn flush(&mut self) {}
 }
 
 /// `ETH_P_ALL` in network order, as `socket(2)` and `sockaddr_ll` want it.
@@ -194,5 +200,106 @@ impl L2Port for MemoryL2 {
         let n = frame.len().min(buf.len());
         buf[..n].copy_from_slice(&frame[..n]);
         Some(n)
+    }
+}
+
+/// Receive descriptors taken from the AF_XDP ring at once.
+const XDP_BURST: usize = 64;
+
+/// An AF_XDP port that owns its interface: the steering program sends it
+/// every frame (the kernel sees none, ARP included), and frames are copied
+/// in and out of the UMEM.
+pub struct XdpL2 {
+    port: AfXdpPort,
+    // Held for as long as the port: dropping it detaches the program.
+    _steering: Steering,
+    received: [Descriptor; XDP_BURST],
+    next: usize,
+    count: usize,
+    /// Frames not sent: no free UMEM frame or a full transmit ring.
+    pub send_drops: u64,
+}
+
+impl core::fmt::Debug for XdpL2 {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("XdpL2")
+            .field("send_drops", &self.send_drops)
+            .finish_non_exhaustive()
+    }
+}
+
+impl XdpL2 {
+    /// Attach the steering program (generic XDP, copy mode: what a veth
+    /// takes) to `interface` and open queue 0, in the calling thread's
+    /// network namespace.
+    pub fn open(interface: &str) -> Result<XdpL2, dataplane::io::afxdp::AfXdpError> {
+        let steering = Steering::attach_with(
+            interface,
+            XdpMode::Skb,
+            SteeringOptions {
+                everything: true,
+                ..SteeringOptions::default()
+            },
+        )?;
+        let port = AfXdpPort::open(&AfXdpConfig::new(interface, 0), Some(&steering))?;
+        Ok(XdpL2 {
+            port,
+            _steering: steering,
+            received: [Descriptor::default(); XDP_BURST],
+            next: 0,
+            count: 0,
+            send_drops: 0,
+        })
+    }
+}
+
+impl L2Port for XdpL2 {
+    fn send(&mut self, frame: &[u8]) -> bool {
+        let Some(mut d) = self.port.alloc() else {
+            self.send_drops += 1;
+            return false;
+        };
+        let start = d.offset as usize;
+        let Some(room) = self
+            .port
+            .frame_mut(d.frame)
+            .get_mut(start..start + frame.len())
+        else {
+            self.port.free(d);
+            self.send_drops += 1;
+            return false;
+        };
+        room.copy_from_slice(frame);
+        d.len = frame.len() as u32;
+        if self.port.transmit(&[d]) == 0 {
+            self.port.free(d);
+            self.send_drops += 1;
+            return false;
+        }
+        true
+    }
+
+    fn receive(&mut self, buf: &mut [u8]) -> Option<usize> {
+        if self.next == self.count {
+            self.count = self.port.receive(&mut self.received);
+            self.next = 0;
+            if self.count == 0 {
+                return None;
+            }
+        }
+        let d = self.received[self.next];
+        self.next += 1;
+        let n = {
+            let bytes = self.port.frame(d.frame).get(d.range()).unwrap_or(&[]);
+            let n = bytes.len().min(buf.len());
+            buf[..n].copy_from_slice(&bytes[..n]);
+            n
+        };
+        self.port.free(d);
+        Some(n)
+    }
+
+    fn flush(&mut self) {
+        self.port.flush();
     }
 }

@@ -27,11 +27,11 @@ use controlplane::time::Instant;
 use hdrhistogram::Histogram;
 
 use super::emulator::{Emulator, EmulatorConfig, Stage};
-use super::port::{self, L2Port, PacketSocket};
+use super::port::{self, L2Port, PacketSocket, XdpL2};
 use super::report::{DirectionReport, Percentiles, Report, SubscriberReport};
 use super::stream::{self, monotonic_ns, Probe, Receiver, SentState};
 use super::traffic::{self, Pacer, PORT};
-use super::{Args, Mode};
+use super::{Args, Io, Mode};
 
 /// Bring-up: sessions are being set up.
 pub const SETUP: u8 = 0;
@@ -180,6 +180,7 @@ impl<P: L2Port> Side for PppoeSide<P> {
         while self.emulator.poll_frame(&mut self.frame) {
             self.port.send(&self.frame);
         }
+        self.port.flush();
     }
 
     fn handle_timeout(&mut self, now: Instant) {
@@ -656,16 +657,24 @@ fn hang_up(side: &mut dyn Side) {
 fn make_side(args: &Args) -> ThreadResult<Box<dyn Side>> {
     match args.mode {
         Mode::Pppoe => {
-            let port = PacketSocket::open(&args.interface)
-                .map_err(|e| format!("cannot open a raw socket on {}: {e}", args.interface))?;
             let mut config =
                 EmulatorConfig::new(args.subscribers, &args.password, args.auth.into());
             config.first = args.first_subscriber;
             config.max_setting_up = args.max_setting_up;
-            Ok(Box::new(PppoeSide::new(
-                Emulator::new(config, args.seed),
-                port,
-            )))
+            let emulator = Emulator::new(config, args.seed);
+            Ok(match args.io {
+                Io::Packet => {
+                    let port = PacketSocket::open(&args.interface).map_err(|e| {
+                        format!("cannot open a raw socket on {}: {e}", args.interface)
+                    })?;
+                    Box::new(PppoeSide::new(emulator, port))
+                }
+                Io::Afxdp => {
+                    let port = XdpL2::open(&args.interface)
+                        .map_err(|e| format!("cannot open AF_XDP on {}: {e}", args.interface))?;
+                    Box::new(PppoeSide::new(emulator, port))
+                }
+            })
         }
         Mode::L2tp => super::l2tp::L2tpSide::open(args).map(|s| Box::new(s) as Box<dyn Side>),
     }

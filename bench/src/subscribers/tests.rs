@@ -402,6 +402,16 @@ fn ip(args: &[&str]) {
 /// veth (routing to a core veth), the traffic side in a third namespace.
 #[test]
 fn run_over_veth_between_namespaces() {
+    run_over_veth("packet");
+}
+
+/// The same with the subscribers on AF_XDP (copy mode, generic XDP).
+#[test]
+fn run_over_veth_between_namespaces_with_af_xdp() {
+    run_over_veth("afxdp");
+}
+
+fn run_over_veth(io: &str) {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
 
@@ -414,7 +424,7 @@ fn run_over_veth_between_namespaces() {
         eprintln!("skipped: needs root (network namespaces)");
         return;
     }
-    let ns = Namespaces::create(&["cpe", "ac", "net"]);
+    let ns = Namespaces::create(&[&format!("cpe{io}"), &format!("ac{io}"), &format!("net{io}")]);
     let (cpe, ac, net) = (ns.name(0), ns.name(1), ns.name(2));
     ip(&[
         "link", "add", "cpe0", "netns", cpe, "type", "veth", "peer", "name", "ac0", "netns", ac,
@@ -509,6 +519,8 @@ fn run_over_veth_between_namespaces() {
         cpe,
         "--interface",
         "cpe0",
+        "--io",
+        io,
         "--subscribers",
         "6",
         "--max-setting-up",
