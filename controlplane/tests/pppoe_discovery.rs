@@ -726,6 +726,8 @@ fn golden_real_client() {
             ppp_max_payload: None,
         })
     );
+    let session = server.session(pads.session_id).unwrap();
+    assert_eq!(session.agent_remote_id.as_deref(), Some(&b"LAB.1"[..]));
     // The real PADR as captured (a foreign cookie) is refused.
     assert_eq!(
         exchange(&mut server, now, &with_ethernet(AC_MAC, sub, &CAPTURE_PADR)),

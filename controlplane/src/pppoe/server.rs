@@ -141,6 +141,11 @@ pub struct Session {
     pub outer_tag: Option<VlanTag>,
     /// The inner VLAN tag.
     pub inner_tag: Option<VlanTag>,
+    /// TR-101 Agent-Circuit-Id of the PADR, if an intermediate agent added
+    /// one.
+    pub agent_circuit_id: Option<Vec<u8>>,
+    /// TR-101 Agent-Remote-Id of the PADR.
+    pub agent_remote_id: Option<Vec<u8>>,
     /// The PADS, kept to answer a retransmitted PADR with the same bytes.
     pads: Vec<u8>,
     /// The AC-Cookie of the PADR that opened it: a PADR with the same
@@ -814,6 +819,8 @@ impl Server {
                 since: now,
                 outer_tag: received.outer_tag,
                 inner_tag: received.inner_tag,
+                agent_circuit_id: agent_circuit_id.clone(),
+                agent_remote_id: agent_remote_id.clone(),
                 pads: frame,
                 cookie: cookie.to_vec(),
             },
