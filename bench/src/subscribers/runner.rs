@@ -555,7 +555,9 @@ pub fn run(args: &Args) -> Result<Report, Box<dyn std::error::Error>> {
     let setup_deadline = started_ns + (args.setup_timeout.max(0.0) * 1e9) as u64;
     let mut progress = Progress::new(args.quiet);
     loop {
-        if side.is_finished() {
+        // A thread that ended already failed (no interface, no address to
+        // bind): say so now rather than after the whole run.
+        if side.is_finished() || traffic.as_ref().is_some_and(|t| t.is_finished()) {
             break;
         }
         let settled = shared.sessions_settled.load(Ordering::Relaxed);
@@ -568,7 +570,10 @@ pub fn run(args: &Args) -> Result<Report, Box<dyn std::error::Error>> {
     let setup_end_ns = monotonic_ns();
 
     // Traffic.
-    let with_traffic = args.traffic_addr.is_some() && args.duration > 0.0 && !side.is_finished();
+    let failed = |side: &thread::JoinHandle<_>| {
+        side.is_finished() || traffic.as_ref().is_some_and(|t| t.is_finished())
+    };
+    let with_traffic = args.traffic_addr.is_some() && args.duration > 0.0 && !failed(&side);
     let mut traffic_s = 0.0;
     if with_traffic {
         let start = monotonic_ns() + 200_000_000;
@@ -576,7 +581,7 @@ pub fn run(args: &Args) -> Result<Report, Box<dyn std::error::Error>> {
         shared.traffic_start_ns.store(start, Ordering::Release);
         shared.traffic_end_ns.store(end, Ordering::Release);
         shared.phase.store(TRAFFIC, Ordering::Release);
-        while monotonic_ns() < end && !side.is_finished() {
+        while monotonic_ns() < end && !failed(&side) {
             progress.tick(&shared, n, true);
             thread::sleep(Duration::from_millis(20));
         }
