@@ -5,10 +5,13 @@
 # sequence-numbered UDP both ways between every subscriber and l2lab-net
 # through both fast paths; then it hangs everyone up and reports.
 #
-#   sudo deploy/e2e/run.sh [--subscribers N] [--rate PPS] [--duration SECONDS]
-#                          [--out DIR] [--no-build]
+#   sudo deploy/e2e/run.sh [--mode pppoe|l2tp] [--subscribers N] [--rate PPS]
+#                          [--duration SECONDS] [--out DIR] [--no-build]
 #
-#   --subscribers N   PPPoE subscribers, users sub0..subN-1 (default 1000, at most 4096)
+#   --mode            pppoe (default): the whole chain, cpe -> lacd -> lnsd x2 -> net;
+#                     l2tp: the LNS alone, l2bench in l2lab-lac plays the LAC and
+#                     calls lns1 with PPP sessions straight over L2TP (no lacd)
+#   --subscribers N   subscribers, users sub0..subN-1 (default 1000, at most 4096)
 #   --rate PPS        test packets per second in each direction, all subscribers together
 #                     (default 5000: moderate, the lab shares its cores with everything else)
 #   --duration S      seconds of traffic once every session is up (default 10)
@@ -33,6 +36,7 @@ RATE=5000
 DURATION=10
 OUT=/tmp/l2lab-e2e
 BUILD=1
+MODE=pppoe
 LAB_IS_OURS=0
 
 say() { printf '\n==> %s\n' "$*"; }
@@ -40,17 +44,19 @@ die() { printf 'e2e: %s\n' "$*" >&2; exit 1; }
 
 while [[ $# -gt 0 ]]; do
     case $1 in
+    --mode) MODE=$2; shift 2 ;;
     --subscribers) SUBSCRIBERS=$2; shift 2 ;;
     --rate) RATE=$2; shift 2 ;;
     --duration) DURATION=$2; shift 2 ;;
     --out) OUT=$2; shift 2 ;;
     --no-build) BUILD=0; shift ;;
-    -h | --help) sed -n '8,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '8,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument $1 (see --help)" ;;
     esac
 done
 [[ $SUBSCRIBERS =~ ^[0-9]+$ && $SUBSCRIBERS -ge 1 && $SUBSCRIBERS -le 4096 ]] ||
     die "--subscribers: 1 to 4096 (the lab's users file has sub0..sub4095)"
+[[ $MODE == pppoe || $MODE == l2tp ]] || die "--mode: pppoe or l2tp"
 [[ $(id -u) -eq 0 ]] || die "needs root (network namespaces, veth, AF_XDP)"
 export PATH="$PATH:/usr/sbin:/sbin"
 
@@ -106,8 +112,17 @@ LAB_IS_OURS=1
 lab down >/dev/null
 L2LAB_FASTPATH=${E2E_FASTPATH:-1} lab up
 
-say "starting lns1, lns2 and lac"
-lab start lns1 lns2 lac
+if [[ $MODE == pppoe ]]; then
+    BOXES=(lns1 lns2 lac)
+    # Where the subscribers are: PPPoE clients on the CPE's port.
+    subscribers=(--mode pppoe --netns l2lab-cpe --interface cpe0)
+else
+    BOXES=(lns1)
+    # l2bench is the LAC: in its namespace, from its address, toward lns1.
+    subscribers=(--mode l2tp --netns l2lab-lac --bind 10.0.0.1:1701 --lns 10.0.0.11:1701)
+fi
+say "starting ${BOXES[*]}"
+lab start "${BOXES[@]}"
 
 # --- the scenario ---------------------------------------------------------------
 traffic=(--traffic-netns l2lab-net --traffic-addr 10.1.0.2 --rate "$RATE" --duration "$DURATION")
@@ -115,17 +130,17 @@ if [[ ${E2E_FASTPATH:-1} == 0 ]]; then
     echo "(E2E_FASTPATH=0: sessions only, no traffic)"
     traffic=(--duration 0)
 fi
-say "l2bench: $SUBSCRIBERS PPPoE subscribers (CHAP), $RATE packets/s each way for ${DURATION}s"
+say "l2bench: $SUBSCRIBERS $MODE subscribers (CHAP), $RATE packets/s each way for ${DURATION}s"
 bench_status=0
 # Bounded: setup (60 s at most) + traffic + hang-up, with room to spare.
 timeout --kill-after=10s $((120 + ${DURATION%.*})) \
-    "$L2BENCH" run --netns l2lab-cpe --interface cpe0 --subscribers "$SUBSCRIBERS" \
+    "$L2BENCH" run "${subscribers[@]}" --subscribers "$SUBSCRIBERS" \
     --password lab --auth chap "${traffic[@]}" --report "$OUT/report.json" \
     2> >(tee "$OUT/l2bench.log" >&2) | tee "$OUT/summary.txt" || bench_status=$?
 
 # What each daemon says it did (its counters), while it still runs.
 if [[ -x $L2TPCTL ]]; then
-    for box in lns1 lns2 lac; do
+    for box in "${BOXES[@]}"; do
         if lab exec "$box" true 2>/dev/null && [[ -S /run/l2lab/$box.sock ]]; then
             timeout 5 "$L2TPCTL" --socket "/run/l2lab/$box.sock" show stats --json \
                 >"$OUT/$box-stats.json" 2>&1 || true
@@ -138,7 +153,7 @@ fi
 say "report: $OUT/report.json"
 if [[ $bench_status -ne 0 ]]; then
     echo "e2e: l2bench failed (status $bench_status); the daemons' logs end with:" >&2
-    for box in lns1 lns2 lac; do
+    for box in "${BOXES[@]}"; do
         echo "--- $box ---" >&2
         tail -n 15 "/run/l2lab/$box.log" >&2 2>/dev/null || true
     done
