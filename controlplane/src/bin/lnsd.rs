@@ -21,20 +21,21 @@ use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::{Parser, ValueEnum};
-use controlplane::aaa::radius::{Client, ClientConfig, Server};
+use controlplane::aaa::radius::{Client, ClientConfig, Counters as RadiusCounters, Server};
 use controlplane::aaa::users::Users;
 use controlplane::aaa::Authenticator;
 use controlplane::config::{LnsConfig, ProxyMode, XdpMode};
 use controlplane::ctl::{Clear, Json, Reply, Request, Show};
 use controlplane::driver::{os_rng, Driver};
 use controlplane::fastpath::lns::LnsFastpath;
-use controlplane::fastpath::{FastpathConfig, FastpathSummary, Role};
+use controlplane::fastpath::{FastpathConfig, FastpathEvent, FastpathSummary, Role};
 use controlplane::l2tp::codes::{cdn, stop_ccn};
 use controlplane::l2tp::{ResultCode, SessionHandle, TunnelHandle};
 use controlplane::lns::{self, EndCause};
 use controlplane::metrics::{Metrics, MetricsServer};
 use controlplane::ppp::DownCause;
 use controlplane::time::Instant;
+use dataplane::table::SessionCounters;
 use serde::Serialize;
 use tracing::{error, info, warn};
 
@@ -47,6 +48,9 @@ const FASTPATH_SLICE: Duration = Duration::from_millis(1);
 /// How often the fast path's counters are asked for (and the metrics and
 /// `show stats` refreshed from them).
 const REPORT_EVERY: Duration = Duration::from_secs(1);
+/// How often the metrics are refreshed from the node (a scrape sees values
+/// at most this old).
+const METRICS_EVERY: Duration = Duration::from_millis(100);
 
 /// What to do with the LAC's proxy LCP and authentication (RFC 2661
 /// §4.4.5).
@@ -428,6 +432,110 @@ struct SessionRow {
     ppp_in: u64,
     ppp_out: u64,
     fastpath: bool,
+    /// The fast path's counters, as of the last sweep: from the subscriber.
+    up_pkts: Option<u64>,
+    up_bytes: Option<u64>,
+    /// To the subscriber.
+    down_pkts: Option<u64>,
+    down_bytes: Option<u64>,
+}
+
+/// Asks the workers for the counters of a batch of sessions now and then,
+/// adds up their answers and hands the totals to the node (accounting
+/// Interim-Updates and Stop, Idle-Timeout) and to `show sessions`.
+#[derive(Default)]
+struct CounterSweep {
+    /// Where the next batch starts in the sorted list of sessions.
+    cursor: usize,
+    /// Queries out: token → (session, answers so far, sum, when asked).
+    pending: HashMap<u64, (SessionHandle, usize, SessionCounters, std::time::Instant)>,
+    /// The last complete totals.
+    latest: HashMap<SessionHandle, SessionCounters>,
+}
+
+/// How often a batch of sessions is asked for.
+const SWEEP_EVERY: Duration = Duration::from_millis(200);
+/// Sessions per batch: 100,000 sessions are swept in 20 s.
+const SWEEP_BATCH: usize = 1000;
+/// Queries not fully answered after this long are forgotten.
+const SWEEP_STALE: Duration = Duration::from_secs(2);
+
+impl CounterSweep {
+    /// Sends the next batch of queries.
+    fn query(&mut self, node: &lns::Node, fp: &mut LnsFastpath) {
+        let mut sessions: Vec<SessionHandle> = node
+            .sessions()
+            .filter(|h| fp.session(*h).is_some_and(|c| c.subscriber_addr.is_some()))
+            .collect();
+        self.latest.retain(|h, _| fp.session(*h).is_some());
+        if sessions.is_empty() {
+            return;
+        }
+        sessions.sort();
+        let now = std::time::Instant::now();
+        self.pending
+            .retain(|_, (_, _, _, asked)| now.duration_since(*asked) < SWEEP_STALE);
+        for i in 0..SWEEP_BATCH.min(sessions.len()) {
+            let Some(&h) = sessions.get((self.cursor + i) % sessions.len()) else {
+                continue;
+            };
+            let Some(key) = fp.session(h).map(|c| c.key) else {
+                continue;
+            };
+            match fp.fastpath().query_session(key) {
+                Ok(token) => {
+                    self.pending
+                        .insert(token, (h, 0, SessionCounters::default(), now));
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "session counters not asked for");
+                    break;
+                }
+            }
+        }
+        self.cursor = (self.cursor + SWEEP_BATCH) % sessions.len();
+    }
+
+    /// Takes the workers' answers (and drops the fast path's other events,
+    /// which the LNS glue tracks itself).
+    fn collect(&mut self, node: &mut lns::Node, fp: &mut LnsFastpath, now: Instant) {
+        let workers = fp.fastpath().worker_count().max(1);
+        while let Some(event) = fp.fastpath().poll_event() {
+            let FastpathEvent::SessionCounters {
+                token, counters, ..
+            } = event
+            else {
+                continue;
+            };
+            let Some(entry) = self.pending.get_mut(&token) else {
+                continue;
+            };
+            entry.1 += 1;
+            if let Some(c) = counters {
+                entry.2.upstream_packets += c.upstream_packets;
+                entry.2.upstream_octets += c.upstream_octets;
+                entry.2.downstream_packets += c.downstream_packets;
+                entry.2.downstream_octets += c.downstream_octets;
+            }
+            if entry.1 >= workers {
+                let (h, _, sum, _) = *entry;
+                self.pending.remove(&token);
+                self.latest.insert(h, sum);
+                // Upstream is what the subscriber sent: the NAS's input
+                // (RFC 2866 §5.3, §5.5).
+                node.set_counters(
+                    now,
+                    h,
+                    RadiusCounters {
+                        input_octets: sum.upstream_octets,
+                        output_octets: sum.downstream_octets,
+                        input_packets: sum.upstream_packets,
+                        output_packets: sum.downstream_packets,
+                    },
+                );
+            }
+        }
+    }
 }
 
 /// Everything the loop works with.
@@ -436,6 +544,7 @@ struct Daemon {
     fastpath: Option<LnsFastpath>,
     /// The fast path's last summary, refreshed every [`REPORT_EVERY`].
     summary: Option<FastpathSummary>,
+    sweep: CounterSweep,
     book: Book,
     metrics: Metrics,
     /// Kept for its thread: dropping it stops the metrics server.
@@ -531,6 +640,7 @@ impl Daemon {
                 let note = self.book.sessions.get(&h);
                 let link = node.link(h);
                 let stats = link.map(|l| l.stats()).unwrap_or_default();
+                let counters = self.sweep.latest.get(&h);
                 SessionRow {
                     id: h.id,
                     tunnel: h.tunnel.0,
@@ -558,6 +668,10 @@ impl Daemon {
                         .fastpath
                         .as_ref()
                         .is_some_and(|fp| fp.session(h).is_some()),
+                    up_pkts: counters.map(|c| c.upstream_packets),
+                    up_bytes: counters.map(|c| c.upstream_octets),
+                    down_pkts: counters.map(|c| c.downstream_packets),
+                    down_bytes: counters.map(|c| c.downstream_octets),
                 }
             })
             .collect();
@@ -621,9 +735,7 @@ impl Daemon {
         Json::Object(out)
     }
 
-    /// Refreshes the metrics from the node (every slice: cheap) and the
-    /// fast path (its last report; a new one is asked for every
-    /// [`REPORT_EVERY`]).
+    /// Refreshes the metrics from the node.
     fn refresh_metrics(&mut self) {
         let node = self.driver.node();
         let endpoint = node.endpoint();
@@ -742,6 +854,7 @@ fn run(args: &Args, config: LnsConfig, logging: Logging) -> Result<(), BoxError>
         driver,
         fastpath,
         summary: None,
+        sweep: CounterSweep::default(),
         book: Book::default(),
         metrics,
         _metrics_server: metrics_server,
@@ -759,6 +872,8 @@ fn run(args: &Args, config: LnsConfig, logging: Logging) -> Result<(), BoxError>
         .duration
         .map(|s| daemon.driver.now() + Duration::from_secs(s));
     let mut next_report = daemon.driver.now();
+    let mut next_sweep = daemon.driver.now();
+    let mut next_metrics = daemon.driver.now();
     loop {
         if signals.terminate_requested() {
             info!("asked to stop");
@@ -786,6 +901,7 @@ fn run(args: &Args, config: LnsConfig, logging: Logging) -> Result<(), BoxError>
             fastpath,
             book,
             metrics,
+            sweep,
             ..
         } = &mut daemon;
         driver.run_until(deadline, |_, event| {
@@ -800,10 +916,18 @@ fn run(args: &Args, config: LnsConfig, logging: Logging) -> Result<(), BoxError>
         if let Some(fp) = fastpath.as_mut() {
             let now = driver.now();
             fp.service(driver.node_mut(), now);
+            sweep.collect(driver.node_mut(), fp, now);
+            if now >= next_sweep {
+                next_sweep = now + SWEEP_EVERY;
+                sweep.query(driver.node(), fp);
+            }
         }
         control.poll(|request| daemon.handle(request));
         daemon.control_requests = control.stats().requests;
-        daemon.refresh_metrics();
+        if daemon.driver.now() >= next_metrics {
+            next_metrics = daemon.driver.now() + METRICS_EVERY;
+            daemon.refresh_metrics();
+        }
         if daemon.driver.now() >= next_report {
             next_report = daemon.driver.now() + REPORT_EVERY;
             daemon.refresh_fastpath();
