@@ -326,12 +326,17 @@ fn data_ipv4(message: &[u8]) -> Option<&[u8]> {
 
 /// IPv4/UDP from `src` to `dst` around `payload`, TTL 64, checksums filled.
 fn ipv4_udp(src: SocketAddrV4, dst: SocketAddrV4, payload: &[u8]) -> Vec<u8> {
+    ipv4_udp_ttl(src, dst, payload, 64)
+}
+
+/// As [`ipv4_udp`] with TTL `ttl`.
+fn ipv4_udp_ttl(src: SocketAddrV4, dst: SocketAddrV4, payload: &[u8], ttl: u8) -> Vec<u8> {
     let mut p = vec![0u8; ipv4::HEADER_LEN + udp::HEADER_LEN + payload.len()];
     ipv4::Repr {
         src_addr: *src.ip(),
         dst_addr: *dst.ip(),
         protocol: ipv4::Protocol::Udp,
-        ttl: 64,
+        ttl,
         dscp: 0,
         ecn: 0,
         ident: 1,
@@ -373,6 +378,44 @@ fn raw_udp_socket(ns: &PathBuf) -> OwnedFd {
             .join()
             .expect("namespace thread")
     })
+}
+
+/// A raw IPv4 socket for ICMP inside `ns`.
+fn raw_icmp_socket(ns: &PathBuf) -> OwnedFd {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                enter(ns);
+                rustix::net::socket(
+                    AddressFamily::INET,
+                    SocketType::RAW,
+                    Some(rustix::net::ipproto::ICMP),
+                )
+                .expect("raw socket")
+            })
+            .join()
+            .expect("namespace thread")
+    })
+}
+
+/// The first ICMP message of `icmp_type` that arrives on `raw` within
+/// `limit`, as (source, the IPv4 packet).
+fn wait_icmp(raw: &OwnedFd, icmp_type: u8, limit: Duration) -> Option<(Ipv4Addr, Vec<u8>)> {
+    let deadline = StdInstant::now() + limit;
+    let mut buf = [0u8; 2048];
+    while StdInstant::now() < deadline {
+        match rustix::net::recv(raw, &mut buf, RecvFlags::DONTWAIT) {
+            Ok((_, n)) => {
+                let ihl = usize::from(buf[0] & 0x0f) * 4;
+                if n > ihl && buf[ihl] == icmp_type {
+                    let src = Ipv4Addr::new(buf[12], buf[13], buf[14], buf[15]);
+                    return Some((src, buf[..n].to_vec()));
+                }
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(2)),
+        }
+    }
+    None
 }
 
 /// The TTLs of the UDP packets to `port` the raw socket holds now.
@@ -427,6 +470,7 @@ fn lns_fast_path_forwards_subscriber_ip_both_ways() {
         .set_read_timeout(Some(Duration::from_millis(300)))
         .unwrap();
     let raw = raw_udp_socket(&ns_path(&net_ns));
+    let raw_icmp = raw_icmp_socket(&ns_path(&net_ns));
 
     let stop = AtomicBool::new(false);
     let (commands, command_rx) = mpsc::channel();
@@ -441,7 +485,7 @@ fn lns_fast_path_forwards_subscriber_ip_both_ways() {
                 lns_addr(wan.b),
                 &server,
                 server_addr,
-                &raw,
+                (&raw, &raw_icmp),
             );
         }
         lns_thread.join().expect("the LNS thread panicked")
@@ -467,7 +511,7 @@ fn exercise(
     lns: SocketAddrV4,
     server: &UdpSocket,
     server_addr: SocketAddrV4,
-    raw: &OwnedFd,
+    (raw, raw_icmp): (&OwnedFd, &OwnedFd),
 ) {
     // Subscribers up: their LCP, CHAP and IPCP went through the workers'
     // punts both ways.
@@ -587,6 +631,47 @@ fn exercise(
     assert_eq!(glue.ppp_unknown, 0);
     assert_eq!(established, SUBSCRIBERS);
     assert_eq!(after.sessions, SUBSCRIBERS);
+
+    // TTL 1 from a subscriber: ICMP Time Exceeded from the gateway comes
+    // back in its session. TTL 1 from the core: back to the server.
+    let (_, sub1) = lac.up[&1];
+    let expired = ipv4_udp_ttl(
+        SocketAddrV4::new(sub1, SUBSCRIBER_PORT),
+        server_addr,
+        b"expiring",
+        1,
+    );
+    let (to, message) = lac.data_message(1, &expired);
+    lac.socket.send_to(&message, to).unwrap();
+    let seen = lac.downstream.len();
+    assert!(
+        lac.run_until(Duration::from_secs(2), |l| l.downstream.len() > seen),
+        "no ICMP Time Exceeded for the subscriber"
+    );
+    let icmp = &lac.downstream[seen];
+    assert_eq!(icmp[9], 1, "not ICMP: {icmp:02x?}");
+    assert_eq!(&icmp[12..16], &GATEWAY.octets());
+    assert_eq!(&icmp[16..20], &sub1.octets());
+    assert_eq!(icmp[20], 11, "ICMP type");
+    assert_eq!(&icmp[28..], &expired[..], "the quoted packet");
+    server.set_ttl(1).unwrap();
+    let (_, sub2) = lac.up[&2];
+    server
+        .send_to(b"expiring", SocketAddrV4::new(sub2, SUBSCRIBER_PORT))
+        .unwrap();
+    server.set_ttl(64).unwrap();
+    let (from, icmp) = wait_icmp(raw_icmp, 11, Duration::from_secs(2))
+        .expect("no ICMP Time Exceeded at the server");
+    assert_eq!(from, GATEWAY);
+    assert_eq!(
+        &icmp[28 + 16..28 + 20],
+        &sub2.octets(),
+        "quoted destination"
+    );
+    let (icmp_counters, glue, _) = ask(commands, Cmd::Report);
+    assert_eq!(icmp_counters.counters.punts(PuntKind::TimeExceeded), 2);
+    assert_eq!(glue.icmp_sent, 2);
+    lac.downstream.truncate(seen);
 
     // Session down: subscriber 0 is cleared; once its removal is live
     // everywhere, its traffic is dropped and counted, both ways.

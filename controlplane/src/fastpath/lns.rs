@@ -39,9 +39,11 @@ use core::net::{Ipv4Addr, SocketAddrV4};
 use core::time::Duration;
 use std::collections::HashMap;
 
-use dataplane::punt::PuntReason;
+use dataplane::punt::{InjectTarget, PuntReason};
 use dataplane::table::{SessionConfig, SessionKey, Tunnel};
+use dataplane::wire::ethernet;
 
+use super::icmp::{self, IcmpError, RateLimit};
 use super::{Fastpath, FastpathConfig, FastpathError};
 use crate::l2tp::{SessionHandle, TunnelHandle};
 use crate::lns::{self, ConnectedCall};
@@ -55,6 +57,13 @@ const DEFAULT_MRU: u16 = 1500;
 /// How long a new session's PPP output waits for the workers to confirm
 /// they know it, at most (a stuck worker must not stall every call).
 const RELEASE_LIMIT: Duration = Duration::from_millis(200);
+
+/// ICMP errors a second at most, and the burst (RFC 1812 §4.3.2.8).
+const ICMP_PER_SECOND: u32 = 100;
+const ICMP_BURST: u32 = 50;
+
+/// The PPP header of IPv4 as we send it (RFC 1661 §2, RFC 1332 §2).
+const PPP_IPV4: [u8; 4] = [0xff, 0x03, 0x00, 0x21];
 
 /// Punts handled per [`LnsFastpath::service`] call at most, so one slice of
 /// the control loop stays short under a flood.
@@ -77,7 +86,12 @@ pub struct LnsFastpathStats {
     pub ppp_unknown: u64,
     /// Punts for next hops without a MAC address.
     pub neighbour_punts: u64,
-    /// Other punts (ICMP errors to send: not done yet), dropped.
+    /// ICMP errors sent (Time Exceeded, Fragmentation Needed).
+    pub icmp_sent: u64,
+    /// ICMP errors not sent: rate limit, no route back, a packet that
+    /// gets none (RFC 1812 §4.3.2.7), or no room in the workers.
+    pub icmp_suppressed: u64,
+    /// Other punts, dropped.
     pub other_punts: u64,
     /// Table updates that failed (a worker's backlog was full).
     pub update_errors: u64,
@@ -98,6 +112,9 @@ pub struct LnsFastpath {
     local: SocketAddrV4,
     tunnels: HashMap<TunnelHandle, ProgrammedTunnel>,
     sessions: HashMap<SessionHandle, SessionConfig>,
+    /// Sessions by subscriber address, for ICMP errors to subscribers.
+    by_address: HashMap<Ipv4Addr, SessionKey>,
+    icmp_limit: RateLimit,
     /// Calls programmed whose PPP output the node holds, with the barrier
     /// that says the workers know them and when they were programmed.
     unreleased: Vec<(SessionHandle, Option<u64>, Instant)>,
@@ -126,6 +143,8 @@ impl LnsFastpath {
             local,
             tunnels: HashMap::new(),
             sessions: HashMap::new(),
+            by_address: HashMap::new(),
+            icmp_limit: RateLimit::new(ICMP_PER_SECOND, ICMP_BURST),
             unreleased: Vec::new(),
             stats: LnsFastpathStats::default(),
         }
@@ -236,6 +255,12 @@ impl LnsFastpath {
         if config.subscriber_addr == address && config.mru == mru {
             return Ok(());
         }
+        if let Some(old) = config.subscriber_addr {
+            self.by_address.remove(&old);
+        }
+        if let Some(new) = address {
+            self.by_address.insert(new, config.key);
+        }
         config.subscriber_addr = address;
         config.mru = mru;
         let config = *config;
@@ -247,6 +272,9 @@ impl LnsFastpath {
             return Ok(());
         };
         self.stats.removed += 1;
+        if let Some(a) = config.subscriber_addr {
+            self.by_address.remove(&a);
+        }
         if let Some(t) = self.tunnels.get_mut(&session.tunnel) {
             t.sessions = t.sessions.saturating_sub(1);
         }
@@ -258,7 +286,14 @@ impl LnsFastpath {
             return Ok(());
         };
         let before = self.sessions.len();
-        self.sessions.retain(|h, _| h.tunnel != tunnel);
+        let by_address = &mut self.by_address;
+        self.sessions.retain(|h, c| {
+            let keep = h.tunnel != tunnel;
+            if let (false, Some(a)) = (keep, c.subscriber_addr) {
+                by_address.remove(&a);
+            }
+            keep
+        });
         self.stats.removed += (before - self.sessions.len()) as u64;
         self.fp.remove_tunnel(t.tunnel.tunnel_id)
     }
@@ -289,6 +324,15 @@ impl LnsFastpath {
                     self.stats.neighbour_punts += 1;
                     self.fp.resolve_neighbour(next_hop);
                 }
+                PuntReason::TimeExceeded => {
+                    let gateway = node.config().gateway;
+                    self.icmp(now, IcmpError::TimeExceeded, gateway, punt.buffer.bytes());
+                }
+                PuntReason::FragmentationNeeded { mtu } => {
+                    let gateway = node.config().gateway;
+                    let kind = IcmpError::FragmentationNeeded { mtu };
+                    self.icmp(now, kind, gateway, punt.buffer.bytes());
+                }
                 _ => self.stats.other_punts += 1,
             }
             self.fp.recycle(worker, punt.buffer);
@@ -297,6 +341,56 @@ impl LnsFastpath {
         // connects on the control channel).
         self.program_calls(node, now);
         handled
+    }
+
+    /// Answer `original` (a punted IPv4 packet) with ICMP `kind` from our
+    /// subscriber-side address `src`: into the subscriber's session when
+    /// it came from a subscriber, toward the core otherwise.
+    fn icmp(&mut self, now: Instant, kind: IcmpError, src: Ipv4Addr, original: &[u8]) {
+        let sent = self.icmp_limit.allow(now)
+            && icmp::error_packet(kind, src, original).is_some_and(|error| {
+                let sender = Ipv4Addr::new(error[16], error[17], error[18], error[19]);
+                match self.by_address.get(&sender) {
+                    Some(&key) => {
+                        let frame = [&PPP_IPV4[..], &error].concat();
+                        self.fp.inject(InjectTarget::LnsSession(key), &frame)
+                    }
+                    None => self.send_to_core(&error),
+                }
+            });
+        if sent {
+            self.stats.icmp_sent += 1;
+        } else {
+            self.stats.icmp_suppressed += 1;
+        }
+    }
+
+    /// Send an IPv4 packet to its destination in the core, through the
+    /// core gateway (or the destination itself when it is a known
+    /// neighbour).
+    fn send_to_core(&mut self, packet: &[u8]) -> bool {
+        let Some(dst) = packet
+            .get(16..20)
+            .map(|b| Ipv4Addr::new(b[0], b[1], b[2], b[3]))
+        else {
+            return false;
+        };
+        let neighbours = self.fp.neighbours();
+        let Some(next) = neighbours
+            .get(dst)
+            .or_else(|| self.fp.config().gateway.and_then(|g| neighbours.get(g)))
+        else {
+            return false;
+        };
+        let Some(our_mac) = self.fp.port_mac(next.port) else {
+            return false;
+        };
+        let mut frame = Vec::with_capacity(ethernet::HEADER_LEN + packet.len());
+        frame.extend_from_slice(&next.mac.0);
+        frame.extend_from_slice(&our_mac.0);
+        frame.extend_from_slice(&0x0800u16.to_be_bytes());
+        frame.extend_from_slice(packet);
+        self.fp.inject(InjectTarget::Port(next.port), &frame)
     }
 
     /// Program the calls that connected, then one barrier for all of them:

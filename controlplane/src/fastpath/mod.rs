@@ -49,6 +49,7 @@
 //! resolve, programs attach and the probe socket is made there; the worker
 //! threads only use what was opened.
 
+pub mod icmp;
 pub mod lac;
 pub mod lns;
 pub mod neighbour;
@@ -67,6 +68,7 @@ use dataplane::io::Port;
 use dataplane::punt::{InjectTarget, PacketBuffer, Punt};
 use dataplane::table::{Neighbour, SessionConfig, SessionCounters, SessionKey, TableError, Tunnel};
 use dataplane::update::{Channels, Event, Update, WorkerReport};
+use dataplane::wire::ethernet;
 pub use dataplane::worker::{PollMode, Role};
 use dataplane::worker::{Worker, WorkerConfig};
 
@@ -277,6 +279,8 @@ struct WorkerHandle {
 pub struct Fastpath {
     config: FastpathConfig,
     workers: Vec<WorkerHandle>,
+    /// Each port's MAC address (the source of frames we inject).
+    port_macs: Vec<ethernet::Address>,
     steering: Vec<Steering>,
     stop: Arc<AtomicBool>,
     neighbours: Neighbours,
@@ -355,6 +359,11 @@ impl Fastpath {
     ) -> Result<Fastpath, FastpathError> {
         let stop = Arc::new(AtomicBool::new(false));
         let mut handles = Vec::with_capacity(workers.len());
+        let mut workers = workers;
+        let port_macs = workers
+            .first_mut()
+            .map(|w| w.ports_mut().iter().map(|p| p.mac_addr()).collect())
+            .unwrap_or_default();
         for (id, mut worker) in workers.into_iter().enumerate() {
             let channels = worker.channels();
             let stop_flag = stop.clone();
@@ -386,6 +395,7 @@ impl Fastpath {
             neighbours: Neighbours::new(config.interfaces.clone()),
             reports: (0..handles.len()).map(|_| None).collect(),
             workers: handles,
+            port_macs,
             steering,
             stop,
             prober,
@@ -409,6 +419,11 @@ impl Fastpath {
     /// What it was started with.
     pub fn config(&self) -> &FastpathConfig {
         &self.config
+    }
+
+    /// The MAC address of port `port` (the interface's).
+    pub fn port_mac(&self, port: u8) -> Option<ethernet::Address> {
+        self.port_macs.get(usize::from(port)).copied()
     }
 
     /// Number of workers.
