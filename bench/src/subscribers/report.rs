@@ -116,6 +116,19 @@ pub struct SubscriberReport {
     pub down_cause: Option<String>,
 }
 
+/// One second of the run, as the progress line saw it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct TimelinePoint {
+    /// Seconds since the start of the run.
+    pub t_s: f64,
+    /// Subscribers up.
+    pub sessions_up: usize,
+    /// Test packets received upstream per second over the last second.
+    pub upstream_pps: f64,
+    /// The same downstream.
+    pub downstream_pps: f64,
+}
+
 /// The whole report.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Report {
@@ -152,6 +165,10 @@ pub struct Report {
     pub downstream: DirectionReport,
     /// Every subscriber.
     pub subscribers: Vec<SubscriberReport>,
+    /// Once a second from the start: sessions up and the rates received
+    /// (where an interruption shows in time).
+    #[serde(default)]
+    pub timeline: Vec<TimelinePoint>,
 }
 
 impl Report {
@@ -283,6 +300,12 @@ mod tests {
                 address: Some("100.64.0.3".into()),
                 local_magic: Some(0xdead_beef),
                 ..SubscriberReport::default()
+            }],
+            timeline: vec![TimelinePoint {
+                t_s: 1.0,
+                sessions_up: 2,
+                upstream_pps: 10.0,
+                downstream_pps: 9.0,
             }],
             ..Report::default()
         };

@@ -28,7 +28,7 @@ use hdrhistogram::Histogram;
 
 use super::emulator::{Emulator, EmulatorConfig, Stage};
 use super::port::{self, L2Port, PacketSocket, XdpL2};
-use super::report::{DirectionReport, Percentiles, Report, SubscriberReport};
+use super::report::{DirectionReport, Percentiles, Report, SubscriberReport, TimelinePoint};
 use super::stream::{self, monotonic_ns, Probe, Receiver, SentState};
 use super::traffic::{self, Pacer, PORT};
 use super::{Args, Io, Mode};
@@ -553,7 +553,7 @@ pub fn run(args: &Args) -> Result<Report, Box<dyn std::error::Error>> {
 
     // Bring-up.
     let setup_deadline = started_ns + (args.setup_timeout.max(0.0) * 1e9) as u64;
-    let mut progress = Progress::new(args.quiet);
+    let mut progress = Progress::new(args.quiet, started_ns);
     loop {
         // A thread that ended already failed (no interface, no address to
         // bind): say so now rather than after the whole run.
@@ -641,6 +641,7 @@ pub fn run(args: &Args) -> Result<Report, Box<dyn std::error::Error>> {
         report.downstream = DirectionReport::new(&t.downstream_sent, &mut downstream_rx, traffic_s);
     }
     report.subscribers = side.subscribers;
+    report.timeline = progress.timeline;
     Ok(report)
 }
 
@@ -689,26 +690,30 @@ fn make_side(args: &Args) -> ThreadResult<Box<dyn Side>> {
 #[derive(Debug)]
 struct Progress {
     quiet: bool,
+    start_ns: u64,
     last_ns: u64,
     last: (u64, u64),
     printed: bool,
     terminal: bool,
+    timeline: Vec<TimelinePoint>,
 }
 
 impl Progress {
-    fn new(quiet: bool) -> Self {
+    fn new(quiet: bool, start_ns: u64) -> Self {
         Progress {
             quiet,
+            start_ns,
             last_ns: monotonic_ns(),
             last: (0, 0),
             printed: false,
             terminal: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            timeline: Vec::new(),
         }
     }
 
     fn tick(&mut self, shared: &Shared, n: usize, traffic: bool) {
         let now = monotonic_ns();
-        if self.quiet || now - self.last_ns < 1_000_000_000 {
+        if now - self.last_ns < 1_000_000_000 {
             return;
         }
         let secs = (now - self.last_ns) as f64 / 1e9;
@@ -718,18 +723,27 @@ impl Progress {
         let down_rx = shared.down_received.load(Ordering::Relaxed);
         let up_tx = shared.up_sent.load(Ordering::Relaxed);
         let down_tx = shared.down_sent.load(Ordering::Relaxed);
+        let point = TimelinePoint {
+            t_s: (now - self.start_ns) as f64 / 1e9,
+            sessions_up: up,
+            upstream_pps: (up_rx - self.last.0.min(up_rx)) as f64 / secs,
+            downstream_pps: (down_rx - self.last.1.min(down_rx)) as f64 / secs,
+        };
+        self.last = (up_rx, down_rx);
+        self.timeline.push(point);
+        if self.quiet {
+            return;
+        }
         let line = if traffic {
             // Loss so far, approximate: what is in flight counts as lost.
             let lost = up_tx.saturating_sub(up_rx) + down_tx.saturating_sub(down_rx);
             format!(
                 "sessions {up}/{n} up | upstream {:.0} pps | downstream {:.0} pps | lost so far ≤{lost}",
-                (up_rx - self.last.0.min(up_rx)) as f64 / secs,
-                (down_rx - self.last.1.min(down_rx)) as f64 / secs,
+                point.upstream_pps, point.downstream_pps,
             )
         } else {
             format!("sessions {up}/{n} up")
         };
-        self.last = (up_rx, down_rx);
         if self.terminal {
             // One line, rewritten in place.
             eprint!("\r\x1b[2K{line}");
