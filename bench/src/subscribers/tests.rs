@@ -635,3 +635,210 @@ fn l2tp_mode_brings_sessions_up_against_the_lns_node() {
     assert_eq!(addresses.len(), 5);
     assert!(report.subscribers.iter().all(|s| s.peer_magic.is_some()));
 }
+
+/// The emulated subscribers on the access port of our LAC node, which
+/// relays to our LNS node over the simulated network: the real chain.
+mod through_lac_and_lns {
+    use core::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+    use core::time::Duration;
+
+    use controlplane::aaa::pool::AddressPool;
+    use controlplane::aaa::users::Users;
+    use controlplane::aaa::Authenticator;
+    use controlplane::lac::{self, LnsEntry};
+    use controlplane::lns;
+    use controlplane::sim::{self, LinkConditions, NodeId, Sim};
+    use controlplane::subscriber::AuthChoice;
+    use controlplane::time::Instant;
+    use dataplane::wire::ethernet::Address;
+    use rand_chacha::rand_core::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    use crate::subscribers::emulator::{Emulator, EmulatorConfig, Stage};
+    use crate::subscribers::port::MemoryL2;
+    use crate::subscribers::runner::{PppoeSide, Side};
+    use crate::subscribers::stream::Receiver;
+
+    const LAC: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 1701);
+    const LNS: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 11), 1701);
+    const LAC_MAC: Address = Address([0x02, 0, 0, 0, 0, 0x01]);
+
+    struct Site {
+        lac: lac::Node,
+        side: PppoeSide<MemoryL2>,
+        downstream: Receiver,
+    }
+
+    impl Site {
+        /// Move frames both ways on the access port until it is quiet.
+        fn shuttle(&mut self, now: Instant) {
+            let mut buf = Vec::new();
+            loop {
+                self.side.flush(now);
+                let mut moved = false;
+                while let Some(frame) = self.side.port.tx.pop_front() {
+                    moved = true;
+                    self.lac.handle_access_frame(now, &frame);
+                }
+                while self.lac.poll_access_frame(&mut buf) {
+                    moved = true;
+                    self.side.port.rx.push_back(core::mem::take(&mut buf));
+                }
+                while self.side.receive(now, &mut self.downstream) {}
+                if !moved {
+                    break;
+                }
+            }
+        }
+    }
+
+    enum Party {
+        Lns(Box<lns::Node>),
+        Site(Box<Site>),
+    }
+
+    impl sim::Node for Party {
+        type Event = ();
+
+        fn handle_datagram(&mut self, now: Instant, from: SocketAddr, payload: &[u8]) {
+            match self {
+                Party::Lns(n) => sim::Node::handle_datagram(&mut **n, now, from, payload),
+                Party::Site(s) => {
+                    sim::Node::handle_datagram(&mut s.lac, now, from, payload);
+                    s.shuttle(now);
+                }
+            }
+        }
+
+        fn handle_timeout(&mut self, now: Instant) {
+            match self {
+                Party::Lns(n) => sim::Node::handle_timeout(&mut **n, now),
+                Party::Site(s) => {
+                    if s.lac.poll_timeout().is_some_and(|t| t <= now) {
+                        s.lac.handle_timeout(now);
+                    }
+                    if s.side.poll_timeout().is_some_and(|t| t <= now) {
+                        s.side.handle_timeout(now);
+                    }
+                    s.shuttle(now);
+                }
+            }
+        }
+
+        fn poll_timeout(&self) -> Option<Instant> {
+            match self {
+                Party::Lns(n) => sim::Node::poll_timeout(&**n),
+                Party::Site(s) => [s.lac.poll_timeout(), s.side.poll_timeout()]
+                    .into_iter()
+                    .flatten()
+                    .min(),
+            }
+        }
+
+        fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<SocketAddr> {
+            match self {
+                Party::Lns(n) => sim::Node::poll_transmit(&mut **n, now, buf),
+                Party::Site(s) => sim::Node::poll_transmit(&mut s.lac, now, buf),
+            }
+        }
+
+        fn poll_event(&mut self) -> Option<()> {
+            match self {
+                Party::Lns(n) => sim::Node::poll_event(&mut **n).map(|_| ()),
+                Party::Site(s) => sim::Node::poll_event(&mut s.lac).map(|_| ()),
+            }
+        }
+    }
+
+    fn site(sim: &Sim<Party>, id: NodeId) -> &Site {
+        match sim.node(id) {
+            Party::Site(s) => s,
+            Party::Lns(_) => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn subscribers_come_up_through_our_lac_and_lns_without_renegotiation() {
+        let n = 40;
+        let mut sim = Sim::new(
+            Box::new(ChaCha8Rng::seed_from_u64(9)),
+            LinkConditions::delay(Duration::from_millis(2)),
+        );
+        sim.max_steps = 5_000_000;
+        let users: String = (0..n).map(|i| format!("sub{i} lab\n")).collect();
+        sim.add_node(
+            LNS,
+            Party::Lns(Box::new(
+                lns::Node::new(
+                    lns::Config::new("lns1", Ipv4Addr::new(100, 64, 0, 1)),
+                    Authenticator::local(Users::parse(&users, "users").unwrap()),
+                    AddressPool::parse(&["100.64.0.2 - 100.64.3.254"]).unwrap(),
+                    Box::new(ChaCha8Rng::seed_from_u64(1)),
+                )
+                .unwrap(),
+            )),
+        );
+        let mut config = lac::Config::new(
+            "lac",
+            LAC_MAC,
+            vec![LnsEntry {
+                address: LNS,
+                preference: 0,
+                weight: 1,
+            }],
+        );
+        config.local_address = LAC;
+        let now = sim.now();
+        let mut emulator = EmulatorConfig::new(n, "lab", AuthChoice::Chap);
+        emulator.max_setting_up = 8;
+        let mut side = PppoeSide::new(Emulator::new(emulator, 5), MemoryL2::default());
+        side.start(now);
+        let site_id = sim.add_node(
+            LAC,
+            Party::Site(Box::new(Site {
+                lac: lac::Node::new(config, now, Box::new(ChaCha8Rng::seed_from_u64(3))).unwrap(),
+                side,
+                downstream: Receiver::new(n).unwrap(),
+            })),
+        );
+        // Kick the access port once; the sim drives the rest.
+        if let Party::Site(s) = sim.node_mut(site_id) {
+            s.shuttle(now);
+        }
+        let deadline = sim.now() + Duration::from_secs(30);
+        let all_up = sim
+            .run_until(deadline, |sim| site(sim, site_id).side.counts().1 == n)
+            .unwrap();
+        let s = site(&sim, site_id);
+        assert!(all_up, "settled: {:?}", s.side.counts());
+        assert_eq!(s.side.counts(), (n, n));
+        // Let the echoes run a while: nothing renegotiates, nothing flaps.
+        sim.run_for(Duration::from_secs(25)).unwrap();
+        let s = site(&sim, site_id);
+        assert_eq!(s.lac.up_count(), n);
+        let report = s.side.subscribers();
+        for r in &report {
+            assert_eq!((r.flaps, r.renegotiations), (0, 0), "{r:?}");
+            assert!(r.up_at_end);
+            assert!(r
+                .address
+                .as_deref()
+                .is_some_and(|a| a.starts_with("100.64.")));
+        }
+        let mut addresses: Vec<_> = report.iter().map(|r| r.address.clone()).collect();
+        addresses.sort();
+        addresses.dedup();
+        assert_eq!(addresses.len(), n);
+
+        // Hanging up ends every call at the LAC.
+        let now = sim.now();
+        if let Party::Site(s) = sim.node_mut(site_id) {
+            s.side.hang_up(now);
+            s.shuttle(now);
+        }
+        sim.run_for(Duration::from_secs(5)).unwrap();
+        let s = site(&sim, site_id);
+        assert_eq!(s.lac.up_count(), 0);
+        assert!((0..n).all(|i| s.side.emulator.status(i).unwrap().stage == Stage::Down));
+    }
+}
