@@ -533,6 +533,21 @@ impl Node {
         &self.endpoint
     }
 
+    /// Change how long a failed LNS is locked out, from its next failure
+    /// on (a configuration reload).
+    pub fn set_lockout(&mut self, lockout: Duration) {
+        self.config.lockout = lockout;
+        self.selector.set_lockout(lockout);
+    }
+
+    /// The L2TP endpoint, for what the node does not wrap (a daemon's
+    /// shutdown waits on its acknowledgements). Closing tunnels or sessions
+    /// here leaves the node to learn of it from the endpoint's events:
+    /// prefer [`Node::clear_tunnel`] and [`Node::clear_session`].
+    pub fn endpoint_mut(&mut self) -> &mut Endpoint {
+        &mut self.endpoint
+    }
+
     /// Counters.
     pub fn stats(&self) -> Stats {
         self.stats

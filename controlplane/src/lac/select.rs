@@ -103,6 +103,12 @@ impl Selector {
         chosen.map(|s| s.entry.address)
     }
 
+    /// Lock failed LNSs out for `lockout` from now on (those locked out
+    /// already keep their end time).
+    pub fn set_lockout(&mut self, lockout: Duration) {
+        self.lockout = lockout;
+    }
+
     /// A call went to `address`.
     pub fn add_session(&mut self, address: SocketAddrV4) {
         if let Some(s) = self.find_mut(address) {
