@@ -25,7 +25,7 @@ use controlplane::aaa::radius::{Client, ClientConfig, Counters as RadiusCounters
 use controlplane::aaa::users::Users;
 use controlplane::aaa::Authenticator;
 use controlplane::config::{LnsConfig, ProxyMode, XdpMode};
-use controlplane::ctl::{Clear, Json, Reply, Request, Show};
+use controlplane::ctl::{Clear, ControlServer, Json, Reply, Request, Show};
 use controlplane::driver::{os_rng, Driver};
 use controlplane::fastpath::lns::LnsFastpath;
 use controlplane::fastpath::{FastpathConfig, FastpathEvent, FastpathSummary, Role};
@@ -822,6 +822,13 @@ impl Daemon {
 
 fn run(args: &Args, config: LnsConfig, logging: Logging) -> Result<(), BoxError> {
     let signals = Signals::install()?;
+    let (daemon, control) = start(config, logging)?;
+    serve(daemon, control, args, &signals)
+}
+
+/// Everything up: the node, the fast path if configured, the L2TP socket,
+/// the control socket and the metrics.
+fn start(config: LnsConfig, logging: Logging) -> Result<(Daemon, ControlServer), BoxError> {
     let (pool, gateway) = config.address_pool().map_err(|e| format!("pool: {e}"))?;
     let mut node = lns::Node::new(
         config.node_config(gateway),
@@ -838,7 +845,7 @@ fn run(args: &Args, config: LnsConfig, logging: Logging) -> Result<(), BoxError>
         .map_err(|e| format!("cannot listen on {} (listen): {e}", config.listen))?;
     let driver = Driver::new(socket, node)?;
     let Operator {
-        mut control,
+        control,
         metrics,
         metrics_server,
     } = Operator::start(&config.control)?;
@@ -850,7 +857,7 @@ fn run(args: &Args, config: LnsConfig, logging: Logging) -> Result<(), BoxError>
         fastpath = fastpath.is_some(),
         "listening"
     );
-    let mut daemon = Daemon {
+    let daemon = Daemon {
         driver,
         fastpath,
         summary: None,
@@ -862,7 +869,17 @@ fn run(args: &Args, config: LnsConfig, logging: Logging) -> Result<(), BoxError>
         logging,
         config,
     };
+    Ok((daemon, control))
+}
 
+/// The control loop, until a signal or `--duration` says stop; then the
+/// clean shutdown.
+fn serve(
+    mut daemon: Daemon,
+    mut control: ControlServer,
+    args: &Args,
+    signals: &Signals,
+) -> Result<(), BoxError> {
     let slice = if daemon.fastpath.is_some() {
         FASTPATH_SLICE
     } else {
@@ -991,5 +1008,151 @@ mod tests {
             e.contains("require_auth") && e.contains("(defaults and command line)"),
             "{e}"
         );
+    }
+}
+
+/// lnsd in-process over loopback: subscribers come up, `show` over the
+/// control socket lists them, a reload applies the log filter, a stop
+/// closes the tunnel with StopCCN and removes the socket.
+#[cfg(test)]
+mod daemon_tests {
+    use super::*;
+    use controlplane::ctl;
+    use controlplane::l2tp::TunnelDownReason;
+    use controlplane::subscriber::{self, AuthChoice};
+
+    fn free_udp_port() -> u16 {
+        UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    }
+
+    #[test]
+    fn subscribers_show_up_over_the_control_socket_and_a_stop_sends_stopccn() {
+        let dir = std::env::temp_dir().join(format!("lnsd-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("users"), "sub0 lab\n").unwrap();
+        let socket = dir.join("lnsd.sock");
+        let port = free_udp_port();
+        let file = dir.join("lnsd.toml");
+        let text = format!(
+            "listen = \"127.0.0.1:{port}\"\nhostname = \"test-lns\"\nusers = \"{}\"\npool = [\"100.64.0.0/24\"]\n[control]\nsocket = \"{}\"\n",
+            dir.join("users").display(),
+            socket.display()
+        );
+        std::fs::write(&file, &text).unwrap();
+        let args = Args::parse_from(["lnsd", "--config", file.to_str().unwrap()]);
+        let config = load_config(&args).unwrap();
+        let (daemon, control) = start(config, Logging::init(None)).unwrap();
+        let signals = Signals::manual();
+        let stopper = signals.clone();
+        let lns = std::thread::spawn(move || {
+            serve(daemon, control, &args, &signals).map_err(|e| e.to_string())
+        });
+
+        let lns_addr = SocketAddrV4::new(Ipv4Addr::LOCALHOST, port);
+        let config = subscriber::Config::new(lns_addr, 2, "sub0", "lab", AuthChoice::Chap);
+        let mut subscribers = Driver::new(
+            UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap(),
+            subscriber::Node::new(config, os_rng().unwrap()).unwrap(),
+        )
+        .unwrap();
+        let now = subscribers.now();
+        subscribers.node_mut().start(now).unwrap();
+        let deadline = subscribers.now() + Duration::from_secs(10);
+        subscribers
+            .run_until(deadline, |node, _| {
+                if node.up_count() == 2 {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            })
+            .unwrap();
+        assert_eq!(subscribers.node().up_count(), 2);
+
+        let timeout = Duration::from_secs(5);
+        let show = |what| {
+            let reply = ctl::request(&socket, &Request::Show { what }, timeout).unwrap();
+            serde_json::from_str::<serde_json::Value>(reply.result().unwrap()).unwrap()
+        };
+        // The LNS logs PPP up a moment after the subscriber sees it.
+        let mut sessions = show(Show::Sessions);
+        for _ in 0..50 {
+            if sessions
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|s| s["state"] == "up")
+            {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+            sessions = show(Show::Sessions);
+        }
+        let rows = sessions.as_array().unwrap();
+        assert_eq!(rows.len(), 2, "{sessions}");
+        for row in rows {
+            assert_eq!(row["state"], "up", "{sessions}");
+            assert_eq!(row["user"], "sub0", "{sessions}");
+            assert!(row["address"].as_str().unwrap().starts_with("100.64.0."));
+        }
+        let tunnels = show(Show::Tunnels);
+        assert_eq!(tunnels[0]["host_name"], "subscribers", "{tunnels}");
+        assert_eq!(tunnels[0]["sessions"], 2, "{tunnels}");
+        let stats = show(Show::Stats);
+        assert_eq!(stats["sessions_up"], 2, "{stats}");
+        assert_eq!(stats["sessions_set_up"], 2, "{stats}");
+        let reply = ctl::request(
+            &socket,
+            &Request::Clear {
+                what: Clear::Session,
+                id: 999,
+            },
+            timeout,
+        )
+        .unwrap();
+        assert!(reply.result().unwrap_err().contains("no session 999"));
+
+        // A reload with a new log filter and a new host name: the first is
+        // applied, the second waits for a restart; the daemon carries on.
+        std::fs::write(
+            &file,
+            format!("{text}log = \"debug\"\n").replace("test-lns", "other"),
+        )
+        .unwrap();
+        stopper.request_reload();
+        assert_eq!(show(Show::Stats)["sessions_up"], 2);
+
+        // Stop: StopCCN reaches the subscribers' LAC.
+        stopper.request_stop();
+        let mut stopped = None;
+        let deadline = subscribers.now() + Duration::from_secs(10);
+        subscribers
+            .run_until(deadline, |_, event| match event {
+                subscriber::Event::TunnelDown { reason, .. } => {
+                    stopped = Some(reason);
+                    ControlFlow::Break(())
+                }
+                _ => ControlFlow::Continue(()),
+            })
+            .unwrap();
+        match stopped {
+            Some(TunnelDownReason::StopCcnReceived(r)) => {
+                assert_eq!(r.result, stop_ccn::SHUTTING_DOWN)
+            }
+            other => panic!("no StopCCN: {other:?}"),
+        }
+        // Let the subscribers' acknowledgement go out.
+        let deadline = subscribers.now() + Duration::from_millis(200);
+        subscribers
+            .run_until(deadline, |_, _| ControlFlow::Continue(()))
+            .unwrap();
+        assert_eq!(lns.join().unwrap(), Ok(()));
+        assert!(!socket.exists());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

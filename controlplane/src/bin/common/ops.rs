@@ -65,7 +65,10 @@ impl Logging {
                     .with_ansi(std::io::stderr().is_terminal())
                     .with_target(false),
             )
-            .init();
+            // A second subscriber (tests that start two daemons in one
+            // process) keeps the first: logging is not worth failing for.
+            .try_init()
+            .ok();
         Logging {
             handle,
             from_env,
@@ -94,7 +97,10 @@ impl Logging {
 }
 
 /// The signals a daemon obeys: SIGTERM and SIGINT ask for a clean stop (a
-/// second one stops at once, exit status 1), SIGHUP for a reload.
+/// second one stops at once, exit status 1), SIGHUP for a reload. A clone
+/// shares the flags (a test sets them with [`Signals::request_stop`] and
+/// [`Signals::request_reload`]).
+#[derive(Clone)]
 pub(crate) struct Signals {
     terminate: Arc<AtomicBool>,
     reload: Arc<AtomicBool>,
@@ -114,6 +120,24 @@ impl Signals {
         }
         signal_hook::flag::register(SIGHUP, reload.clone())?;
         Ok(Signals { terminate, reload })
+    }
+
+    /// Flags no signal sets: for tests, which set them by hand.
+    pub(crate) fn manual() -> Signals {
+        Signals {
+            terminate: Arc::new(AtomicBool::new(false)),
+            reload: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// As SIGTERM.
+    pub(crate) fn request_stop(&self) {
+        self.terminate.store(true, Ordering::Relaxed);
+    }
+
+    /// As SIGHUP.
+    pub(crate) fn request_reload(&self) {
+        self.reload.store(true, Ordering::Relaxed);
     }
 
     /// A stop was asked for.
