@@ -47,6 +47,7 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use std::time::{Duration, Instant as StdInstant};
 
 use controlplane::aaa::pool::AddressPool;
+use controlplane::aaa::radius::Counters;
 use controlplane::aaa::users::Users;
 use controlplane::aaa::Authenticator;
 use controlplane::driver::{Clock, Driver};
@@ -99,6 +100,9 @@ enum Cmd {
     Clear(Ipv4Addr, Sender<bool>),
     /// Sessions programmed in the fast path with an address.
     Programmed(Sender<usize>),
+    /// The traffic counters the node has for the session holding this
+    /// address (from the workers).
+    Counters(Ipv4Addr, Sender<Option<Counters>>),
 }
 
 fn lns_addr(wan: Ipv4Addr) -> SocketAddrV4 {
@@ -133,6 +137,7 @@ fn run_lns(
     };
     let mut fp =
         LnsFastpath::start(config, lns_addr(wan), driver.node_mut()).map_err(|e| e.to_string())?;
+    fp.set_counters_interval(Duration::from_millis(100));
     let started = StdInstant::now();
     while !stop.load(Ordering::Relaxed) && started.elapsed() < LNS_LIMIT {
         let slice_end = driver.now() + Duration::from_millis(1);
@@ -164,6 +169,14 @@ fn run_lns(
                         .find(|&h| node.session_address(h) == Some(addr));
                     let cleared = session.is_some_and(|h| node.clear_session(now, h));
                     let _ = reply.send(cleared);
+                }
+                Cmd::Counters(addr, reply) => {
+                    let node = driver.node();
+                    let counters = node
+                        .sessions()
+                        .find(|&h| node.session_address(h) == Some(addr))
+                        .and_then(|h| node.session_counters(h));
+                    let _ = reply.send(counters);
                 }
                 Cmd::Programmed(reply) => {
                     let node = driver.node();
@@ -631,6 +644,25 @@ fn exercise(
     assert_eq!(glue.ppp_unknown, 0);
     assert_eq!(established, SUBSCRIBERS);
     assert_eq!(after.sessions, SUBSCRIBERS);
+
+    // The node learns each session's traffic from the workers (accounting,
+    // Idle-Timeout).
+    let (_, sub0) = lac.up[&0];
+    let want = PER_SUBSCRIBER as u64;
+    let deadline = StdInstant::now() + Duration::from_secs(3);
+    let counters = loop {
+        let c = ask(commands, |tx| Cmd::Counters(sub0, tx)).expect("session 0");
+        if c.input_packets >= want && c.output_packets >= want {
+            break c;
+        }
+        assert!(StdInstant::now() < deadline, "counters not synced: {c:?}");
+        lac.turn(Duration::from_millis(20));
+    };
+    assert_eq!(
+        (counters.input_packets, counters.output_packets),
+        (want, want)
+    );
+    assert!(counters.input_octets >= want * 28 && counters.output_octets >= want * 28);
 
     // TTL 1 from a subscriber: ICMP Time Exceeded from the gateway comes
     // back in its session. TTL 1 from the core: back to the server.

@@ -37,14 +37,15 @@
 
 use core::net::{Ipv4Addr, SocketAddrV4};
 use core::time::Duration;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
 use dataplane::punt::{InjectTarget, PuntReason};
-use dataplane::table::{SessionConfig, SessionKey, Tunnel};
+use dataplane::table::{SessionConfig, SessionCounters, SessionKey, Tunnel};
 use dataplane::wire::ethernet;
 
 use super::icmp::{self, IcmpError, RateLimit};
-use super::{Fastpath, FastpathConfig, FastpathError};
+use super::{Fastpath, FastpathConfig, FastpathError, FastpathEvent};
+use crate::aaa::radius::Counters;
 use crate::l2tp::{SessionHandle, TunnelHandle};
 use crate::lns::{self, ConnectedCall};
 use crate::time::Instant;
@@ -61,6 +62,15 @@ const RELEASE_LIMIT: Duration = Duration::from_millis(200);
 /// ICMP errors a second at most, and the burst (RFC 1812 §4.3.2.8).
 const ICMP_PER_SECOND: u32 = 100;
 const ICMP_BURST: u32 = 50;
+
+/// How often every session's traffic counters are read from the workers
+/// and given to the node (Idle-Timeout, RADIUS accounting), by default.
+pub const COUNTERS_INTERVAL: Duration = Duration::from_secs(5);
+/// Sessions whose counters are asked for per service call at most, so a
+/// sweep of many sessions spreads over many slices.
+const QUERIES_PER_SERVICE: usize = 256;
+/// Events of the fast path kept for the owner at most.
+const MAX_EVENTS: usize = 1024;
 
 /// The PPP header of IPv4 as we send it (RFC 1661 §2, RFC 1332 §2).
 const PPP_IPV4: [u8; 4] = [0xff, 0x03, 0x00, 0x21];
@@ -95,6 +105,16 @@ pub struct LnsFastpathStats {
     pub other_punts: u64,
     /// Table updates that failed (a worker's backlog was full).
     pub update_errors: u64,
+    /// Session counters read from every worker and given to the node.
+    pub counters_synced: u64,
+}
+
+/// A session counters query waiting for every worker's answer.
+#[derive(Debug, Clone, Copy)]
+struct CountersQuery {
+    session: SessionHandle,
+    answers: usize,
+    sum: SessionCounters,
 }
 
 /// A tunnel as programmed.
@@ -115,6 +135,13 @@ pub struct LnsFastpath {
     /// Sessions by subscriber address, for ICMP errors to subscribers.
     by_address: HashMap<Ipv4Addr, SessionKey>,
     icmp_limit: RateLimit,
+    counters_interval: Duration,
+    /// Sessions whose counters are still to be asked for in this sweep.
+    to_query: VecDeque<SessionHandle>,
+    next_sweep: Option<Instant>,
+    queries: HashMap<u64, CountersQuery>,
+    /// Fast-path events that are not the glue's, for the owner.
+    events: VecDeque<FastpathEvent>,
     /// Calls programmed whose PPP output the node holds, with the barrier
     /// that says the workers know them and when they were programmed.
     unreleased: Vec<(SessionHandle, Option<u64>, Instant)>,
@@ -145,6 +172,11 @@ impl LnsFastpath {
             sessions: HashMap::new(),
             by_address: HashMap::new(),
             icmp_limit: RateLimit::new(ICMP_PER_SECOND, ICMP_BURST),
+            counters_interval: COUNTERS_INTERVAL,
+            to_query: VecDeque::new(),
+            next_sweep: None,
+            queries: HashMap::new(),
+            events: VecDeque::new(),
             unreleased: Vec::new(),
             stats: LnsFastpathStats::default(),
         }
@@ -158,6 +190,19 @@ impl LnsFastpath {
     /// Counters of the glue.
     pub fn stats(&self) -> LnsFastpathStats {
         self.stats
+    }
+
+    /// Read every session's counters from the workers this often (default
+    /// [`COUNTERS_INTERVAL`]); the node gets them with
+    /// [`lns::Node::set_counters`] (Idle-Timeout, RADIUS accounting).
+    pub fn set_counters_interval(&mut self, interval: Duration) {
+        self.counters_interval = interval;
+    }
+
+    /// The next fast-path event the glue does not handle itself (barriers
+    /// of the owner, refused updates, session counters it asked for).
+    pub fn poll_event(&mut self) -> Option<FastpathEvent> {
+        self.events.pop_front()
     }
 
     /// Sessions programmed (with or without an address yet).
@@ -307,6 +352,7 @@ impl LnsFastpath {
         self.program_calls(node, now);
         self.fp.poll();
         self.release_calls(node, now);
+        self.sync_counters(node, now);
         let mut handled = 0;
         while handled < PUNTS_PER_SERVICE {
             let Some((worker, punt)) = self.fp.poll_punt() else {
@@ -391,6 +437,90 @@ impl LnsFastpath {
         frame.extend_from_slice(&0x0800u16.to_be_bytes());
         frame.extend_from_slice(packet);
         self.fp.inject(InjectTarget::Port(next.port), &frame)
+    }
+
+    /// Ask the workers for the next sessions' counters, and give the node
+    /// those every worker answered for.
+    fn sync_counters(&mut self, node: &mut lns::Node, now: Instant) {
+        while let Some(event) = self.fp.poll_event() {
+            match event {
+                FastpathEvent::SessionCounters {
+                    token, counters, ..
+                } if self.queries.contains_key(&token) => {
+                    let workers = self.fp.worker_count();
+                    let Some(q) = self.queries.get_mut(&token) else {
+                        continue;
+                    };
+                    q.answers += 1;
+                    if let Some(c) = counters {
+                        q.sum.upstream_packets += c.upstream_packets;
+                        q.sum.upstream_octets += c.upstream_octets;
+                        q.sum.downstream_packets += c.downstream_packets;
+                        q.sum.downstream_octets += c.downstream_octets;
+                    }
+                    if q.answers >= workers {
+                        let q = *q;
+                        self.queries.remove(&token);
+                        self.stats.counters_synced += 1;
+                        node.set_counters(
+                            now,
+                            q.session,
+                            Counters {
+                                input_octets: q.sum.upstream_octets,
+                                output_octets: q.sum.downstream_octets,
+                                input_packets: q.sum.upstream_packets,
+                                output_packets: q.sum.downstream_packets,
+                            },
+                        );
+                    }
+                }
+                other => {
+                    if self.events.len() >= MAX_EVENTS {
+                        self.events.pop_front();
+                    }
+                    self.events.push_back(other);
+                }
+            }
+        }
+        if self.to_query.is_empty() {
+            if self.next_sweep.is_some_and(|t| now < t) {
+                return;
+            }
+            self.next_sweep = Some(now + self.counters_interval);
+            // Answers that never came (a session removed meanwhile) are
+            // forgotten at the start of each sweep.
+            self.queries.clear();
+            self.to_query.extend(
+                self.sessions
+                    .iter()
+                    .filter(|(_, c)| c.subscriber_addr.is_some())
+                    .map(|(h, _)| *h),
+            );
+        }
+        for _ in 0..QUERIES_PER_SERVICE {
+            let Some(session) = self.to_query.pop_front() else {
+                break;
+            };
+            let Some(config) = self.sessions.get(&session) else {
+                continue;
+            };
+            match self.fp.query_session(config.key) {
+                Ok(token) => {
+                    self.queries.insert(
+                        token,
+                        CountersQuery {
+                            session,
+                            answers: 0,
+                            sum: SessionCounters::default(),
+                        },
+                    );
+                }
+                Err(e) => {
+                    self.stats.update_errors += 1;
+                    tracing::warn!(error = %e, "session counters not asked for");
+                }
+            }
+        }
     }
 
     /// Program the calls that connected, then one barrier for all of them:

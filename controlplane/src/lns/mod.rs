@@ -600,6 +600,12 @@ impl Node {
         self.sessions.get(&session).and_then(|s| s.address)
     }
 
+    /// A session's traffic counters as last given with
+    /// [`Node::set_counters`].
+    pub fn session_counters(&self, session: SessionHandle) -> Option<Counters> {
+        self.sessions.get(&session).map(|s| s.counters)
+    }
+
     /// The PPP link of a session, to read its state.
     pub fn link(&self, session: SessionHandle) -> Option<&PppLink> {
         self.sessions.get(&session).map(|s| &s.link)
