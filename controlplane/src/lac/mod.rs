@@ -68,6 +68,9 @@ use crate::time::Instant;
 
 pub use select::{LnsEntry, LnsStatus, Selector};
 
+/// The smallest Ethernet frame without its FCS.
+const MIN_FRAME_LEN: usize = 60;
+
 /// How the LAC carries PPP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Mode {
@@ -894,6 +897,9 @@ impl Node {
             return;
         }
         out[eth_len + header.buffer_len()..].copy_from_slice(ppp);
+        // Short frames padded to the Ethernet minimum; the PPPoE LENGTH
+        // says where the frame ends (RFC 2516 §4).
+        out.resize(out.len().max(MIN_FRAME_LEN), 0);
         self.access.push_back(out);
     }
 
@@ -918,7 +924,7 @@ impl Node {
             tags: Vec::new(),
         };
         let eth_len = eth.buffer_len();
-        let mut out = vec![0; eth_len + padt.buffer_len()];
+        let mut out = vec![0; (eth_len + padt.buffer_len()).max(MIN_FRAME_LEN)];
         if eth.emit(&mut out).is_ok() && padt.emit(&mut out[eth_len..]).is_ok() {
             self.access.push_back(out);
         }
