@@ -12,8 +12,8 @@ use rand_core::RngCore;
 
 use super::tunnel::{self, Cx, DataOutcome, Source, Standing, Tunnel};
 use super::{
-    CallParams, Config, ConfigError, Error, Event, ResultCode, SessionHandle, SessionState,
-    Transmit, TunnelHandle, TunnelState, TunnelStats,
+    CallParams, Config, ConfigError, Error, Event, PeerInfo, RecoveryTunnel, ResultCode,
+    SessionHandle, SessionState, Transmit, TunnelHandle, TunnelState, TunnelStats,
 };
 use crate::time::Instant;
 
@@ -360,6 +360,62 @@ impl Endpoint {
             t.send_message(now, cx, session.map(|s| s.id), message)
         })
         .unwrap_or(Err(Error::UnknownTunnel))
+    }
+
+    /// HA: send an HA vendor message (LSORQ, LSORS, STPLRQ, STPLRP; see
+    /// [`crate::ha::message`]) reliably on an established tunnel. Refused
+    /// with [`Error::NotHaCapable`] unless [`Config::ha`] is set and the peer
+    /// advertised HA-Capability (DESIGN.md §3: the new messages go only to
+    /// peers that advertised it). The peer's owner gets [`Event::Message`].
+    pub fn send_ha_message(
+        &mut self,
+        now: Instant,
+        tunnel: TunnelHandle,
+        session: Option<SessionHandle>,
+        message: ControlMessage,
+    ) -> Result<(), Error> {
+        check_avps(&self.config, &message.avps)?;
+        if session.is_some_and(|s| s.tunnel != tunnel) {
+            return Err(Error::UnknownSession);
+        }
+        self.with_tunnel(tunnel, |t, cx| {
+            t.send_ha_message(now, cx, session.map(|s| s.id), message)
+        })
+        .unwrap_or(Err(Error::UnknownTunnel))
+    }
+
+    /// HA, LAC: open a tunnel to a peer LNS that takes over `recovery`
+    /// (the primary's tunnel): the SCCRQ carries Recovery-Tunnel, M bit
+    /// clear (DESIGN.md §3, failure switchover step 2).
+    pub fn connect_for_recovery(
+        &mut self,
+        now: Instant,
+        remote: SocketAddrV4,
+        recovery: RecoveryTunnel,
+    ) -> Result<TunnelHandle, Error> {
+        self.connect_with(now, remote, vec![recovery.to_avp()])
+    }
+
+    /// HA, LNS: answer an [`Event::RecoveryCall`]: `Ok(epoch)` sends ICRP
+    /// with that Ownership-Epoch (the session then comes up as any other,
+    /// with [`Event::SessionUp`]); `Err(result)` sends CDN with it (a
+    /// [`super::codes::cdn`] value) and reports [`Event::SessionDown`].
+    pub fn answer_recovery_call(
+        &mut self,
+        now: Instant,
+        session: SessionHandle,
+        answer: Result<u32, ResultCode>,
+    ) -> Result<(), Error> {
+        self.with_tunnel(session.tunnel, |t, cx| {
+            t.answer_recovery_call(now, cx, session.id, answer)
+        })
+        .unwrap_or(Err(Error::UnknownSession))
+    }
+
+    /// What the peer said about itself in its SCCRQ or SCCRP (HA-Capability,
+    /// Peer-LNS-Address, Recovery-Tunnel included), once accepted.
+    pub fn peer_info(&self, tunnel: TunnelHandle) -> Option<&PeerInfo> {
+        self.tunnels.get(&tunnel).and_then(Tunnel::peer)
     }
 
     /// Build a data message (RFC 2661 §3.1: T bit clear, no sequence

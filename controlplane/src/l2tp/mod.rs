@@ -13,7 +13,15 @@
 //! * what happened comes out of [`Endpoint::poll_event`];
 //! * the owner acts with [`Endpoint::connect`], [`Endpoint::open_session`],
 //!   [`Endpoint::close_session`], [`Endpoint::close_tunnel`] and
-//!   [`Endpoint::send_data`].
+//!   [`Endpoint::send_data`];
+//! * the HA extension (DESIGN.md §3, [`Config::ha`]): HA-Capability and
+//!   Peer-LNS-Address in the handshake ([`PeerInfo::ha`],
+//!   [`PeerInfo::peer_lns_addresses`], [`Endpoint::peer_info`]), the vendor
+//!   messages with [`Endpoint::send_ha_message`] and [`Event::Message`],
+//!   Recovery-Tunnel ([`Endpoint::connect_for_recovery`],
+//!   [`PeerInfo::recovery_tunnel`]) and Recovery-Session
+//!   ([`CallParams::recovery_session`], [`Event::RecoveryCall`],
+//!   [`Endpoint::answer_recovery_call`], [`CallInfo::ownership_epoch`]).
 //!
 //! Time is [`crate::time::Instant`], passed in; randomness (tunnel and
 //! session ids, challenges, tie breakers, random vectors) comes from the RNG
@@ -106,10 +114,10 @@ mod session;
 mod tunnel;
 
 use core::fmt;
-use core::net::SocketAddrV4;
+use core::net::{Ipv4Addr, SocketAddrV4};
 use core::time::Duration;
 
-use dataplane::wire::control::{AvpEntry, ControlMessage, HA_VENDOR_ID};
+use dataplane::wire::control::{Avp, AvpEntry, ControlMessage, HA_VENDOR_ID};
 
 pub use codes::ResultCode;
 pub use endpoint::{Endpoint, EndpointStats};
@@ -172,6 +180,11 @@ pub struct Config {
     pub tie_breaker: bool,
     /// Vendor id of the HA extension (DESIGN.md §3). Default 43.
     pub ha_vendor_id: u32,
+    /// Take part in the HA extension (DESIGN.md §3): advertise
+    /// HA-Capability in our SCCRQ and SCCRP, send Peer-LNS-Address to
+    /// HA-capable peers, and allow [`Endpoint::send_ha_message`]. `None`
+    /// (the default): a plain RFC 2661 endpoint.
+    pub ha: Option<HaConfig>,
     /// Answer SCCRQs from peers (an LNS does). A refused SCCRQ is answered
     /// with StopCCN result 4.
     pub accept_tunnels: bool,
@@ -236,6 +249,7 @@ impl Config {
             require_authentication: false,
             tie_breaker: true,
             ha_vendor_id: HA_VENDOR_ID,
+            ha: None,
             accept_tunnels: true,
             accept_calls: true,
             sccrq_avps: Vec::new(),
@@ -306,6 +320,12 @@ impl Config {
         if self.setup_timeout.is_zero() {
             return err("setup_timeout", "must be more than zero");
         }
+        if self.ha.is_some() && (self.ha_vendor_id == 0 || self.ha_vendor_id > 0xffff) {
+            return err(
+                "ha_vendor_id",
+                "must be 1 to 65535 when HA is on (RFC 2661 §4.1: a 16-bit vendor id, 0 is the IETF)",
+            );
+        }
         if self.accept_calls && self.max_pending_calls == 0 {
             return err(
                 "max_pending_calls",
@@ -329,6 +349,72 @@ impl Config {
             initial_sequence: self.initial_sequence,
             slow_start: self.slow_start,
         }
+    }
+}
+
+/// The HA extension's part of [`Config`] (DESIGN.md §3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HaConfig {
+    /// What our HA-Capability AVP says.
+    pub capability: HaCapability,
+    /// LNS: the peer LNSs to put in Peer-LNS-Address, in preference order,
+    /// in every SCCRP to a peer that advertised HA-Capability (never to
+    /// one that did not). Empty: no Peer-LNS-Address.
+    pub peer_lns_addresses: Vec<Ipv4Addr>,
+    /// LNS: an ICRQ carrying Recovery-Session is not answered at once: the
+    /// owner hears [`Event::RecoveryCall`] and answers with
+    /// [`Endpoint::answer_recovery_call`] (ICRP with Ownership-Epoch, or
+    /// CDN), after looking the session up in its offloaded state. Off: such
+    /// an ICRQ is answered like any other, and the owner finds
+    /// [`CallInfo::recovery_session`] in [`Event::SessionUp`].
+    pub defer_recovery_calls: bool,
+}
+
+impl Default for HaConfig {
+    fn default() -> Self {
+        HaConfig {
+            capability: HaCapability {
+                version: HA_VERSION,
+                flags: 0,
+            },
+            peer_lns_addresses: Vec::new(),
+            defer_recovery_calls: true,
+        }
+    }
+}
+
+/// The version of the HA extension we speak (HA-Capability, DESIGN.md §3).
+pub const HA_VERSION: u16 = 1;
+
+/// An HA-Capability AVP's value (HA vendor attribute 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HaCapability {
+    /// Version of the extension.
+    pub version: u16,
+    /// Flags (none defined yet; sent as 0, ignored on receipt).
+    pub flags: u16,
+}
+
+/// A Recovery-Tunnel AVP's value (HA vendor attribute 10): which of the
+/// primary's tunnels a LAC's SCCRQ to a peer LNS replaces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RecoveryTunnel {
+    /// The primary LNS's address.
+    pub primary_lns: Ipv4Addr,
+    /// The primary's (LNS-side) Tunnel ID.
+    pub lns_tunnel_id: u16,
+    /// The LAC's Tunnel ID of the old tunnel.
+    pub lac_tunnel_id: u16,
+}
+
+impl RecoveryTunnel {
+    /// The AVP, M bit clear (DESIGN.md §3).
+    pub fn to_avp(self) -> AvpEntry {
+        AvpEntry::optional(Avp::RecoveryTunnel {
+            primary_lns: self.primary_lns,
+            lns_tunnel_id: self.lns_tunnel_id,
+            lac_tunnel_id: self.lac_tunnel_id,
+        })
     }
 }
 
@@ -393,6 +479,14 @@ pub struct PeerInfo {
     /// Every AVP of the SCCRQ or SCCRP (after the Message Type), in order:
     /// vendor AVPs such as HA-Capability and Peer-LNS-Address are here.
     pub avps: Vec<AvpEntry>,
+    /// The peer's HA-Capability, if it advertised one (DESIGN.md §3).
+    pub ha: Option<HaCapability>,
+    /// Peer-LNS-Address from an LNS's SCCRP: where to go if it fails or
+    /// asks us to move, in preference order. Empty if none.
+    pub peer_lns_addresses: Vec<Ipv4Addr>,
+    /// Recovery-Tunnel from a LAC's SCCRQ: the primary's tunnel this one
+    /// takes over.
+    pub recovery_tunnel: Option<RecoveryTunnel>,
 }
 
 /// What the LAC says about a call it opens ([`Endpoint::open_session`]).
@@ -409,8 +503,11 @@ pub struct CallParams {
     pub tx_connect_speed: u32,
     /// Rx Connect Speed for the ICCN, if any.
     pub rx_connect_speed: Option<u32>,
-    /// Extra AVPs for the ICRQ (Calling Number, Recovery-Session, ...).
+    /// Extra AVPs for the ICRQ (Calling Number, ...).
     pub icrq_avps: Vec<AvpEntry>,
+    /// HA: this call recovers the primary's session with this (LNS) Session
+    /// ID; the ICRQ carries Recovery-Session (M bit clear, DESIGN.md §3).
+    pub recovery_session: Option<u16>,
     /// Extra AVPs for the ICCN: the proxy LCP and proxy authentication AVPs
     /// (RFC 2661 §4.4.5), Sequencing Required, ...
     pub iccn_avps: Vec<AvpEntry>,
@@ -425,6 +522,7 @@ impl Default for CallParams {
             tx_connect_speed: 100_000_000,
             rx_connect_speed: None,
             icrq_avps: Vec::new(),
+            recovery_session: None,
             iccn_avps: Vec::new(),
         }
     }
@@ -447,6 +545,12 @@ pub struct CallInfo {
     /// ICRQ's then the ICCN's on the LNS (proxy LCP and authentication AVPs
     /// included), the ICRP's on the LAC.
     pub avps: Vec<AvpEntry>,
+    /// LNS: the Recovery-Session of the ICRQ (the primary's Session ID this
+    /// call takes over), if any.
+    pub recovery_session: Option<u16>,
+    /// LAC: the Ownership-Epoch of the ICRP (a recovered session's), if
+    /// any.
+    pub ownership_epoch: Option<u32>,
 }
 
 /// Why a tunnel went down.
@@ -609,6 +713,21 @@ pub enum Event {
         /// The error counters.
         errors: CallErrors,
     },
+    /// LNS with [`HaConfig::defer_recovery_calls`]: an ICRQ with
+    /// Recovery-Session arrived. Answer it with
+    /// [`Endpoint::answer_recovery_call`]: accept with an Ownership-Epoch
+    /// (ICRP) or refuse (CDN). Until then the call waits. If the tunnel
+    /// goes down first, [`Event::SessionDown`] follows for it.
+    RecoveryCall {
+        /// The session (not up yet).
+        session: SessionHandle,
+        /// The primary's LNS Session ID from Recovery-Session.
+        primary_session_id: u16,
+        /// The LAC's Session ID.
+        peer_session_id: u16,
+        /// What the ICRQ said.
+        call: CallInfo,
+    },
     /// A control message the state machines do not handle themselves: the HA
     /// extension's vendor messages (LSORQ, LSORS, STPLRQ, STPLRP). Already
     /// acknowledged.
@@ -638,6 +757,13 @@ pub enum Error {
     IdsExhausted,
     /// A message could not be encoded.
     Encode(dataplane::wire::Error),
+    /// HA: we are not HA-aware ([`Config::ha`] is `None`), the peer did not
+    /// advertise HA-Capability, or the message is not an HA message; it is
+    /// not sent (DESIGN.md §3: only to peers that advertised it).
+    NotHaCapable,
+    /// [`Endpoint::answer_recovery_call`] for a session that is not
+    /// waiting for an answer.
+    NotWaiting,
 }
 
 impl fmt::Display for Error {
@@ -649,6 +775,10 @@ impl fmt::Display for Error {
             Error::NotEstablished => f.write_str("not established yet"),
             Error::IdsExhausted => f.write_str("every id is in use"),
             Error::Encode(e) => write!(f, "cannot encode the message: {e}"),
+            Error::NotHaCapable => f.write_str(
+                "not an HA message, HA is off here, or the peer did not advertise HA-Capability",
+            ),
+            Error::NotWaiting => f.write_str("the session is not waiting for a recovery answer"),
         }
     }
 }

@@ -28,6 +28,14 @@ pub(crate) struct Session {
     /// LAC: the number of our ICCN in the tunnel's control channel
     /// (`ControlChannel::next_message_number`), once it is queued.
     pub(crate) iccn_number: Option<u64>,
+    /// LNS, HA: an ICRQ with Recovery-Session waits for the owner's answer
+    /// (`Endpoint::answer_recovery_call`).
+    pub(crate) awaiting_owner: bool,
+    /// The owner was given the handle before the session came up
+    /// ([`super::Event::RecoveryCall`]).
+    pub(crate) told: bool,
+    /// LNS, HA: extra AVPs for our ICRP (Ownership-Epoch).
+    pub(crate) icrp_avps: Vec<AvpEntry>,
 }
 
 impl Session {
@@ -35,7 +43,7 @@ impl Session {
     /// came up (LNS). Events about any other session would name a handle the
     /// owner has never seen.
     pub(crate) fn known_to_owner(&self) -> bool {
-        self.side == CallSide::Lac || self.announced
+        self.side == CallSide::Lac || self.announced || self.told
     }
 
     /// The header Session ID of messages to the peer (RFC 2661 §5.3: 0 until
@@ -57,13 +65,20 @@ impl Session {
             m = m.with(AvpEntry::mandatory(Avp::BearerType(b)));
         }
         m.avps.extend(self.call.icrq_avps.iter().cloned());
+        if let Some(primary) = self.call.recovery_session {
+            // DESIGN.md §3: M bit clear.
+            m = m.with(AvpEntry::optional(Avp::RecoverySession(primary)));
+        }
         m
     }
 
     /// ICRP (RFC 2661 §6.7): Assigned Session ID.
     pub(crate) fn icrp(&self, peer_tunnel_id: u16) -> ControlMessage {
-        self.header(MessageType::Icrp, peer_tunnel_id)
-            .with(AvpEntry::mandatory(Avp::AssignedSessionId(self.local_id)))
+        let mut m = self
+            .header(MessageType::Icrp, peer_tunnel_id)
+            .with(AvpEntry::mandatory(Avp::AssignedSessionId(self.local_id)));
+        m.avps.extend(self.icrp_avps.iter().cloned());
+        m
     }
 
     /// ICCN (RFC 2661 §6.8): (Tx) Connect Speed and Framing Type are
@@ -97,6 +112,10 @@ impl Session {
         });
         self.info.bearer_type = m.find(|a| match a {
             Avp::BearerType(n) => Some(*n),
+            _ => None,
+        });
+        self.info.recovery_session = m.find(|a| match a {
+            Avp::RecoverySession(id) => Some(*id),
             _ => None,
         });
         self.call_serial_number = self.info.call_serial_number.unwrap_or(0);

@@ -19,8 +19,9 @@ use super::fsm::{
 use super::reliable::{ControlChannel, DEFAULT_PEER_RECEIVE_WINDOW};
 use super::session::{self, Session};
 use super::{
-    CallParams, Config, EndpointStats, Error, Event, PeerInfo, ResultCode, SessionDownReason,
-    SessionHandle, TunnelDownReason, TunnelHandle, TunnelStats, PROTOCOL_VERSION,
+    CallParams, Config, EndpointStats, Error, Event, HaCapability, PeerInfo, RecoveryTunnel,
+    ResultCode, SessionDownReason, SessionHandle, TunnelDownReason, TunnelHandle, TunnelStats,
+    PROTOCOL_VERSION,
 };
 use crate::time::Instant;
 
@@ -107,6 +108,13 @@ fn missing_avp(result: u16, name: &str) -> ResultCode {
         error::VENDOR_SPECIFIC,
         format!("missing {name} AVP"),
     )
+}
+
+fn ha_capability(c: HaCapability) -> AvpEntry {
+    AvpEntry::optional(Avp::HaCapability {
+        version: c.version,
+        flags: c.flags,
+    })
 }
 
 fn random_bytes(rng: &mut dyn RngCore, len: usize) -> Vec<u8> {
@@ -249,6 +257,31 @@ fn check_start(m: &ControlMessage) -> Result<PeerInfo, Teardown> {
             _ => None,
         }),
         avps: m.avps.clone(),
+        ha: m.find(|a| match a {
+            Avp::HaCapability { version, flags } => Some(HaCapability {
+                version: *version,
+                flags: *flags,
+            }),
+            _ => None,
+        }),
+        peer_lns_addresses: m
+            .find(|a| match a {
+                Avp::PeerLnsAddress(v) => Some(v.clone()),
+                _ => None,
+            })
+            .unwrap_or_default(),
+        recovery_tunnel: m.find(|a| match a {
+            Avp::RecoveryTunnel {
+                primary_lns,
+                lns_tunnel_id,
+                lac_tunnel_id,
+            } => Some(RecoveryTunnel {
+                primary_lns: *primary_lns,
+                lns_tunnel_id: *lns_tunnel_id,
+                lac_tunnel_id: *lac_tunnel_id,
+            }),
+            _ => None,
+        }),
     })
 }
 
@@ -454,6 +487,11 @@ impl Tunnel {
         self.sessions.get(&id).map(|s| s.state)
     }
 
+    /// What the peer said in its SCCRQ or SCCRP, once accepted.
+    pub(crate) fn peer(&self) -> Option<&PeerInfo> {
+        self.peer.as_ref()
+    }
+
     pub(crate) fn session_count(&self) -> usize {
         self.sessions.len()
     }
@@ -531,6 +569,9 @@ impl Tunnel {
             info: Default::default(),
             announced: false,
             iccn_number: None,
+            awaiting_owner: false,
+            told: false,
+            icrp_avps: Vec::new(),
         });
         self.session_apply(now, cx, handle.id, SessionEvent::LocalOpen, None);
         // RFC 2661 §7.2.1: a local open request on an established tunnel
@@ -585,6 +626,72 @@ impl Tunnel {
         self.send(cx, message);
         self.service(now, cx);
         Ok(())
+    }
+
+    /// HA: send an HA vendor message, only if we are HA-aware and the peer
+    /// advertised HA-Capability (DESIGN.md §3).
+    pub(crate) fn send_ha_message(
+        &mut self,
+        now: Instant,
+        cx: &mut Cx<'_>,
+        session: Option<u64>,
+        message: ControlMessage,
+    ) -> Result<(), Error> {
+        let is_ha = message.message_type.is_some_and(MessageType::is_ha);
+        let peer_is_ha = self.peer.as_ref().is_some_and(|p| p.ha.is_some());
+        if !is_ha || cx.config.ha.is_none() || !peer_is_ha {
+            return Err(Error::NotHaCapable);
+        }
+        self.send_message(now, cx, session, message)
+    }
+
+    /// HA: the owner's answer to [`Event::RecoveryCall`]: ICRP with
+    /// Ownership-Epoch, or CDN with the result.
+    pub(crate) fn answer_recovery_call(
+        &mut self,
+        now: Instant,
+        cx: &mut Cx<'_>,
+        id: u64,
+        answer: Result<u32, ResultCode>,
+    ) -> Result<(), Error> {
+        let s = self.sessions.get_mut(&id).ok_or(Error::UnknownSession)?;
+        if !s.awaiting_owner {
+            return Err(Error::NotWaiting);
+        }
+        s.awaiting_owner = false;
+        self.pending_calls = self.pending_calls.saturating_sub(1);
+        match answer {
+            Ok(epoch) => {
+                s.icrp_avps = vec![AvpEntry::optional(Avp::OwnershipEpoch(epoch))];
+                self.session_apply(now, cx, id, SessionEvent::IcrqAcceptable, None);
+            }
+            Err(result) => {
+                self.stats.calls_rejected += 1;
+                let reason = SessionDownReason::Closed(result.clone());
+                self.session_apply(
+                    now,
+                    cx,
+                    id,
+                    SessionEvent::IcrqNotAcceptable,
+                    Some((result, reason)),
+                );
+            }
+        }
+        self.service(now, cx);
+        Ok(())
+    }
+
+    /// A call waiting for the owner's recovery answer goes away without a
+    /// message (its tunnel is down).
+    fn forget_waiting_call(&mut self, cx: &mut Cx<'_>, id: u64, reason: SessionDownReason) {
+        if let Some(s) = self.sessions.remove(&id) {
+            self.by_local_sid.remove(&s.local_id);
+            self.pending_calls = self.pending_calls.saturating_sub(1);
+            cx.events.push_back(Event::SessionDown {
+                session: s.handle,
+                reason,
+            });
+        }
     }
 
     // --- input ------------------------------------------------------------
@@ -1069,6 +1176,11 @@ impl Tunnel {
             // RFC 2661 §4.4.3: the Tie Breaker's M bit is 0.
             m.avps.push(AvpEntry::optional(Avp::TieBreaker(tb)));
         }
+        if let Some(ha) = &cx.config.ha {
+            // DESIGN.md §3: M bit clear, so a peer that does not know the
+            // extension ignores it (RFC 2661 §4.1).
+            m.avps.push(ha_capability(ha.capability));
+        }
         m.avps.extend(cx.config.sccrq_avps.iter().cloned());
         m.avps.extend(self.sccrq_avps.iter().cloned());
         self.send(cx, m);
@@ -1079,6 +1191,17 @@ impl Tunnel {
         let mut m = self.start_avps(cx, ControlMessage::new(MessageType::Sccrp, self.peer_id, 0));
         m.avps.extend(self.response_to_peer(cx, SCCRP_ID));
         m.avps.extend(self.our_challenge(cx));
+        if let Some(ha) = &cx.config.ha {
+            m.avps.push(ha_capability(ha.capability));
+            // Peer-LNS-Address only to a peer that advertised the
+            // capability (DESIGN.md §3), still with the M bit clear.
+            let peer_is_ha = self.peer.as_ref().is_some_and(|p| p.ha.is_some());
+            if peer_is_ha && !ha.peer_lns_addresses.is_empty() {
+                m.avps.push(AvpEntry::optional(Avp::PeerLnsAddress(
+                    ha.peer_lns_addresses.clone(),
+                )));
+            }
+        }
         m.avps.extend(cx.config.sccrp_avps.iter().cloned());
         self.send(cx, m);
     }
@@ -1125,6 +1248,13 @@ impl Tunnel {
         // session in it; no CDN is needed.
         let ids: Vec<u64> = self.sessions.keys().copied().collect();
         for id in ids {
+            if self.sessions.get(&id).is_some_and(|s| s.awaiting_owner) {
+                // Idle in the RFC's table, which has nothing to do for it
+                // on tunnel down; the owner was told of it, so it hears it
+                // go.
+                self.forget_waiting_call(cx, id, SessionDownReason::TunnelDown);
+                continue;
+            }
             let teardown = (
                 ResultCode::new(cdn::GENERAL_ERROR),
                 SessionDownReason::TunnelDown,
@@ -1342,6 +1472,9 @@ impl Tunnel {
             info: Default::default(),
             announced: false,
             iccn_number: None,
+            awaiting_owner: false,
+            told: false,
+            icrp_avps: Vec::new(),
         };
         s.record_icrq(m);
         let verdict = if let Some(e) = m.unknown_mandatory() {
@@ -1356,6 +1489,29 @@ impl Tunnel {
         } else {
             Ok(())
         };
+        let defer = verdict.is_ok()
+            && cx
+                .config
+                .ha
+                .as_ref()
+                .is_some_and(|h| h.defer_recovery_calls)
+            && s.info.recovery_session.is_some();
+        if defer {
+            // HA: the owner looks the session up in its offloaded state and
+            // answers (`answer_recovery_call`). Counted as pending, so a
+            // peer's flood of recovery ICRQs holds bounded state too.
+            s.awaiting_owner = true;
+            s.told = true;
+            self.pending_calls += 1;
+            cx.events.push_back(Event::RecoveryCall {
+                session: s.handle,
+                primary_session_id: s.info.recovery_session.unwrap_or(0),
+                peer_session_id: s.peer_id,
+                call: s.info.clone(),
+            });
+            self.insert_session(s);
+            return;
+        }
         self.insert_session(s);
         match verdict {
             Ok(()) => self.session_apply(now, cx, handle.id, SessionEvent::IcrqAcceptable, None),
@@ -1383,6 +1539,10 @@ impl Tunnel {
                 if s.state == SessionState::WaitReply {
                     s.peer_id = peer_sid;
                     s.info.avps = m.avps.clone();
+                    s.info.ownership_epoch = m.find(|a| match a {
+                        Avp::OwnershipEpoch(e) => Some(*e),
+                        _ => None,
+                    });
                 }
                 self.session_apply(now, cx, key, SessionEvent::IcrpAcceptable, None);
             }
@@ -1500,6 +1660,10 @@ impl Tunnel {
                     None
                 }
                 SessionAction::CleanUp => {
+                    if s.awaiting_owner {
+                        s.awaiting_owner = false;
+                        self.pending_calls = self.pending_calls.saturating_sub(1);
+                    }
                     // The owner knows every LAC session (it opened it) and
                     // every LNS session that came up.
                     if s.known_to_owner() {
