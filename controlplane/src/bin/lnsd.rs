@@ -312,6 +312,7 @@ fn start_fastpath(config: &LnsConfig, node: &mut lns::Node) -> Result<LnsFastpat
         XdpMode::ZeroCopy => dataplane::io::afxdp::XdpMode::DriverZeroCopy,
     };
     fp.cores = d.cores.clone();
+    fp.queues = d.queues;
     info!(wan = %d.wan, core = %d.core, prefixes = ?fp.subscriber_prefixes, next_hop = ?d.core_next_hop, "starting the fast path");
     LnsFastpath::start(fp, config.listen, node).map_err(|e| format!("fast path: {e}").into())
 }

@@ -147,8 +147,11 @@ pub struct LacDataplane {
     pub xdp_mode: XdpMode,
     /// How workers wait.
     pub poll_mode: PollMode,
-    /// CPUs to pin one worker each to; empty: one unpinned worker.
+    /// CPUs to pin the workers to (worker i on `cores[i % len]`); empty:
+    /// no pinning.
     pub cores: Vec<usize>,
+    /// Queues per interface, one worker each (veth has one).
+    pub queues: u32,
     /// A router toward the LNSs when they are not on the wan link; none:
     /// they are on it.
     pub wan_next_hop: Option<Ipv4Addr>,
@@ -162,6 +165,7 @@ impl Default for LacDataplane {
             xdp_mode: XdpMode::Skb,
             poll_mode: PollMode::Adaptive,
             cores: Vec::new(),
+            queues: 1,
             wan_next_hop: None,
         }
     }
@@ -290,6 +294,9 @@ impl LacConfig {
             }
         }
         check_cores("dataplane.cores", &d.cores)?;
+        if !(1..=64).contains(&d.queues) {
+            return Err(invalid("dataplane.queues", "give 1 to 64"));
+        }
         self.control.validate()
     }
 

@@ -94,8 +94,11 @@ pub struct LnsDataplane {
     pub xdp_mode: XdpMode,
     /// How workers wait.
     pub poll_mode: PollMode,
-    /// CPUs to pin one worker each to; empty: one unpinned worker.
+    /// CPUs to pin the workers to (worker i on `cores[i % len]`); empty:
+    /// no pinning.
     pub cores: Vec<usize>,
+    /// Queues per interface, one worker each (veth has one).
+    pub queues: u32,
     /// The core-side next hop for subscribers' traffic.
     pub core_next_hop: Option<Ipv4Addr>,
 }
@@ -109,6 +112,7 @@ impl Default for LnsDataplane {
             xdp_mode: XdpMode::Skb,
             poll_mode: PollMode::Adaptive,
             cores: Vec::new(),
+            queues: 1,
             core_next_hop: None,
         }
     }
@@ -236,6 +240,9 @@ impl LnsConfig {
             }
         }
         check_cores("dataplane.cores", &d.cores)?;
+        if !(1..=64).contains(&d.queues) {
+            return Err(invalid("dataplane.queues", "give 1 to 64"));
+        }
         self.control.validate()
     }
 

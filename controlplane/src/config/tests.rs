@@ -173,6 +173,7 @@ fn lns_semantic_errors_name_file_key_and_line() {
     );
     lns_error(&format!("{on}core = \"wan0\"\n"), "dataplane.core");
     lns_error(&format!("{on}cores = [1, 1]\n"), "dataplane.cores");
+    lns_error(&format!("{on}queues = 0\n"), "dataplane.queues");
     lns_error(
         "listen = \"10.0.0.11:1701\"\n[dataplane]\nenabled = true\n",
         "dataplane.core_next_hop",
