@@ -374,15 +374,15 @@ impl Lab {
         Lab::with_lns1(configure, |_| {})
     }
 
-    /// Like [`Lab::new`], with LNS1's L2TP configured by `lns1`.
+    /// Like [`Lab::new`], with LNS1 configured by `lns1`.
     fn with_lns1(
         configure: impl FnOnce(&mut lac::Config),
-        lns1: impl FnOnce(&mut controlplane::l2tp::Config),
+        lns1: impl FnOnce(&mut lns::Config),
     ) -> Lab {
         let mut sim = Sim::new(rng(99), LinkConditions::delay(Duration::from_millis(2)));
         sim.max_steps = 5_000_000;
         let mut lns1_config = lns::Config::new("lns1", Ipv4Addr::new(100, 64, 0, 1));
-        lns1(&mut lns1_config.l2tp);
+        lns1(&mut lns1_config);
         let lns1 = sim.add_node(
             LNS1,
             Party::Lns(Box::new(
@@ -934,7 +934,7 @@ fn malformed_and_stray_frames_are_counted_and_harmless() {
 /// Runs a LAC whose LNS1 fails calls as `lns1` makes it, and checks that
 /// every call went to LNS2 at once (no setup timeout) and LNS1 is locked
 /// out.
-fn refused_by_lns1(lns1: impl FnOnce(&mut controlplane::l2tp::Config)) -> Lab {
+fn refused_by_lns1(lns1: impl FnOnce(&mut lns::Config)) -> Lab {
     let mut lab = Lab::with_lns1(|c| c.setup_timeout = Duration::from_secs(30), lns1);
     lab.add_subscribers(5, AuthMethod::ChapMd5);
     // Well within the 30 s setup timeout: the refusal itself moves them.
@@ -950,14 +950,14 @@ fn refused_by_lns1(lns1: impl FnOnce(&mut controlplane::l2tp::Config)) -> Lab {
 #[test]
 fn a_cdn_while_setting_up_moves_the_call_to_the_next_lns() {
     // LNS1 takes tunnels but answers every ICRQ with CDN (result 5).
-    let lab = refused_by_lns1(|l2tp| l2tp.accept_calls = false);
+    let lab = refused_by_lns1(|c| c.l2tp.accept_calls = false);
     assert!(lab.site().lac.stats().failovers >= 1);
 }
 
 #[test]
 fn a_stopccn_while_setting_up_moves_the_calls_to_the_next_lns() {
     // LNS1 answers the SCCRQ with StopCCN.
-    let lab = refused_by_lns1(|l2tp| l2tp.accept_tunnels = false);
+    let lab = refused_by_lns1(|c| c.l2tp.accept_tunnels = false);
     assert_eq!(lab.site().lac.stats().failovers, 5);
     assert!(lab.lac_events().iter().any(|e| matches!(
         e,
@@ -1007,4 +1007,57 @@ fn frames_beyond_the_setup_queue_are_dropped_and_counted() {
     // retransmissions at 3 and 6 s found the queue full.
     assert_eq!(stats.queued_frames, 2, "{stats:?}");
     assert_eq!(stats.queue_overflow, 4, "{stats:?}");
+}
+
+#[test]
+fn calls_spread_over_lnss_of_one_preference_by_weight() {
+    let mut lab = Lab::new(|c| {
+        c.lns[0].weight = 1;
+        c.lns[1].preference = 0;
+        c.lns[1].weight = 3;
+    });
+    lab.add_subscribers(40, AuthMethod::ChapMd5);
+    lab.until_up(40, Duration::from_secs(30));
+    assert_eq!(lab.lns(0).established_count(), 10);
+    assert_eq!(lab.lns(1).established_count(), 30);
+    assert_eq!(lab.site().lac.tunnels().len(), 2);
+}
+
+#[test]
+fn relay_subscribers_come_up_through_a_lossy_network() {
+    let mut lab = Lab::new(|_| {});
+    lab.sim.set_default_link(LinkConditions {
+        loss: 0.05,
+        duplicate: 0.02,
+        jitter: Duration::from_millis(3),
+        ..LinkConditions::delay(Duration::from_millis(2))
+    });
+    lab.add_subscribers(30, AuthMethod::ChapMd5);
+    lab.until_up(30, Duration::from_secs(120));
+    assert!(lab.sessions_down().is_empty());
+    assert_eq!(lab.site().lac.stats().failovers, 0);
+}
+
+#[test]
+fn proxy_refused_by_the_lns_renegotiates_and_still_comes_up() {
+    let mut lab = Lab::with_lns1(
+        |c| c.mode = Mode::Proxy,
+        |c| c.ppp.proxy = ppp::ProxyPolicy::Renegotiate,
+    );
+    lab.add_subscribers(5, AuthMethod::ChapMd5);
+    lab.until_up(5, Duration::from_secs(30));
+    let established: Vec<_> = lab
+        .lns_events(0)
+        .into_iter()
+        .filter_map(|e| match e {
+            lns::Event::SessionEstablished(s) => Some(s.proxy),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(established.len(), 5);
+    assert!(established
+        .iter()
+        .all(|p| *p == ppp::ProxyOutcome::Renegotiated(ppp::ProxyRefusal::Policy)));
+    // The subscriber negotiated LCP twice: with the LAC, then the LNS.
+    assert!(lab.site().cpes.iter().all(|c| c.lcp_requests >= 2));
 }
