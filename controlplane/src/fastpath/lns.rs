@@ -221,7 +221,23 @@ impl LnsFastpath {
         let result = match event {
             lns::Event::SessionEstablished(s) => {
                 self.stats.established += 1;
-                self.readdress(s.session, Some(s.address), s.subscriber_mru())
+                let mut result = Ok(());
+                if !self.sessions.contains_key(&s.session) {
+                    // A session whose call we never saw connect (the node
+                    // reported calls before we were attached, or it was
+                    // adopted): the established session says enough.
+                    result = self.upsert_call(&ConnectedCall {
+                        session: s.session,
+                        tunnel_id: s.tunnel_ids.0,
+                        peer_tunnel_id: s.tunnel_ids.1,
+                        session_id: s.local_session_id,
+                        peer_session_id: s.peer_session_id,
+                        remote: s.remote,
+                        local: None,
+                        sequencing: false,
+                    });
+                }
+                result.and(self.readdress(s.session, Some(s.address), s.subscriber_mru()))
             }
             lns::Event::SessionUpdated { session, link } => {
                 let address = link.peer_ipv4();

@@ -31,17 +31,27 @@
 //!
 //! # How a daemon uses it
 //!
+//! Through the role glue, which owns the [`Fastpath`] and knows what the
+//! node's events mean for the tables: [`lns::LnsFastpath`] and
+//! [`lac::LacFastpath`]. For the LNS:
+//!
 //! ```text
-//! let mut fp = Fastpath::start(FastpathConfig::new(Role::Lns,
-//!     vec!["wan0".into(), "core0".into()], vec![tunnel_addr]))?;   // in the daemon's netns
-//! node.report_connected_calls(true);                                // lns::Node
+//! let config = FastpathConfig {
+//!     subscriber_prefixes: vec![(pool_addr, pool_len)],
+//!     gateway: Some(core_next_hop),
+//!     ..FastpathConfig::new(Role::Lns, vec!["wan0".into(), "core0".into()], vec![tunnel_ip])
+//! };
+//! // In the daemon's network namespace; turns on the node's connected calls.
+//! let mut fp = LnsFastpath::start(config, SocketAddrV4::new(tunnel_ip, 1701), driver.node_mut())?;
 //! loop {
-//!     driver.run_until(now + 1 ms, |node, event| {
-//!         fastpath::lns::program(&mut fp, &event); ...              // session up/down → tables
+//!     driver.run_until(driver.now() + Duration::from_millis(1), |_node, event| {
+//!         fp.program(&event);                    // session up/down → tables
+//!         ControlFlow::Continue(())
 //!     })?;
-//!     fastpath::lns::service(&mut fp, driver.node_mut(), now);      // calls, punts, backlog
+//!     fp.service(driver.node_mut(), driver.now()); // calls, punts, backlog, counters
 //! }
-//! fp.stop();                                                        // or drop
+//! let summary = fp.fastpath().fresh_reports(Duration::from_millis(500))?; // show stats
+//! fp.stop();                                     // or drop
 //! ```
 //!
 //! The role glue lives in [`lns`] (and [`lac`] for the LAC). Start-up
