@@ -206,16 +206,25 @@ impl L2Port for MemoryL2 {
 /// Receive descriptors taken from the AF_XDP ring at once.
 const XDP_BURST: usize = 64;
 
-/// An AF_XDP port that owns its interface: the steering program sends it
-/// every frame (the kernel sees none, ARP included), and frames are copied
-/// in and out of the UMEM.
+/// Receive queues looked for at most.
+const MAX_QUEUES: u32 = 64;
+
+/// AF_XDP sockets that own their interface: the steering program sends
+/// them every frame (the kernel sees none, ARP included), one socket per
+/// receive queue (a veth has as many as it was made with, and a sender's
+/// frames land on the queue its CPU picked); frames are copied in and out
+/// of the UMEMs, and sent through queue 0.
 pub struct XdpL2 {
-    port: AfXdpPort,
-    // Held for as long as the port: dropping it detaches the program.
+    ports: Vec<AfXdpPort>,
+    // Held for as long as the ports: dropping it detaches the program.
     _steering: Steering,
     received: [Descriptor; XDP_BURST],
+    /// The port `received` came from.
+    from: usize,
     next: usize,
     count: usize,
+    /// The port to look at first next time (round robin).
+    turn: usize,
     /// Frames not sent: no free UMEM frame or a full transmit ring.
     pub send_drops: u64,
 }
@@ -223,6 +232,7 @@ pub struct XdpL2 {
 impl core::fmt::Debug for XdpL2 {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("XdpL2")
+            .field("queues", &self.ports.len())
             .field("send_drops", &self.send_drops)
             .finish_non_exhaustive()
     }
@@ -230,9 +240,12 @@ impl core::fmt::Debug for XdpL2 {
 
 impl XdpL2 {
     /// Attach the steering program (generic XDP, copy mode: what a veth
-    /// takes) to `interface` and open queue 0, in the calling thread's
-    /// network namespace.
-    pub fn open(interface: &str) -> Result<XdpL2, dataplane::io::afxdp::AfXdpError> {
+    /// takes) to `interface` and open `queues` receive queues, or (`None`)
+    /// every one there is, in the calling thread's network namespace.
+    pub fn open(
+        interface: &str,
+        queues: Option<u32>,
+    ) -> Result<XdpL2, dataplane::io::afxdp::AfXdpError> {
         let steering = Steering::attach_with(
             interface,
             XdpMode::Skb,
@@ -241,38 +254,57 @@ impl XdpL2 {
                 ..SteeringOptions::default()
             },
         )?;
-        let port = AfXdpPort::open(&AfXdpConfig::new(interface, 0), Some(&steering))?;
+        let mut ports = vec![AfXdpPort::open(
+            &AfXdpConfig::new(interface, 0),
+            Some(&steering),
+        )?];
+        // Without a count, the queues are found by binding until the
+        // kernel refuses a queue id that does not exist (sysfs would show
+        // the namespace it was mounted in, not ours).
+        for q in 1..queues.unwrap_or(MAX_QUEUES) {
+            match AfXdpPort::open(&AfXdpConfig::new(interface, q), Some(&steering)) {
+                Ok(port) => ports.push(port),
+                Err(e) if queues.is_some() => return Err(e),
+                Err(_) => break,
+            }
+        }
         Ok(XdpL2 {
-            port,
+            ports,
             _steering: steering,
             received: [Descriptor::default(); XDP_BURST],
+            from: 0,
             next: 0,
             count: 0,
+            turn: 0,
             send_drops: 0,
         })
+    }
+
+    /// Receive queues served.
+    pub fn queues(&self) -> usize {
+        self.ports.len()
     }
 }
 
 impl L2Port for XdpL2 {
     fn send(&mut self, frame: &[u8]) -> bool {
-        let Some(mut d) = self.port.alloc() else {
+        let Some(port) = self.ports.first_mut() else {
+            return false;
+        };
+        let Some(mut d) = port.alloc() else {
             self.send_drops += 1;
             return false;
         };
         let start = d.offset as usize;
-        let Some(room) = self
-            .port
-            .frame_mut(d.frame)
-            .get_mut(start..start + frame.len())
-        else {
-            self.port.free(d);
+        let Some(room) = port.frame_mut(d.frame).get_mut(start..start + frame.len()) else {
+            port.free(d);
             self.send_drops += 1;
             return false;
         };
         room.copy_from_slice(frame);
         d.len = frame.len() as u32;
-        if self.port.transmit(&[d]) == 0 {
-            self.port.free(d);
+        if port.transmit(&[d]) == 0 {
+            port.free(d);
             self.send_drops += 1;
             return false;
         }
@@ -281,25 +313,39 @@ impl L2Port for XdpL2 {
 
     fn receive(&mut self, buf: &mut [u8]) -> Option<usize> {
         if self.next == self.count {
-            self.count = self.port.receive(&mut self.received);
             self.next = 0;
+            self.count = 0;
+            let n = self.ports.len();
+            for i in 0..n {
+                let q = (self.turn + i) % n;
+                let got = self.ports[q].receive(&mut self.received);
+                if got > 0 {
+                    self.from = q;
+                    self.count = got;
+                    self.turn = q + 1;
+                    break;
+                }
+            }
             if self.count == 0 {
                 return None;
             }
         }
         let d = self.received[self.next];
         self.next += 1;
+        let port = self.ports.get_mut(self.from)?;
         let n = {
-            let bytes = self.port.frame(d.frame).get(d.range()).unwrap_or(&[]);
+            let bytes = port.frame(d.frame).get(d.range()).unwrap_or(&[]);
             let n = bytes.len().min(buf.len());
             buf[..n].copy_from_slice(&bytes[..n]);
             n
         };
-        self.port.free(d);
+        port.free(d);
         Some(n)
     }
 
     fn flush(&mut self) {
-        self.port.flush();
+        for port in &mut self.ports {
+            port.flush();
+        }
     }
 }

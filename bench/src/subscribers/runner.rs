@@ -676,7 +676,7 @@ fn make_side(args: &Args) -> ThreadResult<Box<dyn Side>> {
                     Box::new(PppoeSide::new(emulator, port))
                 }
                 Io::Afxdp => {
-                    let port = XdpL2::open(&args.interface)
+                    let port = XdpL2::open(&args.interface, None)
                         .map_err(|e| format!("cannot open AF_XDP on {}: {e}", args.interface))?;
                     Box::new(PppoeSide::new(emulator, port))
                 }

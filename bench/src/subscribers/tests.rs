@@ -426,8 +426,29 @@ fn run_over_veth(io: &str) {
     }
     let ns = Namespaces::create(&[&format!("cpe{io}"), &format!("ac{io}"), &format!("net{io}")]);
     let (cpe, ac, net) = (ns.name(0), ns.name(1), ns.name(2));
+    // Two queues each way, as the lab's veths have: frames land on the
+    // queue of the sender's CPU, and an AF_XDP port must serve both.
     ip(&[
-        "link", "add", "cpe0", "netns", cpe, "type", "veth", "peer", "name", "ac0", "netns", ac,
+        "link",
+        "add",
+        "cpe0",
+        "netns",
+        cpe,
+        "numtxqueues",
+        "2",
+        "numrxqueues",
+        "2",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "ac0",
+        "netns",
+        ac,
+        "numtxqueues",
+        "2",
+        "numrxqueues",
+        "2",
     ]);
     let core_mac = "02:09:00:00:00:01";
     let net_mac = [0x02, 0x09, 0, 0, 0, 0x02];
