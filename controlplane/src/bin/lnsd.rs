@@ -21,21 +21,20 @@ use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::{Parser, ValueEnum};
-use controlplane::aaa::radius::{Client, ClientConfig, Counters as RadiusCounters, Server};
+use controlplane::aaa::radius::{Client, ClientConfig, Server};
 use controlplane::aaa::users::Users;
 use controlplane::aaa::Authenticator;
 use controlplane::config::{LnsConfig, ProxyMode, XdpMode};
 use controlplane::ctl::{Clear, ControlServer, Json, Reply, Request, Show};
 use controlplane::driver::{os_rng, Driver};
 use controlplane::fastpath::lns::LnsFastpath;
-use controlplane::fastpath::{FastpathConfig, FastpathEvent, FastpathSummary, Role};
+use controlplane::fastpath::{FastpathConfig, FastpathSummary, Role};
 use controlplane::l2tp::codes::{cdn, stop_ccn};
 use controlplane::l2tp::{ResultCode, SessionHandle, TunnelHandle};
 use controlplane::lns::{self, EndCause};
 use controlplane::metrics::{Metrics, MetricsServer};
 use controlplane::ppp::DownCause;
 use controlplane::time::Instant;
-use dataplane::table::SessionCounters;
 use serde::Serialize;
 use tracing::{error, info, warn};
 
@@ -433,110 +432,13 @@ struct SessionRow {
     ppp_in: u64,
     ppp_out: u64,
     fastpath: bool,
-    /// The fast path's counters, as of the last sweep: from the subscriber.
+    /// Traffic counters as the fast path last reported them (its glue
+    /// sweeps them into the node): from the subscriber.
     up_pkts: Option<u64>,
     up_bytes: Option<u64>,
     /// To the subscriber.
     down_pkts: Option<u64>,
     down_bytes: Option<u64>,
-}
-
-/// Asks the workers for the counters of a batch of sessions now and then,
-/// adds up their answers and hands the totals to the node (accounting
-/// Interim-Updates and Stop, Idle-Timeout) and to `show sessions`.
-#[derive(Default)]
-struct CounterSweep {
-    /// Where the next batch starts in the sorted list of sessions.
-    cursor: usize,
-    /// Queries out: token → (session, answers so far, sum, when asked).
-    pending: HashMap<u64, (SessionHandle, usize, SessionCounters, std::time::Instant)>,
-    /// The last complete totals.
-    latest: HashMap<SessionHandle, SessionCounters>,
-}
-
-/// How often a batch of sessions is asked for.
-const SWEEP_EVERY: Duration = Duration::from_millis(200);
-/// Sessions per batch: 100,000 sessions are swept in 20 s.
-const SWEEP_BATCH: usize = 1000;
-/// Queries not fully answered after this long are forgotten.
-const SWEEP_STALE: Duration = Duration::from_secs(2);
-
-impl CounterSweep {
-    /// Sends the next batch of queries.
-    fn query(&mut self, node: &lns::Node, fp: &mut LnsFastpath) {
-        let mut sessions: Vec<SessionHandle> = node
-            .sessions()
-            .filter(|h| fp.session(*h).is_some_and(|c| c.subscriber_addr.is_some()))
-            .collect();
-        self.latest.retain(|h, _| fp.session(*h).is_some());
-        if sessions.is_empty() {
-            return;
-        }
-        sessions.sort();
-        let now = std::time::Instant::now();
-        self.pending
-            .retain(|_, (_, _, _, asked)| now.duration_since(*asked) < SWEEP_STALE);
-        for i in 0..SWEEP_BATCH.min(sessions.len()) {
-            let Some(&h) = sessions.get((self.cursor + i) % sessions.len()) else {
-                continue;
-            };
-            let Some(key) = fp.session(h).map(|c| c.key) else {
-                continue;
-            };
-            match fp.fastpath().query_session(key) {
-                Ok(token) => {
-                    self.pending
-                        .insert(token, (h, 0, SessionCounters::default(), now));
-                }
-                Err(e) => {
-                    tracing::debug!(error = %e, "session counters not asked for");
-                    break;
-                }
-            }
-        }
-        self.cursor = (self.cursor + SWEEP_BATCH) % sessions.len();
-    }
-
-    /// Takes the workers' answers (and drops the fast path's other events,
-    /// which the LNS glue tracks itself).
-    fn collect(&mut self, node: &mut lns::Node, fp: &mut LnsFastpath, now: Instant) {
-        let workers = fp.fastpath().worker_count().max(1);
-        while let Some(event) = fp.fastpath().poll_event() {
-            let FastpathEvent::SessionCounters {
-                token, counters, ..
-            } = event
-            else {
-                continue;
-            };
-            let Some(entry) = self.pending.get_mut(&token) else {
-                continue;
-            };
-            entry.1 += 1;
-            if let Some(c) = counters {
-                entry.2.upstream_packets += c.upstream_packets;
-                entry.2.upstream_octets += c.upstream_octets;
-                entry.2.downstream_packets += c.downstream_packets;
-                entry.2.downstream_octets += c.downstream_octets;
-            }
-            if entry.1 >= workers {
-                let (h, _, sum, _) = *entry;
-                self.pending.remove(&token);
-                self.latest.insert(h, sum);
-                // Upstream is what the subscriber sent: the NAS's input
-                // (RFC 2866 §5.3, §5.5).
-                node.set_counters(
-                    now,
-                    h,
-                    RadiusCounters {
-                        input_octets: sum.upstream_octets,
-                        output_octets: sum.downstream_octets,
-                        input_packets: sum.upstream_packets,
-                        output_packets: sum.downstream_packets,
-                    },
-                );
-            }
-        }
-    }
 }
 
 /// Everything the loop works with.
@@ -545,7 +447,6 @@ struct Daemon {
     fastpath: Option<LnsFastpath>,
     /// The fast path's last summary, refreshed every [`REPORT_EVERY`].
     summary: Option<FastpathSummary>,
-    sweep: CounterSweep,
     book: Book,
     metrics: Metrics,
     /// Kept for its thread: dropping it stops the metrics server.
@@ -641,7 +542,7 @@ impl Daemon {
                 let note = self.book.sessions.get(&h);
                 let link = node.link(h);
                 let stats = link.map(|l| l.stats()).unwrap_or_default();
-                let counters = self.sweep.latest.get(&h);
+                let counters = node.session_counters(h).filter(|_| self.fastpath.is_some());
                 SessionRow {
                     id: h.id,
                     tunnel: h.tunnel.0,
@@ -669,10 +570,10 @@ impl Daemon {
                         .fastpath
                         .as_ref()
                         .is_some_and(|fp| fp.session(h).is_some()),
-                    up_pkts: counters.map(|c| c.upstream_packets),
-                    up_bytes: counters.map(|c| c.upstream_octets),
-                    down_pkts: counters.map(|c| c.downstream_packets),
-                    down_bytes: counters.map(|c| c.downstream_octets),
+                    up_pkts: counters.map(|c| c.input_packets),
+                    up_bytes: counters.map(|c| c.input_octets),
+                    down_pkts: counters.map(|c| c.output_packets),
+                    down_bytes: counters.map(|c| c.output_octets),
                 }
             })
             .collect();
@@ -862,7 +763,6 @@ fn start(config: LnsConfig, logging: Logging) -> Result<(Daemon, ControlServer),
         driver,
         fastpath,
         summary: None,
-        sweep: CounterSweep::default(),
         book: Book::default(),
         metrics,
         _metrics_server: metrics_server,
@@ -890,7 +790,6 @@ fn serve(
         .duration
         .map(|s| daemon.driver.now() + Duration::from_secs(s));
     let mut next_report = daemon.driver.now();
-    let mut next_sweep = daemon.driver.now();
     let mut next_metrics = daemon.driver.now();
     loop {
         if signals.terminate_requested() {
@@ -919,7 +818,6 @@ fn serve(
             fastpath,
             book,
             metrics,
-            sweep,
             ..
         } = &mut daemon;
         driver.run_until(deadline, |_, event| {
@@ -934,11 +832,9 @@ fn serve(
         if let Some(fp) = fastpath.as_mut() {
             let now = driver.now();
             fp.service(driver.node_mut(), now);
-            sweep.collect(driver.node_mut(), fp, now);
-            if now >= next_sweep {
-                next_sweep = now + SWEEP_EVERY;
-                sweep.query(driver.node(), fp);
-            }
+            // Events the glue leaves to its owner: refused updates (the
+            // fast path logs them) and barriers lnsd does not use.
+            while fp.poll_event().is_some() {}
         }
         control.poll(|request| daemon.handle(request));
         daemon.control_requests = control.stats().requests;
