@@ -213,6 +213,11 @@ impl LacFastpath {
                     self.stats.access_punts += 1;
                     node.handle_access_frame(now, punt.buffer.bytes());
                 }
+                PuntReason::L2tpControl => match super::udp_datagram(punt.buffer.bytes()) {
+                    // As if it came through the node's socket.
+                    Some((from, payload)) => node.handle_datagram(now, from, payload),
+                    None => self.stats.other_punts += 1,
+                },
                 PuntReason::NeighbourMissing { next_hop } => {
                     self.stats.neighbour_punts += 1;
                     self.fp.resolve_neighbour(next_hop);

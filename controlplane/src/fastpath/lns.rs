@@ -386,6 +386,16 @@ impl LnsFastpath {
                     self.stats.neighbour_punts += 1;
                     self.fp.resolve_neighbour(next_hop);
                 }
+                PuntReason::L2tpControl => {
+                    // An L2TP message the steering let through (or data
+                    // of a session the workers do not know, should they
+                    // punt it): the node's endpoint takes it as if it came
+                    // through its socket.
+                    match super::udp_datagram(punt.buffer.bytes()) {
+                        Some((from, payload)) => node.handle_datagram(now, from, payload),
+                        None => self.stats.other_punts += 1,
+                    }
+                }
                 PuntReason::TimeExceeded => {
                     let gateway = node.config().gateway;
                     self.icmp(now, IcmpError::TimeExceeded, gateway, punt.buffer.bytes());

@@ -853,6 +853,29 @@ fn join(w: &mut WorkerHandle) -> Option<WorkerReport> {
     }
 }
 
+/// The source and UDP payload of an Ethernet/IPv4/UDP frame (a punted L2TP
+/// message, `PuntReason::L2tpControl`), for the node's
+/// `handle_datagram`; `None` for anything else or a fragment.
+pub fn udp_datagram(frame: &[u8]) -> Option<(core::net::SocketAddrV4, &[u8])> {
+    use dataplane::wire::{ipv4, udp};
+    let eth = ethernet::Frame::new_checked(frame).ok()?;
+    if eth.ethertype() != ethernet::EtherType::Ipv4 {
+        return None;
+    }
+    let ip = ipv4::Packet::new_checked(eth.payload()).ok()?;
+    if ip.protocol() != ipv4::Protocol::Udp || ip.frag_offset() != 0 || ip.more_frags() {
+        return None;
+    }
+    let src = ip.src_addr();
+    let datagram = udp::Packet::new_checked(ip.payload()).ok()?;
+    let port = datagram.src_port();
+    // The views borrow themselves; take the payload from `frame` at their
+    // offsets (tags included in the Ethernet header length).
+    let start = eth.header_len() + ip.header_len() + udp::HEADER_LEN;
+    let payload = frame.get(start..start + datagram.payload().len())?;
+    Some((core::net::SocketAddrV4::new(src, port), payload))
+}
+
 /// Add up worker reports.
 pub fn summarise<'a>(reports: impl IntoIterator<Item = &'a WorkerReport>) -> FastpathSummary {
     let mut summary = FastpathSummary {
@@ -1022,6 +1045,19 @@ mod tests {
         assert_eq!(refused, 19 - 12);
         assert_eq!(fp.stats().refused, 7);
         assert_eq!(fp.backlog(), 8);
+    }
+
+    #[test]
+    fn a_punted_l2tp_frame_gives_its_datagram() {
+        let key = testkit::session_key(0);
+        let frame = testkit::l2tp_frame(testkit::peer(), key, &[0xc0, 0x21], Encoding::default());
+        let (from, payload) = udp_datagram(&frame).unwrap();
+        assert_eq!(from, testkit::peer());
+        assert_eq!(&payload[..2], &[0x00, 0x02], "an L2TP data header");
+        assert!(payload.ends_with(&[0xc0, 0x21]));
+        assert!(udp_datagram(&frame[..20]).is_none());
+        let arp_like = [&frame[..12], &[0x08, 0x06], &frame[14..]].concat();
+        assert!(udp_datagram(&arp_like).is_none());
     }
 
     #[test]
