@@ -468,7 +468,23 @@ impl Daemon {
             Request::Show {
                 what: Show::Sessions,
             } => Reply::ok(&self.sessions(now)),
-            Request::Show { what: Show::Stats } => Reply::ok(&self.stats()),
+            Request::Show { what: Show::Stats } => {
+                let radius = self.driver.node_mut().radius_mut().map(|r| r.stats());
+                let mut stats = self.stats();
+                if let (Json::Object(fields), Some(r)) = (&mut stats, radius) {
+                    for (k, v) in [
+                        ("radius_requests", r.requests),
+                        ("radius_retransmissions", r.retransmissions),
+                        ("radius_failovers", r.failovers),
+                        ("radius_responses", r.responses),
+                        ("radius_timeouts", r.timeouts),
+                        ("radius_bad_authenticator", r.bad_authenticator),
+                    ] {
+                        fields.push((k.to_owned(), Json::Number(v.into())));
+                    }
+                }
+                Reply::ok(&stats)
+            }
             Request::Clear {
                 what: Clear::Session,
                 id,
