@@ -12,6 +12,9 @@ packages=(
     valgrind
     # real peers and the dissector we check our packets with
     tshark xl2tpd l2tpns freeradius
+    # real PPPoE clients (rp-pppoe's pppoe, and pppoe-discovery from ppp) and
+    # python3 for the packet-socket bridge their interop test runs them through
+    pppoe ppp python3
 )
 
 if [ "$(id -u)" -ne 0 ]; then
