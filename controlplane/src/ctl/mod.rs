@@ -546,6 +546,10 @@ fn serve(
                 Err(_) => return false,
             }
         }
+        if eof && !client.input.is_empty() && client.input.last() != Some(&b'\n') {
+            // A last request without its newline (`printf ... | nc -U`).
+            client.input.push(b'\n');
+        }
         let mut served = 0;
         while served < REQUESTS_PER_POLL {
             let Some(end) = client.input.iter().position(|b| *b == b'\n') else {

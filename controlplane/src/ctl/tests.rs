@@ -265,3 +265,23 @@ fn requests_read_as_documented() {
     );
     assert_eq!(render("[]").unwrap(), "(none)\n");
 }
+
+#[test]
+fn a_last_request_without_newline_is_answered_before_close() {
+    let dir = TempDir::new("eof");
+    let path = dir.0.join("d.sock");
+    let (stop, thread) = serve_in_background(path.clone());
+    let mut stream = UnixStream::connect(&path).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    stream
+        .write_all(br#"{"command":"show","what":"stats"}"#)
+        .unwrap();
+    stream.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut got = String::new();
+    stream.read_to_string(&mut got).unwrap();
+    assert_eq!(got, "{\"ok\":true,\"data\":{\"sessions\":2}}\n");
+    stop.store(true, Ordering::Relaxed);
+    thread.join().unwrap();
+}
