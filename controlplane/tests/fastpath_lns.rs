@@ -63,7 +63,7 @@ use rand_chacha::ChaCha8Rng;
 use rustix::net::{AddressFamily, RecvFlags, SocketType};
 use rustix::thread::{move_into_link_name_space, LinkNameSpaceType};
 
-use support::netns::{Lab, Netns};
+use support::netns::{run, Lab, Link, Netns};
 
 const SUBSCRIBERS: usize = 10;
 /// Datagrams per subscriber and direction.
@@ -74,6 +74,9 @@ const GATEWAY: Ipv4Addr = Ipv4Addr::new(100, 64, 0, 1);
 const SUBSCRIBER_PORT: u16 = 5001;
 const SERVER_PORT: u16 = 5002;
 const L2TP_PORT: u16 = 1701;
+/// Receive queues of every veth, so the LNS runs a worker per queue and
+/// the tables, barriers and counters are checked across workers.
+const QUEUES: u32 = 2;
 /// How long the whole LNS thread may run, whatever happens.
 const LNS_LIMIT: Duration = Duration::from_secs(120);
 
@@ -133,6 +136,7 @@ fn run_lns(
         subscriber_prefixes: vec![(POOL_ADDR, 24)],
         gateway: Some(core_next_hop),
         max_sessions: 1024,
+        queues: QUEUES,
         ..FastpathConfig::new(Role::Lns, vec!["veth1".into(), "veth2".into()], vec![wan])
     };
     let mut fp =
@@ -447,6 +451,29 @@ fn drain_ttls(raw: &OwnedFd, port: u16) -> Vec<u8> {
 
 // --- the test ------------------------------------------------------------------------
 
+/// A veth pair `vethN` between `a` (10.200.N.1/24) and `b` (10.200.N.2/24)
+/// with [`QUEUES`] queues each way (what `Lab::link` does, with queues);
+/// deleting the namespaces deletes it.
+fn multiqueue_link(a: &Netns, b: &Netns, n: u8) -> Link {
+    let link = Link {
+        interface: format!("veth{n}"),
+        a: Ipv4Addr::new(10, 200, n, 1),
+        b: Ipv4Addr::new(10, 200, n, 2),
+    };
+    let ifname = link.interface.as_str();
+    let q = QUEUES.to_string();
+    #[rustfmt::skip]
+    run(&["ip", "link", "add", ifname, "numtxqueues", &q, "numrxqueues", &q, "netns", a.name(),
+          "type", "veth", "peer", "name", ifname, "numtxqueues", &q, "numrxqueues", &q,
+          "netns", b.name()]).unwrap();
+    for (ns, addr) in [(a, link.a), (b, link.b)] {
+        let cidr = format!("{addr}/24");
+        run(&["ip", "-n", ns.name(), "addr", "add", &cidr, "dev", ifname]).unwrap();
+        run(&["ip", "-n", ns.name(), "link", "set", ifname, "up"]).unwrap();
+    }
+    link
+}
+
 /// Stops the LNS thread when the test leaves its scope, also by a panic.
 struct StopOnDrop<'a>(&'a AtomicBool);
 
@@ -462,12 +489,8 @@ fn lns_fast_path_forwards_subscriber_ip_both_ways() {
     let lac_ns = lab.namespace("lac").unwrap();
     let lns_ns = lab.namespace("lns").unwrap();
     let net_ns = lab.namespace("net").unwrap();
-    let wan = lab.link(&lac_ns, &lns_ns).unwrap();
-    let core = lab.link(&lns_ns, &net_ns).unwrap();
-    assert_eq!(
-        (wan.interface.as_str(), core.interface.as_str()),
-        ("veth1", "veth2")
-    );
+    let wan = multiqueue_link(&lac_ns, &lns_ns, 1);
+    let core = multiqueue_link(&lns_ns, &net_ns, 2);
     lab.exec(
         &net_ns,
         &["ip", "route", "add", POOL, "via", &core.a.to_string()],
@@ -644,6 +667,7 @@ fn exercise(
     assert_eq!(glue.ppp_unknown, 0);
     assert_eq!(established, SUBSCRIBERS);
     assert_eq!(after.sessions, SUBSCRIBERS);
+    assert_eq!(after.workers, QUEUES as usize);
 
     // The node learns each session's traffic from the workers (accounting,
     // Idle-Timeout).

@@ -109,7 +109,12 @@ pub struct FastpathConfig {
     pub subscriber_prefixes: Vec<(Ipv4Addr, u8)>,
     /// The core-side gateway (LNS): where upstream IPv4 goes.
     pub gateway: Option<Ipv4Addr>,
-    /// Queues per interface, one worker each (veth has one).
+    /// Queues per interface, one worker each (a veth made without
+    /// `numrxqueues` has one). 0: as many as the interfaces have receive
+    /// queues, read from `/sys/class/net/IF/queues` (right when /sys is
+    /// mounted for the daemon's namespace, as `ip netns exec` does).
+    /// Traffic the steering program sees on a queue without a socket goes
+    /// to the kernel, not to the workers.
     pub queues: u32,
     /// Spin or back off when idle ([`PollMode::Adaptive`] by default).
     pub poll_mode: PollMode,
@@ -340,8 +345,17 @@ impl Fastpath {
             }
             steering.push(s);
         }
+        let queues = match config.queues {
+            0 => config
+                .interfaces
+                .iter()
+                .filter_map(|i| receive_queues(i))
+                .max()
+                .unwrap_or(1),
+            n => n,
+        };
         let mut workers = Vec::new();
-        for queue in 0..config.queues.max(1) {
+        for queue in 0..queues {
             let mut ports = Vec::with_capacity(config.interfaces.len());
             for (interface, s) in config.interfaces.iter().zip(&steering) {
                 let port_config = AfXdpConfig {
@@ -840,6 +854,16 @@ impl Drop for Fastpath {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// How many receive queues `interface` has, from sysfs.
+fn receive_queues(interface: &str) -> Option<u32> {
+    let dir = std::fs::read_dir(format!("/sys/class/net/{interface}/queues")).ok()?;
+    let n = dir
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("rx-"))
+        .count();
+    u32::try_from(n).ok().filter(|&n| n > 0)
 }
 
 fn join(w: &mut WorkerHandle) -> Option<WorkerReport> {
