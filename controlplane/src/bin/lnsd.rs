@@ -666,6 +666,8 @@ impl Daemon {
         metrics.tick(std::time::Instant::now());
     }
 
+    /// Takes the workers' last reports into the metrics and `show stats`,
+    /// and asks for the next (they answer between bursts; never waited for).
     fn refresh_fastpath(&mut self) {
         if let Some(fp) = &mut self.fastpath {
             let summary = fp.fastpath().summary();
