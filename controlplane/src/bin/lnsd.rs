@@ -729,9 +729,38 @@ impl Daemon {
             // A session already going down has nothing to close.
             let _ = node.endpoint_mut().close_session(now, session, result);
         }
-        let acknowledged = common::shutdown(&mut self.driver, stop_ccn::SHUTTING_DOWN)?;
-        if !acknowledged {
+        let tunnels: Vec<TunnelHandle> = node.endpoint().tunnels().collect();
+        for tunnel in tunnels {
+            let result = ResultCode::with_message(stop_ccn::SHUTTING_DOWN, "LNS shutting down");
+            node.close_tunnel(now, tunnel, result);
+        }
+        // Wait for the LACs' acknowledgements and for the RADIUS servers to
+        // take the accounting Stops of the sessions just ended, within one
+        // grace time: a Stop lost here is a session never billed as over.
+        let deadline = now + common::SHUTDOWN_GRACE;
+        let settled = |driver: &mut Driver<lns::Node>| {
+            let acked = common::all_acknowledged(driver.node().endpoint());
+            let radius_idle = driver
+                .node_mut()
+                .radius_mut()
+                .map(|r| r.stats())
+                .is_none_or(|s| s.responses + s.timeouts >= s.requests);
+            (acked, radius_idle)
+        };
+        while settled(&mut self.driver) != (true, true) && self.driver.now() < deadline {
+            let step = (self.driver.now() + Duration::from_millis(50)).min(deadline);
+            self.driver.run_until(step, |_, event| {
+                common::log_lns_event(&event);
+                ControlFlow::Continue(())
+            })?;
+        }
+        let (acked, radius_idle) = settled(&mut self.driver);
+        info!(acknowledged = acked, radius_done = radius_idle, stats = ?self.driver.stats(), "shut down");
+        if !acked {
             warn!("not every LAC acknowledged within the grace time");
+        }
+        if !radius_idle {
+            warn!("RADIUS requests still unanswered at exit (accounting Stops may be lost)");
         }
         if let Some(mut fp) = self.fastpath.take() {
             fp.stop();

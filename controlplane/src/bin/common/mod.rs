@@ -2,6 +2,9 @@
 //! the log, a clean shutdown, and (in [`ops`]) signals, the control socket
 //! and the metrics.
 
+// Each daemon compiles this module and uses part of it.
+#![allow(dead_code)]
+
 pub(crate) mod ops;
 
 use std::error::Error;
@@ -29,7 +32,6 @@ pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 /// Log to stderr, `RUST_LOG` filtering (default `info`); colours only on a
 /// terminal, so a log file stays greppable. [`ops::Logging::init`] does the
 /// same with a filter a reload can change.
-#[allow(dead_code)] // lacd's; lnsd uses ops::Logging
 pub(crate) fn init_logging() {
     let _ = ops::Logging::init(None);
 }
