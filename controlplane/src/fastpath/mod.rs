@@ -73,6 +73,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use dataplane::counters::Counters;
+pub use dataplane::io::afxdp::SteeringOptions;
 use dataplane::io::afxdp::{AfXdpConfig, AfXdpError, AfXdpPort, Steering, XdpMode};
 use dataplane::io::Port;
 use dataplane::punt::{InjectTarget, PacketBuffer, Punt};
@@ -109,6 +110,11 @@ pub struct FastpathConfig {
     pub subscriber_prefixes: Vec<(Ipv4Addr, u8)>,
     /// The core-side gateway (LNS): where upstream IPv4 goes.
     pub gateway: Option<Ipv4Addr>,
+    /// What the steering program of each interface sends to the workers
+    /// besides the fast-path traffic, in port order (missing: nothing
+    /// more). A LAC's access port takes PPPoE discovery, which no kernel
+    /// socket serves: [`FastpathConfig::new`] sets that for `Role::Lac`.
+    pub steering: Vec<SteeringOptions>,
     /// Queues per interface, one worker each (a veth made without
     /// `numrxqueues` has one). 0: as many as the interfaces have receive
     /// queues, read from `/sys/class/net/IF/queues` (right when /sys is
@@ -141,6 +147,14 @@ impl FastpathConfig {
             local_addresses,
             subscriber_prefixes: Vec::new(),
             gateway: None,
+            steering: match role {
+                // Port 0 is the access port (see `lac`).
+                Role::Lac => vec![SteeringOptions {
+                    pppoe_discovery: true,
+                    ..SteeringOptions::default()
+                }],
+                Role::Lns => Vec::new(),
+            },
             queues: 1,
             poll_mode: PollMode::Adaptive,
             xdp_mode: XdpMode::Skb,
@@ -338,8 +352,9 @@ impl Fastpath {
             )));
         }
         let mut steering = Vec::with_capacity(config.interfaces.len());
-        for interface in &config.interfaces {
-            let s = Steering::attach(interface, config.xdp_mode)?;
+        for (port, interface) in config.interfaces.iter().enumerate() {
+            let options = config.steering.get(port).copied().unwrap_or_default();
+            let s = Steering::attach_with(interface, config.xdp_mode, options)?;
             for &(addr, len) in &config.subscriber_prefixes {
                 s.add_subscriber_prefix(addr, len)?;
             }
