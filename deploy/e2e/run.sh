@@ -38,6 +38,7 @@ OUT=/tmp/l2lab-e2e
 BUILD=1
 MODE=pppoe
 LAB_IS_OURS=0
+BOXES=()
 
 say() { printf '\n==> %s\n' "$*"; }
 die() { printf 'e2e: %s\n' "$*" >&2; exit 1; }
@@ -91,9 +92,9 @@ cleanup() {
     set +e
     if [[ $LAB_IS_OURS -eq 1 ]]; then
         say "stopping the daemons and taking the lab down"
-        lab stop lac lns1 lns2
+        [[ ${#BOXES[@]} -gt 0 ]] && lab stop "${BOXES[@]}"
         # The daemons' logs outlive the lab in the output directory.
-        for box in lns1 lns2 lac; do
+        for box in "${BOXES[@]}"; do
             [[ -f /run/l2lab/$box.log ]] && cp "/run/l2lab/$box.log" "$OUT/$box.log"
         done
         lab down
