@@ -1,1 +1,896 @@
+//! LNS-to-LNS state offload (DESIGN.md §1 item 2, §3), sans-IO.
+//!
+//! The primary LNS keeps one [`OffloadSender`] per peer LNS connection: a
+//! map of what the peer should hold (each tunnel's identity, each session's
+//! identity, Ownership-Epoch and Session-State). The owner tells it what
+//! changed ([`OffloadSender::add_or_update`], [`OffloadSender::remove`]) and
+//! when the connection comes and goes; the sender says what to send
+//! ([`OffloadSender::poll_request`], an LSORQ for
+//! [`crate::l2tp::Endpoint::send_ha_message`]) and takes the peer's LSORS
+//! ([`OffloadSender::handle_reply`]).
+//!
+//! * **Bulk sync**: on connect, and every [`OffloadConfig::refresh_interval`]
+//!   after, bulk-start, every tunnel and session, bulk-end. The sender walks
+//!   its map with a cursor and never has more than
+//!   [`OffloadConfig::window`] requests unanswered, so a sync of any size
+//!   holds bounded memory in the sender, the control channel and the peer.
+//! * **Incremental**: a change is queued once however often it changes
+//!   before it is sent (the latest state goes), ahead of the bulk walk.
+//! * **Acknowledgement**: every LSORQ is answered by one LSORS. The control
+//!   channel delivers in order (RFC 2661 §5.8) and the store answers at
+//!   once, so replies come back in the order of the requests: the sender
+//!   matches them first in, first out.
+//! * **Lag**: the time from a change to the LSORS that acknowledges it,
+//!   in microseconds, in an hdrhistogram ([`OffloadSender::lag`]).
+//! * **Fencing**: an LSORS whose Ownership-Epoch is higher than the
+//!   sender's for the session means the peer adopted it (the LAC moved it):
+//!   the sender forgets it and reports [`SenderEvent::Fenced`]; the owner
+//!   drops the session silently (DESIGN.md §3, step 4).
+//!
+//! The peer's [`OffloadStore`] holds what each primary offloaded, per
+//! (primary LNS address, primary's Tunnel ID), applies add/update/remove
+//! with epochs, garbage-collects at bulk-end what a bulk sync did not
+//! refresh, and is queried for adoption.
 
+use core::net::Ipv4Addr;
+use core::ops::Bound;
+use core::time::Duration;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use dataplane::wire::control::OffloadOperation;
+use hdrhistogram::Histogram;
+
+use super::message::{OffloadReply, OffloadRequest, SessionIdentity, TunnelIdentity};
+use super::state::{SessionState, StateError};
+use crate::time::Instant;
+
+/// How an [`OffloadSender`] behaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OffloadConfig {
+    /// LSORQs sent and not yet answered, at most. Keep it at or below the
+    /// LNS-LNS tunnel's receive window so requests never queue in the
+    /// control channel. Default 256.
+    pub window: usize,
+    /// A full bulk sync this often after the last one finished, to repair
+    /// anything lost to a bug or a restart of the peer. `None`: only on
+    /// connect. Default 300 s.
+    pub refresh_interval: Option<Duration>,
+}
+
+impl Default for OffloadConfig {
+    fn default() -> Self {
+        OffloadConfig {
+            window: 256,
+            refresh_interval: Some(Duration::from_secs(300)),
+        }
+    }
+}
+
+/// Counters of an [`OffloadSender`]. They only grow.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SenderStats {
+    /// LSORQs handed out by [`OffloadSender::poll_request`].
+    pub requests: u64,
+    /// Of those, sent by a bulk sync (bulk-start and bulk-end included).
+    pub bulk_requests: u64,
+    /// LSORS taken in.
+    pub replies: u64,
+    /// LSORS that did not match the oldest request outstanding (a peer
+    /// that does not answer in order); matched further back, or ignored.
+    pub replies_out_of_order: u64,
+    /// LSORS refused by the peer (it could not apply the request).
+    pub refused: u64,
+    /// Sessions fenced off: the peer holds a higher epoch.
+    pub fenced: u64,
+    /// Bulk syncs completed (bulk-end acknowledged).
+    pub bulk_syncs: u64,
+}
+
+/// What an [`OffloadSender`] reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SenderEvent {
+    /// The peer holds a higher Ownership-Epoch for the session: it was moved
+    /// away from us. Drop it silently (no Terminate, no CDN).
+    Fenced {
+        /// The tunnel.
+        tunnel: TunnelIdentity,
+        /// The session.
+        session: SessionIdentity,
+        /// The peer's epoch.
+        epoch: u32,
+    },
+    /// A bulk sync completed: the peer holds everything.
+    BulkSyncDone {
+        /// When it started (bulk-start handed out).
+        started: Instant,
+        /// Tunnels and sessions it carried.
+        entries: u64,
+    },
+}
+
+/// Map key: (primary's Tunnel ID, primary's Session ID or 0 for the tunnel
+/// itself; RFC 2661 §4.4.4 never assigns Session ID 0). A tunnel sorts
+/// before its sessions, so the bulk walk sends it first.
+type Key = (u16, u16);
+
+#[derive(Debug, Clone)]
+struct Entry {
+    tunnel: TunnelIdentity,
+    session: Option<SessionIdentity>,
+    epoch: u32,
+    /// The encoded Session-State (sessions only).
+    state: Option<Vec<u8>>,
+    /// Which incarnation of the key (a Session ID can be reused).
+    generation: u64,
+    /// A change not sent yet, since then.
+    dirty_since: Option<Instant>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Change {
+    Update(Key, u64),
+    Remove(
+        TunnelIdentity,
+        Option<SessionIdentity>,
+        Option<u32>,
+        Instant,
+    ),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Bulk {
+    Idle,
+    Start,
+    Walk(Option<Key>),
+    End,
+    /// Bulk-end sent, waiting for its LSORS.
+    Ending,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct InFlight {
+    operation: OffloadOperation,
+    key: Option<Key>,
+    changed_at: Option<Instant>,
+}
+
+/// The primary's side of one peer LNS connection (see the module
+/// documentation).
+#[derive(Debug)]
+pub struct OffloadSender {
+    config: OffloadConfig,
+    entries: BTreeMap<Key, Entry>,
+    changes: VecDeque<Change>,
+    connected: bool,
+    bulk: Bulk,
+    bulk_started: Instant,
+    bulk_entries: u64,
+    in_flight: VecDeque<InFlight>,
+    next_refresh: Option<Instant>,
+    next_generation: u64,
+    lag: Histogram<u64>,
+    stats: SenderStats,
+    events: VecDeque<SenderEvent>,
+}
+
+/// Offload lags are recorded from 1 µs to 1 h with 3 significant digits.
+#[allow(clippy::expect_used)]
+fn new_lag_histogram() -> Histogram<u64> {
+    // Constant bounds that `new_with_bounds` accepts (low ≥ 1, high ≥
+    // 2 × low, digits ≤ 5): it cannot fail, whatever the input.
+    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid constant bounds")
+}
+
+impl OffloadSender {
+    /// A sender with nothing to offload, not connected.
+    pub fn new(config: OffloadConfig) -> Self {
+        OffloadSender {
+            config: OffloadConfig {
+                window: config.window.max(1),
+                ..config
+            },
+            entries: BTreeMap::new(),
+            changes: VecDeque::new(),
+            connected: false,
+            bulk: Bulk::Idle,
+            bulk_started: Instant::ZERO,
+            bulk_entries: 0,
+            in_flight: VecDeque::new(),
+            next_refresh: None,
+            next_generation: 1,
+            lag: new_lag_histogram(),
+            stats: SenderStats::default(),
+            events: VecDeque::new(),
+        }
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &SenderStats {
+        &self.stats
+    }
+
+    /// Offload lag (change → LSORS), microseconds.
+    pub fn lag(&self) -> &Histogram<u64> {
+        &self.lag
+    }
+
+    /// Sessions the peer should hold.
+    pub fn session_count(&self) -> usize {
+        self.entries
+            .values()
+            .filter(|e| e.session.is_some())
+            .count()
+    }
+
+    /// The connection to the peer is up (the LNS-LNS tunnel's TunnelUp):
+    /// start a bulk sync.
+    pub fn connected(&mut self, now: Instant) {
+        self.connected = true;
+        self.in_flight.clear();
+        // The bulk sync carries every change; the queue would only repeat.
+        self.changes.clear();
+        for e in self.entries.values_mut() {
+            e.dirty_since = None;
+        }
+        self.start_bulk(now);
+    }
+
+    /// The connection is down: nothing is sent until [`Self::connected`].
+    /// Changes meanwhile are kept in the map; the next bulk sync carries
+    /// them (and its bulk-end removes at the peer what went meanwhile).
+    pub fn disconnected(&mut self) {
+        self.connected = false;
+        self.in_flight.clear();
+        self.changes.clear();
+        self.bulk = Bulk::Idle;
+        self.next_refresh = None;
+    }
+
+    /// Whether the peer holds everything: connected, no bulk sync running,
+    /// nothing queued or unanswered.
+    pub fn in_sync(&self) -> bool {
+        self.connected
+            && self.bulk == Bulk::Idle
+            && self.changes.is_empty()
+            && self.in_flight.is_empty()
+    }
+
+    /// A tunnel's identity, before or with its sessions.
+    pub fn add_tunnel(&mut self, now: Instant, tunnel: TunnelIdentity) {
+        self.put((tunnel.lns_tunnel_id, 0), now, tunnel, None, 0, None);
+    }
+
+    /// A session is up, renegotiated, changed address, or its counters are
+    /// due: the peer is to hold this state. Adds the tunnel if new.
+    pub fn add_or_update(
+        &mut self,
+        now: Instant,
+        tunnel: TunnelIdentity,
+        session: SessionIdentity,
+        epoch: u32,
+        state: &SessionState,
+    ) -> Result<(), StateError> {
+        let blob = state.encode()?;
+        if !self.entries.contains_key(&(tunnel.lns_tunnel_id, 0)) {
+            self.add_tunnel(now, tunnel);
+        }
+        let key = (tunnel.lns_tunnel_id, session.lns_session_id);
+        self.put(key, now, tunnel, Some(session), epoch, Some(blob));
+        Ok(())
+    }
+
+    fn put(
+        &mut self,
+        key: Key,
+        now: Instant,
+        tunnel: TunnelIdentity,
+        session: Option<SessionIdentity>,
+        epoch: u32,
+        state: Option<Vec<u8>>,
+    ) {
+        let generation = match self.entries.get(&key) {
+            // Same tunnel and session ids on both sides: the same session.
+            Some(e) if e.tunnel == tunnel && e.session == session => e.generation,
+            _ => {
+                self.next_generation += 1;
+                self.next_generation
+            }
+        };
+        let was_dirty = self
+            .entries
+            .get(&key)
+            .filter(|e| e.generation == generation)
+            .and_then(|e| e.dirty_since);
+        self.entries.insert(
+            key,
+            Entry {
+                tunnel,
+                session,
+                epoch,
+                state,
+                generation,
+                dirty_since: Some(was_dirty.unwrap_or(now)),
+            },
+        );
+        if was_dirty.is_none() && self.connected {
+            self.changes.push_back(Change::Update(key, generation));
+        } else if !self.connected {
+            // The next bulk sync carries it; no lag to measure.
+            if let Some(e) = self.entries.get_mut(&key) {
+                e.dirty_since = None;
+            }
+        }
+    }
+
+    /// A session is gone (the "remove" form of LSORQ).
+    pub fn remove(&mut self, now: Instant, lns_tunnel_id: u16, lns_session_id: u16) {
+        if lns_session_id == 0 {
+            return;
+        }
+        if let Some(e) = self.entries.remove(&(lns_tunnel_id, lns_session_id)) {
+            if self.connected {
+                self.changes
+                    .push_back(Change::Remove(e.tunnel, e.session, Some(e.epoch), now));
+            }
+        }
+    }
+
+    /// A tunnel is gone, and its sessions with it.
+    pub fn remove_tunnel(&mut self, now: Instant, lns_tunnel_id: u16) {
+        let keys: Vec<Key> = self
+            .entries
+            .range((lns_tunnel_id, 0)..=(lns_tunnel_id, u16::MAX))
+            .map(|(k, _)| *k)
+            .collect();
+        let mut identity = None;
+        for k in keys {
+            if let Some(e) = self.entries.remove(&k) {
+                identity.get_or_insert(e.tunnel);
+            }
+        }
+        if let (Some(t), true) = (identity, self.connected) {
+            self.changes.push_back(Change::Remove(t, None, None, now));
+        }
+    }
+
+    /// The next LSORQ to send, if the window allows one.
+    pub fn poll_request(&mut self, now: Instant) -> Option<OffloadRequest> {
+        if !self.connected || self.in_flight.len() >= self.config.window {
+            return None;
+        }
+        if self.bulk == Bulk::Start {
+            self.bulk = Bulk::Walk(None);
+            self.bulk_started = now;
+            self.bulk_entries = 0;
+            self.stats.bulk_requests += 1;
+            return Some(self.marker(OffloadOperation::BulkStart));
+        }
+        while let Some(change) = self.changes.pop_front() {
+            match change {
+                Change::Update(key, generation) => {
+                    let Some(e) = self.entries.get_mut(&key) else {
+                        continue;
+                    };
+                    if e.generation != generation {
+                        continue;
+                    }
+                    let Some(changed_at) = e.dirty_since.take() else {
+                        continue;
+                    };
+                    let request = request_for(e);
+                    return Some(self.out(request, Some(key), Some(changed_at)));
+                }
+                Change::Remove(tunnel, session, epoch, changed_at) => {
+                    let request = OffloadRequest {
+                        operation: OffloadOperation::Remove,
+                        tunnel: Some(tunnel),
+                        session,
+                        epoch,
+                        state: None,
+                    };
+                    let key = (
+                        tunnel.lns_tunnel_id,
+                        session.map_or(0, |s| s.lns_session_id),
+                    );
+                    return Some(self.out(request, Some(key), Some(changed_at)));
+                }
+            }
+        }
+        if let Bulk::Walk(cursor) = self.bulk {
+            let from = match cursor {
+                None => Bound::Unbounded,
+                Some(k) => Bound::Excluded(k),
+            };
+            let next = self
+                .entries
+                .range_mut((from, Bound::Unbounded))
+                .next()
+                .map(|(k, e)| (*k, e.dirty_since.take(), request_for(e)));
+            match next {
+                Some((key, changed_at, request)) => {
+                    self.bulk = Bulk::Walk(Some(key));
+                    self.bulk_entries += 1;
+                    self.stats.bulk_requests += 1;
+                    return Some(self.out(request, Some(key), changed_at));
+                }
+                None => self.bulk = Bulk::End,
+            }
+        }
+        if self.bulk == Bulk::End {
+            self.bulk = Bulk::Ending;
+            self.stats.bulk_requests += 1;
+            return Some(self.marker(OffloadOperation::BulkEnd));
+        }
+        None
+    }
+
+    fn marker(&mut self, operation: OffloadOperation) -> OffloadRequest {
+        let request = OffloadRequest {
+            operation,
+            tunnel: None,
+            session: None,
+            epoch: None,
+            state: None,
+        };
+        self.out(request, None, None)
+    }
+
+    fn out(
+        &mut self,
+        request: OffloadRequest,
+        key: Option<Key>,
+        changed_at: Option<Instant>,
+    ) -> OffloadRequest {
+        self.stats.requests += 1;
+        self.in_flight.push_back(InFlight {
+            operation: request.operation,
+            key,
+            changed_at,
+        });
+        request
+    }
+
+    /// An LSORS from the peer.
+    pub fn handle_reply(&mut self, now: Instant, reply: &OffloadReply) {
+        self.stats.replies += 1;
+        let key = reply.tunnel.map(|t| {
+            (
+                t.lns_tunnel_id,
+                reply.session.map_or(0, |s| s.lns_session_id),
+            )
+        });
+        let matches = |f: &InFlight| f.operation == reply.operation && f.key == key;
+        let position = if self.in_flight.front().is_some_and(matches) {
+            Some(0)
+        } else {
+            self.stats.replies_out_of_order += 1;
+            self.in_flight.iter().position(matches)
+        };
+        let Some(done) = position.and_then(|i| self.in_flight.remove(i)) else {
+            return;
+        };
+        if let Some(at) = done.changed_at {
+            let micros = u64::try_from((now - at).as_micros()).unwrap_or(u64::MAX);
+            self.lag.saturating_record(micros.max(1));
+        }
+        if reply.error.is_some() {
+            self.stats.refused += 1;
+        }
+        if done.operation == OffloadOperation::BulkEnd && self.bulk == Bulk::Ending {
+            self.bulk = Bulk::Idle;
+            self.stats.bulk_syncs += 1;
+            self.next_refresh = self.config.refresh_interval.map(|i| now + i);
+            self.events.push_back(SenderEvent::BulkSyncDone {
+                started: self.bulk_started,
+                entries: self.bulk_entries,
+            });
+        }
+        if let (Some(tunnel), Some(session), Some(epoch)) =
+            (reply.tunnel, reply.session, reply.epoch)
+        {
+            let key = (tunnel.lns_tunnel_id, session.lns_session_id);
+            let ours = self
+                .entries
+                .get(&key)
+                .filter(|e| e.tunnel == tunnel && e.session == Some(session));
+            if ours.is_some_and(|e| epoch > e.epoch) {
+                self.entries.remove(&key);
+                self.stats.fenced += 1;
+                self.events.push_back(SenderEvent::Fenced {
+                    tunnel,
+                    session,
+                    epoch,
+                });
+            }
+        }
+    }
+
+    /// When to call [`Self::handle_timeout`] (the periodic refresh).
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.next_refresh.filter(|_| self.connected)
+    }
+
+    /// Start the periodic refresh if it is due.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.connected && self.next_refresh.is_some_and(|t| t <= now) {
+            self.next_refresh = None;
+            if self.bulk == Bulk::Idle {
+                self.start_bulk(now);
+            }
+        }
+    }
+
+    /// The next event.
+    pub fn poll_event(&mut self) -> Option<SenderEvent> {
+        self.events.pop_front()
+    }
+
+    fn start_bulk(&mut self, now: Instant) {
+        self.bulk = Bulk::Start;
+        self.bulk_started = now;
+        self.next_refresh = None;
+    }
+
+    /// What the peer should hold once in sync: (tunnel, session, epoch,
+    /// Session-State blob) for every session, in key order.
+    pub fn expected(
+        &self,
+    ) -> impl Iterator<Item = (TunnelIdentity, SessionIdentity, u32, &[u8])> + '_ {
+        self.entries
+            .values()
+            .filter_map(|e| Some((e.tunnel, e.session?, e.epoch, e.state.as_deref()?)))
+    }
+}
+
+fn request_for(e: &Entry) -> OffloadRequest {
+    OffloadRequest {
+        operation: OffloadOperation::AddUpdate,
+        tunnel: Some(e.tunnel),
+        session: e.session,
+        epoch: e.session.map(|_| e.epoch),
+        state: e.state.clone(),
+    }
+}
+
+/// One offloaded session as the peer holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredSession {
+    /// Its ids.
+    pub identity: SessionIdentity,
+    /// Ownership-Epoch.
+    pub epoch: u32,
+    /// The state to adopt it with.
+    pub state: SessionState,
+    /// The blob as received (re-offloaded as is).
+    pub blob: Vec<u8>,
+    /// We adopted it: it is ours now, and the old primary's updates and
+    /// removes (with a lower epoch) are refused.
+    pub adopted: bool,
+    sync: u64,
+}
+
+/// One offloaded tunnel as the peer holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredTunnel {
+    /// Its identity.
+    pub identity: TunnelIdentity,
+    /// The primary LNS connection it came over (its peer's address).
+    pub source: Ipv4Addr,
+    /// Its sessions, by the primary's Session ID.
+    pub sessions: BTreeMap<u16, StoredSession>,
+    sync: u64,
+}
+
+/// Counters of an [`OffloadStore`]. They only grow.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    /// LSORQs handled.
+    pub requests: u64,
+    /// Sessions added.
+    pub sessions_added: u64,
+    /// Sessions updated.
+    pub sessions_updated: u64,
+    /// Sessions removed (remove form, tunnel removed, or bulk-end).
+    pub sessions_removed: u64,
+    /// Updates and removes refused because we hold a higher epoch.
+    pub stale_refused: u64,
+    /// Requests refused as malformed (no identity, a state that does not
+    /// decode).
+    pub malformed: u64,
+    /// Bulk syncs completed.
+    pub bulk_syncs: u64,
+    /// Sessions adopted.
+    pub adopted: u64,
+}
+
+/// What a peer LNS holds of its primaries' state (see the module
+/// documentation).
+#[derive(Debug, Default)]
+pub struct OffloadStore {
+    /// By (primary LNS address as the LAC knows it, primary's Tunnel ID).
+    tunnels: BTreeMap<(Ipv4Addr, u16), StoredTunnel>,
+    /// The current bulk sync number of each primary connection, and whether
+    /// one is running.
+    syncs: HashMap<Ipv4Addr, (u64, bool)>,
+    stats: StoreStats,
+}
+
+/// A session taken over from the store ([`OffloadStore::adopt`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Adoption {
+    /// The tunnel it was on at the primary.
+    pub tunnel: TunnelIdentity,
+    /// Its ids at the primary.
+    pub session: SessionIdentity,
+    /// The new Ownership-Epoch: one more than the primary's. Goes in the
+    /// ICRP ([`crate::l2tp::Endpoint::answer_recovery_call`]).
+    pub epoch: u32,
+    /// The state to rebuild the link with.
+    pub state: SessionState,
+}
+
+impl OffloadStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        OffloadStore::default()
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &StoreStats {
+        &self.stats
+    }
+
+    /// Sessions held, over every primary.
+    pub fn session_count(&self) -> usize {
+        self.tunnels.values().map(|t| t.sessions.len()).sum()
+    }
+
+    /// Every tunnel held.
+    pub fn tunnels(&self) -> impl Iterator<Item = &StoredTunnel> + '_ {
+        self.tunnels.values()
+    }
+
+    /// The tunnel the LAC knew as `primary`'s `lns_tunnel_id` (its
+    /// Recovery-Tunnel).
+    pub fn tunnel(&self, primary: Ipv4Addr, lns_tunnel_id: u16) -> Option<&StoredTunnel> {
+        self.tunnels.get(&(primary, lns_tunnel_id))
+    }
+
+    /// A session by the primary's address, Tunnel ID and Session ID.
+    pub fn session(
+        &self,
+        primary: Ipv4Addr,
+        lns_tunnel_id: u16,
+        lns_session_id: u16,
+    ) -> Option<&StoredSession> {
+        self.tunnel(primary, lns_tunnel_id)?
+            .sessions
+            .get(&lns_session_id)
+    }
+
+    /// A session by the primary's address and Session ID alone, whatever
+    /// the tunnel (first match in Tunnel ID order).
+    pub fn find_session(
+        &self,
+        primary: Ipv4Addr,
+        lns_session_id: u16,
+    ) -> Option<(&StoredTunnel, &StoredSession)> {
+        self.tunnels
+            .range((primary, 0)..=(primary, u16::MAX))
+            .find_map(|(_, t)| t.sessions.get(&lns_session_id).map(|s| (t, s)))
+    }
+
+    /// Adopt a session (failure or load switchover): bump its epoch, mark
+    /// it ours. `None` if not held. Adopting again bumps again.
+    pub fn adopt(
+        &mut self,
+        primary: Ipv4Addr,
+        lns_tunnel_id: u16,
+        lns_session_id: u16,
+    ) -> Option<Adoption> {
+        let t = self.tunnels.get_mut(&(primary, lns_tunnel_id))?;
+        let tunnel = t.identity;
+        let s = t.sessions.get_mut(&lns_session_id)?;
+        s.epoch = s.epoch.wrapping_add(1);
+        s.adopted = true;
+        self.stats.adopted += 1;
+        Some(Adoption {
+            tunnel,
+            session: s.identity,
+            epoch: s.epoch,
+            state: s.state.clone(),
+        })
+    }
+
+    /// Forget an adopted session (it ended here). Its epoch is forgotten
+    /// too: keep it until the old primary has been fenced.
+    pub fn release(&mut self, primary: Ipv4Addr, lns_tunnel_id: u16, lns_session_id: u16) {
+        let key = (primary, lns_tunnel_id);
+        if let Some(t) = self.tunnels.get_mut(&key) {
+            if t.sessions.remove(&lns_session_id).is_some() {
+                self.stats.sessions_removed += 1;
+            }
+            if t.sessions.is_empty() {
+                self.tunnels.remove(&key);
+            }
+        }
+    }
+
+    /// An LSORQ that came over the connection to `source` (the primary's
+    /// LNS-LNS address): apply it and return the LSORS to send back.
+    pub fn handle_request(&mut self, source: Ipv4Addr, request: &OffloadRequest) -> OffloadReply {
+        self.stats.requests += 1;
+        let mut reply = OffloadReply {
+            operation: request.operation,
+            tunnel: request.tunnel,
+            session: request.session,
+            epoch: request.epoch,
+            error: None,
+        };
+        let result = match request.operation {
+            OffloadOperation::BulkStart => {
+                let sync = self.syncs.entry(source).or_insert((0, false));
+                sync.0 += 1;
+                sync.1 = true;
+                Ok(None)
+            }
+            OffloadOperation::BulkEnd => {
+                self.bulk_end(source);
+                Ok(None)
+            }
+            OffloadOperation::AddUpdate => self.add_update(source, request),
+            OffloadOperation::Remove => self.remove(request),
+            OffloadOperation::Unknown(_) => Err("unknown Offload-Operation".to_owned()),
+        };
+        match result {
+            Ok(Some(epoch)) => reply.epoch = Some(epoch),
+            Ok(None) => {}
+            Err(why) => reply.error = Some(why),
+        }
+        reply
+    }
+
+    fn sync_of(&self, source: Ipv4Addr) -> u64 {
+        self.syncs.get(&source).map_or(0, |s| s.0)
+    }
+
+    /// Returns the epoch we hold for the session afterwards.
+    fn add_update(
+        &mut self,
+        source: Ipv4Addr,
+        request: &OffloadRequest,
+    ) -> Result<Option<u32>, String> {
+        let Some(identity) = request.tunnel else {
+            self.stats.malformed += 1;
+            return Err("add/update without Tunnel-Identity".to_owned());
+        };
+        let sync = self.sync_of(source);
+        let key = (identity.primary_lns, identity.lns_tunnel_id);
+        let Some(session) = request.session else {
+            let t = self.tunnels.entry(key).or_insert_with(|| StoredTunnel {
+                identity,
+                source,
+                sessions: BTreeMap::new(),
+                sync,
+            });
+            t.identity = identity;
+            t.source = source;
+            t.sync = sync;
+            return Ok(None);
+        };
+        let (Some(blob), Some(epoch)) = (&request.state, request.epoch) else {
+            self.stats.malformed += 1;
+            return Err("session add/update without Session-State or Ownership-Epoch".to_owned());
+        };
+        let state = match SessionState::decode(blob) {
+            Ok(s) => s,
+            Err(e) => {
+                self.stats.malformed += 1;
+                return Err(e.to_string());
+            }
+        };
+        let t = self.tunnels.entry(key).or_insert_with(|| StoredTunnel {
+            identity,
+            source,
+            sessions: BTreeMap::new(),
+            sync,
+        });
+        t.sync = sync;
+        match t.sessions.get_mut(&session.lns_session_id) {
+            Some(s) if s.adopted || s.epoch > epoch => {
+                // Fencing (DESIGN.md §3): the session moved; tell the
+                // sender the epoch it lost to.
+                self.stats.stale_refused += 1;
+                Ok(Some(s.epoch))
+            }
+            Some(s) => {
+                s.identity = session;
+                s.epoch = epoch;
+                s.state = state;
+                s.blob.clone_from(blob);
+                s.sync = sync;
+                self.stats.sessions_updated += 1;
+                Ok(Some(epoch))
+            }
+            None => {
+                t.sessions.insert(
+                    session.lns_session_id,
+                    StoredSession {
+                        identity: session,
+                        epoch,
+                        state,
+                        blob: blob.clone(),
+                        adopted: false,
+                        sync,
+                    },
+                );
+                self.stats.sessions_added += 1;
+                Ok(Some(epoch))
+            }
+        }
+    }
+
+    fn remove(&mut self, request: &OffloadRequest) -> Result<Option<u32>, String> {
+        let Some(identity) = request.tunnel else {
+            self.stats.malformed += 1;
+            return Err("remove without Tunnel-Identity".to_owned());
+        };
+        let key = (identity.primary_lns, identity.lns_tunnel_id);
+        let Some(t) = self.tunnels.get_mut(&key) else {
+            return Ok(None);
+        };
+        let held = match request.session {
+            Some(session) => match t.sessions.get(&session.lns_session_id) {
+                Some(s) if s.adopted || request.epoch.is_some_and(|e| s.epoch > e) => {
+                    self.stats.stale_refused += 1;
+                    Some(s.epoch)
+                }
+                Some(_) => {
+                    t.sessions.remove(&session.lns_session_id);
+                    self.stats.sessions_removed += 1;
+                    None
+                }
+                None => None,
+            },
+            None => {
+                // The tunnel and its sessions, except those adopted here.
+                let before = t.sessions.len();
+                t.sessions.retain(|_, s| s.adopted);
+                self.stats.sessions_removed += (before - t.sessions.len()) as u64;
+                None
+            }
+        };
+        // A tunnel goes with its remove form, unless sessions adopted here
+        // remain; a session's remove leaves its tunnel (the primary still
+        // has it).
+        if request.session.is_none() && t.sessions.is_empty() {
+            self.tunnels.remove(&key);
+        }
+        Ok(held)
+    }
+
+    /// Bulk-end: what the bulk sync did not refresh is gone at the primary.
+    fn bulk_end(&mut self, source: Ipv4Addr) {
+        let Some(&(sync, running)) = self.syncs.get(&source) else {
+            return;
+        };
+        if !running {
+            return;
+        }
+        let mut removed = 0u64;
+        self.tunnels.retain(|_, t| {
+            if t.source != source {
+                return true;
+            }
+            let before = t.sessions.len();
+            t.sessions.retain(|_, s| s.adopted || s.sync >= sync);
+            removed += (before - t.sessions.len()) as u64;
+            t.sync >= sync || !t.sessions.is_empty()
+        });
+        self.stats.sessions_removed += removed;
+        self.stats.bulk_syncs += 1;
+        if let Some(s) = self.syncs.get_mut(&source) {
+            s.1 = false;
+        }
+    }
+}
