@@ -12,10 +12,13 @@
 //! stop (PADT to every subscriber, CDN and StopCCN acknowledged within a
 //! grace time), SIGHUP to reload the file.
 //!
-//! The access side needs the fast path (`[dataplane] enabled = true`): the
+//! The access side: with the fast path (`[dataplane] enabled = true`) the
 //! workers hand the control plane PPPoE discovery and the PPP control frames
-//! of sessions they do not relay yet, and send what it answers. Without it
-//! lacd still runs its L2TP side but no subscriber can reach it.
+//! of sessions they do not relay yet, send what it answers, and relay the
+//! sessions that are up themselves. Without it lacd takes every frame of the
+//! access interface itself ([`access::AccessPort`], an AF_XDP socket behind
+//! a steering program that takes everything) and relays all PPP in the
+//! control plane: slower, but no worker thread.
 
 mod common;
 
@@ -411,6 +414,8 @@ struct SessionRow {
 struct Daemon {
     driver: Driver<lac::Node>,
     fastpath: Option<LacFastpath>,
+    /// The access interface when there is no fast path.
+    access: Option<access::AccessPort>,
     summary: Option<FastpathSummary>,
     metrics: Metrics,
     /// Kept for its thread: dropping it stops the metrics server.
@@ -470,9 +475,11 @@ impl Daemon {
     /// Send what the node queued for the access port now (PADTs after a
     /// clear), not at the next slice.
     fn flush_access(&mut self) {
+        let now = self.driver.now();
         if let Some(fp) = self.fastpath.as_mut() {
-            let now = self.driver.now();
             fp.service(self.driver.node_mut(), now);
+        } else if let Some(port) = self.access.as_mut() {
+            port.service(self.driver.node_mut(), now);
         } else {
             let mut buf = Vec::new();
             while self.driver.node_mut().poll_access_frame(&mut buf) {}
@@ -681,24 +688,24 @@ impl Daemon {
 
 fn run(args: &Args, config: LacConfig, logging: Logging) -> Result<(), BoxError> {
     let signals = Signals::install()?;
-    let mac = match interface_mac(&config.pppoe.interface) {
-        Ok(mac) => mac,
-        Err(e) if !config.dataplane.enabled => {
-            warn!("{e}; using a locally administered address");
-            ethernet::Address([0x02, 0, 0, 0, 0, 0x01])
-        }
-        Err(e) => return Err(e),
-    };
+    let mac = interface_mac(&config.pppoe.interface)?;
     let rng = os_rng()?;
     let node = lac::Node::new(node_config(&config, mac), Instant::ZERO, rng)?;
-    let fastpath = if config.dataplane.enabled {
-        Some(start_fastpath(&config, mac)?)
+    let (fastpath, access) = if config.dataplane.enabled {
+        (Some(start_fastpath(&config, mac)?), None)
     } else {
-        warn!(
-            "[dataplane] is off: lacd has no access to {} and no subscriber can reach it",
-            config.pppoe.interface
+        let port = access::AccessPort::open(&config.pppoe.interface).map_err(|e| {
+            format!(
+                "pppoe.interface {}: cannot take its frames (AF_XDP): {e}",
+                config.pppoe.interface
+            )
+        })?;
+        info!(
+            access = %config.pppoe.interface,
+            queues = port.queues(),
+            "no fast path: the control plane relays every PPP frame"
         );
-        None
+        (None, Some(port))
     };
     let socket = UdpSocket::bind(config.listen)
         .map_err(|e| format!("cannot listen on {} (listen): {e}", config.listen))?;
@@ -721,6 +728,7 @@ fn run(args: &Args, config: LacConfig, logging: Logging) -> Result<(), BoxError>
     let mut daemon = Daemon {
         driver,
         fastpath,
+        access,
         summary: None,
         metrics,
         _metrics_server: metrics_server,
@@ -729,7 +737,7 @@ fn run(args: &Args, config: LacConfig, logging: Logging) -> Result<(), BoxError>
         config,
     };
 
-    let slice = if daemon.fastpath.is_some() {
+    let slice = if daemon.fastpath.is_some() || daemon.access.is_some() {
         FASTPATH_SLICE
     } else {
         ops::SLICE
@@ -894,5 +902,122 @@ mod probe {
             return Err("the LNS did not acknowledge our StopCCN".into());
         }
         Ok(())
+    }
+}
+
+/// The access interface without a fast path: every frame of it through one
+/// AF_XDP socket per receive queue, read and written by the control thread.
+mod access {
+    use controlplane::lac;
+    use controlplane::time::Instant;
+    use dataplane::io::afxdp::{
+        AfXdpConfig, AfXdpError, AfXdpPort, Steering, SteeringOptions, XdpMode,
+    };
+    use dataplane::io::{Descriptor, Port};
+
+    /// Frames taken per queue and turn.
+    const BURST: usize = 64;
+    /// Frames taken per [`AccessPort::service`] at most, so one busy port
+    /// does not starve the L2TP side.
+    const PER_SERVICE: usize = 1024;
+    /// Receive queues looked for at most.
+    const MAX_QUEUES: u32 = 64;
+
+    /// The access interface's frames, all of them (the kernel sees none:
+    /// the interface carries PPPoE only).
+    pub(super) struct AccessPort {
+        ports: Vec<AfXdpPort>,
+        // Held for as long as the ports: dropping it detaches the program.
+        _steering: Steering,
+        received: [Descriptor; BURST],
+        /// Frames the node sent that found no room.
+        pub(super) send_drops: u64,
+    }
+
+    impl AccessPort {
+        /// Attach the steering program (generic XDP: any interface) to
+        /// `interface` and open a socket on each of its receive queues, in
+        /// the calling thread's network namespace.
+        pub(super) fn open(interface: &str) -> Result<AccessPort, AfXdpError> {
+            let steering = Steering::attach_with(
+                interface,
+                XdpMode::Skb,
+                SteeringOptions {
+                    everything: true,
+                    ..SteeringOptions::default()
+                },
+            )?;
+            let mut ports = vec![AfXdpPort::open(
+                &AfXdpConfig::new(interface, 0),
+                Some(&steering),
+            )?];
+            // The queues are found by binding until the kernel refuses a
+            // queue id that does not exist.
+            for q in 1..MAX_QUEUES {
+                match AfXdpPort::open(&AfXdpConfig::new(interface, q), Some(&steering)) {
+                    Ok(port) => ports.push(port),
+                    Err(_) => break,
+                }
+            }
+            Ok(AccessPort {
+                ports,
+                _steering: steering,
+                received: [Descriptor::default(); BURST],
+                send_drops: 0,
+            })
+        }
+
+        /// Receive queues served.
+        pub(super) fn queues(&self) -> usize {
+            self.ports.len()
+        }
+
+        /// Frames in to the node, the node's frames out.
+        pub(super) fn service(&mut self, node: &mut lac::Node, now: Instant) {
+            let mut taken = 0;
+            for port in &mut self.ports {
+                while taken < PER_SERVICE {
+                    let n = port.receive(&mut self.received);
+                    if n == 0 {
+                        break;
+                    }
+                    taken += n;
+                    for d in &self.received[..n] {
+                        if let Some(frame) = port.frame(d.frame).get(d.range()) {
+                            node.handle_access_frame(now, frame);
+                        }
+                        port.free(*d);
+                    }
+                }
+            }
+            let mut frame = Vec::new();
+            let Some(port) = self.ports.first_mut() else {
+                return;
+            };
+            let mut sent = false;
+            while node.poll_access_frame(&mut frame) {
+                let Some(mut d) = port.alloc() else {
+                    self.send_drops += 1;
+                    continue;
+                };
+                let start = d.offset as usize;
+                let Some(room) = port.frame_mut(d.frame).get_mut(start..start + frame.len()) else {
+                    port.free(d);
+                    self.send_drops += 1;
+                    continue;
+                };
+                room.copy_from_slice(&frame);
+                d.len = frame.len() as u32;
+                if port.transmit(&[d]) == 0 {
+                    port.free(d);
+                    self.send_drops += 1;
+                    continue;
+                }
+                sent = true;
+            }
+            if sent {
+                port.flush();
+            }
+        }
     }
 }

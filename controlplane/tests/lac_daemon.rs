@@ -1,0 +1,453 @@
+//! `lacd` as a daemon between PPPoE subscribers on a veth and `lnsd` on
+//! another: subscribers (our discovery client and PPP client link, in this
+//! process, reaching the CPE's veth through a small packet-socket bridge)
+//! come up with an address from the LNS, one hangs up (PADT) and the LNS
+//! hears of it, and lacd stops cleanly on SIGTERM. Once with the control
+//! plane taking the access interface itself (no fast path), once through
+//! the AF_XDP fast path.
+//!
+//! **Needs** root (network namespaces, veth, AF_XDP, a packet socket) and
+//! `python3` (the bridge: the test crate has no packet-socket API). Without
+//! them the tests fail saying what is missing.
+
+// The helpers below are test code too: a failure in them is a failed test.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
+mod support;
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant as WallClock};
+
+use controlplane::ppp::{self, AuthMethod, Credentials, LinkState, PppConfig, PppLink, Role};
+use controlplane::pppoe;
+use controlplane::time::Instant;
+use dataplane::wire::ethernet::{self, Address, EtherType};
+use dataplane::wire::pppoe as pppoe_wire;
+use rand_chacha::rand_core::{RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rustix::process::Signal;
+use support::netns::{require_program, Lab};
+
+/// The bridge in the CPE's namespace: PPPoE frames (discovery and session)
+/// from the interface go to stdout as hex lines, hex lines from stdin go
+/// out.
+const BRIDGE: &str = r#"
+import select, socket, sys
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
+s.bind((sys.argv[1], 3))
+print("ready", flush=True)
+while True:
+    ready, _, _ = select.select([s, sys.stdin], [], [])
+    if s in ready:
+        frame, addr = s.recvfrom(65535)
+        if addr[2] != socket.PACKET_OUTGOING and frame[12:14] in (b"\x88\x63", b"\x88\x64"):
+            print("rx " + frame.hex(), flush=True)
+    if sys.stdin in ready:
+        line = sys.stdin.readline()
+        if not line:
+            break
+        s.send(bytes.fromhex(line.strip()))
+"#;
+
+/// The bridge process, killed when dropped (also when the test fails).
+struct Bridge {
+    child: Child,
+    stdin: ChildStdin,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Bridge {
+    fn start(namespace: &str, interface: &str) -> Bridge {
+        let mut command = Command::new("ip");
+        command
+            .args(["netns", "exec", namespace, "/usr/bin/python3", "-c", BRIDGE])
+            .arg(interface)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped());
+        // SAFETY: the closure runs in the forked child before exec and only
+        // makes one async-signal-safe system call (prctl): the bridge dies
+        // with the test process.
+        unsafe {
+            command.pre_exec(|| {
+                rustix::process::set_parent_process_death_signal(Some(Signal::KILL))
+                    .map_err(std::io::Error::from)
+            });
+        }
+        let mut child = command.spawn().expect("python3 bridge starts");
+        let stdin = child.stdin.take().expect("bridge stdin");
+        let stdout = child.stdout.take().expect("bridge stdout");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let bridge = Bridge {
+            child,
+            stdin,
+            lines,
+        };
+        let first = bridge
+            .lines
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the bridge says it is ready");
+        assert_eq!(first, "ready");
+        bridge
+    }
+
+    fn send(&mut self, frame: &[u8]) {
+        let hex: String = frame.iter().map(|b| format!("{b:02x}")).collect();
+        writeln!(self.stdin, "{hex}").expect("write to bridge");
+        self.stdin.flush().expect("flush bridge");
+    }
+}
+
+impl Drop for Bridge {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn unhex(s: &str) -> Vec<u8> {
+    (0..s.len() / 2)
+        .filter_map(|i| u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok())
+        .collect()
+}
+
+/// One subscriber: discovery, then a PPP client link in the session.
+struct Cpe {
+    mac: Address,
+    discovery: pppoe::Client,
+    ppp: PppConfig,
+    link: Option<PppLink>,
+    session: Option<(Address, u16)>,
+    up: Option<LinkState>,
+    down: Option<ppp::DownCause>,
+}
+
+/// The subscribers, driven by the wall clock through the bridge.
+struct Cpes {
+    cpes: Vec<Cpe>,
+    by_mac: HashMap<Address, usize>,
+    rng: ChaCha8Rng,
+    start: WallClock,
+    bridge: Bridge,
+}
+
+impl Cpes {
+    fn now(&self) -> Instant {
+        Instant::ZERO + self.start.elapsed()
+    }
+
+    fn add(&mut self, index: usize) {
+        let mac = Address([0x02, 0xcc, 0, 0, 0, index as u8]);
+        let mut discovery = pppoe::Client::new(
+            pppoe::ClientConfig {
+                mac,
+                ..pppoe::ClientConfig::default()
+            },
+            &mut self.rng,
+        );
+        discovery.start(self.now());
+        let mut ppp = PppConfig::client(Credentials {
+            username: format!("sub{index}").into_bytes(),
+            password: b"lab".to_vec(),
+        });
+        ppp.lcp.authenticate_self = vec![AuthMethod::ChapMd5, AuthMethod::Pap];
+        ppp.address_control = false;
+        ppp.lcp.mru = 1492;
+        self.by_mac.insert(mac, self.cpes.len());
+        self.cpes.push(Cpe {
+            mac,
+            discovery,
+            ppp,
+            link: None,
+            session: None,
+            up: None,
+            down: None,
+        });
+    }
+
+    /// Run for at most `limit`, until `done` holds.
+    fn run_until(&mut self, limit: Duration, done: impl Fn(&Cpes) -> bool) -> bool {
+        let deadline = WallClock::now() + limit;
+        loop {
+            self.pump();
+            if done(self) {
+                return true;
+            }
+            if WallClock::now() >= deadline {
+                return false;
+            }
+            if let Ok(line) = self.bridge.lines.recv_timeout(Duration::from_millis(10)) {
+                if let Some(hex) = line.strip_prefix("rx ") {
+                    self.deliver(&unhex(hex));
+                }
+            }
+        }
+    }
+
+    fn deliver(&mut self, frame: &[u8]) {
+        let now = self.now();
+        let Ok(eth) = ethernet::Frame::new_checked(frame) else {
+            return;
+        };
+        let Some(&i) = self.by_mac.get(&eth.dst_addr()) else {
+            return;
+        };
+        let cpe = &mut self.cpes[i];
+        match eth.ethertype() {
+            EtherType::PppoeDiscovery => {
+                cpe.discovery.handle_frame(now, frame);
+            }
+            EtherType::PppoeSession => {
+                let Ok(packet) = pppoe_wire::Packet::new_checked(eth.payload()) else {
+                    return;
+                };
+                if Some(packet.session_id()) != cpe.session.map(|s| s.1) {
+                    return;
+                }
+                if let Some(link) = cpe.link.as_mut() {
+                    link.handle_frame(now, packet.payload());
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Timers, events and frames out.
+    fn pump(&mut self) {
+        let now = self.now();
+        let mut out = Vec::new();
+        let mut buf = Vec::new();
+        for cpe in &mut self.cpes {
+            if cpe.discovery.poll_timeout().is_some_and(|t| t <= now) {
+                cpe.discovery.handle_timeout(now);
+            }
+            if let Some(link) = cpe.link.as_mut() {
+                if link.poll_timeout().is_some_and(|t| t <= now) {
+                    link.handle_timeout(now);
+                }
+            }
+            while cpe.discovery.poll_frame(&mut buf) {
+                out.push(core::mem::take(&mut buf));
+            }
+            while let Some(e) = cpe.discovery.poll_event() {
+                match e {
+                    pppoe::ClientEvent::Up { ac_mac, session_id } => {
+                        cpe.session = Some((ac_mac, session_id));
+                        let mut link = PppLink::new(
+                            Role::Client,
+                            cpe.ppp.clone(),
+                            Box::new(ChaCha8Rng::seed_from_u64(self.rng.next_u64())),
+                        );
+                        link.open(now);
+                        cpe.link = Some(link);
+                    }
+                    pppoe::ClientEvent::Down { .. } => {
+                        if let Some(link) = cpe.link.as_mut() {
+                            link.lower_down(now);
+                        }
+                    }
+                    pppoe::ClientEvent::Failed(f) => panic!("{}: discovery failed: {f:?}", cpe.mac),
+                }
+            }
+            let (Some(link), Some((ac_mac, session_id))) = (cpe.link.as_mut(), cpe.session) else {
+                continue;
+            };
+            while let Some(ppp) = link.poll_transmit(now) {
+                if cpe.discovery.state() == pppoe::ClientState::Up {
+                    out.push(session_frame(cpe.mac, ac_mac, session_id, &ppp));
+                }
+            }
+            while let Some(e) = link.poll_event() {
+                match e {
+                    ppp::Event::Up(state) => cpe.up = Some(*state),
+                    ppp::Event::Down { cause } => cpe.down = Some(cause),
+                    _ => {}
+                }
+            }
+        }
+        for frame in out {
+            self.bridge.send(&frame);
+        }
+    }
+
+    fn up_count(&self) -> usize {
+        self.cpes
+            .iter()
+            .filter(|c| c.up.is_some() && c.down.is_none())
+            .count()
+    }
+}
+
+fn session_frame(src: Address, dst: Address, session_id: u16, ppp: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(20 + ppp.len());
+    out.extend_from_slice(&dst.0);
+    out.extend_from_slice(&src.0);
+    out.extend_from_slice(&[0x88, 0x64, 0x11, 0x00]);
+    out.extend_from_slice(&session_id.to_be_bytes());
+    out.extend_from_slice(&(ppp.len() as u16).to_be_bytes());
+    out.extend_from_slice(ppp);
+    out.resize(out.len().max(60), 0);
+    out
+}
+
+fn chain(test: &str, fastpath: bool) {
+    require_program("python3", "python3").expect("python3");
+    let mut lab = Lab::new(test).expect("lab");
+    let cpe = lab.namespace("cpe").expect("cpe namespace");
+    let lac = lab.namespace("lac").expect("lac namespace");
+    let lns = lab.namespace("lns").expect("lns namespace");
+    let access = lab.link(&cpe, &lac).expect("access link");
+    let wan = lab.link(&lac, &lns).expect("wan link");
+
+    let users = lab.path("users");
+    let users_text: String = (0..8).map(|i| format!("sub{i} lab\n")).collect();
+    fs::write(&users, users_text).unwrap();
+    let lns_listen = format!("{}:1701", wan.b);
+    let lns_socket = lab.path("lns.sock");
+    let lnsd = lab
+        .spawn(
+            &lns,
+            "lnsd",
+            &[
+                env!("CARGO_BIN_EXE_lnsd"),
+                "--listen",
+                &lns_listen,
+                "--users",
+                users.to_str().unwrap(),
+                "--pool",
+                "100.64.0.2-100.64.0.100",
+                "--gateway",
+                "100.64.0.1",
+                "--socket",
+                lns_socket.to_str().unwrap(),
+            ],
+        )
+        .unwrap();
+    lab.wait_for_output(lnsd, "listening", Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("{e}\n{}", lab.report()));
+
+    let config = lab.path("lacd.toml");
+    fs::write(
+        &config,
+        format!(
+            r#"listen = "{lac_addr}:1701"
+hostname = "lac"
+[[lns]]
+address = "{lns_listen}"
+[pppoe]
+interface = "{access}"
+[dataplane]
+enabled = {fastpath}
+wan = "{wan}"
+[control]
+socket = "{socket}"
+"#,
+            lac_addr = wan.a,
+            access = access.interface,
+            wan = wan.interface,
+            socket = lab.path("lac.sock").display(),
+        ),
+    )
+    .unwrap();
+    let lacd = lab
+        .spawn(
+            &lac,
+            "lacd",
+            &[
+                env!("CARGO_BIN_EXE_lacd"),
+                "--config",
+                config.to_str().unwrap(),
+            ],
+        )
+        .unwrap();
+    lab.wait_for_output(lacd, "listening", Duration::from_secs(20))
+        .unwrap_or_else(|e| panic!("{e}\n{}", lab.report()));
+
+    let mut cpes = Cpes {
+        cpes: Vec::new(),
+        by_mac: HashMap::new(),
+        rng: ChaCha8Rng::seed_from_u64(7),
+        start: WallClock::now(),
+        bridge: Bridge::start(cpe.name(), &access.interface),
+    };
+    for i in 0..4 {
+        cpes.add(i);
+    }
+    let up = cpes.run_until(Duration::from_secs(30), |c| c.up_count() == 4);
+    assert!(
+        up,
+        "{} of 4 subscribers up: {:?}\n{}",
+        cpes.up_count(),
+        cpes.cpes
+            .iter()
+            .map(|c| (c.discovery.state(), c.link.as_ref().map(|l| l.phase())))
+            .collect::<Vec<_>>(),
+        lab.report()
+    );
+    for c in &cpes.cpes {
+        let address = c.up.as_ref().unwrap().ipcp.unwrap().local.unwrap();
+        assert!(address.octets()[..2] == [100, 64], "{address}");
+    }
+    lab.wait_for_output(lnsd, "session up", Duration::from_secs(5))
+        .ok();
+
+    // The first subscriber hangs up with a PADT: lacd sends CDN, the LNS
+    // ends the session.
+    let now = cpes.now();
+    cpes.cpes[0].discovery.close(now);
+    cpes.pump();
+    let lns_log = lab.path("lnsd.log");
+    let ended = WallClock::now() + Duration::from_secs(10);
+    while WallClock::now() < ended
+        && !fs::read_to_string(&lns_log)
+            .unwrap()
+            .contains("session down")
+    {
+        cpes.run_until(Duration::from_millis(100), |_| false);
+    }
+    assert!(
+        fs::read_to_string(&lns_log)
+            .unwrap()
+            .contains("session down"),
+        "the LNS never heard of the hang-up\n{}",
+        lab.report()
+    );
+    assert_eq!(cpes.up_count(), 3);
+
+    // A clean stop: PADT to the rest, CDN and StopCCN acknowledged.
+    let status = lab
+        .stop(lacd, Signal::TERM, Duration::from_secs(10))
+        .unwrap();
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "lacd: {status:?}\n{}",
+        lab.report()
+    );
+    cpes.run_until(Duration::from_secs(3), |c| c.up_count() == 0);
+    assert_eq!(cpes.up_count(), 0, "every subscriber got its PADT");
+    let log = lab.output(lacd);
+    assert!(log.contains("acknowledged=true"), "{}", lab.report());
+    let _ = lab.stop(lnsd, Signal::TERM, Duration::from_secs(5));
+}
+
+#[test]
+fn lacd_relays_pppoe_subscribers_without_a_fast_path() {
+    chain("lacd-cp", false);
+}
+
+#[test]
+fn lacd_relays_pppoe_subscribers_through_the_fast_path() {
+    chain("lacd-fp", true);
+}
