@@ -33,11 +33,18 @@ esac
 [[ $(id -u) -eq 0 ]] || die "needs root (network namespaces, veth, AF_XDP, TUN, capture)"
 command -v cargo >/dev/null || die "a Rust toolchain (cargo) is required"
 
+# One release build for both parts; they take the binaries from here.
+printf '\n==> building lnsd, lacd, l2tpctl and l2bench (release)\n'
+cargo build --release --quiet --manifest-path "$ROOT/Cargo.toml" \
+    -p controlplane --bins -p bench --bin l2bench
+TARGET="${CARGO_TARGET_DIR:-$ROOT/target}/release"
+export LNSD="$TARGET/lnsd" LACD="$TARGET/lacd" L2BENCH="$TARGET/l2bench" L2TPCTL="$TARGET/l2tpctl"
+
 failed=()
 if [[ $PART == lab || $PART == all ]]; then
     printf '\n######## 1. the lab: subscribers through lacd to lnsd x2, traffic both ways\n'
     "$ROOT/deploy/e2e/run.sh" --subscribers "${E2E_SUBSCRIBERS:-1000}" \
-        --rate "${E2E_RATE:-5000}" --duration "${E2E_DURATION:-10}" || failed+=(lab)
+        --rate "${E2E_RATE:-5000}" --duration "${E2E_DURATION:-10}" --no-build || failed+=(lab)
 fi
 if [[ $PART == interop || $PART == all ]]; then
     printf '\n######## 2. interop: xl2tpd, l2tpns and FreeRADIUS against our daemons\n'

@@ -197,13 +197,17 @@ need tshark tshark
 need cargo "a Rust toolchain"
 export PATH="$PATH:/usr/sbin:/sbin"
 
-say "building lnsd and lacd (release)"
-cargo build --release --quiet --manifest-path "$ROOT/Cargo.toml" -p controlplane --bins
-TARGET_DIR=$(cargo metadata --format-version 1 --no-deps --manifest-path "$ROOT/Cargo.toml" |
-    sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
-LNSD="$TARGET_DIR/release/lnsd"
-LACD="$TARGET_DIR/release/lacd"
-[[ -x $LNSD && -x $LACD ]] || die "built binaries not found in $TARGET_DIR/release"
+# LNSD and LACD in the environment (deploy/demo.sh builds once for all its
+# parts) or this checkout's release build.
+if [[ -z ${LNSD:-} || -z ${LACD:-} ]]; then
+    say "building lnsd and lacd (release)"
+    cargo build --release --quiet --manifest-path "$ROOT/Cargo.toml" -p controlplane --bins
+    TARGET_DIR=$(cargo metadata --format-version 1 --no-deps --manifest-path "$ROOT/Cargo.toml" |
+        sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+    LNSD="$TARGET_DIR/release/lnsd"
+    LACD="$TARGET_DIR/release/lacd"
+fi
+[[ -x $LNSD && -x $LACD ]] || die "no lnsd or lacd binary ($LNSD, $LACD)"
 
 WORK=$(mktemp -d /tmp/l2tp-demo.XXXXXX)
 
@@ -212,7 +216,7 @@ say "1. xl2tpd (LAC, $LAC_ADDR) dials our lnsd (LNS, $LNS_ADDR)"
 lab
 capture_start xl2tpd
 start lnsd "$TAG-lns" env RUST_LOG=info "$LNSD" --listen "$LNS_ADDR:1701" \
-    --secret "$SECRET" --require-auth --hostname demo-lnsd --duration 20
+    --secret "$SECRET" --require-auth --hostname demo-lnsd --socket "$WORK/lnsd.sock"
 wait_for "$WORK/lnsd.log" "listening" 10
 printf '* * %s\n' "$SECRET" >"$WORK/xl2tpd-secrets"
 chmod 600 "$WORK/xl2tpd-secrets"
