@@ -1,0 +1,572 @@
+//! The LAC with its fast path on real veth pairs: PPPoE subscribers find
+//! the LAC through discovery frames the access port's workers punt to the
+//! lac node, their PPP reaches an LNS over L2TP, and once each call is up
+//! the workers relay PPPoE ↔ L2TP both ways.
+//!
+//! **Needs root** (network namespaces, veth, BPF, AF_XDP), as CI runs.
+//!
+//! ```text
+//!   cpe                          lac                            lns
+//!   veth1  <── access ──>  veth1 (port 0)
+//!   AF_XDP port, steering  lac::Node + LacFastpath
+//!   takes every frame:     veth2 10.200.2.1 (port 1) <──>  veth2 10.200.2.2
+//!   PPPoE clients and                                      lns::Node over its
+//!   PPP links (own loop)                                   UDP socket (kernel)
+//! ```
+//!
+//! The subscribers' side is the test's own loop over an AF_XDP port whose
+//! steering program sends it every frame. The LAC and the LNS run on
+//! threads inside their namespaces, each as its daemon would (driver in
+//! 1 ms slices; the LAC also programs and services its fast path). Data
+//! upstream ends in the LNS node (counted there as subscriber traffic),
+//! data downstream is sent by the LNS node's endpoint; the LAC workers'
+//! counters must show both relayed.
+
+// Test code throughout (helpers included), so the workspace's test
+// allowances for unwrap/expect/panic apply to the whole file.
+#![cfg(test)]
+
+mod support;
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::ops::ControlFlow;
+use std::os::fd::AsFd;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::time::{Duration, Instant as StdInstant};
+
+use controlplane::aaa::pool::AddressPool;
+use controlplane::aaa::users::Users;
+use controlplane::aaa::Authenticator;
+use controlplane::driver::{Clock, Driver};
+use controlplane::fastpath::lac::LacFastpath;
+use controlplane::fastpath::{FastpathConfig, FastpathSummary, Role};
+use controlplane::l2tp::SessionHandle;
+use controlplane::lac::{self, LnsEntry};
+use controlplane::lns;
+use controlplane::ppp::{self, Credentials, PppConfig, PppLink};
+use controlplane::pppoe::client::{self as pppoe_client, Client};
+use dataplane::counters::PathKind;
+use dataplane::io::afxdp::{AfXdpConfig, AfXdpPort, Steering, SteeringOptions, XdpMode};
+use dataplane::io::{Descriptor, Port};
+use dataplane::wire::ethernet;
+use dataplane::wire::{ipv4, udp};
+use rand_chacha::rand_core::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rustix::thread::{move_into_link_name_space, LinkNameSpaceType};
+
+use support::netns::{run, Lab, Netns};
+
+const SUBSCRIBERS: usize = 3;
+/// Frames per subscriber and direction.
+const PER_SUBSCRIBER: usize = 20;
+const L2TP_PORT: u16 = 1701;
+const ACCESS_MAC: [u8; 6] = [0x02, 0xac, 0, 0, 0, 1];
+const GATEWAY: Ipv4Addr = Ipv4Addr::new(100, 64, 0, 1);
+/// How long either daemon thread may run, whatever happens.
+const THREAD_LIMIT: Duration = Duration::from_secs(120);
+
+fn ns_path(ns: &Netns) -> PathBuf {
+    PathBuf::from("/run/netns").join(ns.name())
+}
+
+fn enter(ns: &PathBuf) {
+    let file = File::open(ns).expect("opening the namespace");
+    move_into_link_name_space(file.as_fd(), Some(LinkNameSpaceType::Network)).expect("setns");
+}
+
+fn ask<T>(commands: &Sender<Cmd>, make: impl FnOnce(Sender<T>) -> Cmd) -> T {
+    let (tx, rx) = mpsc::channel();
+    commands.send(make(tx)).expect("the thread is gone");
+    rx.recv_timeout(Duration::from_secs(10))
+        .expect("the thread did not answer")
+}
+
+/// What the daemon threads are asked.
+enum Cmd {
+    /// LAC: the workers' counters and how many calls are up.
+    LacReport(Sender<(FastpathSummary, usize)>),
+    /// LNS: subscriber frames the node received, and sessions established.
+    LnsReport(Sender<(u64, usize)>),
+    /// LNS: send these IPv4 packets into the session of their destination.
+    LnsSend(Vec<Vec<u8>>, Sender<usize>),
+}
+
+// --- the LNS: kernel path only --------------------------------------------------
+
+fn run_lns(ns: PathBuf, addr: Ipv4Addr, stop: &AtomicBool, commands: Receiver<Cmd>) {
+    enter(&ns);
+    let socket = UdpSocket::bind(SocketAddrV4::new(addr, L2TP_PORT)).unwrap();
+    let node = lns::Node::new(
+        lns::Config::new("lns", GATEWAY),
+        Authenticator::local(Users::parse("sub lab\n", "users").unwrap()),
+        AddressPool::parse(&["100.64.0.0/24"]).unwrap(),
+        Box::new(ChaCha8Rng::seed_from_u64(1)),
+    )
+    .unwrap();
+    let mut driver = Driver::new(socket, node).unwrap();
+    let mut sessions: HashMap<Ipv4Addr, SessionHandle> = HashMap::new();
+    let started = StdInstant::now();
+    while !stop.load(Ordering::Relaxed) && started.elapsed() < THREAD_LIMIT {
+        let slice_end = driver.now() + Duration::from_millis(1);
+        driver
+            .run_until(slice_end, |_node, event| {
+                if let lns::Event::SessionEstablished(s) = event {
+                    sessions.insert(s.address, s.session);
+                }
+                ControlFlow::Continue(())
+            })
+            .unwrap();
+        while let Ok(cmd) = commands.try_recv() {
+            match cmd {
+                Cmd::LnsReport(reply) => {
+                    let node = driver.node();
+                    let _ = reply.send((node.stats().data_frames, node.established_count()));
+                }
+                Cmd::LnsSend(packets, reply) => {
+                    let mut sent = 0;
+                    for p in packets {
+                        let dst = Ipv4Addr::new(p[16], p[17], p[18], p[19]);
+                        let Some(&h) = sessions.get(&dst) else {
+                            continue;
+                        };
+                        let frame = [&[0xff, 0x03, 0x00, 0x21][..], &p].concat();
+                        let t = driver.node_mut().endpoint_mut().send_data(h, &frame);
+                        if let Ok(t) = t {
+                            if driver.send(SocketAddr::V4(t.remote), &t.payload).is_ok() {
+                                sent += 1;
+                            }
+                        }
+                    }
+                    let _ = reply.send(sent);
+                }
+                Cmd::LacReport(_) => unreachable!(),
+            }
+        }
+    }
+}
+
+// --- the LAC with its fast path ----------------------------------------------------
+
+fn run_lac(ns: PathBuf, wan: Ipv4Addr, lns: Ipv4Addr, stop: &AtomicBool, commands: Receiver<Cmd>) {
+    enter(&ns);
+    let local = SocketAddrV4::new(wan, L2TP_PORT);
+    let socket = UdpSocket::bind(local).unwrap();
+    let mac = ethernet::Address(ACCESS_MAC);
+    let mut config = lac::Config::new(
+        "lac",
+        mac,
+        vec![LnsEntry::new(SocketAddrV4::new(lns, L2TP_PORT))],
+    );
+    config.local_address = local;
+    let clock = Clock::new();
+    let node = lac::Node::new(config, clock.now(), Box::new(ChaCha8Rng::seed_from_u64(3))).unwrap();
+    let mut driver = Driver::with_clock(socket, node, clock).unwrap();
+    let fp_config = FastpathConfig {
+        max_sessions: 1024,
+        ..FastpathConfig::new(Role::Lac, vec!["veth1".into(), "veth2".into()], vec![wan])
+    };
+    let mut fp = LacFastpath::start(fp_config, mac).unwrap();
+    let started = StdInstant::now();
+    while !stop.load(Ordering::Relaxed) && started.elapsed() < THREAD_LIMIT {
+        let slice_end = driver.now() + Duration::from_millis(1);
+        driver
+            .run_until(slice_end, |_node, event| {
+                fp.program(&event);
+                ControlFlow::Continue(())
+            })
+            .unwrap();
+        let now = driver.now();
+        fp.service(driver.node_mut(), now);
+        while let Ok(cmd) = commands.try_recv() {
+            match cmd {
+                Cmd::LacReport(reply) => {
+                    let summary = fp.fastpath().fresh_reports(Duration::from_secs(2)).unwrap();
+                    let _ = reply.send((summary, driver.node().up_count()));
+                }
+                _ => unreachable!(),
+            }
+        }
+    }
+    fp.stop();
+}
+
+// --- the subscribers ------------------------------------------------------------------
+
+struct Subscriber {
+    mac: ethernet::Address,
+    discovery: Client,
+    link: PppLink,
+    /// The LAC's MAC and the PPPoE session, once discovery is done.
+    session: Option<(ethernet::Address, u16)>,
+    address: Option<Ipv4Addr>,
+    /// IPv4 packets received.
+    received: Vec<Vec<u8>>,
+}
+
+struct Cpe {
+    port: AfXdpPort,
+    subscribers: Vec<Subscriber>,
+    clock: Clock,
+}
+
+impl Cpe {
+    fn send(&mut self, frame: &[u8]) {
+        let mut d = self.port.alloc().expect("a free frame");
+        d.len = frame.len() as u32;
+        let range = d.range();
+        self.port.frame_mut(d.frame)[range].copy_from_slice(frame);
+        assert_eq!(self.port.transmit(&[d]), 1);
+        self.port.flush();
+    }
+
+    fn pppoe_session(
+        to: ethernet::Address,
+        from: ethernet::Address,
+        sid: u16,
+        ppp: &[u8],
+    ) -> Vec<u8> {
+        let mut f = Vec::with_capacity(20 + ppp.len());
+        f.extend_from_slice(&to.0);
+        f.extend_from_slice(&from.0);
+        f.extend_from_slice(&[0x88, 0x64, 0x11, 0x00]);
+        f.extend_from_slice(&sid.to_be_bytes());
+        f.extend_from_slice(&(ppp.len() as u16).to_be_bytes());
+        f.extend_from_slice(ppp);
+        f
+    }
+
+    /// One turn: timers, output, then what the port received.
+    fn turn(&mut self) {
+        let now = self.clock.now();
+        let mut out = Vec::new();
+        for s in &mut self.subscribers {
+            if s.discovery.poll_timeout().is_some_and(|t| t <= now) {
+                s.discovery.handle_timeout(now);
+            }
+            if s.link.poll_timeout().is_some_and(|t| t <= now) {
+                s.link.handle_timeout(now);
+            }
+            let mut buf = Vec::new();
+            while s.discovery.poll_frame(&mut buf) {
+                out.push(buf.clone());
+            }
+            while let Some(event) = s.discovery.poll_event() {
+                if let pppoe_client::Event::Up { ac_mac, session_id } = event {
+                    s.session = Some((ac_mac, session_id));
+                    s.link.open(now);
+                }
+            }
+            while let Some(frame) = s.link.poll_transmit(now) {
+                if let Some((ac, sid)) = s.session {
+                    out.push(Cpe::pppoe_session(ac, s.mac, sid, &frame));
+                }
+            }
+            while let Some(event) = s.link.poll_event() {
+                if let ppp::Event::Up(state) = event {
+                    s.address = state.ipcp.and_then(|r| r.local);
+                }
+            }
+        }
+        for frame in out {
+            self.send(&frame);
+        }
+        let mut burst = [Descriptor::default(); 16];
+        let n = self.port.receive(&mut burst);
+        for d in &burst[..n] {
+            let frame = self.port.frame(d.frame)[d.range()].to_vec();
+            self.port.free(*d);
+            self.deliver(now, &frame);
+        }
+        if n == 0 {
+            std::thread::sleep(Duration::from_micros(500));
+        }
+    }
+
+    fn deliver(&mut self, now: controlplane::time::Instant, frame: &[u8]) {
+        if frame.len() < 20 {
+            return;
+        }
+        let dst = ethernet::Address([frame[0], frame[1], frame[2], frame[3], frame[4], frame[5]]);
+        let Some(s) = self.subscribers.iter_mut().find(|s| s.mac == dst) else {
+            return;
+        };
+        match [frame[12], frame[13]] {
+            [0x88, 0x63] => {
+                s.discovery.handle_frame(now, frame);
+            }
+            [0x88, 0x64] => {
+                let len = usize::from(u16::from_be_bytes([frame[18], frame[19]]));
+                let Some(ppp) = frame.get(20..20 + len) else {
+                    return;
+                };
+                if ppp.starts_with(&[0x00, 0x21]) {
+                    s.received.push(ppp[2..].to_vec());
+                } else {
+                    s.link.handle_frame(now, ppp);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn run_until(&mut self, limit: Duration, mut done: impl FnMut(&Cpe) -> bool) -> bool {
+        let deadline = StdInstant::now() + limit;
+        while !done(self) {
+            if StdInstant::now() >= deadline {
+                return false;
+            }
+            self.turn();
+        }
+        true
+    }
+}
+
+/// IPv4/UDP from `src` to `dst` with `payload`, checksums filled.
+fn ipv4_udp(src: SocketAddrV4, dst: SocketAddrV4, payload: &[u8]) -> Vec<u8> {
+    let mut p = vec![0u8; ipv4::HEADER_LEN + udp::HEADER_LEN + payload.len()];
+    ipv4::Repr {
+        src_addr: *src.ip(),
+        dst_addr: *dst.ip(),
+        protocol: ipv4::Protocol::Udp,
+        ttl: 64,
+        dscp: 0,
+        ecn: 0,
+        ident: 1,
+        dont_frag: true,
+        more_frags: false,
+        frag_offset: 0,
+        payload_len: udp::HEADER_LEN + payload.len(),
+    }
+    .emit(&mut p)
+    .unwrap();
+    udp::Repr {
+        src_port: src.port(),
+        dst_port: dst.port(),
+        payload_len: payload.len(),
+    }
+    .emit(&mut p[ipv4::HEADER_LEN..])
+    .unwrap();
+    p[ipv4::HEADER_LEN + udp::HEADER_LEN..].copy_from_slice(payload);
+    udp::Packet::new_unchecked(&mut p[ipv4::HEADER_LEN..]).fill_checksum(*src.ip(), *dst.ip());
+    p
+}
+
+/// Stops the daemon threads when the test leaves its scope, also by a
+/// panic.
+struct StopOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+#[test]
+fn lac_fast_path_relays_pppoe_and_l2tp_both_ways() {
+    let mut lab = Lab::new("fastpath-lac").expect("lab");
+    let cpe_ns = lab.namespace("cpe").unwrap();
+    let lac_ns = lab.namespace("lac").unwrap();
+    let lns_ns = lab.namespace("lns").unwrap();
+    let access = lab.link(&cpe_ns, &lac_ns).unwrap();
+    let wan = lab.link(&lac_ns, &lns_ns).unwrap();
+    assert_eq!(access.interface, "veth1");
+    assert_eq!(wan.interface, "veth2");
+    let mac = ACCESS_MAC.map(|b| format!("{b:02x}")).join(":");
+    run(&[
+        "ip",
+        "-n",
+        lac_ns.name(),
+        "link",
+        "set",
+        "veth1",
+        "address",
+        &mac,
+    ])
+    .unwrap();
+
+    // The subscribers' port: every frame of cpe's veth1 to the socket.
+    let (steering, port) = {
+        let ns = ns_path(&cpe_ns);
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    enter(&ns);
+                    let options = SteeringOptions {
+                        everything: true,
+                        ..SteeringOptions::default()
+                    };
+                    let s = Steering::attach_with("veth1", XdpMode::Skb, options).unwrap();
+                    let p = AfXdpPort::open(&AfXdpConfig::new("veth1", 0), Some(&s)).unwrap();
+                    (s, p)
+                })
+                .join()
+                .unwrap()
+        })
+    };
+    let mut rng = ChaCha8Rng::seed_from_u64(9);
+    let subscribers = (0..SUBSCRIBERS)
+        .map(|i| {
+            let mac = ethernet::Address([0x02, 0xcc, 0, 0, 0, i as u8 + 1]);
+            let mut ppp = PppConfig::client(Credentials {
+                username: b"sub".to_vec(),
+                password: b"lab".to_vec(),
+            });
+            ppp.address_control = false;
+            ppp.lcp.mru = 1492;
+            Subscriber {
+                mac,
+                discovery: Client::new(
+                    pppoe_client::Config {
+                        mac,
+                        ..pppoe_client::Config::default()
+                    },
+                    &mut rng,
+                ),
+                link: PppLink::new(
+                    ppp::Role::Client,
+                    ppp,
+                    Box::new(ChaCha8Rng::seed_from_u64(10 + i as u64)),
+                ),
+                session: None,
+                address: None,
+                received: Vec::new(),
+            }
+        })
+        .collect();
+    let mut cpe = Cpe {
+        port,
+        subscribers,
+        clock: Clock::new(),
+    };
+
+    let stop = AtomicBool::new(false);
+    let (lac_cmd, lac_rx) = mpsc::channel();
+    let (lns_cmd, lns_rx) = mpsc::channel();
+    std::thread::scope(|scope| {
+        let lns_thread = scope.spawn(|| run_lns(ns_path(&lns_ns), wan.b, &stop, lns_rx));
+        let lac_thread = scope.spawn(|| run_lac(ns_path(&lac_ns), wan.a, wan.b, &stop, lac_rx));
+        {
+            let _stop = StopOnDrop(&stop);
+            exercise(&mut cpe, &lac_cmd, &lns_cmd);
+        }
+        lac_thread.join().expect("the LAC thread panicked");
+        lns_thread.join().expect("the LNS thread panicked");
+    });
+    drop(cpe);
+    drop(steering);
+    drop(lab);
+}
+
+fn exercise(cpe: &mut Cpe, lac: &Sender<Cmd>, lns: &Sender<Cmd>) {
+    let now = cpe.clock.now();
+    for s in &mut cpe.subscribers {
+        s.discovery.start(now);
+    }
+    let started = StdInstant::now();
+    let all_up = cpe.run_until(Duration::from_secs(40), |c| {
+        c.subscribers.iter().all(|s| s.address.is_some())
+    });
+    let states: Vec<_> = cpe
+        .subscribers
+        .iter()
+        .map(|s| (s.discovery.state(), s.session, s.address))
+        .collect();
+    assert!(all_up, "subscribers not up: {states:?}");
+    let setup = started.elapsed();
+    // The calls are programmed once the LAC reports them up.
+    let deadline = StdInstant::now() + Duration::from_secs(5);
+    loop {
+        let (summary, up) = ask(lac, Cmd::LacReport);
+        if up == SUBSCRIBERS && summary.sessions == SUBSCRIBERS {
+            break;
+        }
+        assert!(
+            StdInstant::now() < deadline,
+            "calls not programmed: {up} up, {} in the tables",
+            summary.sessions
+        );
+        cpe.turn();
+    }
+    let (before, _) = ask(lac, Cmd::LacReport);
+    let (lns_frames_before, established) = ask(lns, Cmd::LnsReport);
+    assert_eq!(established, SUBSCRIBERS);
+
+    // Upstream: each subscriber sends IPv4 over PPPoE; the LAC's workers
+    // put it into L2TP; the LNS node counts it.
+    let far = SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 1), 9);
+    for i in 0..SUBSCRIBERS {
+        let s = &cpe.subscribers[i];
+        let (ac, sid) = s.session.unwrap();
+        let src = SocketAddrV4::new(s.address.unwrap(), 5001);
+        let mac = s.mac;
+        for n in 0..PER_SUBSCRIBER {
+            let ip = ipv4_udp(src, far, format!("up {i} {n}").as_bytes());
+            let ppp = [&[0x00, 0x21][..], &ip].concat();
+            let frame = Cpe::pppoe_session(ac, mac, sid, &ppp);
+            cpe.send(&frame);
+        }
+    }
+    let want = (SUBSCRIBERS * PER_SUBSCRIBER) as u64;
+    let deadline = StdInstant::now() + Duration::from_secs(5);
+    let lns_frames = loop {
+        let (frames, _) = ask(lns, Cmd::LnsReport);
+        if frames - lns_frames_before >= want {
+            break frames - lns_frames_before;
+        }
+        assert!(
+            StdInstant::now() < deadline,
+            "upstream: {} of {want} at the LNS",
+            frames - lns_frames_before
+        );
+        cpe.turn();
+    };
+
+    // Downstream: the LNS sends IPv4 into each session; the LAC's workers
+    // relay it to the subscriber's PPPoE session.
+    let packets: Vec<Vec<u8>> = cpe
+        .subscribers
+        .iter()
+        .enumerate()
+        .flat_map(|(i, s)| {
+            let dst = SocketAddrV4::new(s.address.unwrap(), 5001);
+            (0..PER_SUBSCRIBER).map(move |n| ipv4_udp(far, dst, format!("down {i} {n}").as_bytes()))
+        })
+        .collect();
+    let sent = ask(lns, |tx| Cmd::LnsSend(packets, tx));
+    assert_eq!(sent, SUBSCRIBERS * PER_SUBSCRIBER);
+    let got_all = cpe.run_until(Duration::from_secs(5), |c| {
+        c.subscribers
+            .iter()
+            .all(|s| s.received.len() >= PER_SUBSCRIBER)
+    });
+    let received: Vec<usize> = cpe.subscribers.iter().map(|s| s.received.len()).collect();
+    for (i, s) in cpe.subscribers.iter().enumerate() {
+        for ip in &s.received {
+            assert_eq!(&ip[16..20], &s.address.unwrap().octets(), "subscriber {i}");
+            assert!(ip[28..].starts_with(format!("down {i} ").as_bytes()));
+        }
+    }
+
+    let (after, _) = ask(lac, Cmd::LacReport);
+    let up_fwd = after.counters.forwards(PathKind::LacUpstream)
+        - before.counters.forwards(PathKind::LacUpstream);
+    let down_fwd = after.counters.forwards(PathKind::LacDownstream)
+        - before.counters.forwards(PathKind::LacDownstream);
+    eprintln!(
+        "fastpath_lac: {SUBSCRIBERS} subscribers up in {setup:?}; upstream {lns_frames}/{want} at the LNS \
+         (LAC workers relayed {up_fwd}); downstream {received:?} of {PER_SUBSCRIBER} each (relayed {down_fwd}); \
+         counters {:?}",
+        after.counters.nonzero().collect::<Vec<_>>()
+    );
+    assert!(got_all, "downstream: {received:?}");
+    assert_eq!(lns_frames, want);
+    assert_eq!(up_fwd, want, "upstream not all through the LAC's workers");
+    assert_eq!(
+        down_fwd, want,
+        "downstream not all through the LAC's workers"
+    );
+}
