@@ -404,10 +404,14 @@ impl<P: Port> Worker<P> {
         self.tx[out].push(d);
     }
 
-    /// Rule 4 of the port contract: ports with separate memories get a copy.
+    /// Rule 4 of the port contract: ports with separate memories hand the
+    /// packet over when they can, and copy it otherwise.
     #[inline]
     fn copy_forward(&mut self, in_port: usize, out: usize, d: Descriptor) {
         let (src, dst) = two_mut(&mut self.ports, in_port, out);
+        if let Some(moved) = dst.hand_over(src, d) {
+            return self.queue_tx(out, moved);
+        }
         let Some(mut copy) = dst.alloc() else {
             return self.drop_packet(in_port, d, DropReason::NoFrame);
         };

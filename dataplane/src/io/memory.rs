@@ -7,6 +7,11 @@
 //! bounded, so a full transmit ring is a short count as on real hardware.
 //! Nothing allocates after [`MemoryPort::new`] except `pop_tx`, which hands
 //! the test an owned copy.
+//!
+//! Each frame is a buffer of its own, so that a packet can move to another
+//! memory port without a copy ([`Port::hand_over`]): the two ports trade
+//! the packet's buffer for a free one, which is what passing a descriptor
+//! between ports that share an AF_XDP UMEM costs.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -52,7 +57,7 @@ static NEXT_MEMORY: AtomicUsize = AtomicUsize::new(1);
 #[derive(Debug)]
 pub struct MemoryPort {
     config: MemoryPortConfig,
-    memory: Vec<u8>,
+    frames: Vec<Box<[u8]>>,
     memory_id: MemoryId,
     free: Vec<FrameId>,
     rx: VecDeque<Descriptor>,
@@ -66,7 +71,9 @@ impl MemoryPort {
         let frames = config.frames.min(FrameId::MAX as usize);
         MemoryPort {
             config,
-            memory: vec![0; frames * config.frame_size],
+            frames: (0..frames)
+                .map(|_| vec![0; config.frame_size].into_boxed_slice())
+                .collect(),
             memory_id: NEXT_MEMORY.fetch_add(1, Ordering::Relaxed),
             // Lowest frame ids first, so tests see frames 0, 1, 2 ...
             free: (0..frames as FrameId).rev().collect(),
@@ -108,7 +115,7 @@ impl MemoryPort {
     pub fn drain_tx(&mut self, mut sink: impl FnMut(&[u8])) -> usize {
         let n = self.tx_wire.len();
         while let Some(d) = self.tx_wire.pop_front() {
-            sink(&self.memory[self.frame_range(d.frame)][d.range()]);
+            sink(self.frame(d.frame).get(d.range()).unwrap_or(&[]));
             self.free.push(d.frame);
         }
         n
@@ -122,15 +129,7 @@ impl MemoryPort {
     /// Frames neither free nor on a ring: held by the worker. Zero after a
     /// test means nothing leaked.
     pub fn frames_in_use(&self) -> usize {
-        self.memory.len() / self.config.frame_size
-            - self.free.len()
-            - self.rx.len()
-            - self.tx_pending()
-    }
-
-    fn frame_range(&self, frame: FrameId) -> core::ops::Range<usize> {
-        let start = frame as usize * self.config.frame_size;
-        start..start + self.config.frame_size
+        self.frames.len() - self.free.len() - self.rx.len() - self.tx_pending()
     }
 }
 
@@ -167,13 +166,16 @@ impl Port for MemoryPort {
         })
     }
 
+    #[inline]
     fn frame(&self, frame: FrameId) -> &[u8] {
-        &self.memory[self.frame_range(frame)]
+        self.frames.get(frame as usize).map_or(&[], |f| &f[..])
     }
 
+    #[inline]
     fn frame_mut(&mut self, frame: FrameId) -> &mut [u8] {
-        let range = self.frame_range(frame);
-        &mut self.memory[range]
+        self.frames
+            .get_mut(frame as usize)
+            .map_or(&mut [], |f| &mut f[..])
     }
 
     fn frame_size(&self) -> usize {
@@ -190,6 +192,28 @@ impl Port for MemoryPort {
 
     fn mac_addr(&self) -> ethernet::Address {
         self.config.mac_addr
+    }
+
+    /// Trade the packet's buffer for one of our free ones: `from` gets the
+    /// free buffer back in `d`'s slot (now free there), we put the packet's
+    /// buffer in the slot we took. Same frame size only.
+    #[inline]
+    fn hand_over(&mut self, from: &mut MemoryPort, d: Descriptor) -> Option<Descriptor> {
+        if self.config.frame_size != from.config.frame_size || d.frame as usize >= from.frames.len()
+        {
+            return None;
+        }
+        let frame = self.free.pop()?;
+        let (Some(ours), Some(theirs)) = (
+            self.frames.get_mut(frame as usize),
+            from.frames.get_mut(d.frame as usize),
+        ) else {
+            self.free.push(frame);
+            return None;
+        };
+        core::mem::swap(ours, theirs);
+        from.free.push(d.frame);
+        Some(Descriptor { frame, ..d })
     }
 }
 
@@ -224,6 +248,28 @@ mod tests {
         p.flush();
         assert_eq!(p.pop_tx(), Some(vec![0, 1, 2, 3]));
         assert_eq!(p.frames_in_use(), 0);
+    }
+
+    #[test]
+    fn a_packet_moves_to_another_port_without_a_copy() {
+        let (mut a, mut b) = (port(), port());
+        assert!(a.push_rx(&[7, 8, 9]));
+        let mut d = [Descriptor::default(); 1];
+        assert_eq!(a.receive(&mut d), 1);
+        let moved = b.hand_over(&mut a, d[0]).unwrap();
+        assert_eq!((moved.offset, moved.len), (d[0].offset, 3));
+        assert_eq!(a.frames_in_use(), 0, "the source got a free buffer back");
+        assert_eq!(b.frames_in_use(), 1);
+        assert_eq!(b.transmit(&[moved]), 1);
+        b.flush();
+        assert_eq!(b.pop_tx(), Some(vec![7, 8, 9]));
+        assert_eq!(b.frames_in_use(), 0);
+        // No free frame on the taking side: the caller copies.
+        while b.alloc().is_some() {}
+        assert!(a.push_rx(&[1]));
+        assert_eq!(a.receive(&mut d), 1);
+        assert!(b.hand_over(&mut a, d[0]).is_none());
+        assert_eq!(a.frames_in_use(), 1, "still a's");
     }
 
     #[test]

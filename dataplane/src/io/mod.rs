@@ -24,8 +24,11 @@
 //!    LAC holding rings), which later ends in one of the first two.
 //! 4. A packet that leaves by another port than the one it arrived on is
 //!    passed as it is when both ports report the same [`Port::memory`] (a
-//!    shared UMEM), and otherwise copied into a frame of the other port from
-//!    [`Port::alloc`] and the original freed. Nothing else crosses ports.
+//!    shared UMEM); otherwise the other port may take it over without a
+//!    copy ([`Port::hand_over`], which the in-memory port does by trading
+//!    frame buffers), and else it is copied into a frame of the other port
+//!    from [`Port::alloc`] and the original freed. Nothing else crosses
+//!    ports.
 //! 5. [`Port::transmit`] queues; the frames reach the wire (the kernel is
 //!    woken, if it asked to be) on [`Port::flush`], which the worker calls
 //!    once per burst.
@@ -105,4 +108,17 @@ pub trait Port {
 
     /// The port's own MAC address: the source of what it sends.
     fn mac_addr(&self) -> ethernet::Address;
+
+    /// Take packet `d` of port `from` into this port without copying its
+    /// bytes, when the two can (rule 4 of the module documentation):
+    /// `Some` is the packet's descriptor here, and `from` no longer owns
+    /// `d`; `None` (the default, and when this port has no frame to give
+    /// back) leaves `d` with `from`, to be copied.
+    fn hand_over(&mut self, from: &mut Self, d: Descriptor) -> Option<Descriptor>
+    where
+        Self: Sized,
+    {
+        let _ = (from, d);
+        None
+    }
 }
