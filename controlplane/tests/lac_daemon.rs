@@ -302,7 +302,7 @@ fn session_frame(src: Address, dst: Address, session_id: u16, ppp: &[u8]) -> Vec
     out
 }
 
-fn chain(test: &str, fastpath: bool) {
+fn chain(test: &str, fastpath: bool, mode: &str) {
     require_program("python3", "python3").expect("python3");
     let mut lab = Lab::new(test).expect("lab");
     let cpe = lab.namespace("cpe").expect("cpe namespace");
@@ -344,6 +344,7 @@ fn chain(test: &str, fastpath: bool) {
         format!(
             r#"listen = "{lac_addr}:1701"
 hostname = "lac"
+mode = "{mode}"
 [[lns]]
 address = "{lns_listen}"
 [pppoe]
@@ -386,6 +387,10 @@ socket = "{socket}"
         cpes.add(i);
     }
     let up = cpes.run_until(Duration::from_secs(30), |c| c.up_count() == 4);
+    eprintln!(
+        "{test}: 4 subscribers up {:?} after the first PADI",
+        cpes.start.elapsed()
+    );
     assert!(
         up,
         "{} of 4 subscribers up: {:?}\n{}",
@@ -444,10 +449,15 @@ socket = "{socket}"
 
 #[test]
 fn lacd_relays_pppoe_subscribers_without_a_fast_path() {
-    chain("lacd-cp", false);
+    chain("lacd-cp", false, "relay");
 }
 
 #[test]
 fn lacd_relays_pppoe_subscribers_through_the_fast_path() {
-    chain("lacd-fp", true);
+    chain("lacd-fp", true, "relay");
+}
+
+#[test]
+fn lacd_proxies_lcp_and_authentication_through_the_fast_path() {
+    chain("lacd-px", true, "proxy");
 }

@@ -34,7 +34,7 @@ use controlplane::ctl::{Clear, Json, Reply, Request, Show};
 use controlplane::driver::{os_rng, Driver};
 use controlplane::fastpath::lac::LacFastpath;
 use controlplane::fastpath::{FastpathConfig, FastpathSummary, Role};
-use controlplane::l2tp::codes::stop_ccn;
+use controlplane::l2tp::codes::{cdn, stop_ccn};
 use controlplane::l2tp::{Endpoint, ResultCode, TunnelHandle};
 use controlplane::lac::{self, EndCause, LnsEntry, Mode, Stage, SubscriberKey};
 use controlplane::metrics::{Metrics, MetricsServer};
@@ -319,9 +319,9 @@ impl L2tpNode for lac::Node {
     fn log(event: &lac::Event) {
         log_lac_event(event);
     }
-    fn close_tunnel(&mut self, now: Instant, tunnel: TunnelHandle, _result: ResultCode) {
+    fn close_tunnel(&mut self, now: Instant, tunnel: TunnelHandle, result: ResultCode) {
         // Its subscribers get a PADT too.
-        self.clear_tunnel(now, tunnel);
+        lac::Node::close_tunnel(self, now, tunnel, result);
     }
 }
 
@@ -672,7 +672,8 @@ impl Daemon {
             "stopping: PADT and CDN for every subscriber, StopCCN for every tunnel"
         );
         for key in keys {
-            node.clear_session(now, key);
+            let result = ResultCode::with_message(cdn::ADMINISTRATIVE, "LAC shutting down");
+            node.close_session(now, key, result);
         }
         self.flush_access();
         let acknowledged = common::shutdown(&mut self.driver, stop_ccn::SHUTTING_DOWN)?;

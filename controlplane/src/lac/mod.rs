@@ -685,17 +685,35 @@ impl Node {
     /// End a subscriber's session: CDN to the LNS (result 3,
     /// administrative), PADT to the subscriber.
     pub fn clear_session(&mut self, now: Instant, key: SubscriberKey) -> bool {
+        let result = ResultCode::with_message(cdn::ADMINISTRATIVE, "cleared by the operator");
+        self.close_session(now, key, result)
+    }
+
+    /// End a subscriber's session with CDN `result` (a
+    /// [`crate::l2tp::codes::cdn`] value) to the LNS and PADT to the
+    /// subscriber; reported as [`EndCause::AdminClear`].
+    pub fn close_session(&mut self, now: Instant, key: SubscriberKey, result: ResultCode) -> bool {
         if !self.subscribers.contains_key(&key) {
             return false;
         }
-        let result = ResultCode::with_message(cdn::ADMINISTRATIVE, "cleared by the operator");
         self.end(now, key, EndCause::AdminClear, Some(result), true);
         self.pump(now);
         true
     }
 
-    /// Close a tunnel (StopCCN) and end every subscriber on it.
+    /// Close a tunnel (StopCCN, result 1) and end every subscriber on it.
     pub fn clear_tunnel(&mut self, now: Instant, tunnel: TunnelHandle) -> bool {
+        let result = ResultCode::with_message(
+            crate::l2tp::codes::stop_ccn::GENERAL_REQUEST,
+            "cleared by the operator",
+        );
+        self.close_tunnel(now, tunnel, result)
+    }
+
+    /// Close a tunnel with StopCCN `result` (a
+    /// [`crate::l2tp::codes::stop_ccn`] value) and end every subscriber on
+    /// it: CDN (administrative, with the same message) and PADT each.
+    pub fn close_tunnel(&mut self, now: Instant, tunnel: TunnelHandle, result: ResultCode) -> bool {
         if !self.tunnels.contains_key(&tunnel) {
             return false;
         }
@@ -705,14 +723,17 @@ impl Node {
             .filter(|(h, _)| h.tunnel == tunnel)
             .map(|(_, k)| *k)
             .collect();
+        let cdn_result = ResultCode::with_message(cdn::ADMINISTRATIVE, result.message.clone());
         for key in on_it {
-            self.end(now, key, EndCause::AdminClear, None, true);
+            self.end(
+                now,
+                key,
+                EndCause::AdminClear,
+                Some(cdn_result.clone()),
+                true,
+            );
         }
         self.tunnel_to.retain(|_, t| *t != tunnel);
-        let result = ResultCode::with_message(
-            crate::l2tp::codes::stop_ccn::GENERAL_REQUEST,
-            "cleared by the operator",
-        );
         let _ = self.endpoint.close_tunnel(now, tunnel, result);
         self.pump(now);
         true
