@@ -158,6 +158,12 @@ impl LnsFastpath {
         local: SocketAddrV4,
         node: &mut lns::Node,
     ) -> Result<LnsFastpath, FastpathError> {
+        if local.ip().is_unspecified() {
+            return Err(FastpathError::Config(format!(
+                "tunnel address {local}: the workers match L2TP by our address and port, \
+                 so give the specific address the LACs send to (not 0.0.0.0)"
+            )));
+        }
         let fp = Fastpath::start(config)?;
         Ok(LnsFastpath::with_fastpath(fp, local, node))
     }

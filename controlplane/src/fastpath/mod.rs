@@ -351,6 +351,14 @@ impl Fastpath {
                 config.interfaces.len()
             )));
         }
+        if config.local_addresses.is_empty()
+            || config.local_addresses.iter().any(|a| a.is_unspecified())
+        {
+            return Err(FastpathError::Config(format!(
+                "local addresses {:?}: the workers match L2TP by our tunnel address, so                  give the specific address the peers send to (not 0.0.0.0)",
+                config.local_addresses
+            )));
+        }
         let mut steering = Vec::with_capacity(config.interfaces.len());
         for (port, interface) in config.interfaces.iter().enumerate() {
             let options = config.steering.get(port).copied().unwrap_or_default();
