@@ -405,6 +405,26 @@ socket = "{socket}"
         let address = c.up.as_ref().unwrap().ipcp.unwrap().local.unwrap();
         assert!(address.octets()[..2] == [100, 64], "{address}");
     }
+    // The operator's view: four sessions up on one tunnel.
+    let sock = lab.path("lac.sock");
+    let ctl = |what: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_l2tpctl"))
+            .args(["--socket", sock.to_str().unwrap(), "show", what, "--json"])
+            .output()
+            .expect("l2tpctl runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let sessions = ctl("sessions");
+    assert_eq!(sessions.matches("\"up\"").count(), 4, "{sessions}");
+    let tunnels = ctl("tunnels");
+    assert!(tunnels.contains("established"), "{tunnels}");
+    let stats = ctl("stats");
+    assert!(stats.contains("\"sessions_up\":4"), "{stats}");
     lab.wait_for_output(lnsd, "session up", Duration::from_secs(5))
         .ok();
 
