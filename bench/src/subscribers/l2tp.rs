@@ -20,6 +20,7 @@ use dataplane::wire::ppp::{self as ppp_wire, Protocol};
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
+use super::port::PortDrops;
 use super::report::SubscriberReport;
 use super::runner::Side;
 use super::stream::{Probe, Receiver};
@@ -50,6 +51,8 @@ pub struct L2tpSide {
     changes: VecDeque<(usize, Option<Ipv4Addr>)>,
     buf: Vec<u8>,
     frame: Vec<u8>,
+    /// Datagrams the kernel would not take.
+    send_errors: u64,
 }
 
 impl L2tpSide {
@@ -85,6 +88,7 @@ impl L2tpSide {
             changes: VecDeque::new(),
             buf: vec![0; 2048],
             frame: Vec::new(),
+            send_errors: 0,
         })
     }
 
@@ -220,7 +224,9 @@ impl Side for L2tpSide {
             .send_data(session, &self.frame[..len])
         {
             Ok(t) => {
-                let _ = self.socket.send_to(&t.payload, t.remote);
+                if self.socket.send_to(&t.payload, t.remote).is_err() {
+                    self.send_errors += 1;
+                }
                 true
             }
             // The session is gone: the packet was offered and is lost.
@@ -231,6 +237,15 @@ impl Side for L2tpSide {
     fn hang_up(&mut self, now: Instant) {
         self.node.hang_up_all(now);
         self.collect_events();
+    }
+
+    fn drops(&mut self) -> PortDrops {
+        PortDrops {
+            send: self.send_errors,
+            // A UDP socket's overflows are not counted per socket without
+            // ancillary data; the kernel's UdpRcvbufErrors has them.
+            receive: 0,
+        }
     }
 
     fn subscribers(&self) -> Vec<SubscriberReport> {

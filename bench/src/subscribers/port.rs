@@ -41,6 +41,33 @@ pub trait L2Port {
     fn receive(&mut self, buf: &mut [u8]) -> Option<usize>;
     /// Push what [`L2Port::send`] queued to the wire (ports that batch).
     fn flush(&mut self) {}
+    /// Frames the port lost itself so far: the bench's own share of any
+    /// loss.
+    fn drops(&mut self) -> PortDrops {
+        PortDrops::default()
+    }
+}
+
+/// Frames a port lost on the bench's side.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PortDrops {
+    /// Frames the kernel would not take for sending.
+    pub send: u64,
+    /// Frames the kernel dropped before we read them (full buffer or
+    /// ring).
+    pub receive: u64,
+}
+
+/// `getsockopt` of a plain-data option; `None` when the kernel refuses.
+fn get_option<T: Copy>(fd: libc::c_int, level: libc::c_int, name: libc::c_int) -> Option<T> {
+    let mut value = core::mem::MaybeUninit::<T>::zeroed();
+    let mut len = core::mem::size_of::<T>() as libc::socklen_t;
+    // SAFETY: `value` is writable for `len` bytes; the kernel writes at
+    // most that many, and a zeroed `T` (plain data) is valid either way.
+    let rc = unsafe { libc::getsockopt(fd, level, name, value.as_mut_ptr().cast(), &mut len) };
+    // SAFETY: zero-initialised plain data, possibly overwritten by the
+    // kernel with a value of the same type.
+    (rc == 0).then(|| unsafe { value.assume_init() })
 }
 
 /// `ETH_P_ALL` in network order, as `socket(2)` and `sockaddr_ll` want it.
@@ -56,6 +83,8 @@ pub struct PacketSocket {
     ifindex: i32,
     /// Frames the kernel would not take (full socket buffer).
     pub send_drops: u64,
+    /// Frames the kernel dropped for a full receive buffer, so far.
+    receive_drops: u64,
 }
 
 impl PacketSocket {
@@ -118,6 +147,7 @@ impl PacketSocket {
             fd,
             ifindex,
             send_drops: 0,
+            receive_drops: 0,
         })
     }
 
@@ -176,6 +206,21 @@ impl L2Port for PacketSocket {
                 continue;
             }
             return usize::try_from(rc).ok();
+        }
+    }
+
+    fn drops(&mut self) -> PortDrops {
+        // Reading the statistics resets them (packet(7)): add them up.
+        if let Some(stats) = get_option::<libc::tpacket_stats>(
+            self.fd.as_raw_fd(),
+            libc::SOL_PACKET,
+            libc::PACKET_STATISTICS,
+        ) {
+            self.receive_drops += u64::from(stats.tp_drops);
+        }
+        PortDrops {
+            send: self.send_drops,
+            receive: self.receive_drops,
         }
     }
 }
@@ -346,6 +391,21 @@ impl L2Port for XdpL2 {
     fn flush(&mut self) {
         for port in &mut self.ports {
             port.flush();
+        }
+    }
+
+    fn drops(&mut self) -> PortDrops {
+        let receive = self
+            .ports
+            .iter()
+            .filter_map(|p| {
+                get_option::<libc::xdp_statistics>(p.fd(), libc::SOL_XDP, libc::XDP_STATISTICS)
+            })
+            .map(|s| s.rx_dropped + s.rx_ring_full)
+            .sum();
+        PortDrops {
+            send: self.send_drops,
+            receive,
         }
     }
 }

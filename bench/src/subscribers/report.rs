@@ -116,6 +116,16 @@ pub struct SubscriberReport {
     pub down_cause: Option<String>,
 }
 
+/// Frames the subscribers' port lost on the bench's side: any loss beyond
+/// these is the system under test's.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortDropsReport {
+    /// Frames the kernel would not take for sending.
+    pub send: u64,
+    /// Frames the kernel dropped before the bench read them.
+    pub receive: u64,
+}
+
 /// One second of the run, as the progress line saw it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct TimelinePoint {
@@ -163,6 +173,9 @@ pub struct Report {
     pub upstream: DirectionReport,
     /// Traffic address → subscribers.
     pub downstream: DirectionReport,
+    /// The subscribers' port's own losses.
+    #[serde(default)]
+    pub port_drops: PortDropsReport,
     /// Every subscriber.
     pub subscribers: Vec<SubscriberReport>,
     /// Once a second from the start: sessions up and the rates received
@@ -208,6 +221,13 @@ impl fmt::Display for Report {
             "traffic: {} pps per direction offered, {} B payload, {:.1} s",
             self.rate_pps, self.payload_bytes, self.duration_s
         )?;
+        if self.port_drops != PortDropsReport::default() {
+            writeln!(
+                f,
+                "bench's own losses on the subscribers' port: {} not sent, {} dropped on receipt",
+                self.port_drops.send, self.port_drops.receive
+            )?;
+        }
         for (name, d) in [
             ("upstream", &self.upstream),
             ("downstream", &self.downstream),

@@ -27,8 +27,10 @@ use controlplane::time::Instant;
 use hdrhistogram::Histogram;
 
 use super::emulator::{Emulator, EmulatorConfig, Stage};
-use super::port::{self, L2Port, PacketSocket, XdpL2};
-use super::report::{DirectionReport, Percentiles, Report, SubscriberReport, TimelinePoint};
+use super::port::{self, L2Port, PacketSocket, PortDrops, XdpL2};
+use super::report::{
+    DirectionReport, Percentiles, PortDropsReport, Report, SubscriberReport, TimelinePoint,
+};
 use super::stream::{self, monotonic_ns, Probe, Receiver, SentState};
 use super::traffic::{self, Pacer, PORT};
 use super::{Args, Io, Mode};
@@ -109,6 +111,8 @@ pub trait Side {
     fn hang_up(&mut self, now: Instant);
     /// Every subscriber for the report.
     fn subscribers(&self) -> Vec<SubscriberReport>;
+    /// What the port lost on our side so far.
+    fn drops(&mut self) -> PortDrops;
 }
 
 /// PPPoE subscribers on a raw port.
@@ -230,6 +234,10 @@ impl<P: L2Port> Side for PppoeSide<P> {
         self.collect_events();
     }
 
+    fn drops(&mut self) -> PortDrops {
+        self.port.drops()
+    }
+
     fn subscribers(&self) -> Vec<SubscriberReport> {
         (0..self.emulator.len())
             .filter_map(|i| {
@@ -276,6 +284,8 @@ pub struct SideResult {
     pub subscribers: Vec<SubscriberReport>,
     /// Sessions up when the traffic stopped.
     pub up_at_end: usize,
+    /// The port's own losses.
+    pub drops: PortDrops,
 }
 
 /// What the traffic thread hands back.
@@ -381,12 +391,14 @@ pub fn run_side(
         }
     }
     let up_at_end = side.counts().0;
+    let drops = side.drops();
     let subscribers_report = side.subscribers();
     Ok(SideResult {
         upstream_sent: sent,
         downstream,
         subscribers: subscribers_report,
         up_at_end,
+        drops,
     })
 }
 
@@ -640,6 +652,10 @@ pub fn run(args: &Args) -> Result<Report, Box<dyn std::error::Error>> {
         report.upstream = DirectionReport::new(&side.upstream_sent, &mut t.upstream, traffic_s);
         report.downstream = DirectionReport::new(&t.downstream_sent, &mut downstream_rx, traffic_s);
     }
+    report.port_drops = PortDropsReport {
+        send: side.drops.send,
+        receive: side.drops.receive,
+    };
     report.subscribers = side.subscribers;
     report.timeline = progress.timeline;
     Ok(report)
