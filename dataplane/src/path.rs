@@ -14,7 +14,7 @@ use crate::counters::{Counters, DropReason, PathKind};
 use crate::io::Descriptor;
 use crate::lac::HoldRings;
 use crate::punt::PuntReason;
-use crate::table::{OuterTemplate, SessionKey, Tables, OUTER_LEN};
+use crate::table::{Lookup, OuterTemplate, SessionKey, Tables, OUTER_LEN};
 use crate::wire::ethernet::{self, EtherType};
 use crate::wire::{ipv4, l2tp, pppoe, udp};
 
@@ -283,6 +283,55 @@ impl Datapath {
             (EtherType::PppoeSession, Role::Lac) => self.lac_upstream(frame, d, in_port, l3, end),
             (EtherType::Arp | EtherType::PppoeDiscovery, _) => Verdict::Punt(PuntReason::Local),
             _ => Verdict::Drop(DropReason::UnexpectedEthertype),
+        }
+    }
+
+    /// What `process` will look up for the packet `d`, read from the
+    /// fixed offsets of the common forms (untagged Ethernet, IPv4 without
+    /// options, an L2TP data header with at most the L bit; PPPoE). A
+    /// guess used only to prefetch: anything else is `Lookup::None`.
+    #[inline]
+    pub(crate) fn lookup_of(&self, frame: &[u8], d: &Descriptor) -> Lookup {
+        const IP: usize = ethernet::HEADER_LEN;
+        const L2TP: usize = IP + ipv4::HEADER_LEN + udp::HEADER_LEN;
+        let Some(bytes) = frame.get(d.range()) else {
+            return Lookup::None;
+        };
+        let Some(h) = bytes.first_chunk::<{ IP + ipv4::HEADER_LEN }>() else {
+            return match bytes.first_chunk::<{ IP + pppoe::HEADER_LEN }>() {
+                Some(h) if self.role == Role::Lac => pppoe_lookup(h),
+                _ => Lookup::None,
+            };
+        };
+        match u16::from_be_bytes([h[12], h[13]]) {
+            0x0800 if h[IP] == 0x45 => {
+                let dst = Ipv4Addr::new(h[IP + 16], h[IP + 17], h[IP + 18], h[IP + 19]);
+                if !self.local_addresses.contains(&dst) {
+                    return match self.role {
+                        Role::Lns => Lookup::Subscriber(dst),
+                        Role::Lac => Lookup::None,
+                    };
+                }
+                let Some(l2tp) = bytes.get(L2TP..).and_then(|b| b.first_chunk::<10>()) else {
+                    return Lookup::None;
+                };
+                let be16 = |at: usize| u16::from_be_bytes([l2tp[at], l2tp[at + 1]]);
+                // RFC 2661 §3.1: the ids follow the flags, after Length
+                // when L is set.
+                let ids = match be16(0) {
+                    0x0002 => 2,
+                    0x4002 => 4,
+                    _ => return Lookup::None,
+                };
+                Lookup::L2tp(SessionKey {
+                    tunnel_id: be16(ids),
+                    session_id: be16(ids + 2),
+                })
+            }
+            0x8864 if self.role == Role::Lac => h
+                .first_chunk::<{ IP + pppoe::HEADER_LEN }>()
+                .map_or(Lookup::None, pppoe_lookup),
+            _ => Lookup::None,
         }
     }
 
@@ -590,6 +639,17 @@ impl Datapath {
     }
 }
 
+/// The PPPoE session a frame starting with `h` belongs to (source MAC,
+/// SESSION_ID: RFC 2516 §4).
+#[inline]
+fn pppoe_lookup(h: &[u8; ethernet::HEADER_LEN + pppoe::HEADER_LEN]) -> Lookup {
+    if u16::from_be_bytes([h[12], h[13]]) != 0x8864 {
+        return Lookup::None;
+    }
+    let mac = ethernet::Address([h[6], h[7], h[8], h[9], h[10], h[11]]);
+    Lookup::Pppoe(mac, u16::from_be_bytes([h[16], h[17]]))
+}
+
 /// Where the payload of a VLAN-tagged frame starts, and its EtherType.
 #[cold]
 #[inline(never)]
@@ -655,6 +715,65 @@ mod tests {
             panic!("nothing forwarded: {:?}", w.counters())
         };
         out
+    }
+
+    /// The prefetch guess names the session the path then finds, for the
+    /// common forms of every path, and nothing for the rest.
+    #[test]
+    fn lookups_guess_the_session_of_common_frames() {
+        use crate::io::Descriptor;
+        use crate::table::Lookup;
+        use crate::testkit::Encoding;
+        let guess = |role, frame: &[u8]| {
+            let w = lab::worker(role, 4);
+            let d = Descriptor {
+                frame: 0,
+                offset: 0,
+                len: frame.len() as u32,
+            };
+            w.dp_for_tests().lookup_of(frame, &d)
+        };
+        let key = lab::session_key(3);
+        assert_eq!(
+            guess(Role::Lns, &lab::lns_upstream(3, 8, Encoding::default())),
+            Lookup::L2tp(key)
+        );
+        let with_length = Encoding {
+            length: true,
+            ..Encoding::default()
+        };
+        assert_eq!(
+            guess(Role::Lns, &lab::lns_upstream(3, 8, with_length)),
+            Lookup::L2tp(key)
+        );
+        assert_eq!(
+            guess(Role::Lns, &lab::lns_downstream(3, 8)),
+            Lookup::Subscriber(lab::subscriber_addr(3))
+        );
+        assert_eq!(
+            guess(Role::Lac, &lab::lac_downstream(3, 8)),
+            Lookup::L2tp(key)
+        );
+        assert_eq!(
+            guess(Role::Lac, &lab::lac_upstream(3, 8)),
+            Lookup::Pppoe(lab::subscriber_mac(3), lab::pppoe_session_id(3))
+        );
+        let sequenced = Encoding {
+            ns: Some(1),
+            ..Encoding::default()
+        };
+        assert_eq!(
+            guess(Role::Lns, &lab::lns_upstream(3, 8, sequenced)),
+            Lookup::None
+        );
+        let lac = lab::lac_upstream(3, 8);
+        let lns = lab::lns_upstream(3, 8, Encoding::default());
+        for cut in 0..lac.len() {
+            let _ = guess(Role::Lac, &lac[..cut]);
+        }
+        for cut in 0..lns.len() {
+            let _ = guess(Role::Lns, &lns[..cut]);
+        }
     }
 
     #[test]

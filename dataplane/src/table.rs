@@ -26,6 +26,28 @@ pub struct FixedMap<V: Copy> {
     capacity: usize,
 }
 
+/// Ask the CPU to start loading the cache lines of `*value` (the first and
+/// the last, so a value across two lines comes whole). Only a hint: it
+/// never faults and changes nothing; on other architectures it does nothing.
+#[inline(always)]
+pub(crate) fn prefetch<T>(value: &T) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use core::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        let first = (value as *const T).cast::<i8>();
+        let last = first.wrapping_add(core::mem::size_of::<T>().saturating_sub(1));
+        // SAFETY: SSE is part of the x86_64 baseline, so the instruction
+        // exists; a prefetch reads nothing architecturally and never
+        // faults, whatever the address (both point into `*value` anyway).
+        unsafe {
+            _mm_prefetch::<_MM_HINT_T0>(first);
+            _mm_prefetch::<_MM_HINT_T0>(last);
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = value;
+}
+
 /// The key no entry may have: marks a free slot.
 const EMPTY: u64 = u64::MAX;
 
@@ -62,6 +84,15 @@ impl<V: Copy> FixedMap<V> {
                 return None;
             }
             i = (i + 1) & self.mask;
+        }
+    }
+
+    /// Start loading `key`'s home slot into the cache (a hint: a lookup
+    /// a little later then finds it there).
+    #[inline]
+    pub fn prefetch(&self, key: u64) {
+        if let Some(slot) = self.slots.get(self.home(key)) {
+            prefetch(slot);
         }
     }
 
@@ -253,6 +284,21 @@ pub struct Neighbour {
     pub port: u8,
 }
 
+/// Which session table a received packet will look itself up in, read
+/// from fixed offsets before the burst is processed (for prefetching).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) enum Lookup {
+    /// Not a session packet, or not in the common form: no prefetch.
+    #[default]
+    None,
+    /// An L2TP data message of these ids.
+    L2tp(SessionKey),
+    /// IPv4 to this subscriber (LNS downstream).
+    Subscriber(Ipv4Addr),
+    /// A PPPoE session frame from this MAC with this SESSION_ID (LAC).
+    Pppoe(ethernet::Address, u16),
+}
+
 /// An update that does not fit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TableError {
@@ -406,6 +452,33 @@ impl Tables {
         self.by_pppoe
             .get(PppoeBinding::map_key(mac, session_id))
             .map(|i| i as usize)
+    }
+
+    /// Start loading what a packet of session `key` reads (its map slot),
+    /// ahead of the lookup; see [`Tables::prefetch_session`].
+    #[inline]
+    pub(crate) fn prefetch_lookup(&self, lookup: Lookup) {
+        match lookup {
+            Lookup::None => {}
+            Lookup::L2tp(key) => self.by_l2tp.prefetch(key.map_key()),
+            Lookup::Subscriber(addr) => self.by_subscriber.prefetch(u64::from(addr.to_bits())),
+            Lookup::Pppoe(mac, id) => self.by_pppoe.prefetch(PppoeBinding::map_key(mac, id)),
+        }
+    }
+
+    /// Find `lookup`'s session (its map slot prefetched a while ago) and
+    /// start loading the session itself.
+    #[inline]
+    pub(crate) fn prefetch_session(&self, lookup: Lookup) {
+        let index = match lookup {
+            Lookup::None => None,
+            Lookup::L2tp(key) => self.session_index(key),
+            Lookup::Subscriber(addr) => self.session_index_by_subscriber(addr),
+            Lookup::Pppoe(mac, id) => self.session_index_by_pppoe(mac, id),
+        };
+        if let Some(session) = index.and_then(|i| self.sessions.get(i)) {
+            prefetch(session);
+        }
     }
 
     /// The session in slot `index`.

@@ -26,7 +26,7 @@ use crate::lac::HoldRings;
 pub use crate::path::Role;
 use crate::path::{Datapath, Verdict};
 use crate::punt::{Inject, InjectTarget, Punt, PuntReason};
-use crate::table::{SessionKey, TableError, Tables};
+use crate::table::{Lookup, SessionKey, TableError, Tables};
 use crate::update::{ChannelSizes, Channels, Event, Update, WorkerReport};
 
 /// The largest burst a worker takes from a port at once.
@@ -116,6 +116,8 @@ pub struct Worker<P: Port> {
     channels: Channels,
     burst: usize,
     rx: [Descriptor; MAX_BURST],
+    /// What each packet of the burst will look up (for prefetching).
+    lookups: [Lookup; MAX_BURST],
     tx: Vec<Vec<Descriptor>>,
     polls: u64,
     busy_polls: u64,
@@ -168,6 +170,7 @@ impl<P: Port> Worker<P> {
             channels: Channels::new(config.channels),
             burst,
             rx: [Descriptor::default(); MAX_BURST],
+            lookups: [Lookup::None; MAX_BURST],
             tx,
             polls: 0,
             busy_polls: 0,
@@ -197,6 +200,12 @@ impl<P: Port> Worker<P> {
         &self.dp.counters
     }
 
+    /// The packet processing state (unit tests).
+    #[cfg(test)]
+    pub(crate) fn dp_for_tests(&self) -> &Datapath {
+        &self.dp
+    }
+
     /// The tables.
     pub fn tables(&self) -> &Tables {
         &self.dp.tables
@@ -217,6 +226,7 @@ impl<P: Port> Worker<P> {
         for port in 0..self.ports.len() {
             let n = self.ports[port].receive(&mut self.rx[..self.burst]);
             received += n;
+            self.prefetch(port, n);
             for i in 0..n {
                 let mut d = self.rx[i];
                 let verdict = self
@@ -242,6 +252,24 @@ impl<P: Port> Worker<P> {
             }
         }
         received
+    }
+
+    /// Before a burst of `n` packets from `port` is processed: start
+    /// loading the map slots its sessions are found by, then (those slots
+    /// arrived meanwhile) the sessions themselves, so that with a table
+    /// far bigger than the cache the packets do not wait for memory one
+    /// after the other.
+    #[inline]
+    fn prefetch(&mut self, port: usize, n: usize) {
+        let (rx, lookups) = (&self.rx[..n], &mut self.lookups[..n]);
+        let frames = &self.ports[port];
+        for (d, lookup) in rx.iter().zip(lookups.iter_mut()) {
+            *lookup = self.dp.lookup_of(frames.frame(d.frame), d);
+            self.dp.tables.prefetch_lookup(*lookup);
+        }
+        for lookup in lookups.iter() {
+            self.dp.tables.prefetch_session(*lookup);
+        }
     }
 
     /// Poll until `stop` is set, pinned and waiting as configured.
