@@ -305,6 +305,7 @@ fn start_fastpath(config: &LacConfig, mac: ethernet::Address) -> Result<LacFastp
     };
     fp.cores = d.cores.clone();
     fp.hold_depth = config.hold_depth;
+    fp.queues = d.queues;
     info!(access = %config.pppoe.interface, wan = %d.wan, "starting the fast path");
     LacFastpath::start(fp, mac).map_err(|e| format!("fast path: {e}").into())
 }
