@@ -124,6 +124,9 @@ struct Entry {
     generation: u64,
     /// A change not sent yet, since then.
     dirty_since: Option<Instant>,
+    /// The bulk sync during which it was last sent: the walk skips what an
+    /// incremental change already sent in this one.
+    sent_in: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -165,6 +168,8 @@ pub struct OffloadSender {
     bulk: Bulk,
     bulk_started: Instant,
     bulk_entries: u64,
+    /// Bulk syncs started.
+    bulk_number: u64,
     in_flight: VecDeque<InFlight>,
     next_refresh: Option<Instant>,
     next_generation: u64,
@@ -195,6 +200,7 @@ impl OffloadSender {
             bulk: Bulk::Idle,
             bulk_started: Instant::ZERO,
             bulk_entries: 0,
+            bulk_number: 0,
             in_flight: VecDeque::new(),
             next_refresh: None,
             next_generation: 1,
@@ -310,6 +316,7 @@ impl OffloadSender {
                 state,
                 generation,
                 dirty_since: Some(was_dirty.unwrap_or(now)),
+                sent_in: 0,
             },
         );
         if was_dirty.is_none() && self.connected {
@@ -377,6 +384,7 @@ impl OffloadSender {
                     let Some(changed_at) = e.dirty_since.take() else {
                         continue;
                     };
+                    e.sent_in = self.bulk_number;
                     let request = request_for(e);
                     return Some(self.out(request, Some(key), Some(changed_at)));
                 }
@@ -401,11 +409,15 @@ impl OffloadSender {
                 None => Bound::Unbounded,
                 Some(k) => Bound::Excluded(k),
             };
+            let number = self.bulk_number;
             let next = self
                 .entries
                 .range_mut((from, Bound::Unbounded))
-                .next()
-                .map(|(k, e)| (*k, e.dirty_since.take(), request_for(e)));
+                .find(|(_, e)| e.sent_in != number)
+                .map(|(k, e)| {
+                    e.sent_in = number;
+                    (*k, e.dirty_since.take(), request_for(e))
+                });
             match next {
                 Some((key, changed_at, request)) => {
                     self.bulk = Bulk::Walk(Some(key));
@@ -526,6 +538,7 @@ impl OffloadSender {
     }
 
     fn start_bulk(&mut self, now: Instant) {
+        self.bulk_number += 1;
         self.bulk = Bulk::Start;
         self.bulk_started = now;
         self.next_refresh = None;
@@ -892,5 +905,169 @@ impl OffloadStore {
         if let Some(s) = self.syncs.get_mut(&source) {
             s.1 = false;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ppp::{LcpOptions, LinkState, Role};
+    use core::net::SocketAddrV4;
+
+    const SOURCE: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 11);
+    const PRIMARY: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 11);
+
+    fn tunnel(id: u16) -> TunnelIdentity {
+        TunnelIdentity {
+            lns_tunnel_id: id,
+            lac_tunnel_id: 1,
+            lac: SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 1701),
+            primary_lns: PRIMARY,
+        }
+    }
+
+    fn session(id: u16) -> SessionIdentity {
+        SessionIdentity {
+            lns_session_id: id,
+            lac_session_id: id + 1,
+        }
+    }
+
+    fn blob() -> Vec<u8> {
+        SessionState::new(LinkState {
+            role: Role::Server,
+            lcp_local: LcpOptions::default(),
+            lcp_peer: LcpOptions::default(),
+            auth_method: None,
+            username: None,
+            ipcp: None,
+            ipv6cp: None,
+        })
+        .encode()
+        .unwrap()
+    }
+
+    fn request(operation: OffloadOperation, t: u16, s: Option<u16>, epoch: u32) -> OffloadRequest {
+        OffloadRequest {
+            operation,
+            tunnel: Some(tunnel(t)),
+            session: s.map(session),
+            epoch: Some(epoch),
+            state: (operation == OffloadOperation::AddUpdate && s.is_some()).then(blob),
+        }
+    }
+
+    #[test]
+    fn malformed_requests_are_answered_with_an_error_and_change_nothing() {
+        let mut store = OffloadStore::new();
+        let mut bad_state = request(OffloadOperation::AddUpdate, 1, Some(5), 1);
+        bad_state.state = Some(vec![0, 9]);
+        let mut no_tunnel = request(OffloadOperation::AddUpdate, 1, Some(5), 1);
+        no_tunnel.tunnel = None;
+        let unknown = request(OffloadOperation::Unknown(77), 1, Some(5), 1);
+        for r in [bad_state, no_tunnel, unknown] {
+            let reply = store.handle_request(SOURCE, &r);
+            assert!(reply.error.is_some(), "{r:?}");
+            assert_eq!(reply.operation, r.operation);
+        }
+        assert_eq!(store.session_count(), 0);
+    }
+
+    #[test]
+    fn a_stale_remove_leaves_an_adopted_session_and_a_tunnel_remove_keeps_it() {
+        let mut store = OffloadStore::new();
+        for s in 1..=3 {
+            store.handle_request(SOURCE, &request(OffloadOperation::AddUpdate, 1, Some(s), 4));
+        }
+        assert_eq!(store.adopt(PRIMARY, 1, 2).map(|a| a.epoch), Some(5));
+        let reply = store.handle_request(SOURCE, &request(OffloadOperation::Remove, 1, Some(2), 4));
+        assert_eq!(reply.epoch, Some(5), "the higher epoch, for fencing");
+        assert!(store.session(PRIMARY, 1, 2).is_some());
+        store.handle_request(SOURCE, &request(OffloadOperation::Remove, 1, None, 4));
+        assert_eq!(store.session_count(), 1);
+        assert!(store.tunnel(PRIMARY, 1).is_some());
+        store.release(PRIMARY, 1, 2);
+        assert!(store.tunnel(PRIMARY, 1).is_none());
+    }
+
+    #[test]
+    fn bulk_end_removes_only_what_the_bulk_did_not_refresh_from_that_primary() {
+        let other = Ipv4Addr::new(10, 1, 0, 13);
+        let mut store = OffloadStore::new();
+        for s in 1..=4 {
+            store.handle_request(SOURCE, &request(OffloadOperation::AddUpdate, 1, Some(s), 1));
+        }
+        let mut theirs = request(OffloadOperation::AddUpdate, 9, Some(1), 1);
+        if let Some(t) = theirs.tunnel.as_mut() {
+            t.primary_lns = Ipv4Addr::new(10, 0, 0, 13);
+        }
+        store.handle_request(other, &theirs);
+        let marker = |operation| OffloadRequest {
+            operation,
+            tunnel: None,
+            session: None,
+            epoch: None,
+            state: None,
+        };
+        store.handle_request(SOURCE, &marker(OffloadOperation::BulkStart));
+        store.handle_request(SOURCE, &request(OffloadOperation::AddUpdate, 1, None, 0));
+        store.handle_request(SOURCE, &request(OffloadOperation::AddUpdate, 1, Some(2), 1));
+        store.handle_request(SOURCE, &marker(OffloadOperation::BulkEnd));
+        assert_eq!(store.session_count(), 2);
+        assert!(store.session(PRIMARY, 1, 2).is_some());
+        assert!(store.find_session(Ipv4Addr::new(10, 0, 0, 13), 1).is_some());
+        // A bulk-end without a bulk-start is ignored.
+        store.handle_request(SOURCE, &marker(OffloadOperation::BulkEnd));
+        assert_eq!(store.session_count(), 2);
+    }
+
+    #[test]
+    fn the_sender_coalesces_changes_and_respects_its_window() {
+        let mut sender = OffloadSender::new(OffloadConfig {
+            window: 2,
+            refresh_interval: None,
+        });
+        let now = Instant::ZERO;
+        sender.connected(now);
+        let state = SessionState::decode(&blob()).unwrap();
+        // Bulk-start, then the window is full.
+        assert_eq!(
+            sender.poll_request(now).map(|r| r.operation),
+            Some(OffloadOperation::BulkStart)
+        );
+        for _ in 0..5 {
+            sender
+                .add_or_update(now, tunnel(1), session(1), 1, &state)
+                .unwrap();
+        }
+        let r = sender.poll_request(now).unwrap();
+        assert_eq!(r.tunnel, Some(tunnel(1)));
+        assert_eq!(r.session, None, "the tunnel first");
+        assert!(sender.poll_request(now).is_none(), "window of 2");
+        let reply = |r: &OffloadRequest| OffloadReply {
+            operation: r.operation,
+            tunnel: r.tunnel,
+            session: r.session,
+            epoch: r.epoch,
+            error: None,
+        };
+        sender.handle_reply(
+            now,
+            &reply(&OffloadRequest {
+                operation: OffloadOperation::BulkStart,
+                tunnel: None,
+                session: None,
+                epoch: None,
+                state: None,
+            }),
+        );
+        // Five updates of one session: one request.
+        let r = sender.poll_request(now).unwrap();
+        assert_eq!(r.session, Some(session(1)));
+        sender.handle_reply(now, &reply(&r));
+        let rest: Vec<OffloadOperation> = std::iter::from_fn(|| sender.poll_request(now))
+            .map(|r| r.operation)
+            .collect();
+        assert_eq!(rest, vec![OffloadOperation::BulkEnd]);
     }
 }
