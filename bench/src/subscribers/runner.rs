@@ -47,6 +47,9 @@ pub const STOP: u8 = 3;
 /// Packets a sender sends at once at most (catching up after a stall).
 const BURST: u64 = 64;
 
+/// How often the threads publish their counts for the progress line.
+const PUBLISH_INTERVAL_NS: u64 = 10_000_000;
+
 /// What the threads share.
 #[derive(Debug, Default)]
 pub struct Shared {
@@ -326,6 +329,7 @@ pub fn run_side(
     let mut active: Vec<(usize, Ipv4Addr)> = Vec::new();
     let mut pacer: Option<Pacer> = None;
     let mut turn = 0usize;
+    let mut next_publish_ns = 0u64;
     side.start(now());
     loop {
         let t = now();
@@ -342,12 +346,17 @@ pub fn run_side(
             }
             shared.publish_address(index, address);
         }
-        let (up, settled) = side.counts();
-        shared.sessions_up.store(up, Ordering::Relaxed);
-        shared.sessions_settled.store(settled, Ordering::Relaxed);
-        shared
-            .down_received
-            .store(downstream.received(), Ordering::Relaxed);
+        // The counts walk every subscriber: a hundred times a second is
+        // plenty for the main thread.
+        if t.as_nanos() >= next_publish_ns {
+            next_publish_ns = t.as_nanos() + PUBLISH_INTERVAL_NS;
+            let (up, settled) = side.counts();
+            shared.sessions_up.store(up, Ordering::Relaxed);
+            shared.sessions_settled.store(settled, Ordering::Relaxed);
+            shared
+                .down_received
+                .store(downstream.received(), Ordering::Relaxed);
+        }
         let phase = shared.phase();
         if phase == TRAFFIC {
             if let Some(to) = traffic_addr {
@@ -415,6 +424,7 @@ pub fn run_traffic(
     let mut sent = vec![SentState::default(); subscribers];
     let mut buf = vec![0u8; 2048];
     let mut out = vec![0u8; payload.max(stream::PROBE_LEN)];
+    let mut next_publish_ns = 0u64;
     let mut active: Vec<(usize, Ipv4Addr)> = Vec::new();
     let mut pacer: Option<Pacer> = None;
     let mut turn = 0usize;
@@ -429,9 +439,13 @@ pub fn run_traffic(
                 Err(_) => break,
             }
         }
-        shared
-            .up_received
-            .store(upstream.received(), Ordering::Relaxed);
+        let now_ns = monotonic_ns();
+        if now_ns >= next_publish_ns {
+            next_publish_ns = now_ns + PUBLISH_INTERVAL_NS;
+            shared
+                .up_received
+                .store(upstream.received(), Ordering::Relaxed);
+        }
         let phase = shared.phase();
         if phase == STOP {
             break;
