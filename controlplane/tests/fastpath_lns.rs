@@ -75,7 +75,9 @@ const SUBSCRIBER_PORT: u16 = 5001;
 const SERVER_PORT: u16 = 5002;
 const L2TP_PORT: u16 = 1701;
 /// Receive queues of every veth, so the LNS runs a worker per queue and
-/// the tables, barriers and counters are checked across workers.
+/// the tables, barriers, reports and session counters are checked across
+/// workers. (With generic XDP on veth the frames all arrive on queue 0,
+/// so one worker carries the traffic; the other must stay consistent.)
 const QUEUES: u32 = 2;
 /// How long the whole LNS thread may run, whatever happens.
 const LNS_LIMIT: Duration = Duration::from_secs(120);
@@ -103,6 +105,8 @@ enum Cmd {
     Clear(Ipv4Addr, Sender<bool>),
     /// Sessions programmed in the fast path with an address.
     Programmed(Sender<usize>),
+    /// Packets each worker forwarded (both LNS paths), in worker order.
+    PerWorker(Sender<Vec<u64>>),
     /// The traffic counters the node has for the session holding this
     /// address (from the workers).
     Counters(Ipv4Addr, Sender<Option<Counters>>),
@@ -173,6 +177,21 @@ fn run_lns(
                         .find(|&h| node.session_address(h) == Some(addr));
                     let cleared = session.is_some_and(|h| node.clear_session(now, h));
                     let _ = reply.send(cleared);
+                }
+                Cmd::PerWorker(reply) => {
+                    let fast = fp.fastpath();
+                    fast.fresh_reports(Duration::from_secs(2))
+                        .map_err(|e| e.to_string())?;
+                    let per_worker = fast
+                        .reports()
+                        .iter()
+                        .flatten()
+                        .map(|r| {
+                            r.counters.forwards(PathKind::LnsUpstream)
+                                + r.counters.forwards(PathKind::LnsDownstream)
+                        })
+                        .collect();
+                    let _ = reply.send(per_worker);
                 }
                 Cmd::Counters(addr, reply) => {
                     let node = driver.node();
@@ -634,6 +653,7 @@ fn exercise(
     let downstream_received = lac.downstream.len();
 
     let (after, glue, established) = ask(commands, Cmd::Report);
+    let per_worker = ask(commands, Cmd::PerWorker);
     let forwarded = |s: &FastpathSummary, p| s.counters.forwards(p);
     let up_fwd =
         forwarded(&after, PathKind::LnsUpstream) - forwarded(&before, PathKind::LnsUpstream);
@@ -643,7 +663,7 @@ fn exercise(
         "fastpath_lns: {SUBSCRIBERS} subscribers up in {setup:?}; \
          upstream {upstream_received}/{} in {upstream_time:?} (workers forwarded {up_fwd}), \
          downstream {downstream_received}/{} in {downstream_time:?} (workers forwarded {down_fwd}); \
-         PPP punts {}; glue {glue:?}; latency {:?}; counters {:?}",
+         per worker {per_worker:?}; PPP punts {}; glue {glue:?}; latency {:?}; counters {:?}",
         SUBSCRIBERS * PER_SUBSCRIBER,
         SUBSCRIBERS * PER_SUBSCRIBER,
         after.counters.punts(PuntKind::LnsPpp),
