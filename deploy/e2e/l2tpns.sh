@@ -17,8 +17,8 @@
 #    downstream: the kernel routes it into tun0 and l2tpns sends it down the
 #    session) and reports loss, reordering and latency (JSON kept).
 # 3. `l2tpctl show sessions` on lacd lists the sessions; lacd is stopped with
-#    SIGTERM: PADT to the subscribers, CDN for each call and StopCCN, which
-#    l2tpns logs; tshark shows the capture of the wan link.
+#    SIGTERM: PADT to the subscribers, CDNs and StopCCN, after which l2tpns
+#    has ended every session; tshark shows the capture of the wan link.
 #
 # The same scenario, with every step asserted, is the integration test
 # bench/tests/interop_lacd_l2tpns.rs (cargo test runs it as root).
@@ -246,7 +246,9 @@ start lacd "$LAC" env RUST_LOG=info "$LACD" --config "$WORK/lacd.toml"
 LACD_PID=$LAST_PID
 wait_for "$WORK/lacd.log" "listening" 20
 
-start dumpcap "$LAC" dumpcap -i veth2 -f "udp port 1701" -P -w "$WORK/wan.pcap"
+# On l2tpns's side: lacd sends and takes L2TP data through AF_XDP, which
+# packet taps in its own namespace do not see.
+start dumpcap "$LNS" dumpcap -i veth2 -f "udp port 1701" -P -w "$WORK/wan.pcap"
 DUMPCAP_PID=$LAST_PID
 wait_for "$WORK/dumpcap.log" "File: " 10
 # dumpcap says "File:" a moment before it captures.
@@ -268,7 +270,7 @@ echo "... $(grep -c 'authentication allowed' "$WORK/l2tpns-log.txt" || true) log
 [[ $bench_status -eq 0 ]] || die "l2bench failed (status $bench_status); see above"
 
 # --- 3. lacd stops: PADT, CDN, StopCCN ----------------------------------------
-say "3. lacd stops (SIGTERM): PADT to each subscriber, CDN for each call, StopCCN"
+say "3. lacd stops (SIGTERM): PADT to each subscriber, CDNs, StopCCN"
 kill -TERM -- "-$LACD_PID"
 for _ in $(seq 100); do kill -0 "$LACD_PID" 2>/dev/null || break; sleep 0.1; done
 kill -0 "$LACD_PID" 2>/dev/null && die "lacd still running 10 s after SIGTERM"
@@ -283,15 +285,28 @@ grep -E 'CDN|StopCCN|Shutdown|shutdown' "$WORK/l2tpns-log.txt" | tail -n 6 || tr
 sleep 1.5
 kill -INT -- "-$DUMPCAP_PID"
 for _ in $(seq 30); do kill -0 "$DUMPCAP_PID" 2>/dev/null || break; sleep 0.1; done
-say "what was on the wire (wan, tshark): L2TP control messages"
+say "what was on the wire (wan, tshark): L2TP control messages, the first and the last"
 tshark -n -r "$WORK/wan.pcap" -d udp.port==1701,l2tp -Y 'l2tp.type == 1 && l2tp.avp.message_type' \
-    2>/dev/null | head -n 20
+    2>/dev/null >"$WORK/control.txt"
+head -n 8 "$WORK/control.txt"
+echo "    ..."
+tail -n 8 "$WORK/control.txt"
+problems=$(tshark -n -r "$WORK/wan.pcap" -d udp.port==1701,l2tp \
+    -Y '_ws.malformed || _ws.expert.severity >= error' 2>/dev/null)
+[[ -z $problems ]] || die "tshark found problems: $problems"
+echo "(tshark: no malformed packet, no error)"
 cdn=$(tshark -n -r "$WORK/wan.pcap" -d udp.port==1701,l2tp \
     -Y "ip.src == $LAC_ADDR && l2tp.avp.message_type == 14" 2>/dev/null | wc -l)
 stop=$(tshark -n -r "$WORK/wan.pcap" -d udp.port==1701,l2tp \
     -Y "ip.src == $LAC_ADDR && l2tp.avp.message_type == 4" 2>/dev/null | wc -l)
-echo "... lacd sent $cdn CDN and $stop StopCCN"
-[[ $cdn -ge $SUBSCRIBERS && $stop -ge 1 ]] || die "expected $SUBSCRIBERS CDNs and a StopCCN from lacd"
+ended=$(grep -c 'Shutting down session' "$WORK/l2tpns-log.txt" || true)
+data=$(tshark -n -r "$WORK/wan.pcap" -d udp.port==1701,l2tp -Y 'l2tp.type == 0' 2>/dev/null | wc -l)
+echo "... lacd sent $cdn CDN and $stop StopCCN; l2tpns ended $ended sessions; $data L2TP data messages"
+# lacd queues a CDN per call and closes the tunnel at once: the CDNs within
+# l2tpns's receive window go out, the StopCCN clears the rest (RFC 2661
+# §4.4.1: a StopCCN clears every session of the tunnel).
+[[ $cdn -ge 1 && $stop -eq 1 ]] || die "expected CDNs and one StopCCN from lacd"
+[[ $ended -eq $SUBSCRIBERS ]] || die "l2tpns ended $ended of $SUBSCRIBERS sessions"
 kill -QUIT -- "-$L2TPNS_PID" 2>/dev/null || true
 
 say "done: $SUBSCRIBERS subscribers through lacd to l2tpns, traffic both ways, clean stop"
