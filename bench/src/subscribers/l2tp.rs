@@ -64,6 +64,7 @@ impl L2tpSide {
         socket
             .set_nonblocking(true)
             .map_err(|e| format!("socket: {e}"))?;
+        super::port::grow_buffers(&socket);
         let mut config = subscriber::Config::new(
             args.lns,
             args.subscribers,

@@ -31,6 +31,36 @@ pub fn enter_netns(name: &str) -> io::Result<()> {
     .map_err(|e| io::Error::other(format!("setns {path}: {e}")))
 }
 
+/// Room for bursts of traffic (8 MB each way, or what the system allows
+/// root), so that a stalled bench thread does not drop what the system
+/// under test delivered. Failing to grow them is not fatal.
+pub fn grow_buffers(socket: &impl AsRawFd) {
+    let size: libc::c_int = 8 << 20;
+    // SO_*BUFFORCE passes net.core.[rw]mem_max for root; the plain options
+    // are the fallback for everyone else.
+    for (forced, plain) in [
+        (libc::SO_RCVBUFFORCE, libc::SO_RCVBUF),
+        (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF),
+    ] {
+        for opt in [forced, plain] {
+            // SAFETY: an int option of the right size on a socket the
+            // caller owns.
+            let rc = unsafe {
+                libc::setsockopt(
+                    socket.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    opt,
+                    (&size as *const libc::c_int).cast(),
+                    core::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                )
+            };
+            if rc == 0 {
+                break;
+            }
+        }
+    }
+}
+
 /// A frame source and sink: the raw port, or memory in tests.
 pub trait L2Port {
     /// Send one whole Ethernet frame (no FCS). A full queue drops it and
@@ -128,21 +158,7 @@ impl PacketSocket {
         if rc < 0 {
             return Err(io::Error::last_os_error());
         }
-        // Room for bursts of traffic in both directions; failing to grow
-        // the buffers is not fatal.
-        for opt in [libc::SO_RCVBUF, libc::SO_SNDBUF] {
-            let size: libc::c_int = 8 << 20;
-            // SAFETY: an int option of the right size on our socket.
-            unsafe {
-                libc::setsockopt(
-                    fd.as_raw_fd(),
-                    libc::SOL_SOCKET,
-                    opt,
-                    (&size as *const libc::c_int).cast(),
-                    core::mem::size_of::<libc::c_int>() as libc::socklen_t,
-                );
-            }
-        }
+        grow_buffers(&fd);
         Ok(PacketSocket {
             fd,
             ifindex,

@@ -420,6 +420,7 @@ pub fn run_traffic(
     payload: usize,
 ) -> Result<TrafficResult, Box<dyn std::error::Error + Send + Sync>> {
     socket.set_nonblocking(true)?;
+    port::grow_buffers(socket);
     let mut upstream = Receiver::new(subscribers)?;
     let mut sent = vec![SentState::default(); subscribers];
     let mut buf = vec![0u8; 2048];
