@@ -315,6 +315,8 @@ pub struct Fastpath {
     neighbours: Neighbours,
     prober: Option<Prober>,
     next_neighbour_read: Instant,
+    /// When a punt last brought the next read forward.
+    last_forced_read: Option<Instant>,
     routes: Vec<neighbour::Route>,
     routes_read_at: Option<Instant>,
     next_token: u64,
@@ -447,6 +449,7 @@ impl Fastpath {
             stop,
             prober,
             next_neighbour_read: now,
+            last_forced_read: None,
             routes: Vec::new(),
             routes_read_at: None,
             next_token: 1,
@@ -617,8 +620,22 @@ impl Fastpath {
     /// A worker had no (or a wrong) MAC address for `addr`
     /// (`PuntReason::NeighbourMissing`): resolve it again.
     pub fn resolve_neighbour(&mut self, addr: Ipv4Addr) {
+        // Every packet toward an unresolved hop is punted: one being
+        // resolved already is retried on its own schedule, and a known one
+        // is told again at most every NEIGHBOUR_RETRY.
+        if self.neighbours.is_wanted(addr) && self.neighbours.get(addr).is_none() {
+            return;
+        }
+        let now = Instant::now();
+        if self
+            .last_forced_read
+            .is_some_and(|t| now.saturating_duration_since(t) < NEIGHBOUR_RETRY)
+        {
+            return;
+        }
+        self.last_forced_read = Some(now);
         self.neighbours.invalidate(addr);
-        self.next_neighbour_read = Instant::now();
+        self.next_neighbour_read = now;
     }
 
     /// The next hops and what the workers were told about them.

@@ -189,6 +189,11 @@ impl Neighbours {
         entry.probed_at = None;
     }
 
+    /// Whether `addr` is wanted.
+    pub fn is_wanted(&self, addr: Ipv4Addr) -> bool {
+        self.wanted.contains_key(&addr)
+    }
+
     /// Addresses wanted and not yet resolved.
     pub fn pending(&self) -> usize {
         self.wanted.values().filter(|w| w.known.is_none()).count()
