@@ -314,6 +314,11 @@ socket = "{socket}"
 
     let stats = ctl(&l2tpctl, &socket, "stats");
     println!("lacd's counters (l2tpctl show stats): {stats}");
+    // The traffic went through the fast path's workers, not the control
+    // plane: every test packet, both ways, was one the workers sent on.
+    let forwarded = stats["fastpath_transmitted"].as_u64().unwrap_or(0);
+    let offered = chap.upstream.sent + chap.downstream.sent;
+    assert!(forwarded >= offered, "{forwarded} < {offered}: {stats}");
 
     // l2tpns: FreeRADIUS allowed every login, CHAP and PAP.
     let log = l2tpns.log();
@@ -389,9 +394,13 @@ socket = "{socket}"
     );
     assert_eq!(pcap.problems().expect("tshark"), "", "{}", summary());
 
-    // FreeRADIUS accounted every session's start.
-    let records = radius.wait_for_records(Duration::from_secs(5), |r| starts(r) >= total);
-    assert_eq!(starts(&records), total, "{records:#?}");
+    // FreeRADIUS accounted every session: a Start when it came up, a Stop
+    // when l2tpns ended it.
+    let records = radius.wait_for_records(Duration::from_secs(5), |r| {
+        status_count(r, "Start") >= total && status_count(r, "Stop") >= total
+    });
+    assert_eq!(status_count(&records, "Start"), total, "{records:#?}");
+    assert_eq!(status_count(&records, "Stop"), total, "{records:#?}");
 
     radius.stop(&mut lab).expect("stop freeradius");
     l2tpns
@@ -410,9 +419,9 @@ fn ctl(l2tpctl: &Path, socket: &Path, what: &str) -> serde_json::Value {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("l2tpctl's JSON: {e}: {text}"))
 }
 
-fn starts(records: &[support::radius::Record]) -> usize {
+fn status_count(records: &[support::radius::Record], status: &str) -> usize {
     records
         .iter()
-        .filter(|r| r.get("Acct-Status-Type").map(String::as_str) == Some("Start"))
+        .filter(|r| r.get("Acct-Status-Type").map(String::as_str) == Some(status))
         .count()
 }
