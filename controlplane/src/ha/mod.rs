@@ -8,10 +8,13 @@
 //!   typed values, built for and read from [`crate::l2tp`] control messages.
 //! * [`offload`]: the sans-IO offload protocol: the primary's
 //!   [`offload::OffloadSender`] and the peer's [`offload::OffloadStore`].
+//! * [`load`]: the load monitor with hysteresis that decides when an LNS
+//!   asks its LACs to switch over (STPLRQ).
 //!
 //! Like the rest of the control plane, nothing here reads a clock or does
 //! I/O: time comes in as [`crate::time::Instant`].
 
+pub mod load;
 pub mod message;
 pub mod offload;
 pub mod state;
