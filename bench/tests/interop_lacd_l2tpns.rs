@@ -49,8 +49,9 @@ const SECRET: &str = "interop-secret";
 const RADIUS_OVERLAY: &str = "deploy/interop/radius-l2bench";
 /// The far end of the subscribers' traffic, on the lns namespace's loopback.
 const TRAFFIC_ADDR: Ipv4Addr = Ipv4Addr::new(10, 201, 0, 1);
-/// Subscribers with CHAP (l2tpns asks for PAP first; they Nak towards CHAP).
-const CHAP_SUBSCRIBERS: usize = 20;
+/// Subscribers with PAP, after those with CHAP (whose number each test
+/// chooses; l2tpns asks for PAP first and they Nak towards CHAP).
+const PAP_SUBSCRIBERS: usize = 2;
 /// Packets per second in each direction over all subscribers, and for how
 /// long: a moderate load, far below what either side forwards.
 const RATE: u64 = 2000;
@@ -147,13 +148,26 @@ fn l2bench(
     report
 }
 
+/// Relay mode: LCP and authentication pass through lacd to l2tpns.
+#[test]
+fn l2bench_subscribers_through_lacd_relaying_to_l2tpns() {
+    scenario("l2il-relay", "relay", 20);
+}
+
+/// Proxy mode: lacd negotiates LCP and takes the authentication itself,
+/// and hands both to l2tpns in the ICCN (RFC 2661 §4.4.5's proxy AVPs),
+/// which l2tpns checks with FreeRADIUS.
+#[test]
+fn l2bench_subscribers_through_lacd_proxying_to_l2tpns() {
+    scenario("l2il-proxy", "proxy", 8);
+}
+
 /// l2bench's subscribers (CHAP, then a few with PAP) come up through lacd's
 /// fast path against l2tpns and FreeRADIUS with addresses from l2tpns's
 /// pool, exchange traffic both ways with no loss, are listed by `l2tpctl`,
-/// and end with lacd's SIGTERM: a CDN for each call and a StopCCN, each
-/// acknowledged by l2tpns, which logs the StopCCN.
-#[test]
-fn l2bench_subscribers_through_lacd_to_l2tpns() {
+/// and end with lacd's SIGTERM: CDNs and a StopCCN, each acknowledged by
+/// l2tpns, which ends every session and has FreeRADIUS account for it.
+fn scenario(tag: &str, mode: &str, chap_subscribers: usize) {
     for (program, package) in [
         ("l2tpns", "l2tpns"),
         ("freeradius", "freeradius"),
@@ -165,7 +179,7 @@ fn l2bench_subscribers_through_lacd_to_l2tpns() {
     let (lacd, l2tpctl) = (binary("lacd"), binary("l2tpctl"));
     let pool = l2tpns_pool().expect("l2tpns's pool");
 
-    let mut lab = Lab::new("l2il").expect("lab");
+    let mut lab = Lab::new(tag).expect("lab");
     let cpe = lab.namespace("cpe").expect("cpe namespace");
     let lac = lab.namespace("lac").expect("lac namespace");
     let lns = lab.namespace("lns").expect("lns namespace");
@@ -208,7 +222,7 @@ fn l2bench_subscribers_through_lacd_to_l2tpns() {
             r#"listen = "{lac_addr}:1701"
 hostname = "our-lacd"
 secret = "{SECRET}"
-mode = "relay"
+mode = "{mode}"
 [[lns]]
 address = "{lns_addr}:1701"
 [pppoe]
@@ -244,11 +258,10 @@ socket = "{socket}"
         "l2bench-chap",
         "chap",
         0,
-        CHAP_SUBSCRIBERS,
+        chap_subscribers,
         true,
     );
-    println!("l2bench with CHAP against l2tpns through lacd:\n{chap}");
-    const PAP_SUBSCRIBERS: usize = 2;
+    println!("{tag}: l2bench with CHAP against l2tpns through lacd ({mode}):\n{chap}");
     let pap = l2bench(
         &mut lab,
         &cpe,
@@ -256,15 +269,15 @@ socket = "{socket}"
         &access.interface,
         "l2bench-pap",
         "pap",
-        CHAP_SUBSCRIBERS,
+        chap_subscribers,
         PAP_SUBSCRIBERS,
         false,
     );
-    let total = CHAP_SUBSCRIBERS + PAP_SUBSCRIBERS;
+    let total = chap_subscribers + PAP_SUBSCRIBERS;
 
     // Every subscriber up, once, with its own address from l2tpns's pool.
     let mut addresses = HashSet::new();
-    for (report, count) in [(&chap, CHAP_SUBSCRIBERS), (&pap, PAP_SUBSCRIBERS)] {
+    for (report, count) in [(&chap, chap_subscribers), (&pap, PAP_SUBSCRIBERS)] {
         assert_eq!(report.sessions_up, count, "{report}");
         assert_eq!(report.sessions_up_at_end, count, "{report}");
         assert_eq!(report.sessions_flapped, 0, "{report}");
@@ -313,7 +326,7 @@ socket = "{socket}"
     }
 
     let stats = ctl(&l2tpctl, &socket, "stats");
-    println!("lacd's counters (l2tpctl show stats): {stats}");
+    println!("{tag}: lacd's counters (l2tpctl show stats): {stats}");
     // The traffic went through the fast path's workers, not the control
     // plane: every test packet, both ways, was one the workers sent on.
     let forwarded = stats["fastpath_transmitted"].as_u64().unwrap_or(0);
@@ -328,7 +341,7 @@ socket = "{socket}"
             .filter(|l| l.contains("authentication allowed"))
             .count()
     };
-    assert_eq!(allowed("CHAP"), CHAP_SUBSCRIBERS, "{log}");
+    assert_eq!(allowed("CHAP"), chap_subscribers, "{log}");
     assert_eq!(allowed("PAP"), PAP_SUBSCRIBERS, "{log}");
 
     // The stop: lacd ends every call (CDN) and the tunnel (StopCCN) and
@@ -389,7 +402,7 @@ socket = "{socket}"
     }
     let data = packets.iter().filter(|p| !p.control).count();
     println!(
-        "the capture on l2tpns's side: {} L2TP packets, {data} of them data; control: {flow:?}",
+        "{tag}: the capture on l2tpns's side: {} L2TP packets, {data} of them data; control: {flow:?}",
         packets.len()
     );
     assert_eq!(pcap.problems().expect("tshark"), "", "{}", summary());
