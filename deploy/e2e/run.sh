@@ -17,6 +17,9 @@
 #   --duration S      seconds of traffic once every session is up (default 10)
 #   --out DIR         where the report, the summary and the logs go (default /tmp/l2lab-e2e)
 #   --no-build        use the binaries as they are (default: cargo build --release first)
+#   --expect-zero-loss  fail when a single test packet was lost (for CI; the demo
+#                     only reports loss, since a loaded machine may drop some)
+#   --setup-timeout S how long all the sessions may take to come up (default 180)
 #
 # Binaries: LNSD, LACD, L2BENCH, L2TPCTL in the environment, else the release
 # build of this checkout (CARGO_TARGET_DIR honoured). E2E_FASTPATH=0 runs the
@@ -37,6 +40,8 @@ DURATION=10
 OUT=/tmp/l2lab-e2e
 BUILD=1
 MODE=pppoe
+SETUP_TIMEOUT=180
+EXTRA=()
 LAB_IS_OURS=0
 BOXES=()
 
@@ -51,7 +56,9 @@ while [[ $# -gt 0 ]]; do
     --duration) DURATION=$2; shift 2 ;;
     --out) OUT=$2; shift 2 ;;
     --no-build) BUILD=0; shift ;;
-    -h | --help) sed -n '8,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --expect-zero-loss) EXTRA+=(--expect-zero-loss); shift ;;
+    --setup-timeout) SETUP_TIMEOUT=$2; shift 2 ;;
+    -h | --help) sed -n '8,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument $1 (see --help)" ;;
     esac
 done
@@ -92,7 +99,11 @@ cleanup() {
     set +e
     if [[ $LAB_IS_OURS -eq 1 ]]; then
         say "stopping the daemons and taking the lab down"
-        [[ ${#BOXES[@]} -gt 0 ]] && lab stop "${BOXES[@]}"
+        # The LAC first, as an operator would: it closes its tunnels to
+        # LNSs that are still there to answer.
+        local reversed=() i
+        for ((i = ${#BOXES[@]} - 1; i >= 0; i--)); do reversed+=("${BOXES[i]}"); done
+        [[ ${#reversed[@]} -gt 0 ]] && lab stop "${reversed[@]}"
         # The daemons' logs outlive the lab in the output directory.
         for box in "${BOXES[@]}"; do
             [[ -f /run/l2lab/$box.log ]] && cp "/run/l2lab/$box.log" "$OUT/$box.log"
@@ -133,10 +144,11 @@ if [[ ${E2E_FASTPATH:-1} == 0 ]]; then
 fi
 say "l2bench: $SUBSCRIBERS $MODE subscribers (CHAP), $RATE packets/s each way for ${DURATION}s"
 bench_status=0
-# Bounded: setup (60 s at most) + traffic + hang-up, with room to spare.
-timeout --kill-after=10s $((120 + ${DURATION%.*})) \
+# Bounded: setup + traffic + hang-up, with room to spare.
+timeout --kill-after=10s $((SETUP_TIMEOUT + ${DURATION%.*} + 60)) \
     "$L2BENCH" run "${subscribers[@]}" --subscribers "$SUBSCRIBERS" \
     --password lab --auth chap "${traffic[@]}" --report "$OUT/report.json" \
+    --setup-timeout "$SETUP_TIMEOUT" ${EXTRA[@]+"${EXTRA[@]}"} \
     2> >(tee "$OUT/l2bench.log" >&2) | tee "$OUT/summary.txt" || bench_status=$?
 
 # What each daemon says it did (its counters), while it still runs.
