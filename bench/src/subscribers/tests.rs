@@ -358,6 +358,23 @@ struct Namespaces(Vec<String>);
 
 impl Namespaces {
     fn create(roles: &[&str]) -> Self {
+        // Namespaces of a test process that was killed (no drop ran): its
+        // pid is gone.
+        for entry in std::fs::read_dir("/run/netns")
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(pid) = name.strip_prefix("l2bt-").and_then(|r| r.split('-').next()) else {
+                continue;
+            };
+            if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+                let _ = std::process::Command::new("ip")
+                    .args(["netns", "del", &name])
+                    .status();
+            }
+        }
         let pid = std::process::id();
         let names: Vec<String> = roles.iter().map(|r| format!("l2bt-{pid}-{r}")).collect();
         let ns = Namespaces(names);
