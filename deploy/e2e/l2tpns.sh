@@ -5,14 +5,15 @@
 # and routes their traffic through its TUN device.
 #
 #   sudo deploy/e2e/l2tpns.sh [--subscribers N] [--rate PPS] [--duration S]
-#                             [--auth chap|pap] [--no-build]
+#                             [--auth chap|pap] [--mode relay|proxy] [--no-build]
 #
 # 1. Three fresh namespaces: cpe (l2bench's subscribers on veth1), lac (lacd:
 #    access veth1 without IPv4, wan veth2 10.200.2.1/24), lns (l2tpns on veth2
 #    10.200.2.2/24, FreeRADIUS on its loopback, l2tpns's tun0 with routes to
 #    its pool, and the traffic address 10.201.0.1 on its loopback).
 # 2. l2bench brings N subscribers up (PPPoE discovery, LCP, CHAP or PAP
-#    relayed to l2tpns, IPCP), sends numbered UDP both ways between each
+#    relayed to l2tpns, or with --mode proxy negotiated by lacd and handed
+#    to l2tpns as proxy AVPs, IPCP), sends numbered UDP both ways between each
 #    subscriber and 10.201.0.1 (upstream: l2tpns writes it into tun0;
 #    downstream: the kernel routes it into tun0 and l2tpns sends it down the
 #    session) and reports loss, reordering and latency (JSON kept).
@@ -47,6 +48,7 @@ SUBSCRIBERS=20
 RATE=2000
 DURATION=5
 AUTH=chap
+MODE=relay
 BUILD=1
 WORK=""
 PIDS=()
@@ -61,8 +63,9 @@ while [[ $# -gt 0 ]]; do
     --rate) RATE=$2; shift 2 ;;
     --duration) DURATION=$2; shift 2 ;;
     --auth) AUTH=$2; shift 2 ;;
+    --mode) MODE=$2; shift 2 ;;
     --no-build) BUILD=0; shift ;;
-    *) die "unknown option $1 (--subscribers N, --rate PPS, --duration S, --auth chap|pap, --no-build)" ;;
+    *) die "unknown option $1 (--subscribers N, --rate PPS, --duration S, --auth chap|pap, --mode relay|proxy, --no-build)" ;;
     esac
 done
 
@@ -182,6 +185,7 @@ need freeradius freeradius
 need dumpcap tshark
 need tshark tshark
 [[ $AUTH == chap || $AUTH == pap ]] || die "--auth chap or pap"
+[[ $MODE == relay || $MODE == proxy ]] || die "--mode relay or proxy"
 
 if [[ -z ${LACD:-} || -z ${L2BENCH:-} || -z ${L2TPCTL:-} ]]; then
     if [[ $BUILD -eq 1 ]]; then
@@ -231,7 +235,7 @@ cat >"$WORK/lacd.toml" <<EOF
 listen = "$LAC_ADDR:1701"
 hostname = "demo-lacd"
 secret = "$SECRET"
-mode = "relay"
+mode = "$MODE"
 [[lns]]
 address = "$LNS_ADDR:1701"
 [pppoe]
@@ -255,7 +259,7 @@ wait_for "$WORK/dumpcap.log" "File: " 10
 sleep 1
 
 # --- 2. subscribers up, traffic both ways ------------------------------------
-say "2. l2bench: $SUBSCRIBERS subscribers ($AUTH), $RATE packets/s each way for ${DURATION}s"
+say "2. l2bench: $SUBSCRIBERS subscribers ($AUTH, lacd in $MODE mode), $RATE packets/s each way for ${DURATION}s"
 bench_status=0
 timeout 120 "$L2BENCH" run --netns "$CPE" --interface veth1 --subscribers "$SUBSCRIBERS" \
     --password lab --auth "$AUTH" --traffic-netns "$LNS" --traffic-addr "$TRAFFIC_ADDR" \
