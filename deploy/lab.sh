@@ -24,6 +24,9 @@
 #
 # Every interface is created straight inside its namespace, so nothing of the
 # lab exists in the root namespace and no packet of it can leave the machine.
+# The links carry IPv4 only (no IPv6 link-local chatter), and every veth end
+# fills checksums in software like a real NIC (ethtool; see
+# checksums_in_software), so that what AF_XDP sees is what a wire would carry.
 # State lives under /run/l2lab/: the users file, each box's config
 # (NAME.toml), log (NAME.log), pid file (NAME.pid) and control socket
 # (NAME.sock).
@@ -35,7 +38,7 @@
 #
 # Environment: LNSD, LACD (the daemons' binaries; default: the release build of
 # this checkout, honouring CARGO_TARGET_DIR, then PATH), RUST_LOG (the
-# daemons' log filter, default info), L2LAB_STOP_GRACE (seconds between
+# daemons' log filter; default: the config's [control] log), L2LAB_STOP_GRACE (seconds between
 # SIGTERM and SIGKILL, default 5), L2LAB_FASTPATH (0: the daemons' configs
 # say [dataplane] enabled = false; default 1), L2LAB_START_WAIT (seconds `start` waits
 # for the control socket, default 10), L2LAB_EXAMPLES (where the config
@@ -403,7 +406,10 @@ start_box() {
     # A session of its own (setsid), so that the daemon and anything it
     # starts form one process group that `stop` signals as a whole, and a
     # Ctrl-C in this terminal does not reach it.
-    setsid ip netns exec "$ns" env RUST_LOG="${RUST_LOG:-info}" \
+    # RUST_LOG only when the caller set it: it wins over the config's log.
+    local log_filter=()
+    [[ -n ${RUST_LOG:-} ]] && log_filter=("RUST_LOG=$RUST_LOG")
+    setsid ip netns exec "$ns" env ${log_filter[@]+"${log_filter[@]}"} \
         "$binary" --config "$config" </dev/null >>"$STATE/$box.log" 2>&1 &
     pid=$!
     echo "$pid" >"$STATE/$box.pid"
