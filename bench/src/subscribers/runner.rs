@@ -78,7 +78,7 @@ pub struct Shared {
 }
 
 impl Shared {
-    fn phase(&self) -> u8 {
+    fn current_phase(&self) -> u8 {
         self.phase.load(Ordering::Acquire)
     }
 
@@ -357,7 +357,7 @@ pub fn run_side(
                 .down_received
                 .store(downstream.received(), Ordering::Relaxed);
         }
-        let phase = shared.phase();
+        let phase = shared.current_phase();
         if phase == TRAFFIC {
             if let Some(to) = traffic_addr {
                 let start = shared.traffic_start_ns.load(Ordering::Acquire);
@@ -447,7 +447,7 @@ pub fn run_traffic(
                 .up_received
                 .store(upstream.received(), Ordering::Relaxed);
         }
-        let phase = shared.phase();
+        let phase = shared.current_phase();
         if phase == STOP {
             break;
         }
