@@ -10,15 +10,17 @@
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
-use controlplane::ha::message::{HaMessage, SwitchoverRequest};
+use controlplane::ha::message::{HaMessage, OffloadRequest, SwitchoverRequest};
 use controlplane::l2tp::codes::cdn;
 use controlplane::l2tp::{
-    CallParams, Config, Endpoint, Error, Event, HaCapability, HaConfig, RecoveryTunnel, ResultCode,
-    SessionDownReason, SessionHandle, TunnelHandle,
+    CallParams, Config, Endpoint, Error, Event, HaCapability, HaConfig, LnsPeer, RecoveryTunnel,
+    ResultCode, SessionDownReason, SessionHandle, TunnelHandle,
 };
 use controlplane::sim::{Fate, LinkConditions, NodeId, Sim};
 use controlplane::time::Instant;
-use dataplane::wire::control::{Avp, Context, ControlMessage, MessageType, SwitchoverType};
+use dataplane::wire::control::{
+    Avp, Context, ControlMessage, MessageType, OffloadOperation, SwitchoverType,
+};
 use rand_chacha::ChaCha8Rng;
 use rand_core::SeedableRng;
 
@@ -418,4 +420,94 @@ fn without_deferral_a_recovery_call_is_answered_at_once() {
     assert!(!lab
         .events(lab.lns)
         .any(|e| matches!(e, Event::RecoveryCall { .. })));
+}
+
+/// An LNS that peers with 10.0.0.12 under its own secret, and takes LACs
+/// without tunnel authentication.
+fn lns_with_peer(secret: &[u8]) -> Config {
+    Config {
+        ha: Some(HaConfig {
+            lns_peers: vec![LnsPeer {
+                address: PEER_LNS,
+                secret: secret.to_vec(),
+            }],
+            ..HaConfig::default()
+        }),
+        ..Config::lns("lns")
+    }
+}
+
+#[test]
+fn an_lns_peer_must_authenticate_with_its_own_secret_while_lacs_need_not() {
+    let peer_addr = SocketAddrV4::new(PEER_LNS, 1701);
+    let run = |peer_config: Config| {
+        let mut sim = Sim::new(rng(5), LinkConditions::delay(Duration::from_millis(1)));
+        let lac = sim.add_node(LAC, Endpoint::new(Config::lac("lac"), rng(6)).unwrap());
+        let lns = sim.add_node(
+            LNS,
+            Endpoint::new(lns_with_peer(b"peering"), rng(7)).unwrap(),
+        );
+        let peer = sim.add_node(peer_addr, Endpoint::new(peer_config, rng(8)).unwrap());
+        let now = sim.now();
+        sim.node_mut(lac).connect(now, LNS).unwrap();
+        let tunnel = sim.node_mut(peer).connect(now, LNS).unwrap();
+        sim.run_for(Duration::from_secs(5)).unwrap();
+        let up = |sim: &Sim<Endpoint>, node| {
+            sim.events(node)
+                .iter()
+                .any(|(_, e)| matches!(e, Event::TunnelUp { .. }))
+        };
+        assert!(up(&sim, lac), "a LAC without a secret is not challenged");
+        // The initiator counts its tunnel up at SCCRP (RFC 2661 §7.2.1) and
+        // learns of a wrong response by StopCCN; the LNS is the judge.
+        let peer_accepted = sim
+            .events(lns)
+            .iter()
+            .any(|(_, e)| matches!(e, Event::TunnelUp { remote, .. } if *remote == peer_addr));
+        (peer_accepted, sim, peer, lns, tunnel)
+    };
+    // No secret at the peer: refused.
+    let (up, ..) = run(Config::lns("peer"));
+    assert!(!up);
+    // The wrong one: refused.
+    let wrong = Config {
+        secret: Some(b"guess".to_vec()),
+        ..Config::lns("peer")
+    };
+    let (up, ..) = run(wrong);
+    assert!(!up);
+    // The right one (as its own LNS peer entry, as lnsd would configure
+    // it): up, and a hidden Session-State crosses with that secret.
+    let (up, mut sim, peer, lns, tunnel) = run(Config {
+        ha: Some(HaConfig {
+            lns_peers: vec![LnsPeer {
+                address: *LNS.ip(),
+                secret: b"peering".to_vec(),
+            }],
+            ..HaConfig::default()
+        }),
+        ..Config::lns("peer")
+    });
+    assert!(up);
+    let request = HaMessage::OffloadRequest(OffloadRequest {
+        operation: OffloadOperation::AddUpdate,
+        tunnel: None,
+        session: None,
+        epoch: Some(1),
+        state: Some(vec![0, 1]),
+    });
+    let now = sim.now();
+    sim.node_mut(peer)
+        .send_ha_message(now, tunnel, None, request.to_control(true))
+        .unwrap();
+    sim.run_for(Duration::from_secs(1)).unwrap();
+    let got = sim
+        .events(lns)
+        .iter()
+        .find_map(|(_, e)| match e {
+            Event::Message { message, .. } => Some(HaMessage::from_control(message).unwrap()),
+            _ => None,
+        })
+        .expect("the LSORQ arrived");
+    assert_eq!(got, request);
 }

@@ -166,9 +166,13 @@ impl fmt::Debug for Endpoint {
     }
 }
 
-fn encode(config: &Config, message: &ControlMessage) -> dataplane::wire::Result<Vec<u8>> {
+fn encode(
+    config: &Config,
+    remote: SocketAddrV4,
+    message: &ControlMessage,
+) -> dataplane::wire::Result<Vec<u8>> {
     let ctx = Context {
-        secret: config.secret.as_deref(),
+        secret: config.secret_for(*remote.ip()),
         ha_vendor_id: config.ha_vendor_id,
     };
     let mut buf = vec![0; message.buffer_len()];
@@ -179,10 +183,18 @@ fn encode(config: &Config, message: &ControlMessage) -> dataplane::wire::Result<
 
 /// Refuse owner AVPs that could never be sent, before they take a sequence
 /// number: a hidden AVP needs the secret, and every value must encode.
-fn check_avps(config: &Config, avps: &[AvpEntry]) -> Result<(), Error> {
+fn check_avps(
+    config: &Config,
+    remote: Option<SocketAddrV4>,
+    avps: &[AvpEntry],
+) -> Result<(), Error> {
+    let secret = match remote {
+        Some(r) => config.secret_for(*r.ip()),
+        None => config.secret.as_deref(),
+    };
     let mut scratch = Vec::new();
     for entry in avps {
-        if entry.hidden && (config.secret.is_none() || matches!(entry.avp, Avp::RandomVector(_))) {
+        if entry.hidden && (secret.is_none() || matches!(entry.avp, Avp::RandomVector(_))) {
             return Err(Error::Encode(dataplane::wire::Error::Unsupported));
         }
         scratch.clear();
@@ -291,7 +303,7 @@ impl Endpoint {
         remote: SocketAddrV4,
         sccrq_avps: Vec<AvpEntry>,
     ) -> Result<TunnelHandle, Error> {
-        check_avps(&self.config, &sccrq_avps)?;
+        check_avps(&self.config, Some(remote), &sccrq_avps)?;
         let local_id = self.allocate_tunnel_id().ok_or(Error::IdsExhausted)?;
         let handle = self.insert_tunnel(now, local_id, remote, true);
         self.stats.tunnels_initiated += 1;
@@ -308,8 +320,9 @@ impl Endpoint {
         tunnel: TunnelHandle,
         call: CallParams,
     ) -> Result<SessionHandle, Error> {
-        check_avps(&self.config, &call.icrq_avps)?;
-        check_avps(&self.config, &call.iccn_avps)?;
+        let remote = self.tunnel_remote(tunnel);
+        check_avps(&self.config, remote, &call.icrq_avps)?;
+        check_avps(&self.config, remote, &call.iccn_avps)?;
         self.with_tunnel(tunnel, |t, cx| t.open_session(now, cx, call))
             .unwrap_or(Err(Error::UnknownTunnel))
     }
@@ -352,7 +365,7 @@ impl Endpoint {
         session: Option<SessionHandle>,
         message: ControlMessage,
     ) -> Result<(), Error> {
-        check_avps(&self.config, &message.avps)?;
+        check_avps(&self.config, self.tunnel_remote(tunnel), &message.avps)?;
         if session.is_some_and(|s| s.tunnel != tunnel) {
             return Err(Error::UnknownSession);
         }
@@ -374,7 +387,7 @@ impl Endpoint {
         session: Option<SessionHandle>,
         message: ControlMessage,
     ) -> Result<(), Error> {
-        check_avps(&self.config, &message.avps)?;
+        check_avps(&self.config, self.tunnel_remote(tunnel), &message.avps)?;
         if session.is_some_and(|s| s.tunnel != tunnel) {
             return Err(Error::UnknownSession);
         }
@@ -499,7 +512,7 @@ impl Endpoint {
             self.wrong_source(h);
             return;
         }
-        let message = match ControlMessage::parse(bytes, &self.wire_context()) {
+        let message = match ControlMessage::parse(bytes, &self.wire_context(remote)) {
             Ok(m) => m,
             Err(e) => {
                 self.count_unparsable(e);
@@ -525,9 +538,12 @@ impl Endpoint {
         self.with_tunnel(h, |t, cx| t.handle_control(now, cx, remote, message));
     }
 
-    fn wire_context(&self) -> Context<'_> {
+    /// The codec's context for a datagram from `remote`: the secret of
+    /// that peer (RFC 2661 §4.3: hidden AVPs are hidden with the tunnel's
+    /// secret).
+    fn wire_context(&self, remote: SocketAddrV4) -> Context<'_> {
         Context {
-            secret: self.config.secret.as_deref(),
+            secret: self.config.secret_for(*remote.ip()),
             ha_vendor_id: self.config.ha_vendor_id,
         }
     }
@@ -585,7 +601,7 @@ impl Endpoint {
     /// message from a peer that has not learned our Tunnel ID; its Assigned
     /// Tunnel ID and its source say which tunnel.
     fn handle_tunnel_zero(&mut self, now: Instant, remote: SocketAddrV4, bytes: &[u8]) {
-        let message = match ControlMessage::parse(bytes, &self.wire_context()) {
+        let message = match ControlMessage::parse(bytes, &self.wire_context(remote)) {
             Ok(m) => m,
             Err(e) => {
                 self.count_unparsable(e);
@@ -659,7 +675,7 @@ impl Endpoint {
         // Bounded state against floods of SCCRQs (most likely from spoofed
         // addresses, which never see our answer): beyond the limits they are
         // not answered at all, so we do not reflect traffic either.
-        if tunnel::refuses_sccrq(&self.config, &sccrq) {
+        if tunnel::refuses_sccrq(&self.config, remote, &sccrq) {
             if self.refused_held >= self.config.max_refused_tunnels {
                 self.stats.sccrq_over_refused_limit += 1;
                 return;
@@ -765,7 +781,7 @@ impl Endpoint {
             return;
         };
         while let Some(m) = t.poll_transmit() {
-            match encode(&self.config, &m) {
+            match encode(&self.config, t.remote, &m) {
                 Ok(payload) => self.transmits.push_back(Transmit {
                     remote: t.remote,
                     payload,

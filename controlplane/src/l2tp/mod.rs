@@ -326,6 +326,13 @@ impl Config {
                 "must be 1 to 65535 when HA is on (RFC 2661 §4.1: a 16-bit vendor id, 0 is the IETF)",
             );
         }
+        if self
+            .ha
+            .as_ref()
+            .is_some_and(|h| h.lns_peers.iter().any(|p| p.secret.is_empty()))
+        {
+            return err("ha.lns_peers", "every LNS peer needs a non-empty secret");
+        }
         if self.accept_calls && self.max_pending_calls == 0 {
             return err(
                 "max_pending_calls",
@@ -339,6 +346,27 @@ impl Config {
             );
         }
         Ok(())
+    }
+
+    fn lns_peer(&self, remote: Ipv4Addr) -> Option<&LnsPeer> {
+        self.ha
+            .as_ref()
+            .and_then(|h| h.lns_peers.iter().find(|p| p.address == remote))
+    }
+
+    /// The tunnel secret for a peer at `remote`: its own if it is one of
+    /// [`HaConfig::lns_peers`], else [`Config::secret`].
+    pub fn secret_for(&self, remote: Ipv4Addr) -> Option<&[u8]> {
+        match self.lns_peer(remote) {
+            Some(p) => Some(&p.secret),
+            None => self.secret.as_deref(),
+        }
+    }
+
+    /// Whether a tunnel with `remote` must authenticate (RFC 2661 §5.1.1):
+    /// always for an LNS peer, else [`Config::require_authentication`].
+    pub fn requires_authentication_from(&self, remote: Ipv4Addr) -> bool {
+        self.lns_peer(remote).is_some() || self.require_authentication
     }
 
     fn channel(&self) -> reliable::ChannelConfig {
@@ -368,6 +396,31 @@ pub struct HaConfig {
     /// an ICRQ is answered like any other, and the owner finds
     /// [`CallInfo::recovery_session`] in [`Event::SessionUp`].
     pub defer_recovery_calls: bool,
+    /// The LNSs we exchange state with (LNS-LNS control connections).
+    /// Tunnels to and from these addresses use the peer's own secret
+    /// instead of [`Config::secret`] and always require tunnel
+    /// authentication (RFC 2661 §5.1.1), whatever
+    /// [`Config::require_authentication`] says for LACs: a peer without the
+    /// secret is refused.
+    pub lns_peers: Vec<LnsPeer>,
+}
+
+/// An LNS we peer with for state offload ([`HaConfig::lns_peers`]).
+#[derive(Clone, PartialEq, Eq)]
+pub struct LnsPeer {
+    /// Its address (the LNS-LNS tunnel's remote).
+    pub address: Ipv4Addr,
+    /// The secret shared with it.
+    pub secret: Vec<u8>,
+}
+
+impl fmt::Debug for LnsPeer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The secret stays out of logs.
+        f.debug_struct("LnsPeer")
+            .field("address", &self.address)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for HaConfig {
@@ -379,6 +432,7 @@ impl Default for HaConfig {
             },
             peer_lns_addresses: Vec::new(),
             defer_recovery_calls: true,
+            lns_peers: Vec::new(),
         }
     }
 }

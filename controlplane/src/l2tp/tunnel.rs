@@ -183,10 +183,10 @@ pub(crate) enum DataOutcome {
 /// §6.1, §5.1.1)? The endpoint asks before it creates a tunnel, so that an
 /// SCCRQ it would refuse while its refused tunnels are at the limit is
 /// dropped without creating any state.
-pub(crate) fn refuses_sccrq(config: &Config, m: &ControlMessage) -> bool {
+pub(crate) fn refuses_sccrq(config: &Config, remote: SocketAddrV4, m: &ControlMessage) -> bool {
     check_start(m).is_err()
         || !config.accept_tunnels
-        || (m.challenge().is_some() && config.secret.is_none())
+        || (m.challenge().is_some() && config.secret_for(*remote.ip()).is_none())
 }
 
 /// Checks shared by SCCRQ and SCCRP (RFC 2661 §6.1, §6.2): the AVPs that
@@ -975,7 +975,7 @@ impl Tunnel {
         response_id: u8,
     ) -> Result<(), Teardown> {
         if let Some(challenge) = &self.our_challenge {
-            let secret = cx.config.secret.as_deref().unwrap_or_default();
+            let secret = cx.config.secret_for(*self.remote.ip()).unwrap_or_default();
             let expected = challenge_response(response_id, secret, challenge);
             match m.challenge_response() {
                 Some(r) if r == expected => {}
@@ -983,7 +983,7 @@ impl Tunnel {
                 None => return Err(Teardown::authentication("no challenge response")),
             }
         }
-        if m.challenge().is_some() && cx.config.secret.is_none() {
+        if m.challenge().is_some() && cx.config.secret_for(*self.remote.ip()).is_none() {
             return Err(Teardown::authentication(
                 "challenged, but no shared secret is configured",
             ));
@@ -1152,7 +1152,7 @@ impl Tunnel {
     }
 
     fn our_challenge(&mut self, cx: &mut Cx<'_>) -> Option<AvpEntry> {
-        if !cx.config.require_authentication {
+        if !cx.config.requires_authentication_from(*self.remote.ip()) {
             return None;
         }
         let challenge = random_bytes(cx.rng, CHALLENGE_LEN);
@@ -1162,7 +1162,7 @@ impl Tunnel {
 
     fn response_to_peer(&self, cx: &Cx<'_>, id: u8) -> Option<AvpEntry> {
         let challenge = self.peer_challenge.as_ref()?;
-        let secret = cx.config.secret.as_deref()?;
+        let secret = cx.config.secret_for(*self.remote.ip())?;
         Some(AvpEntry::mandatory(Avp::ChallengeResponse(
             challenge_response(id, secret, challenge),
         )))
