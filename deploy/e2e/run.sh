@@ -20,6 +20,8 @@
 #   --expect-zero-loss  fail when a single test packet was lost (for CI; the demo
 #                     only reports loss, since a loaded machine may drop some)
 #   --setup-timeout S how long all the sessions may take to come up (default 180)
+#   --debug           the debug build instead of release (quicker to build, as CI
+#                     has it already from cargo test; fine at a moderate rate)
 #
 # Binaries: LNSD, LACD, L2BENCH, L2TPCTL in the environment, else the release
 # build of this checkout (CARGO_TARGET_DIR honoured). E2E_FASTPATH=0 runs the
@@ -41,6 +43,7 @@ OUT=/tmp/l2lab-e2e
 BUILD=1
 MODE=pppoe
 SETUP_TIMEOUT=180
+PROFILE=release
 EXTRA=()
 LAB_IS_OURS=0
 BOXES=()
@@ -58,7 +61,8 @@ while [[ $# -gt 0 ]]; do
     --no-build) BUILD=0; shift ;;
     --expect-zero-loss) EXTRA+=(--expect-zero-loss); shift ;;
     --setup-timeout) SETUP_TIMEOUT=$2; shift 2 ;;
-    -h | --help) sed -n '8,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --debug) PROFILE=debug; shift ;;
+    -h | --help) sed -n '8,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument $1 (see --help)" ;;
     esac
 done
@@ -69,10 +73,12 @@ done
 export PATH="$PATH:/usr/sbin:/sbin"
 
 # --- binaries -------------------------------------------------------------------
-TARGET="${CARGO_TARGET_DIR:-$ROOT/target}/release"
+TARGET="${CARGO_TARGET_DIR:-$ROOT/target}/$PROFILE"
 if [[ $BUILD -eq 1 ]]; then
-    say "building lnsd, lacd, l2tpctl and l2bench (release)"
-    cargo build --release --quiet --manifest-path "$ROOT/Cargo.toml" \
+    say "building lnsd, lacd, l2tpctl and l2bench ($PROFILE)"
+    release=()
+    [[ $PROFILE == release ]] && release=(--release)
+    cargo build ${release[@]+"${release[@]}"} --quiet --manifest-path "$ROOT/Cargo.toml" \
         -p controlplane --bins -p bench --bin l2bench
 fi
 export LNSD=${LNSD:-$TARGET/lnsd}
