@@ -511,3 +511,62 @@ fn an_lns_peer_must_authenticate_with_its_own_secret_while_lacs_need_not() {
         .expect("the LSORQ arrived");
     assert_eq!(got, request);
 }
+
+#[test]
+fn a_session_released_after_a_move_tells_the_old_lns_its_new_epoch() {
+    let mut lab = Lab::new(ha_lac(), ha_lns(), 0.0);
+    let (lac_tunnel, _) = lab.tunnel_up(|e| e.connect(Instant::ZERO, LNS).unwrap());
+    let now = lab.sim.now();
+    let lac_session = lab
+        .sim
+        .node_mut(lab.lac)
+        .open_session(now, lac_tunnel, CallParams::default())
+        .unwrap();
+    lab.run_for(Duration::from_secs(1));
+    let now = lab.sim.now();
+    lab.sim
+        .node_mut(lab.lac)
+        .release_session(now, lac_session, 9)
+        .unwrap();
+    lab.run_for(Duration::from_secs(1));
+    let lns_events: Vec<&Event> = lab
+        .events(lab.lns)
+        .filter(|e| matches!(e, Event::SessionMoved { .. } | Event::SessionDown { .. }))
+        .collect();
+    assert!(
+        matches!(
+            lns_events.as_slice(),
+            [
+                Event::SessionMoved { epoch: 9, .. },
+                Event::SessionDown {
+                    reason: SessionDownReason::CdnReceived(r),
+                    ..
+                }
+            ] if r.result == cdn::ADMINISTRATIVE
+        ),
+        "{lns_events:?}"
+    );
+    let cdn_sent = first_of(&lab.sent(LAC, None), MessageType::Cdn);
+    assert!(cdn_sent
+        .avps
+        .iter()
+        .any(|e| e.avp == Avp::OwnershipEpoch(9) && !e.mandatory));
+}
+
+#[test]
+fn a_session_is_not_released_toward_an_unaware_lns() {
+    let mut lab = Lab::new(ha_lac(), Config::lns("plain"), 0.0);
+    let (lac_tunnel, _) = lab.tunnel_up(|e| e.connect(Instant::ZERO, LNS).unwrap());
+    let now = lab.sim.now();
+    let s = lab
+        .sim
+        .node_mut(lab.lac)
+        .open_session(now, lac_tunnel, CallParams::default())
+        .unwrap();
+    lab.run_for(Duration::from_secs(1));
+    let now = lab.sim.now();
+    assert_eq!(
+        lab.sim.node_mut(lab.lac).release_session(now, s, 1),
+        Err(Error::NotHaCapable)
+    );
+}

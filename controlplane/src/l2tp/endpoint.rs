@@ -425,6 +425,23 @@ impl Endpoint {
         .unwrap_or(Err(Error::UnknownSession))
     }
 
+    /// HA, LAC: release a session moved to a peer LNS (load switchover,
+    /// make-before-break): CDN result 3 with the session's new
+    /// Ownership-Epoch, so the old LNS drops it without terminating PPP
+    /// (it hears [`Event::SessionMoved`] before [`Event::SessionDown`]).
+    /// Only on a tunnel whose peer advertised HA-Capability.
+    pub fn release_session(
+        &mut self,
+        now: Instant,
+        session: SessionHandle,
+        epoch: u32,
+    ) -> Result<(), Error> {
+        self.with_tunnel(session.tunnel, |t, cx| {
+            t.release_session(now, cx, session.id, epoch)
+        })
+        .unwrap_or(Err(Error::UnknownSession))
+    }
+
     /// What the peer said about itself in its SCCRQ or SCCRP (HA-Capability,
     /// Peer-LNS-Address, Recovery-Tunnel included), once accepted.
     pub fn peer_info(&self, tunnel: TunnelHandle) -> Option<&PeerInfo> {

@@ -21,7 +21,9 @@
 //!   Recovery-Tunnel ([`Endpoint::connect_for_recovery`],
 //!   [`PeerInfo::recovery_tunnel`]) and Recovery-Session
 //!   ([`CallParams::recovery_session`], [`Event::RecoveryCall`],
-//!   [`Endpoint::answer_recovery_call`], [`CallInfo::ownership_epoch`]).
+//!   [`Endpoint::answer_recovery_call`], [`CallInfo::ownership_epoch`]),
+//!   and the release of a moved session ([`Endpoint::release_session`],
+//!   [`Event::SessionMoved`]).
 //!
 //! Time is [`crate::time::Instant`], passed in; randomness (tunnel and
 //! session ids, challenges, tie breakers, random vectors) comes from the RNG
@@ -781,6 +783,16 @@ pub enum Event {
         peer_session_id: u16,
         /// What the ICRQ said.
         call: CallInfo,
+    },
+    /// HA: the peer released the session with a CDN carrying
+    /// Ownership-Epoch ([`Endpoint::release_session`]): it lives on at
+    /// another LNS with this epoch. Drop it silently (no LCP Terminate);
+    /// [`Event::SessionDown`] follows.
+    SessionMoved {
+        /// The session.
+        session: SessionHandle,
+        /// Its new Ownership-Epoch.
+        epoch: u32,
     },
     /// A control message the state machines do not handle themselves: the HA
     /// extension's vendor messages (LSORQ, LSORS, STPLRQ, STPLRP). Already

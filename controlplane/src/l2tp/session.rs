@@ -36,6 +36,9 @@ pub(crate) struct Session {
     pub(crate) told: bool,
     /// LNS, HA: extra AVPs for our ICRP (Ownership-Epoch).
     pub(crate) icrp_avps: Vec<AvpEntry>,
+    /// HA: extra AVPs for our CDN (Ownership-Epoch of a session released
+    /// after a load switchover).
+    pub(crate) cdn_avps: Vec<AvpEntry>,
 }
 
 impl Session {
@@ -101,7 +104,9 @@ impl Session {
 
     /// CDN (RFC 2661 §6.12): Result Code and Assigned Session ID.
     pub(crate) fn cdn(&self, peer_tunnel_id: u16, result: &ResultCode) -> ControlMessage {
-        cdn(peer_tunnel_id, self.peer_id, self.local_id, result)
+        let mut m = cdn(peer_tunnel_id, self.peer_id, self.local_id, result);
+        m.avps.extend(self.cdn_avps.iter().cloned());
+        m
     }
 
     /// Take in the AVPs of the peer's ICRQ (LNS side).

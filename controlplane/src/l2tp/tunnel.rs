@@ -572,6 +572,7 @@ impl Tunnel {
             awaiting_owner: false,
             told: false,
             icrp_avps: Vec::new(),
+            cdn_avps: Vec::new(),
         });
         self.session_apply(now, cx, handle.id, SessionEvent::LocalOpen, None);
         // RFC 2661 §7.2.1: a local open request on an established tunnel
@@ -643,6 +644,25 @@ impl Tunnel {
             return Err(Error::NotHaCapable);
         }
         self.send_message(now, cx, session, message)
+    }
+
+    /// HA: release a session that now lives at another LNS: CDN with
+    /// Ownership-Epoch (M bit clear).
+    pub(crate) fn release_session(
+        &mut self,
+        now: Instant,
+        cx: &mut Cx<'_>,
+        id: u64,
+        epoch: u32,
+    ) -> Result<(), Error> {
+        let peer_is_ha = self.peer.as_ref().is_some_and(|p| p.ha.is_some());
+        if cx.config.ha.is_none() || !peer_is_ha {
+            return Err(Error::NotHaCapable);
+        }
+        let s = self.sessions.get_mut(&id).ok_or(Error::UnknownSession)?;
+        s.cdn_avps = vec![AvpEntry::optional(Avp::OwnershipEpoch(epoch))];
+        let result = ResultCode::with_message(cdn::ADMINISTRATIVE, "moved to a peer LNS");
+        self.close_session(now, cx, id, result)
     }
 
     /// HA: the owner's answer to [`Event::RecoveryCall`]: ICRP with
@@ -1399,6 +1419,21 @@ impl Tunnel {
             MessageType::Icrp => self.on_icrp(now, cx, key, &m),
             MessageType::Iccn => self.on_iccn(now, cx, key, &m),
             MessageType::Cdn => {
+                let epoch = m.find(|a| match a {
+                    Avp::OwnershipEpoch(e) => Some(*e),
+                    _ => None,
+                });
+                if let (Some(epoch), Some(s)) = (
+                    epoch,
+                    self.sessions.get(&key).filter(|s| s.known_to_owner()),
+                ) {
+                    // HA: released after a load switchover; the session
+                    // lives on elsewhere (DESIGN.md §3).
+                    cx.events.push_back(Event::SessionMoved {
+                        session: s.handle,
+                        epoch,
+                    });
+                }
                 let result = ResultCode::of(&m).unwrap_or_else(|| ResultCode::new(0));
                 let reason = SessionDownReason::CdnReceived(result.clone());
                 self.session_apply(now, cx, key, SessionEvent::Cdn, Some((result, reason)));
@@ -1475,6 +1510,7 @@ impl Tunnel {
             awaiting_owner: false,
             told: false,
             icrp_avps: Vec::new(),
+            cdn_avps: Vec::new(),
         };
         s.record_icrq(m);
         let verdict = if let Some(e) = m.unknown_mandatory() {

@@ -219,6 +219,11 @@ pub fn check_events(events: &[(Instant, Event)], who: &str) {
                 let s = sessions.get(session).copied().unwrap_or_default();
                 assert!(t.up && !t.down && !s.down, "{}", ctx());
             }
+            Event::SessionMoved { session, .. } => {
+                let t = tunnels.get(&session.tunnel).copied().unwrap_or_default();
+                let s = sessions.get(session).copied().unwrap_or_default();
+                assert!(t.up && !t.down && !s.down, "{}", ctx());
+            }
             Event::RecoveryCall { session, .. } => {
                 let t = tunnels.get(&session.tunnel).copied().unwrap_or_default();
                 assert!(t.up && !t.down, "{}", ctx());
