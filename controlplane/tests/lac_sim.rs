@@ -37,6 +37,7 @@ fn rng(seed: u64) -> Box<dyn RngCore + Send> {
 }
 
 fn users(n: usize) -> Users {
+    let n = n.max(5000);
     let text: String = (0..n).map(|i| format!("sub{i} lab\n")).collect();
     Users::parse(&text, "users").unwrap()
 }
@@ -1060,4 +1061,22 @@ fn proxy_refused_by_the_lns_renegotiates_and_still_comes_up() {
         .all(|p| *p == ppp::ProxyOutcome::Renegotiated(ppp::ProxyRefusal::Policy)));
     // The subscriber negotiated LCP twice: with the LAC, then the LNS.
     assert!(lab.site().cpes.iter().all(|c| c.lcp_requests >= 2));
+}
+
+#[test]
+#[ignore = "scale probe, run by hand"]
+fn scale_probe() {
+    let n: usize = std::env::var("LAC_SCALE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000);
+    let mut lab = Lab::new(|_| {});
+    let t = std::time::Instant::now();
+    lab.add_subscribers(n, AuthMethod::ChapMd5);
+    lab.until_up(n, Duration::from_secs(120));
+    eprintln!(
+        "{n} up at t={:?} simulated, {:?} wall",
+        lab.sim.now(),
+        t.elapsed()
+    );
 }
