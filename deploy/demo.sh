@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The demo, in one command:
 #
-#   sudo deploy/demo.sh [lab|interop|all]        (default all)
+#   sudo deploy/demo.sh [lab|interop|l2tpns|all]        (default all)
 #
 # 1. lab: the end-to-end scenario (deploy/e2e/run.sh) on the namespace lab
 #    (deploy/lab.sh): 1000 PPPoE subscribers dial through our LAC (lacd) to
@@ -15,10 +15,14 @@
 #    xl2tpd dials our lnsd; our lacd dials l2tpns; our PPP subscribers come up
 #    through our LAC against l2tpns and FreeRADIUS. Each prints the events
 #    and a tshark summary of what was on the wire.
+# 3. l2tpns: our LAC's fast path against a real LNS (deploy/e2e/l2tpns.sh):
+#    l2bench's PPPoE subscribers through lacd to l2tpns and FreeRADIUS, in
+#    relay mode then in proxy mode (lacd negotiates LCP and authenticates,
+#    l2tpns takes the proxy AVPs), traffic both ways, a tshark verdict.
 #
 # Needs root and what deploy/setup.sh installs. Everything either part starts
-# or creates is removed on exit, also on failure or Ctrl-C. Both parts run
-# even if the first fails; the exit status says whether both passed.
+# or creates is removed on exit, also on failure or Ctrl-C. Every part runs
+# even if one before it failed; the exit status says whether all passed.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -27,8 +31,8 @@ PART=${1:-all}
 die() { printf 'demo: %s\n' "$*" >&2; exit 1; }
 
 case $PART in
-lab | interop | all) ;;
-*) die "unknown part \"$PART\": lab, interop or all" ;;
+lab | interop | l2tpns | all) ;;
+*) die "unknown part \"$PART\": lab, interop, l2tpns or all" ;;
 esac
 [[ $(id -u) -eq 0 ]] || die "needs root (network namespaces, veth, AF_XDP, TUN, capture)"
 command -v cargo >/dev/null || die "a Rust toolchain (cargo) is required"
@@ -49,6 +53,12 @@ fi
 if [[ $PART == interop || $PART == all ]]; then
     printf '\n######## 2. interop: xl2tpd, l2tpns and FreeRADIUS against our daemons\n'
     "$ROOT/deploy/e2e/interop.sh" || failed+=(interop)
+fi
+if [[ $PART == l2tpns || $PART == all ]]; then
+    for mode in relay proxy; do
+        printf '\n######## 3. l2tpns: PPPoE subscribers through lacd (%s) to l2tpns, traffic both ways\n' "$mode"
+        "$ROOT/deploy/e2e/l2tpns.sh" --mode "$mode" --no-build || failed+=("l2tpns-$mode")
+    done
 fi
 
 if [[ ${#failed[@]} -gt 0 ]]; then
