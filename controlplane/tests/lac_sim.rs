@@ -1064,6 +1064,36 @@ fn proxy_refused_by_the_lns_renegotiates_and_still_comes_up() {
 }
 
 #[test]
+fn proxy_authentication_goes_hidden_with_a_tunnel_secret() {
+    let mut lab = Lab::with_lns1(
+        |c| {
+            c.mode = Mode::Proxy;
+            c.ppp.lcp.authenticate_peer = vec![AuthMethod::Pap];
+            c.l2tp.secret = Some(b"tunnel-secret".to_vec());
+        },
+        |c| c.l2tp.secret = Some(b"tunnel-secret".to_vec()),
+    );
+    lab.sim.record_trace(true);
+    lab.add_subscribers(2, AuthMethod::Pap);
+    lab.until_up(2, Duration::from_secs(20));
+    let proxied = lab
+        .lns_events(0)
+        .into_iter()
+        .filter(|e| {
+            matches!(e, lns::Event::SessionEstablished(s) if s.proxy == ppp::ProxyOutcome::Accepted)
+        })
+        .count();
+    assert_eq!(proxied, 2);
+    // The password never crossed the network in clear (RFC 2661 §4.3).
+    assert!(lab.sim.trace().len() > 10);
+    assert!(lab
+        .sim
+        .trace()
+        .iter()
+        .all(|r| !r.payload.windows(3).any(|w| w == b"lab")));
+}
+
+#[test]
 #[ignore = "scale probe, run by hand"]
 fn scale_probe() {
     let n: usize = std::env::var("LAC_SCALE")
