@@ -14,7 +14,7 @@ use controlplane::ha::message::{HaMessage, OffloadRequest, SwitchoverRequest};
 use controlplane::l2tp::codes::cdn;
 use controlplane::l2tp::{
     CallParams, Config, Endpoint, Error, Event, HaCapability, HaConfig, LnsPeer, RecoveryTunnel,
-    ResultCode, SessionDownReason, SessionHandle, TunnelHandle,
+    ResultCode, SessionDownReason, SessionHandle, TunnelDownReason, TunnelHandle,
 };
 use controlplane::sim::{Fate, LinkConditions, NodeId, Sim};
 use controlplane::time::Instant;
@@ -569,4 +569,49 @@ fn a_session_is_not_released_toward_an_unaware_lns() {
         lab.sim.node_mut(lab.lac).release_session(now, s, 1),
         Err(Error::NotHaCapable)
     );
+}
+
+fn watchful(c: Config) -> Config {
+    Config {
+        hello_interval: Some(Duration::from_millis(100)),
+        dead_interval: Some(Duration::from_millis(300)),
+        ..c
+    }
+}
+
+#[test]
+fn a_silent_peer_is_declared_dead_after_the_dead_interval() {
+    let mut lab = Lab::new(watchful(ha_lac()), watchful(ha_lns()), 0.0);
+    let (lac_tunnel, _) = lab.tunnel_up(|e| e.connect(Instant::ZERO, LNS).unwrap());
+    // Idle but alive: Hellos keep it up.
+    lab.run_for(Duration::from_secs(10));
+    assert!(!lab
+        .events(lab.lac)
+        .any(|e| matches!(e, Event::TunnelDown { .. })));
+    let cut = lab.sim.now();
+    lab.sim.partition(LAC, LNS);
+    let lac = lab.lac;
+    let deadline = cut + Duration::from_secs(5);
+    assert!(lab
+        .sim
+        .run_until(deadline, |sim| sim
+            .events(lac)
+            .iter()
+            .any(|(_, e)| matches!(e, Event::TunnelDown { .. })))
+        .unwrap());
+    let (at, reason) = lab
+        .sim
+        .events(lab.lac)
+        .iter()
+        .find_map(|(at, e)| match e {
+            Event::TunnelDown { tunnel, reason, .. } if *tunnel == lac_tunnel => {
+                Some((*at, reason.clone()))
+            }
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(reason, TunnelDownReason::RetriesExhausted);
+    let detected = at - cut;
+    println!("dead peer detected in {} ms", detected.as_millis());
+    assert!(detected <= Duration::from_millis(400), "{detected:?}");
 }

@@ -170,6 +170,16 @@ pub struct Config {
     /// Send a Hello after this long with nothing received from the peer
     /// (RFC 2661 §5.5, §6.5; recommended 60 s). `None` disables Hellos.
     pub hello_interval: Option<Duration>,
+    /// Declare an established tunnel's peer unreachable when nothing
+    /// (control or data) has been heard from it for this long, without
+    /// waiting for a whole retransmission cycle (RFC 2661 §5.8). With
+    /// `hello_interval` well below it (and the peer's acknowledgement delay
+    /// too), a live peer always answers in time: 100 ms Hellos and 300 ms
+    /// here detect a dead LNS in 300-400 ms (DESIGN.md §1 item 4, failure
+    /// switchover). Reported as [`TunnelDownReason::RetriesExhausted`], and
+    /// no StopCCN is sent (the peer cannot be reached, or will find out by
+    /// itself). `None` (the default): only retransmissions decide.
+    pub dead_interval: Option<Duration>,
     /// The tunnel secret shared with every peer: answers challenges (RFC
     /// 2661 §5.1.1) and hides and reveals hidden AVPs (§4.3).
     pub secret: Option<Vec<u8>>,
@@ -247,6 +257,7 @@ impl Config {
             slow_start: true,
             ack_delay: Duration::from_millis(50),
             hello_interval: Some(Duration::from_secs(60)),
+            dead_interval: None,
             secret: None,
             require_authentication: false,
             tie_breaker: true,
@@ -311,6 +322,12 @@ impl Config {
             return err(
                 "hello_interval",
                 "must be more than zero (or None to disable Hellos)",
+            );
+        }
+        if self.dead_interval.is_some_and(|d| d.is_zero()) {
+            return err(
+                "dead_interval",
+                "must be more than zero (or None to rely on retransmissions)",
             );
         }
         if self.secret.as_ref().is_some_and(|s| s.is_empty()) {

@@ -323,6 +323,10 @@ pub(crate) struct Tunnel {
     unacknowledged_iccns: VecDeque<(u64, u64)>,
     /// The Hello interval (from the configuration).
     hello_every: Option<core::time::Duration>,
+    /// [`Config::dead_interval`].
+    dead_after: Option<core::time::Duration>,
+    /// When the peer was last heard from (established tunnels).
+    last_heard: Instant,
     hello_deadline: Option<Instant>,
     /// Cleared when the tunnel comes up ([`Config::setup_timeout`]).
     setup_deadline: Option<Instant>,
@@ -375,6 +379,8 @@ impl Tunnel {
             pending_calls: 0,
             unacknowledged_iccns: VecDeque::new(),
             hello_every: config.hello_interval,
+            dead_after: config.dead_interval,
+            last_heard: now,
             hello_deadline: None,
             setup_deadline: Some(now + config.setup_timeout),
             hold_until: None,
@@ -477,10 +483,17 @@ impl Tunnel {
         } else {
             self.setup_deadline
         };
-        [self.channel.poll_timeout(), hello, self.hold_until, setup]
-            .into_iter()
-            .flatten()
-            .min()
+        let dead = self.dead_deadline();
+        [
+            self.channel.poll_timeout(),
+            hello,
+            self.hold_until,
+            setup,
+            dead,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     pub(crate) fn session_state(&self, id: u64) -> Option<SessionState> {
@@ -784,7 +797,27 @@ impl Tunnel {
         }
     }
 
+    /// When the peer counts as dead if still silent ([`Config::dead_interval`]).
+    fn dead_deadline(&self) -> Option<Instant> {
+        let live = self.state == TunnelState::Established && !self.cleaned_up;
+        self.dead_after
+            .filter(|_| live)
+            .map(|d| self.last_heard + d)
+    }
+
     pub(crate) fn handle_timeout(&mut self, now: Instant, cx: &mut Cx<'_>) {
+        if self.dead_deadline().is_some_and(|t| t <= now) {
+            // Config::dead_interval: nothing heard for that long. Like an
+            // exhausted retransmission (RFC 2661 §5.8): clean up, no
+            // StopCCN to a peer that does not answer.
+            let teardown = Teardown {
+                result: ResultCode::new(stop_ccn::GENERAL_ERROR),
+                reason: TunnelDownReason::RetriesExhausted,
+            };
+            self.apply(now, cx, TunnelEvent::RetriesExhausted, Some(teardown));
+            self.service(now, cx);
+            return;
+        }
         if self.hold_until.is_some_and(|t| t <= now) {
             // RFC 2661 §5.7: the full retransmission cycle after StopCCN is
             // over; the state can go.
@@ -873,6 +906,7 @@ impl Tunnel {
     /// Anything heard from the peer restarts the Hello interval (RFC 2661
     /// §5.5: "without receiving any message (data or control)").
     fn touch(&mut self, now: Instant) {
+        self.last_heard = now;
         if self.state == TunnelState::Established {
             self.hello_deadline = self.hello_every.map(|i| now + i);
         }
@@ -1237,6 +1271,7 @@ impl Tunnel {
         if !self.up {
             self.up = true;
             self.setup_deadline = None;
+            self.last_heard = now;
             self.hello_deadline = self.hello_every.map(|i| now + i);
             if let Some(peer) = self.peer.clone() {
                 cx.events.push_back(Event::TunnelUp {
