@@ -8,6 +8,9 @@
 //!   typed values, built for and read from [`crate::l2tp`] control messages.
 //! * [`offload`]: the sans-IO offload protocol: the primary's
 //!   [`offload::OffloadSender`] and the peer's [`offload::OffloadStore`].
+//! * [`peering`]: one LNS's side of the peering: an offload sender per peer
+//!   over its own connection (reconnected), the store, and adoption of a
+//!   recovered call; the glue the LNS node runs on its endpoint.
 //! * [`load`]: the load monitor with hysteresis that decides when an LNS
 //!   asks its LACs to switch over (STPLRQ).
 //!
@@ -17,4 +20,5 @@
 pub mod load;
 pub mod message;
 pub mod offload;
+pub mod peering;
 pub mod state;
