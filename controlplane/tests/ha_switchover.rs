@@ -217,10 +217,10 @@ impl World {
                     _ => {}
                 },
                 Event::SessionMoved { session, epoch } => self.moved.push((session, epoch)),
-                Event::SessionDown { session, .. } => {
-                    if !self.moved.iter().any(|(s, _)| *s == session) {
-                        self.lost += 1;
-                    }
+                Event::SessionDown { session, .. }
+                    if !self.moved.iter().any(|(s, _)| *s == session) =>
+                {
+                    self.lost += 1;
                 }
                 _ => {}
             }
