@@ -1070,4 +1070,119 @@ mod tests {
             .collect();
         assert_eq!(rest, vec![OffloadOperation::BulkEnd]);
     }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Update(u16, u16, u32),
+        Remove(u16, u16),
+        RemoveTunnel(u16),
+        /// Deliver this many requests to the store.
+        Deliver(usize),
+        /// Deliver this many replies to the sender.
+        Acknowledge(usize),
+        /// The connection fails: what is in flight is lost.
+        Disconnect,
+        Connect,
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        prop_oneof![
+            6 => (1u16..4, 1u16..30, any::<u32>()).prop_map(|(t, s, v)| Op::Update(t, s, v)),
+            3 => (1u16..4, 1u16..30).prop_map(|(t, s)| Op::Remove(t, s)),
+            1 => (1u16..4).prop_map(Op::RemoveTunnel),
+            4 => (0usize..40).prop_map(Op::Deliver),
+            4 => (0usize..40).prop_map(Op::Acknowledge),
+            1 => Just(Op::Disconnect),
+            1 => Just(Op::Connect),
+        ]
+    }
+
+    fn versioned(v: u32) -> SessionState {
+        let mut s = SessionState::decode(&blob()).unwrap();
+        s.accounting.start_time_unix = u64::from(v);
+        s
+    }
+
+    proptest::proptest! {
+        /// Whatever the order of changes, deliveries and connection losses,
+        /// once connected and quiet the store holds exactly the sender's
+        /// map (the window of 8 keeps many requests in flight).
+        #[test]
+        fn the_store_converges_to_the_senders_map(ops in proptest::collection::vec(op(), 0..200)) {
+            let mut sender = OffloadSender::new(OffloadConfig { window: 8, refresh_interval: None });
+            let mut store = OffloadStore::new();
+            let mut wire: VecDeque<OffloadRequest> = VecDeque::new();
+            let mut back: VecDeque<OffloadReply> = VecDeque::new();
+            let mut connected = true;
+            let mut now = Instant::ZERO;
+            sender.connected(now);
+            for op in ops {
+                now += Duration::from_millis(1);
+                if connected {
+                    while let Some(r) = sender.poll_request(now) {
+                        wire.push_back(r);
+                    }
+                }
+                match op {
+                    Op::Update(t, s, v) => sender
+                        .add_or_update(now, tunnel(t), session(s), 1, &versioned(v))
+                        .unwrap(),
+                    Op::Remove(t, s) => sender.remove(now, t, s),
+                    Op::RemoveTunnel(t) => sender.remove_tunnel(now, t),
+                    Op::Deliver(n) => {
+                        for r in wire.drain(..n.min(wire.len())) {
+                            back.push_back(store.handle_request(SOURCE, &r));
+                        }
+                    }
+                    Op::Acknowledge(n) => {
+                        for r in back.drain(..n.min(back.len())) {
+                            sender.handle_reply(now, &r);
+                        }
+                    }
+                    Op::Disconnect => {
+                        // Applied at the store or not, the rest is lost
+                        // with the connection.
+                        connected = false;
+                        wire.clear();
+                        back.clear();
+                        sender.disconnected();
+                    }
+                    Op::Connect => {
+                        connected = true;
+                        wire.clear();
+                        back.clear();
+                        sender.connected(now);
+                    }
+                }
+            }
+            if !connected {
+                wire.clear();
+                back.clear();
+                sender.connected(now);
+            }
+            for _ in 0..100_000 {
+                while let Some(r) = sender.poll_request(now) {
+                    wire.push_back(r);
+                }
+                if let Some(r) = wire.pop_front() {
+                    back.push_back(store.handle_request(SOURCE, &r));
+                } else if let Some(r) = back.pop_front() {
+                    sender.handle_reply(now, &r);
+                } else {
+                    break;
+                }
+            }
+            proptest::prop_assert!(sender.in_sync());
+            let expected: std::collections::BTreeSet<(u16, u16, Vec<u8>)> = sender
+                .expected()
+                .map(|(t, s, _, b)| (t.lns_tunnel_id, s.lns_session_id, b.to_vec()))
+                .collect();
+            let held: std::collections::BTreeSet<(u16, u16, Vec<u8>)> = store
+                .tunnels()
+                .flat_map(|t| t.sessions.values().map(move |s| (t.identity.lns_tunnel_id, s.identity.lns_session_id, s.blob.clone())))
+                .collect();
+            proptest::prop_assert_eq!(held, expected);
+        }
+    }
 }
