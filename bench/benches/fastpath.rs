@@ -1,7 +1,8 @@
 //! Per-packet cost of a whole worker (criterion): LNS upstream, LNS
 //! downstream and the LAC relay (half PPPoE → L2TP, half L2TP → PPPoE),
 //! each over `MemoryPort`s, in bursts of 32 and 64, with 1 and with
-//! 100,000 sessions in the tables.
+//! 100,000 sessions in the tables; with 100,000 also without the worker's
+//! burst prefetch (`-noprefetch`), to see what it saves in the same run.
 //!
 //! One iteration is what a worker does for one burst on real hardware,
 //! plus the port's side: the burst is copied into port frames (as a NIC's
@@ -22,7 +23,6 @@ use std::hint::black_box;
 use bench::Path;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 
-const BURSTS: [usize; 2] = [32, 64];
 const SESSION_COUNTS: [usize; 2] = [1, 100_000];
 /// Distinct input frames cycled through (each for its own session when
 /// there are enough sessions).
@@ -34,10 +34,22 @@ fn fastpath(c: &mut Criterion) {
         for sessions in SESSION_COUNTS {
             let frames: Vec<(usize, Vec<u8>)> =
                 (0..FRAMES).map(|n| path.frame(n, sessions)).collect();
-            for burst in BURSTS {
-                let mut w = path.worker(sessions, burst);
+            // With 100,000 sessions, also without the burst prefetch: what
+            // it saves, measured in the same run.
+            let variants: &[(usize, bool)] = if sessions > 1 {
+                &[(32, true), (64, true), (32, false), (64, false)]
+            } else {
+                &[(32, true), (64, true)]
+            };
+            for &(burst, prefetch) in variants {
+                let mut w = path.worker_with_prefetch(sessions, burst, prefetch);
                 group.throughput(Throughput::Elements(burst as u64));
-                let id = BenchmarkId::new(format!("burst{burst}"), format!("{sessions}sessions"));
+                let name = if prefetch {
+                    format!("burst{burst}")
+                } else {
+                    format!("burst{burst}-noprefetch")
+                };
+                let id = BenchmarkId::new(name, format!("{sessions}sessions"));
                 let mut next = 0;
                 group.bench_function(id, |b| {
                     b.iter(|| {

@@ -70,8 +70,20 @@ impl Path {
     /// A worker for this path with the lab's `sessions` and bursts of
     /// `burst`, over two memory ports.
     pub fn worker(self, sessions: usize, burst: usize) -> Worker<MemoryPort> {
+        self.worker_with_prefetch(sessions, burst, true)
+    }
+
+    /// [`Path::worker`], with the burst prefetch on or off (to measure
+    /// what it saves and costs).
+    pub fn worker_with_prefetch(
+        self,
+        sessions: usize,
+        burst: usize,
+        prefetch: bool,
+    ) -> Worker<MemoryPort> {
         let config = WorkerConfig {
             burst,
+            prefetch,
             ..lab::config(self.role(), sessions)
         };
         lab::worker_with(

@@ -3,7 +3,8 @@
 //! function that callgrind counts (`--toggle-collect=*measured_polls*`).
 //!
 //! Usage: `fastpath_instructions <lns_upstream|lns_downstream|lac_relay>
-//! [sessions] [rounds]`. Prints the number of packets the measured
+//! [sessions] [rounds] [noprefetch]` (`noprefetch`: the worker without its
+//! burst prefetch, to see what it costs). Prints the number of packets the measured
 //! function processed; the script divides callgrind's instruction total
 //! by it. Filling the receive ring and draining the transmit ring (the
 //! test's side of the memory port, a NIC's on real hardware) happen
@@ -84,7 +85,8 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     };
     let frames: Vec<(usize, Vec<u8>)> = (0..FRAMES).map(|n| path.frame(n, sessions)).collect();
-    let mut w = path.worker(sessions, BURST);
+    let prefetch = args.get(4).map(String::as_str) != Some("noprefetch");
+    let mut w = path.worker_with_prefetch(sessions, BURST, prefetch);
     let mut next = 0;
     // Warm up (first touches, lazily built state) outside the count.
     round(&mut w, &frames, &mut next, false);
