@@ -70,6 +70,11 @@ done
     die "--subscribers: 1 to 4096 (the lab's users file has sub0..sub4095)"
 [[ $MODE == pppoe || $MODE == l2tp ]] || die "--mode: pppoe or l2tp"
 [[ $(id -u) -eq 0 ]] || die "needs root (network namespaces, veth, AF_XDP)"
+# The output directory is emptied only if an earlier run made it (its
+# marker file or a report is there): --out pointing at anything else is refused.
+if [[ -e $OUT && ! -f $OUT/.l2lab-e2e && ! -f $OUT/report.json && -n $(ls -A "$OUT" 2>/dev/null) ]]; then
+    die "$OUT exists and is not an earlier run's output: choose another --out"
+fi
 export PATH="$PATH:/usr/sbin:/sbin"
 
 # --- binaries -------------------------------------------------------------------
@@ -124,6 +129,7 @@ trap 'exit 130' INT TERM
 
 rm -rf "$OUT"
 mkdir -p "$OUT"
+touch "$OUT/.l2lab-e2e"
 say "lab up (deploy/lab.sh)"
 LAB_IS_OURS=1
 # A lab left by someone who did not hold the lock starts over from nothing.
