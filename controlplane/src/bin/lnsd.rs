@@ -29,7 +29,7 @@ use controlplane::ctl::{Clear, ControlServer, Json, Reply, Request, Show};
 use controlplane::driver::{os_rng, Driver};
 use controlplane::fastpath::lns::LnsFastpath;
 use controlplane::fastpath::{FastpathConfig, FastpathSummary, Role};
-use controlplane::l2tp::codes::{cdn, stop_ccn};
+use controlplane::l2tp::codes::stop_ccn;
 use controlplane::l2tp::{ResultCode, SessionHandle, TunnelHandle};
 use controlplane::lns::{self, EndCause};
 use controlplane::metrics::{Metrics, MetricsServer};
@@ -231,15 +231,25 @@ fn load_config(args: &Args) -> Result<LnsConfig, BoxError> {
     Ok(c)
 }
 
-fn authenticator(config: &LnsConfig) -> Result<Authenticator, BoxError> {
+/// The users of `config.users` (none without one: everyone is refused).
+/// A bad file is an error naming the file and the line.
+fn users(config: &LnsConfig) -> Result<Users, BoxError> {
+    let Some(path) = &config.users else {
+        warn!("neither `users` nor `radius.auth`: every subscriber will be refused");
+        return Ok(Users::parse("", "(none)")?);
+    };
+    let users = Users::load(path)?;
+    info!(file = %path.display(), users = users.len(), "local users file");
+    Ok(users)
+}
+
+/// What authenticates subscribers as `config` says: RADIUS when
+/// `radius.auth` names a server, else the users file (whose contents come
+/// back too, to tell on reload whether the file changed).
+fn authenticator(config: &LnsConfig) -> Result<(Authenticator, Option<Users>), BoxError> {
     if config.radius.auth.is_empty() {
-        let Some(path) = &config.users else {
-            warn!("neither `users` nor `radius.auth`: every subscriber will be refused");
-            return Ok(Authenticator::local(Users::parse("", "(none)")?));
-        };
-        let users = Users::load(path)?;
-        info!(file = %path.display(), users = users.len(), "local users file");
-        return Ok(Authenticator::local(users));
+        let users = users(config)?;
+        return Ok((Authenticator::local(users.clone()), Some(users)));
     }
     let secret = config
         .radius
@@ -262,10 +272,8 @@ fn authenticator(config: &LnsConfig) -> Result<Authenticator, BoxError> {
     client.interim_interval =
         (config.radius.interim > 0).then(|| Duration::from_secs(config.radius.interim));
     info!(auth = ?config.radius.auth, acct = ?acct, "RADIUS");
-    Ok(Authenticator::Radius(Box::new(Client::new(
-        client,
-        os_rng()?,
-    )?)))
+    let client = Client::new(client, os_rng()?)?;
+    Ok((Authenticator::Radius(Box::new(client)), None))
 }
 
 /// The CIDR blocks that cover `first..=last` exactly, for the steering
@@ -400,6 +408,7 @@ fn failure_reason(cause: &EndCause) -> &'static str {
         EndCause::AdminClear => "admin_clear",
         EndCause::SessionTimeout | EndCause::IdleTimeout => "timeout",
         EndCause::PoolExhausted | EndCause::AddressInUse(_) => "no_address",
+        EndCause::Shutdown => "shutdown",
     }
 }
 
@@ -456,6 +465,9 @@ struct Daemon {
     logging: Logging,
     /// The configuration in effect (reloaded keys included).
     config: LnsConfig,
+    /// The users file's contents in force, when it authenticates (not
+    /// RADIUS): a reload swaps the authenticator only when they changed.
+    users: Option<Users>,
 }
 
 impl Daemon {
@@ -694,14 +706,20 @@ impl Daemon {
             }
         };
         let changes = self.config.changes(&new);
-        if changes.is_empty() {
-            info!("SIGHUP: configuration unchanged");
-            return;
-        }
+        let mut applied = Vec::new();
         if changes.applies("control.log") {
             let what = self.logging.set_filter(new.control.log.as_deref());
             self.config.control.log = new.control.log.clone();
             info!(key = "control.log", "{what}");
+            applied.push("control.log".to_owned());
+        }
+        match self.reload_authenticator(&new, changes.applies("users") || changes.applies("radius"))
+        {
+            Ok(Some(what)) => applied.push(what),
+            Ok(None) => {}
+            Err(e) => error!(
+                "SIGHUP: authentication not reloaded, the users file or RADIUS servers in force stay: {e}"
+            ),
         }
         if !changes.restart.is_empty() {
             warn!(
@@ -709,7 +727,60 @@ impl Daemon {
                 "SIGHUP: these changes take effect only after a restart"
             );
         }
-        info!(applied = %changes.apply.join(", "), "SIGHUP: configuration reloaded");
+        if applied.is_empty() {
+            if changes.restart.is_empty() {
+                info!("SIGHUP: configuration unchanged");
+            }
+            return;
+        }
+        info!(applied = %applied.join(", "), "SIGHUP: configuration reloaded");
+    }
+
+    /// Swap the node's authenticator for the one `new` describes, if it
+    /// differs: its `radius` keys changed (`keys_changed`, `users` too), or
+    /// the users file's contents did (read again on every reload: editing
+    /// it is what SIGHUP is mostly for). Sessions already up stay up;
+    /// what happens to authentications and accounting in flight is
+    /// [`lns::Node::set_authenticator`]'s. Says what it applied; an error
+    /// (a bad users file, with its file:line) leaves the old one in force.
+    fn reload_authenticator(
+        &mut self,
+        new: &LnsConfig,
+        keys_changed: bool,
+    ) -> Result<Option<String>, BoxError> {
+        // The running configuration with the new authentication keys: the
+        // RADIUS client's NAS-Identifier and NAS-IP-Address come from keys
+        // that wait for a restart.
+        let mut wanted = self.config.clone();
+        wanted.users = new.users.clone();
+        wanted.radius = new.radius.clone();
+        let (authenticator, users) = if wanted.radius.auth.is_empty() {
+            let users = users(&wanted)?;
+            if !keys_changed && self.users.as_ref() == Some(&users) {
+                return Ok(None);
+            }
+            (Authenticator::local(users.clone()), Some(users))
+        } else if keys_changed {
+            authenticator(&wanted)?
+        } else {
+            return Ok(None);
+        };
+        let what = match (&users, &wanted.users) {
+            (Some(u), Some(path)) => format!("users ({} from {})", u.len(), path.display()),
+            (Some(_), None) => "users (none: every subscriber is refused)".to_owned(),
+            (None, _) => format!("radius (auth {:?})", wanted.radius.auth),
+        };
+        let now = self.driver.now();
+        let node = self.driver.node_mut();
+        node.set_authenticator(now, authenticator);
+        info!(
+            draining = node.retired_authenticators(),
+            "SIGHUP: new authentications go to {what}; sessions up stay up"
+        );
+        self.users = users;
+        self.config.users = wanted.users;
+        self.config.radius = wanted.radius;
+        Ok(Some(what))
     }
 
     /// The clean stop: CDN for every call and StopCCN for every tunnel
@@ -718,17 +789,14 @@ impl Daemon {
     fn shutdown(&mut self) -> Result<(), BoxError> {
         let now = self.driver.now();
         let node = self.driver.node_mut();
-        let sessions: Vec<SessionHandle> = node.sessions().collect();
         info!(
-            sessions = sessions.len(),
+            sessions = node.session_count(),
             tunnels = node.endpoint().tunnel_count(),
             "stopping: CDN for every call, StopCCN for every tunnel"
         );
-        for session in sessions {
-            let result = ResultCode::with_message(cdn::ADMINISTRATIVE, "LNS shutting down");
-            // A session already going down has nothing to close.
-            let _ = node.endpoint_mut().close_session(now, session, result);
-        }
+        // Accounting Stop with Admin-Reboot (RFC 2866 §5.10: the
+        // administrator ending service on the NAS).
+        node.shut_down_sessions(now);
         let tunnels: Vec<TunnelHandle> = node.endpoint().tunnels().collect();
         for tunnel in tunnels {
             let result = ResultCode::with_message(stop_ccn::SHUTTING_DOWN, "LNS shutting down");
@@ -740,11 +808,7 @@ impl Daemon {
         let deadline = now + common::SHUTDOWN_GRACE;
         let settled = |driver: &mut Driver<lns::Node>| {
             let acked = common::all_acknowledged(driver.node().endpoint());
-            let radius_idle = driver
-                .node_mut()
-                .radius_mut()
-                .map(|r| r.stats())
-                .is_none_or(|s| s.responses + s.timeouts >= s.requests);
+            let radius_idle = driver.node().radius_settled();
             (acked, radius_idle)
         };
         while settled(&mut self.driver) != (true, true) && self.driver.now() < deadline {
@@ -779,12 +843,8 @@ fn run(args: &Args, config: LnsConfig, logging: Logging) -> Result<(), BoxError>
 /// the control socket and the metrics.
 fn start(config: LnsConfig, logging: Logging) -> Result<(Daemon, ControlServer), BoxError> {
     let (pool, gateway) = config.address_pool().map_err(|e| format!("pool: {e}"))?;
-    let mut node = lns::Node::new(
-        config.node_config(gateway),
-        authenticator(&config)?,
-        pool,
-        os_rng()?,
-    )?;
+    let (authenticator, users) = authenticator(&config)?;
+    let mut node = lns::Node::new(config.node_config(gateway), authenticator, pool, os_rng()?)?;
     let fastpath = if config.dataplane.enabled {
         Some(start_fastpath(&config, &mut node)?)
     } else {
@@ -816,6 +876,7 @@ fn start(config: LnsConfig, logging: Logging) -> Result<(Daemon, ControlServer),
         control_requests: 0,
         logging,
         config,
+        users,
     };
     Ok((daemon, control))
 }
@@ -853,11 +914,8 @@ fn serve(
         // Event-Timestamp in accounting follows the wall clock; tell the
         // RADIUS client where it is now and then.
         let now = daemon.driver.now();
-        if let (Some(radius), Ok(wall)) = (
-            daemon.driver.node_mut().radius_mut(),
-            SystemTime::now().duration_since(UNIX_EPOCH),
-        ) {
-            radius.set_wall_clock(now, wall);
+        if let Ok(wall) = SystemTime::now().duration_since(UNIX_EPOCH) {
+            daemon.driver.node_mut().set_wall_clock(now, wall);
         }
         let deadline = end.map_or(now + slice, |e| e.min(now + slice));
         let Daemon {

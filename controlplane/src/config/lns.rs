@@ -15,8 +15,11 @@ use crate::lns;
 use crate::ppp::ProxyPolicy;
 
 /// The keys `lnsd` applies on SIGHUP without a restart (keys, or tables
-/// whose every key is); every other change waits for a restart.
-pub const LNS_RELOADABLE: &[&str] = &["control.log"];
+/// whose every key is); every other change waits for a restart. `users`
+/// and `radius` swap the authenticator for new authentications; sessions
+/// up stay up (`lns::Node::set_authenticator`). The users file is read
+/// again on every SIGHUP, even when `users` names the same file.
+pub const LNS_RELOADABLE: &[&str] = &["control.log", "users", "radius"];
 
 /// What to do with the LAC's proxy LCP and authentication (RFC 2661
 /// §4.4.5).

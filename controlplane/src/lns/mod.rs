@@ -58,6 +58,8 @@
 //! sessions that are due, however many there are.
 
 pub(crate) mod deadlines;
+#[cfg(test)]
+mod tests;
 
 use core::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use core::time::Duration;
@@ -145,6 +147,8 @@ pub enum EndCause {
     PoolExhausted,
     /// The address the authenticator chose is held by another session.
     AddressInUse(Ipv4Addr),
+    /// The LNS is stopping ([`Node::shut_down_sessions`]).
+    Shutdown,
 }
 
 /// The Acct-Terminate-Cause (RFC 2866 §5.10) of a session that ended so.
@@ -174,6 +178,11 @@ pub fn terminate_cause(cause: &EndCause) -> TerminateCause {
         EndCause::SessionTimeout => TerminateCause::SessionTimeout,
         EndCause::IdleTimeout => TerminateCause::IdleTimeout,
         EndCause::PoolExhausted | EndCause::AddressInUse(_) => TerminateCause::NasError,
+        // RFC 2866 §5.10: Admin-Reboot (7) is "Administrator is ending
+        // service on the NAS, for example prior to rebooting the NAS";
+        // NAS-Reboot (11) is a reboot "non-administratively (crash)". A
+        // stop we are told to make (SIGTERM) is the administrator's.
+        EndCause::Shutdown => TerminateCause::AdminReboot,
     }
 }
 
@@ -203,6 +212,7 @@ pub fn cdn_result(cause: &EndCause) -> Option<ResultCode> {
             ResultCode::with_message(cdn::ADMINISTRATIVE, "session timeout")
         }
         EndCause::IdleTimeout => ResultCode::with_message(cdn::ADMINISTRATIVE, "idle timeout"),
+        EndCause::Shutdown => ResultCode::with_message(cdn::ADMINISTRATIVE, "LNS shutting down"),
         // Result 4 (no facilities, temporary) with error 4 (insufficient
         // resources): the LAC may try another LNS.
         EndCause::PoolExhausted => ResultCode::with_error(
@@ -411,10 +421,18 @@ struct Session {
     nas_port: u32,
     calling_station_id: Option<String>,
     username: Option<String>,
-    auth: Option<AuthHandle>,
+    /// The authentication in flight, with the generation of the
+    /// authenticator that has it.
+    auth: Option<(Generation, AuthHandle)>,
     attributes: SessionAttributes,
     address: Option<Ipv4Addr>,
-    acct: Option<AcctHandle>,
+    /// The generation of the authenticator that accepted the subscriber:
+    /// its RADIUS client accounts the session (the Class it gave comes
+    /// back to its servers).
+    accepted_by: Option<Generation>,
+    /// The accounting session, with the generation of the RADIUS client
+    /// that keeps it (Interim-Updates and Stop go through that one).
+    acct: Option<(Generation, AcctHandle)>,
     acct_session_id: String,
     started: Instant,
     established: bool,
@@ -427,11 +445,51 @@ struct Session {
     lower_gone: bool,
 }
 
+/// Which authenticator of the node's life: handles of two authenticators
+/// may be equal, so the node names its requests with both.
+type Generation = u64;
+
+/// An authenticator that [`Node::set_authenticator`] replaced while it
+/// still had work: RADIUS requests in flight, or accounting of sessions
+/// that started under it. It keeps running until that work is done.
+struct Retired {
+    generation: Generation,
+    authenticator: Authenticator,
+    /// Sessions it accepted that are not over: it accounts them.
+    sessions: usize,
+}
+
+/// The RADIUS client of `generation`, current or retired.
+fn radius_of<'a>(
+    current: &'a mut Authenticator,
+    current_generation: Generation,
+    retired: &'a mut [Retired],
+    generation: Generation,
+) -> Option<&'a mut radius::Client> {
+    let authenticator = if generation == current_generation {
+        current
+    } else {
+        &mut retired
+            .iter_mut()
+            .find(|r| r.generation == generation)?
+            .authenticator
+    };
+    match authenticator {
+        Authenticator::Radius(client) => Some(client),
+        Authenticator::Local { .. } => None,
+    }
+}
+
 /// The LNS node: see the [module documentation](self).
 pub struct Node {
     config: Config,
     endpoint: Endpoint,
+    /// Authenticates new subscribers, and accounts the sessions they open.
     authenticator: Authenticator,
+    /// The generation of `authenticator` (one more at every swap).
+    generation: Generation,
+    /// Replaced authenticators still finishing their work.
+    retired: Vec<Retired>,
     pool: AddressPool,
     rng: Box<dyn RngCore + Send>,
     sessions: HashMap<SessionHandle, Session>,
@@ -442,7 +500,7 @@ pub struct Node {
     /// [`Node::report_connected_calls`] (so a node without a fast path keeps
     /// nothing).
     connected_calls: Option<VecDeque<ConnectedCall>>,
-    auths: HashMap<AuthHandle, SessionHandle>,
+    auths: HashMap<(Generation, AuthHandle), SessionHandle>,
     deadlines: Deadlines<SessionHandle>,
     transmits: VecDeque<(SocketAddr, Vec<u8>)>,
     events: VecDeque<Event>,
@@ -535,6 +593,8 @@ impl Node {
             config,
             endpoint,
             authenticator,
+            generation: 0,
+            retired: Vec::new(),
             pool,
             rng,
             sessions: HashMap::new(),
@@ -578,6 +638,103 @@ impl Node {
             Authenticator::Radius(client) => Some(client),
             Authenticator::Local { .. } => None,
         }
+    }
+
+    /// Replace the authenticator (a reloaded users file, other RADIUS
+    /// servers) without touching a session.
+    ///
+    /// * Authentications that start from now on go to `authenticator`.
+    /// * Sessions already authenticated stay up: their verdict stands.
+    /// * An authentication still in flight at the old RADIUS client is
+    ///   finished by it (its servers, its secret, its retransmissions and
+    ///   failover): the subscriber gets the answer it would have had
+    ///   without the reload, rather than a refusal it did nothing to earn.
+    /// * Sessions accounted through the old client keep their accounting
+    ///   there: Interim-Updates and the Stop go to the servers that took
+    ///   their Start (with the Class they echo), so no session's record is
+    ///   split over two servers and no Stop is lost. New sessions are
+    ///   accounted through `authenticator`.
+    ///
+    /// The old client runs until it has nothing left (see
+    /// [`Node::retired_authenticators`]); an old users file has nothing in
+    /// flight and goes at once.
+    pub fn set_authenticator(&mut self, now: Instant, authenticator: Authenticator) {
+        // Verdicts the old one already gave are taken under it.
+        self.pump(now);
+        let old = core::mem::replace(&mut self.authenticator, authenticator);
+        let old_generation = self.generation;
+        self.generation += 1;
+        if matches!(old, Authenticator::Radius(_)) {
+            let sessions = self
+                .sessions
+                .values()
+                .filter(|s| s.accepted_by == Some(old_generation))
+                .count();
+            self.retired.push(Retired {
+                generation: old_generation,
+                authenticator: old,
+                sessions,
+            });
+            self.drop_drained();
+        }
+    }
+
+    /// Replaced RADIUS clients still finishing authentications or
+    /// accounting sessions that started under them.
+    pub fn retired_authenticators(&self) -> usize {
+        self.retired.len()
+    }
+
+    /// Tell every RADIUS client (the current one and those still draining)
+    /// that `now` is `since_unix_epoch` on the wall clock, for
+    /// Event-Timestamp (RFC 2869 §5.3).
+    pub fn set_wall_clock(&mut self, now: Instant, since_unix_epoch: Duration) {
+        let retired = self.retired.iter_mut().map(|r| &mut r.authenticator);
+        for authenticator in core::iter::once(&mut self.authenticator).chain(retired) {
+            if let Authenticator::Radius(client) = authenticator {
+                client.set_wall_clock(now, since_unix_epoch);
+            }
+        }
+    }
+
+    /// Whether no RADIUS request is waiting for an answer: every request of
+    /// the current client answered or given up, and no replaced client
+    /// still at work. What a clean stop waits for (accounting Stops).
+    pub fn radius_settled(&self) -> bool {
+        let current = match &self.authenticator {
+            Authenticator::Radius(client) => {
+                let s = client.stats();
+                s.responses + s.timeouts >= s.requests
+            }
+            Authenticator::Local { .. } => true,
+        };
+        current && self.retired.is_empty()
+    }
+
+    /// End every session because the LNS is stopping: a CDN with result 3
+    /// (RFC 2661 §4.4.2, administrative) to the LAC, the address back, and
+    /// accounting Stop with Admin-Reboot ([`EndCause::Shutdown`]). No LCP
+    /// Terminate is waited for: the LAC tells its subscribers. Sessions
+    /// already going down keep their own cause. Returns how many were
+    /// ended.
+    pub fn shut_down_sessions(&mut self, now: Instant) -> usize {
+        let sessions: Vec<SessionHandle> = self.sessions.keys().copied().collect();
+        let mut ended = 0;
+        for h in sessions {
+            let Some(s) = self.sessions.get_mut(&h) else {
+                continue;
+            };
+            if s.lower_gone {
+                continue;
+            }
+            s.end.get_or_insert(EndCause::Shutdown);
+            // The link goes down at once; ending it sends the CDN.
+            s.link.lower_down(now);
+            self.service(now, h);
+            ended += 1;
+        }
+        self.pump(now);
+        ended
     }
 
     /// Counters.
@@ -649,8 +806,15 @@ impl Node {
                 s.last_activity = now;
             }
             s.counters = counters;
-            if let (Some(h), Authenticator::Radius(client)) = (s.acct, &mut self.authenticator) {
-                client.accounting_update(h, counters);
+            if let Some((generation, h)) = s.acct {
+                if let Some(client) = radius_of(
+                    &mut self.authenticator,
+                    self.generation,
+                    &mut self.retired,
+                    generation,
+                ) {
+                    client.accounting_update(h, counters);
+                }
             }
         }
     }
@@ -726,11 +890,33 @@ impl Node {
     /// A datagram from `from`: RADIUS if it comes from one of our RADIUS
     /// servers, L2TP otherwise.
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddrV4, payload: &[u8]) {
-        match &mut self.authenticator {
-            Authenticator::Radius(client) if client.is_server(SocketAddr::V4(from)) => {
-                client.handle_datagram(now, SocketAddr::V4(from), payload);
+        let from_v4 = from;
+        let from = SocketAddr::V4(from);
+        // A retired client first: the same server may be in the old and
+        // the new list, and only the client that sent the request can match
+        // the answer (RFC 2865 §3: Identifier and Response Authenticator).
+        // The one whose count of matched responses grows took it.
+        let mut radius = false;
+        for r in &mut self.retired {
+            if let Authenticator::Radius(client) = &mut r.authenticator {
+                if client.is_server(from) {
+                    radius = true;
+                    let before = client.stats().responses;
+                    client.handle_datagram(now, from, payload);
+                    if client.stats().responses > before {
+                        self.pump(now);
+                        return;
+                    }
+                }
             }
-            _ => self.endpoint.handle_datagram(now, from, payload),
+        }
+        match &mut self.authenticator {
+            Authenticator::Radius(client) if client.is_server(from) => {
+                client.handle_datagram(now, from, payload);
+            }
+            // From a server only a retired client knew: answered nothing.
+            _ if radius => {}
+            _ => self.endpoint.handle_datagram(now, from_v4, payload),
         }
         self.pump(now);
     }
@@ -744,10 +930,13 @@ impl Node {
         if let Some(t) = self.endpoint.poll_transmit(now) {
             return Some((SocketAddr::V4(t.remote), t.payload));
         }
-        if let Authenticator::Radius(client) = &mut self.authenticator {
-            let mut buf = Vec::new();
-            if let Some(to) = client.poll_transmit(now, &mut buf) {
-                return Some((to, buf));
+        let retired = self.retired.iter_mut().map(|r| &mut r.authenticator);
+        for authenticator in core::iter::once(&mut self.authenticator).chain(retired) {
+            if let Authenticator::Radius(client) = authenticator {
+                let mut buf = Vec::new();
+                if let Some(to) = client.poll_transmit(now, &mut buf) {
+                    return Some((to, buf));
+                }
             }
         }
         None
@@ -755,10 +944,13 @@ impl Node {
 
     /// When [`Node::handle_timeout`] wants to run.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let radius = match &self.authenticator {
-            Authenticator::Radius(client) => client.poll_timeout(),
-            Authenticator::Local { .. } => None,
-        };
+        let radius = core::iter::once(&self.authenticator)
+            .chain(self.retired.iter().map(|r| &r.authenticator))
+            .filter_map(|a| match a {
+                Authenticator::Radius(client) => client.poll_timeout(),
+                Authenticator::Local { .. } => None,
+            })
+            .min();
         [self.endpoint.poll_timeout(), radius, self.deadlines.first()]
             .into_iter()
             .flatten()
@@ -771,9 +963,12 @@ impl Node {
         if self.endpoint.poll_timeout().is_some_and(|t| t <= now) {
             self.endpoint.handle_timeout(now);
         }
-        if let Authenticator::Radius(client) = &mut self.authenticator {
-            if client.poll_timeout().is_some_and(|t| t <= now) {
-                client.handle_timeout(now);
+        let retired = self.retired.iter_mut().map(|r| &mut r.authenticator);
+        for authenticator in core::iter::once(&mut self.authenticator).chain(retired) {
+            if let Authenticator::Radius(client) = authenticator {
+                if client.poll_timeout().is_some_and(|t| t <= now) {
+                    client.handle_timeout(now);
+                }
             }
         }
         for h in self.deadlines.take_due(now) {
@@ -798,11 +993,46 @@ impl Node {
                 continue;
             }
             if let Some(e) = self.authenticator.poll_event() {
-                self.on_aaa_event(now, e);
+                self.on_aaa_event(now, self.generation, e);
+                continue;
+            }
+            let retired = self.retired.iter_mut().find_map(|r| {
+                let e = r.authenticator.poll_event()?;
+                Some((r.generation, e))
+            });
+            if let Some((generation, e)) = retired {
+                self.on_aaa_event(now, generation, e);
                 continue;
             }
             break;
         }
+        if !self.retired.is_empty() {
+            self.drop_drained();
+        }
+    }
+
+    /// Let go of retired authenticators with nothing left to do: no
+    /// session accounted through them, no authentication waiting on them,
+    /// no request in flight (each has a retransmission deadline until it is
+    /// answered or given up, so no deadline means none; their events were
+    /// just polled).
+    fn drop_drained(&mut self) {
+        let auths = &self.auths;
+        self.retired.retain(|r| {
+            let busy = r.sessions > 0
+                || auths.keys().any(|(g, _)| *g == r.generation)
+                || match &r.authenticator {
+                    Authenticator::Radius(client) => client.poll_timeout().is_some(),
+                    Authenticator::Local { .. } => false,
+                };
+            if !busy {
+                tracing::info!(
+                    generation = r.generation,
+                    "the replaced authenticator finished its work and is let go"
+                );
+            }
+            busy
+        });
     }
 
     fn on_l2tp_event(&mut self, now: Instant, event: l2tp::Event) {
@@ -918,6 +1148,7 @@ impl Node {
                 calling_station_id: calling_number(call),
                 username: None,
                 auth: None,
+                accepted_by: None,
                 attributes: SessionAttributes::default(),
                 address: None,
                 acct: None,
@@ -954,9 +1185,9 @@ impl Node {
         self.service(now, session);
     }
 
-    fn on_aaa_event(&mut self, now: Instant, event: radius::Event) {
+    fn on_aaa_event(&mut self, now: Instant, generation: Generation, event: radius::Event) {
         match event {
-            radius::Event::Auth(result) => self.on_auth_result(now, result),
+            radius::Event::Auth(result) => self.on_auth_result(now, generation, result),
             radius::Event::AccountingLost { status, .. } => {
                 self.events.push_back(Event::AccountingLost { status })
             }
@@ -967,8 +1198,8 @@ impl Node {
         }
     }
 
-    fn on_auth_result(&mut self, now: Instant, result: AuthResult) {
-        let Some(h) = self.auths.remove(&result.handle) else {
+    fn on_auth_result(&mut self, now: Instant, generation: Generation, result: AuthResult) {
+        let Some(h) = self.auths.remove(&(generation, result.handle)) else {
             return;
         };
         let Some(s) = self.sessions.get_mut(&h) else {
@@ -996,6 +1227,14 @@ impl Node {
             }
         };
         s.attributes = result.attributes;
+        // The first acceptance only: a later one (PPP authenticating
+        // again) leaves the session's accounting where it is.
+        if s.accepted_by.is_none() {
+            s.accepted_by = Some(generation);
+            if let Some(r) = self.retired.iter_mut().find(|r| r.generation == generation) {
+                r.sessions += 1;
+            }
+        }
         s.link.auth_verdict(now, true);
         match address {
             Ok(a) => {
@@ -1133,7 +1372,7 @@ impl Node {
                     calling_station_id: s.calling_station_id.clone(),
                     nas_port: Some(s.nas_port),
                 };
-                let handle = self.authenticator.start_auth(now, request);
+                let handle = (self.generation, self.authenticator.start_auth(now, request));
                 s.auth = Some(handle);
                 self.auths.insert(handle, h);
             }
@@ -1159,19 +1398,28 @@ impl Node {
         s.session_timeout_at = s.attributes.session_timeout.map(|d| now + d);
         let username = s.username.clone().unwrap_or_default();
         self.stats.sessions_established += 1;
-        if let Authenticator::Radius(client) = &mut self.authenticator {
-            s.acct = Some(client.accounting_start(
-                now,
-                AccountingSession {
-                    session_id: s.acct_session_id.clone(),
-                    username: username.clone(),
-                    framed_address: Some(address),
-                    class: s.attributes.class.clone(),
-                    calling_station_id: s.calling_station_id.clone(),
-                    nas_port: Some(s.nas_port),
-                    authentic: Some(Authentic::Radius),
-                    interim_interval: s.attributes.interim_interval,
-                },
+        let generation = s.accepted_by.unwrap_or(self.generation);
+        if let Some(client) = radius_of(
+            &mut self.authenticator,
+            self.generation,
+            &mut self.retired,
+            generation,
+        ) {
+            s.acct = Some((
+                generation,
+                client.accounting_start(
+                    now,
+                    AccountingSession {
+                        session_id: s.acct_session_id.clone(),
+                        username: username.clone(),
+                        framed_address: Some(address),
+                        class: s.attributes.class.clone(),
+                        calling_station_id: s.calling_station_id.clone(),
+                        nas_port: Some(s.nas_port),
+                        authentic: Some(Authentic::Radius),
+                        interim_interval: s.attributes.interim_interval,
+                    },
+                ),
             ));
         }
         self.events.push_back(Event::Accounting {
@@ -1220,8 +1468,17 @@ impl Node {
         }
         let terminate = terminate_cause(&end);
         if s.established {
-            if let (Some(acct), Authenticator::Radius(client)) = (s.acct, &mut self.authenticator) {
-                client.accounting_stop(now, acct, s.counters, terminate);
+            // Through the client the session started with, even if it was
+            // replaced since: its Start went there.
+            if let Some((generation, acct)) = s.acct {
+                if let Some(client) = radius_of(
+                    &mut self.authenticator,
+                    self.generation,
+                    &mut self.retired,
+                    generation,
+                ) {
+                    client.accounting_stop(now, acct, s.counters, terminate);
+                }
             }
             self.events.push_back(Event::Accounting {
                 session: h,
@@ -1229,6 +1486,11 @@ impl Node {
                 status: AcctStatus::Stop,
                 cause: Some(terminate),
             });
+        }
+        if let Some(generation) = s.accepted_by {
+            if let Some(r) = self.retired.iter_mut().find(|r| r.generation == generation) {
+                r.sessions = r.sessions.saturating_sub(1);
+            }
         }
         self.stats.sessions_ended += 1;
         self.events
