@@ -1023,6 +1023,51 @@ mod daemon_tests {
     use controlplane::l2tp::TunnelDownReason;
     use controlplane::subscriber::{self, AuthChoice};
 
+    /// One subscriber `user` calling the LNS at `lns` from a LAC of its
+    /// own; whether its PPP came up (false once the LNS ended the call).
+    fn login(lns: SocketAddrV4, user: &str) -> (Driver<subscriber::Node>, bool) {
+        let config = subscriber::Config::new(lns, 1, user, "lab", AuthChoice::Chap);
+        let mut driver = Driver::new(
+            UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap(),
+            subscriber::Node::new(config, os_rng().unwrap()).unwrap(),
+        )
+        .unwrap();
+        let now = driver.now();
+        driver.node_mut().start(now).unwrap();
+        let deadline = driver.now() + Duration::from_secs(10);
+        driver
+            .run_until(deadline, |node, _| {
+                if node.up_count() + node.down_count() > 0 {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            })
+            .unwrap();
+        let up = driver.node().up_count() == 1;
+        (driver, up)
+    }
+
+    /// Close the LAC's tunnel and wait for the LNS's acknowledgement, so
+    /// the LNS's stop does not wait for a LAC nobody runs.
+    fn leave(mut driver: Driver<subscriber::Node>) {
+        let now = driver.now();
+        let tunnels = driver.node().tunnels().to_vec();
+        for t in tunnels {
+            let result = ResultCode::with_message(stop_ccn::GENERAL_REQUEST, "test done");
+            let _ = driver
+                .node_mut()
+                .endpoint_mut()
+                .close_tunnel(now, t, result);
+        }
+        // The LNS acknowledges at once; our side then keeps the tunnel for
+        // its hold time (RFC 2661 §5.7), which nobody needs to wait for.
+        let deadline = driver.now() + Duration::from_millis(200);
+        driver
+            .run_until(deadline, |_, _| ControlFlow::Continue(()))
+            .unwrap();
+    }
+
     fn free_udp_port() -> u16 {
         UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
             .unwrap()
@@ -1128,6 +1173,47 @@ mod daemon_tests {
         .unwrap();
         stopper.request_reload();
         assert_eq!(show(Show::Stats)["sessions_up"], 2);
+
+        // Two requests after the reload: the loop has taken the signal by
+        // the second answer.
+        let reload = || {
+            stopper.request_reload();
+            show(Show::Stats);
+            show(Show::Stats)
+        };
+        // A users file with a broken line is refused: the old one (sub0)
+        // stays in force.
+        std::fs::write(
+            dir.join("users"),
+            "sub1 lab
+sub2
+",
+        )
+        .unwrap();
+        reload();
+        let (sub0_again, up) = login(lns_addr, "sub0");
+        assert!(up, "the old users file should still be in force");
+        let (sub1_early, up) = login(lns_addr, "sub1");
+        assert!(!up, "sub1 came from the refused file");
+        // sub0 out, sub1 in: sub1 logs in, a new sub0 is refused, and the
+        // sessions sub0 opened before stay up.
+        std::fs::write(
+            dir.join("users"),
+            "sub1 lab
+",
+        )
+        .unwrap();
+        reload();
+        let (sub1, up) = login(lns_addr, "sub1");
+        assert!(up, "sub1 was added to the users file");
+        let (sub0_refused, up) = login(lns_addr, "sub0");
+        assert!(!up, "sub0 was removed from the users file");
+        let stats = show(Show::Stats);
+        assert_eq!(stats["sessions_up"], 4, "{stats}");
+        assert_eq!(subscribers.node().up_count(), 2);
+        for driver in [sub0_again, sub1_early, sub1, sub0_refused] {
+            leave(driver);
+        }
 
         // Stop: StopCCN reaches the subscribers' LAC.
         stopper.request_stop();
