@@ -53,6 +53,11 @@ use common::{BoxError, L2tpNode};
 const FASTPATH_SLICE: Duration = Duration::from_millis(1);
 /// How often the fast path's counters are asked for.
 const REPORT_EVERY: Duration = Duration::from_secs(1);
+/// With a fast path, how long an answered call's ICCN waits for the workers
+/// to be programmed at most (`lac::Config::defer_connect`): the glue
+/// connects within its own `CONNECT_LIMIT` (200 ms), so this only clears
+/// calls of a control loop that is stuck.
+const DEFER_CONNECT_LIMIT: Duration = Duration::from_secs(2);
 
 /// How the LAC carries PPP.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -343,6 +348,25 @@ fn log_lac_event(event: &lac::Event) {
             reason,
             ..
         } => warn!(tunnel = tunnel.0, %lns, ?reason, "tunnel down"),
+        lac::Event::CallAnswered(call) => tracing::debug!(
+            subscriber = %call.subscriber.mac,
+            pppoe_session = call.subscriber.session_id,
+            lns = %call.peer,
+            tunnel_ids = ?(call.local_tunnel_id, call.peer_tunnel_id),
+            session_ids = ?(call.local_session_id, call.peer_session_id),
+            "call answered: programming the fast path before the ICCN"
+        ),
+        lac::Event::CallAbandoned {
+            subscriber,
+            local_tunnel_id,
+            local_session_id,
+        } => tracing::debug!(
+            subscriber = %subscriber.mac,
+            pppoe_session = subscriber.session_id,
+            local_tunnel_id,
+            local_session_id,
+            "answered call abandoned before it was up"
+        ),
         lac::Event::SessionUp(up) => info!(
             subscriber = %up.subscriber.mac,
             pppoe_session = up.subscriber.session_id,
@@ -692,7 +716,13 @@ fn run(args: &Args, config: LacConfig, logging: Logging) -> Result<(), BoxError>
     let signals = Signals::install()?;
     let mac = interface_mac(&config.pppoe.interface)?;
     let rng = os_rng()?;
-    let node = lac::Node::new(node_config(&config, mac), Instant::ZERO, rng)?;
+    let mut node_config = node_config(&config, mac);
+    if config.dataplane.enabled {
+        // The workers must know each session before the LNS has our ICCN
+        // (RFC 2661 §7.4.1): its first PPP frames follow it at once.
+        node_config.defer_connect = Some(DEFER_CONNECT_LIMIT);
+    }
+    let node = lac::Node::new(node_config, Instant::ZERO, rng)?;
     let (fastpath, access) = if config.dataplane.enabled {
         (Some(start_fastpath(&config, mac)?), None)
     } else {

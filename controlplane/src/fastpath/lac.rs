@@ -5,11 +5,20 @@
 //! interface (L2TP to the LNSs): start the [`Fastpath`] with
 //! `interfaces: vec![access, wan]` and `Role::Lac`.
 //!
-//! * Call up ([`lac::Event::SessionUp`], ICCN acknowledged): `UpsertTunnel`
-//!   when the tunnel is new to the workers (its next hop resolved through
-//!   the kernel) and `UpsertSession` with the subscriber's PPPoE binding;
-//!   the workers relay PPPoE ↔ L2TP both ways from then on.
-//! * Session down: `RemoveSession`; tunnel down: `RemoveTunnel`.
+//! * Call answered ([`lac::Event::CallAnswered`], the node runs with
+//!   [`lac::Config::defer_connect`]): `UpsertTunnel` when the tunnel is new
+//!   to the workers (its next hop resolved through the kernel) and
+//!   `UpsertSession` with the subscriber's PPPoE binding, then a barrier;
+//!   once every worker has echoed it (or after [`CONNECT_LIMIT`]) the call
+//!   is connected ([`lac::Node::connect_call`]: the ICCN goes). The LNS
+//!   sends its first PPP frames as soon as it has the ICCN (RFC 2661
+//!   §7.4.1), and the workers relay them: programming at call up instead
+//!   would drop them, and PPP would wait for the LNS's restart timer.
+//! * Call up ([`lac::Event::SessionUp`], ICCN acknowledged): the same
+//!   programming for a call not programmed yet (a node without
+//!   `defer_connect`). The workers relay PPPoE ↔ L2TP both ways.
+//! * Session down and answered calls abandoned: `RemoveSession`; tunnel
+//!   down: `RemoveTunnel`.
 //! * Punts: PPPoE discovery (`Local`, whole frames) and PPP control of
 //!   sessions the workers do not relay yet (`LacPpp`, the PPP frame, which
 //!   is put back into an Ethernet/PPPoE frame) go to
@@ -27,13 +36,15 @@
 //! }
 //! ```
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
 
 use dataplane::punt::{InjectTarget, PuntReason};
 use dataplane::table::{SessionConfig, SessionKey, Tunnel};
 use dataplane::wire::ethernet;
 
 use super::{Fastpath, FastpathConfig, FastpathError};
+use crate::l2tp::SessionHandle;
 use crate::lac;
 use crate::time::Instant;
 
@@ -51,6 +62,11 @@ const PPPOE_HEAD: usize = 14 + 6;
 /// enforce one.
 const RELAY_MRU: u16 = 1500;
 
+/// How long an answered call's ICCN waits for the workers to confirm they
+/// know the session, at most (a stuck worker must not stall every call; the
+/// node's own bound, [`lac::Config::defer_connect`], should be longer).
+pub const CONNECT_LIMIT: Duration = Duration::from_millis(200);
+
 /// Punts handled per [`LacFastpath::service`] call at most.
 const PUNTS_PER_SERVICE: usize = 1024;
 
@@ -61,6 +77,11 @@ pub struct LacFastpathStats {
     pub sessions: u64,
     /// Sessions removed.
     pub removed: u64,
+    /// Answered calls connected once the workers knew them.
+    pub connected: u64,
+    /// Answered calls connected after [`CONNECT_LIMIT`] without the
+    /// workers' confirmation (or with no barrier to wait for).
+    pub connected_unconfirmed: u64,
     /// Tunnels programmed.
     pub tunnels: u64,
     /// Access frames (discovery, PPP control) handed to the node.
@@ -85,6 +106,13 @@ pub struct LacFastpath {
     access_mac: ethernet::Address,
     /// By our Tunnel ID.
     tunnels: HashMap<u16, Tunnel>,
+    /// Sessions programmed.
+    sessions: HashSet<SessionKey>,
+    /// Answered calls programmed whose ICCN waits: the barrier that says
+    /// the workers know them and when it was sent (both `None` until
+    /// [`LacFastpath::service`] sends it; the token alone stays `None` if
+    /// it could not be sent).
+    unconnected: Vec<(SessionHandle, Option<u64>, Option<Instant>)>,
     frame: Vec<u8>,
     stats: LacFastpathStats,
 }
@@ -110,6 +138,8 @@ impl LacFastpath {
             fp,
             access_mac,
             tunnels: HashMap::new(),
+            sessions: HashSet::new(),
+            unconnected: Vec::new(),
             frame: Vec::with_capacity(2048),
             stats: LacFastpathStats::default(),
         }
@@ -125,32 +155,63 @@ impl LacFastpath {
         self.stats
     }
 
-    /// Apply one node event to the tables.
+    /// Apply one node event to the tables. An answered call is connected
+    /// by a later [`LacFastpath::service`].
     pub fn program(&mut self, event: &lac::Event) {
         let result = match event {
-            lac::Event::SessionUp(call) => self.upsert_call(call),
+            lac::Event::CallAnswered(call) => {
+                self.unconnected.push((call.session, None, None));
+                self.upsert_call(call)
+            }
+            lac::Event::SessionUp(call) => {
+                let key = SessionKey {
+                    tunnel_id: call.local_tunnel_id,
+                    session_id: call.local_session_id,
+                };
+                if self.sessions.contains(&key) {
+                    Ok(())
+                } else {
+                    self.upsert_call(call)
+                }
+            }
+            lac::Event::CallAbandoned {
+                local_tunnel_id,
+                local_session_id,
+                ..
+            } => self.remove_session(*local_tunnel_id, *local_session_id),
             lac::Event::SessionDown(ended) => match (ended.tunnel_ids, ended.session_ids) {
                 (Some((tunnel_id, _)), Some((session_id, _))) => {
-                    self.stats.removed += 1;
-                    self.fp.remove_session(SessionKey {
-                        tunnel_id,
-                        session_id,
-                    })
+                    self.remove_session(tunnel_id, session_id)
                 }
                 _ => Ok(()),
             },
             lac::Event::TunnelDown {
                 local_tunnel_id, ..
-            } => match self.tunnels.remove(local_tunnel_id) {
-                Some(_) => self.fp.remove_tunnel(*local_tunnel_id),
-                None => Ok(()),
-            },
+            } => {
+                self.sessions.retain(|k| k.tunnel_id != *local_tunnel_id);
+                match self.tunnels.remove(local_tunnel_id) {
+                    Some(_) => self.fp.remove_tunnel(*local_tunnel_id),
+                    None => Ok(()),
+                }
+            }
             _ => Ok(()),
         };
         if let Err(e) = result {
             self.stats.update_errors += 1;
             tracing::error!(error = %e, "fast path not programmed");
         }
+    }
+
+    fn remove_session(&mut self, tunnel_id: u16, session_id: u16) -> Result<(), FastpathError> {
+        let key = SessionKey {
+            tunnel_id,
+            session_id,
+        };
+        if !self.sessions.remove(&key) {
+            return Ok(());
+        }
+        self.stats.removed += 1;
+        self.fp.remove_session(key)
     }
 
     fn upsert_call(&mut self, call: &lac::CallUp) -> Result<(), FastpathError> {
@@ -168,11 +229,13 @@ impl LacFastpath {
             self.stats.tunnels += 1;
         }
         self.stats.sessions += 1;
+        let key = SessionKey {
+            tunnel_id: call.local_tunnel_id,
+            session_id: call.local_session_id,
+        };
+        self.sessions.insert(key);
         self.fp.upsert_session(SessionConfig {
-            key: SessionKey {
-                tunnel_id: call.local_tunnel_id,
-                session_id: call.local_session_id,
-            },
+            key,
             peer_session_id: call.peer_session_id,
             subscriber_addr: None,
             mru: RELAY_MRU,
@@ -186,7 +249,9 @@ impl LacFastpath {
     /// node, and the node's access frames out through the workers. Returns
     /// how many punts were handled.
     pub fn service(&mut self, node: &mut lac::Node, now: Instant) -> usize {
+        self.await_workers(now);
         self.fp.poll();
+        self.connect_calls(node, now);
         let our_mac = self.access_mac;
         let mut handled = 0;
         while handled < PUNTS_PER_SERVICE {
@@ -233,6 +298,54 @@ impl LacFastpath {
             }
         }
         handled
+    }
+
+    /// One barrier for the answered calls programmed since the last turn.
+    fn await_workers(&mut self, now: Instant) {
+        if !self.unconnected.iter().any(|c| c.2.is_none()) {
+            return;
+        }
+        let token = match self.fp.barrier_quiet() {
+            Ok(t) => Some(t),
+            Err(e) => {
+                tracing::error!(error = %e, "no barrier for answered calls: connecting them unconfirmed");
+                None
+            }
+        };
+        for call in self.unconnected.iter_mut().filter(|c| c.2.is_none()) {
+            call.1 = token;
+            call.2 = Some(now);
+        }
+    }
+
+    /// Connect the answered calls the workers know (or that waited
+    /// [`CONNECT_LIMIT`]): their ICCN goes out with the node's next
+    /// transmissions.
+    fn connect_calls(&mut self, node: &mut lac::Node, now: Instant) {
+        let fp = &self.fp;
+        let stats = &mut self.stats;
+        self.unconnected.retain(|&(session, token, since)| {
+            let Some(since) = since else {
+                return true;
+            };
+            let known = token.is_some_and(|t| !fp.barrier_pending(t));
+            if !known && now.saturating_duration_since(since) < CONNECT_LIMIT && token.is_some() {
+                return true;
+            }
+            if known {
+                stats.connected += 1;
+            } else {
+                stats.connected_unconfirmed += 1;
+            }
+            // False when the call ended meanwhile: nothing to do.
+            node.connect_call(now, session);
+            false
+        });
+    }
+
+    /// Answered calls whose ICCN waits for the workers.
+    pub fn unconnected_calls(&self) -> usize {
+        self.unconnected.len()
     }
 
     /// Stop the workers (see [`Fastpath::stop`]).

@@ -327,6 +327,16 @@ impl Endpoint {
             .unwrap_or(Err(Error::UnknownTunnel))
     }
 
+    /// LAC: connect a call held by [`CallParams::defer_connect`]: send its
+    /// ICCN now that the owner is ready for its data
+    /// ([`Event::CallAnswered`](super::Event::CallAnswered) came first).
+    /// [`Error::NotWaiting`] if the call is not held (never was, already
+    /// connected, or cleared because the wait ran out).
+    pub fn connect_call(&mut self, now: Instant, session: SessionHandle) -> Result<(), Error> {
+        self.with_tunnel(session.tunnel, |t, cx| t.connect_call(now, cx, session.id))
+            .unwrap_or(Err(Error::UnknownSession))
+    }
+
     /// Close a session: CDN with `result` (a [`super::codes::cdn`] value;
     /// 3, administrative, is the usual one).
     pub fn close_session(

@@ -13,7 +13,10 @@
 //! * what happened comes out of [`Endpoint::poll_event`];
 //! * the owner acts with [`Endpoint::connect`], [`Endpoint::open_session`],
 //!   [`Endpoint::close_session`], [`Endpoint::close_tunnel`] and
-//!   [`Endpoint::send_data`];
+//!   [`Endpoint::send_data`]; a LAC that handles data outside the endpoint
+//!   (a fast path) holds its ICCNs until it is ready
+//!   ([`CallParams::defer_connect`], [`Event::CallAnswered`],
+//!   [`Endpoint::connect_call`]);
 //! * the HA extension (DESIGN.md §3, [`Config::ha`]): HA-Capability and
 //!   Peer-LNS-Address in the handshake ([`PeerInfo::ha`],
 //!   [`PeerInfo::peer_lns_addresses`], [`Endpoint::peer_info`]), the vendor
@@ -109,6 +112,8 @@
 //! The fuzz targets under `controlplane/fuzz` hold the endpoint to this.
 
 pub mod codes;
+#[cfg(test)]
+mod defer_tests;
 mod endpoint;
 pub mod fsm;
 pub mod reliable;
@@ -584,6 +589,19 @@ pub struct CallParams {
     /// Extra AVPs for the ICCN: the proxy LCP and proxy authentication AVPs
     /// (RFC 2661 §4.4.5), Sequencing Required, ...
     pub iccn_avps: Vec<AvpEntry>,
+    /// Hold the ICCN when the ICRP arrives, at most this long: the owner
+    /// hears [`Event::CallAnswered`] with every id of the call, prepares
+    /// for the LNS's data (programs a fast path) and then sends the ICCN
+    /// with [`Endpoint::connect_call`]. RFC 2661 §7.4.1 has the LAC
+    /// established, and so bound to accept the LNS's data, from the moment
+    /// it sends ICCN, and an LNS sends its first PPP frames (LCP
+    /// Configure-Request) right after receiving it: anything that handles
+    /// data outside the endpoint must know the session before then, or
+    /// those frames are lost and PPP waits for the LNS's restart timer. A
+    /// call not connected in time is cleared with CDN (result 4, no
+    /// facilities) and counted ([`TunnelStats::connect_timeouts`]). `None`
+    /// (the default): the ICCN follows the ICRP at once.
+    pub defer_connect: Option<core::time::Duration>,
 }
 
 impl Default for CallParams {
@@ -597,6 +615,7 @@ impl Default for CallParams {
             icrq_avps: Vec::new(),
             recovery_session: None,
             iccn_avps: Vec::new(),
+            defer_connect: None,
         }
     }
 }
@@ -708,6 +727,9 @@ pub struct TunnelStats {
     pub set_link_info: u64,
     /// WAN-Error-Notify messages received.
     pub wan_error_notify: u64,
+    /// LAC calls with [`CallParams::defer_connect`] that the owner did not
+    /// connect in time; cleared with CDN.
+    pub connect_timeouts: u64,
 }
 
 /// What happened, for the owner of an [`Endpoint`].
@@ -801,6 +823,28 @@ pub enum Event {
         /// What the ICRQ said.
         call: CallInfo,
     },
+    /// LAC, a call with [`CallParams::defer_connect`]: the LNS answered
+    /// (ICRP) and the ICCN waits for [`Endpoint::connect_call`]. Everything
+    /// data messages of the session need is here (our local address is the
+    /// owner's socket's). [`Event::SessionUp`] follows once the LNS has
+    /// acknowledged the ICCN; [`Event::SessionDown`] if the call is cleared
+    /// first (the LNS's CDN, its tunnel, or the owner's time ran out).
+    CallAnswered {
+        /// The session (not up yet).
+        session: SessionHandle,
+        /// Our Tunnel ID (what the LNS sends to).
+        local_tunnel_id: u16,
+        /// The LNS's Tunnel ID.
+        peer_tunnel_id: u16,
+        /// The LNS's address.
+        remote: SocketAddrV4,
+        /// Our Session ID.
+        local_session_id: u16,
+        /// The LNS's Session ID (what data messages are sent to).
+        peer_session_id: u16,
+        /// What the LNS said in its ICRP.
+        call: CallInfo,
+    },
     /// HA: the peer released the session with a CDN carrying
     /// Ownership-Epoch ([`Endpoint::release_session`]): it lives on at
     /// another LNS with this epoch. Drop it silently (no LCP Terminate);
@@ -844,8 +888,8 @@ pub enum Error {
     /// advertise HA-Capability, or the message is not an HA message; it is
     /// not sent (DESIGN.md §3: only to peers that advertised it).
     NotHaCapable,
-    /// [`Endpoint::answer_recovery_call`] for a session that is not
-    /// waiting for an answer.
+    /// [`Endpoint::answer_recovery_call`] or [`Endpoint::connect_call`]
+    /// for a session that is not waiting for the owner.
     NotWaiting,
 }
 
@@ -861,7 +905,7 @@ impl fmt::Display for Error {
             Error::NotHaCapable => f.write_str(
                 "not an HA message, HA is off here, or the peer did not advertise HA-Capability",
             ),
-            Error::NotWaiting => f.write_str("the session is not waiting for a recovery answer"),
+            Error::NotWaiting => f.write_str("the session is not waiting for the owner"),
         }
     }
 }

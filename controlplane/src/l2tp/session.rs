@@ -5,6 +5,7 @@ use dataplane::wire::control::{Avp, AvpEntry, ControlMessage, MessageType};
 
 use super::fsm::{CallSide, SessionState};
 use super::{CallErrors, CallInfo, CallParams, ResultCode, SessionHandle};
+use crate::time::Instant;
 
 /// A session inside a tunnel.
 #[derive(Debug, Clone)]
@@ -39,6 +40,9 @@ pub(crate) struct Session {
     /// HA: extra AVPs for our CDN (Ownership-Epoch of a session released
     /// after a load switchover).
     pub(crate) cdn_avps: Vec<AvpEntry>,
+    /// LAC, [`CallParams::defer_connect`]: the ICRP arrived and our ICCN
+    /// waits for `Endpoint::connect_call` until this deadline.
+    pub(crate) connect_deadline: Option<Instant>,
 }
 
 impl Session {

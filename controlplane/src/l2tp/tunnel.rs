@@ -5,7 +5,7 @@
 //! runs the tables of [`super::fsm`], and performs their actions.
 
 use core::net::SocketAddrV4;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use dataplane::wire::control::{Avp, AvpEntry, ControlMessage, MessageType};
 use md5::{Digest, Md5};
@@ -321,6 +321,9 @@ pub(crate) struct Tunnel {
     /// which is the order the peer acknowledges them in. Entries of
     /// sessions that went away meanwhile are skipped when they come up.
     unacknowledged_iccns: VecDeque<(u64, u64)>,
+    /// LAC calls whose ICCN waits for the owner ([`CallParams::defer_connect`]),
+    /// as (deadline, session), earliest first.
+    held_calls: BTreeSet<(Instant, u64)>,
     /// The Hello interval (from the configuration).
     hello_every: Option<core::time::Duration>,
     /// [`Config::dead_interval`].
@@ -378,6 +381,7 @@ impl Tunnel {
             by_local_sid: HashMap::new(),
             pending_calls: 0,
             unacknowledged_iccns: VecDeque::new(),
+            held_calls: BTreeSet::new(),
             hello_every: config.hello_interval,
             dead_after: config.dead_interval,
             last_heard: now,
@@ -484,12 +488,18 @@ impl Tunnel {
             self.setup_deadline
         };
         let dead = self.dead_deadline();
+        let held = if self.cleaned_up {
+            None
+        } else {
+            self.held_calls.first().map(|&(at, _)| at)
+        };
         [
             self.channel.poll_timeout(),
             hello,
             self.hold_until,
             setup,
             dead,
+            held,
         ]
         .into_iter()
         .flatten()
@@ -586,6 +596,7 @@ impl Tunnel {
             told: false,
             icrp_avps: Vec::new(),
             cdn_avps: Vec::new(),
+            connect_deadline: None,
         });
         self.session_apply(now, cx, handle.id, SessionEvent::LocalOpen, None);
         // RFC 2661 §7.2.1: a local open request on an established tunnel
@@ -712,6 +723,64 @@ impl Tunnel {
         }
         self.service(now, cx);
         Ok(())
+    }
+
+    /// LAC: the owner is ready for the data of a call it heard of in
+    /// [`Event::CallAnswered`]: send the ICCN (RFC 2661 §7.4.1, wait-reply
+    /// to established).
+    pub(crate) fn connect_call(
+        &mut self,
+        now: Instant,
+        cx: &mut Cx<'_>,
+        id: u64,
+    ) -> Result<(), Error> {
+        let s = self.sessions.get_mut(&id).ok_or(Error::UnknownSession)?;
+        let Some(deadline) = s.connect_deadline.take() else {
+            return Err(Error::NotWaiting);
+        };
+        self.held_calls.remove(&(deadline, id));
+        self.session_apply(now, cx, id, SessionEvent::IcrpAcceptable, None);
+        self.service(now, cx);
+        Ok(())
+    }
+
+    /// LAC: clear the calls whose owner did not connect them in time
+    /// ([`CallParams::defer_connect`]) with CDN.
+    fn expire_held_calls(&mut self, now: Instant, cx: &mut Cx<'_>) {
+        while let Some(&(at, id)) = self.held_calls.first() {
+            if at > now {
+                break;
+            }
+            self.held_calls.remove(&(at, id));
+            let Some(s) = self.sessions.get_mut(&id) else {
+                continue;
+            };
+            if s.connect_deadline != Some(at) {
+                continue;
+            }
+            s.connect_deadline = None;
+            self.stats.connect_timeouts += 1;
+            let wait = s.call.defer_connect.unwrap_or_default();
+            // RFC 2661 §4.4.2: result 4, "call failed due to lack of
+            // appropriate facilities being available (temporary
+            // condition)": our side was not ready for the call's data.
+            let result = ResultCode::with_error(
+                cdn::NO_FACILITIES_TEMPORARY,
+                error::INSUFFICIENT_RESOURCES,
+                format!(
+                    "the LAC was not ready to connect the call within {} ms",
+                    wait.as_millis()
+                ),
+            );
+            let reason = SessionDownReason::Closed(result.clone());
+            self.session_apply(
+                now,
+                cx,
+                id,
+                SessionEvent::LocalClose,
+                Some((result, reason)),
+            );
+        }
     }
 
     /// A call waiting for the owner's recovery answer goes away without a
@@ -859,6 +928,9 @@ impl Tunnel {
                 self.stats.hellos_sent += 1;
             }
             self.hello_deadline = self.hello_every.map(|i| now + i);
+        }
+        if !self.cleaned_up {
+            self.expire_held_calls(now, cx);
         }
         self.service(now, cx);
     }
@@ -1546,6 +1618,7 @@ impl Tunnel {
             told: false,
             icrp_avps: Vec::new(),
             cdn_avps: Vec::new(),
+            connect_deadline: None,
         };
         s.record_icrq(m);
         let verdict = if let Some(e) = m.unknown_mandatory() {
@@ -1607,6 +1680,26 @@ impl Tunnel {
         };
         match m.assigned_session_id().filter(|&id| id != 0) {
             Some(peer_sid) => {
+                if s.state == SessionState::WaitReply && s.connect_deadline.is_some() {
+                    // A second ICRP for a call we hold (the reliable channel
+                    // delivers each message once, so the peer sent two): as
+                    // out of place as one in the established state, where
+                    // RFC 2661 §7.4.1 clears the call.
+                    let result = ResultCode::with_error(
+                        cdn::GENERAL_ERROR,
+                        error::VENDOR_SPECIFIC,
+                        "a second ICRP for the call",
+                    );
+                    let reason = SessionDownReason::ProtocolError(result.clone());
+                    self.session_apply(
+                        now,
+                        cx,
+                        key,
+                        SessionEvent::IcrpNotAcceptable,
+                        Some((result, reason)),
+                    );
+                    return;
+                }
                 if s.state == SessionState::WaitReply {
                     s.peer_id = peer_sid;
                     s.info.avps = m.avps.clone();
@@ -1614,6 +1707,24 @@ impl Tunnel {
                         Avp::OwnershipEpoch(e) => Some(*e),
                         _ => None,
                     });
+                    if let Some(wait) = s.call.defer_connect {
+                        // CallParams::defer_connect: the owner readies
+                        // itself for the LNS's data before our ICCN invites
+                        // it (RFC 2661 §7.4.1), then calls connect_call.
+                        let deadline = now + wait;
+                        s.connect_deadline = Some(deadline);
+                        self.held_calls.insert((deadline, key));
+                        cx.events.push_back(Event::CallAnswered {
+                            session: s.handle,
+                            local_tunnel_id: self.local_id,
+                            peer_tunnel_id: self.peer_id,
+                            remote: self.remote,
+                            local_session_id: s.local_id,
+                            peer_session_id: s.peer_id,
+                            call: s.info.clone(),
+                        });
+                        return;
+                    }
                 }
                 self.session_apply(now, cx, key, SessionEvent::IcrpAcceptable, None);
             }
@@ -1731,6 +1842,9 @@ impl Tunnel {
                     None
                 }
                 SessionAction::CleanUp => {
+                    if let Some(at) = s.connect_deadline.take() {
+                        self.held_calls.remove(&(at, key));
+                    }
                     if s.awaiting_owner {
                         s.awaiting_owner = false;
                         self.pending_calls = self.pending_calls.saturating_sub(1);

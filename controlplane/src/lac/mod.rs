@@ -24,8 +24,15 @@
 //!    its tunnel (StopCCN, no answer) while setting up, locks that LNS out
 //!    for [`Config::lockout`] and is retried on the next candidate. With no
 //!    candidate left the subscriber is refused (PADT).
-//! 4. Call up ([`Event::SessionUp`]): the queue is flushed and the daemon
-//!    programs the fast path with the ids in the event. PPP frames that
+//! 4. With a fast path ([`Config::defer_connect`]) the LNS's answer (ICRP)
+//!    comes out as [`Event::CallAnswered`] with the call's ids: the daemon
+//!    programs the fast path and then connects the call
+//!    ([`Node::connect_call`], which sends the ICCN), so the workers know
+//!    the session before the LNS's first PPP frames, which follow the ICCN
+//!    at once (RFC 2661 §7.4.1: a LAC that sent ICCN takes data).
+//!    Call up ([`Event::SessionUp`], ICCN acknowledged): the queue is
+//!    flushed (and, without a fast path, the daemon programs nothing
+//!    before this). PPP frames that
 //!    still reach the node (punted control frames, or everything without a
 //!    fast path) are relayed here: PPPoE drops the Address and Control
 //!    fields (RFC 2516 §7), L2TP carries them, so they are added upstream
@@ -110,6 +117,16 @@ pub struct Config {
     /// Our L2TP socket address, reported in [`Event::SessionUp`] for the
     /// fast path (the node itself never needs it).
     pub local_address: SocketAddrV4,
+    /// For a daemon with a fast path: hold each call's ICCN after the
+    /// LNS's ICRP ([`Event::CallAnswered`]) until the daemon has programmed
+    /// the workers and says so with [`Node::connect_call`], at most this
+    /// long ([`l2tp::CallParams::defer_connect`]). The LNS sends its first
+    /// PPP frames as soon as it has the ICCN; workers that do not know the
+    /// session yet would drop them, and PPP would wait for the LNS's
+    /// restart timer (3 s). A call not connected in time is cleared (CDN)
+    /// and its subscriber refused, without blaming the LNS. `None` (the
+    /// default): the ICCN follows the ICRP at once.
+    pub defer_connect: Option<Duration>,
     /// PPPoE discovery: our access MAC address (the source of every frame
     /// we send on the access port), AC-Name, services, limits.
     pub pppoe: pppoe::ServerConfig,
@@ -140,6 +157,7 @@ impl Config {
             ppp,
             call: CallParams::default(),
             local_address: SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 1701),
+            defer_connect: None,
             pppoe: pppoe::ServerConfig {
                 mac,
                 ac_name: host_name_for_ac,
@@ -289,6 +307,23 @@ pub enum Event {
         local_tunnel_id: u16,
         /// Why.
         reason: TunnelDownReason,
+    },
+    /// [`Config::defer_connect`]: the LNS answered a subscriber's call;
+    /// program the fast path with these ids, then [`Node::connect_call`].
+    /// [`Event::SessionUp`] follows (with the same ids) once the LNS has
+    /// the ICCN; [`Event::CallAbandoned`] or [`Event::SessionDown`] if the
+    /// call ends first. `setup_time` is up to the answer.
+    CallAnswered(Box<CallUp>),
+    /// A call reported by [`Event::CallAnswered`] ended before it was up
+    /// (the subscriber's session may go on with a call to another LNS):
+    /// unprogram it.
+    CallAbandoned {
+        /// The PPPoE session.
+        subscriber: SubscriberKey,
+        /// Our Tunnel ID of the call.
+        local_tunnel_id: u16,
+        /// Our Session ID of the call.
+        local_session_id: u16,
     },
     /// A subscriber's call is up.
     SessionUp(Box<CallUp>),
@@ -1093,6 +1128,7 @@ impl Node {
             if self.config.mode == Mode::Proxy {
                 params.iccn_avps.extend(self.proxy_avps(sub));
             }
+            params.defer_connect = self.config.defer_connect;
             let opened = self
                 .tunnel_for(now, lns)
                 .and_then(|t| self.endpoint.open_session(now, t, params));
@@ -1145,11 +1181,21 @@ impl Node {
     }
 
     /// Forget a subscriber's call (it failed or is being closed): no longer
-    /// counted on its LNS.
+    /// counted on its LNS. An answered call that never came up is
+    /// reported abandoned, for the fast path to forget.
     fn detach_call(&mut self, key: SubscriberKey) -> Option<SessionHandle> {
         let sub = self.subscribers.get_mut(&key)?;
         let call = sub.call.take()?;
         sub.setup_deadline = None;
+        if sub.stage != Stage::Up {
+            if let Some(((local_tunnel_id, _), (local_session_id, _))) = sub.ids.take() {
+                self.events.push_back(Event::CallAbandoned {
+                    subscriber: key,
+                    local_tunnel_id,
+                    local_session_id,
+                });
+            }
+        }
         self.by_call.remove(&call);
         if let Some(lns) = sub.lns {
             self.selector.remove_session(lns);
@@ -1366,6 +1412,12 @@ impl Node {
                     reason,
                 });
             }
+            l2tp::Event::CallAnswered {
+                session,
+                local_session_id,
+                peer_session_id,
+                ..
+            } => self.call_answered(now, session, local_session_id, peer_session_id),
             l2tp::Event::SessionUp {
                 session,
                 local_session_id,
@@ -1395,7 +1447,9 @@ impl Node {
         }
     }
 
-    fn call_up(
+    /// [`Config::defer_connect`]: the LNS answered; the daemon programs the
+    /// fast path, then [`Node::connect_call`].
+    fn call_answered(
         &mut self,
         now: Instant,
         session: SessionHandle,
@@ -1403,18 +1457,55 @@ impl Node {
         peer_session_id: u16,
     ) {
         let Some(&key) = self.by_call.get(&session) else {
+            // Detached meanwhile (cleared, timed out): nothing to prepare;
+            // the endpoint clears the call when its wait runs out.
+            let _ = self.endpoint.close_session(
+                now,
+                session,
+                ResultCode::with_message(cdn::ADMINISTRATIVE, "subscriber session ended"),
+            );
             return;
         };
+        let Some(up) = self.describe_call(now, key, session, local_session_id, peer_session_id)
+        else {
+            return;
+        };
+        self.events.push_back(Event::CallAnswered(Box::new(up)));
+    }
+
+    /// Connect a call reported by [`Event::CallAnswered`]: the fast path
+    /// knows it now, so the ICCN may go (RFC 2661 §7.4.1). False if the
+    /// call is not waiting (it ended, or its wait ran out).
+    pub fn connect_call(&mut self, now: Instant, session: SessionHandle) -> bool {
+        if !self.by_call.contains_key(&session) {
+            return false;
+        }
+        let connected = match self.endpoint.connect_call(now, session) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::debug!(error = %e, session = session.id, "call not connected");
+                false
+            }
+        };
+        self.pump(now);
+        connected
+    }
+
+    /// The ids of a subscriber's call, recorded for the report and the fast
+    /// path.
+    fn describe_call(
+        &mut self,
+        now: Instant,
+        key: SubscriberKey,
+        session: SessionHandle,
+        local_session_id: u16,
+        peer_session_id: u16,
+    ) -> Option<CallUp> {
         let tunnel_ids = self.endpoint.tunnel_ids(session.tunnel).unwrap_or_default();
         let peer = self.endpoint.tunnel_remote(session.tunnel);
-        let Some(sub) = self.subscribers.get_mut(&key) else {
-            return;
-        };
-        sub.stage = Stage::Up;
-        sub.setup_deadline = None;
+        let sub = self.subscribers.get_mut(&key)?;
         sub.ids = Some((tunnel_ids, (local_session_id, peer_session_id)));
-        let queued: Vec<_> = sub.queue.drain(..).collect();
-        let up = CallUp {
+        Some(CallUp {
             subscriber: key,
             session,
             local_tunnel_id: tunnel_ids.0,
@@ -1428,7 +1519,29 @@ impl Node {
             sequencing: false,
             setup_time: now.saturating_duration_since(sub.started),
             failovers: sub.tried.len().saturating_sub(1),
+        })
+    }
+
+    fn call_up(
+        &mut self,
+        now: Instant,
+        session: SessionHandle,
+        local_session_id: u16,
+        peer_session_id: u16,
+    ) {
+        let Some(&key) = self.by_call.get(&session) else {
+            return;
         };
+        let Some(up) = self.describe_call(now, key, session, local_session_id, peer_session_id)
+        else {
+            return;
+        };
+        let Some(sub) = self.subscribers.get_mut(&key) else {
+            return;
+        };
+        sub.stage = Stage::Up;
+        sub.setup_deadline = None;
+        let queued: Vec<_> = sub.queue.drain(..).collect();
         sub.frames_up += queued.len() as u64;
         self.reschedule(key);
         self.stats.sessions_up += 1;
@@ -1450,6 +1563,15 @@ impl Node {
             return;
         };
         if sub.stage != Stage::Up {
+            if let SessionDownReason::Closed(r) = reason {
+                // Our own endpoint cleared it: the daemon did not connect
+                // an answered call in time (Config::defer_connect). The LNS
+                // did nothing wrong, and another would fare no better.
+                tracing::warn!(subscriber = %key.mac, result = %r, "answered call never connected");
+                self.detach_call(key);
+                self.end(now, key, EndCause::L2tpError(r), None, true);
+                return;
+            }
             // RFC 2661 gives no retry rule; ours: an LNS that refuses a
             // call or drops its tunnel during setup is avoided for a while.
             self.setup_failed(now, key, None);

@@ -256,9 +256,18 @@ pub(crate) fn settle<N: L2tpNode>(
     driver: &mut Driver<N>,
     grace: Duration,
 ) -> Result<bool, BoxError> {
+    let deadline = driver.now() + grace;
+    settle_until(driver, deadline)
+}
+
+/// Runs until the peers have acknowledged every control message we sent, or
+/// until `deadline`. Returns whether they did.
+pub(crate) fn settle_until<N: L2tpNode>(
+    driver: &mut Driver<N>,
+    deadline: Instant,
+) -> Result<bool, BoxError> {
     // An acknowledgement (a ZLB) is no event, so look at the state between
     // short runs.
-    let deadline = driver.now() + grace;
     while !all_acknowledged(driver.node().endpoint()) && driver.now() < deadline {
         let step = (driver.now() + Duration::from_millis(50)).min(deadline);
         driver.run_until(step, |_, event| {
@@ -270,8 +279,21 @@ pub(crate) fn settle<N: L2tpNode>(
 }
 
 /// Closes every tunnel with StopCCN `result` and runs until the peers have
-/// acknowledged, at most [`SHUTDOWN_GRACE`]. Returns whether they did.
+/// acknowledged, at most [`SHUTDOWN_GRACE`] in all. Returns whether they did.
+///
+/// What the caller queued before (a CDN for every call, so each peer learns
+/// why its calls end) is let through first, for at most half the grace
+/// time: the CDNs go out only as fast as the peer's receive window and our
+/// slow start allow (RFC 2661 §5.8, Appendix A), and a StopCCN discards
+/// whatever still waits for the window (it clears the calls anyway, RFC
+/// 2661 §5.7, but without their result codes).
 pub(crate) fn shutdown<N: L2tpNode>(driver: &mut Driver<N>, result: u16) -> Result<bool, BoxError> {
+    let start = driver.now();
+    let deadline = start + SHUTDOWN_GRACE;
+    let calls_acknowledged = settle_until(driver, start + SHUTDOWN_GRACE / 2)?;
+    if !calls_acknowledged {
+        warn!("not every message before the StopCCNs was acknowledged in time (CDNs may be lost)");
+    }
     let now = driver.now();
     let tunnels: Vec<_> = driver.node().endpoint().tunnels().collect();
     for tunnel in tunnels {
@@ -279,7 +301,12 @@ pub(crate) fn shutdown<N: L2tpNode>(driver: &mut Driver<N>, result: u16) -> Resu
             .node_mut()
             .close_tunnel(now, tunnel, ResultCode::new(result));
     }
-    let acknowledged = settle(driver, SHUTDOWN_GRACE)?;
-    info!(acknowledged, stats = ?driver.stats(), "shut down");
+    let acknowledged = settle_until(driver, deadline)?;
+    info!(
+        calls_acknowledged,
+        acknowledged,
+        stats = ?driver.stats(),
+        "shut down"
+    );
     Ok(acknowledged)
 }
