@@ -15,7 +15,9 @@
 //! `--sessions` sessions, and counts what comes back.
 //!
 //! On `lrdut0`, with the ordinary steering program (L2TP data to the
-//! socket), two runs of `--duration` seconds each, one after the other:
+//! socket), two kinds of run, alternated `--rounds` times (each round a
+//! slice of `--duration`, so that a change in the machine's load weighs
+//! on both alike):
 //! 1. a **raw reflector**: receive a burst, swap the MAC addresses, the
 //!    IPv4 addresses and the UDP ports, send it back: no lookup, no
 //!    rewrite, the floor of what AF_XDP on this link costs;
@@ -27,7 +29,8 @@
 //!    whose MAC is the generator's.
 //!
 //! Both rates are what the generator received back per second after
-//! `--warmup`; the ratio is LNS / reflector (target ≥ 0.8).
+//! each run's `--warmup`, over all rounds; the ratio is LNS / reflector
+//! (target ≥ 0.8).
 //!
 //! # Pinning
 //!
@@ -89,6 +92,11 @@ pub struct Args {
     /// Print the report as JSON instead of one line.
     #[arg(long)]
     pub json: bool,
+    /// Alternate reflector and LNS this many times (each run then lasts
+    /// `duration / rounds`), so that a change in the machine's load hits
+    /// both alike.
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
 }
 
 impl Default for Args {
@@ -103,6 +111,7 @@ impl Default for Args {
             worker_core: 1,
             adaptive: false,
             json: false,
+            rounds: 3,
         }
     }
 }
@@ -118,6 +127,8 @@ pub struct RunReport {
     pub sent: u64,
     /// See `sent`.
     pub received: u64,
+    /// Seconds measured.
+    pub seconds: f64,
 }
 
 /// What `l2bench linerate` reports.
@@ -131,8 +142,10 @@ pub struct Report {
     pub ratio: f64,
     /// The worker's drops and punts, by name (none expected).
     pub lns_drops_and_punts: Vec<(String, u64)>,
-    /// Seconds measured per run.
+    /// Seconds measured per kind of run, over all rounds.
     pub duration_s: f64,
+    /// Rounds of reflector then LNS.
+    pub rounds: usize,
     /// Sessions in the tables.
     pub sessions: usize,
     /// Bytes on the wire of one generated frame.
@@ -153,7 +166,7 @@ pub fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     } else {
         println!(
             "linerate: reflector {:.0} pps, LNS upstream {:.0} pps, ratio {:.2} \
-             ({} sessions, {}-byte frames, burst {}, {}, {:.1} s each)",
+             ({} sessions, {}-byte frames, burst {}, {}, {:.1} s each in {} rounds)",
             report.reflector.pps,
             report.lns.pps,
             report.ratio,
@@ -162,6 +175,7 @@ pub fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
             report.burst,
             report.mode,
             report.duration_s,
+            report.rounds,
         );
         if !report.lns_drops_and_punts.is_empty() {
             println!(
@@ -186,25 +200,41 @@ pub fn measure(args: &Args) -> Result<Report, Error> {
         .collect();
     let frame_len = frames.first().map_or(0, Vec::len);
     let link = Link::new()?;
-    let reflector = link.run(args, &frames, Dut::Reflector)?;
-    let lns = link.run(args, &frames, Dut::Lns { sessions })?;
+    // Alternate the two, each round a slice of the duration: the machine's
+    // load (other processes on the same cores) then weighs on both alike.
+    let rounds = args.rounds.max(1);
+    let slice = Args {
+        duration: args.duration / rounds as f64,
+        ..args.clone()
+    };
+    let (mut reflector, mut lns) = (Totals::default(), Totals::default());
+    let mut counters = Counters::default();
+    for _ in 0..rounds {
+        reflector.add(link.run(&slice, &frames, Dut::Reflector)?.0);
+        let (report, worker) = link.run(&slice, &frames, Dut::Lns { sessions })?;
+        lns.add(report);
+        if let Some(worker) = worker {
+            counters.add(&worker);
+        }
+    }
     drop(link);
-    let counters = lns.1.unwrap_or_default();
+    let (reflector, lns) = (reflector.report(), lns.report());
     let lns_drops_and_punts = counters
         .nonzero()
         .filter(|(name, _)| !name.starts_with("lns_upstream"))
         .map(|(name, n)| (name.to_owned(), n))
         .collect();
     Ok(Report {
-        ratio: if reflector.0.pps > 0.0 {
-            lns.0.pps / reflector.0.pps
+        ratio: if reflector.pps > 0.0 {
+            lns.pps / reflector.pps
         } else {
             0.0
         },
-        reflector: reflector.0,
-        lns: lns.0,
+        reflector,
+        lns,
         lns_drops_and_punts,
         duration_s: args.duration,
+        rounds,
         sessions,
         frame_len,
         burst,
@@ -217,6 +247,58 @@ pub fn measure(args: &Args) -> Result<Report, Error> {
             )
         },
     })
+}
+
+/// Runs of one kind added up.
+#[derive(Debug, Default)]
+struct Totals {
+    sent: u64,
+    received: u64,
+    seconds: f64,
+}
+
+impl Totals {
+    fn add(&mut self, run: RunReport) {
+        self.sent += run.sent;
+        self.received += run.received;
+        self.seconds += run.seconds;
+    }
+
+    fn report(&self) -> RunReport {
+        let per_second = |n: u64| {
+            if self.seconds > 0.0 {
+                n as f64 / self.seconds
+            } else {
+                0.0
+            }
+        };
+        RunReport {
+            pps: per_second(self.received),
+            offered_pps: per_second(self.sent),
+            sent: self.sent,
+            received: self.received,
+            seconds: self.seconds,
+        }
+    }
+}
+
+/// Adds another run's worker counters (drops and punts by name).
+trait AddCounters {
+    fn add(&mut self, other: &Counters);
+}
+
+impl AddCounters for Counters {
+    fn add(&mut self, other: &Counters) {
+        for (a, b) in self.dropped.iter_mut().zip(other.dropped.iter()) {
+            *a += b;
+        }
+        for (a, b) in self.punted.iter_mut().zip(other.punted.iter()) {
+            *a += b;
+        }
+        for (a, b) in self.forwarded.iter_mut().zip(other.forwarded.iter()) {
+            *a += b;
+        }
+    }
 }
 
 /// What sits on the far end of the link.
@@ -294,8 +376,7 @@ impl Link {
                     enter_netns(&self.dut_ns).map_err(|e| e.to_string())?;
                     let steering =
                         Steering::attach(DUT_IF, XdpMode::Skb).map_err(|e| e.to_string())?;
-                    let port = AfXdpPort::open(&AfXdpConfig::new(DUT_IF, 0), Some(&steering))
-                        .map_err(|e| e.to_string())?;
+                    let port = open_port(&AfXdpConfig::new(DUT_IF, 0), &steering)?;
                     Ok::<_, String>((steering, port))
                 })();
                 ready.wait();
@@ -327,7 +408,7 @@ impl Link {
                     alloc_reserve: 4096,
                     ..AfXdpConfig::new(GEN_IF, 0)
                 };
-                let port = AfXdpPort::open(&config, Some(&steering)).map_err(|e| e.to_string());
+                let port = open_port(&config, &steering);
                 ready.wait();
                 let mut port = port?;
                 pin(args.generator_core);
@@ -359,6 +440,23 @@ impl Drop for Link {
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .status();
+        }
+    }
+}
+
+/// Open a port, waiting up to 2 s while the queue is still busy: the
+/// kernel releases the previous run's socket on the queue asynchronously.
+fn open_port(config: &AfXdpConfig, steering: &Steering) -> Result<AfXdpPort, String> {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        match AfXdpPort::open(config, Some(steering)) {
+            Ok(port) => return Ok(port),
+            Err(e)
+                if e.cause().raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => return Err(e.to_string()),
         }
     }
 }
@@ -467,6 +565,7 @@ fn generate(
         offered_pps: (sent - sent0) as f64 / seconds,
         sent: sent - sent0,
         received: received - received0,
+        seconds,
     }
 }
 
