@@ -371,6 +371,10 @@ pub struct Tables {
     by_pppoe: FixedMap<u32>,
     neighbours: FixedMap<Neighbour>,
     gateway: Option<Ipv4Addr>,
+    /// The gateway's neighbour entry, kept in step with `gateway` and
+    /// `neighbours` by every change to either: most packets go to the
+    /// gateway, and this spares them a second lookup.
+    gateway_neighbour: Option<Neighbour>,
 }
 
 impl Tables {
@@ -392,6 +396,7 @@ impl Tables {
             by_pppoe: FixedMap::with_capacity(max_sessions, 0),
             neighbours: FixedMap::with_capacity(max_neighbours, no_neighbour),
             gateway: None,
+            gateway_neighbour: None,
         }
     }
 
@@ -613,7 +618,9 @@ impl Tables {
         neighbour: Neighbour,
     ) -> Result<(), TableError> {
         self.invalidate_templates();
-        if self.neighbours.insert(u64::from(addr.to_bits()), neighbour) {
+        let inserted = self.neighbours.insert(u64::from(addr.to_bits()), neighbour);
+        self.refresh_gateway_neighbour();
+        if inserted {
             Ok(())
         } else {
             Err(TableError::Full)
@@ -623,7 +630,9 @@ impl Tables {
     /// Remove a neighbour.
     pub fn remove_neighbour(&mut self, addr: Ipv4Addr) -> Option<Neighbour> {
         self.invalidate_templates();
-        self.neighbours.remove(u64::from(addr.to_bits()))
+        let removed = self.neighbours.remove(u64::from(addr.to_bits()));
+        self.refresh_gateway_neighbour();
+        removed
     }
 
     /// The neighbour with address `addr`.
@@ -635,6 +644,11 @@ impl Tables {
     /// Set the next hop of everything not on-link toward the core.
     pub fn set_gateway(&mut self, gateway: Option<Ipv4Addr>) {
         self.gateway = gateway;
+        self.refresh_gateway_neighbour();
+    }
+
+    fn refresh_gateway_neighbour(&mut self) {
+        self.gateway_neighbour = self.gateway.and_then(|gw| self.neighbour(gw));
     }
 
     /// Where an IPv4 packet to `dst` goes next: to `dst` itself when it is a
@@ -646,7 +660,7 @@ impl Tables {
             return (dst, Some(n));
         }
         match self.gateway {
-            Some(gw) => (gw, self.neighbour(gw)),
+            Some(gw) => (gw, self.gateway_neighbour),
             None => (dst, None),
         }
     }
