@@ -106,11 +106,18 @@ impl Ipv4Info {
         if total_len < ipv4::HEADER_LEN || total_len > bytes.len() {
             return Break(Verdict::Drop(malformed));
         }
-        // `ipv4::header_sum` unrolled over the five words of the header.
         let word = |at: usize| {
             u32::from_be_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]])
         };
-        let sum = [0, 4, 8, 12, 16].map(|at| u64::from(word(at))).iter().sum();
+        // `ipv4::header_sum` unrolled over the five words of the header,
+        // read in the machine's byte order: the one's-complement sum is
+        // independent of byte order but for a swap of its two bytes
+        // (RFC 1071 §2.B), and the all-ones sum of a valid header is its
+        // own swap, so no word needs converting.
+        let native = |at: usize| {
+            u32::from_ne_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]])
+        };
+        let sum = [0, 4, 8, 12, 16].map(|at| u64::from(native(at))).iter().sum();
         if ipv4::fold64(sum) != 0xffff {
             return Break(Verdict::Drop(DropReason::Ipv4Checksum));
         }
