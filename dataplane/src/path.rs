@@ -117,7 +117,10 @@ impl Ipv4Info {
         let native = |at: usize| {
             u32::from_ne_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]])
         };
-        let sum = [0, 4, 8, 12, 16].map(|at| u64::from(native(at))).iter().sum();
+        let sum = [0, 4, 8, 12, 16]
+            .map(|at| u64::from(native(at)))
+            .iter()
+            .sum();
         if ipv4::fold64(sum) != 0xffff {
             return Break(Verdict::Drop(DropReason::Ipv4Checksum));
         }
