@@ -60,7 +60,7 @@ use rustix::thread::{move_into_link_name_space, LinkNameSpaceType};
 
 use support::netns::{run, Lab, Netns};
 
-const SUBSCRIBERS: usize = 3;
+const SUBSCRIBERS: usize = 8;
 /// Frames per subscriber and direction.
 const PER_SUBSCRIBER: usize = 20;
 const L2TP_PORT: u16 = 1701;
@@ -162,6 +162,9 @@ fn run_lac(ns: PathBuf, wan: Ipv4Addr, lns: Ipv4Addr, stop: &AtomicBool, command
         vec![LnsEntry::new(SocketAddrV4::new(lns, L2TP_PORT))],
     );
     config.local_address = local;
+    // As lacd does with a fast path: the workers know each call before
+    // the LNS has its ICCN (and sends its first PPP frames).
+    config.defer_connect = Some(Duration::from_secs(2));
     let clock = Clock::new();
     let node = lac::Node::new(config, clock.now(), Box::new(ChaCha8Rng::seed_from_u64(3))).unwrap();
     let mut driver = Driver::with_clock(socket, node, clock).unwrap();
@@ -203,6 +206,9 @@ struct Subscriber {
     /// The LAC's MAC and the PPPoE session, once discovery is done.
     session: Option<(ethernet::Address, u16)>,
     address: Option<Ipv4Addr>,
+    /// From discovery done to PPP up (IPCP included).
+    ppp_setup: Option<Duration>,
+    discovered: Option<StdInstant>,
     /// IPv4 packets received.
     received: Vec<Vec<u8>>,
 }
@@ -256,6 +262,7 @@ impl Cpe {
             }
             while let Some(event) = s.discovery.poll_event() {
                 if let pppoe_client::Event::Up { ac_mac, session_id } = event {
+                    s.discovered = Some(StdInstant::now());
                     s.session = Some((ac_mac, session_id));
                     s.link.open(now);
                 }
@@ -267,6 +274,7 @@ impl Cpe {
             }
             while let Some(event) = s.link.poll_event() {
                 if let ppp::Event::Up(state) = event {
+                    s.ppp_setup = s.discovered.map(|t| t.elapsed());
                     s.address = state.ipcp.and_then(|r| r.local);
                 }
             }
@@ -433,6 +441,8 @@ fn lac_fast_path_relays_pppoe_and_l2tp_both_ways() {
                 ),
                 session: None,
                 address: None,
+                ppp_setup: None,
+                discovered: None,
                 received: Vec::new(),
             }
         })
@@ -477,6 +487,20 @@ fn exercise(cpe: &mut Cpe, lac: &Sender<Cmd>, lns: &Sender<Cmd>) {
         .collect();
     assert!(all_up, "subscribers not up: {states:?}");
     let setup = started.elapsed();
+    // No PPP restart timer (3 s) in PPP's setup: the LNS's first frames,
+    // right after each ICCN, found the session programmed, and the
+    // subscriber's did not overtake the ICCN (it took 3 s more when the
+    // LAC programmed its workers only once the ICCN was acknowledged).
+    let ppp_setup = cpe
+        .subscribers
+        .iter()
+        .filter_map(|s| s.ppp_setup)
+        .max()
+        .unwrap_or_default();
+    assert!(
+        ppp_setup < Duration::from_millis(1500),
+        "PPP took {ppp_setup:?} after discovery: {states:?}"
+    );
     // The calls are programmed once the LAC reports them up.
     let deadline = StdInstant::now() + Duration::from_secs(5);
     loop {
@@ -557,9 +581,11 @@ fn exercise(cpe: &mut Cpe, lac: &Sender<Cmd>, lns: &Sender<Cmd>) {
     let down_fwd = after.counters.forwards(PathKind::LacDownstream)
         - before.counters.forwards(PathKind::LacDownstream);
     eprintln!(
-        "fastpath_lac: {SUBSCRIBERS} subscribers up in {setup:?}; upstream {lns_frames}/{want} at the LNS \
+        "fastpath_lac: {SUBSCRIBERS} subscribers up in {setup:?} (PPP {ppp_setup:?} after discovery); upstream {lns_frames}/{want} at the LNS \
          (LAC workers relayed {up_fwd}); downstream {received:?} of {PER_SUBSCRIBER} each (relayed {down_fwd}); \
-         counters {:?}",
+         held {} flushed {}, counters {:?}",
+        after.counters.held,
+        after.counters.flushed,
         after.counters.nonzero().collect::<Vec<_>>()
     );
     assert!(got_all, "downstream: {received:?}");

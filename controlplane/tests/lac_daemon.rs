@@ -2,9 +2,12 @@
 //! another: subscribers (our discovery client and PPP client link, in this
 //! process, reaching the CPE's veth through a small packet-socket bridge)
 //! come up with an address from the LNS, one hangs up (PADT) and the LNS
-//! hears of it, and lacd stops cleanly on SIGTERM. Once with the control
-//! plane taking the access interface itself (no fast path), once through
-//! the AF_XDP fast path.
+//! hears of it, and lacd stops cleanly on SIGTERM (a CDN for every call
+//! reaches the LNS before the StopCCN). Once with the control plane taking
+//! the access interface itself (no fast path), once through the AF_XDP
+//! fast path, where the subscribers must come up without waiting for a PPP
+//! restart timer (the workers know each session before the LNS has its
+//! ICCN).
 //!
 //! **Needs** root (network namespaces, veth, AF_XDP, a packet socket) and
 //! `python3` (the bridge: the test crate has no packet-socket API). Without
@@ -36,22 +39,31 @@ use support::netns::{require_program, Lab};
 /// The bridge in the CPE's namespace: PPPoE frames (discovery and session)
 /// from the interface go to stdout as hex lines, hex lines from stdin go
 /// out.
+///
+/// Standard input is read unbuffered: `select` and a buffered `readline`
+/// would leave the rest of a burst of lines in Python's buffer, unsent
+/// until the next line arrives (seconds later, after a PPP restart).
 const BRIDGE: &str = r#"
-import select, socket, sys
+import os, select, socket, sys
 s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
 s.bind((sys.argv[1], 3))
 print("ready", flush=True)
+pending = b""
 while True:
-    ready, _, _ = select.select([s, sys.stdin], [], [])
+    ready, _, _ = select.select([s, 0], [], [])
     if s in ready:
         frame, addr = s.recvfrom(65535)
         if addr[2] != socket.PACKET_OUTGOING and frame[12:14] in (b"\x88\x63", b"\x88\x64"):
             print("rx " + frame.hex(), flush=True)
-    if sys.stdin in ready:
-        line = sys.stdin.readline()
-        if not line:
+    if 0 in ready:
+        data = os.read(0, 65536)
+        if not data:
             break
-        s.send(bytes.fromhex(line.strip()))
+        pending += data
+        *lines, pending = pending.split(b"\n")
+        for line in lines:
+            if line.strip():
+                s.send(bytes.fromhex(line.strip().decode()))
 "#;
 
 /// The bridge process, killed when dropped (also when the test fails).
@@ -302,6 +314,11 @@ fn session_frame(src: Address, dst: Address, session_id: u16, ppp: &[u8]) -> Vec
     out
 }
 
+/// Subscribers per test (the LNS's users file has as many): more calls than
+/// the LNS's receive window (16), so the CDNs of a shutdown cannot all go
+/// out at once.
+const SUBSCRIBERS: usize = 20;
+
 fn chain(test: &str, fastpath: bool, mode: &str) {
     require_program("python3", "python3").expect("python3");
     let mut lab = Lab::new(test).expect("lab");
@@ -312,7 +329,7 @@ fn chain(test: &str, fastpath: bool, mode: &str) {
     let wan = lab.link(&lac, &lns).expect("wan link");
 
     let users = lab.path("users");
-    let users_text: String = (0..8).map(|i| format!("sub{i} lab\n")).collect();
+    let users_text: String = (0..SUBSCRIBERS).map(|i| format!("sub{i} lab\n")).collect();
     fs::write(&users, users_text).unwrap();
     let lns_listen = format!("{}:1701", wan.b);
     let lns_socket = lab.path("lns.sock");
@@ -383,17 +400,15 @@ socket = "{socket}"
         start: WallClock::now(),
         bridge: Bridge::start(cpe.name(), &access.interface),
     };
-    for i in 0..4 {
+    for i in 0..SUBSCRIBERS {
         cpes.add(i);
     }
-    let up = cpes.run_until(Duration::from_secs(30), |c| c.up_count() == 4);
-    eprintln!(
-        "{test}: 4 subscribers up {:?} after the first PADI",
-        cpes.start.elapsed()
-    );
+    let up = cpes.run_until(Duration::from_secs(30), |c| c.up_count() == SUBSCRIBERS);
+    let setup = cpes.start.elapsed();
+    eprintln!("{test}: {SUBSCRIBERS} subscribers up {setup:?} after the first PADI");
     assert!(
         up,
-        "{} of 4 subscribers up: {:?}\n{}",
+        "{} of {SUBSCRIBERS} subscribers up: {:?}\n{}",
         cpes.up_count(),
         cpes.cpes
             .iter()
@@ -401,11 +416,7 @@ socket = "{socket}"
             .collect::<Vec<_>>(),
         lab.report()
     );
-    for c in &cpes.cpes {
-        let address = c.up.as_ref().unwrap().ipcp.unwrap().local.unwrap();
-        assert!(address.octets()[..2] == [100, 64], "{address}");
-    }
-    // The operator's view: four sessions up on one tunnel.
+    // The operator's view: every session up on one tunnel.
     let sock = lab.path("lac.sock");
     let ctl = |what: &str| {
         let out = Command::new(env!("CARGO_BIN_EXE_l2tpctl"))
@@ -419,12 +430,58 @@ socket = "{socket}"
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
-    let sessions = ctl("sessions");
-    assert_eq!(sessions.matches("\"up\"").count(), 4, "{sessions}");
+    // No PPP restart timer (3 s) in the setup. With the fast path it took
+    // 6-9 s: the LNS sends its first PPP frames right after our ICCN, and
+    // workers that learnt of the session only once the ICCN was
+    // acknowledged dropped them, leaving PPP to the LNS's restart timer.
+    assert!(
+        setup < Duration::from_millis(1500),
+        "{SUBSCRIBERS} subscribers took {setup:?} to come up\n{}",
+        lab.report()
+    );
+    if fastpath {
+        // The workers knew every call before its ICCN: none of the LNS's
+        // frames was dropped as unknown (counters reported every second).
+        let reported = WallClock::now() + Duration::from_secs(5);
+        let programmed = format!("\"fastpath_sessions\":{SUBSCRIBERS}");
+        let mut stats = ctl("stats");
+        while !stats.contains(&programmed) && WallClock::now() < reported {
+            std::thread::sleep(Duration::from_millis(100));
+            stats = ctl("stats");
+        }
+        assert!(stats.contains(&programmed), "{stats}");
+        for drop in ["fastpath_unknown_tunnel", "fastpath_unknown_session"] {
+            assert!(
+                !stats.contains(drop),
+                "the workers dropped the LNS's frames: {stats}\n{}",
+                lab.report()
+            );
+        }
+    }
+    for c in &cpes.cpes {
+        let address = c.up.as_ref().unwrap().ipcp.unwrap().local.unwrap();
+        assert!(address.octets()[..2] == [100, 64], "{address}");
+    }
+    // The subscribers may be up before lacd has the LNS's acknowledgement
+    // of every ICCN (the workers relay PPP from the ICCN on).
+    let listed = WallClock::now() + Duration::from_secs(5);
+    let mut sessions = ctl("sessions");
+    while sessions.matches("\"up\"").count() < SUBSCRIBERS && WallClock::now() < listed {
+        std::thread::sleep(Duration::from_millis(50));
+        sessions = ctl("sessions");
+    }
+    assert_eq!(
+        sessions.matches("\"up\"").count(),
+        SUBSCRIBERS,
+        "{sessions}"
+    );
     let tunnels = ctl("tunnels");
     assert!(tunnels.contains("established"), "{tunnels}");
     let stats = ctl("stats");
-    assert!(stats.contains("\"sessions_up\":4"), "{stats}");
+    assert!(
+        stats.contains(&format!("\"sessions_up\":{SUBSCRIBERS}")),
+        "{stats}"
+    );
     lab.wait_for_output(lnsd, "session up", Duration::from_secs(5))
         .ok();
 
@@ -449,7 +506,7 @@ socket = "{socket}"
         "the LNS never heard of the hang-up\n{}",
         lab.report()
     );
-    assert_eq!(cpes.up_count(), 3);
+    assert_eq!(cpes.up_count(), SUBSCRIBERS - 1);
 
     // A clean stop: PADT to the rest, CDN and StopCCN acknowledged.
     let status = lab
@@ -464,6 +521,25 @@ socket = "{socket}"
     assert_eq!(cpes.up_count(), 0, "every subscriber got its PADT");
     let log = lab.output(lacd);
     assert!(log.contains("acknowledged=true"), "{}", lab.report());
+    // Every call ended by its CDN, not by the StopCCN that followed
+    // (RFC 2661 §5.7 lets a StopCCN clear them all, without their result
+    // codes): the LNS logs the LAC's reason for each.
+    let cdns = || {
+        fs::read_to_string(&lns_log)
+            .unwrap()
+            .matches("LAC shutting down")
+            .count()
+    };
+    let heard = WallClock::now() + Duration::from_secs(3);
+    while cdns() < SUBSCRIBERS - 1 && WallClock::now() < heard {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        cdns(),
+        SUBSCRIBERS - 1,
+        "a CDN for every call still up\n{}",
+        lab.report()
+    );
     let _ = lab.stop(lnsd, Signal::TERM, Duration::from_secs(5));
 }
 

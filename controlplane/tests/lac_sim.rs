@@ -16,6 +16,7 @@ use std::collections::{HashMap, HashSet};
 use controlplane::aaa::pool::AddressPool;
 use controlplane::aaa::users::Users;
 use controlplane::aaa::Authenticator;
+use controlplane::l2tp::SessionHandle;
 use controlplane::lac::{self, EndCause, LnsEntry, Mode, Stage, SubscriberKey};
 use controlplane::lns;
 use controlplane::ppp::{self, AuthMethod, Credentials, LinkState, PppConfig, PppLink, Role};
@@ -101,6 +102,12 @@ struct Site {
     rng: ChaCha8Rng,
     /// Frames the LAC sent to a MAC address no subscriber has.
     stray: usize,
+    /// With `lac::Config::defer_connect`: how long the owner (a fast path)
+    /// takes to connect an answered call; `None`: it never does.
+    connect_after: Option<Duration>,
+    /// Answered calls and when the owner connects them.
+    answered: Vec<(SessionHandle, Instant)>,
+    now: Instant,
 }
 
 impl Site {
@@ -111,6 +118,9 @@ impl Site {
             by_mac: HashMap::new(),
             rng: ChaCha8Rng::seed_from_u64(4),
             stray: 0,
+            connect_after: Some(Duration::from_millis(1)),
+            answered: Vec::new(),
+            now: Instant::ZERO,
         }
     }
 
@@ -263,11 +273,18 @@ impl sim::Node for Site {
     type Event = lac::Event;
 
     fn handle_datagram(&mut self, now: Instant, from: SocketAddr, payload: &[u8]) {
+        self.now = now;
         sim::Node::handle_datagram(&mut self.lac, now, from, payload);
         self.shuttle(now);
     }
 
     fn handle_timeout(&mut self, now: Instant) {
+        self.now = now;
+        let (due, later) = self.answered.iter().partition(|(_, at)| *at <= now);
+        self.answered = later;
+        for (session, _) in due {
+            self.lac.connect_call(now, session);
+        }
         if self.lac.poll_timeout().is_some_and(|t| t <= now) {
             self.lac.handle_timeout(now);
         }
@@ -291,7 +308,11 @@ impl sim::Node for Site {
                 c.link.as_ref().and_then(PppLink::poll_timeout),
             ]
         });
-        cpes.chain([self.lac.poll_timeout()]).flatten().min()
+        let answered = self.answered.iter().map(|(_, at)| Some(*at));
+        cpes.chain([self.lac.poll_timeout()])
+            .chain(answered)
+            .flatten()
+            .min()
     }
 
     fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<SocketAddr> {
@@ -299,7 +320,11 @@ impl sim::Node for Site {
     }
 
     fn poll_event(&mut self) -> Option<lac::Event> {
-        sim::Node::poll_event(&mut self.lac)
+        let event = sim::Node::poll_event(&mut self.lac)?;
+        if let (lac::Event::CallAnswered(call), Some(after)) = (&event, self.connect_after) {
+            self.answered.push((call.session, self.now + after));
+        }
+        Some(event)
     }
 }
 
@@ -1109,4 +1134,79 @@ fn scale_probe() {
         lab.sim.now(),
         t.elapsed()
     );
+}
+
+#[test]
+fn with_defer_connect_the_owner_connects_each_answered_call_and_it_comes_up() {
+    let mut lab = Lab::new(|c| c.defer_connect = Some(Duration::from_secs(1)));
+    // The owner (a fast path) takes 20 ms to program its workers.
+    lab.site_mut().connect_after = Some(Duration::from_millis(20));
+    lab.add_subscribers(4, AuthMethod::ChapMd5);
+    lab.until_up(4, Duration::from_secs(20));
+    let events = lab.lac_events();
+    let answered: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            lac::Event::CallAnswered(c) => Some(c),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(answered.len(), 4);
+    for up in events.iter().filter_map(|e| match e {
+        lac::Event::SessionUp(u) => Some(u),
+        _ => None,
+    }) {
+        // The same ids, reported before the call was up (what the fast
+        // path is programmed with).
+        let a = answered
+            .iter()
+            .find(|a| a.session == up.session)
+            .expect("answered before it was up");
+        assert_eq!(
+            (a.local_tunnel_id, a.peer_tunnel_id, a.peer),
+            (up.local_tunnel_id, up.peer_tunnel_id, up.peer)
+        );
+        assert_eq!(
+            (a.local_session_id, a.peer_session_id, a.subscriber),
+            (up.local_session_id, up.peer_session_id, up.subscriber)
+        );
+        assert!(a.setup_time < up.setup_time);
+    }
+    let site = lab.site();
+    assert_eq!(site.lac.stats().lockouts, 0);
+    let tunnel = site.lac.endpoint().tunnels().next().unwrap();
+    let stats = site.lac.endpoint().tunnel_stats(tunnel).unwrap();
+    assert_eq!(stats.connect_timeouts, 0);
+}
+
+#[test]
+fn an_answered_call_never_connected_ends_the_subscriber_without_locking_the_lns_out() {
+    let mut lab = Lab::new(|c| c.defer_connect = Some(Duration::from_millis(500)));
+    lab.site_mut().connect_after = None;
+    lab.add_subscribers(1, AuthMethod::ChapMd5);
+    lab.sim.run_for(Duration::from_secs(3)).unwrap();
+    let down = lab.sessions_down();
+    assert_eq!(down.len(), 1, "{:?}", lab.lac_events());
+    match &down[0].cause {
+        EndCause::L2tpError(r) => {
+            assert_eq!(
+                r.result,
+                controlplane::l2tp::codes::cdn::NO_FACILITIES_TEMPORARY
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(!down[0].was_up);
+    // The programmed call is reported abandoned, so a fast path forgets it;
+    // the session report carries no ids of a call that never came up.
+    assert!(lab
+        .lac_events()
+        .iter()
+        .any(|e| matches!(e, lac::Event::CallAbandoned { .. })));
+    assert_eq!(down[0].session_ids, None);
+    let site = lab.site();
+    assert_eq!(site.lac.stats().lockouts, 0);
+    assert_eq!(site.lac.stats().failovers, 0);
+    assert!(site.cpes[0].pppoe_down_by_peer, "PADT to the subscriber");
+    assert_eq!(lab.lns(0).established_count(), 0);
 }

@@ -611,6 +611,11 @@ impl Daemon {
             put("fastpath_transmitted", k.transmitted);
             put("fastpath_punted", k.punted.iter().sum());
             put("fastpath_dropped", k.dropped.iter().sum());
+            put("fastpath_held", k.held);
+            put("fastpath_flushed", k.flushed);
+            for (name, n) in k.nonzero() {
+                put(&format!("fastpath_{name}"), n);
+            }
         }
         Json::Object(out)
     }

@@ -8,15 +8,20 @@
 //! * Call answered ([`lac::Event::CallAnswered`], the node runs with
 //!   [`lac::Config::defer_connect`]): `UpsertTunnel` when the tunnel is new
 //!   to the workers (its next hop resolved through the kernel) and
-//!   `UpsertSession` with the subscriber's PPPoE binding, then a barrier;
-//!   once every worker has echoed it (or after [`CONNECT_LIMIT`]) the call
-//!   is connected ([`lac::Node::connect_call`]: the ICCN goes). The LNS
-//!   sends its first PPP frames as soon as it has the ICCN (RFC 2661
-//!   §7.4.1), and the workers relay them: programming at call up instead
-//!   would drop them, and PPP would wait for the LNS's restart timer.
-//! * Call up ([`lac::Event::SessionUp`], ICCN acknowledged): the same
-//!   programming for a call not programmed yet (a node without
-//!   `defer_connect`). The workers relay PPPoE ↔ L2TP both ways.
+//!   `UpsertSession` with the subscriber's PPPoE binding, holding its
+//!   upstream frames (`SetHolding`), then a barrier; once every worker has
+//!   echoed it (or after [`CONNECT_LIMIT`]) the call is connected
+//!   ([`lac::Node::connect_call`]: the ICCN goes). The LNS sends its first
+//!   PPP frames as soon as it has the ICCN (RFC 2661 §7.4.1), and the
+//!   workers relay them down: programming at call up instead would drop
+//!   them, and PPP would wait for the LNS's restart timer. The
+//!   subscriber's frames wait in the workers meanwhile: sent before the
+//!   LNS has the ICCN they would be dropped there.
+//! * Call up ([`lac::Event::SessionUp`], ICCN acknowledged): the held
+//!   upstream frames go, in order, after those the node queued before the
+//!   session was programmed; or the same programming for a call not
+//!   programmed yet (a node without `defer_connect`). The workers relay
+//!   PPPoE ↔ L2TP both ways.
 //! * Session down and answered calls abandoned: `RemoveSession`; tunnel
 //!   down: `RemoveTunnel`.
 //! * Punts: PPPoE discovery (`Local`, whole frames) and PPP control of
@@ -108,6 +113,9 @@ pub struct LacFastpath {
     tunnels: HashMap<u16, Tunnel>,
     /// Sessions programmed.
     sessions: HashSet<SessionKey>,
+    /// Of those, the answered calls whose upstream frames the workers hold
+    /// until the call is up.
+    holding: HashSet<SessionKey>,
     /// Answered calls programmed whose ICCN waits: the barrier that says
     /// the workers know them and when it was sent (both `None` until
     /// [`LacFastpath::service`] sends it; the token alone stays `None` if
@@ -139,6 +147,7 @@ impl LacFastpath {
             access_mac,
             tunnels: HashMap::new(),
             sessions: HashSet::new(),
+            holding: HashSet::new(),
             unconnected: Vec::new(),
             frame: Vec::with_capacity(2048),
             stats: LacFastpathStats::default(),
@@ -161,14 +170,27 @@ impl LacFastpath {
         let result = match event {
             lac::Event::CallAnswered(call) => {
                 self.unconnected.push((call.session, None, None));
-                self.upsert_call(call)
+                let key = SessionKey {
+                    tunnel_id: call.local_tunnel_id,
+                    session_id: call.local_session_id,
+                };
+                // Held until the LNS has the ICCN (call up): the workers
+                // keep the subscriber's frames instead of sending them
+                // ahead of it. The two updates go back to back, and a
+                // worker applies its updates in batches between bursts.
+                self.upsert_call(call).and_then(|()| {
+                    self.holding.insert(key);
+                    self.fp.set_holding(key, true)
+                })
             }
             lac::Event::SessionUp(call) => {
                 let key = SessionKey {
                     tunnel_id: call.local_tunnel_id,
                     session_id: call.local_session_id,
                 };
-                if self.sessions.contains(&key) {
+                if self.holding.remove(&key) {
+                    self.fp.set_holding(key, false)
+                } else if self.sessions.contains(&key) {
                     Ok(())
                 } else {
                     self.upsert_call(call)
@@ -189,6 +211,7 @@ impl LacFastpath {
                 local_tunnel_id, ..
             } => {
                 self.sessions.retain(|k| k.tunnel_id != *local_tunnel_id);
+                self.holding.retain(|k| k.tunnel_id != *local_tunnel_id);
                 match self.tunnels.remove(local_tunnel_id) {
                     Some(_) => self.fp.remove_tunnel(*local_tunnel_id),
                     None => Ok(()),
@@ -207,6 +230,7 @@ impl LacFastpath {
             tunnel_id,
             session_id,
         };
+        self.holding.remove(&key);
         if !self.sessions.remove(&key) {
             return Ok(());
         }
