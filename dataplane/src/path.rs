@@ -817,6 +817,32 @@ mod tests {
         assert_eq!(w.counters().total_drops(), 0);
     }
 
+    /// The checksum summed in the machine's byte order accepts and
+    /// refuses exactly what the codec does: the valid header, and each of
+    /// its single-bit corruptions.
+    #[test]
+    fn header_checksum_in_native_order_agrees_with_the_codec() {
+        use super::Ipv4Info;
+        use crate::counters::DropReason;
+        let frame = lab::lns_downstream(0, 26);
+        let ip_start = ethernet::HEADER_LEN;
+        let mut flipped = frame.clone();
+        for bit in 0..ipv4::HEADER_LEN * 8 {
+            flipped.copy_from_slice(&frame);
+            if bit > 0 {
+                flipped[ip_start + bit / 8] ^= 1 << (bit % 8);
+            }
+            let Ok(codec) = ipv4::Packet::new_checked(&flipped[ip_start..]) else {
+                continue;
+            };
+            let codec_ok = codec.verify_checksum();
+            let ours =
+                Ipv4Info::parse(&flipped, ip_start, flipped.len(), DropReason::MalformedIpv4);
+            assert_eq!(ours.is_continue(), codec_ok, "bit {bit}");
+            assert_eq!(codec_ok, bit == 0, "bit {bit}");
+        }
+    }
+
     /// Frames off the fixed-offset fast paths (a VLAN tag, IPv4 options)
     /// take the codecs and come out the same.
     #[test]

@@ -738,6 +738,36 @@ mod tests {
         );
     }
 
+    /// The route through the gateway follows every change of the gateway
+    /// and of its neighbour entry, in any order.
+    #[test]
+    fn the_gateway_route_follows_its_neighbour_entry() {
+        let gw = Ipv4Addr::new(192, 0, 2, 1);
+        let other = Ipv4Addr::new(192, 0, 2, 2);
+        let dst = Ipv4Addr::new(198, 51, 100, 7);
+        let entry = |last: u8, port: u8| Neighbour {
+            mac: ethernet::Address([2, 0, 0, 0, 0, last]),
+            port,
+        };
+        let mut t = Tables::new(4, 4);
+        t.set_gateway(Some(gw));
+        assert_eq!(t.route(dst), (gw, None));
+        assert_eq!(t.upsert_neighbour(gw, entry(1, 0)), Ok(()));
+        assert_eq!(t.route(dst), (gw, Some(entry(1, 0))));
+        assert_eq!(t.upsert_neighbour(gw, entry(9, 1)), Ok(()));
+        assert_eq!(t.upsert_neighbour(other, entry(2, 0)), Ok(()));
+        assert_eq!(t.route(dst), (gw, Some(entry(9, 1))));
+        t.set_gateway(Some(other));
+        assert_eq!(t.route(dst), (other, Some(entry(2, 0))));
+        t.set_gateway(Some(gw));
+        assert_eq!(t.remove_neighbour(gw), Some(entry(9, 1)));
+        assert_eq!(t.route(dst), (gw, None));
+        t.set_gateway(None);
+        assert_eq!(t.route(dst), (dst, None));
+        // On-link destinations still go to themselves.
+        assert_eq!(t.route(other), (other, Some(entry(2, 0))));
+    }
+
     #[test]
     fn the_table_is_bounded() {
         let mut t = Tables::new(2, 1);
