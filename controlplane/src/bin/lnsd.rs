@@ -388,6 +388,13 @@ impl Book {
     }
 }
 
+/// The HA offload lag's p50 and p99 in microseconds (0 before any).
+fn offload_lag(node: &lns::Node) -> (u64, u64) {
+    node.offload_lag().map_or((0, 0), |h| {
+        (h.value_at_quantile(0.5), h.value_at_quantile(0.99))
+    })
+}
+
 /// The `reason` label of a session that ended before PPP came up.
 fn failure_reason(cause: &EndCause) -> &'static str {
     match cause {
@@ -409,6 +416,7 @@ fn failure_reason(cause: &EndCause) -> &'static str {
         EndCause::SessionTimeout | EndCause::IdleTimeout => "timeout",
         EndCause::PoolExhausted | EndCause::AddressInUse(_) => "no_address",
         EndCause::Shutdown => "shutdown",
+        EndCause::Moved { .. } => "moved",
     }
 }
 
@@ -659,6 +667,20 @@ impl Daemon {
             put("fastpath_latency_p50_ns", summary.latency.p50_ns);
             put("fastpath_latency_p99_ns", summary.latency.p99_ns);
         }
+        if let Some(h) = node.ha_stats() {
+            let (p50, p99) = offload_lag(node);
+            put("ha_offload_lag_p50_us", p50);
+            put("ha_offload_lag_p99_us", p99);
+            put(
+                "ha_offloaded_sessions",
+                node.offload_store().map_or(0, |s| s.session_count()) as u64,
+            );
+            put("ha_recoveries_accepted", h.recoveries_accepted);
+            put("ha_recoveries_refused", h.recoveries_refused);
+            put("ha_sessions_adopted", h.sessions_adopted);
+            put("ha_sessions_fenced", h.sessions_fenced);
+            put("ha_sessions_moved", h.sessions_moved);
+        }
         let rate = serde_json::Number::from_f64(self.metrics.setup_rate())
             .map_or(Json::Null, Json::Number);
         out.push(("setup_rate_per_s".to_owned(), rate));
@@ -676,6 +698,11 @@ impl Daemon {
             Some((t.0, s.control.sent, s.control.retransmitted))
         }));
         metrics.tick(std::time::Instant::now());
+        if node.ha_stats().is_some() {
+            let (p50, p99) = offload_lag(node);
+            let held = node.offload_store().map_or(0, |s| s.session_count());
+            metrics.observe_offload(p50, p99, held);
+        }
     }
 
     /// Takes the workers' last reports into the metrics and `show stats`,

@@ -58,8 +58,11 @@
 //! sessions that are due, however many there are.
 
 pub(crate) mod deadlines;
+pub mod ha;
 #[cfg(test)]
 mod tests;
+
+pub use ha::{HaConfig, HaStats, PeerLink};
 
 use core::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use core::time::Duration;
@@ -79,6 +82,7 @@ use crate::aaa::{
     AuthHandle, AuthRequest, AuthResult, Authenticator, Credentials, FramedAddress, RejectReason,
     SessionAttributes,
 };
+use crate::ha::peering::LnsPeering;
 use crate::l2tp::codes::{cdn, error};
 use crate::l2tp::{
     self, CallInfo, Endpoint, ResultCode, SessionDownReason, SessionHandle, TunnelDownReason,
@@ -106,6 +110,9 @@ pub struct Config {
     pub primary_dns: Option<Ipv4Addr>,
     /// Second DNS server.
     pub secondary_dns: Option<Ipv4Addr>,
+    /// HA with peer LNSs (state offload, adoption, fencing); `None`: a
+    /// plain LNS, and `l2tp.ha` is left as it is.
+    pub ha: Option<HaConfig>,
 }
 
 impl Config {
@@ -121,6 +128,7 @@ impl Config {
             gateway,
             primary_dns: None,
             secondary_dns: None,
+            ha: None,
         }
     }
 }
@@ -149,6 +157,14 @@ pub enum EndCause {
     AddressInUse(Ipv4Addr),
     /// The LNS is stopping ([`Node::shut_down_sessions`]).
     Shutdown,
+    /// HA: the session lives on at another LNS with this Ownership-Epoch
+    /// (a peer's LSORS fenced it off, or the LAC released it with a CDN
+    /// carrying the epoch). Dropped silently: no LCP Terminate, no CDN, no
+    /// accounting Stop (the new owner carries the accounting on).
+    Moved {
+        /// The epoch the session has now.
+        epoch: u32,
+    },
 }
 
 /// The Acct-Terminate-Cause (RFC 2866 §5.10) of a session that ended so.
@@ -183,6 +199,8 @@ pub fn terminate_cause(cause: &EndCause) -> TerminateCause {
         // NAS-Reboot (11) is a reboot "non-administratively (crash)". A
         // stop we are told to make (SIGTERM) is the administrator's.
         EndCause::Shutdown => TerminateCause::AdminReboot,
+        // Never sent (no Stop for a moved session); the nearest meaning.
+        EndCause::Moved { .. } => TerminateCause::NasRequest,
     }
 }
 
@@ -190,9 +208,10 @@ pub fn terminate_cause(cause: &EndCause) -> TerminateCause {
 /// the LAC or the tunnel ended it (nothing to tell).
 pub fn cdn_result(cause: &EndCause) -> Option<ResultCode> {
     Some(match cause {
-        EndCause::LacDisconnected(_) | EndCause::L2tpError(_) | EndCause::TunnelDown => {
-            return None
-        }
+        EndCause::LacDisconnected(_)
+        | EndCause::L2tpError(_)
+        | EndCause::TunnelDown
+        | EndCause::Moved { .. } => return None,
         EndCause::Ppp(DownCause::LowerLayerDown) => return None,
         // RFC 2661 §4.4.2 result 1: "loss of carrier".
         EndCause::Ppp(DownCause::EchoFailure) => {
@@ -256,6 +275,11 @@ pub struct EstablishedSession {
     pub proxy: ProxyOutcome,
     /// How long from the L2TP session up to PPP up.
     pub setup_time: Duration,
+    /// HA: `Some(epoch)` when the session was adopted from a peer's
+    /// offloaded state (failure or load switchover) rather than negotiated
+    /// here: program the fast path as for any new session, and announce
+    /// the address on the core side.
+    pub adopted_epoch: Option<u32>,
 }
 
 impl EstablishedSession {
@@ -413,6 +437,19 @@ struct Session {
     remote: SocketAddrV4,
     /// Our Tunnel ID, to find the session by the ids of a punted frame.
     local_tunnel_id: u16,
+    /// The LAC's Tunnel ID (HA Tunnel-Identity).
+    peer_tunnel_id: u16,
+    /// HA Ownership-Epoch: 1 for a session set up here, the adopted one
+    /// otherwise.
+    epoch: u32,
+    /// HA: adopted from the store under this key (primary, its Tunnel ID,
+    /// its Session ID).
+    adopted_from: Option<(Ipv4Addr, u16, u16)>,
+    /// HA: the accounting start time carried over from the primary
+    /// (seconds since the Unix epoch).
+    start_unix: Option<u64>,
+    /// The LAC asked for sequenced data messages.
+    sequencing: bool,
     /// Its PPP frames wait until the fast path knows the session
     /// ([`Node::release_call`]).
     held: bool,
@@ -509,6 +546,10 @@ pub struct Node {
     /// across restarts (RFC 2866 §5.5: unique on the NAS).
     acct_prefix: u32,
     stats: NodeStats,
+    /// HA, when configured.
+    ha: Option<ha::Ha>,
+    /// The wall clock: `Instant` and time since the Unix epoch at it.
+    wall: Option<(Instant, Duration)>,
 }
 
 impl core::fmt::Debug for Node {
@@ -587,7 +628,25 @@ impl Node {
         pool: AddressPool,
         mut rng: Box<dyn RngCore + Send>,
     ) -> Result<Self, l2tp::ConfigError> {
+        let mut config = config;
+        if let Some(h) = &config.ha {
+            if config.l2tp.ha.is_none() {
+                config.l2tp.ha = Some(h.lac_side());
+            }
+        }
         let endpoint = Endpoint::new(config.l2tp.clone(), child_rng(&mut *rng))?;
+        let ha = match &config.ha {
+            Some(h) => Some(ha::Ha {
+                endpoint: Endpoint::new(h.peer_side(&config.l2tp.host_name), child_rng(&mut *rng))?,
+                peering: LnsPeering::new(h.peering()),
+                config: h.clone(),
+                started: false,
+                adopting: HashMap::new(),
+                lac_tunnels: HashMap::new(),
+                stats: HaStats::default(),
+            }),
+            None => None,
+        };
         let acct_prefix = rng.next_u32();
         Ok(Node {
             config,
@@ -607,6 +666,8 @@ impl Node {
             next_nas_port: 1,
             acct_prefix,
             stats: NodeStats::default(),
+            ha,
+            wall: None,
         })
     }
 
@@ -689,6 +750,7 @@ impl Node {
     /// that `now` is `since_unix_epoch` on the wall clock, for
     /// Event-Timestamp (RFC 2869 §5.3).
     pub fn set_wall_clock(&mut self, now: Instant, since_unix_epoch: Duration) {
+        self.wall = Some((now, since_unix_epoch));
         let retired = self.retired.iter_mut().map(|r| &mut r.authenticator);
         for authenticator in core::iter::once(&mut self.authenticator).chain(retired) {
             if let Authenticator::Radius(client) = authenticator {
@@ -916,7 +978,13 @@ impl Node {
             }
             // From a server only a retired client knew: answered nothing.
             _ if radius => {}
-            _ => self.endpoint.handle_datagram(now, from_v4, payload),
+            _ => match &mut self.ha {
+                // The LNS-LNS connections have their own endpoint.
+                Some(ha) if ha.config.is_peer(from_v4) => {
+                    ha.endpoint.handle_datagram(now, from_v4, payload)
+                }
+                _ => self.endpoint.handle_datagram(now, from_v4, payload),
+            },
         }
         self.pump(now);
     }
@@ -928,6 +996,13 @@ impl Node {
             return Some(t);
         }
         if let Some(t) = self.endpoint.poll_transmit(now) {
+            return Some((SocketAddr::V4(t.remote), t.payload));
+        }
+        if let Some(t) = self
+            .ha
+            .as_mut()
+            .and_then(|ha| ha.endpoint.poll_transmit(now))
+        {
             return Some((SocketAddr::V4(t.remote), t.payload));
         }
         let retired = self.retired.iter_mut().map(|r| &mut r.authenticator);
@@ -951,10 +1026,25 @@ impl Node {
                 Authenticator::Local { .. } => None,
             })
             .min();
-        [self.endpoint.poll_timeout(), radius, self.deadlines.first()]
-            .into_iter()
-            .flatten()
-            .min()
+        let ha = self.ha.as_ref().and_then(|ha| {
+            if !ha.started {
+                // Open the LNS-LNS connections at the first chance.
+                return Some(Instant::ZERO);
+            }
+            [ha.endpoint.poll_timeout(), ha.peering.poll_timeout()]
+                .into_iter()
+                .flatten()
+                .min()
+        });
+        [
+            self.endpoint.poll_timeout(),
+            radius,
+            self.deadlines.first(),
+            ha,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Run what is due: L2TP and RADIUS timers, and the sessions' PPP
@@ -974,6 +1064,18 @@ impl Node {
         for h in self.deadlines.take_due(now) {
             self.session_timer(now, h);
         }
+        if let Some(ha) = &mut self.ha {
+            if !ha.started {
+                ha.started = true;
+                ha.peering.start(now, &mut ha.endpoint);
+            }
+            if ha.endpoint.poll_timeout().is_some_and(|t| t <= now) {
+                ha.endpoint.handle_timeout(now);
+            }
+            if ha.peering.poll_timeout().is_some_and(|t| t <= now) {
+                ha.peering.handle_timeout(now, &mut ha.endpoint);
+            }
+        }
         self.pump(now);
     }
 
@@ -988,6 +1090,16 @@ impl Node {
     /// until neither has more.
     fn pump(&mut self, now: Instant) {
         loop {
+            if let Some(ha) = &mut self.ha {
+                if let Some(e) = ha.endpoint.poll_event() {
+                    ha.peering.handle_event(now, &mut ha.endpoint, &e);
+                    continue;
+                }
+                if let Some(e) = ha.peering.poll_event() {
+                    self.on_peering_event(now, e);
+                    continue;
+                }
+            }
             if let Some(e) = self.endpoint.poll_event() {
                 self.on_l2tp_event(now, e);
                 continue;
@@ -1003,6 +1115,15 @@ impl Node {
             if let Some((generation, e)) = retired {
                 self.on_aaa_event(now, generation, e);
                 continue;
+            }
+            // What the sessions' changes queued goes out now; fencing may
+            // come of it, so look again.
+            if let Some(ha) = &mut self.ha {
+                ha.peering.flush(now, &mut ha.endpoint);
+                if let Some(e) = ha.peering.poll_event() {
+                    self.on_peering_event(now, e);
+                    continue;
+                }
             }
             break;
         }
@@ -1041,14 +1162,41 @@ impl Node {
                 tunnel,
                 remote,
                 peer,
-                ..
-            } => self.events.push_back(Event::TunnelUp {
-                tunnel,
-                remote,
-                peer_host_name: peer.host_name,
-            }),
+                local_tunnel_id,
+            } => {
+                if let Some(ha) = &mut self.ha {
+                    ha.lac_tunnels.insert(tunnel, local_tunnel_id);
+                }
+                self.events.push_back(Event::TunnelUp {
+                    tunnel,
+                    remote,
+                    peer_host_name: peer.host_name,
+                })
+            }
             l2tp::Event::TunnelDown { tunnel, reason, .. } => {
+                if let Some(ha) = &mut self.ha {
+                    // Its sessions went down just before, one by one.
+                    if let Some(id) = ha.lac_tunnels.remove(&tunnel) {
+                        ha.peering.tunnel_removed(now, id);
+                    }
+                    ha.adopting.retain(|s, _| s.tunnel != tunnel);
+                }
                 self.events.push_back(Event::TunnelDown { tunnel, reason })
+            }
+            l2tp::Event::RecoveryCall {
+                session,
+                primary_session_id,
+                ..
+            } => self.on_recovery_call(now, session, primary_session_id),
+            l2tp::Event::SessionMoved { session, epoch } => {
+                // The CDN that carried it is in: SessionDown follows and
+                // ends the session, without a CDN of ours (lower gone).
+                if let Some(s) = self.sessions.get_mut(&session) {
+                    s.end = Some(EndCause::Moved { epoch });
+                    if let Some(ha) = &mut self.ha {
+                        ha.stats.sessions_moved += 1;
+                    }
+                }
             }
             l2tp::Event::SessionUp {
                 session,
@@ -1058,7 +1206,11 @@ impl Node {
             } => self.start_session(now, session, local_session_id, peer_session_id, &call),
             l2tp::Event::SessionDown { session, reason } => {
                 let Some(s) = self.sessions.get_mut(&session) else {
-                    // One we closed ourselves: already accounted for.
+                    // One we closed ourselves: already accounted for. Or a
+                    // recovery call cleared before its ICCN.
+                    if let Some(ha) = &mut self.ha {
+                        ha.adopting.remove(&session);
+                    }
                     return;
                 };
                 s.lower_gone = true;
@@ -1104,6 +1256,28 @@ impl Node {
         };
         let (local_tunnel_id, peer_tunnel_id) =
             self.endpoint.tunnel_ids(session.tunnel).unwrap_or_default();
+        // HA: a recovery call we answered with an adoption. Its address
+        // belongs to the primary's pool: held here as a framed address,
+        // so it is not handed out twice.
+        let adoption = self.ha.as_mut().and_then(|ha| ha.adopting.remove(&session));
+        if let Some(a) = &adoption {
+            let reserved = a
+                .state
+                .link
+                .peer_ipv4()
+                .ok_or(PoolError::Exhausted)
+                .and_then(|address| self.pool.reserve(address).map(|_| address));
+            if let Err(e) = reserved {
+                tracing::warn!(session = session.id, %e, "cannot adopt the session: its address");
+                let result = ResultCode::with_error(
+                    cdn::NO_FACILITIES_TEMPORARY,
+                    error::INSUFFICIENT_RESOURCES,
+                    format!("adopted session's address: {e}"),
+                );
+                let _ = self.endpoint.close_session(now, session, result);
+                return;
+            }
+        }
         self.by_ids
             .insert((local_tunnel_id, local_session_id), session);
         if let Some(calls) = &mut self.connected_calls {
@@ -1122,11 +1296,15 @@ impl Node {
             });
         }
         let rng = child_rng(&mut *self.rng);
-        let link = match proxy_of(call) {
-            (Some(lcp), auth) => {
+        let link = match (&adoption, proxy_of(call)) {
+            // No renegotiation: LCP and the NCPs start Opened with the
+            // primary's magic numbers, so the subscriber's echoes are
+            // answered as before.
+            (Some(a), _) => PppLink::from_state(now, self.config.ppp.clone(), &a.state.link, rng),
+            (None, (Some(lcp), auth)) => {
                 PppLink::server_with_proxy(now, self.config.ppp.clone(), &lcp, auth.as_ref(), rng)
             }
-            (None, _) => {
+            (None, (None, _)) => {
                 let mut link = PppLink::new(ppp::Role::Server, self.config.ppp.clone(), rng);
                 link.open(now);
                 link
@@ -1141,6 +1319,14 @@ impl Node {
                 link,
                 remote,
                 local_tunnel_id,
+                peer_tunnel_id,
+                epoch: 1,
+                adopted_from: None,
+                start_unix: None,
+                sequencing: call
+                    .avps
+                    .iter()
+                    .any(|e| matches!(e.avp, Avp::SequencingRequired)),
                 held: self.connected_calls.is_some(),
                 local_session_id,
                 peer_session_id,
@@ -1162,6 +1348,9 @@ impl Node {
                 lower_gone: false,
             },
         );
+        if let Some(a) = adoption {
+            self.adopted_up(now, session, a);
+        }
         self.service(now, session);
     }
 
@@ -1378,9 +1567,11 @@ impl Node {
             }
             ppp::Event::Authenticated { .. } | ppp::Event::Renegotiating => {}
             ppp::Event::Up(link) => self.on_link_up(now, h, *link),
-            ppp::Event::Updated(link) => self
-                .events
-                .push_back(Event::SessionUpdated { session: h, link }),
+            ppp::Event::Updated(link) => {
+                self.events
+                    .push_back(Event::SessionUpdated { session: h, link });
+                self.offload(now, h);
+            }
             ppp::Event::Down { cause } => self.end_session(now, h, cause),
         }
     }
@@ -1442,7 +1633,9 @@ impl Node {
                 acct_session_id: s.acct_session_id.clone(),
                 proxy: s.link.proxy_outcome(),
                 setup_time: now.saturating_duration_since(s.started),
+                adopted_epoch: None,
             })));
+        self.offload(now, h);
     }
 
     /// The link is down: tell the LAC, give the address back, account.
@@ -1468,6 +1661,10 @@ impl Node {
         }
         let terminate = terminate_cause(&end);
         if s.established {
+            self.offload_removed(now, s.local_tunnel_id, s.local_session_id, s.adopted_from);
+        }
+        // A moved session's accounting goes on at its new owner: no Stop.
+        if s.established && !matches!(end, EndCause::Moved { .. }) {
             // Through the client the session started with, even if it was
             // replaced since: its Start went there.
             if let Some((generation, acct)) = s.acct {

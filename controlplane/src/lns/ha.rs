@@ -1,0 +1,470 @@
+//! The LNS node's part in the HA extension (DESIGN.md §1 items 2 and 4,
+//! docs/ha-protocol.md §7): the peering with the other LNSs, the offload of
+//! every established session, the adoption of recovered calls, and the
+//! fencing of sessions that moved away.
+//!
+//! The LNS-LNS control connections run on an endpoint of their own (same
+//! UDP socket: a datagram from a configured peer's address goes to it), so
+//! that they get LAN timers ([`PeerLink`]) while the LACs' tunnels keep
+//! theirs: the l2tp [`l2tp::Config`] timers are per endpoint.
+
+use core::net::{Ipv4Addr, SocketAddrV4};
+use core::time::Duration;
+use std::collections::HashMap;
+
+use crate::ha::offload::{Adoption, OffloadConfig};
+use crate::ha::peering::{LnsPeering, PeeringConfig};
+use crate::l2tp::{self, Endpoint, LnsPeer, Retransmission, SessionHandle, TunnelHandle};
+
+/// An LNS's HA settings ([`super::Config::ha`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HaConfig {
+    /// Our address as the LACs know it: the primary LNS address of our
+    /// tunnels' Tunnel-Identity, which a recovering LAC names in its
+    /// Recovery-Tunnel.
+    pub address: Ipv4Addr,
+    /// The peer LNSs (address and shared secret): we offload our sessions
+    /// to each, and take their offload. Tunnel authentication is required
+    /// on these connections (RFC 2661 §5.1.1).
+    pub peers: Vec<LnsPeer>,
+    /// The peers' L2TP port. Default 1701.
+    pub peer_port: u16,
+    /// Peer-LNS-Address for HA-capable LACs, in preference order (usually
+    /// the peers' addresses as the LACs reach them).
+    pub advertise: Vec<Ipv4Addr>,
+    /// Offload window and periodic refresh (bulk sync) interval.
+    pub offload: OffloadConfig,
+    /// A failed LNS-LNS connection is opened again this long after.
+    pub reconnect_after: Duration,
+    /// Timers of the LNS-LNS tunnels.
+    pub peer_link: PeerLink,
+}
+
+/// The LNS-LNS tunnels' timers: they run on a LAN, where the RFC's 1 s
+/// retransmission timeout makes the offload lag under loss seconds long
+/// (docs/ha-protocol.md §6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerLink {
+    /// Hello interval (RFC 2661 §6.5).
+    pub hello_interval: Duration,
+    /// Silence after which the peer is down (`l2tp::Config::dead_interval`).
+    pub dead_interval: Duration,
+    /// Retransmission schedule (RFC 2661 §5.8).
+    pub retransmission: Retransmission,
+    /// Acknowledgement delay.
+    pub ack_delay: Duration,
+    /// Our receive window: at least the offload window, so LSORQs never
+    /// wait in the control channel.
+    pub receive_window: u16,
+}
+
+impl Default for PeerLink {
+    fn default() -> Self {
+        PeerLink {
+            hello_interval: Duration::from_millis(500),
+            dead_interval: Duration::from_secs(2),
+            retransmission: Retransmission {
+                initial: Duration::from_millis(50),
+                cap: Duration::from_secs(1),
+                max_retries: 5,
+            },
+            ack_delay: Duration::from_millis(5),
+            receive_window: 512,
+        }
+    }
+}
+
+impl HaConfig {
+    /// HA with `peers`, advertising their addresses to the LACs, default
+    /// offload and LAN timers.
+    pub fn new(address: Ipv4Addr, peers: Vec<LnsPeer>) -> Self {
+        HaConfig {
+            address,
+            advertise: peers.iter().map(|p| p.address).collect(),
+            peers,
+            peer_port: 1701,
+            offload: OffloadConfig::default(),
+            reconnect_after: Duration::from_secs(1),
+            peer_link: PeerLink::default(),
+        }
+    }
+
+    /// The LAC-facing endpoint's HA part: HA-Capability,
+    /// Peer-LNS-Address, recovery calls held for the node.
+    pub(crate) fn lac_side(&self) -> l2tp::HaConfig {
+        l2tp::HaConfig {
+            peer_lns_addresses: self.advertise.clone(),
+            defer_recovery_calls: true,
+            ..l2tp::HaConfig::default()
+        }
+    }
+
+    /// The LNS-LNS endpoint's configuration.
+    pub(crate) fn peer_side(&self, host_name: &str) -> l2tp::Config {
+        let l = &self.peer_link;
+        l2tp::Config {
+            hello_interval: Some(l.hello_interval),
+            dead_interval: Some(l.dead_interval),
+            retransmission: l.retransmission,
+            ack_delay: l.ack_delay,
+            receive_window: l.receive_window,
+            // Each LNS keeps the connection it opened (the peering offloads
+            // over its own); a tie breaker would close one of the two.
+            tie_breaker: false,
+            accept_calls: false,
+            ha: Some(l2tp::HaConfig {
+                lns_peers: self.peers.clone(),
+                defer_recovery_calls: false,
+                ..l2tp::HaConfig::default()
+            }),
+            ..l2tp::Config::lns(host_name)
+        }
+    }
+
+    pub(crate) fn peering(&self) -> PeeringConfig {
+        PeeringConfig {
+            peers: self
+                .peers
+                .iter()
+                .map(|p| SocketAddrV4::new(p.address, self.peer_port))
+                .collect(),
+            offload: self.offload,
+            reconnect_after: self.reconnect_after,
+        }
+    }
+
+    /// Whether a datagram from `from` is the peering's.
+    pub(crate) fn is_peer(&self, from: SocketAddrV4) -> bool {
+        self.peers.iter().any(|p| p.address == *from.ip())
+    }
+}
+
+/// HA counters of the node.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HaStats {
+    /// Recovery calls answered with an adoption.
+    pub recoveries_accepted: u64,
+    /// Recovery calls refused (no offloaded state): the LAC falls back.
+    pub recoveries_refused: u64,
+    /// Adopted sessions that came up here.
+    pub sessions_adopted: u64,
+    /// Sessions dropped because a peer holds a higher epoch.
+    pub sessions_fenced: u64,
+    /// Sessions released by the LAC to another LNS (load switchover).
+    pub sessions_moved: u64,
+    /// Sessions whose state could not be encoded for the offload.
+    pub offload_errors: u64,
+}
+
+/// The HA part of a running node.
+pub(crate) struct Ha {
+    pub(crate) config: HaConfig,
+    /// The LNS-LNS endpoint.
+    pub(crate) endpoint: Endpoint,
+    pub(crate) peering: LnsPeering,
+    pub(crate) started: bool,
+    /// Recovery calls answered with an adoption, waiting for their ICCN.
+    pub(crate) adopting: HashMap<SessionHandle, Adoption>,
+    /// Our Tunnel ID of each LAC tunnel, to remove it from the offload
+    /// when it is gone (the endpoint may have freed it by then).
+    pub(crate) lac_tunnels: HashMap<TunnelHandle, u16>,
+    pub(crate) stats: HaStats,
+}
+
+use crate::aaa::radius::{AcctStatus, Counters};
+use crate::ha::message::{SessionIdentity, TunnelIdentity};
+use crate::ha::offload::OffloadStore;
+use crate::ha::peering::PeeringEvent;
+use crate::ha::state::{self, L2tpSessionOptions, SessionState};
+use crate::ppp::DownCause;
+use crate::time::Instant;
+use hdrhistogram::Histogram;
+
+use super::{EndCause, EstablishedSession, Event, Node};
+
+impl Node {
+    /// HA counters; `None` without HA.
+    pub fn ha_stats(&self) -> Option<HaStats> {
+        self.ha.as_ref().map(|ha| ha.stats)
+    }
+
+    /// What the peers offloaded here; `None` without HA.
+    pub fn offload_store(&self) -> Option<&OffloadStore> {
+        self.ha.as_ref().map(|ha| ha.peering.store())
+    }
+
+    /// The peering (senders per peer, their counters); `None` without HA.
+    pub fn peering(&self) -> Option<&LnsPeering> {
+        self.ha.as_ref().map(|ha| &ha.peering)
+    }
+
+    /// The LNS-LNS endpoint; `None` without HA.
+    pub fn peer_endpoint(&self) -> Option<&Endpoint> {
+        self.ha.as_ref().map(|ha| &ha.endpoint)
+    }
+
+    /// Offload lag (a change to its acknowledgement by the peer), in
+    /// microseconds, over every peer; `None` without HA.
+    pub fn offload_lag(&self) -> Option<Histogram<u64>> {
+        self.ha.as_ref().and_then(|ha| ha.peering.lag())
+    }
+
+    /// Every established session offloaded to every connected peer: the
+    /// senders' maps are complete and nothing is waiting to go.
+    pub fn offload_in_sync(&self) -> bool {
+        self.ha.as_ref().is_some_and(|ha| {
+            ha.config.peers.iter().all(|p| {
+                let peer = SocketAddrV4::new(p.address, ha.config.peer_port);
+                ha.peering.sender(peer).is_some_and(|s| s.in_sync())
+            })
+        })
+    }
+
+    /// Seconds since the Unix epoch at `at`, if the wall clock is known.
+    fn unix_time(&self, at: Instant) -> u64 {
+        self.wall.map_or(0, |(then, since)| {
+            let d = if at >= then {
+                since + at.saturating_duration_since(then)
+            } else {
+                since.saturating_sub(then.saturating_duration_since(at))
+            };
+            d.as_secs()
+        })
+    }
+
+    /// Offload an established session's state to every peer (PPP up,
+    /// renegotiation, address change, adoption).
+    pub(super) fn offload(&mut self, now: Instant, h: SessionHandle) {
+        let Some(s) = self.sessions.get(&h).filter(|s| s.established) else {
+            return;
+        };
+        let Some(ha) = &self.ha else {
+            return;
+        };
+        let tunnel = TunnelIdentity {
+            lns_tunnel_id: s.local_tunnel_id,
+            lac_tunnel_id: s.peer_tunnel_id,
+            lac: s.remote,
+            primary_lns: ha.config.address,
+        };
+        let identity = SessionIdentity {
+            lns_session_id: s.local_session_id,
+            lac_session_id: s.peer_session_id,
+        };
+        let mut st = SessionState::new(s.link.state());
+        st.set_attributes(&s.attributes);
+        st.l2tp = L2tpSessionOptions {
+            sequencing: s.sequencing,
+            ..L2tpSessionOptions::default()
+        };
+        st.accounting.session_id = s.acct_session_id.clone();
+        st.accounting.start_time_unix = s.start_unix.unwrap_or_else(|| self.unix_time(s.started));
+        st.accounting.counters = state::Counters {
+            input_octets: s.counters.input_octets,
+            output_octets: s.counters.output_octets,
+            input_packets: s.counters.input_packets,
+            output_packets: s.counters.output_packets,
+        };
+        let epoch = s.epoch;
+        let Some(ha) = &mut self.ha else {
+            return;
+        };
+        if let Err(e) = ha.peering.session_update(now, tunnel, identity, epoch, &st) {
+            ha.stats.offload_errors += 1;
+            tracing::warn!(session = h.id, %e, "cannot offload the session's state");
+        }
+    }
+
+    /// A session ended here: the peers forget it; an adopted one leaves
+    /// our store.
+    pub(super) fn offload_removed(
+        &mut self,
+        now: Instant,
+        lns_tunnel_id: u16,
+        lns_session_id: u16,
+        adopted_from: Option<(Ipv4Addr, u16, u16)>,
+    ) {
+        let Some(ha) = &mut self.ha else {
+            return;
+        };
+        ha.peering
+            .session_removed(now, lns_tunnel_id, lns_session_id);
+        if let Some((primary, t, s)) = adopted_from {
+            ha.peering.store_mut().release(primary, t, s);
+        }
+    }
+
+    pub(super) fn on_peering_event(&mut self, now: Instant, event: PeeringEvent) {
+        match event {
+            PeeringEvent::Fenced {
+                peer,
+                tunnel,
+                session,
+                epoch,
+            } => {
+                let ours = self
+                    .ha
+                    .as_ref()
+                    .is_some_and(|ha| ha.config.address == tunnel.primary_lns);
+                let h = self
+                    .by_ids
+                    .get(&(tunnel.lns_tunnel_id, session.lns_session_id))
+                    .copied()
+                    .filter(|h| {
+                        self.sessions.get(h).is_some_and(|s| {
+                            s.peer_session_id == session.lac_session_id && s.epoch < epoch
+                        })
+                    });
+                if let (true, Some(h)) = (ours, h) {
+                    tracing::info!(%peer, session = h.id, epoch, "session moved to a peer: dropped silently");
+                    if let Some(ha) = &mut self.ha {
+                        ha.stats.sessions_fenced += 1;
+                    }
+                    self.drop_moved(now, h, epoch);
+                }
+            }
+            PeeringEvent::PeerUp(peer) => tracing::info!(%peer, "LNS peer connected"),
+            PeeringEvent::PeerDown(peer) => tracing::warn!(%peer, "LNS peer connection down"),
+            PeeringEvent::BulkSyncDone {
+                peer,
+                entries,
+                took,
+            } => tracing::debug!(%peer, entries, ?took, "bulk sync done"),
+        }
+    }
+
+    /// Drop a session that lives on elsewhere: no LCP Terminate, no CDN
+    /// (DESIGN.md §3 step 4), no accounting Stop; address released, and
+    /// [`Event::SessionDown`] with [`EndCause::Moved`] so the daemon takes
+    /// it out of the fast path.
+    fn drop_moved(&mut self, now: Instant, h: SessionHandle, epoch: u32) {
+        let Some(s) = self.sessions.get_mut(&h) else {
+            return;
+        };
+        s.end = Some(EndCause::Moved { epoch });
+        // Nothing more goes to the LAC for it; the L2TP session is left to
+        // its tunnel (the LAC no longer sends on it).
+        s.lower_gone = true;
+        s.link.lower_down(now);
+        self.service(now, h);
+        if self.sessions.contains_key(&h) {
+            self.end_session(now, h, DownCause::LowerLayerDown);
+        }
+    }
+
+    /// A LAC's ICRQ with Recovery-Session: adopt the session from the
+    /// offloaded state (ICRP with the next epoch), or refuse it (CDN) so
+    /// the LAC places a fresh call.
+    pub(super) fn on_recovery_call(
+        &mut self,
+        now: Instant,
+        session: SessionHandle,
+        primary_session_id: u16,
+    ) {
+        let Some(ha) = &mut self.ha else {
+            // HA-aware endpoint, HA-unaware node: nothing to adopt from.
+            let result = crate::l2tp::ResultCode::with_message(
+                crate::l2tp::codes::cdn::NO_FACILITIES_PERMANENT,
+                "no offloaded state here",
+            );
+            let _ = self
+                .endpoint
+                .answer_recovery_call(now, session, Err(result));
+            return;
+        };
+        match ha
+            .peering
+            .recovery_call(now, &mut self.endpoint, session, primary_session_id)
+        {
+            Some(a) => {
+                ha.stats.recoveries_accepted += 1;
+                ha.adopting.insert(session, a);
+            }
+            None => {
+                ha.stats.recoveries_refused += 1;
+                tracing::info!(
+                    session = session.id,
+                    primary_session_id,
+                    "recovery call refused: no offloaded state"
+                );
+            }
+        }
+    }
+
+    /// An adopted session's L2TP session is up and its link rebuilt: take
+    /// over its accounting identity and timers, report it, offload it on.
+    pub(super) fn adopted_up(&mut self, now: Instant, h: SessionHandle, a: Adoption) {
+        let tunnel_ids = self.endpoint.tunnel_ids(h.tunnel).unwrap_or_default();
+        // The primary's Session-Timeout counts from its start; we know it
+        // in whole seconds of wall clock, when we know the wall clock.
+        let elapsed = self.wall.map_or(Duration::ZERO, |_| {
+            Duration::from_secs(
+                self.unix_time(now)
+                    .saturating_sub(a.state.accounting.start_time_unix),
+            )
+        });
+        let Some(s) = self.sessions.get_mut(&h) else {
+            return;
+        };
+        let st = &a.state;
+        let c = st.accounting.counters;
+        s.epoch = a.epoch;
+        s.adopted_from = Some((
+            a.tunnel.primary_lns,
+            a.tunnel.lns_tunnel_id,
+            a.session.lns_session_id,
+        ));
+        s.start_unix = Some(st.accounting.start_time_unix);
+        s.acct_session_id = st.accounting.session_id.clone();
+        s.counters = Counters {
+            input_octets: c.input_octets,
+            output_octets: c.output_octets,
+            input_packets: c.input_packets,
+            output_packets: c.output_packets,
+        };
+        s.attributes = st.attributes();
+        s.username = st
+            .link
+            .username
+            .as_ref()
+            .map(|u| String::from_utf8_lossy(u).into_owned());
+        s.address = st.link.peer_ipv4();
+        s.established = true;
+        s.last_activity = now;
+        s.session_timeout_at = s
+            .attributes
+            .session_timeout
+            .map(|d| now + d.saturating_sub(elapsed));
+        let address = s.address.unwrap_or(Ipv4Addr::UNSPECIFIED);
+        let username = s.username.clone().unwrap_or_default();
+        self.stats.sessions_established += 1;
+        if let Some(ha) = &mut self.ha {
+            ha.stats.sessions_adopted += 1;
+        }
+        // The accounting session goes on under the same Acct-Session-Id:
+        // an Interim-Update, not a Start.
+        self.events.push_back(Event::Accounting {
+            session: h,
+            acct_session_id: s.acct_session_id.clone(),
+            status: AcctStatus::InterimUpdate,
+            cause: None,
+        });
+        self.events
+            .push_back(Event::SessionEstablished(Box::new(EstablishedSession {
+                session: h,
+                remote: s.remote,
+                tunnel_ids,
+                local_session_id: s.local_session_id,
+                peer_session_id: s.peer_session_id,
+                username,
+                address,
+                link: s.link.state(),
+                attributes: s.attributes.clone(),
+                acct_session_id: s.acct_session_id.clone(),
+                proxy: s.link.proxy_outcome(),
+                setup_time: Duration::ZERO,
+                adopted_epoch: Some(a.epoch),
+            })));
+        self.offload(now, h);
+    }
+}

@@ -1,0 +1,807 @@
+//! The LNS node's HA integration in simulation (DESIGN.md §1 items 2 and 4,
+//! docs/ha-protocol.md §5): two `lns::Node`s peered, and a LAC endpoint
+//! with PPP clients, driven by hand here (the LAC node's own switchover is
+//! not part of this). Sessions up at LNS1 are offloaded to LNS2; LNS1 dies
+//! (is partitioned off); the LAC recovers every session at LNS2, which
+//! adopts them with the same address and LCP magic numbers while the PPP
+//! clients see nothing; LNS1 comes back, learns of the higher epochs and
+//! drops its sessions silently.
+
+#![cfg(test)]
+
+use core::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use core::time::Duration;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use controlplane::aaa::pool::AddressPool;
+use controlplane::aaa::radius::AcctStatus;
+use controlplane::aaa::users::Users;
+use controlplane::aaa::Authenticator;
+use controlplane::l2tp::{
+    self, CallParams, Endpoint, HaConfig, LnsPeer, RecoveryTunnel, Retransmission, SessionHandle,
+    TunnelHandle,
+};
+use controlplane::lns::{self, EndCause};
+use controlplane::ppp::{self, AuthMethod, Credentials, PppConfig, PppLink, Role};
+use controlplane::sim::{self, LinkConditions, NodeId, Sim};
+use controlplane::time::Instant;
+use rand_chacha::rand_core::{RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+const LAC: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 1701);
+const LNS1: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 11), 1701);
+const LNS2: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 12), 1701);
+const PEER_SECRET: &[u8] = b"lns1-lns2";
+
+fn rng(seed: u64) -> Box<dyn RngCore + Send> {
+    Box::new(ChaCha8Rng::seed_from_u64(seed))
+}
+
+// --- the LAC, by hand -------------------------------------------------------
+
+/// One subscriber: a PPP client link riding an L2TP session.
+struct Sub {
+    link: Option<PppLink>,
+    session: Option<SessionHandle>,
+    /// The primary's Session ID of its session (Recovery-Session).
+    primary_session_id: u16,
+    ups: usize,
+    downs: usize,
+    /// Moved to the peer (SessionUp of the recovery call, with its epoch).
+    recovered: Option<u32>,
+    /// The recovery call was refused (CDN).
+    refused: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum LacEvent {
+    TunnelDown(TunnelHandle),
+    CdnReceived(SessionHandle),
+}
+
+/// A LAC endpoint with PPP clients; recovery is started by the test.
+struct Lac {
+    endpoint: Endpoint,
+    subs: Vec<Sub>,
+    by_session: HashMap<SessionHandle, usize>,
+    /// The primary tunnel: handle, our Tunnel ID, the LNS's, its peers.
+    primary: Option<(TunnelHandle, u16, u16, Vec<Ipv4Addr>)>,
+    recovery: Option<TunnelHandle>,
+    transmits: VecDeque<(SocketAddrV4, Vec<u8>)>,
+    events: VecDeque<LacEvent>,
+    ppp: PppConfig,
+    rng: Box<dyn RngCore + Send>,
+}
+
+fn lac_config() -> l2tp::Config {
+    l2tp::Config {
+        ha: Some(HaConfig::default()),
+        hello_interval: Some(Duration::from_millis(100)),
+        dead_interval: Some(Duration::from_millis(300)),
+        retransmission: Retransmission {
+            initial: Duration::from_millis(100),
+            cap: Duration::from_millis(100),
+            max_retries: 3,
+        },
+        ack_delay: Duration::from_millis(10),
+        receive_window: 256,
+        ..l2tp::Config::lac("lac")
+    }
+}
+
+impl Lac {
+    fn new() -> Lac {
+        let mut ppp = PppConfig::client(Credentials {
+            username: b"sub".to_vec(),
+            password: b"pw".to_vec(),
+        });
+        ppp.lcp.authenticate_self = vec![AuthMethod::ChapMd5];
+        ppp.lcp.echo_interval = Some(Duration::from_secs(1));
+        Lac {
+            endpoint: Endpoint::new(lac_config(), rng(7)).unwrap(),
+            subs: Vec::new(),
+            by_session: HashMap::new(),
+            primary: None,
+            recovery: None,
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            ppp,
+            rng: rng(8),
+        }
+    }
+
+    fn dial(&mut self, now: Instant, n: usize) {
+        let tunnel = self.endpoint.connect(now, LNS1).unwrap();
+        for _ in 0..n {
+            let s = self
+                .endpoint
+                .open_session(now, tunnel, CallParams::default())
+                .unwrap();
+            self.by_session.insert(s, self.subs.len());
+            self.subs.push(Sub {
+                link: None,
+                session: Some(s),
+                primary_session_id: 0,
+                ups: 0,
+                downs: 0,
+                recovered: None,
+                refused: false,
+            });
+        }
+    }
+
+    /// Failure switchover, steps 2-3: a tunnel to the first peer with
+    /// Recovery-Tunnel; its TunnelUp sends one ICRQ per held session.
+    fn recover(&mut self, now: Instant) {
+        let (_, lac_tid, lns_tid, peers) = self.primary.clone().unwrap();
+        let recovery = RecoveryTunnel {
+            primary_lns: *LNS1.ip(),
+            lns_tunnel_id: lns_tid,
+            lac_tunnel_id: lac_tid,
+        };
+        let peer = SocketAddrV4::new(peers[0], 1701);
+        self.recovery = Some(
+            self.endpoint
+                .connect_for_recovery(now, peer, recovery)
+                .unwrap(),
+        );
+    }
+
+    fn hang_up(&mut self, now: Instant, index: usize) {
+        if let Some(link) = self.subs[index].link.as_mut() {
+            link.close(now);
+        }
+        self.service(now, index);
+    }
+
+    fn service(&mut self, now: Instant, index: usize) {
+        let sub = &mut self.subs[index];
+        let (Some(link), Some(session)) = (sub.link.as_mut(), sub.session) else {
+            return;
+        };
+        loop {
+            while let Some(frame) = link.poll_transmit(now) {
+                if let Ok(t) = self.endpoint.send_data(session, &frame) {
+                    self.transmits.push_back((t.remote, t.payload));
+                }
+            }
+            match link.poll_event() {
+                Some(ppp::Event::Up(_)) => sub.ups += 1,
+                Some(ppp::Event::Down { .. }) => {
+                    sub.downs += 1;
+                    let _ = self.endpoint.close_session(
+                        now,
+                        session,
+                        l2tp::ResultCode::new(l2tp::codes::cdn::ADMINISTRATIVE),
+                    );
+                }
+                Some(_) => {}
+                None => break,
+            }
+        }
+    }
+
+    fn pump(&mut self, now: Instant) {
+        while let Some(e) = self.endpoint.poll_event() {
+            match e {
+                l2tp::Event::TunnelUp {
+                    tunnel,
+                    local_tunnel_id,
+                    peer,
+                    ..
+                } => {
+                    if self.primary.is_none() {
+                        self.primary = Some((
+                            tunnel,
+                            local_tunnel_id,
+                            peer.tunnel_id,
+                            peer.peer_lns_addresses.clone(),
+                        ));
+                    } else if Some(tunnel) == self.recovery {
+                        // Pipelined ICRQs, one per held session.
+                        for i in 0..self.subs.len() {
+                            if self.subs[i].link.is_none() || self.subs[i].downs > 0 {
+                                continue;
+                            }
+                            let call = CallParams {
+                                recovery_session: Some(self.subs[i].primary_session_id),
+                                ..CallParams::default()
+                            };
+                            let s = self.endpoint.open_session(now, tunnel, call).unwrap();
+                            self.by_session.insert(s, i);
+                        }
+                    }
+                }
+                l2tp::Event::TunnelDown { tunnel, .. } => {
+                    self.events.push_back(LacEvent::TunnelDown(tunnel))
+                }
+                l2tp::Event::SessionUp {
+                    session,
+                    peer_session_id,
+                    call,
+                    ..
+                } => {
+                    let Some(&i) = self.by_session.get(&session) else {
+                        continue;
+                    };
+                    let sub = &mut self.subs[i];
+                    if Some(session.tunnel) == self.recovery {
+                        // The held session moves to the new one; PPP
+                        // carries on untouched.
+                        sub.recovered = call.ownership_epoch;
+                        sub.session = Some(session);
+                    } else {
+                        sub.primary_session_id = peer_session_id;
+                        let mut link = PppLink::new(Role::Client, self.ppp.clone(), {
+                            let mut seed = [0u8; 32];
+                            self.rng.fill_bytes(&mut seed);
+                            Box::new(ChaCha8Rng::from_seed(seed))
+                        });
+                        link.open(now);
+                        sub.link = Some(link);
+                        self.service(now, i);
+                    }
+                }
+                l2tp::Event::SessionDown { session, reason } => {
+                    if matches!(reason, l2tp::SessionDownReason::CdnReceived(_)) {
+                        self.events.push_back(LacEvent::CdnReceived(session));
+                    }
+                    let Some(&i) = self.by_session.get(&session) else {
+                        continue;
+                    };
+                    if Some(session.tunnel) == self.recovery && self.subs[i].recovered.is_none() {
+                        self.subs[i].refused = true;
+                    }
+                    // A held session's primary tunnel went: its PPP stays
+                    // up, waiting for the recovery.
+                }
+                l2tp::Event::Data { session, payload } => {
+                    let Some(&i) = self.by_session.get(&session) else {
+                        continue;
+                    };
+                    if self.subs[i].session != Some(session) {
+                        continue;
+                    }
+                    if let Some(link) = self.subs[i].link.as_mut() {
+                        link.handle_frame(now, &payload);
+                    }
+                    self.service(now, i);
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+impl sim::Node for Lac {
+    type Event = LacEvent;
+
+    fn handle_datagram(&mut self, now: Instant, from: SocketAddr, payload: &[u8]) {
+        if let SocketAddr::V4(from) = from {
+            self.endpoint.handle_datagram(now, from, payload);
+        }
+        self.pump(now);
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        if self.endpoint.poll_timeout().is_some_and(|t| t <= now) {
+            self.endpoint.handle_timeout(now);
+        }
+        for i in 0..self.subs.len() {
+            let due = self.subs[i]
+                .link
+                .as_ref()
+                .and_then(PppLink::poll_timeout)
+                .is_some_and(|t| t <= now);
+            if due {
+                if let Some(link) = self.subs[i].link.as_mut() {
+                    link.handle_timeout(now);
+                }
+                self.service(now, i);
+            }
+        }
+        self.pump(now);
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        let links = self
+            .subs
+            .iter()
+            .filter_map(|s| s.link.as_ref().and_then(PppLink::poll_timeout))
+            .min();
+        [self.endpoint.poll_timeout(), links]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<SocketAddr> {
+        let (to, payload) = match self.transmits.pop_front() {
+            Some(t) => t,
+            None => {
+                let t = self.endpoint.poll_transmit(now)?;
+                (t.remote, t.payload)
+            }
+        };
+        buf.clear();
+        buf.extend_from_slice(&payload);
+        Some(SocketAddr::V4(to))
+    }
+
+    fn poll_event(&mut self) -> Option<LacEvent> {
+        self.events.pop_front()
+    }
+}
+
+// --- the world --------------------------------------------------------------
+
+enum Party {
+    Lns(Box<lns::Node>),
+    Lac(Box<Lac>),
+}
+
+#[derive(Debug)]
+enum Ev {
+    Lns(lns::Event),
+    Lac(LacEvent),
+}
+
+impl sim::Node for Party {
+    type Event = Ev;
+
+    fn handle_datagram(&mut self, now: Instant, from: SocketAddr, payload: &[u8]) {
+        match self {
+            Party::Lns(n) => sim::Node::handle_datagram(&mut **n, now, from, payload),
+            Party::Lac(n) => sim::Node::handle_datagram(&mut **n, now, from, payload),
+        }
+    }
+
+    fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<SocketAddr> {
+        match self {
+            Party::Lns(n) => sim::Node::poll_transmit(&mut **n, now, buf),
+            Party::Lac(n) => sim::Node::poll_transmit(&mut **n, now, buf),
+        }
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        match self {
+            Party::Lns(n) => sim::Node::poll_timeout(&**n),
+            Party::Lac(n) => sim::Node::poll_timeout(&**n),
+        }
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        match self {
+            Party::Lns(n) => sim::Node::handle_timeout(&mut **n, now),
+            Party::Lac(n) => sim::Node::handle_timeout(&mut **n, now),
+        }
+    }
+
+    fn poll_event(&mut self) -> Option<Ev> {
+        match self {
+            Party::Lns(n) => sim::Node::poll_event(&mut **n).map(Ev::Lns),
+            Party::Lac(n) => sim::Node::poll_event(&mut **n).map(Ev::Lac),
+        }
+    }
+}
+
+fn lns_node(
+    name: &str,
+    us: SocketAddrV4,
+    peer: SocketAddrV4,
+    window: usize,
+    seed: u64,
+) -> lns::Node {
+    let mut config = lns::Config::new(name, Ipv4Addr::new(100, 64, 0, 1));
+    let mut ha = lns::HaConfig::new(
+        *us.ip(),
+        vec![LnsPeer {
+            address: *peer.ip(),
+            secret: PEER_SECRET.to_vec(),
+        }],
+    );
+    ha.offload.window = window;
+    config.ha = Some(ha);
+    let users = Users::parse("sub pw\n", "users").unwrap();
+    // Both LNSs draw from the same range (the peer must take the
+    // primary's addresses as framed ones, not hand them out again).
+    lns::Node::new(
+        config,
+        Authenticator::local(users),
+        AddressPool::parse(&["100.64.0.0/24"]).unwrap(),
+        rng(seed),
+    )
+    .unwrap()
+}
+
+struct World {
+    sim: Sim<Party>,
+    lac: NodeId,
+    lns1: NodeId,
+    lns2: NodeId,
+    lns1_events: Vec<lns::Event>,
+    lns2_events: Vec<lns::Event>,
+    lac_events: Vec<LacEvent>,
+}
+
+impl World {
+    fn new(window: usize) -> World {
+        let mut sim = Sim::new(rng(1), LinkConditions::delay(Duration::from_millis(1)));
+        sim.max_steps = 20_000_000;
+        let lns1 = sim.add_node(
+            LNS1,
+            Party::Lns(Box::new(lns_node("lns1", LNS1, LNS2, window, 2))),
+        );
+        let lns2 = sim.add_node(
+            LNS2,
+            Party::Lns(Box::new(lns_node("lns2", LNS2, LNS1, window, 3))),
+        );
+        let lac = sim.add_node(LAC, Party::Lac(Box::new(Lac::new())));
+        World {
+            sim,
+            lac,
+            lns1,
+            lns2,
+            lns1_events: Vec::new(),
+            lns2_events: Vec::new(),
+            lac_events: Vec::new(),
+        }
+    }
+
+    fn lns(&self, id: NodeId) -> &lns::Node {
+        match self.sim.node(id) {
+            Party::Lns(n) => n,
+            Party::Lac(_) => unreachable!(),
+        }
+    }
+
+    fn lac(&self) -> &Lac {
+        match self.sim.node(self.lac) {
+            Party::Lac(n) => n,
+            Party::Lns(_) => unreachable!(),
+        }
+    }
+
+    fn lac_mut(&mut self) -> &mut Lac {
+        match self.sim.node_mut(self.lac) {
+            Party::Lac(n) => n,
+            Party::Lns(_) => unreachable!(),
+        }
+    }
+
+    fn collect(&mut self) {
+        for (id, out) in [(self.lns1, 1), (self.lns2, 2), (self.lac, 0)] {
+            for (_, e) in self.sim.take_events(id) {
+                match (e, out) {
+                    (Ev::Lns(e), 1) => self.lns1_events.push(e),
+                    (Ev::Lns(e), _) => self.lns2_events.push(e),
+                    (Ev::Lac(e), _) => self.lac_events.push(e),
+                }
+            }
+        }
+    }
+
+    fn run_until(&mut self, limit: Duration, done: impl Fn(&World) -> bool) -> bool {
+        let deadline = self.sim.now() + limit;
+        loop {
+            self.collect();
+            if done(self) {
+                return true;
+            }
+            if !self.sim.step(deadline) {
+                self.collect();
+                return done(self);
+            }
+        }
+    }
+
+    fn run_for(&mut self, d: Duration) {
+        self.run_until(d, |_| false);
+    }
+
+    fn subs_up(&self) -> usize {
+        self.lac().subs.iter().filter(|s| s.ups > 0).count()
+    }
+
+    fn kill_lns1(&mut self) {
+        self.sim.partition(LAC, LNS1);
+        self.sim.partition(LNS1, LNS2);
+    }
+
+    fn revive_lns1(&mut self) {
+        self.sim.heal(LAC, LNS1);
+        self.sim.heal(LNS1, LNS2);
+    }
+
+    /// Every session LNS1 holds, as LNS2's store should hold it: (LNS1's
+    /// Tunnel ID, Session ID) → (address, LNS magic).
+    fn lns1_sessions(&self) -> BTreeMap<(u16, u16), (Ipv4Addr, u32)> {
+        let n = self.lns(self.lns1);
+        let tunnel_ids: HashMap<TunnelHandle, u16> = n
+            .endpoint()
+            .tunnels()
+            .filter_map(|t| Some((t, n.endpoint().tunnel_ids(t)?.0)))
+            .collect();
+        n.sessions()
+            .filter_map(|h| {
+                let link = n.link(h)?.state();
+                let local_sid = self.lns1_events.iter().find_map(|e| match e {
+                    lns::Event::SessionEstablished(s) if s.session == h => Some(s.local_session_id),
+                    _ => None,
+                })?;
+                Some((
+                    (*tunnel_ids.get(&h.tunnel)?, local_sid),
+                    (n.session_address(h)?, link.lcp_local.magic_number),
+                ))
+            })
+            .collect()
+    }
+
+    fn store_sessions(&self) -> BTreeMap<(u16, u16), (Ipv4Addr, u32)> {
+        let store = self.lns(self.lns2).offload_store().unwrap();
+        store
+            .tunnels()
+            .filter(|t| t.identity.primary_lns == *LNS1.ip())
+            .flat_map(|t| {
+                t.sessions.iter().map(move |(sid, s)| {
+                    (
+                        (t.identity.lns_tunnel_id, *sid),
+                        (
+                            s.state.link.peer_ipv4().unwrap(),
+                            s.state.link.lcp_local.magic_number,
+                        ),
+                    )
+                })
+            })
+            .collect()
+    }
+}
+
+fn bring_up(w: &mut World, n: usize) {
+    let now = w.sim.now();
+    w.lac_mut().dial(now, n);
+    assert!(
+        w.run_until(Duration::from_secs(20), |w| w.subs_up() == n),
+        "every subscriber up at LNS1: {} of {n}",
+        w.subs_up()
+    );
+}
+
+const N: usize = 12;
+
+#[test]
+fn sessions_at_the_primary_are_offloaded_and_a_session_down_is_removed() {
+    let mut w = World::new(256);
+    bring_up(&mut w, N);
+    assert!(w.run_until(Duration::from_secs(5), |w| {
+        w.lns(w.lns1).offload_in_sync() && w.store_sessions().len() == N
+    }));
+    assert_eq!(w.store_sessions(), w.lns1_sessions());
+    assert_eq!(
+        w.lac().primary.as_ref().unwrap().3,
+        vec![*LNS2.ip()],
+        "LNS1 advertised its peer"
+    );
+    let lag = w.lns(w.lns1).offload_lag().unwrap();
+    assert!(!lag.is_empty());
+    println!(
+        "offload lag p50 {} us, p99 {} us (1 ms links)",
+        lag.value_at_quantile(0.5),
+        lag.value_at_quantile(0.99)
+    );
+
+    // A subscriber hangs up: the peer forgets its session.
+    let now = w.sim.now();
+    w.lac_mut().hang_up(now, 0);
+    assert!(w.run_until(Duration::from_secs(5), |w| {
+        w.lns(w.lns1).established_count() == N - 1 && w.store_sessions().len() == N - 1
+    }));
+    assert_eq!(w.store_sessions(), w.lns1_sessions());
+}
+
+#[test]
+fn the_peer_adopts_every_session_of_a_dead_primary_and_the_primary_is_fenced_when_it_returns() {
+    let mut w = World::new(256);
+    bring_up(&mut w, N);
+    assert!(w.run_until(Duration::from_secs(5), |w| w.store_sessions().len() == N));
+    let before = w.lns1_sessions();
+    let client_magics: Vec<(u32, u32)> = w
+        .lac()
+        .subs
+        .iter()
+        .map(|s| {
+            let st = s.link.as_ref().unwrap().state();
+            (st.lcp_local.magic_number, st.lcp_peer.magic_number)
+        })
+        .collect();
+    let echoes_before: u64 = w
+        .lac()
+        .subs
+        .iter()
+        .map(|s| s.link.as_ref().unwrap().stats().echo_replies_received)
+        .sum();
+
+    // LNS1 dies. The LAC notices (300 ms dead interval) and recovers at
+    // the peer it was given.
+    w.kill_lns1();
+    let primary = w.lac().primary.as_ref().unwrap().0;
+    assert!(w.run_until(Duration::from_secs(2), |w| w
+        .lac_events
+        .contains(&LacEvent::TunnelDown(primary))));
+    let now = w.sim.now();
+    w.lac_mut().recover(now);
+    assert!(w.run_until(Duration::from_secs(5), |w| {
+        w.lac().subs.iter().all(|s| s.recovered.is_some())
+    }));
+    assert!(w.lac().subs.iter().all(|s| s.recovered == Some(2)));
+
+    // LNS2 holds them: same addresses and the primary's magic numbers.
+    let lns2 = w.lns(w.lns2);
+    assert_eq!(lns2.established_count(), N);
+    assert_eq!(lns2.ha_stats().unwrap().sessions_adopted, N as u64);
+    let mut adopted: Vec<(Ipv4Addr, u32)> = lns2
+        .sessions()
+        .map(|h| {
+            (
+                lns2.session_address(h).unwrap(),
+                lns2.link(h).unwrap().state().lcp_local.magic_number,
+            )
+        })
+        .collect();
+    adopted.sort();
+    let mut expected: Vec<(Ipv4Addr, u32)> = before.values().copied().collect();
+    expected.sort();
+    assert_eq!(adopted, expected);
+    // Each reported as established (adopted), with an accounting
+    // Interim-Update under the primary's Acct-Session-Id, never a Start.
+    let adopted_events: Vec<&lns::EstablishedSession> = w
+        .lns2_events
+        .iter()
+        .filter_map(|e| match e {
+            lns::Event::SessionEstablished(s) => Some(&**s),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(adopted_events.len(), N);
+    assert!(adopted_events.iter().all(|s| s.adopted_epoch == Some(2)));
+    assert!(!w.lns2_events.iter().any(|e| matches!(
+        e,
+        lns::Event::Accounting {
+            status: AcctStatus::Start,
+            ..
+        }
+    )));
+    assert_eq!(
+        w.lns2_events
+            .iter()
+            .filter(|e| matches!(
+                e,
+                lns::Event::Accounting {
+                    status: AcctStatus::InterimUpdate,
+                    ..
+                }
+            ))
+            .count(),
+        N
+    );
+    // The addresses are held at LNS2: not handed out again.
+    for (a, _) in &expected {
+        assert!(lns2.pool().is_in_use(*a));
+    }
+
+    // The PPP clients saw nothing: no renegotiation, no down, the same
+    // magic numbers, and their echoes are answered by LNS2.
+    w.run_for(Duration::from_secs(5));
+    let subs = &w.lac().subs;
+    assert!(subs.iter().all(|s| s.ups == 1 && s.downs == 0));
+    let after: Vec<(u32, u32)> = subs
+        .iter()
+        .map(|s| {
+            let st = s.link.as_ref().unwrap().state();
+            (st.lcp_local.magic_number, st.lcp_peer.magic_number)
+        })
+        .collect();
+    assert_eq!(after, client_magics);
+    let echoes_after: u64 = subs
+        .iter()
+        .map(|s| s.link.as_ref().unwrap().stats().echo_replies_received)
+        .sum();
+    assert!(
+        echoes_after >= echoes_before + 4 * N as u64,
+        "echoes answered after the move: {echoes_before} -> {echoes_after}"
+    );
+    assert!(subs
+        .iter()
+        .all(|s| s.link.as_ref().unwrap().phase() == ppp::Phase::Network));
+
+    // LNS1 comes back: its peering reconnects, its bulk sync meets the
+    // higher epochs, and it drops every session silently.
+    let cdns_before = w
+        .lac_events
+        .iter()
+        .filter(|e| matches!(e, LacEvent::CdnReceived(_)))
+        .count();
+    w.revive_lns1();
+    assert!(w.run_until(Duration::from_secs(10), |w| {
+        w.lns(w.lns1).session_count() == 0
+    }));
+    let downs: Vec<&lns::EndedSession> = w
+        .lns1_events
+        .iter()
+        .filter_map(|e| match e {
+            lns::Event::SessionDown(s) => Some(&**s),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(downs.len(), N);
+    assert!(downs
+        .iter()
+        .all(|d| d.cause == EndCause::Moved { epoch: 2 } && d.cdn.is_none()));
+    assert!(!w.lns1_events.iter().any(|e| matches!(
+        e,
+        lns::Event::Accounting {
+            status: AcctStatus::Stop,
+            ..
+        }
+    )));
+    assert_eq!(w.lns(w.lns1).ha_stats().unwrap().sessions_fenced, N as u64);
+    assert_eq!(w.lns(w.lns1).pool().in_use(), 0);
+    w.run_for(Duration::from_secs(3));
+    let cdns_after = w
+        .lac_events
+        .iter()
+        .filter(|e| matches!(e, LacEvent::CdnReceived(_)))
+        .count();
+    assert_eq!(cdns_before, cdns_after, "no CDN reached the LAC");
+    let subs = &w.lac().subs;
+    assert!(subs.iter().all(|s| s.ups == 1 && s.downs == 0));
+    assert_eq!(w.lns(w.lns2).established_count(), N);
+}
+
+#[test]
+fn a_switchover_during_the_bulk_sync_adopts_what_was_offloaded_and_refuses_the_rest() {
+    // One LSORQ at a time over a slow LNS-LNS link: the bulk sync takes a
+    // while.
+    let mut w = World::new(1);
+    w.sim.partition(LNS1, LNS2);
+    bring_up(&mut w, N);
+    assert_eq!(w.store_sessions().len(), 0);
+    w.sim
+        .set_link(LNS1, LNS2, LinkConditions::delay(Duration::from_millis(20)));
+    w.sim
+        .set_link(LNS2, LNS1, LinkConditions::delay(Duration::from_millis(20)));
+    w.sim.heal(LNS1, LNS2);
+    assert!(
+        w.run_until(Duration::from_secs(10), |w| w.store_sessions().len()
+            >= N / 2)
+    );
+    w.kill_lns1();
+    let offloaded = w.store_sessions().len();
+    assert!(offloaded < N, "the bulk sync was still running");
+    let primary = w.lac().primary.as_ref().unwrap().0;
+    assert!(w.run_until(Duration::from_secs(2), |w| w
+        .lac_events
+        .contains(&LacEvent::TunnelDown(primary))));
+    let offloaded = w.store_sessions().len();
+    let now = w.sim.now();
+    w.lac_mut().recover(now);
+    assert!(w.run_until(Duration::from_secs(5), |w| {
+        w.lac()
+            .subs
+            .iter()
+            .all(|s| s.recovered.is_some() || s.refused)
+    }));
+    let recovered = w
+        .lac()
+        .subs
+        .iter()
+        .filter(|s| s.recovered.is_some())
+        .count();
+    let refused = w.lac().subs.iter().filter(|s| s.refused).count();
+    assert_eq!(recovered, offloaded);
+    assert_eq!(refused, N - offloaded);
+    let stats = w.lns(w.lns2).ha_stats().unwrap();
+    assert_eq!(stats.sessions_adopted, offloaded as u64);
+    assert_eq!(stats.recoveries_refused, (N - offloaded) as u64);
+    assert_eq!(w.lns(w.lns2).established_count(), offloaded);
+}
