@@ -224,6 +224,13 @@ pub fn check_events(events: &[(Instant, Event)], who: &str) {
                 let s = sessions.get(session).copied().unwrap_or_default();
                 assert!(t.up && !t.down && !s.down, "{}", ctx());
             }
+            // An answered call waiting for its ICCN: the tunnel is up and
+            // the session has not been reported before.
+            Event::CallAnswered { session, .. } => {
+                let t = tunnels.get(&session.tunnel).copied().unwrap_or_default();
+                assert!(t.up && !t.down, "{}", ctx());
+                assert!(!sessions.contains_key(session), "{}", ctx());
+            }
             Event::RecoveryCall { session, .. } => {
                 let t = tunnels.get(&session.tunnel).copied().unwrap_or_default();
                 assert!(t.up && !t.down, "{}", ctx());
