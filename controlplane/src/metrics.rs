@@ -20,6 +20,8 @@
 //! | `l2tp_fastpath_packets_total` | counter | `path` |
 //! | `l2tp_fastpath_drops_total` | counter | `reason` ([`DropReason::name`]) |
 //! | `l2tp_fastpath_punts_total` | counter | `kind` ([`PuntKind::name`]) |
+//! | `l2tp_ha_offload_lag_microseconds` | gauge (LNS with HA: change → peer's acknowledgement, since start) | `quantile` (`0.5`, `0.99`) |
+//! | `l2tp_ha_offloaded_sessions` | gauge (LNS with HA: sessions peers offloaded here) | |
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -58,6 +60,12 @@ struct KindLabel {
     kind: &'static str,
 }
 
+/// A `quantile` label (as Prometheus summaries name theirs).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct QuantileLabel {
+    quantile: &'static str,
+}
+
 /// The daemon's metrics: see the [module documentation](self).
 pub struct Metrics {
     registry: Arc<Registry>,
@@ -71,6 +79,8 @@ pub struct Metrics {
     fastpath_packets: Family<PathLabel, Counter>,
     fastpath_drops: Family<ReasonLabel, Counter>,
     fastpath_punts: Family<KindLabel, Counter>,
+    offload_lag: Family<QuantileLabel, Gauge>,
+    offloaded_sessions: Gauge,
     /// (when, sessions set up so far), oldest first, for the rate.
     setups: VecDeque<(Instant, u64)>,
     /// Per tunnel: the control counters last seen (sent, retransmitted).
@@ -109,6 +119,8 @@ impl Metrics {
         let fastpath_packets = Family::<PathLabel, Counter>::default();
         let fastpath_drops = Family::<ReasonLabel, Counter>::default();
         let fastpath_punts = Family::<KindLabel, Counter>::default();
+        let offload_lag = Family::<QuantileLabel, Gauge>::default();
+        let offloaded_sessions = Gauge::default();
         registry.register("sessions", "Sessions held", sessions.clone());
         registry.register("tunnels", "Tunnels held", tunnels.clone());
         registry.register(
@@ -151,6 +163,16 @@ impl Metrics {
             "Packets the fast path handed to the control plane, by kind",
             fastpath_punts.clone(),
         );
+        registry.register(
+            "ha_offload_lag_microseconds",
+            "HA state offload lag, a session's change to the peer's acknowledgement, by quantile",
+            offload_lag.clone(),
+        );
+        registry.register(
+            "ha_offloaded_sessions",
+            "HA: sessions the peer LNSs offloaded here",
+            offloaded_sessions.clone(),
+        );
         Metrics {
             registry: Arc::new(registry),
             sessions,
@@ -163,6 +185,8 @@ impl Metrics {
             fastpath_packets,
             fastpath_drops,
             fastpath_punts,
+            offload_lag,
+            offloaded_sessions,
             setups: VecDeque::new(),
             tunnels_seen: HashMap::new(),
             fastpath_seen: Counters::default(),
@@ -273,6 +297,18 @@ impl Metrics {
             }
         }
         self.fastpath_seen = totals.clone();
+    }
+
+    /// HA: the offload lag's quantiles (microseconds) and the sessions the
+    /// peers offloaded here.
+    pub fn observe_offload(&self, lag_p50_us: u64, lag_p99_us: u64, offloaded_sessions: usize) {
+        for (quantile, v) in [("0.5", lag_p50_us), ("0.99", lag_p99_us)] {
+            self.offload_lag
+                .get_or_create(&QuantileLabel { quantile })
+                .set(i64::try_from(v).unwrap_or(i64::MAX));
+        }
+        self.offloaded_sessions
+            .set(i64::try_from(offloaded_sessions).unwrap_or(i64::MAX));
     }
 
     /// The text exposition of every metric.
@@ -462,6 +498,7 @@ mod tests {
         m.observe_fastpath(&fp);
         fp.forwarded[PathKind::LnsUpstream as usize] = 150;
         m.observe_fastpath(&fp);
+        m.observe_offload(200, 900, 12);
 
         let server = m.serve(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
         let page = scrape(server.address(), "/metrics");
@@ -476,6 +513,8 @@ mod tests {
             "l2tp_fastpath_packets_total{path=\"lns_upstream\"} 150",
             "l2tp_fastpath_drops_total{reason=\"unknown_session\"} 7",
             "l2tp_fastpath_punts_total{kind=\"lns_ppp\"} 3",
+            "l2tp_ha_offload_lag_microseconds{quantile=\"0.99\"} 900",
+            "l2tp_ha_offloaded_sessions 12",
         ] {
             assert!(page.lines().any(|l| l == line), "no {line:?} in\n{page}");
         }

@@ -11,6 +11,7 @@ use super::{
     seconds, Changes, ConfigError, Control, Invalid, PollMode, XdpMode,
 };
 use crate::aaa::pool::AddressPool;
+use crate::l2tp;
 use crate::lns;
 use crate::ppp::ProxyPolicy;
 
@@ -65,6 +66,71 @@ pub struct LnsConfig {
     pub dataplane: LnsDataplane,
     /// `[control]`.
     pub control: Control,
+    /// `[ha]`: peering with other LNSs; absent: no HA.
+    pub ha: Option<Ha>,
+}
+
+/// `[ha]`: state offload to peer LNSs, adoption of recovered sessions and
+/// fencing (DESIGN.md §1 items 2 and 4).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Ha {
+    /// Our address as the LACs know it (default: `listen`'s address).
+    pub address: Option<Ipv4Addr>,
+    /// The peer LNSs (`[[ha.peers]]`: `address`, `secret`).
+    pub peers: Vec<HaPeer>,
+    /// The peers' L2TP port.
+    pub peer_port: u16,
+    /// Peer-LNS-Address for HA-capable LACs, in preference order; default
+    /// the peers' addresses.
+    pub advertise: Vec<Ipv4Addr>,
+    /// Seconds between full offload refreshes (bulk syncs); 0: only on
+    /// connect.
+    pub refresh: u64,
+    /// Offload requests unanswered at most.
+    pub window: usize,
+    /// LNS-LNS tunnel: seconds between Hellos.
+    pub hello: f64,
+    /// LNS-LNS tunnel: seconds of silence before the peer is down.
+    pub dead: f64,
+    /// LNS-LNS tunnel: first retransmission timeout, seconds.
+    pub retransmit: f64,
+    /// LNS-LNS tunnel: retransmission timeout cap, seconds.
+    pub retransmit_cap: f64,
+    /// LNS-LNS tunnel: retransmissions before the connection is given up.
+    pub retries: u32,
+    /// LNS-LNS tunnel: acknowledgement delay, seconds.
+    pub ack_delay: f64,
+}
+
+/// One `[[ha.peers]]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HaPeer {
+    /// Its address.
+    pub address: Ipv4Addr,
+    /// The secret shared with it (tunnel authentication, hidden AVPs).
+    pub secret: String,
+}
+
+impl Default for Ha {
+    fn default() -> Self {
+        let link = lns::PeerLink::default();
+        Ha {
+            address: None,
+            peers: Vec::new(),
+            peer_port: 1701,
+            advertise: Vec::new(),
+            refresh: 300,
+            window: 256,
+            hello: link.hello_interval.as_secs_f64(),
+            dead: link.dead_interval.as_secs_f64(),
+            retransmit: link.retransmission.initial.as_secs_f64(),
+            retransmit_cap: link.retransmission.cap.as_secs_f64(),
+            retries: link.retransmission.max_retries,
+            ack_delay: link.ack_delay.as_secs_f64(),
+        }
+    }
 }
 
 /// `[radius]`: authentication and accounting servers.
@@ -137,6 +203,7 @@ impl Default for LnsConfig {
             radius: Radius::default(),
             dataplane: LnsDataplane::default(),
             control: Control::with_socket("/run/lnsd.sock"),
+            ha: None,
         }
     }
 }
@@ -246,7 +313,101 @@ impl LnsConfig {
         if !(1..=64).contains(&d.queues) {
             return Err(invalid("dataplane.queues", "give 1 to 64"));
         }
+        if let Some(ha) = &self.ha {
+            self.validate_ha(ha)?;
+        }
         self.control.validate()
+    }
+
+    fn validate_ha(&self, ha: &Ha) -> Result<(), Invalid> {
+        if ha.peers.is_empty() {
+            return Err(invalid(
+                "ha.peers",
+                "needs at least one peer ([[ha.peers]] with address and secret)",
+            ));
+        }
+        for (i, p) in ha.peers.iter().enumerate() {
+            check_unicast(&format!("ha.peers[{i}].address"), p.address)?;
+            if p.secret.is_empty() {
+                return Err(invalid(
+                    format!("ha.peers[{i}].secret"),
+                    "must not be empty: LNS-LNS tunnels are always authenticated",
+                ));
+            }
+            if ha.peers[..i].iter().any(|q| q.address == p.address) {
+                return Err(invalid(
+                    format!("ha.peers[{i}].address"),
+                    format!("{} is listed twice", p.address),
+                ));
+            }
+        }
+        match ha.address {
+            Some(a) => check_unicast("ha.address", a)?,
+            None if self.listen.ip().is_unspecified() => {
+                return Err(invalid(
+                    "ha.address",
+                    "required when listen is 0.0.0.0: our address as the LACs know it (e.g. \"10.0.0.11\")",
+                ))
+            }
+            None => {}
+        }
+        for (i, a) in ha.advertise.iter().enumerate() {
+            check_unicast(&format!("ha.advertise[{i}]"), *a)?;
+        }
+        if ha.peer_port == 0 {
+            return Err(invalid("ha.peer_port", "give the peers' L2TP port (1701)"));
+        }
+        if !(1..=4096).contains(&ha.window) {
+            return Err(invalid("ha.window", "give 1 to 4096"));
+        }
+        check_seconds("ha.hello", ha.hello, 0.01, 3600.0)?;
+        check_seconds("ha.dead", ha.dead, 0.01, 3600.0)?;
+        check_seconds("ha.retransmit", ha.retransmit, 0.001, 60.0)?;
+        check_seconds("ha.retransmit_cap", ha.retransmit_cap, ha.retransmit, 60.0)?;
+        check_seconds("ha.ack_delay", ha.ack_delay, 0.0, ha.retransmit)?;
+        if ha.ack_delay >= ha.retransmit {
+            return Err(invalid(
+                "ha.ack_delay",
+                "must be less than ha.retransmit, or every message is retransmitted",
+            ));
+        }
+        if ha.retries == 0 {
+            return Err(invalid("ha.retries", "give at least 1"));
+        }
+        Ok(())
+    }
+
+    /// The node's HA settings from `[ha]`, if present.
+    pub fn node_ha(&self) -> Option<lns::HaConfig> {
+        let ha = self.ha.as_ref()?;
+        let peers = ha
+            .peers
+            .iter()
+            .map(|p| l2tp::LnsPeer {
+                address: p.address,
+                secret: p.secret.as_bytes().to_vec(),
+            })
+            .collect();
+        let mut c = lns::HaConfig::new(ha.address.unwrap_or(*self.listen.ip()), peers);
+        if !ha.advertise.is_empty() {
+            c.advertise = ha.advertise.clone();
+        }
+        c.peer_port = ha.peer_port;
+        c.offload.window = ha.window;
+        c.offload.refresh_interval = (ha.refresh > 0).then(|| Duration::from_secs(ha.refresh));
+        // The LNS-LNS receive window holds the whole offload window.
+        c.peer_link = lns::PeerLink {
+            hello_interval: seconds(ha.hello),
+            dead_interval: seconds(ha.dead),
+            retransmission: l2tp::Retransmission {
+                initial: seconds(ha.retransmit),
+                cap: seconds(ha.retransmit_cap),
+                max_retries: ha.retries,
+            },
+            ack_delay: seconds(ha.ack_delay),
+            receive_window: u16::try_from(ha.window.max(512)).unwrap_or(u16::MAX),
+        };
+        Some(c)
     }
 
     /// The Hello interval, `None` when disabled.
@@ -285,6 +446,7 @@ impl LnsConfig {
         };
         config.primary_dns = self.dns.first().copied();
         config.secondary_dns = self.dns.get(1).copied();
+        config.ha = self.node_ha();
         config
     }
 

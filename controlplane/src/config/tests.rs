@@ -285,3 +285,64 @@ fn accounting_defaults_to_the_port_after_auth() {
     let c = LnsConfig::parse(text, file()).unwrap();
     assert_eq!(c.accounting_servers(), ["127.0.0.1:1813".parse().unwrap()]);
 }
+
+const LNS_HA: &str = "\
+listen = \"10.0.0.11:1701\"
+
+[ha]
+refresh = 60
+hello = 0.2
+dead = 0.6
+
+[[ha.peers]]
+address = \"10.0.0.12\"
+secret = \"lns1-lns2\"
+";
+
+#[test]
+fn the_ha_section_configures_peering_offload_and_the_lns_lns_timers() {
+    let c = LnsConfig::parse(LNS_HA, file()).unwrap();
+    let (_, gateway) = c.address_pool().unwrap();
+    let node = c.node_config(gateway);
+    let ha = node.ha.expect("[ha] given");
+    assert_eq!(ha.address.to_string(), "10.0.0.11", "listen's address");
+    assert_eq!(ha.peers.len(), 1);
+    assert_eq!(ha.peers[0].secret, b"lns1-lns2");
+    assert_eq!(
+        ha.advertise,
+        vec![ha.peers[0].address],
+        "the peers by default"
+    );
+    assert_eq!(ha.offload.refresh_interval, Some(Duration::from_secs(60)));
+    assert_eq!(ha.peer_link.hello_interval, Duration::from_millis(200));
+    assert_eq!(ha.peer_link.dead_interval, Duration::from_millis(600));
+    assert!(usize::from(ha.peer_link.receive_window) >= ha.offload.window);
+    // Without [ha], none.
+    let plain = LnsConfig::parse("", file()).unwrap();
+    assert!(plain.node_config(gateway).ha.is_none());
+    // A change to [ha] needs a restart.
+    let mut other = c.clone();
+    other.ha.as_mut().unwrap().window = 64;
+    assert_eq!(c.changes(&other).restart, ["ha.window"]);
+}
+
+#[test]
+fn ha_errors_name_their_key() {
+    lns_error("[ha]\n", "ha.peers");
+    lns_error(
+        "[ha]\n[[ha.peers]]\naddress = \"10.0.0.12\"\nsecret = \"s\"\n",
+        "ha.address",
+    );
+    lns_error(
+        "listen = \"10.0.0.11:1701\"\n[ha]\n[[ha.peers]]\naddress = \"10.0.0.12\"\nsecret = \"\"\n",
+        "ha.peers[0].secret",
+    );
+    lns_error(
+        "listen = \"10.0.0.11:1701\"\n[ha]\nwindow = 0\n[[ha.peers]]\naddress = \"10.0.0.12\"\nsecret = \"s\"\n",
+        "ha.window",
+    );
+    lns_error(
+        "listen = \"10.0.0.11:1701\"\n[ha]\nack_delay = 1.0\n[[ha.peers]]\naddress = \"10.0.0.12\"\nsecret = \"s\"\n",
+        "ha.ack_delay",
+    );
+}
