@@ -51,6 +51,8 @@ struct Sub {
     recovered: Option<u32>,
     /// The recovery call was refused (CDN).
     refused: bool,
+    /// The session at the primary it moved from.
+    old_session: Option<SessionHandle>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -126,6 +128,7 @@ impl Lac {
                 downs: 0,
                 recovered: None,
                 refused: false,
+                old_session: None,
             });
         }
     }
@@ -145,6 +148,16 @@ impl Lac {
                 .connect_for_recovery(now, peer, recovery)
                 .unwrap(),
         );
+    }
+
+    /// Load switchover, make-before-break: release every moved session at
+    /// the primary with its new epoch (a CDN that does not end PPP).
+    fn release_old(&mut self, now: Instant) {
+        for sub in &self.subs {
+            if let (Some(old), Some(epoch)) = (sub.old_session, sub.recovered) {
+                self.endpoint.release_session(now, old, epoch).unwrap();
+            }
+        }
     }
 
     fn hang_up(&mut self, now: Instant, index: usize) {
@@ -229,7 +242,7 @@ impl Lac {
                         // The held session moves to the new one; PPP
                         // carries on untouched.
                         sub.recovered = call.ownership_epoch;
-                        sub.session = Some(session);
+                        sub.old_session = sub.session.replace(session);
                     } else {
                         sub.primary_session_id = peer_session_id;
                         let mut link = PppLink::new(Role::Client, self.ppp.clone(), {
@@ -804,4 +817,50 @@ fn a_switchover_during_the_bulk_sync_adopts_what_was_offloaded_and_refuses_the_r
     assert_eq!(stats.sessions_adopted, offloaded as u64);
     assert_eq!(stats.recoveries_refused, (N - offloaded) as u64);
     assert_eq!(w.lns(w.lns2).established_count(), offloaded);
+}
+
+#[test]
+fn sessions_the_lac_moves_away_and_releases_are_dropped_silently_at_the_primary() {
+    let mut w = World::new(256);
+    bring_up(&mut w, N);
+    assert!(w.run_until(Duration::from_secs(5), |w| w.store_sessions().len() == N));
+    // The LAC moves every session to the peer while the primary is alive
+    // (as for a granted STPLRQ), then releases the old ones.
+    let now = w.sim.now();
+    w.lac_mut().recover(now);
+    assert!(w.run_until(Duration::from_secs(5), |w| {
+        w.lac().subs.iter().all(|s| s.recovered == Some(2))
+    }));
+    assert_eq!(w.lns(w.lns1).established_count(), N, "make before break");
+    let now = w.sim.now();
+    w.lac_mut().release_old(now);
+    assert!(w.run_until(Duration::from_secs(5), |w| {
+        w.lns(w.lns1).session_count() == 0
+    }));
+    let downs: Vec<&lns::EndedSession> = w
+        .lns1_events
+        .iter()
+        .filter_map(|e| match e {
+            lns::Event::SessionDown(s) => Some(&**s),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(downs.len(), N);
+    assert!(downs
+        .iter()
+        .all(|d| d.cause == EndCause::Moved { epoch: 2 } && d.cdn.is_none()));
+    assert!(!w.lns1_events.iter().any(|e| matches!(
+        e,
+        lns::Event::Accounting {
+            status: AcctStatus::Stop,
+            ..
+        }
+    )));
+    assert_eq!(w.lns(w.lns1).ha_stats().unwrap().sessions_moved, N as u64);
+    assert_eq!(w.lns(w.lns1).pool().in_use(), 0);
+    // The subscribers noticed nothing, and LNS2 answers their echoes.
+    w.run_for(Duration::from_secs(5));
+    let subs = &w.lac().subs;
+    assert!(subs.iter().all(|s| s.ups == 1 && s.downs == 0));
+    assert_eq!(w.lns(w.lns2).established_count(), N);
 }
