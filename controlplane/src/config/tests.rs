@@ -317,6 +317,27 @@ fn the_ha_section_configures_peering_offload_and_the_lns_lns_timers() {
     assert_eq!(ha.peer_link.hello_interval, Duration::from_millis(200));
     assert_eq!(ha.peer_link.dead_interval, Duration::from_millis(600));
     assert!(usize::from(ha.peer_link.receive_window) >= ha.offload.window);
+    // Both endpoints (the LACs' and the LNS-LNS one) take it.
+    let (pool, _) = c.address_pool().unwrap();
+    let users = crate::aaa::users::Users::parse("", "users").unwrap();
+    let rng = Box::new(<rand_chacha::ChaCha8Rng as rand_core::SeedableRng>::seed_from_u64(1));
+    let node = crate::lns::Node::new(
+        c.node_config(gateway),
+        crate::aaa::Authenticator::local(users),
+        pool,
+        rng,
+    )
+    .unwrap();
+    assert!(node.peer_endpoint().is_some());
+    assert_eq!(
+        node.endpoint()
+            .config()
+            .ha
+            .as_ref()
+            .unwrap()
+            .peer_lns_addresses,
+        ha.advertise
+    );
     // Without [ha], none.
     let plain = LnsConfig::parse("", file()).unwrap();
     assert!(plain.node_config(gateway).ha.is_none());
