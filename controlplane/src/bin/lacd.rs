@@ -53,6 +53,8 @@ use common::{BoxError, L2tpNode};
 const FASTPATH_SLICE: Duration = Duration::from_millis(1);
 /// How often the fast path's counters are asked for.
 const REPORT_EVERY: Duration = Duration::from_secs(1);
+/// How long `show stats` waits for every worker's current counters.
+const STATS_WAIT: Duration = Duration::from_millis(50);
 /// With a fast path, how long an answered call's ICCN waits for the workers
 /// to be programmed at most (`lac::Config::defer_connect`): the glue
 /// connects within its own `CONNECT_LIMIT` (200 ms), so this only clears
@@ -460,7 +462,10 @@ impl Daemon {
             Request::Show {
                 what: Show::Sessions,
             } => Reply::ok(&self.sessions(now)),
-            Request::Show { what: Show::Stats } => Reply::ok(&self.stats()),
+            Request::Show { what: Show::Stats } => {
+                self.fresh_fastpath_summary();
+                Reply::ok(&self.stats())
+            }
             Request::Clear {
                 what: Clear::Session,
                 id,
@@ -630,6 +635,19 @@ impl Daemon {
             Some((t.0, s.control.sent, s.control.retransmitted))
         }));
         metrics.tick(std::time::Instant::now());
+    }
+
+    /// `show stats` answers with the workers' counters as of now, not as
+    /// of the last periodic report (up to REPORT_EVERY old): an operator
+    /// or a test reading them right after traffic stops must see all of
+    /// it. Bounded: the control thread waits at most STATS_WAIT.
+    fn fresh_fastpath_summary(&mut self) {
+        if let Some(fp) = &mut self.fastpath {
+            match fp.fastpath().fresh_reports(STATS_WAIT) {
+                Ok(summary) => self.summary = Some(summary),
+                Err(e) => warn!(error = %e, "fast path reports not requested"),
+            }
+        }
     }
 
     fn refresh_fastpath(&mut self) {
