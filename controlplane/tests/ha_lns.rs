@@ -864,3 +864,56 @@ fn sessions_the_lac_moves_away_and_releases_are_dropped_silently_at_the_primary(
     assert!(subs.iter().all(|s| s.ups == 1 && s.downs == 0));
     assert_eq!(w.lns(w.lns2).established_count(), N);
 }
+
+#[test]
+fn a_primary_cut_off_from_the_lac_alone_drops_the_sessions_its_peer_adopted_within_a_second() {
+    let mut w = World::new(256);
+    bring_up(&mut w, N);
+    assert!(w.run_until(Duration::from_secs(5), |w| w.store_sessions().len() == N));
+    // Only the LAC-primary link fails; LNS1 and LNS2 still talk.
+    w.sim.partition(LAC, LNS1);
+    let primary = w.lac().primary.as_ref().unwrap().0;
+    assert!(w.run_until(Duration::from_secs(2), |w| w
+        .lac_events
+        .contains(&LacEvent::TunnelDown(primary))));
+    let now = w.sim.now();
+    w.lac_mut().recover(now);
+    assert!(w.run_until(Duration::from_secs(5), |w| {
+        w.lac().subs.iter().all(|s| s.recovered == Some(2))
+    }));
+    let recovered_at = w.sim.now();
+    // LNS2 offloads what it adopted on to LNS1, which finds its own
+    // sessions there with a higher epoch: dropped long before its PPP
+    // echoes to the subscribers would have failed (10 s × 3), once the
+    // grace left for a make-before-break move is over.
+    assert!(w.run_until(Duration::from_secs(2), |w| {
+        w.lns(w.lns1).session_count() == 0
+    }));
+    println!(
+        "primary dropped its {N} moved sessions {:.0} ms after the last recovery",
+        (w.sim.now() - recovered_at).as_secs_f64() * 1000.0
+    );
+    let downs: Vec<&lns::EndedSession> = w
+        .lns1_events
+        .iter()
+        .filter_map(|e| match e {
+            lns::Event::SessionDown(s) => Some(&**s),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(downs.len(), N);
+    assert!(downs
+        .iter()
+        .all(|d| d.cause == EndCause::Moved { epoch: 2 } && d.cdn.is_none()));
+    assert!(!w.lns1_events.iter().any(|e| matches!(
+        e,
+        lns::Event::Accounting {
+            status: AcctStatus::Stop,
+            ..
+        }
+    )));
+    w.run_for(Duration::from_secs(40));
+    let subs = &w.lac().subs;
+    assert!(subs.iter().all(|s| s.ups == 1 && s.downs == 0));
+    assert_eq!(w.lns(w.lns2).established_count(), N);
+}

@@ -19,7 +19,7 @@ use core::net::{Ipv4Addr, SocketAddrV4};
 use core::time::Duration;
 use std::collections::VecDeque;
 
-use dataplane::wire::control::ControlMessage;
+use dataplane::wire::control::{ControlMessage, OffloadOperation};
 use hdrhistogram::Histogram;
 
 use super::message::{HaMessage, SessionIdentity, TunnelIdentity};
@@ -75,6 +75,18 @@ pub enum PeeringEvent {
         entries: u64,
         /// How long it took.
         took: Duration,
+    },
+    /// A peer offloaded a session here that it adopted (its epoch is above
+    /// the first): if it is one of ours (same Acct-Session-Id, lower
+    /// epoch), it moved away while we still hold it (the LAC-primary link
+    /// alone was cut): drop it silently, before its echoes fail.
+    AdoptedElsewhere {
+        /// The peer.
+        peer: Ipv4Addr,
+        /// The session's Acct-Session-Id, which a move keeps.
+        acct_session_id: String,
+        /// Its epoch at the peer.
+        epoch: u32,
     },
     /// The connection to a peer is up.
     PeerUp(SocketAddrV4),
@@ -248,6 +260,23 @@ impl LnsPeering {
         match HaMessage::from_control(message) {
             Ok(HaMessage::OffloadRequest(r)) => {
                 let reply = self.store.handle_request(*remote.ip(), &r);
+                // Epoch 1 is a session set up where it is; above, it moved.
+                if let (None, OffloadOperation::AddUpdate, Some(t), Some(sid), Some(e)) =
+                    (&reply.error, r.operation, r.tunnel, r.session, r.epoch)
+                {
+                    if e > 1 {
+                        if let Some(s) =
+                            self.store
+                                .session(t.primary_lns, t.lns_tunnel_id, sid.lns_session_id)
+                        {
+                            self.events.push_back(PeeringEvent::AdoptedElsewhere {
+                                peer: *remote.ip(),
+                                acct_session_id: s.state.accounting.session_id.clone(),
+                                epoch: s.epoch,
+                            });
+                        }
+                    }
+                }
                 let m = HaMessage::OffloadReply(reply).to_control(false);
                 if let Err(e) = endpoint.send_ha_message(now, tunnel, None, m) {
                     tracing::warn!(%remote, %e, "cannot answer an LSORQ");

@@ -38,6 +38,11 @@ pub struct HaConfig {
     pub reconnect_after: Duration,
     /// Timers of the LNS-LNS tunnels.
     pub peer_link: PeerLink,
+    /// A session of ours that a peer offloads back as adopted is dropped
+    /// this long after, unless the LAC releases it first: a load
+    /// switchover moves the LAC's data path only once the new session is
+    /// up (make-before-break), and this leaves it the time. Default 1 s.
+    pub adopted_grace: Duration,
 }
 
 /// The LNS-LNS tunnels' timers: they run on a LAN, where the RFC's 1 s
@@ -86,6 +91,7 @@ impl HaConfig {
             offload: OffloadConfig::default(),
             reconnect_after: Duration::from_secs(1),
             peer_link: PeerLink::default(),
+            adopted_grace: Duration::from_secs(1),
         }
     }
 
@@ -168,6 +174,12 @@ pub(crate) struct Ha {
     /// Our Tunnel ID of each LAC tunnel, to remove it from the offload
     /// when it is gone (the endpoint may have freed it by then).
     pub(crate) lac_tunnels: HashMap<TunnelHandle, u16>,
+    /// Established sessions by Acct-Session-Id, which a move keeps: how a
+    /// peer's offload of a session it adopted finds ours.
+    pub(crate) by_acct: HashMap<String, SessionHandle>,
+    /// Sessions a peer adopted, to drop when their grace ends: (when,
+    /// session, its epoch there), in order of time.
+    pub(crate) fence_after: std::collections::VecDeque<(Instant, SessionHandle, u32)>,
     pub(crate) stats: HaStats,
 }
 
@@ -269,6 +281,7 @@ impl Node {
         let Some(ha) = &mut self.ha else {
             return;
         };
+        ha.by_acct.insert(st.accounting.session_id.clone(), h);
         if let Err(e) = ha.peering.session_update(now, tunnel, identity, epoch, &st) {
             ha.stats.offload_errors += 1;
             tracing::warn!(session = h.id, %e, "cannot offload the session's state");
@@ -282,11 +295,13 @@ impl Node {
         now: Instant,
         lns_tunnel_id: u16,
         lns_session_id: u16,
+        acct_session_id: &str,
         adopted_from: Option<(Ipv4Addr, u16, u16)>,
     ) {
         let Some(ha) = &mut self.ha else {
             return;
         };
+        ha.by_acct.remove(acct_session_id);
         ha.peering
             .session_removed(now, lns_tunnel_id, lns_session_id);
         if let Some((primary, t, s)) = adopted_from {
@@ -323,6 +338,23 @@ impl Node {
                     self.drop_moved(now, h, epoch);
                 }
             }
+            PeeringEvent::AdoptedElsewhere {
+                peer,
+                acct_session_id,
+                epoch,
+            } => {
+                let h = self
+                    .ha
+                    .as_ref()
+                    .and_then(|ha| ha.by_acct.get(&acct_session_id))
+                    .copied()
+                    .filter(|h| self.sessions.get(h).is_some_and(|s| s.epoch < epoch));
+                if let (Some(h), Some(ha)) = (h, &mut self.ha) {
+                    tracing::info!(%peer, session = h.id, epoch, "session adopted by a peer: dropped after the grace");
+                    ha.fence_after
+                        .push_back((now + ha.config.adopted_grace, h, epoch));
+                }
+            }
             PeeringEvent::PeerUp(peer) => tracing::info!(%peer, "LNS peer connected"),
             PeeringEvent::PeerDown(peer) => tracing::warn!(%peer, "LNS peer connection down"),
             PeeringEvent::BulkSyncDone {
@@ -330,6 +362,34 @@ impl Node {
                 entries,
                 took,
             } => tracing::debug!(%peer, entries, ?took, "bulk sync done"),
+        }
+    }
+
+    /// When the next adopted session's grace ends.
+    pub(super) fn next_fence(&self) -> Option<Instant> {
+        self.ha
+            .as_ref()
+            .and_then(|ha| ha.fence_after.front())
+            .map(|f| f.0)
+    }
+
+    /// Drop the sessions whose grace ended (those still held with a lower
+    /// epoch: the LAC may have released them meanwhile).
+    pub(super) fn fence_due(&mut self, now: Instant) {
+        loop {
+            let Some(ha) = &mut self.ha else {
+                return;
+            };
+            let Some((_, h, epoch)) = ha.fence_after.front().copied().filter(|f| f.0 <= now) else {
+                return;
+            };
+            ha.fence_after.pop_front();
+            if self.sessions.get(&h).is_some_and(|s| s.epoch < epoch) {
+                if let Some(ha) = &mut self.ha {
+                    ha.stats.sessions_fenced += 1;
+                }
+                self.drop_moved(now, h, epoch);
+            }
         }
     }
 

@@ -643,6 +643,8 @@ impl Node {
                 started: false,
                 adopting: HashMap::new(),
                 lac_tunnels: HashMap::new(),
+                by_acct: HashMap::new(),
+                fence_after: VecDeque::new(),
                 stats: HaStats::default(),
             }),
             None => None,
@@ -1031,10 +1033,14 @@ impl Node {
                 // Open the LNS-LNS connections at the first chance.
                 return Some(Instant::ZERO);
             }
-            [ha.endpoint.poll_timeout(), ha.peering.poll_timeout()]
-                .into_iter()
-                .flatten()
-                .min()
+            [
+                ha.endpoint.poll_timeout(),
+                ha.peering.poll_timeout(),
+                ha.fence_after.front().map(|f| f.0),
+            ]
+            .into_iter()
+            .flatten()
+            .min()
         });
         [
             self.endpoint.poll_timeout(),
@@ -1075,6 +1081,9 @@ impl Node {
             if ha.peering.poll_timeout().is_some_and(|t| t <= now) {
                 ha.peering.handle_timeout(now, &mut ha.endpoint);
             }
+        }
+        if self.next_fence().is_some_and(|t| t <= now) {
+            self.fence_due(now);
         }
         self.pump(now);
     }
@@ -1661,7 +1670,13 @@ impl Node {
         }
         let terminate = terminate_cause(&end);
         if s.established {
-            self.offload_removed(now, s.local_tunnel_id, s.local_session_id, s.adopted_from);
+            self.offload_removed(
+                now,
+                s.local_tunnel_id,
+                s.local_session_id,
+                &s.acct_session_id,
+                s.adopted_from,
+            );
         }
         // A moved session's accounting goes on at its new owner: no Stop.
         if s.established && !matches!(end, EndCause::Moved { .. }) {
