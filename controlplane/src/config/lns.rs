@@ -101,6 +101,9 @@ pub struct Ha {
     pub retries: u32,
     /// LNS-LNS tunnel: acknowledgement delay, seconds.
     pub ack_delay: f64,
+    /// Seconds a session of ours that a peer reports adopted is kept before
+    /// it is dropped, unless the LAC releases it first (make-before-break).
+    pub grace: f64,
 }
 
 /// One `[[ha.peers]]`.
@@ -129,6 +132,7 @@ impl Default for Ha {
             retransmit_cap: link.retransmission.cap.as_secs_f64(),
             retries: link.retransmission.max_retries,
             ack_delay: link.ack_delay.as_secs_f64(),
+            grace: 1.0,
         }
     }
 }
@@ -371,6 +375,7 @@ impl LnsConfig {
                 "must be less than ha.retransmit, or every message is retransmitted",
             ));
         }
+        check_seconds("ha.grace", ha.grace, 0.0, 60.0)?;
         if ha.retries == 0 {
             return Err(invalid("ha.retries", "give at least 1"));
         }
@@ -393,6 +398,7 @@ impl LnsConfig {
             c.advertise = ha.advertise.clone();
         }
         c.peer_port = ha.peer_port;
+        c.adopted_grace = seconds(ha.grace);
         c.offload.window = ha.window;
         c.offload.refresh_interval = (ha.refresh > 0).then(|| Duration::from_secs(ha.refresh));
         // The LNS-LNS receive window holds the whole offload window.

@@ -316,6 +316,7 @@ fn the_ha_section_configures_peering_offload_and_the_lns_lns_timers() {
     assert_eq!(ha.offload.refresh_interval, Some(Duration::from_secs(60)));
     assert_eq!(ha.peer_link.hello_interval, Duration::from_millis(200));
     assert_eq!(ha.peer_link.dead_interval, Duration::from_millis(600));
+    assert_eq!(ha.adopted_grace, Duration::from_secs(1));
     assert!(usize::from(ha.peer_link.receive_window) >= ha.offload.window);
     // Both endpoints (the LACs' and the LNS-LNS one) take it.
     let (pool, _) = c.address_pool().unwrap();
