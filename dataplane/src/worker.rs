@@ -80,9 +80,10 @@ pub struct WorkerConfig {
     /// Pin the worker's thread to this core.
     pub core: Option<usize>,
     /// Prefetch each burst's session map slots and sessions before
-    /// processing it (on by default: it costs some 60 instructions a
-    /// packet and saves the memory stalls of tables bigger than the cache;
-    /// off for comparisons).
+    /// processing it (on by default: it costs some 130 instructions a
+    /// packet and saves the memory stalls of tables bigger than the cache,
+    /// which outweigh them several times over; off for comparisons, or on
+    /// a machine whose tables fit its cache).
     pub prefetch: bool,
     /// Queue and pool sizes.
     pub channels: ChannelSizes,
