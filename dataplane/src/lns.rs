@@ -161,7 +161,7 @@ fn forward_ipv4(frame: &mut [u8], ip: &Ipv4Info, mru: u16) {
     let Some(bytes) = frame.get_mut(ip.range()) else {
         return;
     };
-    if ip.protocol == ipv4::Protocol::Tcp && ip.first_fragment {
+    if ip.protocol == u8::from(ipv4::Protocol::Tcp) && ip.first_fragment {
         if let Some(tcp) = bytes.get_mut(ip.header_len..) {
             clamp_mss(tcp, mru.saturating_sub(TCP_IPV4_OVERHEAD));
         }

@@ -73,7 +73,9 @@ pub(crate) struct Ipv4Info {
     pub(crate) src: Ipv4Addr,
     pub(crate) dst: Ipv4Addr,
     pub(crate) ttl: u8,
-    pub(crate) protocol: ipv4::Protocol,
+    /// The raw protocol number: the paths compare it with one or two
+    /// numbers, and decoding it into `ipv4::Protocol` cost a branch table.
+    pub(crate) protocol: u8,
     pub(crate) dont_frag: bool,
     pub(crate) is_fragment: bool,
     pub(crate) first_fragment: bool,
@@ -133,7 +135,7 @@ impl Ipv4Info {
             src: Ipv4Addr::from_bits(word(12)),
             dst: Ipv4Addr::from_bits(word(16)),
             ttl: header[8],
-            protocol: ipv4::Protocol::from(header[9]),
+            protocol: header[9],
             dont_frag: flags_offset & 0x4000 != 0,
             is_fragment: flags_offset & 0x3fff != 0,
             first_fragment: flags_offset & 0x1fff == 0,
@@ -174,7 +176,7 @@ impl Ipv4Info {
             src: ip.src_addr(),
             dst: ip.dst_addr(),
             ttl: ip.ttl(),
-            protocol: ip.protocol(),
+            protocol: u8::from(ip.protocol()),
             dont_frag: ip.dont_frag(),
             is_fragment: ip.is_fragment(),
             first_fragment: ip.frag_offset() == 0,
@@ -349,7 +351,7 @@ impl Datapath {
     fn ipv4(&mut self, frame: &mut [u8], d: &mut Descriptor, l3: usize, end: usize) -> Verdict {
         let ip = decide!(Ipv4Info::parse(frame, l3, end, DropReason::MalformedIpv4));
         if self.local_addresses.contains(&ip.dst) {
-            if ip.protocol != ipv4::Protocol::Udp {
+            if ip.protocol != u8::from(ipv4::Protocol::Udp) {
                 return Verdict::Punt(PuntReason::Local);
             }
             if ip.is_fragment {
