@@ -590,6 +590,12 @@ fn exercise(
     }
     ask(commands, Cmd::Sync).expect("sync");
     let (before, _, _) = ask(commands, Cmd::Report);
+    // Every call was programmed before its ICRP left, so no PPP frame of
+    // the LAC's reached a worker that did not know its session (each would
+    // cost a PPP restart, 3 s).
+    for reason in [DropReason::UnknownSession, DropReason::UnknownTunnel] {
+        assert_eq!(before.counters.drops(reason), 0, "{reason:?} at setup");
+    }
     let _ = drain_ttls(raw, SERVER_PORT);
 
     // Upstream: each subscriber sends through its data messages; the

@@ -20,7 +20,7 @@ use std::collections::{HashMap, HashSet};
 use controlplane::aaa::pool::AddressPool;
 use controlplane::aaa::users::Users;
 use controlplane::aaa::Authenticator;
-use controlplane::l2tp::SessionHandle;
+use controlplane::l2tp::{SessionHandle, SessionState};
 use controlplane::lns::{self, ConnectedCall};
 use controlplane::subscriber::{self, AuthChoice};
 use controlplane::time::Instant;
@@ -118,9 +118,13 @@ fn ppp_through_handle_ppp_only_and_held_until_released() {
                 lns.endpoint().tunnel_ids(call.session.tunnel),
                 Some((call.tunnel_id, call.peer_tunnel_id))
             );
+            // Reported at its ICRQ: the ICRP waits for the release, so the
+            // LAC cannot connect the call (and send PPP) before the
+            // workers know it (RFC 2661 §7.4.1).
             assert_eq!(
-                lns.session_by_ids(call.tunnel_id, call.session_id),
-                Some(call.session)
+                lns.endpoint().session_state(call.session),
+                Some(SessionState::Idle),
+                "the ICRP left before the call was programmed"
             );
             programmed.insert((call.tunnel_id, call.session_id), call);
             // Held: whatever the node queued now is not this call's PPP.
@@ -176,6 +180,10 @@ fn ppp_through_handle_ppp_only_and_held_until_released() {
         assert!(s.subscriber_mru() >= 576);
         let call = programmed[&(s.tunnel_ids.0, s.local_session_id)];
         assert_eq!(call.session, s.session);
+        assert_eq!(
+            lns.session_by_ids(call.tunnel_id, call.session_id),
+            Some(call.session)
+        );
         assert_eq!(call.peer_session_id, s.peer_session_id);
     }
     assert!(

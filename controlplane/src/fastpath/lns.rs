@@ -3,12 +3,17 @@
 //!
 //! What a session goes through (the plan's "LNS programming"):
 //!
-//! 1. L2TP call connected ([`ConnectedCall`], before PPP): `UpsertTunnel`
-//!    (when the tunnel is new to the workers; its next hop is resolved
-//!    through the kernel) and `UpsertSession` without an address, so the
-//!    workers know the session's data messages and punt its PPP control
-//!    frames ([`PuntReason::LnsPpp`]), which [`LnsFastpath::service`] hands
-//!    to [`lns::Node::handle_ppp`].
+//! 1. Incoming call (ICRQ, [`ConnectedCall`]): `UpsertTunnel` (when the
+//!    tunnel is new to the workers; its next hop is resolved through the
+//!    kernel) and `UpsertSession` without an address, so the workers know
+//!    the session's data messages and punt its PPP control frames
+//!    ([`PuntReason::LnsPpp`]), which [`LnsFastpath::service`] hands to
+//!    [`lns::Node::handle_ppp`]. Then a barrier; once every worker has
+//!    passed it (or after 200 ms) [`lns::Node::release_call`] lets the
+//!    node send its ICRP, so the LAC, which sends the subscriber's first
+//!    PPP frames right after its ICCN (RFC 2661 §7.4.1), finds the workers
+//!    ready. A call cleared before it came up
+//!    ([`lns::Node::poll_abandoned_call`]): `RemoveSession`.
 //! 2. PPP up ([`lns::Event::SessionEstablished`]): `UpsertSession` with the
 //!    subscriber's address and MRU: its IPv4 now goes through the workers
 //!    both ways. [`lns::Event::SessionUpdated`] re-programs a changed
@@ -55,8 +60,9 @@ use crate::time::Instant;
 /// address.
 const DEFAULT_MRU: u16 = 1500;
 
-/// How long a new session's PPP output waits for the workers to confirm
-/// they know it, at most (a stuck worker must not stall every call).
+/// How long a new call's ICRP (or a recovered session's PPP output) waits
+/// for the workers to confirm they know it, at most (a stuck worker must
+/// not stall every call; shorter than [`lns::ANSWER_LIMIT`]).
 const RELEASE_LIMIT: Duration = Duration::from_millis(200);
 
 /// ICMP errors a second at most, and the burst (RFC 1812 §4.3.2.8).
@@ -280,6 +286,9 @@ impl LnsFastpath {
             next_hop: self.fp.next_hop(*call.remote.ip()),
         };
         let programmed = self.tunnels.get(&call.session.tunnel).map(|t| t.tunnel);
+        // A call reported again (its ICCN asked for sequencing) is the same
+        // session of the tunnel.
+        let new_session = usize::from(!self.sessions.contains_key(&call.session));
         if programmed != Some(tunnel) {
             self.fp.want_neighbour(tunnel.next_hop);
             self.fp.upsert_tunnel(tunnel)?;
@@ -292,7 +301,7 @@ impl LnsFastpath {
                 tunnel,
                 sessions: 0,
             })
-            .sessions += 1;
+            .sessions += new_session;
         let config = SessionConfig {
             key: SessionKey {
                 tunnel_id: call.tunnel_id,
@@ -572,9 +581,16 @@ impl LnsFastpath {
                 call.1 = token.as_ref().ok().copied();
             }
         }
+        // After programming: a call may be reported and cleared in one
+        // slice.
+        while let Some(session) = node.poll_abandoned_call() {
+            self.unreleased.retain(|&(s, ..)| s != session);
+            let result = self.remove_session(session);
+            self.count(result);
+        }
     }
 
-    /// Let the node send the PPP of calls the workers know (or that waited
+    /// Let the node answer (or send the PPP of) calls the workers know (or that waited
     /// too long).
     fn release_calls(&mut self, node: &mut lns::Node, now: Instant) {
         let fp = &self.fp;

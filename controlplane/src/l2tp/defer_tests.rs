@@ -1,6 +1,8 @@
 //! A LAC that holds its ICCN until its owner is ready for the call's data
 //! ([`CallParams::defer_connect`], [`Event::CallAnswered`],
-//! [`Endpoint::connect_call`]), over a perfect network driven by hand.
+//! [`Endpoint::connect_call`]), and an LNS that holds its ICRP likewise
+//! ([`Config::defer_answer`], [`Event::CallOffered`],
+//! [`Endpoint::answer_call`]), over a perfect network driven by hand.
 
 use core::net::{Ipv4Addr, SocketAddrV4};
 use core::time::Duration;
@@ -28,6 +30,8 @@ struct Pair {
     lns: Endpoint,
     /// Control message types the LAC sent, in order.
     lac_sent: Vec<MessageType>,
+    /// Control message types the LNS sent, in order.
+    lns_sent: Vec<MessageType>,
     lac_events: Vec<Event>,
     lns_events: Vec<Event>,
 }
@@ -50,6 +54,7 @@ impl Pair {
             lac: Endpoint::new(Config::lac("lac"), rng(1)).unwrap(),
             lns: Endpoint::new(Config::lns("lns"), rng(2)).unwrap(),
             lac_sent: Vec::new(),
+            lns_sent: Vec::new(),
             lac_events: Vec::new(),
             lns_events: Vec::new(),
         }
@@ -65,6 +70,7 @@ impl Pair {
                 moved = true;
             }
             while let Some(t) = self.lns.poll_transmit(self.now) {
+                self.lns_sent.extend(message_type(&t.payload));
                 self.lac.handle_datagram(self.now, LNS, &t.payload);
                 moved = true;
             }
@@ -310,4 +316,197 @@ fn the_owner_may_close_a_held_call_with_a_cdn() {
     assert_eq!(pair.lac.tunnel_stats(tunnel).unwrap().connect_timeouts, 0);
     let lns_tunnel = pair.lns.tunnels().next().unwrap();
     assert_eq!(pair.lns.session_count(lns_tunnel), 0);
+}
+
+/// An LNS with [`Config::defer_answer`], a tunnel and one call from the
+/// LAC, run until the LNS's owner heard of it: (LAC tunnel, LAC session,
+/// LNS session, the offer's ids: our tunnel, peer tunnel, remote, our
+/// session, peer session).
+#[allow(clippy::type_complexity)]
+fn offered_call(
+    pair: &mut Pair,
+) -> (
+    TunnelHandle,
+    SessionHandle,
+    SessionHandle,
+    (u16, u16, SocketAddrV4, u16, u16),
+) {
+    pair.lns.set_defer_answer(Some(WAIT));
+    let tunnel = pair.lac.connect(pair.now, LNS).unwrap();
+    let session = pair
+        .lac
+        .open_session(pair.now, tunnel, CallParams::default())
+        .unwrap();
+    pair.run_for(Duration::from_millis(100));
+    let offer = pair
+        .lns_events
+        .iter()
+        .find_map(|e| match e {
+            Event::CallOffered {
+                session,
+                local_tunnel_id,
+                peer_tunnel_id,
+                remote,
+                local_session_id,
+                peer_session_id,
+                ..
+            } => Some((
+                *session,
+                (
+                    *local_tunnel_id,
+                    *peer_tunnel_id,
+                    *remote,
+                    *local_session_id,
+                    *peer_session_id,
+                ),
+            )),
+            _ => None,
+        })
+        .expect("the LNS's owner hears of the call");
+    (tunnel, session, offer.0, offer.1)
+}
+
+fn icrps_sent(pair: &Pair) -> usize {
+    pair.lns_sent
+        .iter()
+        .filter(|t| **t == MessageType::Icrp)
+        .count()
+}
+
+#[test]
+fn an_offered_call_gets_no_icrp_until_the_owner_answers_it() {
+    let mut pair = Pair::new();
+    let (tunnel, lac_session, lns_session, offer) = offered_call(&mut pair);
+    // Every id the owner's fast path needs: the tunnel's ids and peer, the
+    // session's ids (checked against the LAC's below).
+    let lns_tunnel = pair.lns.tunnels().next().unwrap();
+    let (local_tid, peer_tid) = pair.lns.tunnel_ids(lns_tunnel).unwrap();
+    assert_eq!((offer.0, offer.1, offer.2), (local_tid, peer_tid, LAC));
+    assert_eq!(pair.lac.tunnel_ids(tunnel), Some((peer_tid, local_tid)));
+    assert_ne!(offer.3, 0);
+
+    // The owner takes its time: no ICRP, so the LAC cannot connect the
+    // call and send data the owner is not ready for.
+    pair.run_for(Duration::from_millis(500));
+    assert_eq!(icrps_sent(&pair), 0, "{:?}", pair.lns_sent);
+    assert_eq!(pair.iccns_sent(), 0);
+    assert_eq!(
+        pair.lac.session_state(lac_session),
+        Some(SessionState::WaitReply)
+    );
+    assert_eq!(
+        pair.lns.session_state(lns_session),
+        Some(SessionState::Idle)
+    );
+
+    pair.lns.answer_call(pair.now, lns_session, Ok(())).unwrap();
+    pair.run_for(Duration::from_millis(200));
+    assert_eq!(icrps_sent(&pair), 1);
+    assert!(pair.lac_session_up());
+    assert_eq!(
+        pair.lns_session_up(),
+        Some((offer.3, offer.4)),
+        "the session's ids are the ones CallOffered gave"
+    );
+    assert_eq!(
+        pair.lns.answer_call(pair.now, lns_session, Ok(())),
+        Err(Error::NotWaiting)
+    );
+    // Past the wait: nothing expires for an answered call.
+    pair.run_for(2 * WAIT);
+    assert_eq!(
+        pair.lns.session_state(lns_session),
+        Some(SessionState::Established)
+    );
+    assert_eq!(
+        pair.lns.tunnel_stats(lns_tunnel).unwrap().connect_timeouts,
+        0
+    );
+}
+
+#[test]
+fn an_offered_call_the_owner_never_answers_is_cleared_with_a_cdn() {
+    let mut pair = Pair::new();
+    let (tunnel, lac_session, lns_session, _) = offered_call(&mut pair);
+    let offered_at = pair.now;
+    pair.run_for(2 * WAIT);
+    let down = pair
+        .lns_events
+        .iter()
+        .find_map(|e| match e {
+            Event::SessionDown { session: s, reason } if *s == lns_session => Some(reason.clone()),
+            _ => None,
+        })
+        .expect("the call is cleared when the wait runs out");
+    // RFC 2661 §4.4.2 result 4: no facilities, temporary.
+    match down {
+        SessionDownReason::Closed(r) => assert_eq!(r.result, cdn::NO_FACILITIES_TEMPORARY),
+        other => panic!("{other:?}"),
+    }
+    assert!(pair.lac_events.iter().any(|e| matches!(
+        e,
+        Event::SessionDown { session: s, reason: SessionDownReason::CdnReceived(r) }
+            if *s == lac_session && r.result == cdn::NO_FACILITIES_TEMPORARY
+    )));
+    assert_eq!(icrps_sent(&pair), 0);
+    assert!(pair.lns_sent.contains(&MessageType::Cdn));
+    assert!(pair.now >= offered_at + WAIT);
+    // Counted; the state is clean on both sides.
+    let lns_tunnel = pair.lns.tunnels().next().unwrap();
+    assert_eq!(
+        pair.lns.tunnel_stats(lns_tunnel).unwrap().connect_timeouts,
+        1
+    );
+    assert_eq!(pair.lns.session_count(lns_tunnel), 0);
+    assert_eq!(pair.lac.session_count(tunnel), 0);
+    assert!(pair.lns.answer_call(pair.now, lns_session, Ok(())).is_err());
+
+    // The owner may refuse a call too: CDN with its result.
+    pair.lns_events.clear();
+    let next = pair
+        .lac
+        .open_session(pair.now, tunnel, CallParams::default())
+        .unwrap();
+    pair.run_for(Duration::from_millis(100));
+    let offered = pair
+        .lns_events
+        .iter()
+        .find_map(|e| match e {
+            Event::CallOffered { session, .. } => Some(*session),
+            _ => None,
+        })
+        .unwrap();
+    pair.lns
+        .answer_call(
+            pair.now,
+            offered,
+            Err(super::ResultCode::new(cdn::NO_FACILITIES_PERMANENT)),
+        )
+        .unwrap();
+    pair.run_for(Duration::from_millis(100));
+    assert_eq!(pair.lac.session_state(next), None);
+    assert_eq!(pair.lns.session_count(lns_tunnel), 0);
+    assert_eq!(icrps_sent(&pair), 0);
+}
+
+#[test]
+fn an_offered_call_goes_down_with_its_tunnel_and_nothing_expires_later() {
+    let mut pair = Pair::new();
+    let (tunnel, _, lns_session, _) = offered_call(&mut pair);
+    let lns_tunnel = pair.lns.tunnels().next().unwrap();
+    pair.lac
+        .close_tunnel(pair.now, tunnel, super::ResultCode::new(1))
+        .unwrap();
+    pair.run_for(Duration::from_millis(100));
+    assert!(pair.lns_events.iter().any(
+        |e| matches!(e, Event::SessionDown { session: s, reason: SessionDownReason::TunnelDown } if *s == lns_session)
+    ));
+    pair.run_for(2 * WAIT);
+    assert_eq!(
+        pair.lns
+            .tunnel_stats(lns_tunnel)
+            .map_or(0, |s| s.connect_timeouts),
+        0
+    );
+    assert!(pair.lns.answer_call(pair.now, lns_session, Ok(())).is_err());
 }

@@ -419,6 +419,31 @@ impl Endpoint {
         self.connect_with(now, remote, vec![recovery.to_avp()])
     }
 
+    /// LNS: answer an [`Event::CallOffered`](super::Event::CallOffered)
+    /// ([`Config::defer_answer`]): `Ok(())` sends the ICRP (the session
+    /// comes up with [`Event::SessionUp`](super::Event::SessionUp) when the
+    /// ICCN arrives); `Err(result)` sends CDN with it and reports
+    /// [`Event::SessionDown`](super::Event::SessionDown).
+    /// [`Error::NotWaiting`] if the call does not wait (already answered,
+    /// or cleared because the wait ran out).
+    pub fn answer_call(
+        &mut self,
+        now: Instant,
+        session: SessionHandle,
+        answer: Result<(), ResultCode>,
+    ) -> Result<(), Error> {
+        self.with_tunnel(session.tunnel, |t, cx| {
+            t.answer_call(now, cx, session.id, answer)
+        })
+        .unwrap_or(Err(Error::UnknownSession))
+    }
+
+    /// LNS: hold the ICRP of incoming calls from now on ([`Config::defer_answer`]),
+    /// or stop (calls already waiting still wait for their answer).
+    pub fn set_defer_answer(&mut self, wait: Option<core::time::Duration>) {
+        self.config.defer_answer = wait;
+    }
+
     /// HA, LNS: answer an [`Event::RecoveryCall`]: `Ok(epoch)` sends ICRP
     /// with that Ownership-Epoch (the session then comes up as any other,
     /// with [`Event::SessionUp`]); `Err(result)` sends CDN with it (a

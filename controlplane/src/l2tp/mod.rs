@@ -240,6 +240,20 @@ pub struct Config {
     /// 1024: an honest LAC pipelines ICRQs within our receive window, and
     /// each waits one round trip for its ICCN.
     pub max_pending_calls: usize,
+    /// LNS: hold the ICRP of an incoming call at most this long: the owner
+    /// hears [`Event::CallOffered`] with every id of the call, prepares for
+    /// the LAC's data (programs a fast path) and then answers with
+    /// [`Endpoint::answer_call`]. RFC 2661 §7.4.2 has the LNS established,
+    /// and so bound to accept the LAC's data, once the ICCN arrives, and a
+    /// LAC sends the subscriber's held PPP frames as soon as its ICCN is
+    /// acknowledged: anything that handles data outside the endpoint must
+    /// know the session before then, or those frames are lost and PPP waits
+    /// for a restart timer (3 s). A call not answered in time is cleared
+    /// with CDN (result 4, no facilities) and counted
+    /// ([`TunnelStats::connect_timeouts`]). Calls with Recovery-Session
+    /// under [`HaConfig::defer_recovery_calls`] wait for their own answer
+    /// instead. `None` (the default): the ICRP follows the ICRQ at once.
+    pub defer_answer: Option<Duration>,
     /// The first Ns of every tunnel, and the first Ns expected from the
     /// peer. RFC 2661 says 0; tests set it near 65535 on both ends to
     /// exercise the wrap. Do not change it against a real peer.
@@ -276,6 +290,7 @@ impl Config {
             max_pending_tunnels: 1024,
             max_refused_tunnels: 1024,
             max_pending_calls: 1024,
+            defer_answer: None,
             initial_sequence: 0,
         }
     }
@@ -728,7 +743,8 @@ pub struct TunnelStats {
     /// WAN-Error-Notify messages received.
     pub wan_error_notify: u64,
     /// LAC calls with [`CallParams::defer_connect`] that the owner did not
-    /// connect in time; cleared with CDN.
+    /// connect in time, and LNS calls under [`Config::defer_answer`] it did
+    /// not answer in time; cleared with CDN.
     pub connect_timeouts: u64,
 }
 
@@ -819,6 +835,29 @@ pub enum Event {
         /// The primary's LNS Session ID from Recovery-Session.
         primary_session_id: u16,
         /// The LAC's Session ID.
+        peer_session_id: u16,
+        /// What the ICRQ said.
+        call: CallInfo,
+    },
+    /// LNS with [`Config::defer_answer`]: an ICRQ arrived and its ICRP
+    /// waits for [`Endpoint::answer_call`]. Everything data messages of the
+    /// session need is here but sequencing, which the LAC asks for in its
+    /// ICCN (RFC 2661 §4.4.6): [`Event::SessionUp`] has it. SessionUp
+    /// follows once the ICCN arrives; [`Event::SessionDown`] if the call is
+    /// cleared first (the LAC's CDN, its tunnel, the owner's refusal, or
+    /// the owner's time ran out).
+    CallOffered {
+        /// The session (not up yet).
+        session: SessionHandle,
+        /// Our Tunnel ID (what the LAC sends to).
+        local_tunnel_id: u16,
+        /// The LAC's Tunnel ID.
+        peer_tunnel_id: u16,
+        /// The LAC's address.
+        remote: SocketAddrV4,
+        /// Our Session ID (what the LAC's data messages carry).
+        local_session_id: u16,
+        /// The LAC's Session ID (what our data messages are sent to).
         peer_session_id: u16,
         /// What the ICRQ said.
         call: CallInfo,

@@ -698,15 +698,43 @@ impl Tunnel {
         id: u64,
         answer: Result<u32, ResultCode>,
     ) -> Result<(), Error> {
+        let answer = answer.map(|epoch| vec![AvpEntry::optional(Avp::OwnershipEpoch(epoch))]);
+        self.answer_waiting_call(now, cx, id, answer)
+    }
+
+    /// LNS: the owner's answer to [`Event::CallOffered`]: ICRP, or CDN with
+    /// the result.
+    pub(crate) fn answer_call(
+        &mut self,
+        now: Instant,
+        cx: &mut Cx<'_>,
+        id: u64,
+        answer: Result<(), ResultCode>,
+    ) -> Result<(), Error> {
+        self.answer_waiting_call(now, cx, id, answer.map(|()| Vec::new()))
+    }
+
+    /// Answer an ICRQ that waits for the owner: ICRP with these extra AVPs,
+    /// or CDN with the result.
+    fn answer_waiting_call(
+        &mut self,
+        now: Instant,
+        cx: &mut Cx<'_>,
+        id: u64,
+        answer: Result<Vec<AvpEntry>, ResultCode>,
+    ) -> Result<(), Error> {
         let s = self.sessions.get_mut(&id).ok_or(Error::UnknownSession)?;
         if !s.awaiting_owner {
             return Err(Error::NotWaiting);
         }
         s.awaiting_owner = false;
+        if let Some(at) = s.connect_deadline.take() {
+            self.held_calls.remove(&(at, id));
+        }
         self.pending_calls = self.pending_calls.saturating_sub(1);
         match answer {
-            Ok(epoch) => {
-                s.icrp_avps = vec![AvpEntry::optional(Avp::OwnershipEpoch(epoch))];
+            Ok(avps) => {
+                s.icrp_avps = avps;
                 self.session_apply(now, cx, id, SessionEvent::IcrqAcceptable, None);
             }
             Err(result) => {
@@ -760,6 +788,32 @@ impl Tunnel {
             }
             s.connect_deadline = None;
             self.stats.connect_timeouts += 1;
+            if s.awaiting_owner {
+                // LNS, Config::defer_answer: RFC 2661 §4.4.2 result 4
+                // (temporary lack of facilities): our side was not ready
+                // for the call's data.
+                s.awaiting_owner = false;
+                self.pending_calls = self.pending_calls.saturating_sub(1);
+                self.stats.calls_rejected += 1;
+                let wait = cx.config.defer_answer.unwrap_or_default();
+                let result = ResultCode::with_error(
+                    cdn::NO_FACILITIES_TEMPORARY,
+                    error::INSUFFICIENT_RESOURCES,
+                    format!(
+                        "the LNS was not ready to answer the call within {} ms",
+                        wait.as_millis()
+                    ),
+                );
+                let reason = SessionDownReason::Closed(result.clone());
+                self.session_apply(
+                    now,
+                    cx,
+                    id,
+                    SessionEvent::IcrqNotAcceptable,
+                    Some((result, reason)),
+                );
+                continue;
+            }
             let wait = s.call.defer_connect.unwrap_or_default();
             // RFC 2661 §4.4.2: result 4, "call failed due to lack of
             // appropriate facilities being available (temporary
@@ -1650,6 +1704,29 @@ impl Tunnel {
             cx.events.push_back(Event::RecoveryCall {
                 session: s.handle,
                 primary_session_id: s.info.recovery_session.unwrap_or(0),
+                peer_session_id: s.peer_id,
+                call: s.info.clone(),
+            });
+            self.insert_session(s);
+            return;
+        }
+        if let (Ok(()), Some(wait)) = (&verdict, cx.config.defer_answer) {
+            // Config::defer_answer: the owner readies itself for the LAC's
+            // data before our ICRP lets the LAC connect the call (RFC 2661
+            // §7.4.2), then calls answer_call. Counted as pending, so a
+            // peer's flood of ICRQs holds bounded state too.
+            let deadline = now + wait;
+            s.awaiting_owner = true;
+            s.told = true;
+            s.connect_deadline = Some(deadline);
+            self.held_calls.insert((deadline, handle.id));
+            self.pending_calls += 1;
+            cx.events.push_back(Event::CallOffered {
+                session: s.handle,
+                local_tunnel_id: self.local_id,
+                peer_tunnel_id: self.peer_id,
+                remote: self.remote,
+                local_session_id: s.local_id,
                 peer_session_id: s.peer_id,
                 call: s.info.clone(),
             });

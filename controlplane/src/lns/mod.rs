@@ -40,9 +40,12 @@
 //! messages of the LACs go to the workers, not to the node's socket. Then:
 //!
 //! * [`Node::report_connected_calls`] turns on [`ConnectedCall`]s, polled
-//!   with [`Node::poll_connected_call`]: one per L2TP session that came up,
-//!   before PPP, with the ids and addresses the workers need to recognise
-//!   its data messages and punt its PPP control frames;
+//!   with [`Node::poll_connected_call`]: one per incoming call, when its
+//!   ICRQ arrives, with the ids and addresses the workers need to recognise
+//!   its data messages and punt its PPP control frames. The call's ICRP
+//!   waits for [`Node::release_call`] ([`l2tp::Config::defer_answer`]), so
+//!   the workers know the session before the LAC sends its first PPP
+//!   frames (right after its ICCN, RFC 2661 §7.4.1);
 //! * the workers' punted PPP frames come back in through
 //!   [`Node::handle_ppp`], exactly as if they had arrived in a data
 //!   message; the replies still leave through the node's UDP socket (the
@@ -66,7 +69,7 @@ pub use ha::{HaConfig, HaStats, PeerLink};
 
 use core::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use core::time::Duration;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use dataplane::wire::control::Avp;
 use dataplane::wire::ppp as ppp_wire;
@@ -291,7 +294,13 @@ impl EstablishedSession {
     }
 }
 
-/// An L2TP call that is connected (the ICCN arrived, RFC 2661 §4.4.1), before
+/// How long an incoming call's ICRP waits for [`Node::release_call`] at
+/// most with [`Node::report_connected_calls`] on; then the call is cleared
+/// (CDN result 4). Longer than the fast path's own bound on its workers.
+pub const ANSWER_LIMIT: Duration = Duration::from_secs(1);
+
+/// An L2TP call as a fast path needs it, reported when its ICRQ arrives
+/// (or, for a call that came up without that, when it came up), before
 /// PPP: what a fast path needs to take the session's data messages and hand
 /// its PPP frames back with [`Node::handle_ppp`]. Reported only after
 /// [`Node::report_connected_calls`].
@@ -537,6 +546,15 @@ pub struct Node {
     /// [`Node::report_connected_calls`] (so a node without a fast path keeps
     /// nothing).
     connected_calls: Option<VecDeque<ConnectedCall>>,
+    /// Calls reported at their ICRQ whose ICRP waits for
+    /// [`Node::release_call`].
+    offered: HashSet<SessionHandle>,
+    /// Calls answered after [`Node::release_call`], not up yet: the fast
+    /// path knows them already.
+    answered: HashSet<SessionHandle>,
+    /// Reported calls cleared before they came up, not yet polled
+    /// ([`Node::poll_abandoned_call`]).
+    abandoned: VecDeque<SessionHandle>,
     auths: HashMap<(Generation, AuthHandle), SessionHandle>,
     deadlines: Deadlines<SessionHandle>,
     transmits: VecDeque<(SocketAddr, Vec<u8>)>,
@@ -609,6 +627,13 @@ fn proxy_of(call: &CallInfo) -> (Option<ProxyLcp>, Option<ProxyAuth>) {
     (have_lcp.then_some(lcp), have_auth.then_some(auth))
 }
 
+/// The LAC sent Sequencing Required (RFC 2661 §4.4.6, AVP 39).
+fn sequencing_required(call: &CallInfo) -> bool {
+    call.avps
+        .iter()
+        .any(|e| matches!(e.avp, Avp::SequencingRequired))
+}
+
 fn calling_number(call: &CallInfo) -> Option<String> {
     call.avps.iter().find_map(|e| match &e.avp {
         Avp::CallingNumber(v) => Some(String::from_utf8_lossy(v).into_owned()),
@@ -661,6 +686,9 @@ impl Node {
             sessions: HashMap::new(),
             by_ids: HashMap::new(),
             connected_calls: None,
+            offered: HashSet::new(),
+            answered: HashSet::new(),
+            abandoned: VecDeque::new(),
             auths: HashMap::new(),
             deadlines: Deadlines::new(),
             transmits: VecDeque::new(),
@@ -883,15 +911,21 @@ impl Node {
         }
     }
 
-    /// Report every L2TP session that comes up from now on as a
-    /// [`ConnectedCall`] ([`Node::poll_connected_call`]), and hold its PPP
-    /// output until [`Node::release_call`]; `false` stops and forgets the
-    /// unpolled ones. For a daemon with a fast path.
+    /// Report every incoming call from now on as a [`ConnectedCall`]
+    /// ([`Node::poll_connected_call`]) when its ICRQ arrives, and hold its
+    /// ICRP until [`Node::release_call`] (at most [`ANSWER_LIMIT`]); a
+    /// session that comes up without that (a recovery call) is reported
+    /// when it comes up and its PPP output is held instead. `false` stops
+    /// and forgets the unpolled ones (calls already waiting still wait for
+    /// [`Node::release_call`]). For a daemon with a fast path.
     pub fn report_connected_calls(&mut self, on: bool) {
+        self.endpoint.set_defer_answer(on.then_some(ANSWER_LIMIT));
         match (on, &self.connected_calls) {
             (true, None) => self.connected_calls = Some(VecDeque::new()),
             (false, _) => {
                 self.connected_calls = None;
+                self.abandoned.clear();
+                self.answered.clear();
                 // Nobody will release them: their frames go with the
                 // next thing each session sends.
                 for s in self.sessions.values_mut() {
@@ -902,12 +936,21 @@ impl Node {
         }
     }
 
-    /// The fast path knows `session` now: send the PPP frames it held. With
-    /// [`Node::report_connected_calls`] on, a new session's PPP output
-    /// waits for this, so that the LAC's answers are not dropped by workers
-    /// that do not know the session yet (they would cost an LCP restart,
-    /// 3 s). False if there is no such session.
+    /// The fast path knows `session` now: answer its ICRQ, or send the PPP
+    /// frames it held. With [`Node::report_connected_calls`] on, a new
+    /// call waits for this, so that the LAC's PPP frames are not dropped by
+    /// workers that do not know the session yet (they would cost a PPP
+    /// restart, 3 s). False if there is no such call or session.
     pub fn release_call(&mut self, now: Instant, session: SessionHandle) -> bool {
+        if self.offered.remove(&session) {
+            if self.endpoint.answer_call(now, session, Ok(())).is_err() {
+                // Cleared meanwhile (its wait ran out): SessionDown said so.
+                return false;
+            }
+            self.answered.insert(session);
+            self.pump(now);
+            return true;
+        }
         let Some(s) = self.sessions.get_mut(&session) else {
             return false;
         };
@@ -920,6 +963,45 @@ impl Node {
     /// The next connected call (see [`Node::report_connected_calls`]).
     pub fn poll_connected_call(&mut self) -> Option<ConnectedCall> {
         self.connected_calls.as_mut()?.pop_front()
+    }
+
+    /// The next reported call that was cleared before it came up (the
+    /// LAC's CDN, its tunnel, the wait for [`Node::release_call`] ran out):
+    /// the fast path forgets it. Sessions that came up end with
+    /// [`Event::SessionDown`] instead.
+    pub fn poll_abandoned_call(&mut self) -> Option<SessionHandle> {
+        self.abandoned.pop_front()
+    }
+
+    /// A call offered by the endpoint ([`l2tp::Config::defer_answer`]):
+    /// report it, or answer at once when nobody asked for reports.
+    #[allow(clippy::too_many_arguments)]
+    fn on_call_offered(
+        &mut self,
+        now: Instant,
+        session: SessionHandle,
+        tunnel_ids: (u16, u16),
+        remote: SocketAddrV4,
+        session_ids: (u16, u16),
+        call: &CallInfo,
+    ) {
+        let Some(calls) = &mut self.connected_calls else {
+            let _ = self.endpoint.answer_call(now, session, Ok(()));
+            return;
+        };
+        calls.push_back(ConnectedCall {
+            session,
+            tunnel_id: tunnel_ids.0,
+            peer_tunnel_id: tunnel_ids.1,
+            session_id: session_ids.0,
+            peer_session_id: session_ids.1,
+            remote,
+            local: None,
+            // The LAC asks for sequencing in its ICCN (RFC 2661 §4.4.6);
+            // the call is reported again then if it does.
+            sequencing: sequencing_required(call),
+        });
+        self.offered.insert(session);
     }
 
     /// The session with our Tunnel ID `tunnel_id` and our Session ID
@@ -1197,6 +1279,22 @@ impl Node {
                 primary_session_id,
                 ..
             } => self.on_recovery_call(now, session, primary_session_id),
+            l2tp::Event::CallOffered {
+                session,
+                local_tunnel_id,
+                peer_tunnel_id,
+                remote,
+                local_session_id,
+                peer_session_id,
+                call,
+            } => self.on_call_offered(
+                now,
+                session,
+                (local_tunnel_id, peer_tunnel_id),
+                remote,
+                (local_session_id, peer_session_id),
+                &call,
+            ),
             l2tp::Event::SessionMoved { session, epoch } => {
                 // The CDN that carried it is in: SessionDown follows and
                 // ends the session, without a CDN of ours (lower gone).
@@ -1214,6 +1312,10 @@ impl Node {
                 call,
             } => self.start_session(now, session, local_session_id, peer_session_id, &call),
             l2tp::Event::SessionDown { session, reason } => {
+                let reported = self.offered.remove(&session) | self.answered.remove(&session);
+                if reported && self.connected_calls.is_some() {
+                    self.abandoned.push_back(session);
+                }
                 let Some(s) = self.sessions.get_mut(&session) else {
                     // One we closed ourselves: already accounted for. Or a
                     // recovery call cleared before its ICCN.
@@ -1289,7 +1391,15 @@ impl Node {
         }
         self.by_ids
             .insert((local_tunnel_id, local_session_id), session);
-        if let Some(calls) = &mut self.connected_calls {
+        // A call reported at its ICRQ is programmed already; again only if
+        // its ICCN asked for sequencing.
+        let answered = self.answered.remove(&session);
+        let sequencing = sequencing_required(call);
+        if let Some(calls) = self
+            .connected_calls
+            .as_mut()
+            .filter(|_| !answered || sequencing)
+        {
             calls.push_back(ConnectedCall {
                 session,
                 tunnel_id: local_tunnel_id,
@@ -1298,10 +1408,7 @@ impl Node {
                 peer_session_id,
                 remote,
                 local: None,
-                sequencing: call
-                    .avps
-                    .iter()
-                    .any(|e| matches!(e.avp, Avp::SequencingRequired)),
+                sequencing,
             });
         }
         let rng = child_rng(&mut *self.rng);
@@ -1332,11 +1439,8 @@ impl Node {
                 epoch: 1,
                 adopted_from: None,
                 start_unix: None,
-                sequencing: call
-                    .avps
-                    .iter()
-                    .any(|e| matches!(e.avp, Avp::SequencingRequired)),
-                held: self.connected_calls.is_some(),
+                sequencing,
+                held: self.connected_calls.is_some() && !answered,
                 local_session_id,
                 peer_session_id,
                 nas_port,
