@@ -44,9 +44,11 @@ use common::BoxError;
 /// With a fast path, the driver runs in slices this short so punted PPP
 /// frames are served promptly (the plan's ≤ 2 ms).
 const FASTPATH_SLICE: Duration = Duration::from_millis(1);
-/// How often the fast path's counters are asked for (and the metrics and
-/// `show stats` refreshed from them).
+/// How often the fast path's counters are asked for (and the metrics
+/// refreshed from them; `show stats` asks afresh).
 const REPORT_EVERY: Duration = Duration::from_secs(1);
+/// How long `show stats` waits for every worker's current counters.
+const STATS_WAIT: Duration = Duration::from_millis(50);
 /// How often the metrics are refreshed from the node (a scrape sees values
 /// at most this old).
 const METRICS_EVERY: Duration = Duration::from_millis(100);
@@ -489,6 +491,7 @@ impl Daemon {
                 what: Show::Sessions,
             } => Reply::ok(&self.sessions(now)),
             Request::Show { what: Show::Stats } => {
+                self.fresh_fastpath_summary();
                 let radius = self.driver.node_mut().radius_mut().map(|r| r.stats());
                 let mut stats = self.stats();
                 if let (Json::Object(fields), Some(r)) = (&mut stats, radius) {
@@ -707,6 +710,18 @@ impl Daemon {
 
     /// Takes the workers' last reports into the metrics and `show stats`,
     /// and asks for the next (they answer between bursts; never waited for).
+    /// `show stats` answers with the workers' counters as of now, not as
+    /// of the last periodic report: an operator or a test reading them right
+    /// after traffic stops must see all of it. Bounded by STATS_WAIT.
+    fn fresh_fastpath_summary(&mut self) {
+        if let Some(fp) = &mut self.fastpath {
+            match fp.fastpath().fresh_reports(STATS_WAIT) {
+                Ok(summary) => self.summary = Some(summary),
+                Err(e) => warn!(error = %e, "fast path reports not requested"),
+            }
+        }
+    }
+
     fn refresh_fastpath(&mut self) {
         if let Some(fp) = &mut self.fastpath {
             let summary = fp.fastpath().summary();
@@ -824,6 +839,14 @@ impl Daemon {
         // Accounting Stop with Admin-Reboot (RFC 2866 §5.10: the
         // administrator ending service on the NAS).
         node.shut_down_sessions(now);
+        // The CDNs first, acknowledged (or half the grace gone), then the
+        // StopCCNs: a StopCCN clears the calls whose CDNs still wait behind
+        // the LAC's receive window, and with them their result codes
+        // (RFC 2661 §5.7 lets it, but the LAC should hear why each call ended).
+        let started = now;
+        common::settle_until(&mut self.driver, started + common::SHUTDOWN_GRACE / 2)?;
+        let now = self.driver.now();
+        let node = self.driver.node_mut();
         let tunnels: Vec<TunnelHandle> = node.endpoint().tunnels().collect();
         for tunnel in tunnels {
             let result = ResultCode::with_message(stop_ccn::SHUTTING_DOWN, "LNS shutting down");
@@ -832,7 +855,7 @@ impl Daemon {
         // Wait for the LACs' acknowledgements and for the RADIUS servers to
         // take the accounting Stops of the sessions just ended, within one
         // grace time: a Stop lost here is a session never billed as over.
-        let deadline = now + common::SHUTDOWN_GRACE;
+        let deadline = started + common::SHUTDOWN_GRACE;
         let settled = |driver: &mut Driver<lns::Node>| {
             let acked = common::all_acknowledged(driver.node().endpoint());
             let radius_idle = driver.node().radius_settled();
