@@ -54,7 +54,7 @@ pub mod select;
 
 use core::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use core::time::Duration;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use dataplane::wire::control::{Avp, AvpEntry};
 use dataplane::wire::ethernet::{self, EtherType};
@@ -72,6 +72,7 @@ use crate::lns::deadlines::Deadlines;
 use crate::ppp::{self, DownCause, PppConfig, PppLink, PresentedSecret, Role};
 use crate::pppoe;
 use crate::time::Instant;
+pub use dataplane::wire::control::SwitchoverType;
 
 pub use select::{LnsEntry, LnsStatus, Selector};
 
@@ -130,6 +131,47 @@ pub struct Config {
     /// PPPoE discovery: our access MAC address (the source of every frame
     /// we send on the access port), AC-Name, services, limits.
     pub pppoe: pppoe::ServerConfig,
+    /// High availability (DESIGN.md §3, docs/ha-protocol.md §5.4-5.5):
+    /// failure and load switchover of calls between an LNS and its peers.
+    /// `None` (the default): no HA, the node behaves as a plain RFC 2661
+    /// LAC. `Some`: the node sets [`l2tp::Config::ha`] itself (HA-Capability
+    /// in every SCCRQ) if it is not set already.
+    pub ha: Option<HaPolicy>,
+}
+
+/// What the LAC does when an LNS fails or asks it to move calls
+/// ([`Config::ha`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HaPolicy {
+    /// Recover the calls of an LNS found dead (Hellos unanswered) on the
+    /// peer it advertised (Peer-LNS-Address), without renegotiating PPP.
+    /// Default true.
+    pub failure_switchover: bool,
+    /// Grant an LNS's request to move calls (STPLRQ); false denies every
+    /// one with reason "policy". Default true.
+    pub accept_switchover: bool,
+    /// Recovery calls (ICRQ with Recovery-Session) in flight at once on one
+    /// recovery tunnel; the rest wait for a slot. Default 256.
+    pub recovery_window: usize,
+    /// PPP frames the node itself holds per subscriber while its call
+    /// moves (the slow path; a fast path has its own rings); more are
+    /// dropped and counted ([`Stats::hold_overflow`]). Default 64.
+    pub hold_limit: usize,
+    /// "New sessions only" steering (STPLRQ type 1) lasts at most this
+    /// long unless cancelled. Default 1 h.
+    pub steer_time: Duration,
+}
+
+impl Default for HaPolicy {
+    fn default() -> Self {
+        HaPolicy {
+            failure_switchover: true,
+            accept_switchover: true,
+            recovery_window: 256,
+            hold_limit: 64,
+            steer_time: Duration::from_secs(3600),
+        }
+    }
 }
 
 impl Config {
@@ -163,6 +205,7 @@ impl Config {
                 ac_name: host_name_for_ac,
                 ..pppoe::ServerConfig::default()
             },
+            ha: None,
         }
     }
 }
@@ -240,6 +283,26 @@ pub struct CallUp {
     pub setup_time: Duration,
     /// LNSs tried before this one for this call.
     pub failovers: usize,
+    /// HA: this call took over the subscriber's earlier call (failure or
+    /// load switchover); the old call's ids.
+    pub moved_from: Option<MovedFrom>,
+}
+
+/// The call a moved subscriber's new call replaces ([`CallUp::moved_from`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MovedFrom {
+    /// Our Tunnel ID of the old call.
+    pub local_tunnel_id: u16,
+    /// Our Session ID of the old call.
+    pub local_session_id: u16,
+    /// The session's Ownership-Epoch at the new LNS (from its ICRP).
+    pub epoch: u32,
+    /// A load switchover: the old call still carries the subscriber's
+    /// traffic until the new one is up ([`Event::SessionUp`]), and is then
+    /// released ([`Event::SessionReleased`]). False: a failure switchover,
+    /// the old call is gone and the subscriber's upstream is held
+    /// ([`Event::Holding`]) until the new call is up.
+    pub make_before_break: bool,
 }
 
 /// Why a subscriber's session ended.
@@ -336,6 +399,41 @@ pub enum Event {
         /// End of the lockout.
         until: Instant,
     },
+    /// HA failure switchover: the subscriber's call died with its LNS and
+    /// is being recovered at a peer; hold its upstream frames (in order)
+    /// until [`Event::SessionUp`] of the new call (with
+    /// [`CallUp::moved_from`] naming these ids). The subscriber is kept: no
+    /// PADT, no [`Event::SessionDown`] (unless the recovery fails).
+    Holding {
+        /// The PPPoE session.
+        subscriber: SubscriberKey,
+        /// Our Tunnel ID of the dead call.
+        local_tunnel_id: u16,
+        /// Our Session ID of the dead call.
+        local_session_id: u16,
+    },
+    /// HA: an LNS asked to move calls (STPLRQ) and was answered (STPLRP).
+    SwitchoverRequested {
+        /// The LNS that asked.
+        lns: SocketAddrV4,
+        /// What it asked for.
+        kind: SwitchoverType,
+        /// Whether we granted it.
+        granted: bool,
+        /// Calls that will move (0 for "new sessions only" or a denial).
+        sessions: usize,
+    },
+    /// HA load switchover: the subscriber's new call is up and its old
+    /// call was released at the old LNS (CDN with the new
+    /// Ownership-Epoch): stop forwarding on the old ids.
+    SessionReleased {
+        /// The PPPoE session.
+        subscriber: SubscriberKey,
+        /// Our Tunnel ID of the old call.
+        local_tunnel_id: u16,
+        /// Our Session ID of the old call.
+        local_session_id: u16,
+    },
 }
 
 /// Counters of the node.
@@ -375,6 +473,69 @@ pub struct Stats {
     pub lockouts: u64,
     /// Proxy mode: authentications collected and handed to an LNS.
     pub proxy_authentications: u64,
+    /// HA: calls whose recovery at a peer LNS began (failure or load
+    /// switchover).
+    pub recoveries_started: u64,
+    /// HA: recovery calls that came up.
+    pub recoveries_done: u64,
+    /// HA: subscribers whose recovery failed at every peer (ended), or a
+    /// planned move given up (left on the old LNS).
+    pub recoveries_failed: u64,
+    /// HA: STPLRQs received.
+    pub switchover_requests: u64,
+    /// HA: STPLRQs granted.
+    pub switchovers_granted: u64,
+    /// HA: STPLRQs denied.
+    pub switchovers_denied: u64,
+    /// HA: calls moved by a load switchover (released at the old LNS).
+    pub sessions_moved: u64,
+    /// HA: frames dropped because a moving subscriber's hold was full
+    /// ([`HaPolicy::hold_limit`]).
+    pub hold_overflow: u64,
+    /// HA: STPLRQs (or other HA messages) that could not be read; ignored.
+    pub ha_messages_malformed: u64,
+}
+
+/// HA counters and state per LNS ([`Node::ha_status`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LnsHaStatus {
+    /// The LNS.
+    pub lns: SocketAddrV4,
+    /// Its peers (Peer-LNS-Address of its latest SCCRP), in preference
+    /// order.
+    pub peers: Vec<Ipv4Addr>,
+    /// New calls avoid it until then (STPLRQ "new sessions only" or
+    /// "all"), if steered.
+    pub steered_until: Option<Instant>,
+    /// Subscribers whose call died with it and that wait for their
+    /// recovery (upstream held).
+    pub holding: usize,
+    /// Subscribers being moved away from it by a load switchover (still
+    /// forwarding on it).
+    pub moving: usize,
+    /// Recoveries of its calls begun.
+    pub recoveries_started: u64,
+    /// Recoveries of its calls that came up elsewhere.
+    pub recoveries_done: u64,
+    /// Recoveries of its calls that failed.
+    pub recoveries_failed: u64,
+    /// STPLRQs it sent.
+    pub switchover_requests: u64,
+    /// Of those, granted.
+    pub switchovers_granted: u64,
+    /// Of those, denied.
+    pub switchovers_denied: u64,
+}
+
+/// The node's HA state ([`Node::ha_status`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LacHaStatus {
+    /// [`Config::ha`] is set.
+    pub enabled: bool,
+    /// The policy, if enabled.
+    pub policy: Option<HaPolicy>,
+    /// Every LNS we have a tunnel to or HA state about, in address order.
+    pub lns: Vec<LnsHaStatus>,
 }
 
 /// Where a subscriber's session stands.
@@ -451,6 +612,44 @@ struct Subscriber {
     ids: Option<((u16, u16), (u16, u16))>,
     frames_up: u64,
     frames_down: u64,
+    /// HA: the call is moving to another LNS.
+    moving: Option<Moving>,
+}
+
+/// A subscriber's call on its way to another LNS (HA switchover).
+#[derive(Debug)]
+struct Moving {
+    /// The LNS it moves away from.
+    from_lns: SocketAddrV4,
+    /// The old call's handle (make-before-break: still up; failure: gone).
+    old_call: SessionHandle,
+    /// Our Tunnel ID and Session ID of the old call, and the old LNS's
+    /// Session ID (Recovery-Session).
+    old_ids: ((u16, u16), (u16, u16)),
+    /// A load switchover (the old call forwards until the new one is up).
+    make_before_break: bool,
+    /// Peers still to try, in preference order.
+    peers: Vec<Ipv4Addr>,
+    /// The recovery call, once placed.
+    new_call: Option<SessionHandle>,
+    /// Its Ownership-Epoch once answered.
+    epoch: Option<u32>,
+    /// Upstream frames held (failure switchover, or a planned move between
+    /// the new call's answer and its up).
+    held: VecDeque<Vec<u8>>,
+}
+
+/// What the node knows about an LNS for HA.
+#[derive(Debug, Default)]
+struct LnsHa {
+    peers: Vec<Ipv4Addr>,
+    steered_until: Option<Instant>,
+    recoveries_started: u64,
+    recoveries_done: u64,
+    recoveries_failed: u64,
+    switchover_requests: u64,
+    switchovers_granted: u64,
+    switchovers_denied: u64,
 }
 
 /// The LAC: see the [module documentation](self).
@@ -471,6 +670,8 @@ pub struct Node {
     access: VecDeque<Vec<u8>>,
     events: VecDeque<Event>,
     stats: Stats,
+    /// HA state per LNS.
+    ha_lns: BTreeMap<SocketAddrV4, LnsHa>,
 }
 
 impl core::fmt::Debug for Node {
@@ -539,7 +740,21 @@ impl Node {
                 reason: "must be more than zero".into(),
             });
         }
-        let endpoint = Endpoint::new(config.l2tp.clone(), child_rng(&mut *rng))?;
+        let mut l2tp_config = config.l2tp.clone();
+        if config.ha.is_some() && l2tp_config.ha.is_none() {
+            // DESIGN.md §3: HA-Capability in our SCCRQ, so that LNSs send
+            // us Peer-LNS-Address and may send STPLRQ.
+            l2tp_config.ha = Some(l2tp::HaConfig::default());
+        }
+        if let Some(ha) = &config.ha {
+            if ha.recovery_window == 0 {
+                return Err(ConfigError {
+                    field: "ha.recovery_window",
+                    reason: "at least one recovery call must be allowed in flight".into(),
+                });
+            }
+        }
+        let endpoint = Endpoint::new(l2tp_config, child_rng(&mut *rng))?;
         let discovery = pppoe::Server::new(config.pppoe.clone(), now, &mut *rng);
         Ok(Node {
             discovery,
@@ -556,6 +771,7 @@ impl Node {
             access: VecDeque::new(),
             events: VecDeque::new(),
             stats: Stats::default(),
+            ha_lns: BTreeMap::new(),
         })
     }
 
@@ -589,6 +805,49 @@ impl Node {
     /// Counters.
     pub fn stats(&self) -> Stats {
         self.stats
+    }
+
+    /// HA state per LNS: its peers, steering, subscribers holding or
+    /// moving, counters (for `l2tpctl ha status`).
+    pub fn ha_status(&self) -> LacHaStatus {
+        let lns = self
+            .ha_lns
+            .iter()
+            .map(|(&addr, h)| LnsHaStatus {
+                lns: addr,
+                peers: h.peers.clone(),
+                steered_until: h.steered_until,
+                holding: self
+                    .subscribers
+                    .values()
+                    .filter(|s| {
+                        s.moving
+                            .as_ref()
+                            .is_some_and(|m| m.from_lns == addr && !m.make_before_break)
+                    })
+                    .count(),
+                moving: self
+                    .subscribers
+                    .values()
+                    .filter(|s| {
+                        s.moving
+                            .as_ref()
+                            .is_some_and(|m| m.from_lns == addr && m.make_before_break)
+                    })
+                    .count(),
+                recoveries_started: h.recoveries_started,
+                recoveries_done: h.recoveries_done,
+                recoveries_failed: h.recoveries_failed,
+                switchover_requests: h.switchover_requests,
+                switchovers_granted: h.switchovers_granted,
+                switchovers_denied: h.switchovers_denied,
+            })
+            .collect();
+        LacHaStatus {
+            enabled: self.config.ha.is_some(),
+            policy: self.config.ha.clone(),
+            lns,
+        }
     }
 
     /// Every LNS with its load and lockout.
@@ -695,6 +954,7 @@ impl Node {
             ids: None,
             frames_up: 0,
             frames_down: 0,
+            moving: None,
         };
         match self.config.mode {
             Mode::Relay => {
@@ -1519,6 +1779,7 @@ impl Node {
             sequencing: false,
             setup_time: now.saturating_duration_since(sub.started),
             failovers: sub.tried.len().saturating_sub(1),
+            moved_from: None,
         })
     }
 
