@@ -59,7 +59,8 @@ pub struct LacConfig {
     pub setup_timeout: f64,
     /// Relay or proxy.
     pub mode: RelayMode,
-    /// Frames held per session while it moves between LNSs.
+    /// Frames each fast-path worker holds per session while it moves
+    /// between LNSs (the depth of the `ha.hold_rings` rings).
     pub hold_depth: usize,
     /// `[pppoe]`.
     pub pppoe: Pppoe,
@@ -67,6 +68,116 @@ pub struct LacConfig {
     pub dataplane: LacDataplane,
     /// `[control]`.
     pub control: Control,
+    /// `[ha]`: failure and load switchover between an LNS and its peers.
+    pub ha: LacHa,
+}
+
+/// `[ha]` of a LAC: recover the calls of a failed LNS on the peer it
+/// advertised, and move calls when an LNS asks (DESIGN.md §1 items 3 and
+/// 4, docs/ha-protocol.md §5). Off: the LAC does not offer HA-Capability
+/// and behaves as a plain RFC 2661 LAC.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LacHa {
+    /// Offer HA-Capability to the LNSs and act on what they advertise.
+    pub enabled: bool,
+    /// Milliseconds between Hellos on the LNS tunnels (replaces `hello`
+    /// when HA is on): the failure detector.
+    pub hello_ms: u64,
+    /// Milliseconds of silence from an LNS after which it counts as dead
+    /// and its calls are recovered on its peer.
+    pub dead_ms: u64,
+    /// Recover the calls of a dead LNS on its peer (false: they end, as
+    /// without HA, but requested switchovers are still honoured).
+    pub failure_switchover: bool,
+    /// Grant an LNS's request to move calls (false: deny with "policy").
+    pub accept_switchover: bool,
+    /// Recovery calls in flight at once on one recovery tunnel.
+    pub recovery_window: usize,
+    /// Frames the control plane holds per moving session (the path
+    /// without workers; the workers' rings are `hold_depth` deep).
+    pub hold_limit: usize,
+    /// Sessions each fast-path worker can hold at once (its rings, each
+    /// `hold_depth` frames): a failure holds every session of the failed
+    /// LNS; one beyond this loses its upstream frames until it is moved.
+    pub hold_rings: usize,
+    /// Seconds a "new sessions only" switchover steers new calls away
+    /// from the LNS that asked, unless it cancels sooner.
+    pub steer_time: f64,
+}
+
+impl Default for LacHa {
+    fn default() -> Self {
+        LacHa {
+            enabled: false,
+            hello_ms: 100,
+            dead_ms: 300,
+            failure_switchover: true,
+            accept_switchover: true,
+            recovery_window: 256,
+            hold_limit: 64,
+            hold_rings: 1024,
+            steer_time: 3600.0,
+        }
+    }
+}
+
+/// Held frames per worker at most (`ha.hold_rings` × `hold_depth`): each
+/// slot is a few bytes of every worker's memory, allocated at start.
+const MAX_HOLD_SLOTS: usize = 1 << 24;
+
+impl LacHa {
+    /// The Hello interval on the LNS tunnels.
+    pub fn hello_interval(&self) -> Duration {
+        Duration::from_millis(self.hello_ms)
+    }
+
+    /// How long an LNS may stay silent before it counts as dead.
+    pub fn dead_interval(&self) -> Duration {
+        Duration::from_millis(self.dead_ms)
+    }
+
+    /// How long "new sessions only" steering lasts at most.
+    pub fn steer_duration(&self) -> Duration {
+        seconds(self.steer_time)
+    }
+
+    fn validate(&self, hold_depth: usize) -> Result<(), Invalid> {
+        if !(10..=60_000).contains(&self.hello_ms) {
+            return Err(invalid(
+                "ha.hello_ms",
+                "give 10 to 60000 milliseconds (100 detects a dead LNS in about 300 ms)",
+            ));
+        }
+        // A live LNS answers a Hello within its acknowledgement delay (50
+        // ms by default): the dead interval must leave room for at least
+        // one Hello and its answer, or a healthy LNS is declared dead.
+        if self.dead_ms < 2 * self.hello_ms || self.dead_ms > 600_000 {
+            return Err(invalid(
+                "ha.dead_ms",
+                format!(
+                    "give {} (twice ha.hello_ms) to 600000 milliseconds; three Hellos (e.g. 300 with hello_ms = 100) is usual",
+                    2 * self.hello_ms
+                ),
+            ));
+        }
+        if !(1..=65_535).contains(&self.recovery_window) {
+            return Err(invalid("ha.recovery_window", "give 1 to 65535 calls"));
+        }
+        if !(1..=65_536).contains(&self.hold_limit) {
+            return Err(invalid("ha.hold_limit", "give 1 to 65536 frames"));
+        }
+        if self.hold_rings == 0 || self.hold_rings.saturating_mul(hold_depth) > MAX_HOLD_SLOTS {
+            return Err(invalid(
+                "ha.hold_rings",
+                format!(
+                    "give 1 to {} sessions (ha.hold_rings × hold_depth is at most {MAX_HOLD_SLOTS} held frames per worker)",
+                    MAX_HOLD_SLOTS / hold_depth.max(1)
+                ),
+            ));
+        }
+        check_seconds("ha.steer_time", self.steer_time, 1.0, 7.0 * 86_400.0)
+    }
 }
 
 /// One `[[lns]]` entry.
@@ -187,6 +298,7 @@ impl Default for LacConfig {
             pppoe: Pppoe::default(),
             dataplane: LacDataplane::default(),
             control: Control::with_socket("/run/lacd.sock"),
+            ha: LacHa::default(),
         }
     }
 }
@@ -297,12 +409,23 @@ impl LacConfig {
         if !(1..=64).contains(&d.queues) {
             return Err(invalid("dataplane.queues", "give 1 to 64"));
         }
+        self.ha.validate(self.hold_depth)?;
         self.control.validate()
     }
 
-    /// The Hello interval, `None` when disabled.
+    /// The Hello interval on the LNS tunnels, `None` when disabled
+    /// (`ha.hello_ms` when HA is on).
     pub fn hello_interval(&self) -> Option<Duration> {
+        if self.ha.enabled {
+            return Some(self.ha.hello_interval());
+        }
         (self.hello > 0.0).then(|| seconds(self.hello))
+    }
+
+    /// How long an LNS may stay silent before its tunnel is given up
+    /// (`ha.dead_ms` when HA is on; else only retransmissions decide).
+    pub fn dead_interval(&self) -> Option<Duration> {
+        self.ha.enabled.then(|| self.ha.dead_interval())
     }
 
     /// How long a failed LNS stays out of the selection.
@@ -318,5 +441,94 @@ impl LacConfig {
     /// What differs between `self` (running) and `new` (reloaded).
     pub fn changes(&self, new: &LacConfig) -> Changes {
         super::changes(self, new, LAC_RELOADABLE)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: &str = "[[lns]]\naddress = \"10.0.0.11\"\n";
+
+    fn refused(text: &str, key: &str, line: usize) -> ConfigError {
+        let file = Path::new("lacd.toml");
+        let e = LacConfig::parse(text, file).expect_err("should be refused");
+        assert_eq!(e.key, key, "{e}");
+        assert_eq!(e.line, Some(line), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with(&format!("lacd.toml:{line}: {key}: ")),
+            "{e}"
+        );
+        e
+    }
+
+    #[test]
+    fn ha_is_off_by_default_and_leaves_the_timers_alone() {
+        let c = LacConfig::parse(MIN, Path::new("lacd.toml")).unwrap();
+        assert!(!c.ha.enabled);
+        assert_eq!(c.hello_interval(), Some(Duration::from_secs(60)));
+        assert_eq!(c.dead_interval(), None);
+    }
+
+    #[test]
+    fn ha_sets_fast_hellos_and_the_dead_interval() {
+        let text = format!(
+            "{MIN}[ha]\nenabled = true\nhello_ms = 50\ndead_ms = 200\naccept_switchover = false\n\
+             recovery_window = 16\nhold_limit = 8\nhold_rings = 4096\nsteer_time = 60\n"
+        );
+        let c = LacConfig::parse(&text, Path::new("lacd.toml")).unwrap();
+        assert!(c.ha.enabled);
+        assert_eq!(c.hello_interval(), Some(Duration::from_millis(50)));
+        assert_eq!(c.dead_interval(), Some(Duration::from_millis(200)));
+        assert!(!c.ha.accept_switchover);
+        assert!(c.ha.failure_switchover);
+        assert_eq!(c.ha.recovery_window, 16);
+        assert_eq!(c.ha.hold_limit, 8);
+        assert_eq!(c.ha.hold_rings, 4096);
+        assert_eq!(c.ha.steer_duration(), Duration::from_secs(60));
+    }
+
+    #[test]
+    fn bad_ha_values_name_the_file_line_and_key() {
+        // MIN is lines 1-2, [ha] line 3.
+        refused(&format!("{MIN}[ha]\nhello_ms = 5\n"), "ha.hello_ms", 4);
+        let e = refused(
+            &format!("{MIN}[ha]\nhello_ms = 100\ndead_ms = 150\n"),
+            "ha.dead_ms",
+            5,
+        );
+        assert!(e.problem.contains("200"), "{e}");
+        refused(
+            &format!("{MIN}[ha]\nrecovery_window = 0\n"),
+            "ha.recovery_window",
+            4,
+        );
+        refused(&format!("{MIN}[ha]\nhold_limit = 0\n"), "ha.hold_limit", 4);
+        refused(&format!("{MIN}[ha]\nhold_rings = 0\n"), "ha.hold_rings", 4);
+        let e = refused(
+            &format!("hold_depth = 65536\n{MIN}[ha]\nhold_rings = 1000\n"),
+            "ha.hold_rings",
+            5,
+        );
+        assert!(e.problem.contains("256"), "{e}");
+        refused(&format!("{MIN}[ha]\nsteer_time = 0\n"), "ha.steer_time", 4);
+        // Unknown keys are refused as everywhere else.
+        let e = LacConfig::parse(&format!("{MIN}[ha]\nhello = 1\n"), Path::new("lacd.toml"))
+            .expect_err("unknown key");
+        assert_eq!(e.line, Some(4), "{e}");
+    }
+
+    #[test]
+    fn ha_changes_wait_for_a_restart() {
+        let old = LacConfig::parse(MIN, Path::new("lacd.toml")).unwrap();
+        let new = LacConfig::parse(
+            &format!("{MIN}[ha]\nenabled = true\n"),
+            Path::new("lacd.toml"),
+        )
+        .unwrap();
+        let changes = old.changes(&new);
+        assert!(changes.apply.is_empty(), "{changes:?}");
+        assert!(!changes.restart.is_empty(), "{changes:?}");
     }
 }
