@@ -270,6 +270,17 @@ fn node_config(config: &LacConfig, mac: ethernet::Address) -> lac::Config {
     c.l2tp.secret = config.secret.as_ref().map(|s| s.as_bytes().to_vec());
     c.l2tp.require_authentication = config.require_auth;
     c.l2tp.hello_interval = config.hello_interval();
+    c.l2tp.dead_interval = config.dead_interval();
+    if config.ha.enabled {
+        let h = &config.ha;
+        c.ha = Some(lac::HaPolicy {
+            failure_switchover: h.failure_switchover,
+            accept_switchover: h.accept_switchover,
+            recovery_window: h.recovery_window,
+            hold_limit: h.hold_limit,
+            steer_time: h.steer_duration(),
+        });
+    }
     c.mode = match config.mode {
         RelayMode::Relay => Mode::Relay,
         RelayMode::Proxy => Mode::Proxy,
@@ -369,16 +380,29 @@ fn log_lac_event(event: &lac::Event) {
             local_session_id,
             "answered call abandoned before it was up"
         ),
-        lac::Event::SessionUp(up) => info!(
-            subscriber = %up.subscriber.mac,
-            pppoe_session = up.subscriber.session_id,
-            lns = %up.peer,
-            tunnel_ids = ?(up.local_tunnel_id, up.peer_tunnel_id),
-            session_ids = ?(up.local_session_id, up.peer_session_id),
-            setup_ms = up.setup_time.as_millis() as u64,
-            failovers = up.failovers,
-            "call up"
-        ),
+        lac::Event::SessionUp(up) => match up.moved_from {
+            Some(from) => info!(
+                subscriber = %up.subscriber.mac,
+                pppoe_session = up.subscriber.session_id,
+                lns = %up.peer,
+                tunnel_ids = ?(up.local_tunnel_id, up.peer_tunnel_id),
+                session_ids = ?(up.local_session_id, up.peer_session_id),
+                from_ids = ?(from.local_tunnel_id, from.local_session_id),
+                epoch = from.epoch,
+                make_before_break = from.make_before_break,
+                "HA: call moved, up on the new LNS"
+            ),
+            None => info!(
+                subscriber = %up.subscriber.mac,
+                pppoe_session = up.subscriber.session_id,
+                lns = %up.peer,
+                tunnel_ids = ?(up.local_tunnel_id, up.peer_tunnel_id),
+                session_ids = ?(up.local_session_id, up.peer_session_id),
+                setup_ms = up.setup_time.as_millis() as u64,
+                failovers = up.failovers,
+                "call up"
+            ),
+        },
         lac::Event::SessionDown(down) => info!(
             subscriber = %down.subscriber.mac,
             pppoe_session = down.subscriber.session_id,
@@ -390,6 +414,40 @@ fn log_lac_event(event: &lac::Event) {
         lac::Event::LnsLockedOut { addr, .. } => {
             warn!(lns = %addr, "LNS failed a call: locked out")
         }
+        lac::Event::Holding {
+            subscriber,
+            local_tunnel_id,
+            local_session_id,
+        } => info!(
+            subscriber = %subscriber.mac,
+            pppoe_session = subscriber.session_id,
+            local_tunnel_id,
+            local_session_id,
+            "HA: call lost with its LNS, upstream held while it is recovered on a peer"
+        ),
+        lac::Event::SwitchoverRequested {
+            lns,
+            kind,
+            granted,
+            sessions,
+        } => {
+            if *granted {
+                info!(%lns, ?kind, sessions, "HA: switchover requested by the LNS, granted")
+            } else {
+                warn!(%lns, ?kind, "HA: switchover requested by the LNS, denied")
+            }
+        }
+        lac::Event::SessionReleased {
+            subscriber,
+            local_tunnel_id,
+            local_session_id,
+        } => info!(
+            subscriber = %subscriber.mac,
+            pppoe_session = subscriber.session_id,
+            local_tunnel_id,
+            local_session_id,
+            "HA: moved call's old session released at its LNS"
+        ),
     }
 }
 
@@ -435,6 +493,57 @@ struct SessionRow {
     uptime_s: u64,
     ppp_up: u64,
     ppp_down: u64,
+}
+
+/// One row of `ha status`: an LNS as the LAC's HA sees it.
+#[derive(Serialize)]
+struct HaRow {
+    lns: String,
+    /// Its peers (Peer-LNS-Address), in preference order.
+    peers: String,
+    /// Seconds new calls still avoid it ("new sessions only" steering).
+    steered_s: Option<u64>,
+    /// Sessions whose call died with it, held while recovered on a peer.
+    holding: usize,
+    /// Sessions moving away from it (load switchover, still forwarding).
+    moving: usize,
+    recoveries_started: u64,
+    recoveries_done: u64,
+    recoveries_failed: u64,
+    switchover_requests: u64,
+    switchovers_granted: u64,
+    switchovers_denied: u64,
+}
+
+fn ha_rows(status: &lac::LacHaStatus, now: Instant) -> Vec<HaRow> {
+    status
+        .lns
+        .iter()
+        .map(|l| HaRow {
+            lns: l.lns.to_string(),
+            peers: if l.peers.is_empty() {
+                "-".to_owned()
+            } else {
+                l.peers
+                    .iter()
+                    .map(|p| p.to_string())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            },
+            steered_s: l
+                .steered_until
+                .filter(|&t| t > now)
+                .map(|t| t.saturating_duration_since(now).as_secs()),
+            holding: l.holding,
+            moving: l.moving,
+            recoveries_started: l.recoveries_started,
+            recoveries_done: l.recoveries_done,
+            recoveries_failed: l.recoveries_failed,
+            switchover_requests: l.switchover_requests,
+            switchovers_granted: l.switchovers_granted,
+            switchovers_denied: l.switchovers_denied,
+        })
+        .collect()
 }
 
 /// Everything the loop works with.
@@ -498,7 +607,21 @@ impl Daemon {
                     "tunnel {id} closing (StopCCN, PADT to its subscribers)"
                 ))
             }
-            Request::Ha { .. } => Reply::error("ha: this lacd has no HA commands yet"),
+            Request::Ha { args } => match args.first().map(String::as_str) {
+                Some("status") if args.len() == 1 => {
+                    let status = self.driver.node().ha_status();
+                    if !status.enabled {
+                        return Reply::error(
+                            "HA is off in this lacd: set [ha] enabled = true and restart",
+                        );
+                    }
+                    Reply::ok(&ha_rows(&status, now))
+                }
+                Some(word @ ("switchover" | "drain" | "failback")) => Reply::error(format!(
+                    "ha {word}: an LNS decides that (run it against lnsd); lacd answers `ha status`"
+                )),
+                _ => Reply::error(format!("ha {}: lacd knows `ha status`", args.join(" "))),
+            },
         }
     }
 
@@ -588,6 +711,15 @@ impl Daemon {
         put("queue_overflow", s.queue_overflow);
         put("relayed_upstream", s.upstream_frames);
         put("relayed_downstream", s.downstream_frames);
+        put("ha_recoveries_started", s.recoveries_started);
+        put("ha_recoveries_done", s.recoveries_done);
+        put("ha_recoveries_failed", s.recoveries_failed);
+        put("ha_switchover_requests", s.switchover_requests);
+        put("ha_switchovers_granted", s.switchovers_granted);
+        put("ha_switchovers_denied", s.switchovers_denied);
+        put("ha_sessions_moved", s.sessions_moved);
+        put("ha_hold_overflow", s.hold_overflow);
+        put("ha_messages_malformed", s.ha_messages_malformed);
         put("padi_received", p.padi_received);
         put("pado_sent", p.pado_sent);
         put("padr_received", p.padr_received);
