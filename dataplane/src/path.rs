@@ -411,13 +411,16 @@ impl Datapath {
             tunnel_id: header.tunnel_id,
             session_id: header.session_id,
         };
-        let Some(index) = self.tables.session_index(key) else {
+        let Some(entry) = self.tables.l2tp_entry(key) else {
             return Break(Verdict::Drop(DropReason::UnknownSession));
         };
         let ppp = l2tp_start + header.header_len..l2tp_start + header.packet_len;
         let ns = header.ns;
+        let index = entry as usize;
+        // An alias's entry is no slot index, so it costs the common path
+        // nothing: it is looked at only when the index finds no session.
         let Some(session) = self.tables.session_mut(index) else {
-            return Break(Verdict::Drop(DropReason::UnknownSession));
+            return alias_ingress(&mut self.tables, entry, key, ppp, ns);
         };
         match ns {
             Some(ns) => {
@@ -649,6 +652,42 @@ impl Datapath {
     pub(crate) fn forwarded(&mut self, path: PathKind) {
         self.counters.forwarded[path as usize] += 1;
     }
+}
+
+/// An L2TP data message whose ids are not a session's own: the old ids
+/// of a session that moved (make-before-break), which the old LNS still
+/// sends on until it releases them. It is the session's, with the alias's
+/// own sequence numbers (RFC 2661 §5.4: the old L2TP session numbered its
+/// data messages its own way); whether the old session required them is
+/// not known any more, so a message without Ns passes.
+#[cold]
+#[inline(never)]
+fn alias_ingress(
+    tables: &mut Tables,
+    entry: u32,
+    key: SessionKey,
+    ppp: Range<usize>,
+    ns: Option<u16>,
+) -> ControlFlow<Verdict, L2tpData> {
+    let Some((index, alias)) = tables.resolve_alias(entry, key) else {
+        return Break(Verdict::Drop(DropReason::UnknownSession));
+    };
+    if let Some(ns) = ns {
+        if let Some(expected) = alias.expected_ns {
+            if (ns.wrapping_sub(expected) as i16) < 0 {
+                return Break(Verdict::Drop(DropReason::SequenceOutOfOrder));
+            }
+        }
+        alias.expected_ns = Some(ns.wrapping_add(1));
+    }
+    let Some(target) = tables.session(index).map(|s| s.config.key) else {
+        return Break(Verdict::Drop(DropReason::UnknownSession));
+    };
+    Continue(L2tpData {
+        session: index,
+        key: target,
+        ppp,
+    })
 }
 
 /// The PPPoE session a frame starting with `h` belongs to (source MAC,

@@ -51,6 +51,12 @@ pub(crate) fn prefetch<T>(value: &T) {
 /// The key no entry may have: marks a free slot.
 const EMPTY: u64 = u64::MAX;
 
+/// Set in a `by_l2tp` value that is an alias (the rest of the value is
+/// the target's slot). Slot indices never reach it, so a lookup that does
+/// not expect aliases finds no session at such an index and the common
+/// path pays nothing for them (see [`Tables::l2tp_entry`]).
+pub(crate) const ALIAS: u32 = 1 << 31;
+
 impl<V: Copy> FixedMap<V> {
     /// Room for `capacity` entries; `fill` initialises the value slots.
     pub fn with_capacity(capacity: usize, fill: V) -> Self {
@@ -284,6 +290,21 @@ pub struct Session {
     pub holding: bool,
     /// The holding ring, while one is taken.
     pub ring: Option<u32>,
+    /// Other ids whose data messages are this session's
+    /// ([`crate::update::Update::AliasSession`]).
+    pub alias: Option<SessionAlias>,
+}
+
+/// A second (Tunnel ID, Session ID) a session answers to: during a
+/// make-before-break move the LAC's upstream already goes to the new LNS
+/// while the old LNS still sends downstream on the old L2TP session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionAlias {
+    /// The old ids.
+    pub key: SessionKey,
+    /// The Ns expected next on the old session (RFC 2661 §5.4): a
+    /// sequence of its own, which the new session's would reject.
+    pub expected_ns: Option<u16>,
 }
 
 /// A next hop.
@@ -391,7 +412,9 @@ impl Tables {
             generation: 1,
             sessions: vec![None; max_sessions],
             free_sessions: (0..max_sessions as u32).rev().collect(),
-            by_l2tp: FixedMap::with_capacity(max_sessions, 0),
+            // Room for one alias per session: a planned switchover of
+            // every session at once aliases them all.
+            by_l2tp: FixedMap::with_capacity(max_sessions * 2, 0),
             by_subscriber: FixedMap::with_capacity(max_sessions, 0),
             by_pppoe: FixedMap::with_capacity(max_sessions, 0),
             neighbours: FixedMap::with_capacity(max_neighbours, no_neighbour),
@@ -448,10 +471,100 @@ impl Tables {
         self.outer[usize::from(id)] = template;
     }
 
-    /// Slot index of the session with these ids.
+    /// Slot index of the session with these ids (not an alias: see
+    /// [`Tables::alias_target`]).
     #[inline]
     pub fn session_index(&self, key: SessionKey) -> Option<usize> {
-        self.by_l2tp.get(key.map_key()).map(|i| i as usize)
+        self.by_l2tp
+            .get(key.map_key())
+            .filter(|&i| i < ALIAS)
+            .map(|i| i as usize)
+    }
+
+    /// What `by_l2tp` holds for these ids: a slot index, or an alias (the
+    /// [`ALIAS`] bit set), which as an index finds no session. The data
+    /// path takes it as an index and only when that finds nothing looks
+    /// for an alias ([`Tables::resolve_alias`]).
+    #[inline]
+    pub(crate) fn l2tp_entry(&self, key: SessionKey) -> Option<u32> {
+        self.by_l2tp.get(key.map_key())
+    }
+
+    /// The slot of the session `alias` is an alias of.
+    pub fn alias_target(&self, alias: SessionKey) -> Option<usize> {
+        self.by_l2tp
+            .get(alias.map_key())
+            .filter(|&i| i >= ALIAS)
+            .map(|i| (i & !ALIAS) as usize)
+    }
+
+    /// An [`Tables::l2tp_entry`] that found no session: the target slot
+    /// and the alias's sequence state when it is the alias `key`.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn resolve_alias(
+        &mut self,
+        entry: u32,
+        key: SessionKey,
+    ) -> Option<(usize, &mut SessionAlias)> {
+        if entry < ALIAS {
+            return None;
+        }
+        let index = (entry & !ALIAS) as usize;
+        let alias = self.session_mut(index)?.alias.as_mut()?;
+        (alias.key == key).then_some((index, alias))
+    }
+
+    /// Make `alias` a second set of ids for the session `target`: its data
+    /// messages are the target's. A session has one alias; a new one
+    /// replaces it, and an alias moved from another session leaves that
+    /// one. Refused when `target` is not a session or `alias` is one.
+    pub fn alias_session(
+        &mut self,
+        alias: SessionKey,
+        target: SessionKey,
+    ) -> Result<usize, TableError> {
+        // RFC 2661 §3.1: ids 0 name no session.
+        if alias.session_id == 0 || alias.tunnel_id == 0 || alias == target {
+            return Err(TableError::Invalid);
+        }
+        let index = self.session_index(target).ok_or(TableError::Invalid)?;
+        if self.session_index(alias).is_some() {
+            return Err(TableError::Invalid);
+        }
+        if self.session(index).and_then(|s| s.alias).map(|a| a.key) == Some(alias) {
+            return Ok(index);
+        }
+        self.remove_alias(alias);
+        if let Some(old) = self.session(index).and_then(|s| s.alias) {
+            self.remove_alias(old.key);
+        }
+        // Sized for an alias per slot, so this cannot fail.
+        if !self.by_l2tp.insert(alias.map_key(), index as u32 | ALIAS) {
+            return Err(TableError::Full);
+        }
+        if let Some(s) = self.session_mut(index) {
+            s.alias = Some(SessionAlias {
+                key: alias,
+                expected_ns: None,
+            });
+        }
+        Ok(index)
+    }
+
+    /// Remove the alias `alias` (its session stays); false when there is
+    /// none.
+    pub fn remove_alias(&mut self, alias: SessionKey) -> bool {
+        let Some(index) = self.alias_target(alias) else {
+            return false;
+        };
+        self.by_l2tp.remove(alias.map_key());
+        if let Some(s) = self.session_mut(index) {
+            if s.alias.is_some_and(|a| a.key == alias) {
+                s.alias = None;
+            }
+        }
+        true
     }
 
     /// Slot index of the session that owns subscriber address `addr`.
@@ -514,15 +627,16 @@ impl Tables {
         self.sessions.len()
     }
 
-    /// Sessions in the table.
+    /// Sessions in the table (aliases not counted).
     pub fn session_count(&self) -> usize {
-        self.by_l2tp.len()
+        self.sessions.len() - self.free_sessions.len()
     }
 
     /// Add a session or change one, keeping its counters, sequence state
     /// and holding ring. A LAC session is found by its PPPoE binding too,
     /// so moving it to another tunnel (a switchover) is an upsert with the
-    /// new ids. Returns the slot.
+    /// new ids; its alias, if any, stays. Ids that were an alias become
+    /// this session's own (the alias goes). Returns the slot.
     pub fn upsert_session(&mut self, config: SessionConfig) -> Result<usize, TableError> {
         if config.key.session_id == 0
             || config
@@ -531,6 +645,7 @@ impl Tables {
         {
             return Err(TableError::Invalid);
         }
+        self.remove_alias(config.key);
         let existing = self.session_index(config.key).or_else(|| {
             config
                 .pppoe
@@ -562,6 +677,7 @@ impl Tables {
                 next_ns: 0,
                 holding: false,
                 ring: None,
+                alias: None,
             },
         };
         self.sessions[index] = Some(session);
@@ -602,10 +718,13 @@ impl Tables {
         }
     }
 
-    /// Remove the session in slot `index`, giving it back (its holding ring
-    /// still needs releasing).
+    /// Remove the session in slot `index` and its alias, giving it back
+    /// (its holding ring still needs releasing).
     pub fn remove_session_at(&mut self, index: usize) -> Option<Session> {
-        self.sessions.get(index)?.as_ref()?;
+        let alias = self.sessions.get(index)?.as_ref()?.alias;
+        if let Some(alias) = alias {
+            self.remove_alias(alias.key);
+        }
         self.unmap(index);
         self.free_sessions.push(index as u32);
         self.sessions[index].take()
@@ -719,6 +838,7 @@ mod tests {
         let i = t.upsert_session(lac_session(1, 10)).unwrap();
         t.session_mut(i).unwrap().counters.upstream_packets = 7;
         t.session_mut(i).unwrap().holding = true;
+        t.session_mut(i).unwrap().ring = Some(3);
         let j = t.upsert_session(lac_session(2, 20)).unwrap();
         assert_eq!(i, j);
         assert_eq!(t.session_count(), 1);
@@ -732,10 +852,91 @@ mod tests {
         let s = t.session(j).unwrap();
         assert_eq!(s.counters.upstream_packets, 7);
         assert!(s.holding);
+        assert_eq!(s.ring, Some(3), "the held frames stay with it");
         assert_eq!(
             t.session_index_by_pppoe(ethernet::Address([2, 0, 0, 0, 0, 9]), 0x42),
             Some(j)
         );
+    }
+
+    fn key(tunnel_id: u16, session_id: u16) -> SessionKey {
+        SessionKey {
+            tunnel_id,
+            session_id,
+        }
+    }
+
+    /// An alias names its session's slot without being a session, is
+    /// replaced by a newer one, and goes with its session.
+    #[test]
+    fn an_alias_follows_its_session() {
+        let mut t = Tables::new(2, 1);
+        let i = t.upsert_session(lac_session(1, 10)).unwrap();
+        t.session_mut(i).unwrap().next_ns = 5;
+        assert_eq!(t.upsert_session(lac_session(2, 20)), Ok(i));
+        assert_eq!(t.alias_session(key(1, 10), key(2, 20)), Ok(i));
+        assert_eq!(t.alias_target(key(1, 10)), Some(i));
+        assert_eq!(t.session_index(key(1, 10)), None);
+        assert_eq!(t.session_count(), 1);
+        let entry = t.l2tp_entry(key(1, 10)).unwrap();
+        assert!(t.session(entry as usize).is_none(), "no slot at an alias");
+        assert_eq!(t.resolve_alias(entry, key(1, 10)).map(|a| a.0), Some(i));
+        assert!(t.resolve_alias(entry, key(1, 11)).is_none());
+        // Again: nothing changes, its sequence state included.
+        t.session_mut(i)
+            .unwrap()
+            .alias
+            .as_mut()
+            .unwrap()
+            .expected_ns = Some(9);
+        assert_eq!(t.alias_session(key(1, 10), key(2, 20)), Ok(i));
+        assert_eq!(t.session(i).unwrap().alias.unwrap().expected_ns, Some(9));
+        // One alias a session: a new one replaces the old.
+        assert_eq!(t.alias_session(key(1, 11), key(2, 20)), Ok(i));
+        assert_eq!(t.alias_target(key(1, 10)), None);
+        assert_eq!(t.session(i).unwrap().alias.unwrap().key, key(1, 11));
+        // Moving again keeps the alias.
+        assert_eq!(t.upsert_session(lac_session(3, 30)), Ok(i));
+        assert_eq!(t.alias_target(key(1, 11)), Some(i));
+        // Removing the alias leaves the session.
+        assert!(t.remove_alias(key(1, 11)));
+        assert!(!t.remove_alias(key(1, 11)));
+        assert_eq!(t.session(i).unwrap().alias, None);
+        assert_eq!(t.session_index(key(3, 30)), Some(i));
+        // Removing the session removes its alias.
+        assert_eq!(t.alias_session(key(1, 10), key(3, 30)), Ok(i));
+        assert!(t.remove_session_at(i).is_some());
+        assert_eq!(t.alias_target(key(1, 10)), None);
+        assert_eq!(t.l2tp_entry(key(1, 10)), None);
+        assert_eq!(t.session_count(), 0);
+    }
+
+    #[test]
+    fn an_alias_is_refused_unless_it_names_a_session_by_free_ids() {
+        let mut t = Tables::new(3, 1);
+        let mut other = lac_session(1, 11);
+        other.pppoe = None;
+        let i = t.upsert_session(lac_session(2, 20)).unwrap();
+        t.upsert_session(other).unwrap();
+        let invalid = Err(TableError::Invalid);
+        assert_eq!(t.alias_session(key(1, 10), key(5, 5)), invalid, "no target");
+        assert_eq!(
+            t.alias_session(key(1, 11), key(2, 20)),
+            invalid,
+            "a session"
+        );
+        assert_eq!(t.alias_session(key(2, 20), key(2, 20)), invalid);
+        assert_eq!(t.alias_session(key(1, 0), key(2, 20)), invalid);
+        assert_eq!(t.alias_session(key(0, 1), key(2, 20)), invalid);
+        // Upserting a session under an alias's ids ends the alias: the
+        // ids are that session's now.
+        assert_eq!(t.alias_session(key(1, 10), key(2, 20)), Ok(i));
+        let mut back = lac_session(1, 10);
+        back.pppoe = None;
+        let j = t.upsert_session(back).unwrap();
+        assert_ne!(i, j);
+        assert_eq!(t.session(i).unwrap().alias, None);
+        assert_eq!(t.session_index(key(1, 10)), Some(j));
     }
 
     /// The route through the gateway follows every change of the gateway

@@ -31,8 +31,22 @@ pub enum Update {
     RemoveTunnel(u16),
     /// Add or change a session.
     UpsertSession(SessionConfig),
-    /// Remove a session (its held frames are freed).
+    /// Remove a session (its held frames are freed) and its alias; given
+    /// an alias's ids, remove only the alias.
     RemoveSession(SessionKey),
+    /// Take L2TP data messages with the ids `alias` as session `target`'s
+    /// (LAC downstream during a make-before-break move: the old LNS still
+    /// sends on the old L2TP session while upstream already goes to the
+    /// new one). One alias per session: a new one replaces it. The alias's
+    /// tunnel must stay programmed for its messages to pass the tunnel
+    /// check; removing that tunnel removes the alias, not the session.
+    /// Refused (`Invalid`) when `target` is not a session or `alias` is.
+    AliasSession {
+        /// The old ids.
+        alias: SessionKey,
+        /// The session they now name.
+        target: SessionKey,
+    },
     /// Hold a LAC session's upstream frames (`true`), or send what was held
     /// in order and stop holding (`false`).
     SetHolding {

@@ -630,13 +630,14 @@ impl<P: Port> Worker<P> {
             Update::RemoveTunnel(id) => {
                 self.dp.tables.remove_tunnel(id);
                 for index in 0..self.dp.tables.session_slots() {
-                    if self
-                        .dp
-                        .tables
-                        .session(index)
-                        .is_some_and(|s| s.config.key.tunnel_id == id)
-                    {
+                    let Some(s) = self.dp.tables.session(index) else {
+                        continue;
+                    };
+                    if s.config.key.tunnel_id == id {
                         self.remove_session_at(index);
+                    } else if let Some(alias) = s.alias.filter(|a| a.key.tunnel_id == id) {
+                        // A session that moved away from this tunnel stays.
+                        self.dp.tables.remove_alias(alias.key);
                     }
                 }
                 Ok(())
@@ -651,8 +652,13 @@ impl<P: Port> Worker<P> {
             Update::RemoveSession(key) => {
                 if let Some(index) = self.dp.tables.session_index(key) {
                     self.remove_session_at(index);
+                } else {
+                    self.dp.tables.remove_alias(key);
                 }
                 Ok(())
+            }
+            Update::AliasSession { alias, target } => {
+                self.dp.tables.alias_session(alias, target).map(|_| ())
             }
             Update::SetHolding { key, holding } => self.set_holding(key, holding),
             Update::UpsertNeighbour { addr, neighbour } => {

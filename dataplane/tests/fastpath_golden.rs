@@ -733,6 +733,157 @@ fn lac_holds_a_session_and_flushes_in_order_into_the_new_tunnel() {
     assert_eq!(w.ports_mut()[0].frames_in_use(), 0, "no frame leaked");
 }
 
+/// An L2TP data message from the LNS at `from` on session `key` to LAC
+/// subscriber `i`, `n` bytes of UDP, numbered `ns`.
+fn lns_to_lac(from: SocketAddrV4, key: SessionKey, i: usize, n: usize, ns: u16) -> Vec<u8> {
+    let ip = lab::ipv4_udp(lab::SERVER_ADDR, lab::subscriber_addr(i), 64, n);
+    let enc = Encoding {
+        ns: Some(ns),
+        ..Encoding::default()
+    };
+    let mut f = lab::l2tp_frame(from, key, &ppp_ipv4(&ip), enc);
+    f[..6].copy_from_slice(&lab::CORE_MAC.0);
+    f
+}
+
+/// Make-before-break on the LAC (DESIGN.md §3): the session moved to a
+/// new LNS (tunnel 9, session 77) while the old LNS still sends on the
+/// old ids, now an alias. Both reach the subscriber, each L2TP session
+/// with its own sequence numbers; removing the alias, the old tunnel or
+/// the session ends what each should.
+#[test]
+fn lac_delivers_downstream_of_an_aliased_session() {
+    let mut w = lab::worker(Role::Lac, 1);
+    let channels = w.channels();
+    let old = lab::session_key(0);
+    let new_lns = SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 3), l2tp::UDP_PORT);
+    let moved = SessionConfig {
+        key: SessionKey {
+            tunnel_id: 9,
+            session_id: 77,
+        },
+        peer_session_id: 770,
+        ..lab::session(Role::Lac, 0)
+    };
+    let new_tunnel = dataplane::table::Tunnel {
+        tunnel_id: 9,
+        peer_tunnel_id: 900,
+        local: SocketAddrV4::new(lab::LOCAL_ADDR, l2tp::UDP_PORT),
+        peer: new_lns,
+        next_hop: *new_lns.ip(),
+    };
+    apply(
+        &mut w,
+        &[
+            Update::UpsertTunnel(new_tunnel),
+            Update::UpsertSession(moved),
+            Update::AliasSession {
+                alias: old,
+                target: moved.key,
+            },
+        ],
+    );
+    if let Some(event) = channels.poll_event() {
+        panic!("refused: {event:?}");
+    }
+    assert_eq!(w.tables().session_count(), 1);
+    let index = w.tables().session_index(moved.key).unwrap();
+    assert_eq!(w.tables().alias_target(old), Some(index));
+    assert_eq!(
+        w.tables().session_index(old),
+        None,
+        "an alias is no session"
+    );
+    // Interleaved: a shared Ns would drop the new LNS's (0 is behind 101).
+    let inputs: Frames = vec![
+        (1, lns_to_lac(lab::peer(), old, 0, 20, 100)),
+        (1, lns_to_lac(new_lns, moved.key, 0, 21, 0)),
+        (1, lns_to_lac(lab::peer(), old, 0, 22, 101)),
+        (1, lns_to_lac(new_lns, moved.key, 0, 23, 1)),
+    ];
+    let no_ac = Encoding {
+        no_address_control: true,
+        ..Encoding::default()
+    };
+    let expected: Frames = (20..24)
+        .map(|n| {
+            let ip = lab::ipv4_udp(lab::SERVER_ADDR, lab::subscriber_addr(0), 64, n);
+            (
+                0,
+                lac_to_subscriber(0, &lab::ppp_frame(ppp::Protocol::Ipv4, &ip, no_ac)),
+            )
+        })
+        .collect();
+    case("lac_alias_downstream", &mut w, inputs, expected);
+    let s = w.tables().session(index).unwrap();
+    assert_eq!(s.counters.downstream_packets, 4);
+    // The old LNS's Ns run is its own: an old one is still out of order.
+    run(&mut w, &[(1, lns_to_lac(lab::peer(), old, 0, 8, 100))]);
+    assert_eq!(w.counters().drops(DropReason::SequenceOutOfOrder), 1);
+
+    // Released by the old LNS: only the alias goes.
+    apply(&mut w, &[Update::RemoveSession(old)]);
+    assert_eq!(w.tables().alias_target(old), None);
+    assert_eq!(w.tables().session_index(moved.key), Some(index));
+    assert!(run(&mut w, &[(1, lns_to_lac(lab::peer(), old, 0, 8, 102))]).is_empty());
+    assert_eq!(w.counters().drops(DropReason::UnknownSession), 1);
+    assert_eq!(
+        run(&mut w, &[(1, lns_to_lac(new_lns, moved.key, 0, 8, 2))]).len(),
+        1
+    );
+
+    // The old tunnel goes: its alias with it, the moved session stays.
+    apply(
+        &mut w,
+        &[
+            Update::AliasSession {
+                alias: old,
+                target: moved.key,
+            },
+            Update::RemoveTunnel(old.tunnel_id),
+        ],
+    );
+    assert_eq!(w.tables().alias_target(old), None);
+    assert_eq!(w.tables().session_index(moved.key), Some(index));
+    assert_eq!(
+        run(&mut w, &[(1, lns_to_lac(new_lns, moved.key, 0, 8, 3))]).len(),
+        1
+    );
+
+    // The session goes: its alias with it.
+    apply(
+        &mut w,
+        &[
+            Update::UpsertTunnel(dataplane::table::Tunnel {
+                tunnel_id: old.tunnel_id,
+                peer_tunnel_id: 101,
+                local: SocketAddrV4::new(lab::LOCAL_ADDR, l2tp::UDP_PORT),
+                peer: lab::peer(),
+                next_hop: lab::PEER_ADDR,
+            }),
+            Update::AliasSession {
+                alias: old,
+                target: moved.key,
+            },
+            Update::RemoveSession(moved.key),
+        ],
+    );
+    assert_eq!(w.tables().alias_target(old), None);
+    assert_eq!(w.tables().session_count(), 0);
+    assert!(run(&mut w, &[(1, lns_to_lac(lab::peer(), old, 0, 8, 103))]).is_empty());
+    assert_eq!(w.counters().drops(DropReason::UnknownSession), 2);
+    // An alias needs a session to point at, and may not be one.
+    apply(
+        &mut w,
+        &[Update::AliasSession {
+            alias: old,
+            target: moved.key,
+        }],
+    );
+    assert!(matches!(channels.poll_event(), Some(Event::Refused { .. })));
+    assert_eq!(w.ports_mut()[1].frames_in_use(), 0, "no frame leaked");
+}
+
 #[test]
 fn lac_punts_ppp_control_of_sessions_it_does_not_relay() {
     let mut w = lab::worker(Role::Lac, 1);

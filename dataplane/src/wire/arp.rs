@@ -265,6 +265,37 @@ impl Repr {
     }
 }
 
+/// Length of the frame [`emit_announcement`] writes: the Ethernet header
+/// and the ARP packet, padded to the 60 bytes of a minimum Ethernet frame
+/// without its FCS (IEEE 802.3 §3.2.8: a port that sends it as it is, as
+/// AF_XDP may, then sends a valid frame).
+pub const ANNOUNCEMENT_LEN: usize = 60;
+
+/// Write a gratuitous ARP announcing that `ip` is at `mac` as a whole
+/// untagged Ethernet frame into the start of `buf`: RFC 5227 §3 "ARP
+/// Announcement", an ARP Request with sender and target protocol address
+/// both `ip` and the target hardware address zero, broadcast. Every host
+/// and switch of the segment then sends `ip` to `mac`, as a peer LNS
+/// wants once it has adopted a subscriber (DESIGN.md §3). Returns
+/// [`ANNOUNCEMENT_LEN`]; [`Error::BufferTooSmall`] when it does not fit.
+pub fn emit_announcement(mac: ethernet::Address, ip: Ipv4Addr, buf: &mut [u8]) -> Result<usize> {
+    let frame = buf
+        .get_mut(..ANNOUNCEMENT_LEN)
+        .ok_or(Error::BufferTooSmall)?;
+    let at = ethernet::Repr {
+        dst_addr: ethernet::Address::BROADCAST,
+        src_addr: mac,
+        outer_tag: None,
+        inner_tag: None,
+        ethertype: EtherType::Arp,
+    }
+    .emit(frame)?;
+    let (_, payload) = frame.split_at_mut(at);
+    let written = Repr::gratuitous(mac, ip).emit(payload)?;
+    payload[written..].fill(0);
+    Ok(ANNOUNCEMENT_LEN)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -365,6 +396,43 @@ mod tests {
         let p = Packet::new_checked(&buf[..]).unwrap();
         assert_eq!(p.source_protocol_addr(), p.target_protocol_addr());
         assert_eq!(r.emit(&mut buf[..27]), Err(Error::BufferTooSmall));
+    }
+
+    /// RFC 5227 §3 byte by byte: broadcast, EtherType ARP, a Request
+    /// from 02:00:00:00:00:20 whose sender and target IP are both
+    /// 198.51.100.7 and whose target MAC is zero, then zero padding.
+    #[test]
+    fn announcement_golden() {
+        let golden = crate::wire::testing::hex(concat!(
+            "ffffffffffff",
+            "020000000020",
+            "0806",
+            "0001",
+            "0800",
+            "06",
+            "04",
+            "0001",
+            "020000000020",
+            "c6336407",
+            "000000000000",
+            "c6336407",
+            "000000000000000000000000000000000000",
+        ));
+        let mac = ethernet::Address([2, 0, 0, 0, 0, 0x20]);
+        let ip = Ipv4Addr::new(198, 51, 100, 7);
+        assert_emits_golden(&golden, ANNOUNCEMENT_LEN, |b| emit_announcement(mac, ip, b));
+        let buf = emit_with_spare(ANNOUNCEMENT_LEN, 4, |b| emit_announcement(mac, ip, b));
+        let eth = ethernet::Frame::new_checked(&buf[..ANNOUNCEMENT_LEN]).unwrap();
+        assert!(eth.dst_addr().is_broadcast());
+        let p = Packet::new_checked(eth.payload()).unwrap();
+        assert_eq!(Repr::parse(&p), Ok(Repr::gratuitous(mac, ip)));
+        for short in 0..ANNOUNCEMENT_LEN {
+            let mut b = vec![0; short];
+            assert_eq!(
+                emit_announcement(mac, ip, &mut b),
+                Err(Error::BufferTooSmall)
+            );
+        }
     }
 
     #[test]
