@@ -640,6 +640,9 @@ pub struct Adoption {
     pub epoch: u32,
     /// The state to rebuild the link with.
     pub state: SessionState,
+    /// Whether it was adopted here before (a second recovery of the same
+    /// session): what [`OffloadStore::unadopt`] puts back.
+    pub was_adopted: bool,
 }
 
 impl OffloadStore {
@@ -704,6 +707,7 @@ impl OffloadStore {
         let t = self.tunnels.get_mut(&(primary, lns_tunnel_id))?;
         let tunnel = t.identity;
         let s = t.sessions.get_mut(&lns_session_id)?;
+        let was_adopted = s.adopted;
         s.epoch = s.epoch.wrapping_add(1);
         s.adopted = true;
         self.stats.adopted += 1;
@@ -712,7 +716,28 @@ impl OffloadStore {
             session: s.identity,
             epoch: s.epoch,
             state: s.state.clone(),
+            was_adopted,
         })
+    }
+
+    /// Undo an [`Self::adopt`] whose epoch never reached the LAC (the
+    /// recovery call was cleared before its ICRP left): the session is the
+    /// primary's again, with its epoch, so its updates are taken and it is
+    /// not fenced for a move that did not happen. Nothing if the session
+    /// changed since (another adoption, the primary's update).
+    pub fn unadopt(&mut self, adoption: &Adoption) {
+        let t = &adoption.tunnel;
+        let Some(s) = self
+            .tunnels
+            .get_mut(&(t.primary_lns, t.lns_tunnel_id))
+            .and_then(|t| t.sessions.get_mut(&adoption.session.lns_session_id))
+        else {
+            return;
+        };
+        if s.epoch == adoption.epoch && s.adopted {
+            s.epoch = s.epoch.wrapping_sub(1);
+            s.adopted = adoption.was_adopted;
+        }
     }
 
     /// Forget an adopted session (it ended here). Its epoch is forgotten

@@ -307,24 +307,35 @@ impl LnsPeering {
         session: SessionHandle,
         primary_session_id: u16,
     ) -> Option<Adoption> {
-        let recovery = endpoint
-            .peer_info(session.tunnel)
-            .and_then(|p| p.recovery_tunnel);
-        let adoption = recovery.and_then(|r| {
-            self.store
-                .adopt(r.primary_lns, r.lns_tunnel_id, primary_session_id)
-        });
+        let adoption = self.adopt_for_recovery(endpoint, session, primary_session_id);
         let answer = match &adoption {
             Some(a) => Ok(a.epoch),
-            None => Err(ResultCode::with_message(
-                cdn::NO_FACILITIES_PERMANENT,
-                "no offloaded state for this session",
-            )),
+            None => Err(no_offloaded_state()),
         };
         if let Err(e) = endpoint.answer_recovery_call(now, session, answer) {
             tracing::warn!(%e, "cannot answer a recovery call");
         }
         adoption
+    }
+
+    /// The lookup half of [`Self::recovery_call`], for an owner that
+    /// answers later (after programming its fast path): adopts the session
+    /// (epoch + 1) if the store holds it under the tunnel's Recovery-Tunnel,
+    /// and answers nothing. `None`: refuse at once with
+    /// [`no_offloaded_state`], so the LAC places a fresh call without
+    /// waiting. A call then cleared before its ICRP left goes back with
+    /// [`OffloadStore::unadopt`].
+    pub fn adopt_for_recovery(
+        &mut self,
+        endpoint: &Endpoint,
+        session: SessionHandle,
+        primary_session_id: u16,
+    ) -> Option<Adoption> {
+        let r = endpoint
+            .peer_info(session.tunnel)
+            .and_then(|p| p.recovery_tunnel)?;
+        self.store
+            .adopt(r.primary_lns, r.lns_tunnel_id, primary_session_id)
     }
 
     /// Send what the senders have for their peers, within their windows.
@@ -406,6 +417,17 @@ impl LnsPeering {
             primary_lns: our_address,
         })
     }
+}
+
+/// The CDN for a recovery call with nothing offloaded for it (the bulk
+/// sync had not reached it, or the primary never offloaded it): result 5,
+/// permanent, so the LAC stops trying recovery and places a fresh call
+/// (RFC 2661 §4.4.2 result codes; docs/ha-protocol.md §5.5).
+pub fn no_offloaded_state() -> ResultCode {
+    ResultCode::with_message(
+        cdn::NO_FACILITIES_PERMANENT,
+        "no offloaded state for this session",
+    )
 }
 
 fn connect(now: Instant, endpoint: &mut Endpoint, link: &mut Link, retry: Duration) {

@@ -270,6 +270,16 @@ impl Endpoint {
             .and_then(|t| t.session_state(session.id))
     }
 
+    /// Our Session ID of a session and the peer's, while it exists: for
+    /// an owner that must know a call's ids before it answers it (an LNS
+    /// programming a fast path for an [`Event::RecoveryCall`] before its
+    /// ICRP).
+    pub fn session_ids(&self, session: SessionHandle) -> Option<(u16, u16)> {
+        self.tunnels
+            .get(&session.tunnel)
+            .and_then(|t| t.session_ids(session.id))
+    }
+
     /// Sessions of a tunnel.
     pub fn session_count(&self, tunnel: TunnelHandle) -> usize {
         self.tunnels.get(&tunnel).map_or(0, Tunnel::session_count)

@@ -510,6 +510,12 @@ impl Tunnel {
         self.sessions.get(&id).map(|s| s.state)
     }
 
+    /// A session's own Session ID and the peer's (0 until the peer's is
+    /// known).
+    pub(crate) fn session_ids(&self, id: u64) -> Option<(u16, u16)> {
+        self.sessions.get(&id).map(|s| (s.local_id, s.peer_id))
+    }
+
     /// What the peer said in its SCCRQ or SCCRP, once accepted.
     pub(crate) fn peer(&self) -> Option<&PeerInfo> {
         self.peer.as_ref()

@@ -13,7 +13,7 @@ use core::time::Duration;
 use std::collections::HashMap;
 
 use crate::ha::offload::{Adoption, OffloadConfig};
-use crate::ha::peering::{LnsPeering, PeeringConfig};
+use crate::ha::peering::{no_offloaded_state, LnsPeering, PeeringConfig};
 use crate::l2tp::{self, Endpoint, LnsPeer, Retransmission, SessionHandle, TunnelHandle};
 
 /// An LNS's HA settings ([`super::Config::ha`]).
@@ -162,6 +162,30 @@ pub struct HaStats {
     pub offload_errors: u64,
 }
 
+/// A recovery call accepted with an adoption, until its session is up.
+pub(crate) struct Recovering {
+    pub(crate) adoption: Adoption,
+    /// The subscriber's address, reserved in our pool (a framed address:
+    /// it belongs to the primary's range).
+    pub(crate) address: Ipv4Addr,
+    /// Reported as a [`super::ConnectedCall`]: the fast path knows it.
+    pub(crate) reported: bool,
+    /// Its ICRP (with the epoch) left.
+    pub(crate) answered: bool,
+}
+
+/// What a fast path needs of an adopted session before the LAC's held
+/// frames arrive (see [`Node::adopted_call`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AdoptedCall {
+    /// The subscriber's address, as at the primary.
+    pub address: Ipv4Addr,
+    /// The subscriber's MRU (LCP, RFC 1661 §6.1), as at the primary.
+    pub mru: u16,
+    /// The Ownership-Epoch its ICRP will carry.
+    pub epoch: u32,
+}
+
 /// The HA part of a running node.
 pub(crate) struct Ha {
     pub(crate) config: HaConfig,
@@ -169,8 +193,14 @@ pub(crate) struct Ha {
     pub(crate) endpoint: Endpoint,
     pub(crate) peering: LnsPeering,
     pub(crate) started: bool,
-    /// Recovery calls answered with an adoption, waiting for their ICCN.
-    pub(crate) adopting: HashMap<SessionHandle, Adoption>,
+    /// Recovery calls accepted with an adoption, waiting for their ICCN
+    /// (and, when reported to a fast path, for [`Node::release_call`]
+    /// before their ICRP).
+    pub(crate) adopting: HashMap<SessionHandle, Recovering>,
+    /// Reported recovery calls whose ICRP waits for
+    /// [`Node::release_call`], by deadline ([`super::ANSWER_LIMIT`] after
+    /// the report, so in time order).
+    pub(crate) release_deadlines: std::collections::VecDeque<(Instant, SessionHandle)>,
     /// Our Tunnel ID of each LAC tunnel, to remove it from the offload
     /// when it is gone (the endpoint may have freed it by then).
     pub(crate) lac_tunnels: HashMap<TunnelHandle, u16>,
@@ -192,7 +222,9 @@ use crate::ppp::DownCause;
 use crate::time::Instant;
 use hdrhistogram::Histogram;
 
-use super::{EndCause, EstablishedSession, Event, Node};
+use super::{sequencing_required, ConnectedCall, EndCause, EstablishedSession, Event, Node};
+use crate::aaa::pool::PoolError;
+use crate::l2tp::codes::{cdn, error};
 
 impl Node {
     /// HA counters; `None` without HA.
@@ -413,42 +445,194 @@ impl Node {
     }
 
     /// A LAC's ICRQ with Recovery-Session: adopt the session from the
-    /// offloaded state (ICRP with the next epoch), or refuse it (CDN) so
-    /// the LAC places a fresh call.
+    /// offloaded state, or refuse it at once (CDN) so the LAC places a
+    /// fresh call without waiting (the bulk sync had not reached it).
+    ///
+    /// Accepted, its address is reserved here and, with
+    /// [`Node::report_connected_calls`] on, the call is reported as a
+    /// [`super::ConnectedCall`] ([`Node::adopted_call`] gives the address
+    /// and MRU) and its ICRP with the epoch waits for [`Node::release_call`]:
+    /// the LAC flushes the subscriber's held frames as soon as its ICCN is
+    /// acknowledged (docs/ha-protocol.md §5.5), so the fast path must know
+    /// the session, address included, before the ICRP lets it connect.
+    /// Without reports the ICRP goes at once.
     pub(super) fn on_recovery_call(
         &mut self,
         now: Instant,
         session: SessionHandle,
         primary_session_id: u16,
+        call: &l2tp::CallInfo,
     ) {
+        let refuse = |endpoint: &mut Endpoint, result: l2tp::ResultCode| {
+            if let Err(e) = endpoint.answer_recovery_call(now, session, Err(result)) {
+                tracing::warn!(session = session.id, %e, "cannot refuse a recovery call");
+            }
+        };
         let Some(ha) = &mut self.ha else {
             // HA-aware endpoint, HA-unaware node: nothing to adopt from.
-            let result = crate::l2tp::ResultCode::with_message(
-                crate::l2tp::codes::cdn::NO_FACILITIES_PERMANENT,
-                "no offloaded state here",
-            );
-            let _ = self
-                .endpoint
-                .answer_recovery_call(now, session, Err(result));
+            refuse(&mut self.endpoint, no_offloaded_state());
             return;
         };
-        match ha
-            .peering
-            .recovery_call(now, &mut self.endpoint, session, primary_session_id)
-        {
-            Some(a) => {
-                ha.stats.recoveries_accepted += 1;
-                ha.adopting.insert(session, a);
-            }
-            None => {
+        let Some(adoption) =
+            ha.peering
+                .adopt_for_recovery(&self.endpoint, session, primary_session_id)
+        else {
+            ha.stats.recoveries_refused += 1;
+            tracing::info!(
+                session = session.id,
+                primary_session_id,
+                "recovery call refused: no offloaded state"
+            );
+            refuse(&mut self.endpoint, no_offloaded_state());
+            return;
+        };
+        // Its address belongs to the primary's pool: held here as a framed
+        // address, so it is not handed out twice.
+        let reserved = adoption
+            .state
+            .link
+            .peer_ipv4()
+            .ok_or(PoolError::Exhausted)
+            .and_then(|address| self.pool.reserve(address).map(|_| address));
+        let address = match reserved {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(session = session.id, %e, "cannot adopt the session: its address");
+                ha.peering.store_mut().unadopt(&adoption);
                 ha.stats.recoveries_refused += 1;
-                tracing::info!(
-                    session = session.id,
-                    primary_session_id,
-                    "recovery call refused: no offloaded state"
+                // RFC 2661 §4.4.2 result 4 with error 4: temporary, the LAC
+                // may try another peer.
+                refuse(
+                    &mut self.endpoint,
+                    l2tp::ResultCode::with_error(
+                        cdn::NO_FACILITIES_TEMPORARY,
+                        error::INSUFFICIENT_RESOURCES,
+                        format!("adopted session's address: {e}"),
+                    ),
                 );
+                return;
+            }
+        };
+        ha.stats.recoveries_accepted += 1;
+        let ids = self.endpoint.session_ids(session);
+        let tunnel_ids = self.endpoint.tunnel_ids(session.tunnel);
+        let remote = self.endpoint.tunnel_remote(session.tunnel);
+        let report = match (&mut self.connected_calls, ids, tunnel_ids, remote) {
+            (Some(calls), Some((session_id, peer_session_id)), Some((tid, ptid)), Some(remote)) => {
+                calls.push_back(ConnectedCall {
+                    session,
+                    tunnel_id: tid,
+                    peer_tunnel_id: ptid,
+                    session_id,
+                    peer_session_id,
+                    remote,
+                    local: None,
+                    // The ICCN may ask for it too; reported again then.
+                    sequencing: sequencing_required(call),
+                });
+                true
+            }
+            _ => false,
+        };
+        let epoch = adoption.epoch;
+        ha.adopting.insert(
+            session,
+            Recovering {
+                adoption,
+                address,
+                reported: report,
+                answered: !report,
+            },
+        );
+        if report {
+            ha.release_deadlines
+                .push_back((now + super::ANSWER_LIMIT, session));
+        } else if let Err(e) = self.endpoint.answer_recovery_call(now, session, Ok(epoch)) {
+            tracing::warn!(session = session.id, %e, "cannot answer a recovery call");
+        }
+    }
+
+    /// What [`Node::release_call`] does for a reported recovery call: the
+    /// ICRP with its epoch. `None` if `session` is not one.
+    pub(super) fn release_recovery(
+        &mut self,
+        now: Instant,
+        session: SessionHandle,
+    ) -> Option<bool> {
+        let r = self
+            .ha
+            .as_mut()?
+            .adopting
+            .get_mut(&session)
+            .filter(|r| r.reported && !r.answered)?;
+        r.answered = true;
+        let epoch = r.adoption.epoch;
+        Some(
+            self.endpoint
+                .answer_recovery_call(now, session, Ok(epoch))
+                .is_ok(),
+        )
+    }
+
+    /// The adopted session of a recovery call reported to the fast path,
+    /// until it is up (then [`Event::SessionEstablished`] has it all).
+    pub fn adopted_call(&self, session: SessionHandle) -> Option<AdoptedCall> {
+        let r = self.ha.as_ref()?.adopting.get(&session)?;
+        Some(AdoptedCall {
+            address: r.address,
+            mru: r.adoption.state.link.lcp_peer.mru,
+            epoch: r.adoption.epoch,
+        })
+    }
+
+    /// Reported recovery calls nobody released in time: refused (CDN result
+    /// 4), as [`super::ANSWER_LIMIT`] does for other calls.
+    pub(super) fn expire_releases(&mut self, now: Instant) {
+        loop {
+            let Some(ha) = &mut self.ha else {
+                return;
+            };
+            let Some((_, session)) = ha.release_deadlines.front().copied().filter(|d| d.0 <= now)
+            else {
+                return;
+            };
+            ha.release_deadlines.pop_front();
+            let waiting = ha
+                .adopting
+                .get(&session)
+                .is_some_and(|r| r.reported && !r.answered);
+            if waiting {
+                tracing::warn!(
+                    session = session.id,
+                    "recovery call not released in time: refused"
+                );
+                let result = l2tp::ResultCode::with_error(
+                    cdn::NO_FACILITIES_TEMPORARY,
+                    error::INSUFFICIENT_RESOURCES,
+                    "the fast path did not take the call in time",
+                );
+                // SessionDown follows and undoes the adoption.
+                let _ = self
+                    .endpoint
+                    .answer_recovery_call(now, session, Err(result));
             }
         }
+    }
+
+    /// A recovery call cleared before its session came up: its address
+    /// goes back, and an adoption the LAC never heard of (no ICRP) is
+    /// undone. True if it had been reported to the fast path.
+    pub(super) fn recovery_abandoned(&mut self, session: SessionHandle) -> bool {
+        let Some(r) = self.ha.as_mut().and_then(|ha| ha.adopting.remove(&session)) else {
+            return false;
+        };
+        self.pool.release(r.address);
+        if !r.answered {
+            if let Some(ha) = &mut self.ha {
+                ha.peering.store_mut().unadopt(&r.adoption);
+            }
+        }
+        r.reported
     }
 
     /// An adopted session's L2TP session is up and its link rebuilt: take

@@ -65,7 +65,7 @@ pub mod ha;
 #[cfg(test)]
 mod tests;
 
-pub use ha::{HaConfig, HaStats, PeerLink};
+pub use ha::{AdoptedCall, HaConfig, HaStats, PeerLink};
 
 use core::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use core::time::Duration;
@@ -667,6 +667,7 @@ impl Node {
                 config: h.clone(),
                 started: false,
                 adopting: HashMap::new(),
+                release_deadlines: VecDeque::new(),
                 lac_tunnels: HashMap::new(),
                 by_acct: HashMap::new(),
                 fence_after: VecDeque::new(),
@@ -942,6 +943,11 @@ impl Node {
     /// workers that do not know the session yet (they would cost a PPP
     /// restart, 3 s). False if there is no such call or session.
     pub fn release_call(&mut self, now: Instant, session: SessionHandle) -> bool {
+        // A recovery call: ICRP with its Ownership-Epoch.
+        if let Some(answered) = self.release_recovery(now, session) {
+            self.pump(now);
+            return answered;
+        }
         if self.offered.remove(&session) {
             if self.endpoint.answer_call(now, session, Ok(())).is_err() {
                 // Cleared meanwhile (its wait ran out): SessionDown said so.
@@ -1119,6 +1125,7 @@ impl Node {
                 ha.endpoint.poll_timeout(),
                 ha.peering.poll_timeout(),
                 ha.fence_after.front().map(|f| f.0),
+                ha.release_deadlines.front().map(|d| d.0),
             ]
             .into_iter()
             .flatten()
@@ -1167,6 +1174,7 @@ impl Node {
         if self.next_fence().is_some_and(|t| t <= now) {
             self.fence_due(now);
         }
+        self.expire_releases(now);
         self.pump(now);
     }
 
@@ -1270,15 +1278,23 @@ impl Node {
                     if let Some(id) = ha.lac_tunnels.remove(&tunnel) {
                         ha.peering.tunnel_removed(now, id);
                     }
-                    ha.adopting.retain(|s, _| s.tunnel != tunnel);
+                    let pool = &mut self.pool;
+                    ha.adopting.retain(|s, r| {
+                        let keep = s.tunnel != tunnel;
+                        if !keep {
+                            pool.release(r.address);
+                        }
+                        keep
+                    });
                 }
                 self.events.push_back(Event::TunnelDown { tunnel, reason })
             }
             l2tp::Event::RecoveryCall {
                 session,
                 primary_session_id,
+                call,
                 ..
-            } => self.on_recovery_call(now, session, primary_session_id),
+            } => self.on_recovery_call(now, session, primary_session_id, &call),
             l2tp::Event::CallOffered {
                 session,
                 local_tunnel_id,
@@ -1312,16 +1328,16 @@ impl Node {
                 call,
             } => self.start_session(now, session, local_session_id, peer_session_id, &call),
             l2tp::Event::SessionDown { session, reason } => {
-                let reported = self.offered.remove(&session) | self.answered.remove(&session);
+                // A recovery call cleared before its ICCN (or refused).
+                let recovery_reported = self.recovery_abandoned(session);
+                let reported = self.offered.remove(&session)
+                    | self.answered.remove(&session)
+                    | recovery_reported;
                 if reported && self.connected_calls.is_some() {
                     self.abandoned.push_back(session);
                 }
                 let Some(s) = self.sessions.get_mut(&session) else {
-                    // One we closed ourselves: already accounted for. Or a
-                    // recovery call cleared before its ICCN.
-                    if let Some(ha) = &mut self.ha {
-                        ha.adopting.remove(&session);
-                    }
+                    // One we closed ourselves: already accounted for.
                     return;
                 };
                 s.lower_gone = true;
@@ -1367,33 +1383,16 @@ impl Node {
         };
         let (local_tunnel_id, peer_tunnel_id) =
             self.endpoint.tunnel_ids(session.tunnel).unwrap_or_default();
-        // HA: a recovery call we answered with an adoption. Its address
-        // belongs to the primary's pool: held here as a framed address,
-        // so it is not handed out twice.
-        let adoption = self.ha.as_mut().and_then(|ha| ha.adopting.remove(&session));
-        if let Some(a) = &adoption {
-            let reserved = a
-                .state
-                .link
-                .peer_ipv4()
-                .ok_or(PoolError::Exhausted)
-                .and_then(|address| self.pool.reserve(address).map(|_| address));
-            if let Err(e) = reserved {
-                tracing::warn!(session = session.id, %e, "cannot adopt the session: its address");
-                let result = ResultCode::with_error(
-                    cdn::NO_FACILITIES_TEMPORARY,
-                    error::INSUFFICIENT_RESOURCES,
-                    format!("adopted session's address: {e}"),
-                );
-                let _ = self.endpoint.close_session(now, session, result);
-                return;
-            }
-        }
+        // HA: a recovery call we answered with an adoption (its address
+        // already reserved).
+        let recovering = self.ha.as_mut().and_then(|ha| ha.adopting.remove(&session));
+        let adoption = recovering.as_ref().map(|r| r.adoption.clone());
         self.by_ids
             .insert((local_tunnel_id, local_session_id), session);
         // A call reported at its ICRQ is programmed already; again only if
         // its ICCN asked for sequencing.
-        let answered = self.answered.remove(&session);
+        let answered =
+            self.answered.remove(&session) | recovering.as_ref().is_some_and(|r| r.reported);
         let sequencing = sequencing_required(call);
         if let Some(calls) = self
             .connected_calls
