@@ -56,13 +56,14 @@ use core::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use core::time::Duration;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
-use dataplane::wire::control::{Avp, AvpEntry};
+use dataplane::wire::control::{Avp, AvpEntry, ControlMessage, SwitchoverAction};
 use dataplane::wire::ethernet::{self, EtherType};
 use dataplane::wire::{ppp as ppp_wire, ppp_cp, pppoe as pppoe_wire};
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_core::RngCore;
 
+use crate::ha::message::{HaMessage, SwitchoverReply};
 use crate::l2tp::codes::cdn;
 use crate::l2tp::{
     self, CallParams, Endpoint, ResultCode, SessionDownReason, SessionHandle, TunnelDownReason,
@@ -621,22 +622,46 @@ struct Subscriber {
 struct Moving {
     /// The LNS it moves away from.
     from_lns: SocketAddrV4,
-    /// The old call's handle (make-before-break: still up; failure: gone).
+    /// The tunnel the old call was on (recovery tunnels are per old
+    /// tunnel: Recovery-Tunnel names it).
+    from_tunnel: TunnelHandle,
+    /// The old call (make-before-break: still up; failure: gone).
     old_call: SessionHandle,
-    /// Our Tunnel ID and Session ID of the old call, and the old LNS's
-    /// Session ID (Recovery-Session).
+    /// Our and the old LNS's Tunnel ID, our and its Session ID of the old
+    /// call (its Session ID goes in Recovery-Session).
     old_ids: ((u16, u16), (u16, u16)),
-    /// A load switchover (the old call forwards until the new one is up).
+    /// A load switchover: the old call forwards until the new one is up.
     make_before_break: bool,
     /// Peers still to try, in preference order.
-    peers: Vec<Ipv4Addr>,
+    peers: VecDeque<Ipv4Addr>,
     /// The recovery call, once placed.
     new_call: Option<SessionHandle>,
-    /// Its Ownership-Epoch once answered.
-    epoch: Option<u32>,
-    /// Upstream frames held (failure switchover, or a planned move between
-    /// the new call's answer and its up).
+    /// Our Tunnel ID and Session ID of the recovery call, once reported
+    /// ([`Event::CallAnswered`]).
+    new_ids: Option<(u16, u16)>,
+    /// Make-before-break: the new call was answered and the subscriber's
+    /// upstream is held until it is up (never on both calls at once).
+    switching: bool,
+    /// Upstream frames held, in arrival order.
     held: VecDeque<Vec<u8>>,
+}
+
+/// A tunnel to a peer LNS opened to take over the calls of one of another
+/// LNS's tunnels (Recovery-Tunnel).
+#[derive(Debug)]
+struct RecoveryTunnelState {
+    /// Subscribers waiting for a slot in the window.
+    waiting: VecDeque<SubscriberKey>,
+    /// Recovery calls placed and neither up nor failed.
+    in_flight: usize,
+}
+
+/// What a tunnel's LNS said about itself for HA, kept past the tunnel's
+/// end (its TunnelDown needs it).
+#[derive(Debug, Clone, Default)]
+struct TunnelHa {
+    /// Peer-LNS-Address of its SCCRP.
+    peers: Vec<Ipv4Addr>,
 }
 
 /// What the node knows about an LNS for HA.
@@ -650,6 +675,9 @@ struct LnsHa {
     switchover_requests: u64,
     switchovers_granted: u64,
     switchovers_denied: u64,
+    /// Its tunnel went down while it was steered: a fresh tunnel to it
+    /// cancels the steering (it came back).
+    went_down_while_steered: bool,
 }
 
 /// The LAC: see the [module documentation](self).
@@ -672,6 +700,14 @@ pub struct Node {
     stats: Stats,
     /// HA state per LNS.
     ha_lns: BTreeMap<SocketAddrV4, LnsHa>,
+    /// HA: what each tunnel's LNS advertised, from its TunnelUp.
+    tunnel_ha: HashMap<TunnelHandle, TunnelHa>,
+    /// HA: recovery tunnels by old tunnel and peer.
+    recovery_to: HashMap<(TunnelHandle, SocketAddrV4), TunnelHandle>,
+    /// HA: recovery tunnels.
+    recoveries: HashMap<TunnelHandle, RecoveryTunnelState>,
+    /// HA: recovery calls and their subscribers.
+    by_recovery: HashMap<SessionHandle, SubscriberKey>,
 }
 
 impl core::fmt::Debug for Node {
@@ -772,6 +808,10 @@ impl Node {
             events: VecDeque::new(),
             stats: Stats::default(),
             ha_lns: BTreeMap::new(),
+            tunnel_ha: HashMap::new(),
+            recovery_to: HashMap::new(),
+            recoveries: HashMap::new(),
+            by_recovery: HashMap::new(),
         })
     }
 
@@ -1163,6 +1203,20 @@ impl Node {
                 }
             }
             Stage::Up => {
+                if let Some(m) = sub.moving.as_mut() {
+                    if !m.make_before_break || m.switching {
+                        // HA: the call is moving; everything the subscriber
+                        // sends (data and LCP echoes alike: PPP must not
+                        // notice) waits for the new call, in order.
+                        let limit = self.config.ha.as_ref().map_or(0, |p| p.hold_limit);
+                        if m.held.len() >= limit {
+                            self.stats.hold_overflow += 1;
+                        } else {
+                            m.held.push_back(frame.to_vec());
+                        }
+                        return;
+                    }
+                }
                 sub.frames_up += 1;
                 let Some(call) = sub.call else { return };
                 self.send_upstream(call, frame);
@@ -1372,23 +1426,25 @@ impl Node {
             let Some(sub) = self.subscribers.get(&key) else {
                 return;
             };
-            let Some(lns) = self.selector.choose(now, &sub.tried) else {
+            // HA: an LNS that asked for "new sessions only" (or "all") is
+            // avoided while another can take the call.
+            let mut avoid = sub.tried.clone();
+            avoid.extend(
+                self.ha_lns
+                    .iter()
+                    .filter(|(_, h)| h.steered_until.is_some_and(|t| t > now))
+                    .map(|(&a, _)| a),
+            );
+            let Some(lns) = self
+                .selector
+                .choose(now, &avoid)
+                .or_else(|| self.selector.choose(now, &sub.tried))
+            else {
                 self.stats.sessions_refused += 1;
                 self.end(now, key, EndCause::NoLnsAvailable, None, true);
                 return;
             };
-            let mut params = self.config.call.clone();
-            // RFC 2661 §4.4.5 Calling Number: what identifies the caller;
-            // for PPPoE, the subscriber's MAC address.
-            params.icrq_avps.push(AvpEntry {
-                mandatory: true,
-                hidden: false,
-                avp: Avp::CallingNumber(key.mac.to_string().into_bytes()),
-            });
-            if self.config.mode == Mode::Proxy {
-                params.iccn_avps.extend(self.proxy_avps(sub));
-            }
-            params.defer_connect = self.config.defer_connect;
+            let params = self.call_params(key, sub);
             let opened = self
                 .tunnel_for(now, lns)
                 .and_then(|t| self.endpoint.open_session(now, t, params));
@@ -1413,6 +1469,25 @@ impl Node {
                 }
             }
         }
+    }
+
+    /// What a subscriber's calls say (ICRQ and ICCN): the same for its
+    /// first call and for every recovery call (the peer LNS must see the
+    /// call the primary saw, proxy AVPs included).
+    fn call_params(&self, key: SubscriberKey, sub: &Subscriber) -> CallParams {
+        let mut params = self.config.call.clone();
+        // RFC 2661 §4.4.5 Calling Number: what identifies the caller;
+        // for PPPoE, the subscriber's MAC address.
+        params.icrq_avps.push(AvpEntry {
+            mandatory: true,
+            hidden: false,
+            avp: Avp::CallingNumber(key.mac.to_string().into_bytes()),
+        });
+        if self.config.mode == Mode::Proxy {
+            params.iccn_avps.extend(self.proxy_avps(sub));
+        }
+        params.defer_connect = self.config.defer_connect;
+        params
     }
 
     /// The tunnel to `lns` that new calls share, opened if there is none.
@@ -1488,12 +1563,21 @@ impl Node {
         if tunnel_dead && self.tunnels.contains_key(&call.tunnel) {
             // Nothing more will come up on it: move the others now rather
             // than each after its own timeout, and stop the tunnel.
-            let waiting: Vec<_> = self
+            // Calls already up are not set up again: they go down with the
+            // tunnel (their own SessionDown) or are recovered (HA).
+            let mut waiting: Vec<_> = self
                 .by_call
                 .iter()
-                .filter(|(h, _)| h.tunnel == call.tunnel)
+                .filter(|(h, k)| {
+                    h.tunnel == call.tunnel
+                        && self
+                            .subscribers
+                            .get(k)
+                            .is_some_and(|s| s.stage != Stage::Up)
+                })
                 .map(|(_, k)| *k)
                 .collect();
+            waiting.sort();
             self.tunnel_to.retain(|_, t| *t != call.tunnel);
             let _ = self.endpoint.close_tunnel(
                 now,
@@ -1527,6 +1611,7 @@ impl Node {
             .subscribers
             .get(&key)
             .is_some_and(|s| s.stage == Stage::Up);
+        self.cancel_move(now, key);
         if let Some(call) = self.detach_call(key) {
             let result = cdn_result.unwrap_or_else(|| {
                 ResultCode::with_message(cdn::ADMINISTRATIVE, "subscriber session ended")
@@ -1639,58 +1724,63 @@ impl Node {
                 remote,
                 local_tunnel_id,
                 peer,
-            } => self.events.push_back(Event::TunnelUp {
-                tunnel,
-                lns: remote,
-                local_tunnel_id,
-                peer_tunnel_id: peer.tunnel_id,
-            }),
-            l2tp::Event::TunnelDown { tunnel, reason, .. } => {
-                let Some(lns) = self.tunnels.remove(&tunnel) else {
-                    return;
-                };
-                self.tunnel_to.retain(|_, t| *t != tunnel);
-                let local_tunnel_id = self
-                    .endpoint
-                    .tunnel_ids(tunnel)
-                    .map_or(0, |(local, _)| local);
-                // Its sessions went down just before (SessionDown each);
-                // any still attached are ended here.
-                let left: Vec<_> = self
-                    .by_call
-                    .iter()
-                    .filter(|(h, _)| h.tunnel == tunnel)
-                    .map(|(_, k)| *k)
-                    .collect();
-                for key in left {
-                    self.call_down(now, key, SessionDownReason::TunnelDown, Some(&reason));
+            } => {
+                if self.config.ha.is_some() {
+                    self.ha_tunnel_up(tunnel, remote, &peer.peer_lns_addresses);
                 }
-                self.events.push_back(Event::TunnelDown {
+                self.events.push_back(Event::TunnelUp {
                     tunnel,
-                    lns,
+                    lns: remote,
                     local_tunnel_id,
-                    reason,
-                });
+                    peer_tunnel_id: peer.tunnel_id,
+                })
             }
+            l2tp::Event::TunnelDown { tunnel, reason, .. } => self.tunnel_down(now, tunnel, reason),
             l2tp::Event::CallAnswered {
                 session,
                 local_session_id,
                 peer_session_id,
+                call,
                 ..
-            } => self.call_answered(now, session, local_session_id, peer_session_id),
+            } => {
+                if self.by_recovery.contains_key(&session) {
+                    self.recovery_answered(now, session, local_session_id, peer_session_id, &call);
+                } else {
+                    self.call_answered(now, session, local_session_id, peer_session_id)
+                }
+            }
             l2tp::Event::SessionUp {
                 session,
                 local_session_id,
                 peer_session_id,
-                ..
-            } => self.call_up(now, session, local_session_id, peer_session_id),
+                call,
+            } => {
+                if self.by_recovery.contains_key(&session) {
+                    self.recovery_up(now, session, local_session_id, peer_session_id, &call);
+                } else {
+                    self.call_up(now, session, local_session_id, peer_session_id)
+                }
+            }
             l2tp::Event::SessionDown { session, reason } => {
-                if let Some(&key) = self.by_call.get(&session) {
+                if let Some(&key) = self.by_recovery.get(&session) {
+                    self.recovery_call_down(now, key, session, &reason);
+                } else if let Some(&key) = self.by_call.get(&session) {
+                    if reason == SessionDownReason::TunnelDown
+                        && self.may_outlive_tunnel(key, session.tunnel)
+                    {
+                        // HA: decided at the tunnel's TunnelDown, which
+                        // follows at once and says why it went down.
+                        return;
+                    }
                     self.call_down(now, key, reason, None);
                 }
             }
             l2tp::Event::Data { session, payload } => {
-                let Some(&key) = self.by_call.get(&session) else {
+                let Some(&key) = self
+                    .by_call
+                    .get(&session)
+                    .or_else(|| self.by_recovery.get(&session))
+                else {
                     return;
                 };
                 let Some(sub) = self.subscribers.get_mut(&key) else {
@@ -1703,8 +1793,79 @@ impl Node {
                 self.stats.downstream_frames += 1;
                 self.send_downstream(key, &payload);
             }
+            l2tp::Event::Message {
+                tunnel, message, ..
+            } => self.ha_message(now, tunnel, &message),
             _ => {}
         }
+    }
+
+    /// A tunnel is down: its calls end, or (HA) are recovered at a peer.
+    fn tunnel_down(&mut self, now: Instant, tunnel: TunnelHandle, reason: TunnelDownReason) {
+        let recovery = self.recoveries.remove(&tunnel);
+        self.recovery_to.retain(|_, t| *t != tunnel);
+        let ha = self.tunnel_ha.remove(&tunnel).unwrap_or_default();
+        let Some(lns) = self.tunnels.remove(&tunnel) else {
+            return;
+        };
+        self.tunnel_to.retain(|_, t| *t != tunnel);
+        let local_tunnel_id = self
+            .endpoint
+            .tunnel_ids(tunnel)
+            .map_or(0, |(local, _)| local);
+        if let Some(recovery) = recovery {
+            // Its recovery calls in flight went down just before (and
+            // moved on); those still waiting for a slot move on now.
+            for key in recovery.waiting {
+                self.try_next_peer(now, key);
+            }
+        }
+        // DESIGN.md §3 failure switchover: a tunnel whose LNS stopped
+        // answering (dead interval or retransmissions, RFC 2661 §5.8) and
+        // advertised peers has its calls recovered there. A StopCCN is the
+        // LNS ending them on purpose: they end.
+        let recover = reason == TunnelDownReason::RetriesExhausted
+            && !ha.peers.is_empty()
+            && self
+                .config
+                .ha
+                .as_ref()
+                .is_some_and(|p| p.failure_switchover);
+        // Its sessions went down just before (SessionDown each); any still
+        // attached are recovered or ended here.
+        let mut left: Vec<_> = self
+            .by_call
+            .iter()
+            .filter(|(h, _)| h.tunnel == tunnel)
+            .map(|(_, k)| *k)
+            .collect();
+        left.sort();
+        for key in left {
+            let Some(sub) = self.subscribers.get(&key) else {
+                continue;
+            };
+            let moving_away = sub.moving.as_ref().is_some_and(|m| m.make_before_break);
+            if moving_away {
+                // Its move is under way: it goes on as a failure move.
+                self.old_call_lost(key);
+            } else if !(recover
+                && sub.stage == Stage::Up
+                && self.start_move(now, key, ha.peers.clone(), false))
+            {
+                self.call_down(now, key, SessionDownReason::TunnelDown, Some(&reason));
+            }
+        }
+        if let Some(h) = self.ha_lns.get_mut(&lns) {
+            if h.steered_until.is_some_and(|t| t > now) {
+                h.went_down_while_steered = true;
+            }
+        }
+        self.events.push_back(Event::TunnelDown {
+            tunnel,
+            lns,
+            local_tunnel_id,
+            reason,
+        });
     }
 
     /// [`Config::defer_connect`]: the LNS answered; the daemon programs the
@@ -1737,7 +1898,7 @@ impl Node {
     /// knows it now, so the ICCN may go (RFC 2661 §7.4.1). False if the
     /// call is not waiting (it ended, or its wait ran out).
     pub fn connect_call(&mut self, now: Instant, session: SessionHandle) -> bool {
-        if !self.by_call.contains_key(&session) {
+        if !self.by_call.contains_key(&session) && !self.by_recovery.contains_key(&session) {
             return false;
         }
         let connected = match self.endpoint.connect_call(now, session) {
@@ -1761,10 +1922,27 @@ impl Node {
         local_session_id: u16,
         peer_session_id: u16,
     ) -> Option<CallUp> {
+        let up = self.call_record(now, key, session, local_session_id, peer_session_id)?;
+        let sub = self.subscribers.get_mut(&key)?;
+        sub.ids = Some((
+            (up.local_tunnel_id, up.peer_tunnel_id),
+            (local_session_id, peer_session_id),
+        ));
+        Some(up)
+    }
+
+    /// A call's ids, for the report and the fast path.
+    fn call_record(
+        &self,
+        now: Instant,
+        key: SubscriberKey,
+        session: SessionHandle,
+        local_session_id: u16,
+        peer_session_id: u16,
+    ) -> Option<CallUp> {
         let tunnel_ids = self.endpoint.tunnel_ids(session.tunnel).unwrap_or_default();
         let peer = self.endpoint.tunnel_remote(session.tunnel);
-        let sub = self.subscribers.get_mut(&key)?;
-        sub.ids = Some((tunnel_ids, (local_session_id, peer_session_id)));
+        let sub = self.subscribers.get(&key)?;
         Some(CallUp {
             subscriber: key,
             session,
@@ -1851,6 +2029,627 @@ impl Node {
             }
         };
         self.end(now, key, cause, None, true);
+    }
+}
+
+// --- HA: failure and load switchover ------------------------------------------
+
+impl Node {
+    /// A tunnel is up: remember where its LNS says to go (Peer-LNS-Address,
+    /// DESIGN.md §3), and end the steering away from an LNS that came back.
+    fn ha_tunnel_up(&mut self, tunnel: TunnelHandle, lns: SocketAddrV4, peers: &[Ipv4Addr]) {
+        self.tunnel_ha.insert(
+            tunnel,
+            TunnelHa {
+                peers: peers.to_vec(),
+            },
+        );
+        let h = self.ha_lns.entry(lns).or_default();
+        if !peers.is_empty() {
+            h.peers = peers.to_vec();
+        }
+        if h.went_down_while_steered {
+            h.went_down_while_steered = false;
+            h.steered_until = None;
+        }
+    }
+
+    /// Whether a subscriber's call may survive the end of its tunnel: it
+    /// is up and either moving already or on a tunnel whose calls a
+    /// failure switchover may recover.
+    fn may_outlive_tunnel(&self, key: SubscriberKey, tunnel: TunnelHandle) -> bool {
+        let Some(sub) = self.subscribers.get(&key) else {
+            return false;
+        };
+        if sub.stage != Stage::Up {
+            return false;
+        }
+        sub.moving.is_some()
+            || (self
+                .config
+                .ha
+                .as_ref()
+                .is_some_and(|p| p.failure_switchover)
+                && self
+                    .tunnel_ha
+                    .get(&tunnel)
+                    .is_some_and(|t| !t.peers.is_empty()))
+    }
+
+    /// Begin moving a subscriber's call to the first of `peers` that takes
+    /// it: a load switchover (`make_before_break`: the old call keeps
+    /// forwarding) or a failure switchover (the old call is gone: its
+    /// upstream is held). False if the call cannot move (not up, moving
+    /// already, no peer but its own LNS).
+    fn start_move(
+        &mut self,
+        now: Instant,
+        key: SubscriberKey,
+        peers: Vec<Ipv4Addr>,
+        make_before_break: bool,
+    ) -> bool {
+        let Some(sub) = self.subscribers.get_mut(&key) else {
+            return false;
+        };
+        let (Stage::Up, None, Some(old_call), Some(lns), Some(ids)) =
+            (sub.stage, &sub.moving, sub.call, sub.lns, sub.ids)
+        else {
+            return false;
+        };
+        let mut list = VecDeque::new();
+        for p in peers {
+            if p != *lns.ip() && !list.contains(&p) {
+                list.push_back(p);
+            }
+        }
+        if list.is_empty() {
+            return false;
+        }
+        sub.moving = Some(Moving {
+            from_lns: lns,
+            from_tunnel: old_call.tunnel,
+            old_call,
+            old_ids: ids,
+            make_before_break,
+            peers: list,
+            new_call: None,
+            new_ids: None,
+            switching: false,
+            held: VecDeque::new(),
+        });
+        self.stats.recoveries_started += 1;
+        self.ha_lns.entry(lns).or_default().recoveries_started += 1;
+        if !make_before_break {
+            self.old_call_lost(key);
+        }
+        self.try_next_peer(now, key);
+        true
+    }
+
+    /// A moving subscriber's old call is gone (its LNS failed): hold its
+    /// upstream until the new call is up.
+    fn old_call_lost(&mut self, key: SubscriberKey) {
+        let Some(sub) = self.subscribers.get_mut(&key) else {
+            return;
+        };
+        let Some(m) = sub.moving.as_mut() else {
+            return;
+        };
+        m.make_before_break = false;
+        let ((local_tunnel_id, _), (local_session_id, _)) = m.old_ids;
+        let (old_call, from_lns) = (m.old_call, m.from_lns);
+        if sub.call == Some(old_call) {
+            sub.call = None;
+        }
+        self.by_call.remove(&old_call);
+        self.selector.remove_session(from_lns);
+        self.events.push_back(Event::Holding {
+            subscriber: key,
+            local_tunnel_id,
+            local_session_id,
+        });
+    }
+
+    /// Place a moving subscriber's recovery call on its next peer; with
+    /// none left, the move failed.
+    fn try_next_peer(&mut self, now: Instant, key: SubscriberKey) {
+        loop {
+            let Some(m) = self
+                .subscribers
+                .get_mut(&key)
+                .and_then(|s| s.moving.as_mut())
+            else {
+                return;
+            };
+            m.new_call = None;
+            m.new_ids = None;
+            let Some(peer) = m.peers.pop_front() else {
+                self.move_failed(now, key);
+                return;
+            };
+            let peer = SocketAddrV4::new(peer, m.from_lns.port());
+            let (from_tunnel, from_lns, (tunnel_ids, _)) = (m.from_tunnel, m.from_lns, m.old_ids);
+            match self.recovery_tunnel(now, from_tunnel, from_lns, tunnel_ids, peer) {
+                Ok(t) => {
+                    if let Some(r) = self.recoveries.get_mut(&t) {
+                        r.waiting.push_back(key);
+                    }
+                    self.service_recovery(now, t);
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(peer = %peer, error = %e, "cannot open a recovery tunnel");
+                }
+            }
+        }
+    }
+
+    /// The recovery tunnel for the calls of `from_tunnel` to `peer`, opened
+    /// if there is none: its SCCRQ carries Recovery-Tunnel (DESIGN.md §3),
+    /// so the peer finds the primary's offloaded state for them.
+    fn recovery_tunnel(
+        &mut self,
+        now: Instant,
+        from_tunnel: TunnelHandle,
+        from_lns: SocketAddrV4,
+        (lac_tunnel_id, lns_tunnel_id): (u16, u16),
+        peer: SocketAddrV4,
+    ) -> Result<TunnelHandle, l2tp::Error> {
+        if let Some(&t) = self.recovery_to.get(&(from_tunnel, peer)) {
+            if self.recoveries.contains_key(&t)
+                && matches!(
+                    self.endpoint.tunnel_state(t),
+                    Some(TunnelState::WaitCtlReply | TunnelState::Established)
+                )
+            {
+                return Ok(t);
+            }
+        }
+        let t = self.endpoint.connect_for_recovery(
+            now,
+            peer,
+            l2tp::RecoveryTunnel {
+                primary_lns: *from_lns.ip(),
+                lns_tunnel_id,
+                lac_tunnel_id,
+            },
+        )?;
+        self.recovery_to.insert((from_tunnel, peer), t);
+        self.recoveries.insert(
+            t,
+            RecoveryTunnelState {
+                waiting: VecDeque::new(),
+                in_flight: 0,
+            },
+        );
+        self.tunnels.insert(t, peer);
+        Ok(t)
+    }
+
+    /// Place the recovery calls waiting on `tunnel`, at most
+    /// [`HaPolicy::recovery_window`] in flight. The endpoint holds the
+    /// ICRQs until the tunnel is up, then sends them back to back.
+    fn service_recovery(&mut self, now: Instant, tunnel: TunnelHandle) {
+        let window = self.config.ha.as_ref().map_or(1, |p| p.recovery_window);
+        loop {
+            let Some(r) = self.recoveries.get_mut(&tunnel) else {
+                return;
+            };
+            if r.in_flight >= window {
+                return;
+            }
+            let Some(key) = r.waiting.pop_front() else {
+                return;
+            };
+            let Some(sub) = self.subscribers.get(&key) else {
+                continue;
+            };
+            let Some(m) = sub.moving.as_ref() else {
+                continue;
+            };
+            if m.new_call.is_some() {
+                continue;
+            }
+            let mut params = self.call_params(key, sub);
+            // DESIGN.md §3: Recovery-Session names the old LNS's Session ID.
+            params.recovery_session = Some(m.old_ids.1 .1);
+            match self.endpoint.open_session(now, tunnel, params) {
+                Ok(call) => {
+                    if let Some(r) = self.recoveries.get_mut(&tunnel) {
+                        r.in_flight += 1;
+                    }
+                    self.by_recovery.insert(call, key);
+                    if let Some(m) = self
+                        .subscribers
+                        .get_mut(&key)
+                        .and_then(|s| s.moving.as_mut())
+                    {
+                        m.new_call = Some(call);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot place a recovery call");
+                    self.try_next_peer(now, key);
+                }
+            }
+        }
+    }
+
+    /// A recovery call is up or gone: its slot in the window is free.
+    fn recovery_call_finished(&mut self, now: Instant, call: SessionHandle) {
+        self.by_recovery.remove(&call);
+        if let Some(r) = self.recoveries.get_mut(&call.tunnel) {
+            r.in_flight = r.in_flight.saturating_sub(1);
+            self.service_recovery(now, call.tunnel);
+        }
+    }
+
+    /// No peer took a moving subscriber's call. A load switchover leaves it
+    /// where it is; a failure switchover ends it (PADT).
+    fn move_failed(&mut self, now: Instant, key: SubscriberKey) {
+        let Some(sub) = self.subscribers.get_mut(&key) else {
+            return;
+        };
+        let Some(m) = sub.moving.take() else {
+            return;
+        };
+        self.stats.recoveries_failed += 1;
+        self.ha_lns.entry(m.from_lns).or_default().recoveries_failed += 1;
+        tracing::warn!(subscriber = %key.mac, lns = %m.from_lns, "no peer LNS took the call");
+        if m.make_before_break && sub.call == Some(m.old_call) {
+            sub.frames_up += m.held.len() as u64;
+            for frame in m.held {
+                self.send_upstream(m.old_call, &frame);
+            }
+            return;
+        }
+        self.end(
+            now,
+            key,
+            EndCause::TunnelDown(TunnelDownReason::RetriesExhausted),
+            None,
+            true,
+        );
+    }
+
+    /// The subscriber's session ends while moving: its recovery call goes.
+    fn cancel_move(&mut self, now: Instant, key: SubscriberKey) {
+        let Some(m) = self.subscribers.get_mut(&key).and_then(|s| s.moving.take()) else {
+            return;
+        };
+        for r in self.recoveries.values_mut() {
+            r.waiting.retain(|k| *k != key);
+        }
+        if let Some(call) = m.new_call {
+            let _ = self.endpoint.close_session(
+                now,
+                call,
+                ResultCode::with_message(cdn::ADMINISTRATIVE, "subscriber session ended"),
+            );
+            self.recovery_call_finished(now, call);
+        }
+        if let Some((local_tunnel_id, local_session_id)) = m.new_ids {
+            self.events.push_back(Event::CallAbandoned {
+                subscriber: key,
+                local_tunnel_id,
+                local_session_id,
+            });
+        }
+        if !m.make_before_break {
+            // The failure switchover had taken it off its LNS already.
+            return;
+        }
+        let Some(sub) = self.subscribers.get_mut(&key) else {
+            return;
+        };
+        if sub.call == Some(m.old_call) {
+            sub.frames_up += m.held.len() as u64;
+            for frame in m.held {
+                self.send_upstream(m.old_call, &frame);
+            }
+        }
+    }
+
+    /// The record of a moving subscriber's recovery call, with where it
+    /// moves from.
+    fn moved_record(
+        &self,
+        now: Instant,
+        key: SubscriberKey,
+        session: SessionHandle,
+        local_session_id: u16,
+        peer_session_id: u16,
+        epoch: Option<u32>,
+    ) -> Option<CallUp> {
+        let mut up = self.call_record(now, key, session, local_session_id, peer_session_id)?;
+        let m = self.subscribers.get(&key)?.moving.as_ref()?;
+        let ((local_tunnel_id, _), (old_session_id, _)) = m.old_ids;
+        up.moved_from = Some(MovedFrom {
+            local_tunnel_id,
+            local_session_id: old_session_id,
+            epoch: epoch.unwrap_or(0),
+            make_before_break: m.make_before_break,
+        });
+        Some(up)
+    }
+
+    /// [`Config::defer_connect`]: the peer answered a recovery call (ICRP
+    /// with Ownership-Epoch). The daemon programs the new call; on a load
+    /// switchover the subscriber's upstream stops on the old call now and
+    /// waits for the new one, so no frame goes to both LNSs.
+    fn recovery_answered(
+        &mut self,
+        now: Instant,
+        session: SessionHandle,
+        local_session_id: u16,
+        peer_session_id: u16,
+        call: &l2tp::CallInfo,
+    ) {
+        let Some(&key) = self.by_recovery.get(&session) else {
+            return;
+        };
+        let Some(up) = self.moved_record(
+            now,
+            key,
+            session,
+            local_session_id,
+            peer_session_id,
+            call.ownership_epoch,
+        ) else {
+            return;
+        };
+        if let Some(m) = self
+            .subscribers
+            .get_mut(&key)
+            .and_then(|s| s.moving.as_mut())
+        {
+            m.new_ids = Some((up.local_tunnel_id, local_session_id));
+            m.switching = true;
+        }
+        self.events.push_back(Event::CallAnswered(Box::new(up)));
+    }
+
+    /// A recovery call is up: the subscriber's traffic moves to it. The held
+    /// frames go first, in order; a load switchover's old call is released
+    /// at its LNS only now (make-before-break), with the new epoch so that
+    /// LNS drops it without ending PPP (docs/ha-protocol.md §5.4).
+    fn recovery_up(
+        &mut self,
+        now: Instant,
+        session: SessionHandle,
+        local_session_id: u16,
+        peer_session_id: u16,
+        call: &l2tp::CallInfo,
+    ) {
+        let Some(&key) = self.by_recovery.get(&session) else {
+            return;
+        };
+        let up = self.moved_record(
+            now,
+            key,
+            session,
+            local_session_id,
+            peer_session_id,
+            call.ownership_epoch,
+        );
+        self.recovery_call_finished(now, session);
+        let Some(up) = up else {
+            return;
+        };
+        let peer = self.endpoint.tunnel_remote(session.tunnel);
+        let Some(sub) = self.subscribers.get_mut(&key) else {
+            return;
+        };
+        let Some(m) = sub.moving.take() else {
+            return;
+        };
+        sub.call = Some(session);
+        sub.last_call = Some(session);
+        sub.lns = peer.or(sub.lns);
+        sub.ids = Some((
+            (up.local_tunnel_id, up.peer_tunnel_id),
+            (local_session_id, peer_session_id),
+        ));
+        sub.frames_up += m.held.len() as u64;
+        self.by_call.insert(session, key);
+        if let Some(peer) = peer {
+            self.selector.add_session(peer);
+        }
+        for frame in &m.held {
+            self.send_upstream(session, frame);
+        }
+        self.stats.recoveries_done += 1;
+        self.ha_lns.entry(m.from_lns).or_default().recoveries_done += 1;
+        self.events.push_back(Event::SessionUp(Box::new(up)));
+        if !m.make_before_break {
+            return;
+        }
+        let result = match call.ownership_epoch {
+            Some(epoch) => self.endpoint.release_session(now, m.old_call, epoch),
+            // No epoch: the peer did not adopt the session, so the old
+            // LNS cannot be told it lives on; a plain CDN ends it there.
+            None => self.endpoint.close_session(
+                now,
+                m.old_call,
+                ResultCode::with_message(cdn::ADMINISTRATIVE, "moved to a peer LNS"),
+            ),
+        };
+        if let Err(e) = result {
+            tracing::debug!(error = %e, "old call not released");
+        }
+        self.by_call.remove(&m.old_call);
+        self.selector.remove_session(m.from_lns);
+        self.stats.sessions_moved += 1;
+        let ((local_tunnel_id, _), (local_session_id, _)) = m.old_ids;
+        self.events.push_back(Event::SessionReleased {
+            subscriber: key,
+            local_tunnel_id,
+            local_session_id,
+        });
+    }
+
+    /// A recovery call failed (the peer refused it, or its tunnel went
+    /// down): try the next peer.
+    fn recovery_call_down(
+        &mut self,
+        now: Instant,
+        key: SubscriberKey,
+        session: SessionHandle,
+        reason: &SessionDownReason,
+    ) {
+        tracing::info!(subscriber = %key.mac, ?reason, "recovery call failed");
+        self.recovery_call_finished(now, session);
+        let Some(sub) = self.subscribers.get_mut(&key) else {
+            return;
+        };
+        let Some(m) = sub.moving.as_mut() else {
+            return;
+        };
+        if m.new_call != Some(session) {
+            return;
+        }
+        m.new_call = None;
+        m.switching = false;
+        let abandoned = m.new_ids.take();
+        if m.make_before_break && sub.call == Some(m.old_call) {
+            // The old call still carries the subscriber: what was held
+            // while the new call was answered goes there.
+            let held: Vec<_> = m.held.drain(..).collect();
+            let old = m.old_call;
+            sub.frames_up += held.len() as u64;
+            for frame in held {
+                self.send_upstream(old, &frame);
+            }
+        }
+        if let Some((local_tunnel_id, local_session_id)) = abandoned {
+            self.events.push_back(Event::CallAbandoned {
+                subscriber: key,
+                local_tunnel_id,
+                local_session_id,
+            });
+        }
+        self.try_next_peer(now, key);
+    }
+
+    /// An HA vendor message from an LNS: STPLRQ is answered (STPLRP) and,
+    /// if granted, acted on (docs/ha-protocol.md §5.4). Anything else, or
+    /// an STPLRQ we cannot read, is counted and ignored.
+    fn ha_message(&mut self, now: Instant, tunnel: TunnelHandle, message: &ControlMessage) {
+        let request = match HaMessage::from_control(message) {
+            Ok(HaMessage::SwitchoverRequest(r)) => r,
+            Ok(_) | Err(_) => {
+                self.stats.ha_messages_malformed += 1;
+                return;
+            }
+        };
+        let Some(&lns) = self.tunnels.get(&tunnel) else {
+            self.stats.ha_messages_malformed += 1;
+            return;
+        };
+        self.stats.switchover_requests += 1;
+        self.ha_lns.entry(lns).or_default().switchover_requests += 1;
+        let advertised = self
+            .tunnel_ha
+            .get(&tunnel)
+            .map(|t| t.peers.clone())
+            .unwrap_or_default();
+        let mut peers = if request.peers.is_empty() {
+            advertised
+        } else {
+            request.peers.clone()
+        };
+        peers.retain(|p| p != lns.ip());
+        // "New sessions only" without a peer: the LNS takes new calls again
+        // (failback).
+        let cancel = request.kind == SwitchoverType::NewSessions && request.peers.is_empty();
+        let denial = match &self.config.ha {
+            None => Some("HA is off"),
+            Some(p) if !p.accept_switchover => Some("policy"),
+            Some(_) if matches!(request.kind, SwitchoverType::Unknown(_)) => {
+                Some("unknown switchover type")
+            }
+            Some(_) if !cancel && peers.is_empty() => Some("no usable peer"),
+            Some(_) => None,
+        };
+        let granted = denial.is_none();
+        let reply = HaMessage::SwitchoverReply(SwitchoverReply {
+            kind: request.kind,
+            action: if granted {
+                SwitchoverAction::Granted
+            } else {
+                SwitchoverAction::Denied
+            },
+            reason: denial.unwrap_or_default().to_owned(),
+        });
+        if let Err(e) = self
+            .endpoint
+            .send_ha_message(now, tunnel, None, reply.to_control(false))
+        {
+            tracing::warn!(lns = %lns, error = %e, "cannot answer STPLRQ");
+        }
+        let h = self.ha_lns.entry(lns).or_default();
+        if granted {
+            self.stats.switchovers_granted += 1;
+            h.switchovers_granted += 1;
+        } else {
+            self.stats.switchovers_denied += 1;
+            h.switchovers_denied += 1;
+        }
+        let steer_time = self
+            .config
+            .ha
+            .as_ref()
+            .map_or(Duration::ZERO, |p| p.steer_time);
+        let mut moving = Vec::new();
+        if granted {
+            match request.kind {
+                SwitchoverType::NewSessions if cancel => {
+                    h.steered_until = None;
+                    h.went_down_while_steered = false;
+                }
+                SwitchoverType::NewSessions => h.steered_until = Some(now + steer_time),
+                SwitchoverType::All => {
+                    h.steered_until = Some(now + steer_time);
+                    moving = self
+                        .subscribers
+                        .iter()
+                        .filter(|(_, s)| {
+                            s.call
+                                .is_some_and(|c| self.tunnels.get(&c.tunnel) == Some(&lns))
+                        })
+                        .map(|(k, _)| *k)
+                        .collect();
+                }
+                SwitchoverType::Listed => {
+                    moving = self
+                        .subscribers
+                        .iter()
+                        .filter(|(_, s)| {
+                            s.call.is_some_and(|c| c.tunnel == tunnel)
+                                && s.ids.is_some_and(|(_, (_, lns_sid))| {
+                                    request.sessions.contains(&lns_sid)
+                                })
+                        })
+                        .map(|(k, _)| *k)
+                        .collect();
+                }
+                SwitchoverType::Unknown(_) => {}
+            }
+        }
+        moving.sort();
+        let mut count = 0;
+        for key in moving {
+            if self.start_move(now, key, peers.clone(), true) {
+                count += 1;
+            }
+        }
+        tracing::info!(lns = %lns, kind = ?request.kind, granted, sessions = count, reason = denial.unwrap_or(""), "switchover requested");
+        self.events.push_back(Event::SwitchoverRequested {
+            lns,
+            kind: request.kind,
+            granted,
+            sessions: count,
+        });
     }
 }
 
