@@ -173,6 +173,9 @@ pub struct Counters {
     pub held: u64,
     /// Held frames taken out of a ring when their session was flushed.
     pub flushed: u64,
+    /// ARP requests for subscriber addresses the worker answered itself
+    /// (LNS proxy ARP, RFC 826); each reply also counts as transmitted.
+    pub arp_replies: u64,
     /// Table updates applied.
     pub updates: u64,
     /// Polls that received nothing.
@@ -190,6 +193,7 @@ impl Default for Counters {
             fragmented: 0,
             held: 0,
             flushed: 0,
+            arp_replies: 0,
             updates: 0,
             idle_polls: 0,
         }
@@ -225,6 +229,41 @@ impl Counters {
         self.dropped[reason as usize] += 1;
     }
 
+    /// Add `from`, counter by counter (the sum over workers).
+    pub fn add(&mut self, from: &Counters) {
+        // Destructured so that a new counter cannot be left out.
+        let Counters {
+            received,
+            transmitted,
+            forwarded,
+            punted,
+            dropped,
+            fragmented,
+            held,
+            flushed,
+            arp_replies,
+            updates,
+            idle_polls,
+        } = from;
+        self.received += received;
+        self.transmitted += transmitted;
+        for (a, b) in self.forwarded.iter_mut().zip(forwarded) {
+            *a += b;
+        }
+        for (a, b) in self.punted.iter_mut().zip(punted) {
+            *a += b;
+        }
+        for (a, b) in self.dropped.iter_mut().zip(dropped) {
+            *a += b;
+        }
+        self.fragmented += fragmented;
+        self.held += held;
+        self.flushed += flushed;
+        self.arp_replies += arp_replies;
+        self.updates += updates;
+        self.idle_polls += idle_polls;
+    }
+
     /// Every non-zero counter as (name, value), for reports and logs.
     pub fn nonzero(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
         let drops = DropReason::ALL
@@ -236,7 +275,12 @@ impl Counters {
         let paths = PathKind::ALL
             .iter()
             .map(|r| (r.name(), self.forwarded[*r as usize]));
-        drops.chain(punts).chain(paths).filter(|(_, v)| *v != 0)
+        let arp = core::iter::once(("arp_replies", self.arp_replies));
+        drops
+            .chain(punts)
+            .chain(paths)
+            .chain(arp)
+            .filter(|(_, v)| *v != 0)
     }
 }
 

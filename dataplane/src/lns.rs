@@ -12,8 +12,8 @@ use crate::path::{
     decide, narrow, no_neighbour, write_ethernet, Datapath, Ipv4Info, L2tpData, Verdict,
 };
 use crate::punt::PuntReason;
-use crate::wire::ethernet::EtherType;
-use crate::wire::{checksum, ipv4, ppp};
+use crate::wire::ethernet::{self, EtherType};
+use crate::wire::{arp, checksum, ipv4, ppp};
 
 /// IPv4 and TCP headers without options: what an MSS leaves out of the MTU
 /// (RFC 6691 §2, RFC 879).
@@ -150,6 +150,80 @@ impl Datapath {
             self.forwarded(PathKind::LnsDownstream);
         }
         verdict
+    }
+}
+
+impl Datapath {
+    /// An ARP packet on an LNS port. A request for a subscriber address
+    /// of a session in the table is answered here with the receiving
+    /// port's MAC (proxy ARP, RFC 826's reply rewritten in place): the
+    /// core then sends the subscriber's traffic to this box, on-link,
+    /// and the answer moves with the session when another LNS adopts it
+    /// (it answers from then on and announces the move with a gratuitous
+    /// ARP, [`crate::wire::arp::emit_announcement`]). Everything else
+    /// (requests for our own addresses, replies, announcements, requests
+    /// for pool addresses no session holds) is the kernel's: punted as
+    /// [`PuntReason::Local`], as before; the steering program sends the
+    /// worker only requests whose target is inside a subscriber prefix.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn arp(
+        &mut self,
+        frame: &mut [u8],
+        d: &Descriptor,
+        in_port: usize,
+        l3: usize,
+        end: usize,
+    ) -> Verdict {
+        let start = d.offset as usize;
+        let Some(&port_mac) = self.port_macs.get(in_port) else {
+            return Verdict::Punt(PuntReason::Local);
+        };
+        let Some(request) = frame
+            .get(l3..end)
+            .and_then(|b| arp::Packet::new_checked(b).ok())
+            .and_then(|p| arp::Repr::parse(&p).ok())
+        else {
+            return Verdict::Punt(PuntReason::Local);
+        };
+        // RFC 5227 §3: a request whose sender and target addresses are
+        // the same announces an address, it asks nothing.
+        if request.operation != arp::Operation::Request
+            || request.source_protocol_addr == request.target_protocol_addr
+            || self
+                .tables
+                .session_index_by_subscriber(request.target_protocol_addr)
+                .is_none()
+        {
+            return Verdict::Punt(PuntReason::Local);
+        }
+        // RFC 826: swap the sender and target fields, put our hardware
+        // address as the sender's, set the opcode to reply, and send it
+        // back to the requester (same tags, same port).
+        let reply = arp::Repr {
+            operation: arp::Operation::Reply,
+            source_hardware_addr: port_mac,
+            source_protocol_addr: request.target_protocol_addr,
+            target_hardware_addr: request.source_hardware_addr,
+            target_protocol_addr: request.source_protocol_addr,
+        };
+        let written = frame.get_mut(l3..end).map(|b| reply.emit(b));
+        let Some(requester) = frame
+            .get(start + 6..start + 12)
+            .and_then(ethernet::Address::from_bytes)
+        else {
+            return Verdict::Drop(DropReason::MalformedEthernet);
+        };
+        let Some(header) = frame.get_mut(start..start + 12) else {
+            return Verdict::Drop(DropReason::MalformedEthernet);
+        };
+        if !matches!(written, Some(Ok(_))) {
+            return Verdict::Drop(DropReason::EncapsulationFailed);
+        }
+        header[..6].copy_from_slice(&requester.0);
+        header[6..].copy_from_slice(&port_mac.0);
+        self.counters.arp_replies += 1;
+        Verdict::Forward(in_port)
     }
 }
 

@@ -293,6 +293,7 @@ impl Datapath {
         match (ethertype, self.role) {
             (EtherType::Ipv4, _) => self.ipv4(frame, d, l3, end),
             (EtherType::PppoeSession, Role::Lac) => self.lac_upstream(frame, d, in_port, l3, end),
+            (EtherType::Arp, Role::Lns) => self.arp(frame, d, in_port, l3, end),
             (EtherType::Arp | EtherType::PppoeDiscovery, _) => Verdict::Punt(PuntReason::Local),
             _ => Verdict::Drop(DropReason::UnexpectedEthertype),
         }

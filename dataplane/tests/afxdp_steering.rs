@@ -18,7 +18,9 @@
 //! Checked with the default options: PPPoE session frames (untagged,
 //! 802.1Q, 802.1ad+802.1Q) and L2TP data messages (untagged and 802.1Q) to
 //! the socket; L2TP control messages (802.1Q), PPPoE discovery and an
-//! unknown EtherType to the kernel. With `pppoe_discovery`: discovery
+//! unknown EtherType to the kernel; ARP requests for an address in a
+//! subscriber prefix (untagged and 802.1Q) to the socket, and ARP for
+//! box's address, a reply and an announcement to the kernel. With `pppoe_discovery`: discovery
 //! (untagged and 802.1Q) to the socket. With `everything`: ARP and the
 //! unknown EtherType to the socket. Last, an LAC worker punts discovery to
 //! the control plane as `Local` (what lacd reads).
@@ -278,6 +280,22 @@ fn pppoe(code: u8, session_id: u16, marker: &[u8]) -> Vec<u8> {
     p
 }
 
+/// An Ethernet/IPv4 ARP packet (RFC 826) from far with `operation`,
+/// sender and target addresses, `marker` in the padding.
+fn arp(operation: u16, sender: [u8; 4], target: [u8; 4], marker: &[u8]) -> Vec<u8> {
+    let mut p = vec![0, 1, 8, 0, 6, 4];
+    p.extend_from_slice(&operation.to_be_bytes());
+    p.extend_from_slice(&FAR_MAC);
+    p.extend_from_slice(&sender);
+    p.extend_from_slice(&[0; 6]);
+    p.extend_from_slice(&target);
+    p.extend_from_slice(marker);
+    p
+}
+
+/// A subscriber prefix (/24) of the ARP checks.
+const SUBSCRIBERS: [u8; 4] = [10, 203, 7, 0];
+
 const PADI: u8 = 0x09;
 const SOCKET: bool = true;
 const KERNEL: bool = false;
@@ -387,6 +405,47 @@ fn steering_sends_pppoe_vlan_and_options_where_they_belong() {
     );
     let m = b"marker:unknown";
     b.expect("EtherType 0x88b5", &frame(&[], 0x88b5, m), m, KERNEL);
+    // ARP (RFC 826): a request for an address in a subscriber prefix is
+    // the worker's (proxy ARP), any other ARP the kernel's.
+    steering
+        .add_subscriber_prefix(std::net::Ipv4Addr::from(SUBSCRIBERS), 24)
+        .expect("subscriber prefix");
+    let subscriber = [SUBSCRIBERS[0], SUBSCRIBERS[1], SUBSCRIBERS[2], 7];
+    let m = b"marker:arp-subscriber";
+    let request = arp(1, FAR_ADDR, subscriber, m);
+    b.expect(
+        "ARP request for a subscriber",
+        &frame(&[], 0x0806, &request),
+        m,
+        SOCKET,
+    );
+    let m = b"marker:arp-subscriber-8021q";
+    let request = arp(1, FAR_ADDR, subscriber, m);
+    b.expect(
+        "ARP request for a subscriber, 802.1Q",
+        &frame(&[VLAN], 0x0806, &request),
+        m,
+        SOCKET,
+    );
+    let m = b"marker:arp-box";
+    let request = arp(1, FAR_ADDR, BOX_ADDR, m);
+    b.expect(
+        "ARP request for box",
+        &frame(&[], 0x0806, &request),
+        m,
+        KERNEL,
+    );
+    let m = b"marker:arp-reply";
+    let reply = arp(2, FAR_ADDR, subscriber, m);
+    b.expect("ARP reply", &frame(&[], 0x0806, &reply), m, KERNEL);
+    let m = b"marker:arp-announcement";
+    let announcement = arp(1, subscriber, subscriber, m);
+    b.expect(
+        "ARP announcement of a subscriber",
+        &frame(&[], 0x0806, &announcement),
+        m,
+        KERNEL,
+    );
 
     // A LAC access port: discovery to the socket too.
     steering
@@ -422,15 +481,10 @@ fn steering_sends_pppoe_vlan_and_options_where_they_belong() {
         m,
         SOCKET,
     );
-    // An ARP request (RFC 826) for box's address, marker in the padding.
-    let mut arp = vec![0, 1, 8, 0, 6, 4, 0, 1];
-    arp.extend_from_slice(&FAR_MAC);
-    arp.extend_from_slice(&FAR_ADDR);
-    arp.extend_from_slice(&[0; 6]);
-    arp.extend_from_slice(&BOX_ADDR);
+    // An ARP request for box's address.
     let m = b"marker:arp";
-    arp.extend_from_slice(m);
-    b.expect("ARP (everything)", &frame(&[], 0x0806, &arp), m, SOCKET);
+    let request = arp(1, FAR_ADDR, BOX_ADDR, m);
+    b.expect("ARP (everything)", &frame(&[], 0x0806, &request), m, SOCKET);
 
     drop(tap);
     drop(port);

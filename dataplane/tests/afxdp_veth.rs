@@ -20,7 +20,10 @@
 //! worker over `acc0` and `core0` in adaptive mode, with one tunnel and one
 //! session for subscriber 10.201.3.10, and sends real UDP through it both
 //! ways: far's kernel sends and receives everything, so every checksum and
-//! header we write is checked by a real stack.
+//! header we write is checked by a real stack. Last, far's route to the
+//! subscribers becomes on-link, so far asks for the subscriber with ARP
+//! and the worker answers (proxy ARP); ARP for box's own address stays
+//! with the kernel.
 //!
 //! Everything lives in the two namespaces, which are deleted at the end
 //! (also on failure); the test then checks that nothing is left.
@@ -39,10 +42,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use dataplane::counters::{Counters, PuntKind};
 use dataplane::io::afxdp::{AfXdpConfig, AfXdpPort, Steering, XdpMode};
 use dataplane::io::{Descriptor, Port};
 use dataplane::table::{Neighbour, SessionConfig, SessionKey, Tunnel};
-use dataplane::update::Update;
+use dataplane::update::{Channels, Event, Update};
 use dataplane::wire::ethernet::{self, EtherType};
 use dataplane::wire::{ipv4, udp};
 use dataplane::worker::{PollMode, Role, Worker, WorkerConfig};
@@ -498,6 +502,8 @@ fn worker_both_ways(lab: &Lab) {
     );
     let downstream_time = started.elapsed();
 
+    let (proxied, arp_replies) = proxy_arp(lab, &channels, &server, &lac, subscriber);
+
     stop.store(true, Ordering::Relaxed);
     let worker = running.join().expect("the worker thread panicked");
     let counters = worker.counters().clone();
@@ -510,11 +516,97 @@ fn worker_both_ways(lab: &Lab) {
     for (i, port) in worker.ports_mut().iter().enumerate() {
         eprintln!("afxdp_veth: port {i}: {:?}", port.stats());
     }
+    assert!(proxied, "downstream through the proxy ARP did not arrive");
+    assert!(arp_replies >= 1, "the worker answered no ARP");
+    assert_eq!(counters.arp_replies, arp_replies);
     assert_eq!(upstream, PACKETS, "upstream packets lost");
     assert_eq!(downstream, PACKETS, "downstream packets lost");
     assert_eq!(counters.total_drops(), 0, "{counters:?}");
     drop(steering_acc);
     drop(steering_core);
+}
+
+/// Far reaches the subscribers on-link instead of through box's address,
+/// so its kernel asks for 10.201.3.10 with ARP (RFC 826): the steering
+/// program hands the request to the worker, which answers with core0's
+/// MAC, and the datagram that waited for the answer is tunnelled to the
+/// LAC. Then far asks for box's own core address, which the kernel
+/// answers: that request must not reach the worker (a worker's report
+/// shows no new punt). Returns whether the datagram arrived and the
+/// worker's ARP replies as of the last report.
+fn proxy_arp(
+    lab: &Lab,
+    channels: &Channels,
+    server: &UdpSocket,
+    lac: &UdpSocket,
+    subscriber: SocketAddrV4,
+) -> (bool, u64) {
+    let before = report(channels, 1);
+    ip(&[
+        "-n",
+        &lab.far_ns,
+        "route",
+        "replace",
+        "10.201.3.0/24",
+        "dev",
+        "core1",
+    ]);
+    ip(&["-n", &lab.far_ns, "neigh", "flush", "dev", "core1"]);
+    server
+        .send_to(b"downstream after ARP", subscriber)
+        .expect("sending downstream");
+    let mut buf = [0u8; 2048];
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut arrived = false;
+    while !arrived && Instant::now() < deadline {
+        if let Ok((n, _)) = lac.recv_from(&mut buf) {
+            arrived = buf[..n].ends_with(b"downstream after ARP");
+        }
+    }
+    let neigh = ip(&["-n", &lab.far_ns, "neigh", "show", &SUBSCRIBER.to_string()]);
+    assert!(
+        neigh.contains(&mac_text(BOX_CORE_MAC)),
+        "far did not learn the subscriber at core0's MAC: {neigh}"
+    );
+
+    // Box's own address: the kernel answers, the worker never sees it.
+    server
+        .send_to(b"to box", SocketAddrV4::new(BOX_CORE, 9))
+        .expect("sending to box");
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let neigh = ip(&["-n", &lab.far_ns, "neigh", "show", &BOX_CORE.to_string()]);
+        if neigh.contains(&mac_text(BOX_CORE_MAC)) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "box's kernel did not answer ARP for its core address: {neigh}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let after = report(channels, 2);
+    assert_eq!(
+        after.punts(PuntKind::Local),
+        before.punts(PuntKind::Local),
+        "an ARP request the kernel answers reached the worker"
+    );
+    assert!(after.arp_replies > before.arp_replies);
+    (arrived, after.arp_replies)
+}
+
+/// The running worker's counters, through its event queue.
+fn report(channels: &Channels, token: u64) -> Counters {
+    channels.send(Update::Report(token)).expect("update queue");
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < deadline {
+        match channels.poll_event() {
+            Some(Event::Report(report)) if report.token == token => return report.counters,
+            Some(other) => panic!("unexpected event {other:?}"),
+            None => std::thread::sleep(Duration::from_millis(1)),
+        }
+    }
+    panic!("the worker did not report");
 }
 
 const PACKETS: usize = 200;

@@ -26,7 +26,7 @@ use dataplane::table::{SessionConfig, SessionKey};
 use dataplane::testkit::{self as lab, Encoding};
 use dataplane::update::{ChannelSizes, Event, Update};
 use dataplane::wire::ethernet::{self, EtherType};
-use dataplane::wire::{checksum, ipv4, l2tp, ppp, pppoe, udp};
+use dataplane::wire::{arp, checksum, ipv4, l2tp, ppp, pppoe, udp};
 use dataplane::worker::{Role, Worker, WorkerConfig};
 use pcap_file::pcap::{PcapPacket, PcapReader, PcapWriter};
 
@@ -613,6 +613,113 @@ fn lns_punts_copies_for_icmp_and_arp() {
         PuntReason::FragmentationNeeded { mtu: lab::MRU }
     );
     assert_eq!(punt.buffer.bytes().len(), 1478);
+}
+
+/// An ARP packet (RFC 826) from the gateway on the core side, padded to
+/// the 60-byte Ethernet minimum as a NIC receives it.
+fn arp_from_gateway(repr: arp::Repr, vlan: Option<u16>) -> Vec<u8> {
+    let mut p = vec![0u8; repr.buffer_len()];
+    repr.emit(&mut p).unwrap();
+    let mut f = lab::ethernet(repr_dst(repr), lab::GATEWAY_MAC, vlan, EtherType::Arp, &p);
+    f.resize(f.len().max(60), 0);
+    f
+}
+
+/// Requests are broadcast, replies to their target.
+fn repr_dst(repr: arp::Repr) -> ethernet::Address {
+    match repr.operation {
+        arp::Operation::Request => ethernet::Address::BROADCAST,
+        _ => repr.target_hardware_addr,
+    }
+}
+
+fn who_has(target: Ipv4Addr) -> arp::Repr {
+    arp::Repr {
+        operation: arp::Operation::Request,
+        source_hardware_addr: lab::GATEWAY_MAC,
+        source_protocol_addr: lab::GATEWAY_ADDR,
+        target_hardware_addr: ethernet::Address([0; 6]),
+        target_protocol_addr: target,
+    }
+}
+
+/// Proxy ARP on the LNS core side: a request for a subscriber address of
+/// a session is answered by the worker with the core port's MAC, on that
+/// port, tags kept; every other ARP goes to the control plane as before.
+#[test]
+fn lns_answers_arp_for_its_subscribers_and_punts_the_rest() {
+    let mut w = lab::worker(Role::Lns, 1);
+    let channels = w.channels();
+    let subscriber = lab::subscriber_addr(0);
+    let is_at = |vlan| {
+        let reply = arp::Repr {
+            operation: arp::Operation::Reply,
+            source_hardware_addr: lab::CORE_MAC,
+            source_protocol_addr: subscriber,
+            target_hardware_addr: lab::GATEWAY_MAC,
+            target_protocol_addr: lab::GATEWAY_ADDR,
+        };
+        let mut f = arp_from_gateway(reply, vlan);
+        f[6..12].copy_from_slice(&lab::CORE_MAC.0);
+        f
+    };
+    case(
+        "lns_proxy_arp",
+        &mut w,
+        vec![
+            (1, arp_from_gateway(who_has(subscriber), None)),
+            (1, arp_from_gateway(who_has(subscriber), Some(10))),
+        ],
+        vec![(1, is_at(None)), (1, is_at(Some(10)))],
+    );
+    assert_eq!(w.counters().arp_replies, 2);
+    assert_eq!(w.counters().transmitted, 2);
+    assert!(channels.poll_punt().is_none());
+
+    let announcement = arp::Repr::gratuitous(lab::GATEWAY_MAC, subscriber);
+    let not_asked = [
+        ("no session has it", who_has(lab::subscriber_addr(1))),
+        ("our own address", who_has(lab::LOCAL_ADDR)),
+        ("an announcement", announcement),
+        (
+            "a reply",
+            arp::Repr {
+                operation: arp::Operation::Reply,
+                target_hardware_addr: lab::CORE_MAC,
+                ..who_has(subscriber)
+            },
+        ),
+    ];
+    for (what, repr) in not_asked {
+        let frame = arp_from_gateway(repr, None);
+        assert!(run(&mut w, &[(1, frame.clone())]).is_empty(), "{what}");
+        let punt = channels.poll_punt().unwrap();
+        assert_eq!(punt.reason, PuntReason::Local, "{what}");
+        assert_eq!(punt.buffer.bytes(), &frame[..], "{what}");
+        channels.recycle(punt.buffer);
+    }
+    // Not even parsed as ARP: to the control plane too.
+    let short = lab::ethernet(
+        ethernet::Address::BROADCAST,
+        lab::GATEWAY_MAC,
+        None,
+        EtherType::Arp,
+        &[0, 1, 8, 0, 6, 4],
+    );
+    assert!(run(&mut w, &[(1, short)]).is_empty());
+    assert_eq!(channels.poll_punt().unwrap().reason, PuntReason::Local);
+    assert_eq!(w.counters().arp_replies, 2);
+    assert_eq!(w.counters().punts(PuntKind::Local), 5);
+    assert_eq!(w.counters().total_drops(), 0);
+    // The LAC leaves ARP to the control plane.
+    let mut lac = lab::worker(Role::Lac, 1);
+    assert!(run(
+        &mut lac,
+        &[(1, arp_from_gateway(who_has(subscriber), None))]
+    )
+    .is_empty());
+    assert_eq!(lac.counters().punts(PuntKind::Local), 1);
+    assert_eq!(lac.counters().arp_replies, 0);
 }
 
 fn lac_to_subscriber(i: usize, ppp: &[u8]) -> Vec<u8> {

@@ -1960,6 +1960,21 @@ fn tshark_dissects_our_arp() {
         target_hardware_addr: router,
         target_protocol_addr: router_ip,
     };
+    // The whole frame as the adopting LNS injects it (RFC 5227 §3).
+    let announcement = arp_frame(
+        "ARP announcement",
+        arp::Repr::gratuitous(lns_core, subscriber_ip),
+        ethernet::Address::BROADCAST,
+        true,
+    );
+    let announcement = Frame {
+        bytes: emitted("ARP announcement", arp::ANNOUNCEMENT_LEN, |b| {
+            arp::emit_announcement(lns_core, subscriber_ip, b)
+        }),
+        ..announcement
+    }
+    .text("eth.dst", "ff:ff:ff:ff:ff:ff")
+    .text("eth.src", &lns_core.to_string());
     let frames = [
         arp_frame("ARP request", request, ethernet::Address::BROADCAST, false),
         arp_frame("ARP reply", reply, router, false),
@@ -1969,6 +1984,7 @@ fn tshark_dissects_our_arp() {
             ethernet::Address::BROADCAST,
             true,
         ),
+        announcement,
     ];
     dissect_and_check("arp", &frames);
 }

@@ -12,10 +12,15 @@
 //     IPv6CP) to the control plane, which is cheaper than parsing PPP here
 //     and keeps one place that decides what is control;
 //   - IPv4 to a subscriber address: destination in the `subscribers`
-//     LPM trie, which the control plane fills (LNS downstream).
+//     LPM trie, which the control plane fills (LNS downstream);
+//   - ARP requests (RFC 826, Ethernet/IPv4) whose target address is in
+//     that trie, but for announcements (sender address = target address,
+//     RFC 5227 §3): the LNS worker answers those for the sessions it has
+//     (proxy ARP) and punts the rest.
 //
-// Everything else goes to the kernel (XDP_PASS): ARP, ICMP and anything
-// else to the box, L2TP control messages (T=1), PPPoE discovery (0x8863),
+// Everything else goes to the kernel (XDP_PASS): other ARP (for the box's
+// own addresses, replies, announcements), ICMP and anything else to the
+// box, L2TP control messages (T=1), PPPoE discovery (0x8863),
 // IP fragments (only the first carries the UDP header; the kernel
 // reassembles), management. When no socket is bound on the queue,
 // bpf_redirect_map falls back to XDP_PASS too.
@@ -112,6 +117,7 @@ struct {
 } config SEC(".maps");
 
 #define ETH_P_IP 0x0800
+#define ETH_P_ARP 0x0806
 #define ETH_P_8021Q 0x8100
 #define ETH_P_8021AD 0x88a8
 #define ETH_P_PPPOE_DISCOVERY 0x8863
@@ -157,6 +163,27 @@ int steer(struct xdp_md *ctx)
 		return bpf_redirect_map(&xsks, queue, XDP_PASS);
 	if (ethertype == ETH_P_PPPOE_DISCOVERY) {
 		if (flags & STEER_PPPOE_DISCOVERY)
+			return bpf_redirect_map(&xsks, queue, XDP_PASS);
+		return XDP_PASS;
+	}
+	if (ethertype == ETH_P_ARP) {
+		const __u8 *arp = data + off;
+		if (arp + 28 > end)
+			return XDP_PASS;
+		// An Ethernet/IPv4 request: hardware type 1, protocol 0x0800,
+		// lengths 6 and 4, operation 1; not an announcement.
+		if (be16(arp) != 1 || be16(arp + 2) != ETH_P_IP || arp[4] != 6 ||
+		    arp[5] != 4 || be16(arp + 6) != 1)
+			return XDP_PASS;
+		if (arp[14] == arp[24] && arp[15] == arp[25] &&
+		    arp[16] == arp[26] && arp[17] == arp[27])
+			return XDP_PASS;
+		struct subscriber_prefix target = { .prefixlen = 32 };
+		target.addr[0] = arp[24];
+		target.addr[1] = arp[25];
+		target.addr[2] = arp[26];
+		target.addr[3] = arp[27];
+		if (bpf_map_lookup_elem(&subscribers, &target))
 			return bpf_redirect_map(&xsks, queue, XDP_PASS);
 		return XDP_PASS;
 	}

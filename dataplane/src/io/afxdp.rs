@@ -998,7 +998,9 @@ impl Steering {
     }
 
     /// Send IPv4 to `addr/prefix_len` to the fast path (the control plane
-    /// calls this for each subscriber address or pool).
+    /// calls this for each subscriber address or pool), and the ARP
+    /// requests for addresses in it, which an LNS worker answers for the
+    /// sessions it has (proxy ARP).
     pub fn add_subscriber_prefix(
         &self,
         addr: core::net::Ipv4Addr,
