@@ -24,6 +24,22 @@
 //!   PPPoE ↔ L2TP both ways.
 //! * Session down and answered calls abandoned: `RemoveSession`; tunnel
 //!   down: `RemoveTunnel`.
+//! * HA (docs/ha-protocol.md §5.4, §5.5; the node's side is [`lac`]'s
+//!   module documentation). Failure switchover: [`lac::Event::Holding`]
+//!   holds the session under its old ids, and the dead LNS's tunnel stays
+//!   in the workers while held sessions have its ids (removing it would
+//!   take them and their rings). A moved call's [`lac::Event::CallAnswered`]
+//!   (with [`lac::CallUp::moved_from`]): `UpsertTunnel` if new, `SetHolding`
+//!   of the old ids, `UpsertSession` with the new ids and the same PPPoE
+//!   binding (the worker finds the slot by the binding and keeps its ring,
+//!   holding flag and counters), for a make-before-break move
+//!   `AliasSession` (the old LNS's downstream still reaches the
+//!   subscriber), then the barrier and `connect_call` as for any call. Its
+//!   [`lac::Event::SessionUp`] flushes the ring in order to the new LNS.
+//!   [`lac::Event::SessionReleased`]: the alias goes [`RELEASE_LINGER`]
+//!   later, then the old tunnel if the node let go of it and nothing uses
+//!   it. A make-before-break move whose new call fails goes back to the old
+//!   call (upsert with the old ids, flush).
 //! * Punts: PPPoE discovery (`Local`, whole frames) and PPP control of
 //!   sessions the workers do not relay yet (`LacPpp`, the PPP frame, which
 //!   is put back into an Ethernet/PPPoE frame) go to
@@ -41,11 +57,12 @@
 //! }
 //! ```
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
 use dataplane::punt::{InjectTarget, PuntReason};
 use dataplane::table::{SessionConfig, SessionKey, Tunnel};
+use dataplane::update::Update;
 use dataplane::wire::ethernet;
 
 use super::{Fastpath, FastpathConfig, FastpathError};
@@ -101,6 +118,59 @@ pub struct LacFastpathStats {
     pub other_punts: u64,
     /// Table updates that failed.
     pub update_errors: u64,
+    /// HA: sessions put in holding because their LNS died
+    /// ([`lac::Event::Holding`]).
+    pub held: u64,
+    /// HA: sessions moved onto a new call in the workers (ring, counters
+    /// and PPPoE binding kept).
+    pub moved: u64,
+    /// HA: moved sessions whose held frames were flushed to the new LNS.
+    pub flushed: u64,
+    /// HA: old ids kept reaching the subscriber during a make-before-break
+    /// move ([`Update::AliasSession`]).
+    pub aliased: u64,
+    /// HA: of those, removed after the old call's release.
+    pub aliases_removed: u64,
+    /// HA: make-before-break moves whose new call failed, the session back
+    /// on its old call.
+    pub moves_reverted: u64,
+    /// HA: tunnels gone at the node kept in the workers while held
+    /// sessions still had their ids.
+    pub tunnels_kept: u64,
+}
+
+/// How long a released session's old ids keep reaching the subscriber:
+/// the old LNS's last downstream frames, sent before it saw our CDN, are
+/// still on their way (ha-protocol §5.4).
+pub const RELEASE_LINGER: Duration = Duration::from_secs(1);
+
+/// A subscriber's session as the workers know it.
+#[derive(Debug, Clone, Copy)]
+struct Programmed {
+    /// What the workers were given: the ids they know the session by now.
+    config: SessionConfig,
+    /// The workers hold its upstream frames.
+    holding: bool,
+    /// HA: it is moving from another call.
+    moving: Option<Move>,
+}
+
+/// An HA move under way.
+#[derive(Debug, Clone, Copy)]
+struct Move {
+    /// The call it leaves, as the workers had it.
+    from: SessionConfig,
+    /// The old call keeps carrying downstream (an alias) until released.
+    make_before_break: bool,
+}
+
+/// Old ids that still reach a moved session.
+#[derive(Debug, Clone, Copy)]
+struct Alias {
+    subscriber: lac::SubscriberKey,
+    /// Released at the old LNS (or its tunnel is gone): in
+    /// [`LacFastpath::releases`].
+    released: bool,
 }
 
 /// The LAC's fast path: a [`Fastpath`] and what was programmed into it.
@@ -111,11 +181,18 @@ pub struct LacFastpath {
     access_mac: ethernet::Address,
     /// By our Tunnel ID.
     tunnels: HashMap<u16, Tunnel>,
-    /// Sessions programmed.
-    sessions: HashSet<SessionKey>,
-    /// Of those, the answered calls whose upstream frames the workers hold
-    /// until the call is up.
-    holding: HashSet<SessionKey>,
+    /// Tunnels the node let go of that the workers keep, because held
+    /// sessions still have their ids (a failed LNS's calls until they are
+    /// recovered elsewhere): removed once none does.
+    kept_tunnels: HashSet<u16>,
+    /// Sessions programmed, by subscriber.
+    sessions: HashMap<lac::SubscriberKey, Programmed>,
+    /// Make-before-break aliases, by the old ids.
+    aliases: HashMap<SessionKey, Alias>,
+    /// Released aliases in release order, with when
+    /// [`LacFastpath::service`] first saw them (`None` before): each is
+    /// removed [`RELEASE_LINGER`] after.
+    releases: VecDeque<(SessionKey, Option<Instant>)>,
     /// Answered calls programmed whose ICCN waits: the barrier that says
     /// the workers know them and when it was sent (both `None` until
     /// [`LacFastpath::service`] sends it; the token alone stays `None` if
@@ -123,6 +200,13 @@ pub struct LacFastpath {
     unconnected: Vec<(SessionHandle, Option<u64>, Option<Instant>)>,
     frame: Vec<u8>,
     stats: LacFastpathStats,
+}
+
+fn call_key(call: &lac::CallUp) -> SessionKey {
+    SessionKey {
+        tunnel_id: call.local_tunnel_id,
+        session_id: call.local_session_id,
+    }
 }
 
 impl LacFastpath {
@@ -146,8 +230,10 @@ impl LacFastpath {
             fp,
             access_mac,
             tunnels: HashMap::new(),
-            sessions: HashSet::new(),
-            holding: HashSet::new(),
+            kept_tunnels: HashSet::new(),
+            sessions: HashMap::new(),
+            aliases: HashMap::new(),
+            releases: VecDeque::new(),
             unconnected: Vec::new(),
             frame: Vec::with_capacity(2048),
             stats: LacFastpathStats::default(),
@@ -164,60 +250,76 @@ impl LacFastpath {
         self.stats
     }
 
+    /// Sessions the workers hold the upstream of for an HA move (the
+    /// failed LNS's, until recovered).
+    pub fn holding_sessions(&self) -> usize {
+        self.sessions
+            .values()
+            .filter(|p| p.holding && p.moving.is_some())
+            .count()
+    }
+
+    /// Old ids still reaching moved sessions (make-before-break moves not
+    /// yet released, or lingering after).
+    pub fn aliases(&self) -> usize {
+        self.aliases.len()
+    }
+
+    /// Tunnels the node let go of that the workers still keep for held
+    /// sessions.
+    pub fn kept_tunnels(&self) -> usize {
+        self.kept_tunnels.len()
+    }
+
     /// Apply one node event to the tables. An answered call is connected
     /// by a later [`LacFastpath::service`].
     pub fn program(&mut self, event: &lac::Event) {
         let result = match event {
             lac::Event::CallAnswered(call) => {
                 self.unconnected.push((call.session, None, None));
-                let key = SessionKey {
-                    tunnel_id: call.local_tunnel_id,
-                    session_id: call.local_session_id,
-                };
-                // Held until the LNS has the ICCN (call up): the workers
-                // keep the subscriber's frames instead of sending them
-                // ahead of it. The two updates go back to back, and a
-                // worker applies its updates in batches between bursts.
-                self.upsert_call(call).and_then(|()| {
-                    self.holding.insert(key);
-                    self.fp.set_holding(key, true)
-                })
+                self.answer(call)
             }
-            lac::Event::SessionUp(call) => {
-                let key = SessionKey {
-                    tunnel_id: call.local_tunnel_id,
-                    session_id: call.local_session_id,
-                };
-                if self.holding.remove(&key) {
-                    self.fp.set_holding(key, false)
-                } else if self.sessions.contains(&key) {
-                    Ok(())
-                } else {
-                    self.upsert_call(call)
-                }
-            }
+            lac::Event::SessionUp(call) => self.up(call),
             lac::Event::CallAbandoned {
+                subscriber,
+                local_tunnel_id,
+                local_session_id,
+            } => self.abandon(
+                *subscriber,
+                SessionKey {
+                    tunnel_id: *local_tunnel_id,
+                    session_id: *local_session_id,
+                },
+            ),
+            lac::Event::SessionDown(ended) => self.end(ended.subscriber),
+            lac::Event::TunnelDown {
+                local_tunnel_id, ..
+            } => self.tunnel_down(*local_tunnel_id),
+            lac::Event::Holding {
+                subscriber,
+                local_tunnel_id,
+                local_session_id,
+            } => self.hold(
+                *subscriber,
+                SessionKey {
+                    tunnel_id: *local_tunnel_id,
+                    session_id: *local_session_id,
+                },
+            ),
+            lac::Event::SessionReleased {
                 local_tunnel_id,
                 local_session_id,
                 ..
-            } => self.remove_session(*local_tunnel_id, *local_session_id),
-            lac::Event::SessionDown(ended) => match (ended.tunnel_ids, ended.session_ids) {
-                (Some((tunnel_id, _)), Some((session_id, _))) => {
-                    self.remove_session(tunnel_id, session_id)
-                }
-                _ => Ok(()),
-            },
-            lac::Event::TunnelDown {
-                local_tunnel_id, ..
             } => {
-                self.sessions.retain(|k| k.tunnel_id != *local_tunnel_id);
-                self.holding.retain(|k| k.tunnel_id != *local_tunnel_id);
-                match self.tunnels.remove(local_tunnel_id) {
-                    Some(_) => self.fp.remove_tunnel(*local_tunnel_id),
-                    None => Ok(()),
-                }
+                self.release_alias(SessionKey {
+                    tunnel_id: *local_tunnel_id,
+                    session_id: *local_session_id,
+                });
+                Ok(())
             }
-            _ => Ok(()),
+            lac::Event::TunnelUp { .. }
+            | lac::Event::LnsLockedOut { .. }
+            | lac::Event::SwitchoverRequested { .. } => Ok(()),
         };
         if let Err(e) = result {
             self.stats.update_errors += 1;
@@ -225,20 +327,290 @@ impl LacFastpath {
         }
     }
 
-    fn remove_session(&mut self, tunnel_id: u16, session_id: u16) -> Result<(), FastpathError> {
-        let key = SessionKey {
-            tunnel_id,
-            session_id,
+    /// A call answered: programmed holding its upstream until the LNS has
+    /// the ICCN (call up). The subscriber's frames wait in the workers
+    /// instead of going ahead of it; the updates go back to back, and a
+    /// worker applies its updates in batches between bursts.
+    ///
+    /// A moved call (HA) takes over the subscriber's slot in the workers:
+    /// the session holds first under its old ids, then is upserted with
+    /// the new ones and the same PPPoE binding, which the worker finds the
+    /// slot by (ring, holding and counters kept). In a make-before-break
+    /// move the old ids stay an alias, so what the old LNS still sends
+    /// down reaches the subscriber until the old call is released.
+    fn answer(&mut self, call: &lac::CallUp) -> Result<(), FastpathError> {
+        let config = self.session_config(call)?;
+        let previous = self.sessions.get(&call.subscriber).copied();
+        let moving = match (call.moved_from, previous) {
+            (Some(m), Some(p)) => {
+                if !p.holding {
+                    self.fp.set_holding(p.config.key, true)?;
+                }
+                // A retry after a failed attempt moves from where the
+                // session is now, still from the call it left first.
+                let from = p.moving.map_or(p.config, |earlier| earlier.from);
+                Some(Move {
+                    from,
+                    make_before_break: m.make_before_break,
+                })
+            }
+            _ => None,
         };
-        self.holding.remove(&key);
-        if !self.sessions.remove(&key) {
-            return Ok(());
+        self.stats.sessions += 1;
+        self.fp.upsert_session(config)?;
+        let moved = moving.is_some();
+        if let Some(m) = moving {
+            self.stats.moved += 1;
+            let old = m.from.key;
+            if m.make_before_break && old != config.key {
+                self.fp.send(Update::AliasSession {
+                    alias: old,
+                    target: config.key,
+                })?;
+                self.stats.aliased += 1;
+                self.aliases.insert(
+                    old,
+                    Alias {
+                        subscriber: call.subscriber,
+                        released: false,
+                    },
+                );
+            }
         }
-        self.stats.removed += 1;
-        self.fp.remove_session(key)
+        // A fresh call holds from here; a moved one is holding already.
+        if !moved {
+            self.fp.set_holding(config.key, true)?;
+        }
+        self.sessions.insert(
+            call.subscriber,
+            Programmed {
+                config,
+                holding: true,
+                moving,
+            },
+        );
+        self.release_kept_tunnels()
     }
 
-    fn upsert_call(&mut self, call: &lac::CallUp) -> Result<(), FastpathError> {
+    /// A call up: the held upstream frames go, in order, after those the
+    /// node queued before the session was programmed; or the same
+    /// programming for a call not programmed yet (a node without
+    /// `defer_connect`).
+    fn up(&mut self, call: &lac::CallUp) -> Result<(), FastpathError> {
+        let key = call_key(call);
+        let programmed = self
+            .sessions
+            .get(&call.subscriber)
+            .filter(|p| p.config.key == key)
+            .copied();
+        match programmed {
+            Some(p) if p.holding => {
+                self.fp.set_holding(key, false)?;
+                if p.moving.is_some() {
+                    self.stats.flushed += 1;
+                }
+                if let Some(p) = self.sessions.get_mut(&call.subscriber) {
+                    p.holding = false;
+                    p.moving = None;
+                }
+                Ok(())
+            }
+            Some(_) => Ok(()),
+            None if call.moved_from.is_some() => {
+                self.answer(call)?;
+                self.up(call)
+            }
+            None => {
+                let config = self.session_config(call)?;
+                self.stats.sessions += 1;
+                self.fp.upsert_session(config)?;
+                self.sessions.insert(
+                    call.subscriber,
+                    Programmed {
+                        config,
+                        holding: false,
+                        moving: None,
+                    },
+                );
+                Ok(())
+            }
+        }
+    }
+
+    /// An answered call ended before it was up. A fresh call is
+    /// unprogrammed. A failure move keeps holding (the node tries the next
+    /// peer, or ends the session); a make-before-break move goes back to
+    /// its old call, which still carries the subscriber.
+    fn abandon(
+        &mut self,
+        subscriber: lac::SubscriberKey,
+        key: SessionKey,
+    ) -> Result<(), FastpathError> {
+        let Some(p) = self.sessions.get(&subscriber).copied() else {
+            return Ok(());
+        };
+        if p.config.key != key {
+            return Ok(());
+        }
+        match p.moving {
+            None => self.end(subscriber),
+            Some(m) if !m.make_before_break => Ok(()),
+            Some(m) => self.revert(subscriber, m.from),
+        }
+    }
+
+    /// A make-before-break move undone: the session back on its old ids,
+    /// its held frames flushed to the old LNS.
+    fn revert(
+        &mut self,
+        subscriber: lac::SubscriberKey,
+        from: SessionConfig,
+    ) -> Result<(), FastpathError> {
+        self.stats.moves_reverted += 1;
+        if self.aliases.remove(&from.key).is_some() {
+            // The alias only: the session is under the new ids.
+            self.fp.remove_session(from.key)?;
+        }
+        self.fp.upsert_session(from)?;
+        self.fp.set_holding(from.key, false)?;
+        self.sessions.insert(
+            subscriber,
+            Programmed {
+                config: from,
+                holding: false,
+                moving: None,
+            },
+        );
+        self.release_kept_tunnels()
+    }
+
+    /// The subscriber's session ended: out of the workers (its alias
+    /// with it).
+    fn end(&mut self, subscriber: lac::SubscriberKey) -> Result<(), FastpathError> {
+        self.aliases.retain(|_, a| a.subscriber != subscriber);
+        let Some(p) = self.sessions.remove(&subscriber) else {
+            return Ok(());
+        };
+        self.stats.removed += 1;
+        self.fp.remove_session(p.config.key)?;
+        self.release_kept_tunnels()
+    }
+
+    /// HA failure switchover: the subscriber's call died with its LNS;
+    /// its upstream is held until the recovered call is up.
+    fn hold(
+        &mut self,
+        subscriber: lac::SubscriberKey,
+        old: SessionKey,
+    ) -> Result<(), FastpathError> {
+        let Some(p) = self.sessions.get_mut(&subscriber) else {
+            return Ok(());
+        };
+        if p.config.key != old {
+            return Ok(());
+        }
+        let was_holding = p.holding;
+        p.holding = true;
+        p.moving = Some(Move {
+            from: p.config,
+            make_before_break: false,
+        });
+        self.stats.held += 1;
+        if was_holding {
+            Ok(())
+        } else {
+            self.fp.set_holding(old, true)
+        }
+    }
+
+    /// A tunnel went down at the node. Its sessions leave the workers,
+    /// except those held for a move: they keep its ids (and so the tunnel,
+    /// whose removal would take them) until they are moved or end. Old ids
+    /// on it that still reach moved sessions linger as after a release.
+    fn tunnel_down(&mut self, tunnel_id: u16) -> Result<(), FastpathError> {
+        let mut gone = Vec::new();
+        let mut kept = false;
+        for (subscriber, p) in &self.sessions {
+            if p.config.key.tunnel_id != tunnel_id {
+                continue;
+            }
+            if p.holding && p.moving.is_some_and(|m| !m.make_before_break) {
+                kept = true;
+            } else {
+                gone.push((*subscriber, *p));
+            }
+        }
+        let on_tunnel: Vec<SessionKey> = self
+            .aliases
+            .keys()
+            .copied()
+            .filter(|k| k.tunnel_id == tunnel_id)
+            .collect();
+        for key in on_tunnel {
+            self.release_alias(key);
+            kept = true;
+        }
+        let mut result = Ok(());
+        for (subscriber, p) in gone {
+            match p.moving {
+                // A make-before-break move whose new tunnel died: back on
+                // the old call (the node abandons the new one or ends the
+                // session next).
+                Some(m) if m.make_before_break && m.from.key.tunnel_id != tunnel_id => {
+                    result = result.and(self.revert(subscriber, m.from));
+                }
+                _ => {
+                    self.sessions.remove(&subscriber);
+                    self.aliases.retain(|_, a| a.subscriber != subscriber);
+                    self.stats.removed += 1;
+                    // The tunnel's removal takes the others.
+                    if kept {
+                        result = result.and(self.fp.remove_session(p.config.key));
+                    }
+                }
+            }
+        }
+        if kept {
+            if self.kept_tunnels.insert(tunnel_id) {
+                self.stats.tunnels_kept += 1;
+            }
+            return result;
+        }
+        self.kept_tunnels.remove(&tunnel_id);
+        match self.tunnels.remove(&tunnel_id) {
+            Some(_) => result.and(self.fp.remove_tunnel(tunnel_id)),
+            None => result,
+        }
+    }
+
+    /// Remove the kept tunnels that no session and no alias has the ids
+    /// of any more.
+    fn release_kept_tunnels(&mut self) -> Result<(), FastpathError> {
+        if self.kept_tunnels.is_empty() {
+            return Ok(());
+        }
+        let unused: Vec<u16> = self
+            .kept_tunnels
+            .iter()
+            .copied()
+            .filter(|&t| {
+                !self.sessions.values().any(|p| p.config.key.tunnel_id == t)
+                    && !self.aliases.keys().any(|k| k.tunnel_id == t)
+            })
+            .collect();
+        let mut result = Ok(());
+        for t in unused {
+            self.kept_tunnels.remove(&t);
+            if self.tunnels.remove(&t).is_some() {
+                result = result.and(self.fp.remove_tunnel(t));
+            }
+        }
+        result
+    }
+
+    /// The session's table entry, its tunnel programmed first when new to
+    /// the workers (its next hop resolved through the kernel).
+    fn session_config(&mut self, call: &lac::CallUp) -> Result<SessionConfig, FastpathError> {
         let tunnel = Tunnel {
             tunnel_id: call.local_tunnel_id,
             peer_tunnel_id: call.peer_tunnel_id,
@@ -250,16 +622,11 @@ impl LacFastpath {
             self.fp.want_neighbour(tunnel.next_hop);
             self.fp.upsert_tunnel(tunnel)?;
             self.tunnels.insert(tunnel.tunnel_id, tunnel);
+            self.kept_tunnels.remove(&tunnel.tunnel_id);
             self.stats.tunnels += 1;
         }
-        self.stats.sessions += 1;
-        let key = SessionKey {
-            tunnel_id: call.local_tunnel_id,
-            session_id: call.local_session_id,
-        };
-        self.sessions.insert(key);
-        self.fp.upsert_session(SessionConfig {
-            key,
+        Ok(SessionConfig {
+            key: call_key(call),
             peer_session_id: call.peer_session_id,
             subscriber_addr: None,
             mru: RELAY_MRU,
@@ -268,11 +635,64 @@ impl LacFastpath {
         })
     }
 
+    /// The old call behind alias `key` was released: the alias lingers
+    /// [`RELEASE_LINGER`], then goes.
+    fn release_alias(&mut self, key: SessionKey) {
+        if let Some(alias) = self.aliases.get_mut(&key) {
+            if !alias.released {
+                alias.released = true;
+                self.releases.push_back((key, None));
+            }
+        }
+    }
+
+    /// Remove the aliases released [`RELEASE_LINGER`] ago.
+    fn expire_aliases(&mut self, now: Instant) {
+        // The ones released since the last turn are at the back.
+        for (_, since) in self.releases.iter_mut().rev() {
+            if since.is_some() {
+                break;
+            }
+            *since = Some(now);
+        }
+        let mut removed = false;
+        while let Some(&(key, Some(since))) = self.releases.front() {
+            if now.saturating_duration_since(since) < RELEASE_LINGER {
+                break;
+            }
+            self.releases.pop_front();
+            // Gone already with its session or its tunnel (or made again
+            // since, by a move that was retried).
+            if !self.aliases.get(&key).is_some_and(|a| a.released) {
+                continue;
+            }
+            self.aliases.remove(&key);
+            removed = true;
+            // The ids may name a session again by now (a new call on the
+            // same ids): then the alias went with the upsert already.
+            if self.sessions.values().any(|p| p.config.key == key) {
+                continue;
+            }
+            self.stats.aliases_removed += 1;
+            if let Err(e) = self.fp.remove_session(key) {
+                self.stats.update_errors += 1;
+                tracing::error!(error = %e, "released alias not removed");
+            }
+        }
+        if removed {
+            if let Err(e) = self.release_kept_tunnels() {
+                self.stats.update_errors += 1;
+                tracing::error!(error = %e, "unused tunnel not removed");
+            }
+        }
+    }
+
     /// The control loop's turn, once per slice: queued updates and the
     /// workers' answers ([`Fastpath::poll`]), access-side punts to the
     /// node, and the node's access frames out through the workers. Returns
     /// how many punts were handled.
     pub fn service(&mut self, node: &mut lac::Node, now: Instant) -> usize {
+        self.expire_aliases(now);
         self.await_workers(now);
         self.fp.poll();
         self.connect_calls(node, now);
