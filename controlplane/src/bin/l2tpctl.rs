@@ -5,7 +5,19 @@
 //! l2tpctl --socket /run/l2lab/lns1.sock show sessions
 //! l2tpctl --socket /run/l2lab/lns1.sock show stats --json
 //! l2tpctl --socket /run/l2lab/lns1.sock clear session 12
+//! l2tpctl --socket /run/l2lab/lns1.sock ha status
+//! l2tpctl --socket /run/l2lab/lns1.sock ha switchover all
+//! l2tpctl --socket /run/l2lab/lns1.sock ha switchover 12 13
 //! ```
+//!
+//! HA (`ha`): `status` (both daemons: peers, offload lag, load, moves),
+//! `drain` (ask every LAC to move every session to the peers and send new
+//! calls there, for maintenance), `switchover all|new|SESSION...` (ask the
+//! LACs to move all sessions, only new calls, or the sessions listed by
+//! their `show sessions` id), `failback` (give adopted sessions back to
+//! their primary, or stop steering new calls away from this LNS). The
+//! LNS-only commands answer with the number of LACs asked; the LACs' answers
+//! (STPLRP) show in the daemon's log and in `ha status`.
 //!
 //! `show` prints a table (one row per tunnel or session) or `key: value`
 //! lines (stats); `--json` prints the daemon's data as it came. Exit status
@@ -17,7 +29,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use controlplane::ctl::{self, Clear, Request, Show};
+use controlplane::ctl::{self, Clear, HaCommand, Request, Show};
 
 /// Ask a running lnsd or lacd what it holds, or tell it to clear a session
 /// or a tunnel.
@@ -53,14 +65,35 @@ enum Command {
         /// Its id (the ID column of `show`).
         id: u64,
     },
-    /// HA commands (passed to the daemon as they are).
+    /// HA: status, drain, switchover all|new|SESSION..., failback.
     Ha {
-        /// The words after `ha`.
-        args: Vec<String>,
+        /// What to do.
+        #[command(subcommand)]
+        what: HaWhat,
         /// Print the daemon's JSON.
-        #[arg(long)]
+        #[arg(long, global = true)]
         json: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum HaWhat {
+    /// Peers and their connection state, offload lag (p50/p99), sessions
+    /// offloaded, adopted and fenced, load state, switchovers asked and
+    /// answered.
+    Status,
+    /// Move every session to the peers and steer new calls there (LNS).
+    Drain,
+    /// Ask the LACs to move sessions to the peers (LNS): `all`, `new` (new
+    /// calls only), or session ids as `show sessions` lists them.
+    Switchover {
+        /// all, new, or SESSION...
+        #[arg(required = true, value_name = "all|new|SESSION")]
+        what: Vec<String>,
+    },
+    /// Give adopted sessions back to their primary, or stop steering new
+    /// calls away from this LNS.
+    Failback,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -94,7 +127,23 @@ fn main() -> ExitCode {
             };
             (Request::Clear { what, id }, false)
         }
-        Command::Ha { args, json } => (Request::Ha { args }, json),
+        Command::Ha { what, json } => {
+            let words: Vec<String> = match what {
+                HaWhat::Status => vec!["status".into()],
+                HaWhat::Drain => vec!["drain".into()],
+                HaWhat::Failback => vec!["failback".into()],
+                HaWhat::Switchover { what } => std::iter::once("switchover".to_owned())
+                    .chain(what)
+                    .collect(),
+            };
+            match HaCommand::parse(&words) {
+                Ok(command) => (Request::ha(&command), json),
+                Err(e) => {
+                    eprintln!("l2tpctl: {e}");
+                    return ExitCode::from(2);
+                }
+            }
+        }
     };
     let reply = match ctl::request(
         &args.socket,

@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-pub use lac::{LacConfig, LacDataplane, LnsPeer, Pppoe, RelayMode, LAC_RELOADABLE};
+pub use lac::{LacConfig, LacDataplane, LacHa, LnsPeer, Pppoe, RelayMode, LAC_RELOADABLE};
 pub use lns::{Ha, HaPeer, LnsConfig, LnsDataplane, ProxyMode, Radius, LNS_RELOADABLE};
 
 /// A configuration file that cannot be used: which file, which key, what is

@@ -16,8 +16,23 @@
 //! ```
 //!
 //! Requests ([`Request`]): `show` `tunnels|sessions|stats`, `clear`
-//! `session|tunnel` with an `id`, and `ha` with free `args` (for the HA
-//! commands to come; a daemon without them says so).
+//! `session|tunnel` with an `id`, and `ha` with the words of the command
+//! (`args`, read by [`HaCommand::parse`]):
+//!
+//! ```text
+//! → {"command":"ha","args":["status"]}
+//! ← {"ok":true,"data":{"role":"lns","peers":[...],...}}
+//! → {"command":"ha","args":["drain"]}
+//! → {"command":"ha","args":["switchover","all"]}
+//! → {"command":"ha","args":["switchover","new"]}
+//! → {"command":"ha","args":["switchover","3","12"]}
+//! → {"command":"ha","args":["failback"]}
+//! ```
+//!
+//! `status` is answered by both daemons, with whatever JSON object the
+//! daemon builds (its HA state; `render` prints its scalar fields as
+//! `key: value` lines and its arrays of objects as tables); the others are
+//! the LNS's (a daemon refuses what it does not do, saying so).
 //!
 //! # The server
 //!
@@ -90,12 +105,126 @@ pub enum Request {
         /// The id `show` lists.
         id: u64,
     },
-    /// `{"command":"ha","args":["status"]}`: the HA commands.
+    /// `{"command":"ha","args":["status"]}`: the HA commands, as the words
+    /// after `ha` ([`HaCommand::parse`] reads them; words keep the request
+    /// open to commands a daemon adds without a new request type).
     Ha {
         /// The words after `ha`.
         #[serde(default)]
         args: Vec<String>,
     },
+}
+
+impl Request {
+    /// The request for an HA command.
+    pub fn ha(command: &HaCommand) -> Request {
+        Request::Ha {
+            args: command.to_string().split(' ').map(str::to_owned).collect(),
+        }
+    }
+}
+
+/// Which sessions an `ha switchover` moves (the Switchover-Type of the
+/// STPLRQ the LNS sends its LACs, docs/ha-protocol.md §5.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SwitchoverKind {
+    /// Every session, and new calls go to the peer too.
+    All,
+    /// New calls only: the sessions up stay.
+    New,
+    /// The sessions listed.
+    Listed,
+}
+
+/// An `ha` request, as read from its words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HaCommand {
+    /// The HA state: peers, offload, load, switchovers (both daemons).
+    Status,
+    /// Ask every LAC to move every session to the peers and to send new
+    /// calls there (maintenance).
+    Drain,
+    /// Ask the LACs to move sessions to the peers.
+    Switchover {
+        /// Which.
+        kind: SwitchoverKind,
+        /// With `listed`: the sessions, by the id `show sessions` lists.
+        sessions: Vec<u64>,
+    },
+    /// Give adopted sessions back to their primary LNS, or stop steering
+    /// new calls away from this one.
+    Failback,
+}
+
+impl HaCommand {
+    /// Reads the words after `l2tpctl ha`: `status`, `drain`, `switchover
+    /// all|new|SESSION...`, `failback`.
+    pub fn parse<S: AsRef<str>>(words: &[S]) -> Result<HaCommand, String> {
+        const USAGE: &str = "give status, drain, switchover all|new|SESSION..., or failback";
+        let words: Vec<&str> = words.iter().map(AsRef::as_ref).collect();
+        match words.as_slice() {
+            ["status"] => Ok(HaCommand::Status),
+            ["drain"] => Ok(HaCommand::Drain),
+            ["failback"] => Ok(HaCommand::Failback),
+            ["switchover", "all"] => Ok(HaCommand::Switchover {
+                kind: SwitchoverKind::All,
+                sessions: Vec::new(),
+            }),
+            ["switchover", "new"] => Ok(HaCommand::Switchover {
+                kind: SwitchoverKind::New,
+                sessions: Vec::new(),
+            }),
+            ["switchover"] => Err(
+                "ha switchover: say what moves: all, new, or session ids (see show sessions)"
+                    .to_owned(),
+            ),
+            ["switchover", ids @ ..] => {
+                let sessions = ids
+                    .iter()
+                    .map(|id| {
+                        id.parse::<u64>().map_err(|_| {
+                            format!(
+                                "ha switchover: {id:?} is not a session id \
+                                 (give all, new, or the ids show sessions lists)"
+                            )
+                        })
+                    })
+                    .collect::<Result<Vec<u64>, String>>()?;
+                Ok(HaCommand::Switchover {
+                    kind: SwitchoverKind::Listed,
+                    sessions,
+                })
+            }
+            [] => Err(format!("ha: {USAGE}")),
+            other => Err(format!("ha {}: {USAGE}", other.join(" "))),
+        }
+    }
+}
+
+impl fmt::Display for HaCommand {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HaCommand::Status => f.write_str("status"),
+            HaCommand::Drain => f.write_str("drain"),
+            HaCommand::Failback => f.write_str("failback"),
+            HaCommand::Switchover {
+                kind: SwitchoverKind::All,
+                ..
+            } => f.write_str("switchover all"),
+            HaCommand::Switchover {
+                kind: SwitchoverKind::New,
+                ..
+            } => f.write_str("switchover new"),
+            HaCommand::Switchover { sessions, .. } => {
+                f.write_str("switchover")?;
+                for s in sessions {
+                    write!(f, " {s}")?;
+                }
+                Ok(())
+            }
+        }
+    }
 }
 
 impl fmt::Display for Request {
@@ -286,17 +415,35 @@ impl<'de> Deserialize<'de> for Json {
 
 /// How `l2tpctl` prints a reply's data without `--json`: an array of flat
 /// objects as an aligned table (columns in the objects' order), an object
-/// as `key: value` lines, anything else as it is.
+/// as `key: value` lines followed by its arrays of objects as tables under
+/// their key (`ha status`), anything else as it is.
 pub fn render(data: &str) -> Result<String, String> {
     let value: Json = serde_json::from_str(data).map_err(|e| format!("bad data: {e}"))?;
     Ok(match &value {
         Json::Array(rows) => render_table(rows),
         Json::Object(fields) => {
-            let width = fields.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+            let is_table = |v: &Json| {
+                matches!(v, Json::Array(rows) if !rows.is_empty()
+                    && rows.iter().all(|r| matches!(r, Json::Object(_))))
+            };
+            let width = fields
+                .iter()
+                .filter(|(_, v)| !is_table(v))
+                .map(|(k, _)| k.len())
+                .max()
+                .unwrap_or(0);
             let mut out = String::new();
-            for (k, v) in fields {
+            for (k, v) in fields.iter().filter(|(_, v)| !is_table(v)) {
                 let key = format!("{k}:");
                 out.push_str(&format!("{key:<w$} {}\n", v.to_cell(), w = width + 1));
+            }
+            for (k, v) in fields.iter().filter(|(_, v)| is_table(v)) {
+                if let Json::Array(rows) = v {
+                    out.push_str(&format!("\n{k}:\n"));
+                    for line in render_table(rows).lines() {
+                        out.push_str(&format!("  {line}\n"));
+                    }
+                }
             }
             out
         }

@@ -285,3 +285,102 @@ fn a_last_request_without_newline_is_answered_before_close() {
     stop.store(true, Ordering::Relaxed);
     thread.join().unwrap();
 }
+
+#[test]
+fn ha_requests_read_and_write_as_documented() {
+    let cases = [
+        (r#"{"command":"ha","args":["status"]}"#, HaCommand::Status),
+        (r#"{"command":"ha","args":["drain"]}"#, HaCommand::Drain),
+        (
+            r#"{"command":"ha","args":["failback"]}"#,
+            HaCommand::Failback,
+        ),
+        (
+            r#"{"command":"ha","args":["switchover","all"]}"#,
+            HaCommand::Switchover {
+                kind: SwitchoverKind::All,
+                sessions: Vec::new(),
+            },
+        ),
+        (
+            r#"{"command":"ha","args":["switchover","new"]}"#,
+            HaCommand::Switchover {
+                kind: SwitchoverKind::New,
+                sessions: Vec::new(),
+            },
+        ),
+        (
+            r#"{"command":"ha","args":["switchover","3","12"]}"#,
+            HaCommand::Switchover {
+                kind: SwitchoverKind::Listed,
+                sessions: vec![3, 12],
+            },
+        ),
+    ];
+    for (json, command) in cases {
+        let request = Request::ha(&command);
+        assert_eq!(serde_json::from_str::<Request>(json).unwrap(), request);
+        assert_eq!(serde_json::to_string(&request).unwrap(), json);
+        let Request::Ha { args } = request else {
+            panic!("not an ha request")
+        };
+        assert_eq!(HaCommand::parse(&args), Ok(command));
+    }
+}
+
+#[test]
+fn ha_words_parse_as_l2tpctl_takes_them() {
+    assert_eq!(HaCommand::parse(&["status"]), Ok(HaCommand::Status));
+    assert_eq!(HaCommand::parse(&["drain"]), Ok(HaCommand::Drain));
+    assert_eq!(HaCommand::parse(&["failback"]), Ok(HaCommand::Failback));
+    assert_eq!(
+        HaCommand::parse(&["switchover", "all"]),
+        Ok(HaCommand::Switchover {
+            kind: SwitchoverKind::All,
+            sessions: Vec::new()
+        })
+    );
+    assert_eq!(
+        HaCommand::parse(&["switchover", "new"]),
+        Ok(HaCommand::Switchover {
+            kind: SwitchoverKind::New,
+            sessions: Vec::new()
+        })
+    );
+    let listed = HaCommand::parse(&["switchover", "3", "12"]).unwrap();
+    assert_eq!(
+        listed,
+        HaCommand::Switchover {
+            kind: SwitchoverKind::Listed,
+            sessions: vec![3, 12]
+        }
+    );
+    assert_eq!(listed.to_string(), "switchover 3 12");
+    let e = HaCommand::parse(&["switchover", "3", "x"]).unwrap_err();
+    assert!(e.contains("\"x\" is not a session id"), "{e}");
+    assert!(HaCommand::parse(&["switchover"])
+        .unwrap_err()
+        .contains("all, new"));
+    assert!(HaCommand::parse::<&str>(&[])
+        .unwrap_err()
+        .contains("status, drain"));
+    assert!(HaCommand::parse(&["reboot"])
+        .unwrap_err()
+        .starts_with("ha reboot:"));
+}
+
+#[test]
+fn an_object_with_rows_renders_its_scalars_then_its_tables() {
+    let data = r#"{"role":"lns","draining":false,"peers":[{"address":"10.0.0.12","state":"up"},{"address":"10.0.0.13","state":"connecting"}],"lacs":[]}"#;
+    assert_eq!(
+        render(data).unwrap(),
+        "role:     lns\n\
+         draining: false\n\
+         lacs:     []\n\
+         \n\
+         peers:\n\
+         \x20 ADDRESS    STATE\n\
+         \x20 10.0.0.12  up\n\
+         \x20 10.0.0.13  connecting\n"
+    );
+}

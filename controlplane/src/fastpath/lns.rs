@@ -14,6 +14,11 @@
 //!    PPP frames right after its ICCN (RFC 2661 §7.4.1), finds the workers
 //!    ready. A call cleared before it came up
 //!    ([`lns::Node::poll_abandoned_call`]): `RemoveSession`.
+//!    A recovery call the node adopts (HA, [`lns::Node::adopted_call`]) is
+//!    programmed as a whole session at once, with the subscriber's address
+//!    and MRU from the offloaded state: the LAC flushes the frames it held
+//!    right after the ICRP, and the core's downstream follows the gratuitous
+//!    ARP, so both must find the session ready (ha-protocol §5.5).
 //! 2. PPP up ([`lns::Event::SessionEstablished`]): `UpsertSession` with the
 //!    subscriber's address and MRU: its IPv4 now goes through the workers
 //!    both ways. [`lns::Event::SessionUpdated`] re-programs a changed
@@ -21,6 +26,15 @@
 //! 3. Session down ([`lns::Event::SessionDown`]): `RemoveSession`; tunnel
 //!    down ([`lns::Event::TunnelDown`]): `RemoveTunnel` (the workers drop
 //!    its sessions with it).
+//!
+//! Every established session's address is announced on the core port with
+//! a gratuitous ARP (RFC 5227 §3 "ARP Announcement", sent
+//! [`ANNOUNCE_NUM`] times [`ANNOUNCE_INTERVAL`] apart as its §2.3 says),
+//! once the workers know the session: after an HA adoption the subscriber's
+//! address moved to this LNS, and the core's neighbour caches must learn it
+//! at once rather than when their entry for the failed LNS times out
+//! (DESIGN.md §3, ha-protocol §5.5). Sending it for every session costs a
+//! frame and keeps the rule simple.
 //!
 //! The daemon owns one [`LnsFastpath`] and calls two things in its loop:
 //!
@@ -46,7 +60,7 @@ use std::collections::{HashMap, VecDeque};
 
 use dataplane::punt::{InjectTarget, PuntReason};
 use dataplane::table::{SessionConfig, SessionCounters, SessionKey, Tunnel};
-use dataplane::wire::ethernet;
+use dataplane::wire::{arp, ethernet};
 
 use super::icmp::{self, IcmpError, RateLimit};
 use super::{Fastpath, FastpathConfig, FastpathError, FastpathEvent};
@@ -85,6 +99,17 @@ const PPP_IPV4: [u8; 4] = [0xff, 0x03, 0x00, 0x21];
 /// the control loop stays short under a flood.
 const PUNTS_PER_SERVICE: usize = 1024;
 
+/// The core port: the LNS's interfaces are `[wan, core]`
+/// ([`FastpathConfig::interfaces`]).
+pub const CORE_PORT: u8 = 1;
+/// Gratuitous ARPs per announced address (RFC 5227 §2.3 ANNOUNCE_NUM).
+pub const ANNOUNCE_NUM: u8 = 2;
+/// Between two of them (RFC 5227 §2.3 ANNOUNCE_INTERVAL).
+pub const ANNOUNCE_INTERVAL: Duration = Duration::from_secs(2);
+/// Announcements waiting at most (beyond, the oldest are given up and
+/// counted): a burst of adoptions is bounded by the session table anyway.
+const MAX_ANNOUNCEMENTS: usize = 200_000;
+
 /// Counters of the LNS glue.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LnsFastpathStats {
@@ -92,6 +117,9 @@ pub struct LnsFastpathStats {
     pub calls: u64,
     /// Sessions programmed with their address (PPP up).
     pub established: u64,
+    /// Recovery calls programmed with the adopted session's address before
+    /// their ICRP (HA).
+    pub adopted: u64,
     /// Sessions removed.
     pub removed: u64,
     /// Tunnels programmed.
@@ -113,6 +141,24 @@ pub struct LnsFastpathStats {
     pub update_errors: u64,
     /// Session counters read from every worker and given to the node.
     pub counters_synced: u64,
+    /// Gratuitous ARPs sent on the core port.
+    pub announcements: u64,
+    /// Gratuitous ARPs not sent: the core port's MAC address unknown, no
+    /// room in the workers, or too many waiting.
+    pub announcements_failed: u64,
+}
+
+/// A subscriber address to announce on the core side.
+#[derive(Debug, Clone, Copy)]
+struct Announcement {
+    address: Ipv4Addr,
+    /// The barrier after which the workers forward to the address (the
+    /// first announcement waits for it, at most [`RELEASE_LIMIT`]).
+    barrier: Option<u64>,
+    /// When it was queued (first) or is due (repeats).
+    at: Instant,
+    /// Announcements still to send.
+    left: u8,
 }
 
 /// A session counters query waiting for every worker's answer.
@@ -151,6 +197,13 @@ pub struct LnsFastpath {
     /// Calls programmed whose PPP output the node holds, with the barrier
     /// that says the workers know them and when they were programmed.
     unreleased: Vec<(SessionHandle, Option<u64>, Instant)>,
+    /// Addresses of sessions just established, to announce once a barrier
+    /// says the workers know them.
+    to_announce: Vec<Ipv4Addr>,
+    /// First announcements, waiting for their barrier (in barrier order).
+    announcing: VecDeque<Announcement>,
+    /// Repeated announcements, in the order they are due.
+    reannouncing: VecDeque<Announcement>,
     stats: LnsFastpathStats,
 }
 
@@ -190,6 +243,9 @@ impl LnsFastpath {
             queries: HashMap::new(),
             events: VecDeque::new(),
             unreleased: Vec::new(),
+            to_announce: Vec::new(),
+            announcing: VecDeque::new(),
+            reannouncing: VecDeque::new(),
             stats: LnsFastpathStats::default(),
         }
     }
@@ -249,7 +305,18 @@ impl LnsFastpath {
                         sequencing: false,
                     });
                 }
-                result.and(self.readdress(s.session, Some(s.address), s.subscriber_mru()))
+                let result =
+                    result.and(self.readdress(s.session, Some(s.address), s.subscriber_mru()));
+                if s.adopted_epoch.is_some() {
+                    tracing::info!(
+                        address = %s.address,
+                        tunnel = s.session.tunnel.0,
+                        session = s.session.id,
+                        "adopted session: announcing its address on the core side"
+                    );
+                }
+                self.announce(s.address);
+                result
             }
             lns::Event::SessionUpdated { session, link } => {
                 let address = link.peer_ipv4();
@@ -270,6 +337,74 @@ impl LnsFastpath {
         self.count(result);
     }
 
+    /// Queue gratuitous ARPs for `address` (see the module documentation):
+    /// sent by [`LnsFastpath::service`] once the workers know the session.
+    pub fn announce(&mut self, address: Ipv4Addr) {
+        if self.to_announce.len() + self.announcing.len() + self.reannouncing.len()
+            >= MAX_ANNOUNCEMENTS
+        {
+            self.stats.announcements_failed += 1;
+            return;
+        }
+        self.to_announce.push(address);
+    }
+
+    /// Send the announcements that are due: the first once its barrier
+    /// passed (or waited [`RELEASE_LIMIT`]), the repeats at their time.
+    /// An address no session holds any more is not announced.
+    fn send_announcements(&mut self, now: Instant) {
+        if !self.to_announce.is_empty() {
+            let barrier = self.fp.barrier_quiet().ok();
+            for address in self.to_announce.drain(..) {
+                self.announcing.push_back(Announcement {
+                    address,
+                    barrier,
+                    at: now,
+                    left: ANNOUNCE_NUM,
+                });
+            }
+        }
+        while let Some(&a) = self.announcing.front() {
+            let known = a.barrier.is_none_or(|t| !self.fp.barrier_pending(t));
+            if !known && now.saturating_duration_since(a.at) < RELEASE_LIMIT {
+                break;
+            }
+            self.announcing.pop_front();
+            self.send_announcement(now, a);
+        }
+        while let Some(&a) = self.reannouncing.front() {
+            if now < a.at {
+                break;
+            }
+            self.reannouncing.pop_front();
+            self.send_announcement(now, a);
+        }
+    }
+
+    fn send_announcement(&mut self, now: Instant, mut a: Announcement) {
+        if !self.by_address.contains_key(&a.address) {
+            // The session went down (or moved) meanwhile.
+            return;
+        }
+        let sent = self.fp.port_mac(CORE_PORT).is_some_and(|mac| {
+            self.fp.inject(
+                InjectTarget::Port(CORE_PORT),
+                &gratuitous_arp(mac, a.address),
+            )
+        });
+        if sent {
+            self.stats.announcements += 1;
+        } else {
+            self.stats.announcements_failed += 1;
+        }
+        a.left = a.left.saturating_sub(1);
+        if a.left > 0 {
+            a.at = now + ANNOUNCE_INTERVAL;
+            a.barrier = None;
+            self.reannouncing.push_back(a);
+        }
+    }
+
     fn count(&mut self, result: Result<(), FastpathError>) {
         if let Err(e) = result {
             self.stats.update_errors += 1;
@@ -288,7 +423,11 @@ impl LnsFastpath {
         let programmed = self.tunnels.get(&call.session.tunnel).map(|t| t.tunnel);
         // A call reported again (its ICCN asked for sequencing) is the same
         // session of the tunnel.
-        let new_session = usize::from(!self.sessions.contains_key(&call.session));
+        let programmed_session = self.sessions.get(&call.session);
+        let new_session = usize::from(programmed_session.is_none());
+        // What the session already has (an adopted call's address) stays.
+        let (subscriber_addr, mru) =
+            programmed_session.map_or((None, DEFAULT_MRU), |c| (c.subscriber_addr, c.mru));
         if programmed != Some(tunnel) {
             self.fp.want_neighbour(tunnel.next_hop);
             self.fp.upsert_tunnel(tunnel)?;
@@ -308,8 +447,8 @@ impl LnsFastpath {
                 session_id: call.session_id,
             },
             peer_session_id: call.peer_session_id,
-            subscriber_addr: None,
-            mru: DEFAULT_MRU,
+            subscriber_addr,
+            mru,
             sequencing: call.sequencing,
             pppoe: None,
         };
@@ -383,6 +522,7 @@ impl LnsFastpath {
         self.program_calls(node, now);
         self.fp.poll();
         self.release_calls(node, now);
+        self.send_announcements(now);
         self.sync_counters(node, now);
         let mut handled = 0;
         while handled < PUNTS_PER_SERVICE {
@@ -570,6 +710,19 @@ impl LnsFastpath {
         let first = self.unreleased.len();
         while let Some(call) = node.poll_connected_call() {
             self.program_call(&call);
+            if let Some(adopted) = node.adopted_call(call.session) {
+                self.stats.adopted += 1;
+                tracing::info!(
+                    tunnel = call.session.tunnel.0,
+                    session = call.session.id,
+                    address = %adopted.address,
+                    mru = adopted.mru,
+                    epoch = adopted.epoch,
+                    "recovery call: the adopted session is programmed before its ICRP"
+                );
+                let result = self.readdress(call.session, Some(adopted.address), adopted.mru);
+                self.count(result);
+            }
             self.unreleased.push((call.session, None, now));
         }
         if self.unreleased.len() > first {
@@ -610,8 +763,40 @@ impl LnsFastpath {
     }
 }
 
+/// A gratuitous ARP announcing that `address` is at `mac` (RFC 5227 §3
+/// "ARP Announcement", [`arp::emit_announcement`]), broadcast, padded to
+/// the shortest Ethernet frame.
+pub fn gratuitous_arp(mac: ethernet::Address, address: Ipv4Addr) -> [u8; arp::ANNOUNCEMENT_LEN] {
+    let mut frame = [0u8; arp::ANNOUNCEMENT_LEN];
+    // The buffer is exactly ANNOUNCEMENT_LEN long: it cannot fail.
+    let _ = arp::emit_announcement(mac, address, &mut frame);
+    frame
+}
+
 /// Apply one node event to `fp` (the free-function form of
 /// [`LnsFastpath::program`]).
 pub fn program(fp: &mut LnsFastpath, event: &lns::Event) {
     fp.program(event);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_gratuitous_arp_announces_the_address_at_our_mac() {
+        let mac = ethernet::Address([0x02, 0, 0, 0, 1, 1]);
+        let address = Ipv4Addr::new(100, 64, 0, 7);
+        let frame = gratuitous_arp(mac, address);
+        let eth = ethernet::Frame::new_checked(&frame[..]).unwrap();
+        assert_eq!(eth.dst_addr(), ethernet::Address::BROADCAST);
+        assert_eq!(eth.src_addr(), mac);
+        assert_eq!(eth.ethertype(), ethernet::EtherType::Arp);
+        let packet = arp::Packet::new_checked(eth.payload()).unwrap();
+        let repr = arp::Repr::parse(&packet).unwrap();
+        assert_eq!(repr, arp::Repr::gratuitous(mac, address));
+        assert_eq!(repr.operation, arp::Operation::Request);
+        assert_eq!(repr.source_protocol_addr, repr.target_protocol_addr);
+        assert!(frame[14 + 28..].iter().all(|&b| b == 0), "zero padding");
+    }
 }

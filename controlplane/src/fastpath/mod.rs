@@ -132,6 +132,9 @@ pub struct FastpathConfig {
     pub max_sessions: usize,
     /// Frames per holding ring (LAC switchover).
     pub hold_depth: usize,
+    /// Holding rings per worker: sessions one worker holds at once while
+    /// they move (LAC switchover).
+    pub hold_rings: usize,
     /// Updates kept per worker while its queue is full; beyond this an
     /// update is refused with [`FastpathError::Backlog`].
     pub max_backlog: usize,
@@ -161,6 +164,7 @@ impl FastpathConfig {
             cores: Vec::new(),
             max_sessions: 100_000,
             hold_depth: 64,
+            hold_rings: 1024,
             max_backlog: 1 << 20,
         }
     }
@@ -170,6 +174,7 @@ impl FastpathConfig {
         config.id = id;
         config.max_sessions = self.max_sessions;
         config.hold_depth = self.hold_depth.max(1);
+        config.hold_rings = self.hold_rings;
         config.mode = self.poll_mode;
         config.core = (!self.cores.is_empty()).then(|| self.cores[id % self.cores.len()]);
         config
