@@ -285,6 +285,29 @@ impl OffloadSender {
         Ok(())
     }
 
+    /// A session's state changed in a way the peer need not hear of at
+    /// once (its traffic counters, from the data plane's sweeps): the blob
+    /// is replaced without queueing an LSORQ, so the next incremental
+    /// update or periodic refresh carries it. False (nothing done) unless
+    /// the session is held with this epoch.
+    pub fn refresh_state(
+        &mut self,
+        lns_tunnel_id: u16,
+        session: SessionIdentity,
+        epoch: u32,
+        state: &SessionState,
+    ) -> Result<bool, StateError> {
+        let Some(e) = self
+            .entries
+            .get_mut(&(lns_tunnel_id, session.lns_session_id))
+            .filter(|e| e.session == Some(session) && e.epoch == epoch)
+        else {
+            return Ok(false);
+        };
+        e.state = Some(state.encode()?);
+        Ok(true)
+    }
+
     fn put(
         &mut self,
         key: Key,

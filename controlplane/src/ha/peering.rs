@@ -193,6 +193,23 @@ impl LnsPeering {
         Ok(())
     }
 
+    /// A session's counters moved on: every peer's next update or refresh
+    /// of it carries `state`, without an LSORQ of its own
+    /// ([`OffloadSender::refresh_state`]).
+    pub fn session_refresh(
+        &mut self,
+        lns_tunnel_id: u16,
+        session: SessionIdentity,
+        epoch: u32,
+        state: &SessionState,
+    ) -> Result<(), StateError> {
+        for link in &mut self.links {
+            link.sender
+                .refresh_state(lns_tunnel_id, session, epoch, state)?;
+        }
+        Ok(())
+    }
+
     /// A session of ours is gone.
     pub fn session_removed(&mut self, now: Instant, lns_tunnel_id: u16, lns_session_id: u16) {
         for link in &mut self.links {

@@ -145,6 +145,11 @@ impl HaConfig {
     }
 }
 
+/// A session's counters go into its offloaded state at most this often
+/// ([`Node::set_counters`]): the periodic refresh (minutes) is what carries
+/// them, so encoding them more often would only cost.
+pub const COUNTERS_OFFLOAD_INTERVAL: Duration = Duration::from_secs(5);
+
 /// HA counters of the node.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct HaStats {
@@ -213,7 +218,8 @@ pub(crate) struct Ha {
     pub(crate) stats: HaStats,
 }
 
-use crate::aaa::radius::{AcctStatus, Counters};
+use crate::aaa::radius::{AccountingSession, AcctStatus, Authentic, Counters};
+use crate::aaa::Authenticator;
 use crate::ha::message::{SessionIdentity, TunnelIdentity};
 use crate::ha::offload::OffloadStore;
 use crate::ha::peering::PeeringEvent;
@@ -276,15 +282,13 @@ impl Node {
         })
     }
 
-    /// Offload an established session's state to every peer (PPP up,
-    /// renegotiation, address change, adoption).
-    pub(super) fn offload(&mut self, now: Instant, h: SessionHandle) {
-        let Some(s) = self.sessions.get(&h).filter(|s| s.established) else {
-            return;
-        };
-        let Some(ha) = &self.ha else {
-            return;
-        };
+    /// What the peers are to hold of an established session.
+    fn offload_state(
+        &self,
+        h: SessionHandle,
+    ) -> Option<(TunnelIdentity, SessionIdentity, u32, SessionState)> {
+        let s = self.sessions.get(&h).filter(|s| s.established)?;
+        let ha = self.ha.as_ref()?;
         let tunnel = TunnelIdentity {
             lns_tunnel_id: s.local_tunnel_id,
             lac_tunnel_id: s.peer_tunnel_id,
@@ -309,7 +313,18 @@ impl Node {
             input_packets: s.counters.input_packets,
             output_packets: s.counters.output_packets,
         };
-        let epoch = s.epoch;
+        Some((tunnel, identity, s.epoch, st))
+    }
+
+    /// Offload an established session's state to every peer (PPP up,
+    /// renegotiation, address change, adoption).
+    pub(super) fn offload(&mut self, now: Instant, h: SessionHandle) {
+        let Some((tunnel, identity, epoch, st)) = self.offload_state(h) else {
+            return;
+        };
+        if let Some(s) = self.sessions.get_mut(&h) {
+            s.counters_offloaded_at = now;
+        }
         let Some(ha) = &mut self.ha else {
             return;
         };
@@ -317,6 +332,40 @@ impl Node {
         if let Err(e) = ha.peering.session_update(now, tunnel, identity, epoch, &st) {
             ha.stats.offload_errors += 1;
             tracing::warn!(session = h.id, %e, "cannot offload the session's state");
+        }
+    }
+
+    /// The data plane's counters of a session moved on
+    /// ([`Node::set_counters`]): the peers' next update or periodic refresh
+    /// of it carries them, so a session adopted there accounts on from
+    /// nearly where it was. No LSORQ of its own (counters change all the
+    /// time); the state is encoded again at most every
+    /// [`COUNTERS_OFFLOAD_INTERVAL`] per session.
+    pub(super) fn offload_counters(&mut self, now: Instant, h: SessionHandle) {
+        let due = self.ha.is_some()
+            && self.sessions.get(&h).is_some_and(|s| {
+                s.established
+                    && now.saturating_duration_since(s.counters_offloaded_at)
+                        >= COUNTERS_OFFLOAD_INTERVAL
+            });
+        if !due {
+            return;
+        }
+        let Some((tunnel, identity, epoch, st)) = self.offload_state(h) else {
+            return;
+        };
+        if let Some(s) = self.sessions.get_mut(&h) {
+            s.counters_offloaded_at = now;
+        }
+        let Some(ha) = &mut self.ha else {
+            return;
+        };
+        if let Err(e) = ha
+            .peering
+            .session_refresh(tunnel.lns_tunnel_id, identity, epoch, &st)
+        {
+            ha.stats.offload_errors += 1;
+            tracing::warn!(session = h.id, %e, "cannot offload the session's counters");
         }
     }
 
@@ -686,7 +735,30 @@ impl Node {
             ha.stats.sessions_adopted += 1;
         }
         // The accounting session goes on under the same Acct-Session-Id:
-        // an Interim-Update, not a Start.
+        // an Interim-Update, not a Start (RFC 2866 §5.1, Acct-Status-Type
+        // 3), with the primary's counters and Acct-Session-Time from its
+        // start; later Interim-Updates and the Stop come from here.
+        s.accepted_by = Some(self.generation);
+        if let Authenticator::Radius(client) = &mut self.authenticator {
+            s.acct = Some((
+                self.generation,
+                client.accounting_resume(
+                    now,
+                    AccountingSession {
+                        session_id: s.acct_session_id.clone(),
+                        username: username.clone(),
+                        framed_address: s.address,
+                        class: s.attributes.class.clone(),
+                        calling_station_id: s.calling_station_id.clone(),
+                        nas_port: Some(s.nas_port),
+                        authentic: Some(Authentic::Radius),
+                        interim_interval: s.attributes.interim_interval,
+                    },
+                    s.counters,
+                    elapsed,
+                ),
+            ));
+        }
         self.events.push_back(Event::Accounting {
             session: h,
             acct_session_id: s.acct_session_id.clone(),

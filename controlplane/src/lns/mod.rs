@@ -485,6 +485,8 @@ struct Session {
     session_timeout_at: Option<Instant>,
     last_activity: Instant,
     counters: Counters,
+    /// HA: when its counters last went into the offloaded state.
+    counters_offloaded_at: Instant,
     /// Why we (or the LAC) are ending it, set before the link goes down.
     end: Option<EndCause>,
     /// The L2TP session is gone: no CDN to send.
@@ -909,6 +911,7 @@ impl Node {
                     client.accounting_update(h, counters);
                 }
             }
+            self.offload_counters(now, session);
         }
     }
 
@@ -1456,6 +1459,7 @@ impl Node {
                 session_timeout_at: None,
                 last_activity: now,
                 counters: Counters::default(),
+                counters_offloaded_at: now,
                 end: None,
                 lower_gone: false,
             },
@@ -1781,7 +1785,20 @@ impl Node {
                 s.adopted_from,
             );
         }
-        // A moved session's accounting goes on at its new owner: no Stop.
+        // A moved session's accounting goes on at its new owner under the
+        // same Acct-Session-Id: no Stop (the new owner sends it, RFC 2866
+        // §5.1), and the RADIUS client forgets it so no Interim-Update
+        // follows from here either.
+        if let (EndCause::Moved { .. }, Some((generation, acct))) = (&end, s.acct) {
+            if let Some(client) = radius_of(
+                &mut self.authenticator,
+                self.generation,
+                &mut self.retired,
+                generation,
+            ) {
+                client.accounting_forget(acct);
+            }
+        }
         if s.established && !matches!(end, EndCause::Moved { .. }) {
             // Through the client the session started with, even if it was
             // replaced since: its Start went there.

@@ -378,6 +378,10 @@ impl ServerState {
 struct AcctSessionState {
     session: AccountingSession,
     started: Instant,
+    /// Session time before `started`: a session resumed from another LNS
+    /// counts from its original start (which may lie before our clock's
+    /// epoch).
+    carried: Duration,
     counters: Counters,
     interim_interval: Option<Duration>,
     next_interim: Option<Instant>,
@@ -551,6 +555,7 @@ impl Client {
         let state = AcctSessionState {
             session,
             started: now,
+            carried: Duration::ZERO,
             counters: Counters::default(),
             interim_interval,
             next_interim,
@@ -559,6 +564,66 @@ impl Client {
         self.sessions.insert(handle, state);
         self.submit_accounting(now, handle, AcctStatus::Start, attributes);
         handle
+    }
+
+    /// Carries on the accounting of a session that started elsewhere (an
+    /// HA peer LNS that failed or handed it over) under its own
+    /// Acct-Session-Id: no Start (the servers have the primary's), but an
+    /// Interim-Update at once (RFC 2866 §5.1, Acct-Status-Type 3) with
+    /// `counters` as the primary last offloaded them and Acct-Session-Time
+    /// counted from the original start, `elapsed` ago (RFC 2866 §5.7), so
+    /// the servers see the session go on from here; then Interim-Updates at
+    /// the interval and a Stop as for any session.
+    pub fn accounting_resume(
+        &mut self,
+        now: Instant,
+        session: AccountingSession,
+        counters: Counters,
+        elapsed: Duration,
+    ) -> AcctHandle {
+        let handle = AcctHandle(self.next_acct);
+        self.next_acct += 1;
+        let interim_interval = session
+            .interim_interval
+            .or(self.config.interim_interval)
+            .filter(|d| !d.is_zero());
+        let next_interim = interim_interval.map(|d| now + d);
+        if let Some(t) = next_interim {
+            self.interims.insert((t, handle));
+        }
+        let state = AcctSessionState {
+            session,
+            started: now,
+            carried: elapsed,
+            counters,
+            interim_interval,
+            next_interim,
+        };
+        let attributes = self.accounting_attributes(now, &state, AcctStatus::InterimUpdate, None);
+        self.sessions.insert(handle, state);
+        self.submit_accounting(now, handle, AcctStatus::InterimUpdate, attributes);
+        handle
+    }
+
+    /// Forgets a session's accounting without a Stop: it moved to another
+    /// LNS, which carries the same Acct-Session-Id on and sends the Stop
+    /// itself (a Stop from here too would end the servers' record while
+    /// the session lives, or count its traffic twice). Records already
+    /// submitted still go out. False if the handle is unknown.
+    pub fn accounting_forget(&mut self, handle: AcctHandle) -> bool {
+        let Some(state) = self.sessions.remove(&handle) else {
+            return false;
+        };
+        if let Some(t) = state.next_interim {
+            self.interims.remove(&(t, handle));
+        }
+        true
+    }
+
+    /// Accounting sessions this client keeps (started or resumed, not
+    /// stopped or forgotten).
+    pub fn accounting_sessions(&self) -> usize {
+        self.sessions.len()
     }
 
     /// The session's counters now; the next Interim-Update carries them.
@@ -961,7 +1026,9 @@ impl Client {
         }
         if status != AcctStatus::Start {
             let c = state.counters;
-            let secs = now.saturating_duration_since(state.started).as_secs();
+            // RFC 2866 §5.7 Acct-Session-Time: from the session's start,
+            // wherever it started.
+            let secs = (now.saturating_duration_since(state.started) + state.carried).as_secs();
             a.push(u32_attr(
                 AttributeType::ACCT_SESSION_TIME,
                 u32::try_from(secs).unwrap_or(u32::MAX),
@@ -1535,6 +1602,85 @@ mod tests {
         );
         assert_eq!(transmits(&mut c, Instant::ZERO).len(), 3);
         assert_eq!(c.stats().overloaded, 2);
+    }
+
+    #[test]
+    fn a_resumed_session_sends_an_interim_update_at_once_and_its_stop_counts_from_the_original_start(
+    ) {
+        let s = server(1813, "acct");
+        let mut cfg = config(vec![], vec![s.clone()]);
+        cfg.interim_interval = Some(Duration::from_secs(30));
+        let mut c = client(cfg);
+        let t0 = Instant::from_nanos(5_000_000_000);
+        let session = AccountingSession {
+            session_id: "moved-1".to_owned(),
+            username: "alice".to_owned(),
+            framed_address: Some(Ipv4Addr::new(10, 64, 0, 9)),
+            ..AccountingSession::default()
+        };
+        let carried = Counters {
+            input_octets: 1000,
+            output_octets: 2000,
+            input_packets: 10,
+            output_packets: 20,
+        };
+        // The primary started it 100 s ago.
+        let h = c.accounting_resume(t0, session, carried, Duration::from_secs(100));
+        let sent = transmits(&mut c, t0);
+        assert_eq!(sent.len(), 1, "one record, and no Start");
+        let p = Packet::new_checked(&sent[0].1[..]).unwrap();
+        // RFC 2866 §5.1: Acct-Status-Type 3, Interim-Update.
+        assert_eq!(attr(&p, AttributeType::ACCT_STATUS_TYPE), Some(3));
+        assert_eq!(
+            p.attribute(AttributeType::ACCT_SESSION_ID),
+            Some(&b"moved-1"[..])
+        );
+        assert_eq!(attr(&p, AttributeType::ACCT_SESSION_TIME), Some(100));
+        assert_eq!(attr(&p, AttributeType::ACCT_INPUT_OCTETS), Some(1000));
+        assert_eq!(attr(&p, AttributeType::ACCT_OUTPUT_PACKETS), Some(20));
+        // The next one at the interval, then the Stop with the counters
+        // carried on.
+        assert_eq!(c.poll_timeout(), Some(t0 + 100 * MS));
+        c.handle_datagram(
+            t0,
+            s.address,
+            &respond(&sent[0].1, Code::AccountingResponse, &[], "acct"),
+        );
+        assert_eq!(c.poll_timeout(), Some(t0 + Duration::from_secs(30)));
+        let later = Counters {
+            input_octets: 1500,
+            ..carried
+        };
+        let t1 = t0 + Duration::from_secs(10);
+        assert!(c.accounting_stop(t1, h, later, TerminateCause::UserRequest));
+        let stop = transmits(&mut c, t1).remove(0).1;
+        let p = Packet::new_checked(&stop[..]).unwrap();
+        assert_eq!(attr(&p, AttributeType::ACCT_STATUS_TYPE), Some(2));
+        assert_eq!(attr(&p, AttributeType::ACCT_SESSION_TIME), Some(110));
+        assert_eq!(attr(&p, AttributeType::ACCT_INPUT_OCTETS), Some(1500));
+    }
+
+    #[test]
+    fn a_forgotten_session_sends_no_stop_and_no_more_interim_updates() {
+        let s = server(1813, "acct");
+        let mut cfg = config(vec![], vec![s.clone()]);
+        cfg.interim_interval = Some(Duration::from_secs(30));
+        let mut c = client(cfg);
+        let t0 = Instant::ZERO;
+        let h = c.accounting_start(t0, AccountingSession::default());
+        let start = transmits(&mut c, t0).remove(0).1;
+        c.handle_datagram(
+            t0,
+            s.address,
+            &respond(&start, Code::AccountingResponse, &[], "acct"),
+        );
+        assert_eq!(c.accounting_sessions(), 1);
+        assert!(c.accounting_forget(h));
+        assert!(!c.accounting_forget(h));
+        assert_eq!(c.accounting_sessions(), 0);
+        assert_eq!(c.poll_timeout(), None, "no Interim-Update left");
+        assert!(!c.accounting_stop(t0, h, Counters::default(), TerminateCause::NasRequest));
+        assert!(transmits(&mut c, t0).is_empty());
     }
 
     #[test]
