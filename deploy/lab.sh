@@ -18,6 +18,7 @@
 #   l2lab-lns1  wan0  10.0.0.11/24  -> br-wan,  core0 10.1.0.11/24 -> br-core, default via 10.1.0.2
 #   l2lab-lns2  wan0  10.0.0.12/24  -> br-wan,  core0 10.1.0.12/24 -> br-core, default via 10.1.0.2
 #   l2lab-net   core0 10.1.0.2/24   -> br-core, 100.64.0.0/22 via 10.1.0.11, 100.64.4.0/22 via 10.1.0.12
+#               (L2LAB_ONLINK=1: 100.64.0.0/21 dev core0 instead, see below)
 #   l2lab-sw    the bridges br-wan and br-core and their ports (no addresses)
 # Subscriber pools: lns1 100.64.0.0/22 (gateway 100.64.0.1), lns2 100.64.4.0/22
 # (gateway 100.64.4.1). Users: sub0..sub4095, password "lab", in /run/l2lab/users.
@@ -43,6 +44,20 @@
 # say [dataplane] enabled = false; default 1), L2LAB_START_WAIT (seconds `start` waits
 # for the control socket, default 10), L2LAB_EXAMPLES (where the config
 # templates are, default deploy/examples).
+#
+# HA (issue 6; deploy/e2e/ha.sh sets both):
+#   L2LAB_HA=1      lnsd on lns1 and lns2 peer each other ([ha]: the other LNS
+#                   with a shared secret, advertised to the LAC in SCCRP), and
+#                   lacd runs [ha] with 100 ms Hellos and a 300 ms dead
+#                   interval toward the LNSs. Default 0: the configs as the
+#                   examples have them.
+#   L2LAB_ONLINK=1  l2lab-net reaches both pools on-link (100.64.0.0/21 dev
+#                   core0) instead of a route via each LNS: whichever LNS
+#                   holds a session answers the core's ARP for its address
+#                   (the workers' proxy ARP) and announces it when it adopts
+#                   the session (gratuitous ARP), so downstream follows a
+#                   session that moved to the other LNS. Default 0: the
+#                   two `via` routes.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -221,9 +236,7 @@ up() {
         ip -n "$box" link set "$dev" up
     done
 
-    # The core's view: each LNS's subscriber pool is behind that LNS.
-    ip -n l2lab-net route replace 100.64.0.0/22 via 10.1.0.11
-    ip -n l2lab-net route replace 100.64.4.0/22 via 10.1.0.12
+    core_routes
     # The LNSs send subscriber traffic to the core next hop 10.1.0.2; the
     # daemons resolve its MAC from the kernel's neighbour table.
     ip -n l2lab-lns1 route replace default via 10.1.0.2
@@ -233,6 +246,23 @@ up() {
     write_users
     write_configs
     say "up: ${NAMESPACES[*]} (state in $STATE)"
+}
+
+# The core's view of the subscriber pools. By default each LNS's pool is
+# behind that LNS. With L2LAB_ONLINK=1 both pools are on the core link: the
+# LNS that holds a subscriber's session answers ARP for its address, so a
+# session adopted by the other LNS (HA) keeps its address and downstream
+# follows it. `up` switches between the two, whichever was there before.
+core_routes() {
+    if [[ ${L2LAB_ONLINK:-0} == 1 ]]; then
+        ip -n l2lab-net route del 100.64.0.0/22 2>/dev/null || true
+        ip -n l2lab-net route del 100.64.4.0/22 2>/dev/null || true
+        ip -n l2lab-net route replace 100.64.0.0/21 dev core0
+    else
+        ip -n l2lab-net route del 100.64.0.0/21 2>/dev/null || true
+        ip -n l2lab-net route replace 100.64.0.0/22 via 10.1.0.11
+        ip -n l2lab-net route replace 100.64.4.0/22 via 10.1.0.12
+    fi
 }
 
 # --- configs ------------------------------------------------------------------
@@ -255,11 +285,12 @@ render_config() {
     tmp="$out.tmp"
     cp "$template" "$tmp"
     # The state goes under /run/l2lab whatever the example says; the keys
-    # are matched at the start of a line, the values replaced whole.
+    # are matched at the start of a line, the values replaced whole, and
+    # `enabled` only in [dataplane] ([ha] has one too).
     sed -i -E \
         -e "s|^([[:space:]]*socket[[:space:]]*=[[:space:]]*)\"[^\"]*\"|\\1\"$STATE/$box.sock\"|" \
         -e "s|^([[:space:]]*users[[:space:]]*=[[:space:]]*)\"[^\"]*\"|\\1\"$STATE/users\"|" \
-        -e "s|^([[:space:]]*enabled[[:space:]]*=[[:space:]]*)[a-z]+|\\1$enabled|" \
+        -e "/^[[:space:]]*\\[dataplane\\]/,/^[[:space:]]*\\[/ s|^([[:space:]]*enabled[[:space:]]*=[[:space:]]*)[a-z]+|\\1$enabled|" \
         "$tmp"
     if [[ $box == lns2 ]]; then
         sed -i -E \
@@ -270,8 +301,52 @@ render_config() {
             -e 's/lns1/lns2/g' \
             "$tmp"
     fi
+    if [[ ${L2LAB_HA:-0} == 1 ]]; then
+        ha_section "$box" "$tmp"
+    fi
     chmod 600 "$tmp"
     mv -f "$tmp" "$out"
+}
+
+# The secret lns1 and lns2 share for their HA control connection.
+HA_SECRET=l2lab-ha
+
+# ha_section BOX FILE: replace whatever [ha] the example has (the [ha]
+# table and its sub-tables such as [[ha.peers]]) with the lab's.
+ha_section() {
+    local box=$1 file=$2 peer
+    awk '/^[[:space:]]*\[/ { skip = ($0 ~ /^[[:space:]]*\[\[?[[:space:]]*ha[].[:space:]]/) } !skip' \
+        "$file" >"$file.ha"
+    mv -f "$file.ha" "$file"
+    case $box in
+    lns1 | lns2)
+        if [[ $box == lns1 ]]; then peer=10.0.0.12; else peer=10.0.0.11; fi
+        # Each LNS peers the other (offload, adoption, fencing) and
+        # advertises it to the LAC in SCCRP (advertise defaults to the
+        # peers).
+        cat >>"$file" <<EOF
+
+# lab (deploy/lab.sh, L2LAB_HA=1): peer the other LNS.
+[ha]
+
+[[ha.peers]]
+address = "$peer"
+secret = "$HA_SECRET"
+EOF
+        ;;
+    lac)
+        # Failure detection within 300 ms: a Hello every 100 ms toward
+        # each LNS, the LNS dead after 300 ms of silence.
+        cat >>"$file" <<EOF
+
+# lab (deploy/lab.sh, L2LAB_HA=1): fast failure detection.
+[ha]
+enabled = true
+hello_ms = 100
+dead_ms = 300
+EOF
+        ;;
+    esac
 }
 
 write_configs() {
@@ -344,6 +419,11 @@ status() {
     if [[ $any -eq 0 ]]; then
         echo "the lab is down"
     fi
+    for box in "${BOXES[@]}"; do
+        if [[ -f $STATE/$box.toml ]] && grep -q '^\[ha\]' "$STATE/$box.toml"; then
+            printf 'ha     %-5s [ha] configured\n' "$box"
+        fi
+    done
 }
 
 # --- daemons ------------------------------------------------------------------

@@ -125,6 +125,15 @@ pub struct Args {
     /// Seconds of traffic once the sessions are up.
     #[arg(long, default_value_t = 10.0)]
     pub duration: f64,
+    /// Seconds into the traffic at which to run `--event-command` (an HA
+    /// test: kill an LNS, ask for a switchover); the report then gives each
+    /// direction's gaps after that moment.
+    #[arg(long, requires = "event_command")]
+    pub event_at: Option<f64>,
+    /// The event: a shell command (`sh -c`), run from the namespace
+    /// l2bench was started in, its output on stderr.
+    #[arg(long, requires = "event_at")]
+    pub event_command: Option<String>,
     /// Write the JSON report here.
     #[arg(long)]
     pub report: Option<PathBuf>,

@@ -57,6 +57,11 @@ pub struct DirectionReport {
     pub latency_us: Percentiles,
     /// Packets that were not probes of a known stream.
     pub foreign: u64,
+    /// With `--event-at`: per stream, the longest silence that ended at or
+    /// after the event (the interruption it caused), ms, over the streams
+    /// that were sending: p50, p99, max.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_gap_ms: Option<Percentiles>,
 }
 
 impl DirectionReport {
@@ -68,10 +73,16 @@ impl DirectionReport {
             ..DirectionReport::default()
         };
         let mut max_gap_ns = 0;
+        let mut event_gaps = (receiver.event_ns != 0)
+            .then(|| Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).ok())
+            .flatten();
         for (i, stream) in receiver.streams.iter_mut().enumerate() {
             let tx = sent.get(i).copied().unwrap_or_default();
             if tx.sent > 0 {
                 stream.close(tx.first_ns, tx.last_ns);
+                if let Some(h) = event_gaps.as_mut() {
+                    h.saturating_record((stream.event_gap_ns / 1000).max(1));
+                }
             }
             r.sent += tx.sent;
             r.received += stream.received;
@@ -81,6 +92,7 @@ impl DirectionReport {
             max_gap_ns = max_gap_ns.max(stream.max_gap_ns);
         }
         r.max_gap_ms = max_gap_ns as f64 / 1e6;
+        r.event_gap_ms = event_gaps.map(|h| Percentiles::of(&h, 1e-3));
         if duration_s > 0.0 {
             r.throughput_pps = r.received as f64 / duration_s;
         }
@@ -139,6 +151,20 @@ pub struct TimelinePoint {
     pub downstream_pps: f64,
 }
 
+/// The run's event (`--event-at`, `--event-command`): what was run when.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EventReport {
+    /// The shell command.
+    pub command: String,
+    /// When it was started, seconds since the traffic started.
+    pub at_s: f64,
+    /// Its exit status (`None`: killed by a signal, or still running at
+    /// the end and killed then).
+    pub exit_status: Option<i32>,
+    /// How long it ran, ms.
+    pub ran_ms: f64,
+}
+
 /// The whole report.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Report {
@@ -169,6 +195,13 @@ pub struct Report {
     pub rate_pps: u64,
     /// UDP payload bytes per packet.
     pub payload_bytes: usize,
+    /// Time between two packets of one stream, ms (streams / rate): a
+    /// gap measured on a stream is an interruption plus up to this.
+    #[serde(default)]
+    pub stream_interval_ms: f64,
+    /// The event run during the traffic, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<EventReport>,
     /// Subscribers → traffic address.
     pub upstream: DirectionReport,
     /// Traffic address → subscribers.
@@ -247,6 +280,29 @@ impl fmt::Display for Report {
                 d.latency_us.p99,
                 d.latency_us.max
             )?;
+        }
+        if let Some(e) = &self.event {
+            let status = e
+                .exit_status
+                .map_or_else(|| "no exit status".to_string(), |c| format!("exit {c}"));
+            writeln!(
+                f,
+                "event: `{}` at {:.2} s of traffic ({status}, {:.0} ms)",
+                e.command, e.at_s, e.ran_ms
+            )?;
+            for (name, d) in [
+                ("upstream", &self.upstream),
+                ("downstream", &self.downstream),
+            ] {
+                if let Some(g) = d.event_gap_ms {
+                    writeln!(
+                        f,
+                        "{name:>10}: gap after the event per stream p50 {:.1} ms p99 {:.1} ms \
+                         max {:.1} ms (packets {:.1} ms apart in a stream)",
+                        g.p50, g.p99, g.max, self.stream_interval_ms
+                    )?;
+                }
+            }
         }
         Ok(())
     }

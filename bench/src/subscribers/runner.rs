@@ -29,7 +29,8 @@ use hdrhistogram::Histogram;
 use super::emulator::{Emulator, EmulatorConfig, Stage};
 use super::port::{self, L2Port, PacketSocket, PortDrops, XdpL2};
 use super::report::{
-    DirectionReport, Percentiles, PortDropsReport, Report, SubscriberReport, TimelinePoint,
+    DirectionReport, EventReport, Percentiles, PortDropsReport, Report, SubscriberReport,
+    TimelinePoint,
 };
 use super::stream::{self, monotonic_ns, Probe, Receiver, SentState};
 use super::traffic::{self, Pacer, PORT};
@@ -73,6 +74,9 @@ pub struct Shared {
     pub down_sent: AtomicU64,
     /// Downstream packets received so far.
     pub down_received: AtomicU64,
+    /// When the event command was started (CLOCK_MONOTONIC ns; 0: not
+    /// yet), for the receivers' gaps after it.
+    pub event_ns: AtomicU64,
     /// Each subscriber's address, as its side last saw it.
     pub addresses: Mutex<Vec<Option<Ipv4Addr>>>,
 }
@@ -358,6 +362,7 @@ pub fn run_side(
                 .store(downstream.received(), Ordering::Relaxed);
         }
         let phase = shared.current_phase();
+        downstream.set_event(shared.event_ns.load(Ordering::Acquire));
         if phase == TRAFFIC {
             if let Some(to) = traffic_addr {
                 let start = shared.traffic_start_ns.load(Ordering::Acquire);
@@ -448,6 +453,7 @@ pub fn run_traffic(
                 .store(upstream.received(), Ordering::Relaxed);
         }
         let phase = shared.current_phase();
+        upstream.set_event(shared.event_ns.load(Ordering::Acquire));
         if phase == STOP {
             break;
         }
@@ -602,15 +608,31 @@ pub fn run(args: &Args) -> Result<Report, Box<dyn std::error::Error>> {
     };
     let with_traffic = args.traffic_addr.is_some() && args.duration > 0.0 && !failed(&side);
     let mut traffic_s = 0.0;
+    let mut event = None;
     if with_traffic {
         let start = monotonic_ns() + 200_000_000;
         let end = start + (args.duration * 1e9) as u64;
         shared.traffic_start_ns.store(start, Ordering::Release);
         shared.traffic_end_ns.store(end, Ordering::Release);
         shared.phase.store(TRAFFIC, Ordering::Release);
+        let event_at_ns = args.event_at.map(|s| start + (s.max(0.0) * 1e9) as u64);
         while monotonic_ns() < end && !failed(&side) {
             progress.tick(&shared, n, true);
-            thread::sleep(Duration::from_millis(20));
+            if let (Some(at), Some(command), None) =
+                (event_at_ns, args.event_command.as_deref(), event.as_ref())
+            {
+                if monotonic_ns() >= at {
+                    event = Some(Event::start(command, &shared, start)?);
+                }
+            }
+            if let Some(e) = event.as_mut() {
+                e.poll();
+            }
+            thread::sleep(Duration::from_millis(if event_at_ns.is_some() {
+                1
+            } else {
+                20
+            }));
         }
         traffic_s = (end - start) as f64 / 1e9;
         // What is in flight arrives within the drain.
@@ -662,6 +684,15 @@ pub fn run(args: &Args) -> Result<Report, Box<dyn std::error::Error>> {
     if report.setup_phase_s > 0.0 {
         report.setup_rate_per_s = report.sessions_up as f64 / report.setup_phase_s;
     }
+    let active = side
+        .subscribers
+        .iter()
+        .filter(|s| s.setup_ms.is_some())
+        .count();
+    if with_traffic && args.rate > 0 {
+        report.stream_interval_ms = active as f64 * 1e3 / args.rate as f64;
+    }
+    report.event = event.map(Event::finish);
     let mut downstream_rx = side.downstream;
     if let Some(mut t) = traffic {
         report.upstream = DirectionReport::new(&side.upstream_sent, &mut t.upstream, traffic_s);
@@ -674,6 +705,81 @@ pub fn run(args: &Args) -> Result<Report, Box<dyn std::error::Error>> {
     report.subscribers = side.subscribers;
     report.timeline = progress.timeline;
     Ok(report)
+}
+
+/// The event command while it runs.
+struct Event {
+    command: String,
+    child: std::process::Child,
+    started_ns: u64,
+    traffic_start_ns: u64,
+    ended: Option<(Option<i32>, u64)>,
+}
+
+impl Event {
+    /// Start `command` now and tell the receivers when.
+    fn start(
+        command: &str,
+        shared: &Shared,
+        traffic_start_ns: u64,
+    ) -> Result<Self, Box<dyn std::error::Error>> {
+        use std::os::fd::AsFd;
+        use std::process::{Command, Stdio};
+        // Its output goes to stderr, with the progress lines, so that
+        // stdout stays the summary.
+        let stdout = std::io::stderr().as_fd().try_clone_to_owned()?;
+        let started_ns = monotonic_ns();
+        shared.event_ns.store(started_ns, Ordering::Release);
+        let child = Command::new("sh")
+            .arg("-c")
+            .arg(command)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(stdout))
+            .spawn()
+            .map_err(|e| format!("cannot run the event command: {e}"))?;
+        eprintln!(
+            "event: `{command}` at {:.2} s of traffic",
+            started_ns.saturating_sub(traffic_start_ns) as f64 / 1e9
+        );
+        Ok(Event {
+            command: command.to_string(),
+            child,
+            started_ns,
+            traffic_start_ns,
+            ended: None,
+        })
+    }
+
+    /// Whether it ended; remembers when.
+    fn poll(&mut self) {
+        if self.ended.is_none() {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                self.ended = Some((status.code(), monotonic_ns()));
+            }
+        }
+    }
+
+    /// Wait for it a bounded time (10 s), kill it if it still runs, and
+    /// say what happened.
+    fn finish(mut self) -> EventReport {
+        let deadline = monotonic_ns() + 10_000_000_000;
+        while self.ended.is_none() && monotonic_ns() < deadline {
+            self.poll();
+            thread::sleep(Duration::from_millis(10));
+        }
+        if self.ended.is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+            self.ended = Some((None, monotonic_ns()));
+        }
+        let (exit_status, ended_ns) = self.ended.unwrap_or((None, self.started_ns));
+        EventReport {
+            command: self.command,
+            at_s: self.started_ns.saturating_sub(self.traffic_start_ns) as f64 / 1e9,
+            exit_status,
+            ran_ms: ended_ns.saturating_sub(self.started_ns) as f64 / 1e6,
+        }
+    }
 }
 
 /// Hang everyone up and give the frames a moment to leave.

@@ -79,6 +79,13 @@ pub struct StreamState {
     pub max_gap_ns: u64,
     /// When the last packet arrived (receiver's clock, ns); 0 before any.
     pub last_rx_ns: u64,
+    /// When the run's event happened (an LNS killed, a switchover asked
+    /// for), CLOCK_MONOTONIC ns; 0: none (yet).
+    pub event_ns: u64,
+    /// Longest time between two packets received in a row where the
+    /// silence ended at or after `event_ns` (the interruption the event
+    /// caused, and the stream's ordinary gaps after it), ns.
+    pub event_gap_ns: u64,
     /// The highest sequence number seen plus one (0: none yet).
     next: u64,
     /// Bit `s % WINDOW` set: sequence `s` (within the window below `next`)
@@ -94,6 +101,8 @@ impl Default for StreamState {
             duplicated: 0,
             max_gap_ns: 0,
             last_rx_ns: 0,
+            event_ns: 0,
+            event_gap_ns: 0,
             next: 0,
             seen: [0; WINDOW_WORDS],
         }
@@ -131,9 +140,17 @@ impl StreamState {
         self.seen[w] |= m;
         self.received += 1;
         if self.last_rx_ns != 0 {
-            self.max_gap_ns = self.max_gap_ns.max(now_ns.saturating_sub(self.last_rx_ns));
+            self.gap(now_ns.saturating_sub(self.last_rx_ns), now_ns);
         }
         self.last_rx_ns = now_ns;
+    }
+
+    /// A silence of `gap_ns` that ended at `end_ns`.
+    fn gap(&mut self, gap_ns: u64, end_ns: u64) {
+        self.max_gap_ns = self.max_gap_ns.max(gap_ns);
+        if self.event_ns != 0 && end_ns >= self.event_ns {
+            self.event_gap_ns = self.event_gap_ns.max(gap_ns);
+        }
     }
 
     /// The gap at the end: the stream's sender went on sending until
@@ -146,7 +163,7 @@ impl StreamState {
             self.last_rx_ns
         };
         if last_sent_ns > since {
-            self.max_gap_ns = self.max_gap_ns.max(last_sent_ns - since);
+            self.gap(last_sent_ns - since, last_sent_ns);
         }
     }
 }
@@ -166,6 +183,9 @@ pub struct Receiver {
     pub latency_us: Histogram<u64>,
     /// Packets whose payload was not a probe of a known subscriber.
     pub foreign: u64,
+    /// When the run's event happened (0: none yet); see
+    /// [`StreamState::event_gap_ns`].
+    pub event_ns: u64,
 }
 
 impl Receiver {
@@ -175,7 +195,21 @@ impl Receiver {
             streams: vec![StreamState::default(); subscribers],
             latency_us: latency_histogram()?,
             foreign: 0,
+            event_ns: 0,
         })
+    }
+
+    /// The event happened at `event_ns` (CLOCK_MONOTONIC): from now on
+    /// every stream also measures its gaps that end after it. Only the
+    /// first call counts.
+    pub fn set_event(&mut self, event_ns: u64) {
+        if self.event_ns != 0 || event_ns == 0 {
+            return;
+        }
+        self.event_ns = event_ns;
+        for stream in &mut self.streams {
+            stream.event_ns = event_ns;
+        }
     }
 
     /// A payload arrived at `now_ns` (CLOCK_MONOTONIC).
@@ -323,6 +357,33 @@ mod tests {
         let mut silent = StreamState::default();
         silent.close(1_000, 9_000);
         assert_eq!(silent.max_gap_ns, 8_000);
+    }
+
+    #[test]
+    fn event_gap_is_the_longest_silence_ending_after_the_event() {
+        let mut r = Receiver::new(1).unwrap();
+        let s = &mut r.streams[0];
+        // 5 µs of silence before the event: not the event's.
+        for (q, t) in [(0, 100), (1, 5_100), (2, 5_200)] {
+            s.receive(q, t);
+        }
+        r.set_event(5_300);
+        // A later call does not move the event.
+        r.set_event(9_999_999);
+        let s = &mut r.streams[0];
+        assert_eq!(s.event_ns, 5_300);
+        // The silence that spans the event ends after it and counts whole.
+        s.receive(3, 7_200);
+        s.receive(4, 7_300);
+        assert_eq!((s.max_gap_ns, s.event_gap_ns), (5_000, 2_000));
+        // The sender went on after the last arrival: that counts too.
+        s.close(100, 10_300);
+        assert_eq!(s.event_gap_ns, 3_000);
+        // Without an event nothing is measured.
+        let mut quiet = StreamState::default();
+        quiet.receive(0, 10);
+        quiet.receive(1, 1_000);
+        assert_eq!((quiet.max_gap_ns, quiet.event_gap_ns), (990, 0));
     }
 
     #[test]
