@@ -23,8 +23,10 @@
 //! loop over the LAC socket, which also sends the upstream data messages
 //! (built by the subscriber's L2TP endpoint) and collects the downstream
 //! ones. The net side checks what arrives with the kernel's UDP socket (so
-//! checksums are right) and a raw socket (for the TTL). Finally the
-//! workers' counters must show the traffic forwarded, not the kernel.
+//! checksums are right) and a raw socket (for the TTL), and reads the
+//! gratuitous ARPs that announce each subscriber address on the core side
+//! with a packet socket. Finally the workers' counters must show the
+//! traffic forwarded, not the kernel.
 //!
 //! Everything is in the lab's namespaces, deleted at the end, also on
 //! failure (the LNS thread is stopped first, which detaches the XDP
@@ -51,13 +53,13 @@ use controlplane::aaa::radius::Counters;
 use controlplane::aaa::users::Users;
 use controlplane::aaa::Authenticator;
 use controlplane::driver::{Clock, Driver};
-use controlplane::fastpath::lns::{LnsFastpath, LnsFastpathStats};
+use controlplane::fastpath::lns::{LnsFastpath, LnsFastpathStats, ANNOUNCE_NUM};
 use controlplane::fastpath::{FastpathConfig, FastpathSummary, Role};
 use controlplane::l2tp::SessionHandle;
 use controlplane::lns;
 use controlplane::subscriber::{self, AuthChoice};
 use dataplane::counters::{DropReason, PathKind, PuntKind};
-use dataplane::wire::{ipv4, udp};
+use dataplane::wire::{arp, ethernet, ipv4, udp};
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rustix::net::{AddressFamily, RecvFlags, SocketType};
@@ -434,6 +436,75 @@ fn raw_icmp_socket(ns: &PathBuf) -> OwnedFd {
     })
 }
 
+/// A packet socket for ARP inside `ns`: every ARP frame of its interfaces,
+/// Ethernet header included.
+fn arp_socket(ns: &PathBuf) -> OwnedFd {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                enter(ns);
+                rustix::net::socket(
+                    AddressFamily::PACKET,
+                    SocketType::RAW,
+                    Some(rustix::net::eth::ARP),
+                )
+                .expect("packet socket")
+            })
+            .join()
+            .expect("namespace thread")
+    })
+}
+
+/// The gratuitous ARPs (RFC 5227 §3 announcements: a request whose sender
+/// and target protocol addresses are the same) that arrive on `socket`
+/// within `limit` or until `done` says enough, as (Ethernet source, ARP).
+fn wait_announcements(
+    socket: &OwnedFd,
+    limit: Duration,
+    mut done: impl FnMut(&[(ethernet::Address, arp::Repr)]) -> bool,
+) -> Vec<(ethernet::Address, arp::Repr)> {
+    let deadline = StdInstant::now() + limit;
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 2048];
+    while StdInstant::now() < deadline && !done(&seen) {
+        match rustix::net::recv(socket, &mut buf, RecvFlags::DONTWAIT) {
+            Ok((_, n)) => {
+                let Ok(frame) = ethernet::Frame::new_checked(&buf[..n]) else {
+                    continue;
+                };
+                let Ok(packet) = arp::Packet::new_checked(frame.payload()) else {
+                    continue;
+                };
+                let Ok(repr) = arp::Repr::parse(&packet) else {
+                    continue;
+                };
+                if repr.operation == arp::Operation::Request
+                    && repr.source_protocol_addr == repr.target_protocol_addr
+                    && frame.dst_addr() == ethernet::Address::BROADCAST
+                {
+                    seen.push((frame.src_addr(), repr));
+                }
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(2)),
+        }
+    }
+    seen
+}
+
+/// The MAC address of `interface` in `ns`.
+fn mac_of(lab: &Lab, ns: &Netns, interface: &str) -> ethernet::Address {
+    let out = lab
+        .exec(ns, &["cat", &format!("/sys/class/net/{interface}/address")])
+        .expect("reading the MAC address");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let bytes: Vec<u8> = text
+        .trim()
+        .split(':')
+        .map(|b| u8::from_str_radix(b, 16).expect("a MAC address"))
+        .collect();
+    ethernet::Address::from_bytes(&bytes).expect("six bytes")
+}
+
 /// The first ICMP message of `icmp_type` that arrives on `raw` within
 /// `limit`, as (source, the IPv4 packet).
 fn wait_icmp(raw: &OwnedFd, icmp_type: u8, limit: Duration) -> Option<(Ipv4Addr, Vec<u8>)> {
@@ -526,6 +597,8 @@ fn lns_fast_path_forwards_subscriber_ip_both_ways() {
         .unwrap();
     let raw = raw_udp_socket(&ns_path(&net_ns));
     let raw_icmp = raw_icmp_socket(&ns_path(&net_ns));
+    let arp = arp_socket(&ns_path(&net_ns));
+    let lns_core_mac = mac_of(&lab, &lns_ns, &core.interface);
 
     let stop = AtomicBool::new(false);
     let (commands, command_rx) = mpsc::channel();
@@ -541,6 +614,7 @@ fn lns_fast_path_forwards_subscriber_ip_both_ways() {
                 &server,
                 server_addr,
                 (&raw, &raw_icmp),
+                (&arp, lns_core_mac),
             );
         }
         lns_thread.join().expect("the LNS thread panicked")
@@ -567,6 +641,7 @@ fn exercise(
     server: &UdpSocket,
     server_addr: SocketAddrV4,
     (raw, raw_icmp): (&OwnedFd, &OwnedFd),
+    (arp, lns_core_mac): (&OwnedFd, ethernet::Address),
 ) {
     // Subscribers up: their LCP, CHAP and IPCP went through the workers'
     // punts both ways.
@@ -597,6 +672,29 @@ fn exercise(
         assert_eq!(before.counters.drops(reason), 0, "{reason:?} at setup");
     }
     let _ = drain_ttls(raw, SERVER_PORT);
+
+    // Each subscriber address was announced on the core side (gratuitous
+    // ARP from the LNS's core port, RFC 5227 §3), as an adopting LNS does
+    // so that the core sends the address's traffic to it at once.
+    let addresses: Vec<Ipv4Addr> = lac.up.values().map(|&(_, a)| a).collect();
+    let announced = |seen: &[(ethernet::Address, arp::Repr)]| {
+        addresses
+            .iter()
+            .all(|a| seen.iter().any(|(_, r)| r.source_protocol_addr == *a))
+    };
+    let seen = wait_announcements(arp, Duration::from_secs(3), announced);
+    assert!(
+        announced(&seen),
+        "not every subscriber address announced: {seen:?}"
+    );
+    for (source, repr) in seen
+        .iter()
+        .filter(|(_, r)| addresses.contains(&r.source_protocol_addr))
+    {
+        assert_eq!(*source, lns_core_mac, "Ethernet source of {repr:?}");
+        assert_eq!(repr.source_hardware_addr, lns_core_mac, "{repr:?}");
+        assert_eq!(repr.target_hardware_addr, ethernet::Address([0; 6]));
+    }
 
     // Upstream: each subscriber sends through its data messages; the
     // server's kernel delivers them (checksums right) with TTL 63.
@@ -691,6 +789,9 @@ fn exercise(
         "PPP control was not punted"
     );
     assert_eq!(glue.ppp_unknown, 0);
+    assert_eq!(glue.announcements_failed, 0);
+    assert!(glue.announcements >= SUBSCRIBERS as u64, "{glue:?}");
+    assert!(glue.announcements <= SUBSCRIBERS as u64 * u64::from(ANNOUNCE_NUM));
     assert_eq!(established, SUBSCRIBERS);
     assert_eq!(after.sessions, SUBSCRIBERS);
     assert_eq!(after.workers, QUEUES as usize);
