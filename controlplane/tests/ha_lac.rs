@@ -1,0 +1,1359 @@
+//! The LAC node's HA in simulation (DESIGN.md §3, docs/ha-protocol.md
+//! §5.4-5.6): a `lac::Node` with PPPoE subscribers (a discovery client and
+//! a PPP client link each, frames in memory) and two peered HA `lns::Node`s
+//! on a simulated network with 1 ms links. Every subscriber sends a
+//! numbered IPv4 packet upstream every 10 ms through the node's slow path,
+//! and a "core" sends one downstream to whichever LNS announced the
+//! subscriber's address last (the gratuitous ARP of an adoption).
+//!
+//! Each scenario asserts: no session lost (no PADT, no SessionDown), no LCP
+//! or IPCP renegotiation seen by the subscribers (no Configure-Request after
+//! up), no upstream packet delivered by both LNSs, and the upstream packets
+//! of each subscriber delivered in order (held frames flushed in order).
+
+#![cfg(test)]
+
+use core::cell::RefCell;
+use core::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use core::time::Duration;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::rc::Rc;
+
+use controlplane::aaa::pool::AddressPool;
+use controlplane::aaa::users::Users;
+use controlplane::aaa::Authenticator;
+use controlplane::ha::message::{HaMessage, SwitchoverRequest};
+use controlplane::l2tp::{LnsPeer, Retransmission, SessionHandle, TunnelState};
+use controlplane::lac::{self, HaPolicy, LnsEntry, SubscriberKey, SwitchoverType};
+use controlplane::lns;
+use controlplane::ppp::{self, AuthMethod, Credentials, LinkState, PppConfig, PppLink, Role};
+use controlplane::pppoe;
+use controlplane::sim::{self, LinkConditions, NodeId, Sim};
+use controlplane::time::Instant;
+use dataplane::wire::ethernet::{self, Address, EtherType};
+use dataplane::wire::l2tp as l2tp_wire;
+use dataplane::wire::{ppp as ppp_wire, ppp_cp, pppoe as pppoe_wire};
+use rand_chacha::rand_core::{RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+const LAC: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 1701);
+const LNS1: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 11), 1701);
+const LNS2: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 12), 1701);
+const LAC_MAC: Address = Address([0x02, 0, 0, 0, 0, 0x01]);
+const PEER_SECRET: &[u8] = b"lns1-lns2";
+/// Subscribers per scenario.
+const N: usize = 24;
+/// Traffic: one packet each way per subscriber this often.
+const TICK: Duration = Duration::from_millis(10);
+/// Marks our test packets (after a 20-byte IPv4 header).
+const MARK: &[u8; 4] = b"HAT!";
+
+fn rng(seed: u64) -> Box<dyn RngCore + Send> {
+    Box::new(ChaCha8Rng::seed_from_u64(seed))
+}
+
+/// A PPP IPv4 frame (Protocol field first) carrying `id` and `seq`.
+fn ipv4_frame(address_control: bool, dst: Ipv4Addr, id: u16, seq: u32) -> Vec<u8> {
+    let mut f = Vec::new();
+    if address_control {
+        f.extend_from_slice(&[0xff, 0x03]);
+    }
+    f.extend_from_slice(&[0x00, 0x21]);
+    let mut ip = [0u8; 20];
+    ip[0] = 0x45;
+    ip[2..4].copy_from_slice(&34u16.to_be_bytes());
+    ip[8] = 64;
+    ip[9] = 17;
+    ip[16..20].copy_from_slice(&dst.octets());
+    f.extend_from_slice(&ip);
+    f.extend_from_slice(MARK);
+    f.extend_from_slice(&id.to_be_bytes());
+    f.extend_from_slice(&seq.to_be_bytes());
+    f
+}
+
+/// `(id, seq, destination)` of one of our IPv4 frames (with or without
+/// Address and Control).
+fn read_ipv4_frame(ppp: &[u8]) -> Option<(u16, u32, Ipv4Addr)> {
+    let ppp = ppp.strip_prefix(&[0xff, 0x03]).unwrap_or(ppp);
+    let ip = ppp.strip_prefix(&[0x00, 0x21])?;
+    let rest = ip.get(20..)?.strip_prefix(MARK)?;
+    let id = u16::from_be_bytes([*rest.first()?, *rest.get(1)?]);
+    let seq = u32::from_be_bytes(rest.get(2..6)?.try_into().ok()?);
+    let dst = Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]);
+    Some((id, seq, dst))
+}
+
+// --- the core and what the LNSs forward ---------------------------------------
+
+/// What both LNSs share in the test: who owns each subscriber address
+/// downstream, and every upstream packet an LNS took in.
+#[derive(Default)]
+struct Core {
+    traffic: bool,
+    /// Address → (LNS index, its session): the last to announce it.
+    owner: HashMap<Ipv4Addr, (usize, SessionHandle)>,
+    /// Downstream packets sent per address.
+    down_sent: HashMap<Ipv4Addr, u32>,
+    /// Upstream packets taken in: (LNS index, subscriber, seq, when).
+    up_seen: Vec<(usize, u16, u32, Instant)>,
+}
+
+/// An LNS node with the test's view of its forwarding.
+struct LnsBox {
+    node: lns::Node,
+    index: usize,
+    core: Rc<RefCell<Core>>,
+    next_tick: Instant,
+    transmits: VecDeque<(SocketAddr, Vec<u8>)>,
+}
+
+impl LnsBox {
+    /// An upstream data message the node takes as its session's (an
+    /// established session with those ids): forwarded.
+    fn observe(&mut self, now: Instant, payload: &[u8]) {
+        let Ok(packet) = l2tp_wire::Packet::new_checked(payload) else {
+            return;
+        };
+        if packet.is_control() {
+            return;
+        }
+        let Some((id, seq, _)) = read_ipv4_frame(packet.payload()) else {
+            return;
+        };
+        let Some(session) = self
+            .node
+            .session_by_ids(packet.tunnel_id(), packet.session_id())
+        else {
+            return;
+        };
+        if self.node.session_address(session).is_none() {
+            return;
+        }
+        self.core
+            .borrow_mut()
+            .up_seen
+            .push((self.index, id, seq, now));
+    }
+
+    fn send_downstream(&mut self) {
+        let mut core = self.core.borrow_mut();
+        if !core.traffic {
+            return;
+        }
+        let mut mine: Vec<(Ipv4Addr, SessionHandle)> = core
+            .owner
+            .iter()
+            .filter(|(_, (i, _))| *i == self.index)
+            .map(|(a, (_, s))| (*a, *s))
+            .collect();
+        mine.sort();
+        for (address, session) in mine {
+            let seq = core.down_sent.get(&address).copied().unwrap_or(0) + 1;
+            let frame = ipv4_frame(true, address, 0, seq);
+            if let Ok(t) = self.node.endpoint_mut().send_data(session, &frame) {
+                core.down_sent.insert(address, seq);
+                self.transmits
+                    .push_back((SocketAddr::V4(t.remote), t.payload));
+            }
+        }
+    }
+}
+
+impl sim::Node for LnsBox {
+    type Event = lns::Event;
+
+    fn handle_datagram(&mut self, now: Instant, from: SocketAddr, payload: &[u8]) {
+        if from == SocketAddr::V4(LAC) {
+            self.observe(now, payload);
+        }
+        sim::Node::handle_datagram(&mut self.node, now, from, payload);
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        if self.next_tick <= now {
+            self.send_downstream();
+            self.next_tick = now + TICK;
+        }
+        if self.node.poll_timeout().is_some_and(|t| t <= now) {
+            sim::Node::handle_timeout(&mut self.node, now);
+        }
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        [self.node.poll_timeout(), Some(self.next_tick)]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<SocketAddr> {
+        if let Some((to, payload)) = self.transmits.pop_front() {
+            buf.clear();
+            buf.extend_from_slice(&payload);
+            return Some(to);
+        }
+        sim::Node::poll_transmit(&mut self.node, now, buf)
+    }
+
+    fn poll_event(&mut self) -> Option<lns::Event> {
+        let event = sim::Node::poll_event(&mut self.node)?;
+        let mut core = self.core.borrow_mut();
+        match &event {
+            // The gratuitous ARP of a new or adopted session draws the
+            // address's downstream here.
+            lns::Event::SessionEstablished(s) => {
+                core.owner.insert(s.address, (self.index, s.session));
+            }
+            lns::Event::SessionDown(d) => {
+                if let Some(a) = d.address {
+                    if core.owner.get(&a) == Some(&(self.index, d.session)) {
+                        core.owner.remove(&a);
+                    }
+                }
+            }
+            _ => {}
+        }
+        Some(event)
+    }
+}
+
+// --- the LAC and its subscribers ----------------------------------------------
+
+struct Cpe {
+    mac: Address,
+    discovery: pppoe::Client,
+    ppp: PppConfig,
+    link: Option<PppLink>,
+    session: Option<(Address, u16)>,
+    up: Option<LinkState>,
+    renegotiated: bool,
+    down: Option<ppp::DownCause>,
+    pppoe_down: bool,
+    /// LCP or IPCP Configure-Requests received after PPP was up.
+    configure_requests_after_up: usize,
+    /// LCP Terminate-Requests received.
+    terminate_requests: usize,
+    /// Upstream packets sent.
+    up_sent: u32,
+    /// Downstream packets received (their seq), in order of arrival.
+    down_seen: Vec<u32>,
+}
+
+impl Cpe {
+    fn discovery_events(&mut self, now: Instant, rng: &mut ChaCha8Rng) {
+        while let Some(e) = self.discovery.poll_event() {
+            match e {
+                pppoe::ClientEvent::Up { ac_mac, session_id } => {
+                    self.session = Some((ac_mac, session_id));
+                    let mut link = PppLink::new(
+                        Role::Client,
+                        self.ppp.clone(),
+                        Box::new(ChaCha8Rng::seed_from_u64(rng.next_u64())),
+                    );
+                    link.open(now);
+                    self.link = Some(link);
+                }
+                pppoe::ClientEvent::Down { .. } => {
+                    self.pppoe_down = true;
+                    if let Some(link) = self.link.as_mut() {
+                        link.lower_down(now);
+                    }
+                }
+                pppoe::ClientEvent::Failed(f) => panic!("discovery failed: {f:?}"),
+            }
+        }
+    }
+
+    fn key(&self) -> Option<SubscriberKey> {
+        self.session.map(|(_, session_id)| SubscriberKey {
+            mac: self.mac,
+            session_id,
+        })
+    }
+
+    fn address(&self) -> Option<Ipv4Addr> {
+        self.up.as_ref().and_then(|s| s.ipcp).and_then(|r| r.local)
+    }
+
+    fn is_up(&self) -> bool {
+        self.up.is_some() && self.down.is_none() && !self.pppoe_down
+    }
+}
+
+struct Site {
+    lac: lac::Node,
+    cpes: Vec<Cpe>,
+    by_mac: HashMap<Address, usize>,
+    rng: ChaCha8Rng,
+    /// Answered calls and when the "fast path" connects them.
+    answered: Vec<(SessionHandle, Instant)>,
+    now: Instant,
+    traffic: bool,
+    next_tick: Instant,
+}
+
+fn session_frame(src: Address, dst: Address, session_id: u16, ppp: &[u8]) -> Vec<u8> {
+    let eth = ethernet::Repr {
+        dst_addr: dst,
+        src_addr: src,
+        outer_tag: None,
+        inner_tag: None,
+        ethertype: EtherType::PppoeSession,
+    };
+    let header = pppoe_wire::Repr {
+        code: pppoe_wire::Code::Session,
+        session_id,
+        payload_len: ppp.len(),
+    };
+    let mut out = vec![0; 14 + 6 + ppp.len()];
+    eth.emit(&mut out).unwrap();
+    header.emit(&mut out[14..]).unwrap();
+    out[20..].copy_from_slice(ppp);
+    out
+}
+
+fn configure_request(ppp: &[u8]) -> Option<ppp_wire::Protocol> {
+    let p = ppp_wire::Packet::new_checked(ppp).ok()?;
+    let protocol = p.protocol();
+    if !matches!(protocol, ppp_wire::Protocol::Lcp | ppp_wire::Protocol::Ipcp) {
+        return None;
+    }
+    let cp = ppp_cp::Packet::new_checked(p.payload()).ok()?;
+    (cp.code() == ppp_cp::Code::ConfigureRequest).then_some(protocol)
+}
+
+fn terminate_request(ppp: &[u8]) -> bool {
+    ppp_wire::Packet::new_checked(ppp).is_ok_and(|p| {
+        p.protocol() == ppp_wire::Protocol::Lcp
+            && ppp_cp::Packet::new_checked(p.payload())
+                .is_ok_and(|cp| cp.code() == ppp_cp::Code::TerminateRequest)
+    })
+}
+
+impl Site {
+    fn add_cpe(&mut self, now: Instant, index: usize) {
+        let mac = Address([0x02, 0xcc, 0, 0, (index >> 8) as u8, index as u8]);
+        let mut discovery = pppoe::Client::new(
+            pppoe::ClientConfig {
+                mac,
+                ..pppoe::ClientConfig::default()
+            },
+            &mut self.rng,
+        );
+        discovery.start(now);
+        let mut ppp = PppConfig::client(Credentials {
+            username: format!("sub{index}").into_bytes(),
+            password: b"lab".to_vec(),
+        });
+        ppp.lcp.authenticate_self = vec![AuthMethod::ChapMd5];
+        ppp.address_control = false;
+        ppp.lcp.mru = 1492;
+        // Keepalives during the switchover: the echoes held at the LAC
+        // must be answered by the new LNS with the same magic number.
+        ppp.lcp.echo_interval = Some(Duration::from_millis(250));
+        ppp.lcp.echo_failures = 4;
+        self.by_mac.insert(mac, self.cpes.len());
+        self.cpes.push(Cpe {
+            mac,
+            discovery,
+            ppp,
+            link: None,
+            session: None,
+            up: None,
+            renegotiated: false,
+            down: None,
+            pppoe_down: false,
+            configure_requests_after_up: 0,
+            terminate_requests: 0,
+            up_sent: 0,
+            down_seen: Vec::new(),
+        });
+        self.shuttle(now);
+    }
+
+    fn shuttle(&mut self, now: Instant) {
+        let mut buf = Vec::new();
+        loop {
+            let mut moved = false;
+            while self.lac.poll_access_frame(&mut buf) {
+                moved = true;
+                let frame = core::mem::take(&mut buf);
+                self.deliver(now, &frame);
+            }
+            let mut upstream = Vec::new();
+            for cpe in &mut self.cpes {
+                while cpe.discovery.poll_frame(&mut buf) {
+                    upstream.push(core::mem::take(&mut buf));
+                }
+                cpe.discovery_events(now, &mut self.rng);
+                let (Some(link), Some((ac_mac, session_id))) = (cpe.link.as_mut(), cpe.session)
+                else {
+                    continue;
+                };
+                while let Some(ppp) = link.poll_transmit(now) {
+                    if cpe.discovery.state() == pppoe::ClientState::Up {
+                        upstream.push(session_frame(cpe.mac, ac_mac, session_id, &ppp));
+                    }
+                }
+                while let Some(e) = link.poll_event() {
+                    match e {
+                        ppp::Event::Up(state) => cpe.up = Some(*state),
+                        ppp::Event::Renegotiating => cpe.renegotiated = true,
+                        ppp::Event::Down { cause } => cpe.down = Some(cause),
+                        _ => {}
+                    }
+                }
+            }
+            for frame in upstream {
+                moved = true;
+                self.lac.handle_access_frame(now, &frame);
+            }
+            if !moved {
+                break;
+            }
+        }
+    }
+
+    fn deliver(&mut self, now: Instant, frame: &[u8]) {
+        let eth = ethernet::Frame::new_checked(frame).unwrap();
+        let Some(&i) = self.by_mac.get(&eth.dst_addr()) else {
+            return;
+        };
+        let cpe = &mut self.cpes[i];
+        match eth.ethertype() {
+            EtherType::PppoeDiscovery => {
+                cpe.discovery.handle_frame(now, frame);
+                cpe.discovery_events(now, &mut self.rng);
+            }
+            EtherType::PppoeSession => {
+                let packet = pppoe_wire::Packet::new_checked(eth.payload()).unwrap();
+                let ppp = packet.payload();
+                if let Some((_, seq, _)) = read_ipv4_frame(ppp) {
+                    cpe.down_seen.push(seq);
+                    return;
+                }
+                if cpe.up.is_some() && configure_request(ppp).is_some() {
+                    cpe.configure_requests_after_up += 1;
+                }
+                if terminate_request(ppp) {
+                    cpe.terminate_requests += 1;
+                }
+                if let Some(link) = cpe.link.as_mut() {
+                    link.handle_frame(now, ppp);
+                }
+            }
+            other => panic!("unexpected frame type {other:?}"),
+        }
+    }
+
+    /// One numbered packet upstream from every subscriber that is up.
+    fn send_traffic(&mut self, now: Instant) {
+        for (i, cpe) in self.cpes.iter_mut().enumerate() {
+            if !cpe.is_up() {
+                continue;
+            }
+            let (Some((ac_mac, session_id)), Some(_)) = (cpe.session, cpe.address()) else {
+                continue;
+            };
+            cpe.up_sent += 1;
+            let ppp = ipv4_frame(false, Ipv4Addr::new(198, 51, 100, 1), i as u16, cpe.up_sent);
+            let frame = session_frame(cpe.mac, ac_mac, session_id, &ppp);
+            self.lac.handle_access_frame(now, &frame);
+        }
+    }
+}
+
+impl sim::Node for Site {
+    type Event = lac::Event;
+
+    fn handle_datagram(&mut self, now: Instant, from: SocketAddr, payload: &[u8]) {
+        self.now = now;
+        sim::Node::handle_datagram(&mut self.lac, now, from, payload);
+        self.shuttle(now);
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        self.now = now;
+        let (due, later) = self.answered.iter().partition(|(_, at)| *at <= now);
+        self.answered = later;
+        for (session, _) in due {
+            self.lac.connect_call(now, session);
+        }
+        if self.traffic && self.next_tick <= now {
+            self.send_traffic(now);
+            self.next_tick = now + TICK;
+        }
+        if self.lac.poll_timeout().is_some_and(|t| t <= now) {
+            self.lac.handle_timeout(now);
+        }
+        for cpe in &mut self.cpes {
+            if cpe.discovery.poll_timeout().is_some_and(|t| t <= now) {
+                cpe.discovery.handle_timeout(now);
+            }
+            if let Some(link) = cpe.link.as_mut() {
+                if link.poll_timeout().is_some_and(|t| t <= now) {
+                    link.handle_timeout(now);
+                }
+            }
+        }
+        self.shuttle(now);
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        let cpes = self.cpes.iter().flat_map(|c| {
+            [
+                c.discovery.poll_timeout(),
+                c.link.as_ref().and_then(PppLink::poll_timeout),
+            ]
+        });
+        let answered = self.answered.iter().map(|(_, at)| Some(*at));
+        let tick = self.traffic.then_some(self.next_tick);
+        cpes.chain([self.lac.poll_timeout(), tick])
+            .chain(answered)
+            .flatten()
+            .min()
+    }
+
+    fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<SocketAddr> {
+        sim::Node::poll_transmit(&mut self.lac, now, buf)
+    }
+
+    fn poll_event(&mut self) -> Option<lac::Event> {
+        let event = sim::Node::poll_event(&mut self.lac)?;
+        if let lac::Event::CallAnswered(call) = &event {
+            // A fast path programs the call in about a millisecond.
+            self.answered
+                .push((call.session, self.now + Duration::from_millis(1)));
+        }
+        Some(event)
+    }
+}
+
+// --- the world ------------------------------------------------------------------
+
+enum Party {
+    Lns(Box<LnsBox>),
+    Site(Box<Site>),
+}
+
+#[derive(Debug)]
+enum Ev {
+    Lns(lns::Event),
+    Lac(lac::Event),
+}
+
+impl sim::Node for Party {
+    type Event = Ev;
+
+    fn handle_datagram(&mut self, now: Instant, from: SocketAddr, payload: &[u8]) {
+        match self {
+            Party::Lns(n) => sim::Node::handle_datagram(&mut **n, now, from, payload),
+            Party::Site(n) => sim::Node::handle_datagram(&mut **n, now, from, payload),
+        }
+    }
+
+    fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<SocketAddr> {
+        match self {
+            Party::Lns(n) => sim::Node::poll_transmit(&mut **n, now, buf),
+            Party::Site(n) => sim::Node::poll_transmit(&mut **n, now, buf),
+        }
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        match self {
+            Party::Lns(n) => sim::Node::poll_timeout(&**n),
+            Party::Site(n) => sim::Node::poll_timeout(&**n),
+        }
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        match self {
+            Party::Lns(n) => sim::Node::handle_timeout(&mut **n, now),
+            Party::Site(n) => sim::Node::handle_timeout(&mut **n, now),
+        }
+    }
+
+    fn poll_event(&mut self) -> Option<Ev> {
+        match self {
+            Party::Lns(n) => sim::Node::poll_event(&mut **n).map(Ev::Lns),
+            Party::Site(n) => sim::Node::poll_event(&mut **n).map(Ev::Lac),
+        }
+    }
+}
+
+fn lns_node(name: &str, us: SocketAddrV4, peer: SocketAddrV4, seed: u64) -> lns::Node {
+    let mut config = lns::Config::new(name, Ipv4Addr::new(100, 64, 0, 1));
+    config.l2tp.ack_delay = Duration::from_millis(10);
+    config.l2tp.receive_window = 256;
+    config.ppp.lcp.echo_interval = Some(Duration::from_millis(500));
+    config.ha = Some(lns::HaConfig::new(
+        *us.ip(),
+        vec![LnsPeer {
+            address: *peer.ip(),
+            secret: PEER_SECRET.to_vec(),
+        }],
+    ));
+    let users: String = (0..200).map(|i| format!("sub{i} lab\n")).collect();
+    // Both LNSs draw from the same range: the peer holds the primary's
+    // addresses as framed ones and never hands them out again.
+    lns::Node::new(
+        config,
+        Authenticator::local(Users::parse(&users, "users").unwrap()),
+        AddressPool::parse(&["100.64.0.0/24"]).unwrap(),
+        rng(seed),
+    )
+    .unwrap()
+}
+
+fn lac_config(policy: HaPolicy) -> lac::Config {
+    let mut config = lac::Config::new(
+        "lac",
+        LAC_MAC,
+        vec![
+            LnsEntry {
+                address: LNS1,
+                preference: 0,
+                weight: 1,
+            },
+            LnsEntry {
+                address: LNS2,
+                preference: 1,
+                weight: 1,
+            },
+        ],
+    );
+    config.local_address = LAC;
+    // Fast failure detection (DESIGN.md §1 item 4): Hello every 100 ms,
+    // dead after 300 ms of silence.
+    config.l2tp.hello_interval = Some(Duration::from_millis(100));
+    config.l2tp.dead_interval = Some(Duration::from_millis(300));
+    config.l2tp.retransmission = Retransmission {
+        initial: Duration::from_millis(100),
+        cap: Duration::from_millis(400),
+        max_retries: 4,
+    };
+    config.l2tp.ack_delay = Duration::from_millis(10);
+    config.l2tp.receive_window = 256;
+    config.defer_connect = Some(Duration::from_millis(200));
+    config.ha = Some(policy);
+    config
+}
+
+struct Lab {
+    sim: Sim<Party>,
+    site: NodeId,
+    lns: [NodeId; 2],
+    core: Rc<RefCell<Core>>,
+}
+
+impl Lab {
+    fn new(policy: HaPolicy) -> Lab {
+        let mut sim = Sim::new(rng(99), LinkConditions::delay(Duration::from_millis(1)));
+        sim.max_steps = 20_000_000;
+        let core = Rc::new(RefCell::new(Core::default()));
+        let boxed = |index, node| {
+            Party::Lns(Box::new(LnsBox {
+                node,
+                index,
+                core: core.clone(),
+                next_tick: Instant::ZERO,
+                transmits: VecDeque::new(),
+            }))
+        };
+        let lns1 = sim.add_node(LNS1, boxed(0, lns_node("lns1", LNS1, LNS2, 1)));
+        let lns2 = sim.add_node(LNS2, boxed(1, lns_node("lns2", LNS2, LNS1, 2)));
+        let site = Site {
+            lac: lac::Node::new(lac_config(policy), Instant::ZERO, rng(3)).unwrap(),
+            cpes: Vec::new(),
+            by_mac: HashMap::new(),
+            rng: ChaCha8Rng::seed_from_u64(4),
+            answered: Vec::new(),
+            now: Instant::ZERO,
+            traffic: false,
+            next_tick: Instant::ZERO,
+        };
+        let site = sim.add_node(LAC, Party::Site(Box::new(site)));
+        Lab {
+            sim,
+            site,
+            lns: [lns1, lns2],
+            core,
+        }
+    }
+
+    fn site(&self) -> &Site {
+        match self.sim.node(self.site) {
+            Party::Site(s) => s,
+            Party::Lns(_) => unreachable!(),
+        }
+    }
+
+    fn site_mut(&mut self) -> &mut Site {
+        match self.sim.node_mut(self.site) {
+            Party::Site(s) => s,
+            Party::Lns(_) => unreachable!(),
+        }
+    }
+
+    fn lns(&self, i: usize) -> &lns::Node {
+        match self.sim.node(self.lns[i]) {
+            Party::Lns(n) => &n.node,
+            Party::Site(_) => unreachable!(),
+        }
+    }
+
+    fn lns_mut(&mut self, i: usize) -> &mut lns::Node {
+        match self.sim.node_mut(self.lns[i]) {
+            Party::Lns(n) => &mut n.node,
+            Party::Site(_) => unreachable!(),
+        }
+    }
+
+    fn lac(&self) -> &lac::Node {
+        &self.site().lac
+    }
+
+    fn lac_events(&self) -> Vec<&lac::Event> {
+        self.sim
+            .events(self.site)
+            .iter()
+            .filter_map(|(_, e)| match e {
+                Ev::Lac(e) => Some(e),
+                Ev::Lns(_) => None,
+            })
+            .collect()
+    }
+
+    fn lns_events(&self, i: usize) -> Vec<&lns::Event> {
+        self.sim
+            .events(self.lns[i])
+            .iter()
+            .filter_map(|(_, e)| match e {
+                Ev::Lns(e) => Some(e),
+                Ev::Lac(_) => None,
+            })
+            .collect()
+    }
+
+    fn run_for(&mut self, d: Duration) {
+        self.sim.run_for(d).unwrap();
+    }
+
+    #[track_caller]
+    fn run_until(&mut self, limit: Duration, what: &str, done: impl Fn(&Lab) -> bool) {
+        let deadline = self.sim.now() + limit;
+        loop {
+            if done(self) {
+                return;
+            }
+            assert!(
+                self.sim.now() < deadline,
+                "{what}: not after {limit:?} (LAC {:?})",
+                self.lac().stats()
+            );
+            let step_to = (self.sim.now() + Duration::from_millis(1)).min(deadline);
+            self.sim.run_until(step_to, |_| false).unwrap();
+        }
+    }
+
+    fn add_subscribers(&mut self, n: usize) {
+        let now = self.sim.now();
+        let site = self.site_mut();
+        let first = site.cpes.len();
+        for i in first..first + n {
+            site.add_cpe(now, i);
+        }
+    }
+
+    fn up_at(&self, i: usize) -> usize {
+        self.lns(i).established_count()
+    }
+
+    /// `n` subscribers up at LNS1, offloaded to LNS2, traffic flowing.
+    fn start(&mut self, n: usize) {
+        self.add_subscribers(n);
+        self.run_until(Duration::from_secs(10), "every subscriber up", |l| {
+            l.site().cpes.iter().filter(|c| c.is_up()).count() == n
+                && l.lac().up_count() == n
+                && l.up_at(0) == n
+        });
+        self.run_until(Duration::from_secs(5), "offload in sync", |l| {
+            l.lns(0).offload_in_sync()
+                && l.lns(1)
+                    .offload_store()
+                    .is_some_and(|s| s.tunnels().map(|t| t.sessions.len()).sum::<usize>() == n)
+        });
+        self.set_traffic(true);
+        self.run_for(Duration::from_millis(200));
+    }
+
+    fn set_traffic(&mut self, on: bool) {
+        self.core.borrow_mut().traffic = on;
+        let now = self.sim.now();
+        let site = self.site_mut();
+        site.traffic = on;
+        site.next_tick = now;
+    }
+
+    /// Stop the traffic and let what is in flight arrive.
+    fn drain(&mut self) {
+        self.set_traffic(false);
+        self.run_for(Duration::from_millis(100));
+    }
+
+    fn kill_lns1(&mut self) {
+        self.sim.partition(LAC, LNS1);
+        self.sim.partition(LNS1, LNS2);
+    }
+
+    fn revive_lns1(&mut self) {
+        self.sim.heal(LAC, LNS1);
+        self.sim.heal(LNS1, LNS2);
+    }
+
+    /// STPLRQ from LNS1 to the LAC (through its endpoint: the LNS node
+    /// has no operator command for it here).
+    fn stplrq(&mut self, kind: SwitchoverType, peers: Vec<Ipv4Addr>, sessions: Vec<u16>) {
+        let now = self.sim.now();
+        let lns = self.lns_mut(0);
+        let tunnel = lns
+            .endpoint()
+            .tunnels()
+            .find(|&t| lns.endpoint().tunnel_state(t) == Some(TunnelState::Established))
+            .expect("LNS1 has a tunnel to the LAC");
+        let message = HaMessage::SwitchoverRequest(SwitchoverRequest {
+            peers,
+            kind,
+            sessions,
+        })
+        .to_control(false);
+        lns.endpoint_mut()
+            .send_ha_message(now, tunnel, None, message)
+            .unwrap();
+    }
+
+    fn holding_events(&self) -> usize {
+        self.lac_events()
+            .iter()
+            .filter(|e| matches!(e, lac::Event::Holding { .. }))
+            .count()
+    }
+
+    fn released_events(&self) -> usize {
+        self.lac_events()
+            .iter()
+            .filter(|e| matches!(e, lac::Event::SessionReleased { .. }))
+            .count()
+    }
+
+    fn moved_ups(&self, make_before_break: bool) -> usize {
+        self.lac_events()
+            .iter()
+            .filter(|e| {
+                matches!(e, lac::Event::SessionUp(up)
+                    if up.moved_from.is_some_and(|m| m.make_before_break == make_before_break))
+            })
+            .count()
+    }
+
+    /// Nobody lost their session or renegotiated, nothing was forwarded
+    /// twice, every subscriber's upstream arrived in order. Returns the
+    /// upstream packets lost and the longest upstream gap.
+    #[track_caller]
+    fn check(&self, n: usize) -> Report {
+        let site = self.site();
+        assert_eq!(site.cpes.len(), n);
+        for (i, cpe) in site.cpes.iter().enumerate() {
+            assert!(
+                cpe.is_up(),
+                "subscriber {i} lost its session: {:?}",
+                cpe.down
+            );
+            assert!(!cpe.renegotiated, "subscriber {i} renegotiated");
+            assert_eq!(
+                cpe.configure_requests_after_up, 0,
+                "subscriber {i} saw a Configure-Request after up"
+            );
+            assert_eq!(
+                cpe.terminate_requests, 0,
+                "subscriber {i} saw a Terminate-Request"
+            );
+        }
+        assert_eq!(self.lac().subscriber_count(), n);
+        assert_eq!(self.lac().up_count(), n);
+        assert!(
+            !self
+                .lac_events()
+                .iter()
+                .any(|e| matches!(e, lac::Event::SessionDown(_))),
+            "a session ended at the LAC"
+        );
+        let core = self.core.borrow();
+        let mut report = Report::default();
+        let mut by_sub: HashMap<u16, Vec<(usize, u32, Instant)>> = HashMap::new();
+        for &(lns, id, seq, at) in &core.up_seen {
+            by_sub.entry(id).or_default().push((lns, seq, at));
+        }
+        for (i, cpe) in site.cpes.iter().enumerate() {
+            let seen = by_sub.remove(&(i as u16)).unwrap_or_default();
+            let mut once = HashSet::new();
+            let mut last = 0;
+            for w in seen.windows(2) {
+                report.longest_gap = report
+                    .longest_gap
+                    .max(w[1].2.saturating_duration_since(w[0].2));
+            }
+            for &(lns, seq, _) in &seen {
+                assert!(
+                    once.insert(seq),
+                    "subscriber {i}: packet {seq} forwarded twice (again by LNS{})",
+                    lns + 1
+                );
+                assert!(
+                    seq > last,
+                    "subscriber {i}: packet {seq} after {last} (LNS{})",
+                    lns + 1
+                );
+                last = seq;
+            }
+            report.up_sent += u64::from(cpe.up_sent);
+            report.up_lost += u64::from(cpe.up_sent) - seen.len() as u64;
+            // Downstream: in order, and what was sent arrived.
+            let mut last = 0;
+            for &seq in &cpe.down_seen {
+                assert!(seq > last, "subscriber {i}: downstream {seq} after {last}");
+                last = seq;
+            }
+            let sent = cpe
+                .address()
+                .and_then(|a| core.down_sent.get(&a).copied())
+                .unwrap_or(0);
+            report.down_sent += u64::from(sent);
+            report.down_lost += u64::from(sent) - cpe.down_seen.len() as u64;
+        }
+        report
+    }
+}
+
+#[derive(Debug, Default)]
+struct Report {
+    up_sent: u64,
+    up_lost: u64,
+    down_sent: u64,
+    down_lost: u64,
+    longest_gap: Duration,
+}
+
+fn policy() -> HaPolicy {
+    HaPolicy::default()
+}
+
+// --- failure switchover ---------------------------------------------------------
+
+#[test]
+fn a_dead_primary_s_sessions_are_recovered_at_its_peer_and_fenced_when_it_returns() {
+    let mut lab = Lab::new(policy());
+    lab.start(N);
+    let lns1_tunnel = lab.lac().tunnels()[0].tunnel_ids.0;
+
+    // (a) LNS1 dies: the LAC hears nothing for 300 ms, holds every
+    // subscriber's upstream, recovers the calls at LNS2 and flushes.
+    lab.kill_lns1();
+    let killed = lab.sim.now();
+    lab.run_until(Duration::from_secs(3), "every call recovered", |l| {
+        l.moved_ups(false) == N
+    });
+    let recovered_after = lab.sim.now().saturating_duration_since(killed);
+    lab.run_for(Duration::from_millis(500));
+    lab.drain();
+    let report = lab.check(N);
+    assert_eq!(lab.holding_events(), N);
+    assert!(lab.lac_events().iter().all(|e| match e {
+        lac::Event::Holding {
+            local_tunnel_id, ..
+        } => *local_tunnel_id == lns1_tunnel,
+        _ => true,
+    }));
+    let stats = lab.lac().stats();
+    assert_eq!(stats.recoveries_started, N as u64);
+    assert_eq!(stats.recoveries_done, N as u64);
+    assert_eq!(stats.recoveries_failed, 0);
+    assert_eq!(stats.hold_overflow, 0);
+    assert_eq!(lab.up_at(1), N);
+    assert_eq!(lab.lns(1).ha_stats().unwrap().sessions_adopted, N as u64);
+    assert!(lab.lac().sessions().iter().all(|s| s.lns == Some(LNS2)));
+    let status = lab.lac().ha_status();
+    let lns1 = status.lns.iter().find(|s| s.lns == LNS1).unwrap();
+    assert_eq!(lns1.peers, vec![*LNS2.ip()]);
+    assert_eq!(lns1.recoveries_done, N as u64);
+    assert_eq!((lns1.holding, lns1.moving), (0, 0));
+    println!(
+        "kill primary: {N} sessions recovered {} ms after the cut; longest upstream gap {} ms; \
+         upstream lost {} of {} (sent to the dead LNS before the LAC noticed)",
+        recovered_after.as_millis(),
+        report.longest_gap.as_millis(),
+        report.up_lost,
+        report.up_sent
+    );
+    assert!(report.longest_gap < Duration::from_millis(600));
+    let lost_in_failure = report.up_lost;
+
+    // (d) LNS1 comes back: its stale sessions are fenced silently (the
+    // subscribers hear nothing) and everything stays at LNS2.
+    let seen_before = lab.core.borrow().up_seen.len();
+    lab.revive_lns1();
+    lab.set_traffic(true);
+    lab.run_until(
+        Duration::from_secs(5),
+        "LNS1 drops its stale sessions",
+        |l| l.up_at(0) == 0,
+    );
+    lab.run_for(Duration::from_millis(500));
+    lab.drain();
+    let report = lab.check(N);
+    assert_eq!(lab.up_at(1), N);
+    assert_eq!(report.up_lost, lost_in_failure, "lost after LNS1 came back");
+    let causes: Vec<_> = lab
+        .lns_events(0)
+        .into_iter()
+        .filter_map(|e| match e {
+            lns::Event::SessionDown(d) => Some(d.cause.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(causes.len(), N);
+    assert!(
+        lab.core.borrow().up_seen[seen_before..]
+            .iter()
+            .all(|(lns, ..)| *lns == 1),
+        "LNS1 forwarded after it came back"
+    );
+    println!(
+        "primary returns: its {N} stale sessions end ({:?}), none at the subscribers",
+        causes[0]
+    );
+}
+
+#[test]
+fn a_lac_primary_partition_moves_the_sessions_and_the_primary_fences_itself() {
+    let mut lab = Lab::new(policy());
+    lab.start(N);
+    // (b) Only the LAC-LNS1 link fails; LNS1 and LNS2 still talk.
+    lab.sim.partition(LAC, LNS1);
+    let cut = lab.sim.now();
+    lab.run_until(Duration::from_secs(3), "every call recovered", |l| {
+        l.moved_ups(false) == N
+    });
+    let seen_at_recovery = lab.core.borrow().up_seen.len();
+    // LNS2 offloads the adopted sessions back; LNS1 finds the higher
+    // epochs and drops its copies silently.
+    lab.run_until(Duration::from_secs(5), "LNS1 fenced", |l| l.up_at(0) == 0);
+    lab.run_for(Duration::from_millis(300));
+    lab.drain();
+    let report = lab.check(N);
+    assert_eq!(lab.up_at(1), N);
+    assert!(lab.lns(0).ha_stats().unwrap().sessions_fenced >= 1);
+    assert!(
+        lab.core.borrow().up_seen[seen_at_recovery..]
+            .iter()
+            .all(|(lns, ..)| *lns == 1),
+        "LNS1 forwarded after the recovery"
+    );
+    assert!(
+        !lab.core
+            .borrow()
+            .up_seen
+            .iter()
+            // What was on the wire at the cut (1 ms links) still arrives.
+            .any(|(lns, _, _, at)| *lns == 0 && *at > cut + Duration::from_millis(1)),
+        "LNS1 forwarded after the cut"
+    );
+    println!(
+        "LAC-primary partition: longest upstream gap {} ms, upstream lost {} of {}",
+        report.longest_gap.as_millis(),
+        report.up_lost,
+        report.up_sent
+    );
+}
+
+#[test]
+fn an_lns_lns_partition_moves_nothing() {
+    let mut lab = Lab::new(policy());
+    lab.start(N);
+    // (c) Only LNS1-LNS2 fails: the LAC still reaches LNS1.
+    lab.sim.partition(LNS1, LNS2);
+    lab.run_for(Duration::from_secs(2));
+    lab.sim.heal(LNS1, LNS2);
+    lab.run_for(Duration::from_millis(500));
+    lab.drain();
+    let report = lab.check(N);
+    assert_eq!(lab.holding_events(), 0);
+    assert_eq!(lab.lac().stats().recoveries_started, 0);
+    assert_eq!((lab.up_at(0), lab.up_at(1)), (N, 0));
+    assert_eq!(report.up_lost, 0);
+    assert_eq!(report.down_lost, 0);
+    println!(
+        "LNS-LNS partition: nothing moved; longest upstream gap {} ms",
+        report.longest_gap.as_millis()
+    );
+}
+
+#[test]
+fn a_failure_during_the_peer_s_bulk_sync_recovers_what_was_offloaded_and_ends_the_rest() {
+    let mut lab = Lab::new(policy());
+    // The LNS-LNS link is down while the subscribers come up: LNS2 has
+    // nothing of theirs.
+    lab.sim.partition(LNS1, LNS2);
+    lab.add_subscribers(N);
+    lab.run_until(Duration::from_secs(10), "every subscriber up", |l| {
+        l.lac().up_count() == N && l.up_at(0) == N
+    });
+    lab.set_traffic(true);
+    // (g) The link comes back and LNS1 dies while the bulk sync runs.
+    lab.sim.heal(LNS1, LNS2);
+    lab.run_until(Duration::from_secs(5), "bulk sync under way", |l| {
+        l.lns(1)
+            .offload_store()
+            .is_some_and(|s| s.tunnels().map(|t| t.sessions.len()).sum::<usize>() > 0)
+    });
+    lab.kill_lns1();
+    let offloaded: usize = lab
+        .lns(1)
+        .offload_store()
+        .map_or(0, |s| s.tunnels().map(|t| t.sessions.len()).sum());
+    lab.run_until(Duration::from_secs(5), "every subscriber settled", |l| {
+        l.lac().stats().recoveries_done + l.lac().stats().recoveries_failed == N as u64
+    });
+    lab.run_for(Duration::from_millis(300));
+    lab.drain();
+    let stats = lab.lac().stats();
+    let ended: Vec<_> = lab
+        .lac_events()
+        .into_iter()
+        .filter_map(|e| match e {
+            lac::Event::SessionDown(d) => Some(d.subscriber),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ended.len() as u64, stats.recoveries_failed);
+    assert_eq!(lab.lac().subscriber_count() as u64, stats.recoveries_done);
+    for cpe in &lab.site().cpes {
+        let ended_here = cpe.key().is_some_and(|k| ended.contains(&k));
+        if ended_here {
+            // Ended cleanly: PADT, not left hanging.
+            assert!(cpe.pppoe_down, "an ended subscriber got its PADT");
+        } else {
+            assert!(cpe.is_up() && !cpe.renegotiated);
+            assert_eq!(cpe.configure_requests_after_up, 0);
+        }
+    }
+    println!(
+        "failure during bulk sync: {offloaded} of {N} offloaded when LNS1 died; {} recovered, {} ended (PADT)",
+        stats.recoveries_done, stats.recoveries_failed
+    );
+}
+
+// --- load switchover --------------------------------------------------------------
+
+#[test]
+fn a_switchover_of_all_sessions_moves_every_call_without_loss() {
+    let mut lab = Lab::new(policy());
+    lab.start(N);
+    // (e) STPLRQ All: make-before-break.
+    lab.stplrq(SwitchoverType::All, vec![*LNS2.ip()], Vec::new());
+    let asked = lab.sim.now();
+    lab.run_until(Duration::from_secs(3), "every call moved", |l| {
+        l.released_events() == N
+    });
+    let moved_after = lab.sim.now().saturating_duration_since(asked);
+    lab.run_until(Duration::from_secs(3), "LNS1 released them", |l| {
+        l.up_at(0) == 0
+    });
+    lab.run_for(Duration::from_millis(300));
+    lab.drain();
+    let report = lab.check(N);
+    assert_eq!(report.up_lost, 0, "{report:?}");
+    assert_eq!(report.down_lost, 0, "{report:?}");
+    assert_eq!(lab.moved_ups(true), N);
+    assert_eq!(lab.holding_events(), 0);
+    assert_eq!(lab.up_at(1), N);
+    let stats = lab.lac().stats();
+    assert_eq!(
+        (
+            stats.switchover_requests,
+            stats.switchovers_granted,
+            stats.sessions_moved
+        ),
+        (1, 1, N as u64)
+    );
+    assert!(lab.lac_events().iter().any(|e| matches!(
+        e,
+        lac::Event::SwitchoverRequested {
+            granted: true,
+            sessions,
+            kind: SwitchoverType::All,
+            ..
+        } if *sessions == N
+    )));
+    assert_eq!(lab.lns(0).ha_stats().unwrap().sessions_moved, N as u64);
+    // "All" steers new calls away too.
+    assert!(lab
+        .lac()
+        .ha_status()
+        .lns
+        .iter()
+        .any(|s| s.lns == LNS1 && s.steered_until.is_some()));
+    lab.add_subscribers(1);
+    lab.run_until(Duration::from_secs(5), "the new subscriber up", |l| {
+        l.lac().up_count() == N + 1 && l.up_at(1) == N + 1 && l.site().cpes[N].is_up()
+    });
+    let key = lab.site().cpes[N].key().unwrap();
+    assert_eq!(lab.lac().session(key).unwrap().lns, Some(LNS2));
+    println!(
+        "switchover all: {N} calls moved in {} ms; longest upstream gap {} ms; lost upstream {} of {}, downstream {} of {}",
+        moved_after.as_millis(),
+        report.longest_gap.as_millis(),
+        report.up_lost,
+        report.up_sent,
+        report.down_lost,
+        report.down_sent
+    );
+}
+
+#[test]
+fn a_switchover_of_listed_sessions_moves_only_those() {
+    let mut lab = Lab::new(policy());
+    lab.start(N);
+    let keys: Vec<SubscriberKey> = lab.site().cpes[..2]
+        .iter()
+        .map(|c| c.key().unwrap())
+        .collect();
+    let lns_sids: Vec<u16> = keys
+        .iter()
+        .map(|k| lab.lac().session(*k).unwrap().session_ids.unwrap().1)
+        .collect();
+    lab.stplrq(SwitchoverType::Listed, vec![*LNS2.ip()], lns_sids);
+    lab.run_until(Duration::from_secs(3), "the two calls moved", |l| {
+        l.released_events() == 2
+    });
+    lab.run_for(Duration::from_millis(500));
+    lab.drain();
+    let report = lab.check(N);
+    assert_eq!(report.up_lost, 0, "{report:?}");
+    assert_eq!(report.down_lost, 0, "{report:?}");
+    assert_eq!((lab.up_at(0), lab.up_at(1)), (N - 2, 2));
+    for s in lab.lac().sessions() {
+        let expected = if keys.contains(&s.subscriber) {
+            LNS2
+        } else {
+            LNS1
+        };
+        assert_eq!(s.lns, Some(expected));
+    }
+    // Listed does not steer.
+    assert!(lab
+        .lac()
+        .ha_status()
+        .lns
+        .iter()
+        .all(|s| s.steered_until.is_none()));
+    println!(
+        "switchover listed: 2 calls moved; longest upstream gap {} ms, no loss",
+        report.longest_gap.as_millis()
+    );
+}
+
+#[test]
+fn new_sessions_only_steers_new_calls_until_cancelled() {
+    let mut lab = Lab::new(policy());
+    lab.start(4);
+    lab.stplrq(SwitchoverType::NewSessions, vec![*LNS2.ip()], Vec::new());
+    lab.run_for(Duration::from_millis(50));
+    assert!(lab.lac_events().iter().any(|e| matches!(
+        e,
+        lac::Event::SwitchoverRequested {
+            granted: true,
+            sessions: 0,
+            kind: SwitchoverType::NewSessions,
+            ..
+        }
+    )));
+    lab.add_subscribers(1);
+    lab.run_until(Duration::from_secs(5), "the fifth subscriber up", |l| {
+        l.lac().up_count() == 5 && l.up_at(1) == 1 && l.site().cpes[4].is_up()
+    });
+    let fifth = lab.site().cpes[4].key().unwrap();
+    assert_eq!(lab.lac().session(fifth).unwrap().lns, Some(LNS2));
+    assert_eq!((lab.up_at(0), lab.up_at(1)), (4, 1), "nothing else moved");
+
+    // Failback: "new sessions only" with no peer cancels the steering.
+    lab.stplrq(SwitchoverType::NewSessions, Vec::new(), Vec::new());
+    lab.run_for(Duration::from_millis(50));
+    lab.add_subscribers(1);
+    lab.run_until(Duration::from_secs(5), "the sixth subscriber up", |l| {
+        l.lac().up_count() == 6 && l.up_at(0) == 5 && l.site().cpes[5].is_up()
+    });
+    let sixth = lab.site().cpes[5].key().unwrap();
+    assert_eq!(lab.lac().session(sixth).unwrap().lns, Some(LNS1));
+    lab.drain();
+    let report = lab.check(6);
+    assert_eq!(report.up_lost, 0);
+    assert_eq!(lab.lac().stats().switchovers_granted, 2);
+}
+
+#[test]
+fn a_lac_that_does_not_accept_switchovers_denies_and_moves_nothing() {
+    let mut lab = Lab::new(HaPolicy {
+        accept_switchover: false,
+        ..policy()
+    });
+    lab.start(N);
+    lab.stplrq(SwitchoverType::All, vec![*LNS2.ip()], Vec::new());
+    lab.run_for(Duration::from_millis(500));
+    lab.drain();
+    let report = lab.check(N);
+    assert_eq!(report.up_lost, 0);
+    assert!(lab.lac_events().iter().any(|e| matches!(
+        e,
+        lac::Event::SwitchoverRequested {
+            granted: false,
+            sessions: 0,
+            ..
+        }
+    )));
+    let stats = lab.lac().stats();
+    assert_eq!((stats.switchovers_denied, stats.recoveries_started), (1, 0));
+    assert_eq!((lab.up_at(0), lab.up_at(1)), (N, 0));
+}
+
+#[test]
+fn a_malformed_or_unexpected_ha_message_is_counted_and_ignored() {
+    let mut lab = Lab::new(policy());
+    lab.start(2);
+    // An LSORQ has no business at a LAC; an STPLRP without its action is
+    // malformed.
+    let now = lab.sim.now();
+    let lns = lab.lns_mut(0);
+    let tunnel = lns.endpoint().tunnels().next().unwrap();
+    for message in [
+        dataplane::wire::control::ControlMessage::new(
+            dataplane::wire::control::MessageType::Stplrp,
+            0,
+            0,
+        ),
+        dataplane::wire::control::ControlMessage::new(
+            dataplane::wire::control::MessageType::Lsorq,
+            0,
+            0,
+        ),
+    ] {
+        lns.endpoint_mut()
+            .send_ha_message(now, tunnel, None, message)
+            .unwrap();
+    }
+    lab.run_for(Duration::from_millis(300));
+    lab.drain();
+    lab.check(2);
+    assert_eq!(lab.lac().stats().ha_messages_malformed, 2);
+}
