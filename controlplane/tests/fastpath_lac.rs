@@ -596,3 +596,501 @@ fn exercise(cpe: &mut Cpe, lac: &Sender<Cmd>, lns: &Sender<Cmd>) {
         "downstream not all through the LAC's workers"
     );
 }
+
+// --- HA moves, on workers over memory ports -----------------------------------------
+//
+// The glue's programming of an HA move, checked against a real worker
+// without a network: the node's events are made up here (the node's own HA
+// is tested in ha_lac.rs), the worker runs on its thread over memory ports
+// that the test feeds and drains through channels. No root needed.
+
+mod moves {
+    use std::collections::VecDeque;
+    use std::net::{Ipv4Addr, SocketAddrV4};
+    use std::sync::mpsc::{self, Receiver, Sender};
+    use std::time::{Duration, Instant as StdInstant};
+
+    use controlplane::fastpath::lac::{LacFastpath, RELEASE_LINGER};
+    use controlplane::fastpath::{Fastpath, FastpathConfig, Role};
+    use controlplane::l2tp::{ResultCode, SessionHandle, TunnelDownReason, TunnelHandle};
+    use controlplane::lac::{self, CallUp, LnsEntry, MovedFrom, SubscriberKey};
+    use controlplane::time::Instant;
+    use dataplane::io::memory::MemoryPort;
+    use dataplane::io::{Descriptor, FrameId, MemoryId, Port};
+    use dataplane::table::{Neighbour, SessionKey};
+    use dataplane::testkit::{self, Encoding, ACCESS_MAC, CORE_MAC, LOCAL_ADDR, PEER_MAC};
+    use dataplane::wire::{ethernet, l2tp, ppp};
+    use dataplane::worker::Worker;
+    use rand_chacha::rand_core::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    const WAN: usize = 1;
+    const ACCESS: usize = 0;
+    /// The LNS that dies or asks to move (its tunnel's peer).
+    const OLD_LNS: SocketAddrV4 = SocketAddrV4::new(testkit::PEER_ADDR, testkit::PEER_PORT);
+    /// Its peer, where the calls go.
+    const NEW_LNS: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 3), 1701);
+    const WAIT: Duration = Duration::from_secs(5);
+
+    /// A memory port whose wire is a pair of channels, so the test reaches
+    /// it while the worker owns it on its thread.
+    struct WirePort {
+        port: MemoryPort,
+        from_wire: Receiver<Vec<u8>>,
+        waiting: VecDeque<Vec<u8>>,
+        to_wire: Sender<Vec<u8>>,
+    }
+
+    impl WirePort {
+        fn drain(&mut self) {
+            while let Some(f) = self.port.pop_tx() {
+                let _ = self.to_wire.send(f);
+            }
+        }
+    }
+
+    impl Port for WirePort {
+        fn receive(&mut self, out: &mut [Descriptor]) -> usize {
+            self.waiting.extend(self.from_wire.try_iter());
+            while let Some(f) = self.waiting.front() {
+                if !self.port.push_rx(f) {
+                    break;
+                }
+                self.waiting.pop_front();
+            }
+            self.drain();
+            self.port.receive(out)
+        }
+        fn transmit(&mut self, descriptors: &[Descriptor]) -> usize {
+            self.port.transmit(descriptors)
+        }
+        fn flush(&mut self) {
+            self.port.flush();
+            self.drain();
+        }
+        fn free(&mut self, descriptor: Descriptor) {
+            self.port.free(descriptor)
+        }
+        fn alloc(&mut self) -> Option<Descriptor> {
+            self.port.alloc()
+        }
+        fn frame(&self, frame: FrameId) -> &[u8] {
+            self.port.frame(frame)
+        }
+        fn frame_mut(&mut self, frame: FrameId) -> &mut [u8] {
+            self.port.frame_mut(frame)
+        }
+        fn frame_size(&self) -> usize {
+            self.port.frame_size()
+        }
+        fn headroom(&self) -> usize {
+            self.port.headroom()
+        }
+        fn memory(&self) -> MemoryId {
+            self.port.memory()
+        }
+        fn mac_addr(&self) -> ethernet::Address {
+            self.port.mac_addr()
+        }
+    }
+
+    /// The LAC glue over one worker, the node it connects calls on, and
+    /// the two wires.
+    struct Lab {
+        fp: LacFastpath,
+        node: lac::Node,
+        now: Instant,
+        send: [Sender<Vec<u8>>; 2],
+        sent: [Receiver<Vec<u8>>; 2],
+    }
+
+    impl Lab {
+        fn new() -> Lab {
+            let (send_access, access_rx) = mpsc::channel();
+            let (send_wan, wan_rx) = mpsc::channel();
+            let (access_tx, sent_access) = mpsc::channel();
+            let (wan_tx, sent_wan) = mpsc::channel();
+            let port = |mac, from_wire, to_wire| WirePort {
+                port: testkit::port(mac),
+                from_wire,
+                waiting: VecDeque::new(),
+                to_wire,
+            };
+            let worker = Worker::new(
+                testkit::config(dataplane::worker::Role::Lac, 64),
+                vec![
+                    port(ACCESS_MAC, access_rx, access_tx),
+                    port(CORE_MAC, wan_rx, wan_tx),
+                ],
+            )
+            .unwrap();
+            // Interface names no host has: the kernel's ARP table never
+            // names a next hop on them, the test does.
+            let config = FastpathConfig::new(
+                Role::Lac,
+                vec!["ha-acc".into(), "ha-wan".into()],
+                vec![LOCAL_ADDR],
+            );
+            let mut fp = Fastpath::with_workers(config, vec![worker], Vec::new(), None).unwrap();
+            for lns in [OLD_LNS, NEW_LNS] {
+                let hop = fp.next_hop(*lns.ip());
+                fp.upsert_neighbour(
+                    hop,
+                    Neighbour {
+                        mac: PEER_MAC,
+                        port: WAN as u8,
+                    },
+                )
+                .unwrap();
+            }
+            let node = lac::Node::new(
+                lac::Config::new("lac", ACCESS_MAC, vec![LnsEntry::new(OLD_LNS)]),
+                Instant::ZERO,
+                Box::new(ChaCha8Rng::seed_from_u64(1)),
+            )
+            .unwrap();
+            Lab {
+                fp: LacFastpath::with_fastpath(fp, ACCESS_MAC),
+                node,
+                now: Instant::ZERO,
+                send: [send_access, send_wan],
+                sent: [sent_access, sent_wan],
+            }
+        }
+
+        /// The glue's turn, then wait until the worker applied everything
+        /// programmed so far.
+        fn settle(&mut self) {
+            self.fp.service(&mut self.node, self.now);
+            let token = self.fp.fastpath().barrier().unwrap();
+            assert!(self.fp.fastpath().wait_barrier(token, WAIT), "worker stuck");
+            let deadline = StdInstant::now() + WAIT;
+            while self.fp.unconnected_calls() > 0 {
+                assert!(StdInstant::now() < deadline, "calls not connected");
+                self.fp.service(&mut self.node, self.now);
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+
+        fn program(&mut self, event: lac::Event) {
+            self.fp.program(&event);
+            self.settle();
+        }
+
+        /// Frames through `port`, then what came out of the other one
+        /// (waiting up to `want` frames, or a moment when none is due).
+        fn pass(&mut self, port: usize, frames: Vec<Vec<u8>>, want: usize) -> Vec<Vec<u8>> {
+            for f in frames {
+                self.send[port].send(f).unwrap();
+            }
+            self.collect(1 - port, want)
+        }
+
+        fn collect(&mut self, port: usize, want: usize) -> Vec<Vec<u8>> {
+            let mut out = Vec::new();
+            let deadline = StdInstant::now()
+                + if want == 0 {
+                    Duration::from_millis(100)
+                } else {
+                    WAIT
+                };
+            while StdInstant::now() < deadline && (want == 0 || out.len() < want) {
+                match self.sent[port].recv_timeout(Duration::from_millis(5)) {
+                    Ok(f) => out.push(f),
+                    Err(_) => {
+                        self.fp.service(&mut self.node, self.now);
+                    }
+                }
+            }
+            out
+        }
+    }
+
+    fn subscriber(i: usize) -> SubscriberKey {
+        SubscriberKey {
+            mac: testkit::subscriber_mac(i),
+            session_id: testkit::pppoe_session_id(i),
+        }
+    }
+
+    /// A call of subscriber `i`: our ids `ours`, the LNS's `theirs`.
+    fn call(
+        i: usize,
+        lns: SocketAddrV4,
+        ours: SessionKey,
+        theirs: SessionKey,
+        moved_from: Option<MovedFrom>,
+    ) -> Box<CallUp> {
+        Box::new(CallUp {
+            subscriber: subscriber(i),
+            session: SessionHandle {
+                tunnel: TunnelHandle(u64::from(ours.tunnel_id)),
+                id: u64::from(ours.session_id),
+            },
+            local_tunnel_id: ours.tunnel_id,
+            peer_tunnel_id: theirs.tunnel_id,
+            local: SocketAddrV4::new(LOCAL_ADDR, l2tp::UDP_PORT),
+            peer: lns,
+            local_session_id: ours.session_id,
+            peer_session_id: theirs.session_id,
+            sequencing: false,
+            setup_time: Duration::from_millis(5),
+            failovers: 0,
+            moved_from,
+        })
+    }
+
+    fn key(tunnel_id: u16, session_id: u16) -> SessionKey {
+        SessionKey {
+            tunnel_id,
+            session_id,
+        }
+    }
+
+    /// Subscriber `i`'s PPP frame carrying `tag`.
+    fn upstream(i: usize, tag: &str) -> Vec<u8> {
+        let enc = Encoding {
+            no_address_control: true,
+            ..Encoding::default()
+        };
+        testkit::pppoe_frame(
+            i,
+            &testkit::ppp_frame(ppp::Protocol::Ipv4, tag.as_bytes(), enc),
+        )
+    }
+
+    /// An L2TP data message from `lns` to our ids `to`, carrying `tag`.
+    fn downstream(lns: SocketAddrV4, to: SessionKey, tag: &str) -> Vec<u8> {
+        let ppp = testkit::ppp_frame(ppp::Protocol::Ipv4, tag.as_bytes(), Encoding::default());
+        let mut f = testkit::l2tp_frame(lns, to, &ppp, Encoding::default());
+        // To the wan port.
+        f[..6].copy_from_slice(&CORE_MAC.0);
+        f
+    }
+
+    /// Where an upstream L2TP frame goes (LNS address and port, its
+    /// Tunnel and Session ID) and the tag it carries.
+    fn read_upstream(f: &[u8]) -> (SocketAddrV4, SessionKey, String) {
+        let ip = &f[14..];
+        let dst = Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]);
+        let udp = &ip[20..];
+        let port = u16::from_be_bytes([udp[2], udp[3]]);
+        let msg = &udp[8..];
+        let header = l2tp::HeaderRepr::parse(&l2tp::Packet::new_checked(msg).unwrap()).unwrap();
+        let ppp = &msg[header.buffer_len()..];
+        // FF 03, Protocol 0x0021, then the tag.
+        assert_eq!(&ppp[..4], &[0xff, 0x03, 0x00, 0x21]);
+        (
+            SocketAddrV4::new(dst, port),
+            key(header.tunnel_id, header.session_id),
+            String::from_utf8_lossy(&ppp[4..]).into_owned(),
+        )
+    }
+
+    /// The subscriber (MAC, PPPoE session) a downstream frame goes to, and
+    /// its tag.
+    fn read_downstream(f: &[u8]) -> (SubscriberKey, String) {
+        let mac = ethernet::Address::from_bytes(&f[..6]).unwrap();
+        let session_id = u16::from_be_bytes([f[16], f[17]]);
+        let len = usize::from(u16::from_be_bytes([f[18], f[19]]));
+        let ppp = &f[20..20 + len];
+        assert_eq!(&ppp[..2], &[0x00, 0x21]);
+        (
+            SubscriberKey { mac, session_id },
+            String::from_utf8_lossy(&ppp[2..]).into_owned(),
+        )
+    }
+
+    fn tags(n: std::ops::Range<usize>, prefix: &str) -> Vec<String> {
+        n.map(|k| format!("{prefix}{k}")).collect()
+    }
+
+    #[test]
+    fn a_failed_lns_sessions_hold_then_flush_in_order_to_the_peer() {
+        let mut lab = Lab::new();
+        let old = key(10, 100);
+        let new = key(11, 101);
+        let up = call(0, OLD_LNS, old, key(20, 200), None);
+        lab.program(lac::Event::CallAnswered(up.clone()));
+        lab.program(lac::Event::SessionUp(up));
+        let out = lab.pass(ACCESS, vec![upstream(0, "u0")], 1);
+        assert_eq!(read_upstream(&out[0]), (OLD_LNS, key(20, 200), "u0".into()));
+
+        // The LNS dies: the node holds the subscriber, then lets the
+        // tunnel go.
+        lab.program(lac::Event::Holding {
+            subscriber: subscriber(0),
+            local_tunnel_id: old.tunnel_id,
+            local_session_id: old.session_id,
+        });
+        lab.program(lac::Event::TunnelDown {
+            tunnel: TunnelHandle(10),
+            lns: OLD_LNS,
+            local_tunnel_id: old.tunnel_id,
+            reason: TunnelDownReason::RetriesExhausted,
+        });
+        assert_eq!(lab.fp.kept_tunnels(), 1, "the held session's tunnel went");
+        assert_eq!(lab.fp.holding_sessions(), 1);
+        let held: Vec<Vec<u8>> = tags(1..6, "u").iter().map(|t| upstream(0, t)).collect();
+        assert!(lab.pass(ACCESS, held, 0).is_empty(), "held frames went out");
+
+        // Recovered on the peer: answered (still holding), then up.
+        let moved = MovedFrom {
+            local_tunnel_id: old.tunnel_id,
+            local_session_id: old.session_id,
+            epoch: 1,
+            make_before_break: false,
+        };
+        let recovered = call(0, NEW_LNS, new, key(21, 201), Some(moved));
+        lab.program(lac::Event::CallAnswered(recovered.clone()));
+        assert_eq!(lab.fp.kept_tunnels(), 0, "the dead LNS's tunnel stayed");
+        assert!(lab.pass(ACCESS, vec![upstream(0, "u6")], 0).is_empty());
+        lab.fp.program(&lac::Event::SessionUp(recovered));
+        lab.fp.service(&mut lab.node, lab.now);
+        let flushed = lab.collect(WAN, 6);
+        let got: Vec<_> = flushed.iter().map(|f| read_upstream(f)).collect();
+        let want: Vec<_> = tags(1..7, "u")
+            .into_iter()
+            .map(|t| (NEW_LNS, key(21, 201), t))
+            .collect();
+        assert_eq!(got, want, "held frames not flushed in order to the peer");
+        let out = lab.pass(ACCESS, vec![upstream(0, "u7")], 1);
+        assert_eq!(read_upstream(&out[0]), (NEW_LNS, key(21, 201), "u7".into()));
+
+        // Downstream from the peer reaches the subscriber; the dead LNS's
+        // ids reach nothing.
+        let out = lab.pass(WAN, vec![downstream(NEW_LNS, new, "d0")], 1);
+        assert_eq!(read_downstream(&out[0]), (subscriber(0), "d0".into()));
+        assert!(lab
+            .pass(WAN, vec![downstream(OLD_LNS, old, "x")], 0)
+            .is_empty());
+
+        let summary = lab.fp.fastpath().fresh_reports(WAIT).unwrap();
+        assert_eq!(summary.counters.held, 6);
+        assert_eq!(summary.counters.flushed, 6);
+        assert_eq!(summary.sessions, 1, "the move left a second session");
+        let s = lab.fp.stats();
+        assert_eq!((s.held, s.moved, s.flushed, s.update_errors), (1, 1, 1, 0));
+        lab.fp.stop();
+    }
+
+    #[test]
+    fn a_make_before_break_move_keeps_the_old_downstream_until_released() {
+        let mut lab = Lab::new();
+        let old = key(30, 300);
+        let new = key(31, 301);
+        let up = call(1, OLD_LNS, old, key(40, 400), None);
+        lab.program(lac::Event::CallAnswered(up.clone()));
+        lab.program(lac::Event::SessionUp(up));
+
+        let moved = MovedFrom {
+            local_tunnel_id: old.tunnel_id,
+            local_session_id: old.session_id,
+            epoch: 2,
+            make_before_break: true,
+        };
+        let next = call(1, NEW_LNS, new, key(41, 401), Some(moved));
+        lab.program(lac::Event::CallAnswered(next.clone()));
+        assert_eq!(lab.fp.aliases(), 1);
+        // Both LNSs reach the subscriber meanwhile; upstream waits for the
+        // new call.
+        let out = lab.pass(WAN, vec![downstream(OLD_LNS, old, "old0")], 1);
+        assert_eq!(read_downstream(&out[0]), (subscriber(1), "old0".into()));
+        let out = lab.pass(WAN, vec![downstream(NEW_LNS, new, "new0")], 1);
+        assert_eq!(read_downstream(&out[0]), (subscriber(1), "new0".into()));
+        let held: Vec<Vec<u8>> = tags(0..3, "u").iter().map(|t| upstream(1, t)).collect();
+        assert!(
+            lab.pass(ACCESS, held, 0).is_empty(),
+            "upstream went before the ICCN"
+        );
+
+        lab.fp.program(&lac::Event::SessionUp(next));
+        lab.fp.service(&mut lab.node, lab.now);
+        let got: Vec<_> = lab
+            .collect(WAN, 3)
+            .iter()
+            .map(|f| read_upstream(f))
+            .collect();
+        let want: Vec<_> = tags(0..3, "u")
+            .into_iter()
+            .map(|t| (NEW_LNS, key(41, 401), t))
+            .collect();
+        assert_eq!(got, want);
+
+        // Released at the old LNS: its frames still in flight arrive for
+        // a while, then its ids go.
+        lab.program(lac::Event::SessionReleased {
+            subscriber: subscriber(1),
+            local_tunnel_id: old.tunnel_id,
+            local_session_id: old.session_id,
+        });
+        lab.now += RELEASE_LINGER / 2;
+        lab.settle();
+        let out = lab.pass(WAN, vec![downstream(OLD_LNS, old, "old1")], 1);
+        assert_eq!(read_downstream(&out[0]), (subscriber(1), "old1".into()));
+        lab.now += RELEASE_LINGER;
+        lab.settle();
+        assert_eq!(lab.fp.aliases(), 0);
+        lab.settle();
+        assert!(lab
+            .pass(WAN, vec![downstream(OLD_LNS, old, "x")], 0)
+            .is_empty());
+
+        // The old tunnel goes; the moved session stays.
+        lab.program(lac::Event::TunnelDown {
+            tunnel: TunnelHandle(30),
+            lns: OLD_LNS,
+            local_tunnel_id: old.tunnel_id,
+            reason: TunnelDownReason::Closed(ResultCode::new(1)),
+        });
+        let out = lab.pass(WAN, vec![downstream(NEW_LNS, new, "new1")], 1);
+        assert_eq!(read_downstream(&out[0]), (subscriber(1), "new1".into()));
+        let out = lab.pass(ACCESS, vec![upstream(1, "u3")], 1);
+        assert_eq!(read_upstream(&out[0]), (NEW_LNS, key(41, 401), "u3".into()));
+        let s = lab.fp.stats();
+        assert_eq!(
+            (s.moved, s.aliased, s.aliases_removed, s.update_errors),
+            (1, 1, 1, 0)
+        );
+        lab.fp.stop();
+    }
+
+    #[test]
+    fn a_make_before_break_move_whose_new_call_fails_stays_on_the_old_one() {
+        let mut lab = Lab::new();
+        let old = key(50, 500);
+        let new = key(51, 501);
+        let up = call(2, OLD_LNS, old, key(60, 600), None);
+        lab.program(lac::Event::CallAnswered(up.clone()));
+        lab.program(lac::Event::SessionUp(up));
+        let moved = MovedFrom {
+            local_tunnel_id: old.tunnel_id,
+            local_session_id: old.session_id,
+            epoch: 3,
+            make_before_break: true,
+        };
+        lab.program(lac::Event::CallAnswered(call(
+            2,
+            NEW_LNS,
+            new,
+            key(61, 601),
+            Some(moved),
+        )));
+        assert!(lab.pass(ACCESS, vec![upstream(2, "u0")], 0).is_empty());
+        lab.program(lac::Event::CallAbandoned {
+            subscriber: subscriber(2),
+            local_tunnel_id: new.tunnel_id,
+            local_session_id: new.session_id,
+        });
+        // What was held goes to the old LNS, and so does what follows.
+        let out = lab.collect(WAN, 1);
+        assert_eq!(read_upstream(&out[0]), (OLD_LNS, key(60, 600), "u0".into()));
+        let out = lab.pass(ACCESS, vec![upstream(2, "u1")], 1);
+        assert_eq!(read_upstream(&out[0]), (OLD_LNS, key(60, 600), "u1".into()));
+        let out = lab.pass(WAN, vec![downstream(OLD_LNS, old, "d0")], 1);
+        assert_eq!(read_downstream(&out[0]), (subscriber(2), "d0".into()));
+        assert_eq!(lab.fp.aliases(), 0);
+        assert_eq!(lab.fp.stats().moves_reverted, 1);
+        lab.fp.stop();
+    }
+}
