@@ -161,6 +161,11 @@ impl LnsPeering {
             .map(|l| &l.sender)
     }
 
+    /// Whether the connection we opened to `peer` is up.
+    pub fn peer_connected(&self, peer: SocketAddrV4) -> bool {
+        self.links.iter().any(|l| l.peer == peer && l.up)
+    }
+
     /// Offload lag to every peer, merged (microseconds).
     pub fn lag(&self) -> Option<Histogram<u64>> {
         let mut links = self.links.iter();

@@ -12,12 +12,16 @@ use core::net::{Ipv4Addr, SocketAddrV4};
 use core::time::Duration;
 use std::collections::HashMap;
 
+use crate::ha::load::{LoadConfig, LoadEvent, LoadMonitor, LoadSample};
+use crate::ha::message::{HaMessage, SwitchoverReply, SwitchoverRequest};
 use crate::ha::offload::{Adoption, OffloadConfig};
 use crate::ha::peering::{no_offloaded_state, LnsPeering, PeeringConfig};
 use crate::l2tp::{self, Endpoint, LnsPeer, Retransmission, SessionHandle, TunnelHandle};
+pub use dataplane::wire::control::SwitchoverType;
+use dataplane::wire::control::{ControlMessage, SwitchoverAction};
 
 /// An LNS's HA settings ([`super::Config::ha`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct HaConfig {
     /// Our address as the LACs know it: the primary LNS address of our
     /// tunnels' Tunnel-Identity, which a recovering LAC names in its
@@ -43,6 +47,15 @@ pub struct HaConfig {
     /// switchover moves the LAC's data path only once the new session is
     /// up (make-before-break), and this leaves it the time. Default 1 s.
     pub adopted_grace: Duration,
+    /// The load monitor (issue 6 §3): over a watermark for its hold time,
+    /// the node asks every HA-capable LAC to switch over
+    /// ([`Node::observe_load`]). `None`: no load switchover.
+    pub load: Option<LoadConfig>,
+    /// What an overloaded node asks for: [`SwitchoverType::NewSessions`]
+    /// (the default: steer new calls to the peers, leave the sessions
+    /// where they are) or [`SwitchoverType::All`]. `Listed` counts as
+    /// `All` here (no list to give).
+    pub switchover_kind: SwitchoverType,
 }
 
 /// The LNS-LNS tunnels' timers: they run on a LAN, where the RFC's 1 s
@@ -92,6 +105,8 @@ impl HaConfig {
             reconnect_after: Duration::from_secs(1),
             peer_link: PeerLink::default(),
             adopted_grace: Duration::from_secs(1),
+            load: None,
+            switchover_kind: SwitchoverType::NewSessions,
         }
     }
 
@@ -165,6 +180,14 @@ pub struct HaStats {
     pub sessions_moved: u64,
     /// Sessions whose state could not be encoded for the offload.
     pub offload_errors: u64,
+    /// STPLRQs sent (load, drain, operator's switchover, failback).
+    pub switchover_requests: u64,
+    /// STPLRPs that granted.
+    pub switchovers_granted: u64,
+    /// STPLRPs that denied.
+    pub switchovers_denied: u64,
+    /// Times the load monitor found the node overloaded.
+    pub overloads: u64,
 }
 
 /// A recovery call accepted with an adoption, until its session is up.
@@ -216,6 +239,131 @@ pub(crate) struct Ha {
     /// session, its epoch there), in order of time.
     pub(crate) fence_after: std::collections::VecDeque<(Instant, SessionHandle, u32)>,
     pub(crate) stats: HaStats,
+    /// The load monitor, when configured.
+    pub(crate) load: Option<LoadMonitor>,
+    /// The last sample it took.
+    pub(crate) last_sample: Option<LoadSample>,
+    /// [`Node::ha_drain`] asked the LACs to move everything away and steer
+    /// new calls away, until [`Node::ha_failback`].
+    pub(crate) draining: bool,
+    /// What we last asked each LAC tunnel and what it answered.
+    pub(crate) lacs: HashMap<TunnelHandle, LacSwitchover>,
+    /// STPLRPs not yet polled ([`Node::poll_switchover_answer`]).
+    pub(crate) answers: std::collections::VecDeque<SwitchoverAnswer>,
+}
+
+/// A LAC's STPLRP to our STPLRQ (load switchover, drain, the operator's
+/// switchover or failback).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SwitchoverAnswer {
+    /// The LAC tunnel it came on.
+    pub tunnel: TunnelHandle,
+    /// The LAC.
+    pub lac: SocketAddrV4,
+    /// The switchover type it answers.
+    pub kind: SwitchoverType,
+    /// Granted (it moves the sessions, or steers new calls) or denied.
+    pub granted: bool,
+    /// The LAC's reason (for a denial), free text.
+    pub reason: String,
+}
+
+/// The last switchover exchange with one LAC tunnel.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LacSwitchover {
+    /// The last STPLRQ sent on it: (when, what).
+    pub requested: Option<(Instant, SwitchoverType)>,
+    /// The last STPLRP it sent: (when, the reply).
+    pub answered: Option<(Instant, SwitchoverReply)>,
+}
+
+/// Why an HA command could not be carried out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HaError {
+    /// The node runs without HA ([`super::Config::ha`] is `None`).
+    NotConfigured,
+    /// No peer LNS to move to ([`HaConfig::advertise`] is empty).
+    NoPeers,
+    /// No LAC tunnel that advertised HA-Capability: nobody to ask.
+    NoHaLac,
+    /// None of the listed Session IDs is a session here.
+    NoSuchSession(Vec<u16>),
+    /// Nothing to fail back: no adopted session here, and not steering.
+    NothingToFailBack,
+}
+
+impl core::fmt::Display for HaError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            HaError::NotConfigured => f.write_str("HA is not configured"),
+            HaError::NoPeers => f.write_str("no peer LNS to move sessions to"),
+            HaError::NoHaLac => f.write_str("no HA-capable LAC tunnel"),
+            HaError::NoSuchSession(ids) => write!(f, "no such session: {ids:?}"),
+            HaError::NothingToFailBack => f.write_str("nothing to fail back"),
+        }
+    }
+}
+
+impl std::error::Error for HaError {}
+
+/// One peer LNS as [`Node::ha_status`] sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerStatus {
+    /// Its LNS-LNS address.
+    pub address: SocketAddrV4,
+    /// The connection we opened to it is up.
+    pub connected: bool,
+    /// It holds everything we have (no bulk sync running, nothing queued
+    /// or unacknowledged).
+    pub in_sync: bool,
+    /// Our sessions it should hold.
+    pub sessions_offloaded: usize,
+}
+
+/// One LAC tunnel as [`Node::ha_status`] sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LacStatus {
+    /// The tunnel.
+    pub tunnel: TunnelHandle,
+    /// The LAC's address.
+    pub remote: SocketAddrV4,
+    /// It advertised HA-Capability (STPLRQs can go to it).
+    pub ha_capable: bool,
+    /// Sessions of ours on it.
+    pub sessions: usize,
+    /// The last exchange.
+    pub switchover: LacSwitchover,
+}
+
+/// The node's HA state for operators ([`Node::ha_status`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct HaStatus {
+    /// Our address as the LACs know it.
+    pub address: Ipv4Addr,
+    /// The peer LNSs.
+    pub peers: Vec<PeerStatus>,
+    /// Every peer connected and in sync.
+    pub in_sync: bool,
+    /// Offload lag (change to acknowledgement) median, microseconds.
+    pub lag_p50_us: Option<u64>,
+    /// Offload lag 99th percentile, microseconds.
+    pub lag_p99_us: Option<u64>,
+    /// Established sessions here (ours and adopted).
+    pub sessions: usize,
+    /// Of those, adopted from a peer.
+    pub sessions_adopted: usize,
+    /// Peers' sessions held in our store (what we could adopt).
+    pub sessions_stored: usize,
+    /// The load monitor says overloaded.
+    pub overloaded: bool,
+    /// Its last sample.
+    pub load: Option<LoadSample>,
+    /// [`Node::ha_drain`] in force.
+    pub draining: bool,
+    /// The LAC tunnels.
+    pub lacs: Vec<LacStatus>,
+    /// Counters.
+    pub stats: HaStats,
 }
 
 use crate::aaa::radius::{AccountingSession, AcctStatus, Authentic, Counters};
@@ -782,5 +930,351 @@ impl Node {
                 adopted_epoch: Some(a.epoch),
             })));
         self.offload(now, h);
+    }
+    // --- load and switchover (issue 6 §3, docs/ha-protocol.md §5.4) --------
+
+    /// A sample of the machine's load (lnsd takes one every second; the
+    /// node puts in its own count of established sessions). When the load
+    /// monitor ([`HaConfig::load`]) finds the node overloaded, every
+    /// HA-capable LAC gets an STPLRQ of [`HaConfig::switchover_kind`] with
+    /// the advertised peers; when the load is relieved, a "new sessions"
+    /// STPLRQ with no peers lifts the steering. Returns the change of
+    /// state, if any.
+    pub fn observe_load(&mut self, now: Instant, sample: LoadSample) -> Option<LoadEvent> {
+        let sessions = self.established_count() as u64;
+        let ha = self.ha.as_mut()?;
+        let sample = LoadSample { sessions, ..sample };
+        ha.last_sample = Some(sample);
+        let event = ha.load.as_mut()?.observe(now, sample)?;
+        let kind = match ha.config.switchover_kind {
+            SwitchoverType::NewSessions => SwitchoverType::NewSessions,
+            _ => SwitchoverType::All,
+        };
+        let peers = ha.config.advertise.clone();
+        let draining = ha.draining;
+        match event {
+            LoadEvent::Overloaded(over) => {
+                ha.stats.overloads += 1;
+                tracing::warn!(?over, ?kind, "overloaded: asking the LACs to switch over");
+                if let Err(e) = self.request_switchover_all(now, kind, &peers) {
+                    tracing::warn!(%e, "overloaded, but no LAC could be asked to switch over");
+                }
+            }
+            LoadEvent::Relieved => {
+                tracing::info!("load relieved: new calls welcome again");
+                // A drain keeps its steering until the operator's failback.
+                if !draining {
+                    let _ = self.request_switchover_all(now, SwitchoverType::NewSessions, &[]);
+                }
+            }
+        }
+        self.pump(now);
+        Some(event)
+    }
+
+    /// Operator: ask every HA-capable LAC to move sessions to the peers
+    /// (STPLRQ with [`HaConfig::advertise`]). `All`: every session, and new
+    /// calls are steered too; `NewSessions`: only new calls; `Listed`: the
+    /// sessions with these Session IDs of ours (each LAC gets the ones on
+    /// its tunnels). Returns how many STPLRQs went; the answers come as
+    /// [`Event::SwitchoverAnswered`].
+    pub fn ha_switchover(
+        &mut self,
+        now: Instant,
+        kind: SwitchoverType,
+        sessions: &[u16],
+    ) -> Result<usize, HaError> {
+        let peers = self
+            .ha
+            .as_ref()
+            .ok_or(HaError::NotConfigured)?
+            .config
+            .advertise
+            .clone();
+        let sent = if kind == SwitchoverType::Listed {
+            self.request_listed(now, sessions, &peers)?
+        } else {
+            self.request_switchover_all(now, kind, &peers)?
+        };
+        self.pump(now);
+        Ok(sent)
+    }
+
+    /// Operator, for maintenance: every LAC moves every session to the
+    /// peers and steers new calls there (STPLRQ All). We keep serving
+    /// whatever still comes. Ends with [`Node::ha_failback`].
+    pub fn ha_drain(&mut self, now: Instant) -> Result<usize, HaError> {
+        let peers = self
+            .ha
+            .as_ref()
+            .ok_or(HaError::NotConfigured)?
+            .config
+            .advertise
+            .clone();
+        let sent = self.request_switchover_all(now, SwitchoverType::All, &peers)?;
+        if let Some(ha) = &mut self.ha {
+            ha.draining = true;
+        }
+        self.pump(now);
+        Ok(sent)
+    }
+
+    /// Operator: undo a switchover. Sessions adopted here go back to the
+    /// LNS they came from (STPLRQ Listed with that LNS as the only peer,
+    /// per LAC tunnel and primary), and the LACs stop steering new calls
+    /// away from us (STPLRQ NewSessions with no peers). Run it on the peer
+    /// that holds the adopted sessions once the primary is back, and on
+    /// the primary after a drain. Returns how many STPLRQs went.
+    pub fn ha_failback(&mut self, now: Instant) -> Result<usize, HaError> {
+        if self.ha.is_none() {
+            return Err(HaError::NotConfigured);
+        }
+        // Adopted sessions, by (LAC tunnel, their primary).
+        let mut back: std::collections::BTreeMap<(TunnelHandle, Ipv4Addr), Vec<u16>> =
+            std::collections::BTreeMap::new();
+        for (h, s) in &self.sessions {
+            if let (Some((primary, _, _)), true) = (s.adopted_from, s.established) {
+                back.entry((h.tunnel, primary))
+                    .or_default()
+                    .push(s.local_session_id);
+            }
+        }
+        let mut sent = 0;
+        for ((tunnel, primary), mut ids) in back {
+            ids.sort_unstable();
+            let request = SwitchoverRequest {
+                peers: vec![primary],
+                kind: SwitchoverType::Listed,
+                sessions: ids,
+            };
+            if self.send_switchover(now, tunnel, request) {
+                sent += 1;
+            }
+        }
+        // Lift any steering away from us.
+        match self.request_switchover_all(now, SwitchoverType::NewSessions, &[]) {
+            Ok(n) => sent += n,
+            Err(HaError::NoHaLac) if sent > 0 => {}
+            Err(e) => return Err(e),
+        }
+        if let Some(ha) = &mut self.ha {
+            ha.draining = false;
+        }
+        self.pump(now);
+        Ok(sent)
+    }
+
+    /// The next STPLRP a LAC sent (see [`SwitchoverAnswer`]).
+    pub fn poll_switchover_answer(&mut self) -> Option<SwitchoverAnswer> {
+        self.ha.as_mut()?.answers.pop_front()
+    }
+
+    /// HA state for operators (`l2tpctl ha status`); `None` without HA.
+    pub fn ha_status(&self) -> Option<HaStatus> {
+        let ha = self.ha.as_ref()?;
+        let peers: Vec<PeerStatus> = ha
+            .config
+            .peers
+            .iter()
+            .map(|p| {
+                let address = SocketAddrV4::new(p.address, ha.config.peer_port);
+                let sender = ha.peering.sender(address);
+                PeerStatus {
+                    address,
+                    connected: ha.peering.peer_connected(address),
+                    in_sync: sender.is_some_and(|s| s.in_sync()),
+                    sessions_offloaded: sender.map_or(0, |s| s.session_count()),
+                }
+            })
+            .collect();
+        let lag = ha.peering.lag().filter(|h| !h.is_empty());
+        let mut lacs: Vec<LacStatus> = ha
+            .lac_tunnels
+            .keys()
+            .filter_map(|&tunnel| {
+                Some(LacStatus {
+                    tunnel,
+                    remote: self.endpoint.tunnel_remote(tunnel)?,
+                    ha_capable: self.lac_is_ha(tunnel),
+                    sessions: self.endpoint.session_count(tunnel),
+                    switchover: ha.lacs.get(&tunnel).cloned().unwrap_or_default(),
+                })
+            })
+            .collect();
+        lacs.sort_by_key(|l| l.tunnel);
+        let established = self.sessions.values().filter(|s| s.established);
+        let (sessions, adopted) = established.fold((0, 0), |(n, a), s| {
+            (n + 1, a + usize::from(s.adopted_from.is_some()))
+        });
+        Some(HaStatus {
+            address: ha.config.address,
+            in_sync: !peers.is_empty() && peers.iter().all(|p| p.connected && p.in_sync),
+            peers,
+            lag_p50_us: lag.as_ref().map(|h| h.value_at_quantile(0.5)),
+            lag_p99_us: lag.as_ref().map(|h| h.value_at_quantile(0.99)),
+            sessions,
+            sessions_adopted: adopted,
+            sessions_stored: ha.peering.store().session_count(),
+            overloaded: ha.load.as_ref().is_some_and(LoadMonitor::is_overloaded),
+            load: ha.last_sample,
+            draining: ha.draining,
+            lacs,
+            stats: ha.stats,
+        })
+    }
+
+    /// Whether a LAC tunnel's peer advertised HA-Capability.
+    fn lac_is_ha(&self, tunnel: TunnelHandle) -> bool {
+        self.endpoint
+            .peer_info(tunnel)
+            .is_some_and(|p| p.ha.is_some())
+    }
+
+    /// The HA-capable LAC tunnels, in handle order.
+    fn ha_lacs(&self) -> Vec<TunnelHandle> {
+        let mut tunnels: Vec<TunnelHandle> = self
+            .ha
+            .as_ref()
+            .map(|ha| ha.lac_tunnels.keys().copied().collect())
+            .unwrap_or_default();
+        tunnels.retain(|&t| self.lac_is_ha(t));
+        tunnels.sort_unstable();
+        tunnels
+    }
+
+    /// STPLRQ `kind` with `peers` to every HA-capable LAC.
+    fn request_switchover_all(
+        &mut self,
+        now: Instant,
+        kind: SwitchoverType,
+        peers: &[Ipv4Addr],
+    ) -> Result<usize, HaError> {
+        // "New sessions only" with no peers is the cancel form; anything
+        // else needs somewhere to go.
+        if peers.is_empty() && kind != SwitchoverType::NewSessions {
+            return Err(HaError::NoPeers);
+        }
+        let tunnels = self.ha_lacs();
+        if tunnels.is_empty() {
+            return Err(HaError::NoHaLac);
+        }
+        let mut sent = 0;
+        for tunnel in tunnels {
+            let request = SwitchoverRequest {
+                peers: peers.to_vec(),
+                kind,
+                sessions: Vec::new(),
+            };
+            if self.send_switchover(now, tunnel, request) {
+                sent += 1;
+            }
+        }
+        Ok(sent)
+    }
+
+    /// STPLRQ Listed: each LAC tunnel gets the listed Session IDs that are
+    /// sessions of ours on it.
+    fn request_listed(
+        &mut self,
+        now: Instant,
+        sessions: &[u16],
+        peers: &[Ipv4Addr],
+    ) -> Result<usize, HaError> {
+        if peers.is_empty() {
+            return Err(HaError::NoPeers);
+        }
+        let tunnels = self.ha_lacs();
+        if tunnels.is_empty() {
+            return Err(HaError::NoHaLac);
+        }
+        let mut sent = 0;
+        let mut found = 0;
+        for tunnel in tunnels {
+            let Some((tunnel_id, _)) = self.endpoint.tunnel_ids(tunnel) else {
+                continue;
+            };
+            let mut ids: Vec<u16> = sessions
+                .iter()
+                .copied()
+                .filter(|sid| self.by_ids.contains_key(&(tunnel_id, *sid)))
+                .collect();
+            ids.sort_unstable();
+            ids.dedup();
+            if ids.is_empty() {
+                continue;
+            }
+            found += ids.len();
+            let request = SwitchoverRequest {
+                peers: peers.to_vec(),
+                kind: SwitchoverType::Listed,
+                sessions: ids,
+            };
+            if self.send_switchover(now, tunnel, request) {
+                sent += 1;
+            }
+        }
+        if found == 0 {
+            return Err(HaError::NoSuchSession(sessions.to_vec()));
+        }
+        Ok(sent)
+    }
+
+    /// Send one STPLRQ (DESIGN.md §3: only to a LAC that advertised
+    /// HA-Capability; the endpoint refuses otherwise).
+    fn send_switchover(
+        &mut self,
+        now: Instant,
+        tunnel: TunnelHandle,
+        request: SwitchoverRequest,
+    ) -> bool {
+        let kind = request.kind;
+        let m = HaMessage::SwitchoverRequest(request).to_control(false);
+        match self.endpoint.send_ha_message(now, tunnel, None, m) {
+            Ok(()) => {
+                if let Some(ha) = &mut self.ha {
+                    ha.stats.switchover_requests += 1;
+                    ha.lacs.entry(tunnel).or_default().requested = Some((now, kind));
+                }
+                true
+            }
+            Err(e) => {
+                tracing::warn!(tunnel = tunnel.0, %e, "cannot send an STPLRQ");
+                false
+            }
+        }
+    }
+
+    /// An HA message on a LAC tunnel: an STPLRP answers our STPLRQ.
+    pub(super) fn on_lac_message(
+        &mut self,
+        now: Instant,
+        tunnel: TunnelHandle,
+        message: &ControlMessage,
+    ) {
+        let Ok(HaMessage::SwitchoverReply(reply)) = HaMessage::from_control(message) else {
+            return;
+        };
+        let Some(ha) = &mut self.ha else {
+            return;
+        };
+        let granted = reply.action == SwitchoverAction::Granted;
+        if granted {
+            ha.stats.switchovers_granted += 1;
+        } else {
+            ha.stats.switchovers_denied += 1;
+        }
+        let lac = self
+            .endpoint
+            .tunnel_remote(tunnel)
+            .unwrap_or(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0));
+        tracing::info!(%lac, kind = ?reply.kind, granted, reason = %reply.reason, "STPLRP");
+        ha.answers.push_back(SwitchoverAnswer {
+            tunnel,
+            lac,
+            kind: reply.kind,
+            granted,
+            reason: reply.reason.clone(),
+        });
+        ha.lacs.entry(tunnel).or_default().answered = Some((now, reply));
     }
 }

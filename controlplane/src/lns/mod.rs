@@ -65,7 +65,11 @@ pub mod ha;
 #[cfg(test)]
 mod tests;
 
-pub use ha::{AdoptedCall, HaConfig, HaStats, PeerLink};
+pub use crate::ha::load::{LoadConfig, LoadEvent, LoadSample, Watermarks};
+pub use ha::{
+    AdoptedCall, HaConfig, HaError, HaStats, HaStatus, LacStatus, LacSwitchover, PeerLink,
+    PeerStatus, SwitchoverAnswer, SwitchoverType,
+};
 
 use core::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use core::time::Duration;
@@ -674,6 +678,19 @@ impl Node {
                 by_acct: HashMap::new(),
                 fence_after: VecDeque::new(),
                 stats: HaStats::default(),
+                load: match h.load {
+                    Some(c) => Some(crate::ha::load::LoadMonitor::new(c).map_err(|e| {
+                        l2tp::ConfigError {
+                            field: "ha.load",
+                            reason: e.to_string(),
+                        }
+                    })?),
+                    None => None,
+                },
+                last_sample: None,
+                draining: false,
+                lacs: HashMap::new(),
+                answers: VecDeque::new(),
             }),
             None => None,
         };
@@ -1281,6 +1298,7 @@ impl Node {
                     if let Some(id) = ha.lac_tunnels.remove(&tunnel) {
                         ha.peering.tunnel_removed(now, id);
                     }
+                    ha.lacs.remove(&tunnel);
                     let pool = &mut self.pool;
                     ha.adopting.retain(|s, r| {
                         let keep = s.tunnel != tunnel;
@@ -1369,6 +1387,9 @@ impl Node {
                 self.service(now, session);
             }
             l2tp::Event::Data { session, payload } => self.on_frame(now, session, &payload),
+            l2tp::Event::Message {
+                tunnel, message, ..
+            } => self.on_lac_message(now, tunnel, &message),
             _ => {}
         }
     }
