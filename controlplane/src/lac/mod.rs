@@ -639,9 +639,6 @@ struct Moving {
     /// Our Tunnel ID and Session ID of the recovery call, once reported
     /// ([`Event::CallAnswered`]).
     new_ids: Option<(u16, u16)>,
-    /// Make-before-break: the new call was answered and the subscriber's
-    /// upstream is held until it is up (never on both calls at once).
-    switching: bool,
     /// Upstream frames held, in arrival order.
     held: VecDeque<Vec<u8>>,
 }
@@ -1204,7 +1201,7 @@ impl Node {
             }
             Stage::Up => {
                 if let Some(m) = sub.moving.as_mut() {
-                    if !m.make_before_break || m.switching {
+                    if !m.make_before_break {
                         // HA: the call is moving; everything the subscriber
                         // sends (data and LCP echoes alike: PPP must not
                         // notice) waits for the new call, in order.
@@ -1840,6 +1837,10 @@ impl Node {
             .map(|(_, k)| *k)
             .collect();
         left.sort();
+        if recover && !left.is_empty() {
+            // New calls do not try it until it is back.
+            self.lock_out(now, lns);
+        }
         for key in left {
             let Some(sub) = self.subscribers.get(&key) else {
                 continue;
@@ -2114,7 +2115,6 @@ impl Node {
             peers: list,
             new_call: None,
             new_ids: None,
-            switching: false,
             held: VecDeque::new(),
         });
         self.stats.recoveries_started += 1;
@@ -2374,9 +2374,12 @@ impl Node {
     }
 
     /// [`Config::defer_connect`]: the peer answered a recovery call (ICRP
-    /// with Ownership-Epoch). The daemon programs the new call; on a load
-    /// switchover the subscriber's upstream stops on the old call now and
-    /// waits for the new one, so no frame goes to both LNSs.
+    /// with Ownership-Epoch); the daemon programs the new call. On a load
+    /// switchover the node keeps relaying on the old call until the new one
+    /// is up (the endpoint takes data on it only then, so that no frame
+    /// overtakes the ICCN), and then on the new one only: no frame goes to
+    /// both LNSs. A fast path holds the subscriber from here instead
+    /// (its binding moves to the new call now).
     fn recovery_answered(
         &mut self,
         now: Instant,
@@ -2404,7 +2407,6 @@ impl Node {
             .and_then(|s| s.moving.as_mut())
         {
             m.new_ids = Some((up.local_tunnel_id, local_session_id));
-            m.switching = true;
         }
         self.events.push_back(Event::CallAnswered(Box::new(up)));
     }
@@ -2509,18 +2511,7 @@ impl Node {
             return;
         }
         m.new_call = None;
-        m.switching = false;
         let abandoned = m.new_ids.take();
-        if m.make_before_break && sub.call == Some(m.old_call) {
-            // The old call still carries the subscriber: what was held
-            // while the new call was answered goes there.
-            let held: Vec<_> = m.held.drain(..).collect();
-            let old = m.old_call;
-            sub.frames_up += held.len() as u64;
-            for frame in held {
-                self.send_upstream(old, &frame);
-            }
-        }
         if let Some((local_tunnel_id, local_session_id)) = abandoned {
             self.events.push_back(Event::CallAbandoned {
                 subscriber: key,
