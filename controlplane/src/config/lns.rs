@@ -11,6 +11,7 @@ use super::{
     seconds, Changes, ConfigError, Control, Invalid, PollMode, XdpMode,
 };
 use crate::aaa::pool::AddressPool;
+use crate::ha::load::{LoadConfig, Watermarks};
 use crate::l2tp;
 use crate::lns;
 use crate::ppp::ProxyPolicy;
@@ -104,6 +105,128 @@ pub struct Ha {
     /// Seconds a session of ours that a peer reports adopted is kept before
     /// it is dropped, unless the LAC releases it first (make-before-break).
     pub grace: f64,
+    /// `[ha.load]`: the load monitor; absent: no load switchover.
+    pub load: Option<HaLoad>,
+}
+
+/// `[ha.load]`: when the LNS counts as overloaded and asks its LACs to move
+/// sessions to the peers (STPLRQ, docs/ha-protocol.md §5.4), with two
+/// watermarks per metric and a hold time (`ha::load`). A metric whose
+/// `_high` is 0 is not watched.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HaLoad {
+    /// Established sessions at which the LNS is overloaded; 0: not watched.
+    pub sessions_high: u64,
+    /// ... and at or below which it is relieved.
+    pub sessions_low: u64,
+    /// CPU busy, percent of the machine; 0: not watched.
+    pub cpu_high: f64,
+    /// CPU relieved, percent.
+    pub cpu_low: f64,
+    /// Memory in use (1 - MemAvailable/MemTotal), percent; 0: not watched.
+    pub memory_high: f64,
+    /// Memory relieved, percent.
+    pub memory_low: f64,
+    /// Seconds a condition must last before the state changes.
+    pub hold: f64,
+    /// What to ask the LACs for when overloaded.
+    pub switchover: LoadSwitchover,
+}
+
+/// What an overloaded LNS asks its LACs for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LoadSwitchover {
+    /// Send new calls to the peers; the sessions up stay.
+    #[default]
+    New,
+    /// Move every session to the peers too.
+    All,
+}
+
+impl Default for HaLoad {
+    fn default() -> Self {
+        let d = LoadConfig::default();
+        let pair = |w: Option<Watermarks>| w.map_or((0.0, 0.0), |w| (w.high, w.low));
+        let (cpu_high, cpu_low) = pair(d.cpu_percent);
+        let (memory_high, memory_low) = pair(d.memory_percent);
+        HaLoad {
+            sessions_high: 0,
+            sessions_low: 0,
+            cpu_high,
+            cpu_low,
+            memory_high,
+            memory_low,
+            hold: d.hold.as_secs_f64(),
+            switchover: LoadSwitchover::New,
+        }
+    }
+}
+
+impl HaLoad {
+    /// The load monitor's configuration.
+    pub fn monitor(&self) -> LoadConfig {
+        let watch = |high: f64, low: f64| (high > 0.0).then_some(Watermarks { high, low });
+        LoadConfig {
+            sessions: watch(self.sessions_high as f64, self.sessions_low as f64),
+            cpu_percent: watch(self.cpu_high, self.cpu_low),
+            memory_percent: watch(self.memory_high, self.memory_low),
+            hold: seconds(self.hold),
+        }
+    }
+
+    fn validate(&self) -> Result<(), Invalid> {
+        if self.sessions_high > 0 && self.sessions_low >= self.sessions_high {
+            return Err(invalid(
+                "ha.load.sessions_low",
+                format!(
+                    "{} must be below ha.load.sessions_high ({}), or the state would flap",
+                    self.sessions_low, self.sessions_high
+                ),
+            ));
+        }
+        if self.sessions_high == 0 && self.sessions_low > 0 {
+            return Err(invalid(
+                "ha.load.sessions_low",
+                "needs ha.load.sessions_high (0 there: sessions are not watched)",
+            ));
+        }
+        for (metric, high, low) in [
+            ("cpu", self.cpu_high, self.cpu_low),
+            ("memory", self.memory_high, self.memory_low),
+        ] {
+            if !high.is_finite() || !(0.0..=100.0).contains(&high) {
+                return Err(invalid(
+                    format!("ha.load.{metric}_high"),
+                    format!("{high}: give a percentage, 1 to 100 (0: not watched)"),
+                ));
+            }
+            if !low.is_finite() || low < 0.0 || (high > 0.0 && low >= high) {
+                return Err(invalid(
+                    format!("ha.load.{metric}_low"),
+                    format!(
+                        "{low}: give a percentage from 0 to below ha.load.{metric}_high ({high}), \
+                         or the state would flap"
+                    ),
+                ));
+            }
+        }
+        check_seconds("ha.load.hold", self.hold, 0.0, 3600.0)?;
+        let monitor = self.monitor();
+        if monitor.sessions.is_none()
+            && monitor.cpu_percent.is_none()
+            && monitor.memory_percent.is_none()
+        {
+            return Err(invalid(
+                "ha.load",
+                "watches nothing: give sessions_high, cpu_high or memory_high (or remove [ha.load])",
+            ));
+        }
+        monitor
+            .validate()
+            .map_err(|e| invalid(format!("ha.load.{}", e.field), e.reason))
+    }
 }
 
 /// One `[[ha.peers]]`.
@@ -133,6 +256,7 @@ impl Default for Ha {
             retries: link.retransmission.max_retries,
             ack_delay: link.ack_delay.as_secs_f64(),
             grace: 1.0,
+            load: None,
         }
     }
 }
@@ -378,6 +502,9 @@ impl LnsConfig {
         check_seconds("ha.grace", ha.grace, 0.0, 60.0)?;
         if ha.retries == 0 {
             return Err(invalid("ha.retries", "give at least 1"));
+        }
+        if let Some(load) = &ha.load {
+            load.validate()?;
         }
         Ok(())
     }

@@ -26,7 +26,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use lac::{LacConfig, LacDataplane, LacHa, LnsPeer, Pppoe, RelayMode, LAC_RELOADABLE};
-pub use lns::{Ha, HaPeer, LnsConfig, LnsDataplane, ProxyMode, Radius, LNS_RELOADABLE};
+pub use lns::{
+    Ha, HaLoad, HaPeer, LnsConfig, LnsDataplane, LoadSwitchover, ProxyMode, Radius, LNS_RELOADABLE,
+};
 
 /// A configuration file that cannot be used: which file, which key, what is
 /// wrong.

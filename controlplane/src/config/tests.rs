@@ -368,3 +368,58 @@ fn ha_errors_name_their_key() {
         "ha.ack_delay",
     );
 }
+
+#[test]
+fn ha_load_sets_the_watermarks_hold_and_switchover() {
+    let text = format!(
+        "{LNS_HA}\n[ha.load]\nsessions_high = 50000\nsessions_low = 40000\ncpu_high = 85\ncpu_low = 60\nmemory_high = 0\nhold = 2.5\nswitchover = \"all\"\n"
+    );
+    let c = LnsConfig::parse(&text, file()).unwrap();
+    let load =
+        c.ha.as_ref()
+            .unwrap()
+            .load
+            .as_ref()
+            .expect("[ha.load] given");
+    assert_eq!(load.switchover, LoadSwitchover::All);
+    let m = load.monitor();
+    let w = |high, low| Some(crate::ha::load::Watermarks { high, low });
+    assert_eq!(m.sessions, w(50_000.0, 40_000.0));
+    assert_eq!(m.cpu_percent, w(85.0, 60.0));
+    assert_eq!(m.memory_percent, None, "memory_high = 0: not watched");
+    assert_eq!(m.hold, Duration::from_millis(2500));
+    // The defaults: CPU and memory as the monitor's, new calls only.
+    let c = LnsConfig::parse(&format!("{LNS_HA}\n[ha.load]\n"), file()).unwrap();
+    let load = c.ha.unwrap().load.unwrap();
+    assert_eq!(load.monitor(), crate::ha::load::LoadConfig::default());
+    assert_eq!(load.switchover, LoadSwitchover::New);
+    // Without [ha.load], no monitor.
+    let c = LnsConfig::parse(LNS_HA, file()).unwrap();
+    assert!(c.ha.unwrap().load.is_none());
+}
+
+#[test]
+fn ha_load_errors_name_their_key_and_line() {
+    let with = |body: &str| format!("{LNS_HA}\n[ha.load]\n{body}");
+    let e = lns_error(
+        &with("sessions_high = 100\nsessions_low = 100\n"),
+        "ha.load.sessions_low",
+    );
+    assert_eq!(e.line, Some(LNS_HA.lines().count() + 4), "{e}");
+    assert!(e.problem.contains("below ha.load.sessions_high"), "{e}");
+    lns_error(&with("sessions_low = 10\n"), "ha.load.sessions_low");
+    lns_error(&with("cpu_high = 120\n"), "ha.load.cpu_high");
+    lns_error(&with("cpu_low = 95\n"), "ha.load.cpu_low");
+    lns_error(
+        &with("memory_high = 50\nmemory_low = 60\n"),
+        "ha.load.memory_low",
+    );
+    lns_error(&with("hold = -1\n"), "ha.load.hold");
+    lns_error(&with("cpu_high = 0\nmemory_high = 0\n"), "ha.load");
+    let e = lns_error(&with("switchover = \"listed\"\n"), "ha.load.switchover");
+    assert!(
+        e.problem.contains("new") && e.problem.contains("all"),
+        "{e}"
+    );
+    lns_error(&with("cpu = 90\n"), "ha.load.cpu");
+}

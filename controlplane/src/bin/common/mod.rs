@@ -5,6 +5,7 @@
 // Each daemon compiles this module and uses part of it.
 #![allow(dead_code)]
 
+pub(crate) mod load;
 pub(crate) mod ops;
 
 use std::error::Error;
