@@ -812,8 +812,15 @@ impl Lab {
         self.sim.heal(LNS1, LNS2);
     }
 
-    /// STPLRQ from LNS1 to the LAC (through its endpoint: the LNS node
-    /// has no operator command for it here).
+    /// The operator asks LNS1 for a switchover (STPLRQ to the LAC with
+    /// LNS2 as the peer).
+    fn switchover(&mut self, kind: SwitchoverType, sessions: &[u16]) {
+        let now = self.sim.now();
+        let sent = self.lns_mut(0).ha_switchover(now, kind, sessions).unwrap();
+        assert_eq!(sent, 1);
+    }
+
+    /// An STPLRQ from LNS1 built by hand (through its endpoint).
     fn stplrq(&mut self, kind: SwitchoverType, peers: Vec<Ipv4Addr>, sessions: Vec<u16>) {
         let now = self.sim.now();
         let lns = self.lns_mut(0);
@@ -1161,7 +1168,7 @@ fn a_switchover_of_all_sessions_moves_every_call_without_loss() {
     let mut lab = Lab::new(policy());
     lab.start(N);
     // (e) STPLRQ All: make-before-break.
-    lab.stplrq(SwitchoverType::All, vec![*LNS2.ip()], Vec::new());
+    lab.switchover(SwitchoverType::All, &[]);
     let asked = lab.sim.now();
     lab.run_until(Duration::from_secs(3), "every call moved", |l| {
         l.released_events() == N
@@ -1233,7 +1240,7 @@ fn a_switchover_of_listed_sessions_moves_only_those() {
         .iter()
         .map(|k| lab.lac().session(*k).unwrap().session_ids.unwrap().1)
         .collect();
-    lab.stplrq(SwitchoverType::Listed, vec![*LNS2.ip()], lns_sids);
+    lab.switchover(SwitchoverType::Listed, &lns_sids);
     lab.run_until(Duration::from_secs(3), "the two calls moved", |l| {
         l.released_events() == 2
     });
@@ -1268,7 +1275,7 @@ fn a_switchover_of_listed_sessions_moves_only_those() {
 fn new_sessions_only_steers_new_calls_until_cancelled() {
     let mut lab = Lab::new(policy());
     lab.start(4);
-    lab.stplrq(SwitchoverType::NewSessions, vec![*LNS2.ip()], Vec::new());
+    lab.switchover(SwitchoverType::NewSessions, &[]);
     lab.run_for(Duration::from_millis(50));
     assert!(lab.lac_events().iter().any(|e| matches!(
         e,
@@ -1288,7 +1295,8 @@ fn new_sessions_only_steers_new_calls_until_cancelled() {
     assert_eq!((lab.up_at(0), lab.up_at(1)), (4, 1), "nothing else moved");
 
     // Failback: "new sessions only" with no peer cancels the steering.
-    lab.stplrq(SwitchoverType::NewSessions, Vec::new(), Vec::new());
+    let now = lab.sim.now();
+    lab.lns_mut(0).ha_failback(now).unwrap();
     lab.run_for(Duration::from_millis(50));
     lab.add_subscribers(1);
     lab.run_until(Duration::from_secs(5), "the sixth subscriber up", |l| {
@@ -1309,7 +1317,7 @@ fn a_lac_that_does_not_accept_switchovers_denies_and_moves_nothing() {
         ..policy()
     });
     lab.start(N);
-    lab.stplrq(SwitchoverType::All, vec![*LNS2.ip()], Vec::new());
+    lab.switchover(SwitchoverType::All, &[]);
     lab.run_for(Duration::from_millis(500));
     lab.drain();
     let report = lab.check(N);
@@ -1356,4 +1364,49 @@ fn a_malformed_or_unexpected_ha_message_is_counted_and_ignored() {
     lab.drain();
     lab.check(2);
     assert_eq!(lab.lac().stats().ha_messages_malformed, 2);
+}
+
+#[test]
+fn a_drain_and_a_failback_move_every_call_away_and_back_without_loss() {
+    let mut lab = Lab::new(policy());
+    lab.start(N);
+    let now = lab.sim.now();
+    lab.lns_mut(0).ha_drain(now).unwrap();
+    lab.run_until(Duration::from_secs(3), "every call moved to LNS2", |l| {
+        l.released_events() == N && l.up_at(0) == 0 && l.up_at(1) == N
+    });
+    lab.run_for(Duration::from_millis(300));
+    // Back: LNS1 lifts its steering (it holds nothing adopted: a "new
+    // sessions" STPLRQ with no peer), then LNS2 hands its adopted sessions
+    // back to their primary (a Listed switchover to LNS1). The other order
+    // would have LNS1 find the returned sessions adopted from LNS2 and
+    // send them back there.
+    let now = lab.sim.now();
+    lab.lns_mut(0).ha_failback(now).unwrap();
+    lab.run_for(Duration::from_millis(100));
+    let now = lab.sim.now();
+    lab.lns_mut(1).ha_failback(now).unwrap();
+    lab.run_until(Duration::from_secs(3), "every call back at LNS1", |l| {
+        l.released_events() == 2 * N && l.up_at(0) == N && l.up_at(1) == 0
+    });
+    lab.run_for(Duration::from_millis(300));
+    assert!(lab
+        .lac()
+        .ha_status()
+        .lns
+        .iter()
+        .all(|s| s.steered_until.is_none()));
+    lab.drain();
+    let report = lab.check(N);
+    assert_eq!(report.up_lost, 0, "{report:?}");
+    assert_eq!(report.down_lost, 0, "{report:?}");
+    let at: Vec<_> = lab.lac().sessions().iter().map(|s| s.lns).collect();
+    assert!(at.iter().all(|l| *l == Some(LNS1)), "{at:?}");
+    assert_eq!(lab.lac().stats().sessions_moved, 2 * N as u64);
+    println!(
+        "drain and failback: {N} calls there and back; longest upstream gap {} ms, no loss ({} up, {} down)",
+        report.longest_gap.as_millis(),
+        report.up_sent,
+        report.down_sent
+    );
 }
