@@ -319,7 +319,7 @@ fn session_frame(src: Address, dst: Address, session_id: u16, ppp: &[u8]) -> Vec
 /// out at once.
 const SUBSCRIBERS: usize = 20;
 
-fn chain(test: &str, fastpath: bool, mode: &str) {
+fn chain(test: &str, fastpath: bool, mode: &str, ha: bool) {
     require_program("python3", "python3").expect("python3");
     let mut lab = Lab::new(test).expect("lab");
     let cpe = lab.namespace("cpe").expect("cpe namespace");
@@ -371,6 +371,10 @@ enabled = {fastpath}
 wan = "{wan}"
 [control]
 socket = "{socket}"
+[ha]
+enabled = {ha}
+hello_ms = 100
+dead_ms = 300
 "#,
             lac_addr = wan.a,
             access = access.interface,
@@ -477,11 +481,34 @@ socket = "{socket}"
     );
     let tunnels = ctl("tunnels");
     assert!(tunnels.contains("established"), "{tunnels}");
+    // HA toward an LNS without it: the calls are as any, the LNS is
+    // listed without peers, nothing moved.
+    let ha_status = Command::new(env!("CARGO_BIN_EXE_l2tpctl"))
+        .args(["--socket", sock.to_str().unwrap(), "ha", "status", "--json"])
+        .output()
+        .expect("l2tpctl runs");
+    let ha_text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&ha_status.stdout),
+        String::from_utf8_lossy(&ha_status.stderr)
+    );
+    assert!(ha_status.status.success(), "{ha_text}");
+    assert!(ha_text.contains("\"role\":\"lac\""), "{ha_text}");
+    assert!(ha_text.contains(&format!("\"enabled\":{ha}")), "{ha_text}");
+    if ha {
+        assert!(
+            ha_text.contains(&format!("\"lns\":\"{lns_listen}\"")),
+            "{ha_text}"
+        );
+        assert!(ha_text.contains("\"recoveries_started\":0"), "{ha_text}");
+        assert!(ha_text.contains("\"holding\":0"), "{ha_text}");
+    }
     let stats = ctl("stats");
     assert!(
         stats.contains(&format!("\"sessions_up\":{SUBSCRIBERS}")),
         "{stats}"
     );
+    assert!(stats.contains("\"ha_sessions_moved\":0"), "{stats}");
     lab.wait_for_output(lnsd, "session up", Duration::from_secs(5))
         .ok();
 
@@ -545,15 +572,24 @@ socket = "{socket}"
 
 #[test]
 fn lacd_relays_pppoe_subscribers_without_a_fast_path() {
-    chain("lacd-cp", false, "relay");
+    chain("lacd-cp", false, "relay", false);
 }
 
 #[test]
 fn lacd_relays_pppoe_subscribers_through_the_fast_path() {
-    chain("lacd-fp", true, "relay");
+    chain("lacd-fp", true, "relay", false);
 }
 
 #[test]
 fn lacd_proxies_lcp_and_authentication_through_the_fast_path() {
-    chain("lacd-px", true, "proxy");
+    chain("lacd-px", true, "proxy", false);
+}
+
+/// HA on (HA-Capability, 100 ms Hellos, 300 ms dead interval) toward an
+/// lnsd without HA: an unaware LNS serves the calls as any (the vendor
+/// AVPs have the M bit clear), the fast Hellos keep a live LNS alive, and
+/// `ha status` lists it.
+#[test]
+fn lacd_with_ha_serves_subscribers_through_an_lns_without_it() {
+    chain("lacd-ha", true, "relay", true);
 }

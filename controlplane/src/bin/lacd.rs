@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use controlplane::config::{LacConfig, RelayMode, XdpMode};
-use controlplane::ctl::{Clear, Json, Reply, Request, Show};
+use controlplane::ctl::{Clear, HaCommand, Json, Reply, Request, Show};
 use controlplane::driver::{os_rng, Driver};
 use controlplane::fastpath::lac::LacFastpath;
 use controlplane::fastpath::{FastpathConfig, FastpathSummary, Role};
@@ -323,6 +323,7 @@ fn start_fastpath(config: &LacConfig, mac: ethernet::Address) -> Result<LacFastp
     };
     fp.cores = d.cores.clone();
     fp.hold_depth = config.hold_depth;
+    fp.hold_rings = config.ha.hold_rings;
     fp.queues = d.queues;
     info!(access = %config.pppoe.interface, wan = %d.wan, "starting the fast path");
     LacFastpath::start(fp, mac).map_err(|e| format!("fast path: {e}").into())
@@ -495,6 +496,29 @@ struct SessionRow {
     ppp_down: u64,
 }
 
+/// The answer to `ha status`.
+#[derive(Serialize)]
+struct HaStatusReply {
+    role: &'static str,
+    enabled: bool,
+    failure_switchover: Option<bool>,
+    accept_switchover: Option<bool>,
+    hello_ms: Option<u64>,
+    dead_ms: Option<u64>,
+    /// Subscribers whose call died with its LNS, held while recovered.
+    holding: usize,
+    /// Subscribers being moved by a load switchover.
+    moving: usize,
+    /// Of the sessions in the workers, those holding their upstream for a
+    /// move.
+    fastpath_holding: Option<usize>,
+    /// Old ids still reaching moved sessions (make-before-break).
+    fastpath_aliases: Option<usize>,
+    /// Tunnels gone at the node the workers keep for held sessions.
+    fastpath_kept_tunnels: Option<usize>,
+    lns: Vec<HaRow>,
+}
+
 /// One row of `ha status`: an LNS as the LAC's HA sees it.
 #[derive(Serialize)]
 struct HaRow {
@@ -607,21 +631,35 @@ impl Daemon {
                     "tunnel {id} closing (StopCCN, PADT to its subscribers)"
                 ))
             }
-            Request::Ha { args } => match args.first().map(String::as_str) {
-                Some("status") if args.len() == 1 => {
-                    let status = self.driver.node().ha_status();
-                    if !status.enabled {
-                        return Reply::error(
-                            "HA is off in this lacd: set [ha] enabled = true and restart",
-                        );
-                    }
-                    Reply::ok(&ha_rows(&status, now))
-                }
-                Some(word @ ("switchover" | "drain" | "failback")) => Reply::error(format!(
-                    "ha {word}: an LNS decides that (run it against lnsd); lacd answers `ha status`"
+            Request::Ha { args } => match HaCommand::parse(&args) {
+                Ok(HaCommand::Status) => Reply::ok(&self.ha_status(now)),
+                Ok(other) => Reply::error(format!(
+                    "ha {other}: an LNS asks for that (run it against lnsd); lacd answers `ha status`"
                 )),
-                _ => Reply::error(format!("ha {}: lacd knows `ha status`", args.join(" "))),
+                Err(e) => Reply::error(e),
             },
+        }
+    }
+
+    /// `ha status`: the policy, then one row per LNS (its peers, steering,
+    /// sessions holding or moving, recoveries and switchovers), and what
+    /// the fast path holds.
+    fn ha_status(&self, now: Instant) -> HaStatusReply {
+        let status = self.driver.node().ha_status();
+        let policy = status.policy.as_ref();
+        HaStatusReply {
+            role: "lac",
+            enabled: status.enabled,
+            failure_switchover: policy.map(|p| p.failure_switchover),
+            accept_switchover: policy.map(|p| p.accept_switchover),
+            hello_ms: self.config.ha.enabled.then_some(self.config.ha.hello_ms),
+            dead_ms: self.config.ha.enabled.then_some(self.config.ha.dead_ms),
+            holding: status.lns.iter().map(|l| l.holding).sum(),
+            moving: status.lns.iter().map(|l| l.moving).sum(),
+            fastpath_holding: self.fastpath.as_ref().map(|f| f.holding_sessions()),
+            fastpath_aliases: self.fastpath.as_ref().map(|f| f.aliases()),
+            fastpath_kept_tunnels: self.fastpath.as_ref().map(|f| f.kept_tunnels()),
+            lns: ha_rows(&status, now),
         }
     }
 
@@ -753,6 +791,17 @@ impl Daemon {
             for (name, n) in k.nonzero() {
                 put(&format!("fastpath_{name}"), n);
             }
+        }
+        if let Some(fp) = &self.fastpath {
+            let g = fp.stats();
+            put("fastpath_ha_held", g.held);
+            put("fastpath_ha_moved", g.moved);
+            put("fastpath_ha_flushed", g.flushed);
+            put("fastpath_ha_aliased", g.aliased);
+            put("fastpath_ha_aliases_removed", g.aliases_removed);
+            put("fastpath_ha_moves_reverted", g.moves_reverted);
+            put("fastpath_ha_tunnels_kept", g.tunnels_kept);
+            put("fastpath_program_errors", g.update_errors);
         }
         Json::Object(out)
     }
