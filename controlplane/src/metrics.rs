@@ -22,6 +22,11 @@
 //! | `l2tp_fastpath_punts_total` | counter | `kind` ([`PuntKind::name`]) |
 //! | `l2tp_ha_offload_lag_microseconds` | gauge (LNS with HA: change → peer's acknowledgement, since start) | `quantile` (`0.5`, `0.99`) |
 //! | `l2tp_ha_offloaded_sessions` | gauge (LNS with HA: sessions peers offloaded here) | |
+//! | `l2tp_ha_events_total` | counter (HA: recoveries, adoptions, fencing, switchovers asked and answered, overloads) | `event` |
+//! | `l2tp_ha_peers_connected` | gauge (LNS with HA: peer LNSs whose connection is up) | |
+//! | `l2tp_ha_in_sync` | gauge (LNS with HA: 1 when every peer holds all our sessions) | |
+//! | `l2tp_ha_overloaded` | gauge (LNS with `[ha.load]`: 1 while the load monitor says overloaded) | |
+//! | `l2tp_ha_load_percent` | gauge (LNS with `[ha.load]`: the last sample) | `resource` (`cpu`, `memory`) |
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -60,6 +65,32 @@ struct KindLabel {
     kind: &'static str,
 }
 
+/// An `event` label.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EventLabel {
+    event: &'static str,
+}
+
+/// A `resource` label.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResourceLabel {
+    resource: &'static str,
+}
+
+/// The HA state a daemon shows in its metrics ([`Metrics::observe_ha`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HaGauges {
+    /// Peer LNSs connected (LNS).
+    pub peers_connected: usize,
+    /// Every peer holds all our sessions (LNS).
+    pub in_sync: bool,
+    /// The load monitor says overloaded (LNS).
+    pub overloaded: bool,
+    /// The last load sample's CPU and memory, percent (LNS with a load
+    /// monitor).
+    pub load_percent: Option<(f64, f64)>,
+}
+
 /// A `quantile` label (as Prometheus summaries name theirs).
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct QuantileLabel {
@@ -81,6 +112,13 @@ pub struct Metrics {
     fastpath_punts: Family<KindLabel, Counter>,
     offload_lag: Family<QuantileLabel, Gauge>,
     offloaded_sessions: Gauge,
+    ha_events: Family<EventLabel, Counter>,
+    ha_peers_connected: Gauge,
+    ha_in_sync: Gauge,
+    ha_overloaded: Gauge,
+    ha_load: Family<ResourceLabel, Gauge<f64, AtomicU64>>,
+    /// The HA event totals last seen, by event.
+    ha_seen: HashMap<&'static str, u64>,
     /// (when, sessions set up so far), oldest first, for the rate.
     setups: VecDeque<(Instant, u64)>,
     /// Per tunnel: the control counters last seen (sent, retransmitted).
@@ -121,6 +159,11 @@ impl Metrics {
         let fastpath_punts = Family::<KindLabel, Counter>::default();
         let offload_lag = Family::<QuantileLabel, Gauge>::default();
         let offloaded_sessions = Gauge::default();
+        let ha_events = Family::<EventLabel, Counter>::default();
+        let ha_peers_connected = Gauge::default();
+        let ha_in_sync = Gauge::default();
+        let ha_overloaded = Gauge::default();
+        let ha_load = Family::<ResourceLabel, Gauge<f64, AtomicU64>>::default();
         registry.register("sessions", "Sessions held", sessions.clone());
         registry.register("tunnels", "Tunnels held", tunnels.clone());
         registry.register(
@@ -173,6 +216,31 @@ impl Metrics {
             "HA: sessions the peer LNSs offloaded here",
             offloaded_sessions.clone(),
         );
+        registry.register(
+            "ha_events",
+            "HA events: recoveries, adoptions, fencing, switchovers asked and answered, overloads",
+            ha_events.clone(),
+        );
+        registry.register(
+            "ha_peers_connected",
+            "HA: peer LNSs whose connection is up",
+            ha_peers_connected.clone(),
+        );
+        registry.register(
+            "ha_in_sync",
+            "HA: 1 when every peer LNS holds all our sessions",
+            ha_in_sync.clone(),
+        );
+        registry.register(
+            "ha_overloaded",
+            "HA: 1 while the load monitor says overloaded",
+            ha_overloaded.clone(),
+        );
+        registry.register(
+            "ha_load_percent",
+            "HA: the load monitor's last sample, percent of the machine",
+            ha_load.clone(),
+        );
         Metrics {
             registry: Arc::new(registry),
             sessions,
@@ -187,6 +255,12 @@ impl Metrics {
             fastpath_punts,
             offload_lag,
             offloaded_sessions,
+            ha_events,
+            ha_peers_connected,
+            ha_in_sync,
+            ha_overloaded,
+            ha_load,
+            ha_seen: HashMap::new(),
             setups: VecDeque::new(),
             tunnels_seen: HashMap::new(),
             fastpath_seen: Counters::default(),
@@ -309,6 +383,31 @@ impl Metrics {
         }
         self.offloaded_sessions
             .set(i64::try_from(offloaded_sessions).unwrap_or(i64::MAX));
+    }
+
+    /// HA: event totals since start (`recoveries_accepted`,
+    /// `switchovers_granted`, ...: what grew since the last call goes into
+    /// `l2tp_ha_events_total`) and the state gauges.
+    pub fn observe_ha(&mut self, totals: &[(&'static str, u64)], gauges: &HaGauges) {
+        for &(event, total) in totals {
+            let seen = self.ha_seen.entry(event).or_insert(0);
+            let grew = total.saturating_sub(*seen);
+            // Created at zero too, so a scrape lists every event.
+            let counter = self.ha_events.get_or_create(&EventLabel { event });
+            counter.inc_by(grew);
+            *seen = (*seen).max(total);
+        }
+        let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        self.ha_peers_connected.set(count(gauges.peers_connected));
+        self.ha_in_sync.set(i64::from(gauges.in_sync));
+        self.ha_overloaded.set(i64::from(gauges.overloaded));
+        if let Some((cpu, memory)) = gauges.load_percent {
+            for (resource, v) in [("cpu", cpu), ("memory", memory)] {
+                self.ha_load
+                    .get_or_create(&ResourceLabel { resource })
+                    .set(v);
+            }
+        }
     }
 
     /// The text exposition of every metric.
@@ -499,6 +598,20 @@ mod tests {
         fp.forwarded[PathKind::LnsUpstream as usize] = 150;
         m.observe_fastpath(&fp);
         m.observe_offload(200, 900, 12);
+        let gauges = HaGauges {
+            peers_connected: 1,
+            in_sync: true,
+            overloaded: false,
+            load_percent: Some((42.5, 60.0)),
+        };
+        m.observe_ha(
+            &[("sessions_adopted", 3), ("switchovers_denied", 0)],
+            &gauges,
+        );
+        m.observe_ha(
+            &[("sessions_adopted", 5), ("switchovers_denied", 0)],
+            &gauges,
+        );
 
         let server = m.serve(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
         let page = scrape(server.address(), "/metrics");
@@ -515,6 +628,12 @@ mod tests {
             "l2tp_fastpath_punts_total{kind=\"lns_ppp\"} 3",
             "l2tp_ha_offload_lag_microseconds{quantile=\"0.99\"} 900",
             "l2tp_ha_offloaded_sessions 12",
+            "l2tp_ha_events_total{event=\"sessions_adopted\"} 5",
+            "l2tp_ha_events_total{event=\"switchovers_denied\"} 0",
+            "l2tp_ha_peers_connected 1",
+            "l2tp_ha_in_sync 1",
+            "l2tp_ha_overloaded 0",
+            "l2tp_ha_load_percent{resource=\"cpu\"} 42.5",
         ] {
             assert!(page.lines().any(|l| l == line), "no {line:?} in\n{page}");
         }
