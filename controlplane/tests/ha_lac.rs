@@ -1410,3 +1410,26 @@ fn a_drain_and_a_failback_move_every_call_away_and_back_without_loss() {
         report.down_sent
     );
 }
+
+#[test]
+fn a_switchover_to_no_usable_peer_or_of_an_unknown_type_is_denied() {
+    let mut lab = Lab::new(policy());
+    lab.start(4);
+    // The only peer named is LNS1 itself; then a type we do not know.
+    lab.stplrq(SwitchoverType::All, vec![*LNS1.ip()], Vec::new());
+    lab.stplrq(SwitchoverType::Unknown(9), vec![*LNS2.ip()], Vec::new());
+    lab.run_for(Duration::from_millis(300));
+    lab.drain();
+    let report = lab.check(4);
+    assert_eq!(report.up_lost, 0);
+    let stats = lab.lac().stats();
+    assert_eq!(
+        (
+            stats.switchover_requests,
+            stats.switchovers_denied,
+            stats.recoveries_started
+        ),
+        (2, 2, 0)
+    );
+    assert_eq!((lab.up_at(0), lab.up_at(1)), (4, 0));
+}
