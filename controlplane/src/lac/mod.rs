@@ -38,8 +38,64 @@
 //!    fields (RFC 2516 §7), L2TP carries them, so they are added upstream
 //!    and removed downstream, as the fast path does.
 //! 5. The LNS ends the call (CDN) or its tunnel goes down: PADT to the
-//!    subscriber. The subscriber ends the session (PADT): CDN to the LNS.
+//!    subscriber (with HA, a dead LNS's calls are recovered at its peer
+//!    instead: see below). The subscriber ends the session (PADT): CDN to the LNS.
 //!    Either way [`Event::SessionDown`].
+//!
+//! # High availability ([`Config::ha`], DESIGN.md §3)
+//!
+//! With an [`HaPolicy`] the node asks for the HA extension in every SCCRQ
+//! (HA-Capability) and records the peers each LNS advertises in its SCCRP
+//! (Peer-LNS-Address, per tunnel and per LNS: [`Node::ha_status`]).
+//!
+//! *Failure switchover* (docs/ha-protocol.md §5.5): a tunnel whose LNS
+//! stops answering (nothing heard for [`l2tp::Config::dead_interval`], or
+//! the RFC 2661 §5.8 retransmissions exhausted) and that advertised peers
+//! does not end its calls. The endpoint reports each of its sessions down
+//! and then the tunnel; the node keeps every subscriber whose call was up
+//! (no PADT, no [`Event::SessionDown`]), reports it [`Event::Holding`] with
+//! the dead call's ids, holds what it sends (data and LCP echoes alike, up
+//! to [`HaPolicy::hold_limit`] frames, in order), and locks the LNS out for
+//! new calls. Then [`Event::TunnelDown`]. For the dead tunnel it opens one
+//! recovery tunnel to the first peer (SCCRQ with Recovery-Tunnel naming the
+//! old tunnel) and places one call per subscriber on it, with
+//! Recovery-Session (the old LNS Session ID) and the ICRQ and ICCN AVPs of
+//! the original call, proxy AVPs included; the endpoint sends them back to
+//! back once the tunnel is up, at most [`HaPolicy::recovery_window`] in
+//! flight. The peer adopts each session from the state the primary
+//! offloaded and answers with its Ownership-Epoch: [`Event::CallAnswered`]
+//! (with [`Config::defer_connect`]) and [`Event::SessionUp`] come as for
+//! any call, with [`CallUp::moved_from`] naming the old ids and the epoch;
+//! at SessionUp the held frames go out first, in order. PPP is never
+//! renegotiated: the subscriber sees nothing but the gap. A recovery call
+//! the peer refuses (no offloaded state: CDN), or a recovery tunnel that
+//! fails, moves on to the next peer; with none left the subscriber's
+//! session ends ([`EndCause::TunnelDown`], PADT). A tunnel that ends with
+//! a StopCCN ends its calls as before: the LNS meant it.
+//!
+//! *Load switchover* (docs/ha-protocol.md §5.4): an STPLRQ from an LNS is
+//! answered with STPLRP: denied when HA is off, when
+//! [`HaPolicy::accept_switchover`] is false ("policy"), when it names no
+//! peer but the LNS itself ("no usable peer") or a type we do not know;
+//! granted otherwise, and reported as [`Event::SwitchoverRequested`].
+//! "All sessions" moves every call on that LNS and steers new calls away
+//! from it; "listed" moves the calls whose LNS Session IDs are listed (on
+//! the tunnel the request came on); "new sessions only" steers new calls
+//! away for [`HaPolicy::steer_time`], and the same with no peer cancels the
+//! steering (failback), as does a fresh tunnel to an LNS whose tunnel went
+//! down while steered. A moved call goes through a recovery tunnel as
+//! above, make-before-break ([`MovedFrom::make_before_break`]): the old
+//! call keeps carrying the subscriber both ways until the new one is up;
+//! then the subscriber's upstream goes to the new call only (never to both:
+//! no packet is forwarded by two LNSs), the old call is released at its LNS
+//! with a CDN carrying the new Ownership-Epoch (the LNS drops it without an
+//! LCP Terminate) and [`Event::SessionReleased`] names its ids. A move no
+//! peer takes leaves the call where it was. If the old LNS fails during
+//! the move, the move carries on as a failure switchover.
+//!
+//! [`Stats`] counts recoveries (started, done, failed), switchover
+//! requests (granted, denied), calls moved, held frames dropped and HA
+//! messages that could not be used (ignored, never a panic).
 //!
 //! # I/O
 //!
