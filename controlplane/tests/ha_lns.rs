@@ -14,17 +14,24 @@ use core::time::Duration;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use controlplane::aaa::pool::AddressPool;
+use controlplane::aaa::radius::packet::{packet_digest, AttributeType, Code, Packet, Repr};
 use controlplane::aaa::radius::AcctStatus;
+use controlplane::aaa::radius::{self, ClientConfig, Counters, Server};
 use controlplane::aaa::users::Users;
 use controlplane::aaa::Authenticator;
+use controlplane::ha::message::{HaMessage, SwitchoverReply, SwitchoverRequest};
 use controlplane::l2tp::{
     self, CallParams, Endpoint, HaConfig, LnsPeer, RecoveryTunnel, Retransmission, SessionHandle,
     TunnelHandle,
 };
-use controlplane::lns::{self, EndCause};
+use controlplane::lns::{
+    self, AdoptedCall, ConnectedCall, EndCause, HaError, LoadConfig, LoadEvent, LoadSample,
+    SwitchoverType, Watermarks,
+};
 use controlplane::ppp::{self, AuthMethod, Credentials, PppConfig, PppLink, Role};
 use controlplane::sim::{self, LinkConditions, NodeId, Sim};
 use controlplane::time::Instant;
+use dataplane::wire::control::SwitchoverAction;
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -59,6 +66,8 @@ struct Sub {
 enum LacEvent {
     TunnelDown(TunnelHandle),
     CdnReceived(SessionHandle),
+    /// An STPLRQ from an LNS (answered per `Lac::stplrp`).
+    SwitchoverRequested(TunnelHandle, SwitchoverRequest),
 }
 
 /// A LAC endpoint with PPP clients; recovery is started by the test.
@@ -73,6 +82,8 @@ struct Lac {
     events: VecDeque<LacEvent>,
     ppp: PppConfig,
     rng: Box<dyn RngCore + Send>,
+    /// How STPLRQs are answered: granted, or denied with a reason.
+    stplrp: Result<(), String>,
 }
 
 fn lac_config() -> l2tp::Config {
@@ -109,6 +120,7 @@ impl Lac {
             events: VecDeque::new(),
             ppp,
             rng: rng(8),
+            stplrp: Ok(()),
         }
     }
 
@@ -268,6 +280,29 @@ impl Lac {
                     // A held session's primary tunnel went: its PPP stays
                     // up, waiting for the recovery.
                 }
+                l2tp::Event::Message {
+                    tunnel, message, ..
+                } => {
+                    let Ok(HaMessage::SwitchoverRequest(request)) =
+                        HaMessage::from_control(&message)
+                    else {
+                        continue;
+                    };
+                    let (action, reason) = match &self.stplrp {
+                        Ok(()) => (SwitchoverAction::Granted, String::new()),
+                        Err(reason) => (SwitchoverAction::Denied, reason.clone()),
+                    };
+                    let reply = HaMessage::SwitchoverReply(SwitchoverReply {
+                        kind: request.kind,
+                        action,
+                        reason,
+                    });
+                    self.endpoint
+                        .send_ha_message(now, tunnel, None, reply.to_control(false))
+                        .unwrap();
+                    self.events
+                        .push_back(LacEvent::SwitchoverRequested(tunnel, request));
+                }
                 l2tp::Event::Data { session, payload } => {
                     let Some(&i) = self.by_session.get(&session) else {
                         continue;
@@ -351,6 +386,79 @@ impl sim::Node for Lac {
 enum Party {
     Lns(Box<lns::Node>),
     Lac(Box<Lac>),
+    Radius(Box<RadiusServer>),
+}
+
+const RADIUS: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 100), 1812);
+const RADIUS_SECRET: &str = "radius-secret";
+
+/// One accounting record as the RADIUS server got it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct AcctRecord {
+    at: Instant,
+    from: SocketAddr,
+    /// Acct-Status-Type (RFC 2866 §5.1): 1 Start, 2 Stop, 3 Interim-Update.
+    status: u32,
+    session_id: String,
+    session_time: Option<u32>,
+    input_octets: Option<u32>,
+}
+
+/// A RADIUS server that accepts every subscriber (no Framed-IP-Address:
+/// the LNS's pool) and acknowledges and records every accounting record.
+#[derive(Default)]
+struct RadiusServer {
+    records: Vec<AcctRecord>,
+    out: VecDeque<(SocketAddr, Vec<u8>)>,
+}
+
+impl RadiusServer {
+    fn handle(&mut self, now: Instant, from: SocketAddr, payload: &[u8]) {
+        let Ok(request) = Packet::new_checked(payload) else {
+            return;
+        };
+        let u32_of = |kind| request.attribute(kind).and_then(radius::packet::value_u32);
+        let code = match request.code() {
+            Code::AccessRequest => Code::AccessAccept,
+            Code::AccountingRequest => {
+                self.records.push(AcctRecord {
+                    at: now,
+                    from,
+                    status: u32_of(AttributeType::ACCT_STATUS_TYPE).unwrap_or(0),
+                    session_id: String::from_utf8_lossy(
+                        request
+                            .attribute(AttributeType::ACCT_SESSION_ID)
+                            .unwrap_or_default(),
+                    )
+                    .into_owned(),
+                    session_time: u32_of(AttributeType::ACCT_SESSION_TIME),
+                    input_octets: u32_of(AttributeType::ACCT_INPUT_OCTETS),
+                });
+                Code::AccountingResponse
+            }
+            _ => return,
+        };
+        let mut bytes = Repr {
+            code,
+            identifier: request.identifier(),
+            authenticator: [0; 16],
+            attributes: Vec::new(),
+        }
+        .to_bytes()
+        .unwrap();
+        // RFC 2865 §3 / RFC 2866 §4.2: Response Authenticator over the
+        // response with the request's authenticator and the secret.
+        let digest = packet_digest(&bytes, &request.authenticator(), RADIUS_SECRET.as_bytes());
+        bytes[4..20].copy_from_slice(&digest);
+        self.out.push_back((from, bytes));
+    }
+
+    fn records_from(&self, lns: SocketAddrV4, status: u32) -> Vec<&AcctRecord> {
+        self.records
+            .iter()
+            .filter(|r| r.from == SocketAddr::V4(lns) && r.status == status)
+            .collect()
+    }
 }
 
 #[derive(Debug)]
@@ -366,6 +474,7 @@ impl sim::Node for Party {
         match self {
             Party::Lns(n) => sim::Node::handle_datagram(&mut **n, now, from, payload),
             Party::Lac(n) => sim::Node::handle_datagram(&mut **n, now, from, payload),
+            Party::Radius(r) => r.handle(now, from, payload),
         }
     }
 
@@ -373,6 +482,12 @@ impl sim::Node for Party {
         match self {
             Party::Lns(n) => sim::Node::poll_transmit(&mut **n, now, buf),
             Party::Lac(n) => sim::Node::poll_transmit(&mut **n, now, buf),
+            Party::Radius(r) => {
+                let (to, bytes) = r.out.pop_front()?;
+                buf.clear();
+                buf.extend_from_slice(&bytes);
+                Some(to)
+            }
         }
     }
 
@@ -380,6 +495,7 @@ impl sim::Node for Party {
         match self {
             Party::Lns(n) => sim::Node::poll_timeout(&**n),
             Party::Lac(n) => sim::Node::poll_timeout(&**n),
+            Party::Radius(_) => None,
         }
     }
 
@@ -387,6 +503,7 @@ impl sim::Node for Party {
         match self {
             Party::Lns(n) => sim::Node::handle_timeout(&mut **n, now),
             Party::Lac(n) => sim::Node::handle_timeout(&mut **n, now),
+            Party::Radius(_) => {}
         }
     }
 
@@ -394,17 +511,28 @@ impl sim::Node for Party {
         match self {
             Party::Lns(n) => sim::Node::poll_event(&mut **n).map(Ev::Lns),
             Party::Lac(n) => sim::Node::poll_event(&mut **n).map(Ev::Lac),
+            Party::Radius(_) => None,
         }
     }
 }
 
-fn lns_node(
-    name: &str,
-    us: SocketAddrV4,
-    peer: SocketAddrV4,
+/// How the world's LNSs are set up.
+#[derive(Clone, Default)]
+struct Opts {
+    /// Offload window.
     window: usize,
-    seed: u64,
-) -> lns::Node {
+    /// Authenticate and account through [`RadiusServer`] (Interim-Updates
+    /// every 10 s) instead of a users file.
+    radius: bool,
+    /// LNS1's load monitor.
+    load: Option<LoadConfig>,
+    /// The periodic refresh (bulk sync) interval.
+    refresh: Option<Duration>,
+    /// LNS2 reports its calls to a (pretend) fast path.
+    lns2_reports_calls: bool,
+}
+
+fn lns_node(name: &str, us: SocketAddrV4, peer: SocketAddrV4, opts: &Opts, seed: u64) -> lns::Node {
     let mut config = lns::Config::new(name, Ipv4Addr::new(100, 64, 0, 1));
     let mut ha = lns::HaConfig::new(
         *us.ip(),
@@ -413,18 +541,47 @@ fn lns_node(
             secret: PEER_SECRET.to_vec(),
         }],
     );
-    ha.offload.window = window;
+    ha.offload.window = opts.window;
+    if let Some(refresh) = opts.refresh {
+        ha.offload.refresh_interval = Some(refresh);
+    }
+    if us == LNS1 {
+        ha.load = opts.load;
+    }
     config.ha = Some(ha);
-    let users = Users::parse("sub pw\n", "users").unwrap();
+    let authenticator = if opts.radius {
+        // One port for both (the simulated network knows one address per
+        // node); the client tells the answers apart by their Code.
+        let server = |_port| Server {
+            address: SocketAddr::V4(RADIUS),
+            secret: RADIUS_SECRET.as_bytes().to_vec(),
+        };
+        let client_config = ClientConfig {
+            interim_interval: Some(Duration::from_secs(10)),
+            nas_ip_address: Some(*us.ip()),
+            ..ClientConfig::new(vec![server(1812)], vec![server(1813)])
+        };
+        Authenticator::Radius(Box::new(
+            radius::Client::new(client_config, rng(seed + 100)).unwrap(),
+        ))
+    } else {
+        Authenticator::local(Users::parse("sub pw\n", "users").unwrap())
+    };
     // Both LNSs draw from the same range (the peer must take the
     // primary's addresses as framed ones, not hand them out again).
-    lns::Node::new(
+    let mut node = lns::Node::new(
         config,
-        Authenticator::local(users),
+        authenticator,
         AddressPool::parse(&["100.64.0.0/24"]).unwrap(),
         rng(seed),
     )
-    .unwrap()
+    .unwrap();
+    // Session time is carried over in wall-clock seconds.
+    node.set_wall_clock(Instant::ZERO, Duration::from_secs(1_800_000_000));
+    if us == LNS2 && opts.lns2_reports_calls {
+        node.report_connected_calls(true);
+    }
+    node
 }
 
 struct World {
@@ -432,57 +589,101 @@ struct World {
     lac: NodeId,
     lns1: NodeId,
     lns2: NodeId,
+    radius: Option<NodeId>,
     lns1_events: Vec<lns::Event>,
     lns2_events: Vec<lns::Event>,
     lac_events: Vec<LacEvent>,
+    /// LNS2's reported calls: when, the call, its adoption.
+    lns2_calls: Vec<(Instant, ConnectedCall, Option<AdoptedCall>)>,
+    /// Release LNS2's reported calls as soon as they are reported (a fast
+    /// path that programs at once).
+    auto_release: bool,
 }
 
 impl World {
     fn new(window: usize) -> World {
+        World::with(Opts {
+            window,
+            ..Opts::default()
+        })
+    }
+
+    fn with(opts: Opts) -> World {
         let mut sim = Sim::new(rng(1), LinkConditions::delay(Duration::from_millis(1)));
         sim.max_steps = 20_000_000;
         let lns1 = sim.add_node(
             LNS1,
-            Party::Lns(Box::new(lns_node("lns1", LNS1, LNS2, window, 2))),
+            Party::Lns(Box::new(lns_node("lns1", LNS1, LNS2, &opts, 2))),
         );
         let lns2 = sim.add_node(
             LNS2,
-            Party::Lns(Box::new(lns_node("lns2", LNS2, LNS1, window, 3))),
+            Party::Lns(Box::new(lns_node("lns2", LNS2, LNS1, &opts, 3))),
         );
         let lac = sim.add_node(LAC, Party::Lac(Box::new(Lac::new())));
+        let radius = opts
+            .radius
+            .then(|| sim.add_node(RADIUS, Party::Radius(Box::default())));
         World {
             sim,
             lac,
             lns1,
             lns2,
+            radius,
             lns1_events: Vec::new(),
             lns2_events: Vec::new(),
             lac_events: Vec::new(),
+            lns2_calls: Vec::new(),
+            auto_release: true,
         }
     }
 
     fn lns(&self, id: NodeId) -> &lns::Node {
         match self.sim.node(id) {
             Party::Lns(n) => n,
-            Party::Lac(_) => unreachable!(),
+            _ => unreachable!(),
+        }
+    }
+
+    fn lns_mut(&mut self, id: NodeId) -> &mut lns::Node {
+        match self.sim.node_mut(id) {
+            Party::Lns(n) => n,
+            _ => unreachable!(),
+        }
+    }
+
+    fn radius(&self) -> &RadiusServer {
+        match self.sim.node(self.radius.unwrap()) {
+            Party::Radius(r) => r,
+            _ => unreachable!(),
         }
     }
 
     fn lac(&self) -> &Lac {
         match self.sim.node(self.lac) {
             Party::Lac(n) => n,
-            Party::Lns(_) => unreachable!(),
+            _ => unreachable!(),
         }
     }
 
     fn lac_mut(&mut self) -> &mut Lac {
         match self.sim.node_mut(self.lac) {
             Party::Lac(n) => n,
-            Party::Lns(_) => unreachable!(),
+            _ => unreachable!(),
         }
     }
 
     fn collect(&mut self) {
+        let now = self.sim.now();
+        let release = self.auto_release;
+        let lns2 = self.lns_mut(self.lns2);
+        let mut calls = Vec::new();
+        while let Some(call) = lns2.poll_connected_call() {
+            calls.push((now, call, lns2.adopted_call(call.session)));
+            if release {
+                lns2.release_call(now, call.session);
+            }
+        }
+        self.lns2_calls.extend(calls);
         for (id, out) in [(self.lns1, 1), (self.lns2, 2), (self.lac, 0)] {
             for (_, e) in self.sim.take_events(id) {
                 match (e, out) {
@@ -916,4 +1117,424 @@ fn a_primary_cut_off_from_the_lac_alone_drops_the_sessions_its_peer_adopted_with
     let subs = &w.lac().subs;
     assert!(subs.iter().all(|s| s.ups == 1 && s.downs == 0));
     assert_eq!(w.lns(w.lns2).established_count(), N);
+}
+
+// --- load switchover, operator commands (issue 6 §3) -------------------------
+
+fn stplrqs(w: &World) -> Vec<SwitchoverRequest> {
+    w.lac_events
+        .iter()
+        .filter_map(|e| match e {
+            LacEvent::SwitchoverRequested(_, r) => Some(r.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn an_overloaded_lns_asks_the_lac_to_steer_new_calls_to_its_peer_and_hears_the_denial() {
+    let mut w = World::with(Opts {
+        window: 256,
+        load: Some(LoadConfig {
+            sessions: Some(Watermarks {
+                high: 10.0,
+                low: 5.0,
+            }),
+            cpu_percent: None,
+            memory_percent: None,
+            hold: Duration::from_secs(1),
+        }),
+        ..Opts::default()
+    });
+    bring_up(&mut w, N);
+    w.lac_mut().stplrp = Err("policy".to_owned());
+    let idle = LoadSample::default();
+    let now = w.sim.now();
+    // The node counts its own sessions: 12 established, over the high
+    // watermark, but not yet for the hold time.
+    assert_eq!(w.lns_mut(w.lns1).observe_load(now, idle), None);
+    assert!(stplrqs(&w).is_empty());
+    w.run_for(Duration::from_millis(1000));
+    let now = w.sim.now();
+    assert!(matches!(
+        w.lns_mut(w.lns1).observe_load(now, idle),
+        Some(LoadEvent::Overloaded(o)) if o.sessions && !o.cpu
+    ));
+    assert!(w.run_until(Duration::from_secs(1), |w| !stplrqs(w).is_empty()));
+    assert_eq!(
+        stplrqs(&w),
+        vec![SwitchoverRequest {
+            peers: vec![*LNS2.ip()],
+            kind: SwitchoverType::NewSessions,
+            sessions: Vec::new(),
+        }]
+    );
+    // The LAC's denial comes back.
+    w.run_for(Duration::from_millis(100));
+    let answer = w.lns_mut(w.lns1).poll_switchover_answer().unwrap();
+    assert!(!answer.granted);
+    assert_eq!(answer.reason, "policy");
+    assert_eq!(answer.kind, SwitchoverType::NewSessions);
+    assert_eq!(answer.lac, LAC);
+    let status = w.lns(w.lns1).ha_status().unwrap();
+    assert!(status.overloaded);
+    assert_eq!(status.load.unwrap().sessions, N as u64);
+    assert_eq!(status.stats.switchover_requests, 1);
+    assert_eq!(status.stats.switchovers_denied, 1);
+    assert_eq!(status.lacs.len(), 1);
+    assert!(status.lacs[0].ha_capable);
+    assert_eq!(status.lacs[0].sessions, N);
+    assert_eq!(
+        status.lacs[0].switchover.requested.map(|r| r.1),
+        Some(SwitchoverType::NewSessions)
+    );
+    assert!(!status.lacs[0]
+        .switchover
+        .answered
+        .as_ref()
+        .unwrap()
+        .1
+        .reason
+        .is_empty());
+    // Still overloaded: no second request.
+    let now = w.sim.now();
+    assert_eq!(w.lns_mut(w.lns1).observe_load(now, idle), None);
+    w.run_for(Duration::from_millis(100));
+    assert_eq!(stplrqs(&w).len(), 1);
+}
+
+#[test]
+fn the_operators_switchover_of_listed_sessions_names_only_the_lns_sessions_that_exist() {
+    let mut w = World::new(256);
+    bring_up(&mut w, N);
+    let ids: Vec<u16> = w
+        .lns1_events
+        .iter()
+        .filter_map(|e| match e {
+            lns::Event::SessionEstablished(s) => Some(s.local_session_id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ids.len(), N);
+    let missing = (1..=u16::MAX).find(|id| !ids.contains(id)).unwrap();
+    let now = w.sim.now();
+    assert_eq!(
+        w.lns_mut(w.lns1)
+            .ha_switchover(now, SwitchoverType::Listed, &[missing]),
+        Err(HaError::NoSuchSession(vec![missing]))
+    );
+    assert_eq!(
+        w.lns_mut(w.lns1)
+            .ha_switchover(now, SwitchoverType::Listed, &[ids[3], missing, ids[1]]),
+        Ok(1)
+    );
+    assert!(w.run_until(Duration::from_secs(1), |w| !stplrqs(w).is_empty()));
+    let mut expected = vec![ids[1], ids[3]];
+    expected.sort_unstable();
+    assert_eq!(
+        stplrqs(&w),
+        vec![SwitchoverRequest {
+            peers: vec![*LNS2.ip()],
+            kind: SwitchoverType::Listed,
+            sessions: expected,
+        }]
+    );
+    w.run_for(Duration::from_millis(100));
+    let answer = w.lns_mut(w.lns1).poll_switchover_answer().unwrap();
+    assert!(answer.granted);
+    assert_eq!(answer.kind, SwitchoverType::Listed);
+
+    // A drain asks for everything; the failback lifts the steering.
+    let now = w.sim.now();
+    assert_eq!(w.lns_mut(w.lns1).ha_drain(now), Ok(1));
+    assert!(w.lns(w.lns1).ha_status().unwrap().draining);
+    let now = w.sim.now();
+    // LNS1 holds no adopted session: only the steering is lifted.
+    assert_eq!(w.lns_mut(w.lns1).ha_failback(now), Ok(1));
+    assert!(w.run_until(Duration::from_secs(1), |w| stplrqs(w).len() == 3));
+    let kinds: Vec<(SwitchoverType, Vec<Ipv4Addr>)> =
+        stplrqs(&w).into_iter().map(|r| (r.kind, r.peers)).collect();
+    assert_eq!(
+        kinds[1..],
+        [
+            (SwitchoverType::All, vec![*LNS2.ip()]),
+            (SwitchoverType::NewSessions, vec![]),
+        ]
+    );
+    assert!(!w.lns(w.lns1).ha_status().unwrap().draining);
+}
+
+#[test]
+fn failback_asks_the_lac_to_move_adopted_sessions_back_to_their_primary() {
+    let mut w = World::new(256);
+    bring_up(&mut w, N);
+    assert!(w.run_until(Duration::from_secs(5), |w| w.store_sessions().len() == N));
+    let now = w.sim.now();
+    w.lac_mut().recover(now);
+    assert!(w.run_until(Duration::from_secs(5), |w| {
+        w.lac().subs.iter().all(|s| s.recovered == Some(2))
+    }));
+    let adopted: Vec<u16> = {
+        let mut v: Vec<u16> = w
+            .lns2_events
+            .iter()
+            .filter_map(|e| match e {
+                lns::Event::SessionEstablished(s) if s.adopted_epoch.is_some() => {
+                    Some(s.local_session_id)
+                }
+                _ => None,
+            })
+            .collect();
+        v.sort_unstable();
+        v
+    };
+    assert_eq!(adopted.len(), N);
+    assert_eq!(w.lns(w.lns2).ha_status().unwrap().sessions_adopted, N);
+    let now = w.sim.now();
+    assert_eq!(w.lns_mut(w.lns2).ha_failback(now), Ok(2));
+    assert!(w.run_until(Duration::from_secs(1), |w| stplrqs(w).len() == 2));
+    assert_eq!(
+        stplrqs(&w),
+        vec![
+            SwitchoverRequest {
+                peers: vec![*LNS1.ip()],
+                kind: SwitchoverType::Listed,
+                sessions: adopted,
+            },
+            SwitchoverRequest {
+                peers: vec![],
+                kind: SwitchoverType::NewSessions,
+                sessions: vec![],
+            },
+        ]
+    );
+}
+
+// --- adoption into a fast path before the ICRP (C4) ---------------------------
+
+#[test]
+fn an_adopted_call_is_reported_with_its_address_and_its_icrp_waits_for_the_release() {
+    let mut w = World::with(Opts {
+        window: 256,
+        lns2_reports_calls: true,
+        ..Opts::default()
+    });
+    w.auto_release = false;
+    bring_up(&mut w, N);
+    assert!(w.run_until(Duration::from_secs(5), |w| w.store_sessions().len() == N));
+    let before = w.lns1_sessions();
+    w.kill_lns1();
+    let primary = w.lac().primary.as_ref().unwrap().0;
+    assert!(w.run_until(Duration::from_secs(2), |w| w
+        .lac_events
+        .contains(&LacEvent::TunnelDown(primary))));
+    let now = w.sim.now();
+    w.lac_mut().recover(now);
+    assert!(w.run_until(Duration::from_secs(2), |w| w.lns2_calls.len() == N));
+    // Reported with the primary's addresses and the subscribers' MRU; no
+    // ICRP yet, so the LAC has not connected anything.
+    w.run_for(Duration::from_millis(200));
+    assert_eq!(w.lns2_calls.len(), N);
+    assert!(w.lac().subs.iter().all(|s| s.recovered.is_none()));
+    let mut reported: Vec<Ipv4Addr> = w
+        .lns2_calls
+        .iter()
+        .map(|(_, _, a)| {
+            let a = a.expect("reported as adopted");
+            assert_eq!(a.epoch, 2);
+            assert_eq!(a.mru, 1500);
+            a.address
+        })
+        .collect();
+    reported.sort();
+    let mut expected: Vec<Ipv4Addr> = before.values().map(|v| v.0).collect();
+    expected.sort();
+    assert_eq!(reported, expected);
+    // The fast path has them: release; the ICRPs go, with the epoch.
+    let now = w.sim.now();
+    let calls: Vec<ConnectedCall> = w.lns2_calls.iter().map(|c| c.1).collect();
+    for c in &calls {
+        assert!(w.lns_mut(w.lns2).release_call(now, c.session));
+    }
+    assert!(w.run_until(Duration::from_secs(2), |w| {
+        w.lac().subs.iter().all(|s| s.recovered == Some(2))
+    }));
+    // Established as adopted, with the ids reported before, and not
+    // reported a second time.
+    w.run_for(Duration::from_millis(100));
+    assert_eq!(w.lns2_calls.len(), N);
+    for e in &w.lns2_events {
+        if let lns::Event::SessionEstablished(s) = e {
+            let c = calls.iter().find(|c| c.session == s.session).unwrap();
+            assert_eq!(
+                (c.tunnel_id, c.session_id, c.peer_session_id),
+                (s.tunnel_ids.0, s.local_session_id, s.peer_session_id)
+            );
+            assert_eq!(s.adopted_epoch, Some(2));
+        }
+    }
+    w.run_for(Duration::from_secs(3));
+    assert!(w.lac().subs.iter().all(|s| s.ups == 1 && s.downs == 0));
+}
+
+#[test]
+fn an_adopted_call_never_released_is_refused_and_its_adoption_undone() {
+    let mut w = World::with(Opts {
+        window: 256,
+        lns2_reports_calls: true,
+        ..Opts::default()
+    });
+    w.auto_release = false;
+    bring_up(&mut w, N);
+    assert!(w.run_until(Duration::from_secs(5), |w| w.store_sessions().len() == N));
+    let now = w.sim.now();
+    w.lac_mut().recover(now);
+    assert!(w.run_until(Duration::from_secs(3), |w| {
+        w.lac().subs.iter().all(|s| s.refused)
+    }));
+    assert_eq!(w.lns2_calls.len(), N);
+    let lns2 = w.lns_mut(w.lns2);
+    let abandoned: Vec<SessionHandle> =
+        core::iter::from_fn(|| lns2.poll_abandoned_call()).collect();
+    assert_eq!(abandoned.len(), N);
+    let lns2 = w.lns(w.lns2);
+    assert_eq!(lns2.pool().in_use(), 0, "the reserved addresses went back");
+    assert_eq!(lns2.established_count(), 0);
+    // The store holds them as the primary's again, at epoch 1: LNS1 is
+    // not fenced for a move that did not happen.
+    let store = lns2.offload_store().unwrap();
+    for t in store.tunnels() {
+        for s in t.sessions.values() {
+            assert_eq!((s.epoch, s.adopted), (1, false));
+        }
+    }
+    w.run_for(Duration::from_secs(3));
+    assert_eq!(w.lns(w.lns1).established_count(), N);
+    assert_eq!(w.lns(w.lns1).ha_stats().unwrap().sessions_fenced, 0);
+}
+
+// --- accounting and counters across a move -----------------------------------
+
+#[test]
+fn counters_set_at_the_primary_ride_the_refresh_and_the_adopting_peer_accounts_on_from_them() {
+    let mut w = World::with(Opts {
+        window: 256,
+        radius: true,
+        refresh: Some(Duration::from_secs(10)),
+        ..Opts::default()
+    });
+    bring_up(&mut w, N);
+    assert!(w.run_until(Duration::from_secs(5), |w| w.store_sessions().len() == N));
+    assert_eq!(w.radius().records_from(LNS1, 1).len(), N, "one Start each");
+    // The fast path's sweep gives LNS1 the counters, past the interval at
+    // which they go into the offloaded state.
+    w.run_for(lns::ha::COUNTERS_OFFLOAD_INTERVAL);
+    let now = w.sim.now();
+    let sessions: Vec<SessionHandle> = w.lns(w.lns1).sessions().collect();
+    for (i, h) in sessions.iter().enumerate() {
+        let c = Counters {
+            input_octets: 1_000_000 + i as u64,
+            output_octets: 2_000_000,
+            input_packets: 1000,
+            output_packets: 2000,
+        };
+        w.lns_mut(w.lns1).set_counters(now, *h, c);
+    }
+    let stored_input = |w: &World| -> Vec<u64> {
+        let store = w.lns(w.lns2).offload_store().unwrap();
+        store
+            .tunnels()
+            .flat_map(|t| t.sessions.values())
+            .map(|s| s.state.accounting.counters.input_octets)
+            .collect()
+    };
+    // No LSORQ of their own: the peer still has the old ones a moment
+    // later...
+    w.run_for(Duration::from_millis(500));
+    assert!(stored_input(&w).iter().all(|&o| o < 1_000_000));
+    // ... and the next refresh carries them.
+    assert!(w.run_until(Duration::from_secs(15), |w| stored_input(w)
+        .iter()
+        .all(|&o| o >= 1_000_000)));
+
+    // LNS1 dies; LNS2 adopts and accounts on: an Interim-Update at once
+    // under the primary's Acct-Session-Id with the carried counters and
+    // the session time since the original start, never a Start.
+    let started_at = w.radius().records_from(LNS1, 1)[0].at;
+    w.kill_lns1();
+    let primary = w.lac().primary.as_ref().unwrap().0;
+    assert!(w.run_until(Duration::from_secs(2), |w| w
+        .lac_events
+        .contains(&LacEvent::TunnelDown(primary))));
+    let now = w.sim.now();
+    w.lac_mut().recover(now);
+    assert!(w.run_until(Duration::from_secs(5), |w| {
+        w.radius().records_from(LNS2, 3).len() == N
+    }));
+    let adopted_at = w.sim.now();
+    assert!(w.radius().records_from(LNS2, 1).is_empty(), "no Start");
+    let primary_ids: Vec<String> = w
+        .radius()
+        .records_from(LNS1, 1)
+        .iter()
+        .map(|r| r.session_id.clone())
+        .collect();
+    let expected_time = (adopted_at - started_at).as_secs() as u32;
+    for r in w.radius().records_from(LNS2, 3) {
+        assert!(primary_ids.contains(&r.session_id));
+        assert!(r.input_octets.unwrap() >= 1_000_000);
+        let t = r.session_time.unwrap();
+        assert!(
+            t + 2 >= expected_time && t <= expected_time + 1,
+            "session time {t} s, expected about {expected_time} s"
+        );
+    }
+    // LNS2 keeps the counters it adopted.
+    let lns2 = w.lns(w.lns2);
+    for h in lns2.sessions() {
+        assert!(lns2.session_counters(h).unwrap().input_octets >= 1_000_000);
+    }
+}
+
+#[test]
+fn a_fenced_primary_sends_no_stop_and_no_more_interim_updates_for_the_moved_sessions() {
+    let mut w = World::with(Opts {
+        window: 256,
+        radius: true,
+        ..Opts::default()
+    });
+    bring_up(&mut w, N);
+    assert!(w.run_until(Duration::from_secs(5), |w| w.store_sessions().len() == N));
+    w.kill_lns1();
+    let primary = w.lac().primary.as_ref().unwrap().0;
+    assert!(w.run_until(Duration::from_secs(2), |w| w
+        .lac_events
+        .contains(&LacEvent::TunnelDown(primary))));
+    let now = w.sim.now();
+    w.lac_mut().recover(now);
+    assert!(w.run_until(Duration::from_secs(5), |w| {
+        w.lac().subs.iter().all(|s| s.recovered == Some(2))
+    }));
+    w.revive_lns1();
+    assert!(w.run_until(Duration::from_secs(10), |w| {
+        w.lns(w.lns1).session_count() == 0
+    }));
+    let fenced_at = w.sim.now();
+    assert_eq!(w.lns(w.lns1).ha_stats().unwrap().sessions_fenced, N as u64);
+    // Interim-Updates every 10 s: wait for a few rounds.
+    w.run_for(Duration::from_secs(25));
+    let r = w.radius();
+    assert!(r.records_from(LNS1, 2).is_empty(), "no Stop from LNS1");
+    assert!(
+        r.records_from(LNS1, 3)
+            .iter()
+            .all(|rec| rec.at <= fenced_at),
+        "no Interim-Update from LNS1 after the fence"
+    );
+    // LNS2 accounts them now: its Interim-Updates go on.
+    assert!(r
+        .records_from(LNS2, 3)
+        .iter()
+        .any(|rec| rec.at > fenced_at + Duration::from_secs(5)));
+    assert!(r.records_from(LNS2, 2).is_empty());
 }
