@@ -10,6 +10,12 @@
 //! interfaces: the control socket (`l2tpctl`), Prometheus metrics, SIGTERM
 //! or SIGINT for a clean stop (CDN for every call and StopCCN for every
 //! tunnel, acknowledged within a grace time), SIGHUP to reload the file.
+//!
+//! HA (`[ha]`): the node peers with the other LNSs, offloads its sessions
+//! and adopts theirs; lnsd logs what happens (adoptions, moves, the LACs'
+//! answers to switchover requests), samples the machine's CPU and memory
+//! once a second for the load monitor (`[ha.load]`), and answers `l2tpctl
+//! ha status|drain|switchover|failback`.
 
 mod common;
 
@@ -25,19 +31,24 @@ use controlplane::aaa::radius::{Client, ClientConfig, Server};
 use controlplane::aaa::users::Users;
 use controlplane::aaa::Authenticator;
 use controlplane::config::{LnsConfig, ProxyMode, XdpMode};
-use controlplane::ctl::{Clear, ControlServer, Json, Reply, Request, Show};
+use controlplane::ctl::{
+    Clear, ControlServer, HaCommand, Json, Reply, Request, Show, SwitchoverKind,
+};
 use controlplane::driver::{os_rng, Driver};
 use controlplane::fastpath::lns::LnsFastpath;
 use controlplane::fastpath::{FastpathConfig, FastpathSummary, Role};
+use controlplane::ha::load::LoadSample;
 use controlplane::l2tp::codes::stop_ccn;
 use controlplane::l2tp::{ResultCode, SessionHandle, TunnelHandle};
 use controlplane::lns::{self, EndCause};
-use controlplane::metrics::{Metrics, MetricsServer};
+use controlplane::metrics::{HaGauges, Metrics, MetricsServer};
 use controlplane::ppp::DownCause;
 use controlplane::time::Instant;
+use dataplane::wire::control::SwitchoverAction;
 use serde::Serialize;
 use tracing::{error, info, warn};
 
+use common::load::MachineLoad;
 use common::ops::{self, Logging, Operator, Signals};
 use common::BoxError;
 
@@ -52,6 +63,8 @@ const STATS_WAIT: Duration = Duration::from_millis(50);
 /// How often the metrics are refreshed from the node (a scrape sees values
 /// at most this old).
 const METRICS_EVERY: Duration = Duration::from_millis(100);
+/// How often the machine's load is sampled for the HA load monitor.
+const LOAD_EVERY: Duration = Duration::from_secs(1);
 
 /// What to do with the LAC's proxy LCP and authentication (RFC 2661
 /// §4.4.5).
@@ -397,6 +410,120 @@ fn offload_lag(node: &lns::Node) -> (u64, u64) {
     })
 }
 
+/// What an HA command gets from an lnsd without `[ha]`.
+const HA_OFF: &str = "HA is off in this lnsd: add an [ha] section (peers) and restart";
+
+/// How long ago `at` was, in whole seconds.
+fn ago(now: Instant, at: Instant) -> u64 {
+    now.saturating_duration_since(at).as_secs()
+}
+
+fn switchover_type(kind: lns::SwitchoverType) -> String {
+    match kind {
+        lns::SwitchoverType::All => "all".to_owned(),
+        lns::SwitchoverType::NewSessions => "new".to_owned(),
+        lns::SwitchoverType::Listed => "listed".to_owned(),
+        lns::SwitchoverType::Unknown(n) => format!("type {n}"),
+    }
+}
+
+/// `ha status` as JSON: the node's state as scalars, its peers and its LAC
+/// tunnels as tables.
+fn ha_status_json(status: &lns::HaStatus, now: Instant) -> Json {
+    let mut out: Vec<(String, Json)> = Vec::new();
+    let num = |v: u64| Json::Number(v.into());
+    let opt = |v: Option<u64>| v.map_or(Json::Null, |v| Json::Number(v.into()));
+    let float = |v: f64| {
+        serde_json::Number::from_f64((v * 10.0).round() / 10.0).map_or(Json::Null, Json::Number)
+    };
+    let mut put = |k: &str, v: Json| out.push((k.to_owned(), v));
+    put("role", Json::String("lns".to_owned()));
+    put("address", Json::String(status.address.to_string()));
+    put("in_sync", Json::Bool(status.in_sync));
+    put("offload_lag_p50_us", opt(status.lag_p50_us));
+    put("offload_lag_p99_us", opt(status.lag_p99_us));
+    put("sessions", num(status.sessions as u64));
+    put("sessions_adopted", num(status.sessions_adopted as u64));
+    put("sessions_stored", num(status.sessions_stored as u64));
+    put("draining", Json::Bool(status.draining));
+    put("overloaded", Json::Bool(status.overloaded));
+    put(
+        "load_cpu_percent",
+        status.load.map_or(Json::Null, |l| float(l.cpu_percent)),
+    );
+    put(
+        "load_memory_percent",
+        status.load.map_or(Json::Null, |l| float(l.memory_percent)),
+    );
+    let h = &status.stats;
+    for (k, v) in [
+        ("recoveries_accepted", h.recoveries_accepted),
+        ("recoveries_refused", h.recoveries_refused),
+        ("sessions_adopted_total", h.sessions_adopted),
+        ("sessions_fenced", h.sessions_fenced),
+        ("sessions_moved", h.sessions_moved),
+        ("switchover_requests", h.switchover_requests),
+        ("switchovers_granted", h.switchovers_granted),
+        ("switchovers_denied", h.switchovers_denied),
+        ("overloads", h.overloads),
+    ] {
+        put(k, num(v));
+    }
+    let peers = status
+        .peers
+        .iter()
+        .map(|p| {
+            Json::Object(vec![
+                ("peer".to_owned(), Json::String(p.address.to_string())),
+                ("connected".to_owned(), Json::Bool(p.connected)),
+                ("in_sync".to_owned(), Json::Bool(p.in_sync)),
+                ("offloaded".to_owned(), num(p.sessions_offloaded as u64)),
+            ])
+        })
+        .collect();
+    put("peers", Json::Array(peers));
+    let lacs = status
+        .lacs
+        .iter()
+        .map(|l| {
+            let (asked, asked_s) = l
+                .switchover
+                .requested
+                .map_or((Json::Null, Json::Null), |(at, kind)| {
+                    (Json::String(switchover_type(kind)), num(ago(now, at)))
+                });
+            let (answer, reason, answered_s) = l.switchover.answered.as_ref().map_or(
+                (Json::Null, Json::Null, Json::Null),
+                |(at, reply)| {
+                    let granted = reply.action == SwitchoverAction::Granted;
+                    (
+                        Json::String(if granted { "granted" } else { "denied" }.to_owned()),
+                        if reply.reason.is_empty() {
+                            Json::Null
+                        } else {
+                            Json::String(reply.reason.clone())
+                        },
+                        num(ago(now, *at)),
+                    )
+                },
+            );
+            Json::Object(vec![
+                ("tunnel".to_owned(), num(l.tunnel.0)),
+                ("lac".to_owned(), Json::String(l.remote.to_string())),
+                ("ha".to_owned(), Json::Bool(l.ha_capable)),
+                ("sessions".to_owned(), num(l.sessions as u64)),
+                ("asked".to_owned(), asked),
+                ("asked_s_ago".to_owned(), asked_s),
+                ("answer".to_owned(), answer),
+                ("answered_s_ago".to_owned(), answered_s),
+                ("reason".to_owned(), reason),
+            ])
+        })
+        .collect();
+    put("lacs", Json::Array(lacs));
+    Json::Object(out)
+}
+
 /// The `reason` label of a session that ended before PPP came up.
 fn failure_reason(cause: &EndCause) -> &'static str {
     match cause {
@@ -478,6 +605,9 @@ struct Daemon {
     /// The users file's contents in force, when it authenticates (not
     /// RADIUS): a reload swaps the authenticator only when they changed.
     users: Option<Users>,
+    /// The machine's CPU and memory, read for the load monitor (only with
+    /// `[ha.load]`).
+    machine_load: Option<MachineLoad>,
 }
 
 impl Daemon {
@@ -541,7 +671,54 @@ impl Daemon {
                     Reply::error(format!("tunnel {id} is already closing"))
                 }
             }
-            Request::Ha { .. } => Reply::error("ha: this lnsd has no HA commands yet"),
+            Request::Ha { args } => match HaCommand::parse(&args) {
+                Ok(command) => self.ha(now, &command),
+                Err(e) => Reply::error(e),
+            },
+        }
+    }
+
+    /// `l2tpctl ha ...`.
+    fn ha(&mut self, now: Instant, command: &HaCommand) -> Reply {
+        let node = self.driver.node_mut();
+        let result = match command {
+            HaCommand::Status => {
+                return match node.ha_status() {
+                    Some(status) => Reply::ok(&ha_status_json(&status, now)),
+                    None => Reply::error(HA_OFF),
+                }
+            }
+            HaCommand::Drain => node.ha_drain(now),
+            HaCommand::Failback => node.ha_failback(now),
+            HaCommand::Switchover { kind, sessions } => {
+                let kind = match kind {
+                    SwitchoverKind::All => lns::SwitchoverType::All,
+                    SwitchoverKind::New => lns::SwitchoverType::NewSessions,
+                    SwitchoverKind::Listed => lns::SwitchoverType::Listed,
+                };
+                // The ids `show sessions` lists, as our Session IDs.
+                let mut ids = Vec::with_capacity(sessions.len());
+                for &id in sessions {
+                    let Some(handle) = node.sessions().find(|h| h.id == id) else {
+                        return Reply::error(format!("no session {id} (see show sessions)"));
+                    };
+                    match node.endpoint().session_ids(handle) {
+                        Some((local, _)) => ids.push(local),
+                        None => return Reply::error(format!("session {id} has no call yet")),
+                    }
+                }
+                node.ha_switchover(now, kind, &ids)
+            }
+        };
+        match result {
+            Ok(asked) => {
+                info!(command = %command, lac_tunnels = asked, "HA command from the operator");
+                Reply::ok(&format!(
+                    "ha {command}: {asked} LAC tunnel(s) asked; their answers show in `ha status` and the log"
+                ))
+            }
+            Err(lns::HaError::NotConfigured) => Reply::error(HA_OFF),
+            Err(e) => Reply::error(format!("ha {command}: {e}")),
         }
     }
 
@@ -683,6 +860,16 @@ impl Daemon {
             put("ha_sessions_adopted", h.sessions_adopted);
             put("ha_sessions_fenced", h.sessions_fenced);
             put("ha_sessions_moved", h.sessions_moved);
+            put("ha_switchover_requests", h.switchover_requests);
+            put("ha_switchovers_granted", h.switchovers_granted);
+            put("ha_switchovers_denied", h.switchovers_denied);
+            put("ha_overloads", h.overloads);
+        }
+        if let Some(fp) = &self.fastpath {
+            let g = fp.stats();
+            put("fastpath_adopted_calls", g.adopted);
+            put("fastpath_announcements", g.announcements);
+            put("fastpath_announcements_failed", g.announcements_failed);
         }
         let rate = serde_json::Number::from_f64(self.metrics.setup_rate())
             .map_or(Json::Null, Json::Number);
@@ -701,10 +888,85 @@ impl Daemon {
             Some((t.0, s.control.sent, s.control.retransmitted))
         }));
         metrics.tick(std::time::Instant::now());
-        if node.ha_stats().is_some() {
+        if let Some(h) = node.ha_stats() {
             let (p50, p99) = offload_lag(node);
             let held = node.offload_store().map_or(0, |s| s.session_count());
             metrics.observe_offload(p50, p99, held);
+            let status = node.ha_status();
+            let gauges = status
+                .as_ref()
+                .map_or_else(HaGauges::default, |s| HaGauges {
+                    peers_connected: s.peers.iter().filter(|p| p.connected).count(),
+                    in_sync: s.in_sync,
+                    overloaded: s.overloaded,
+                    load_percent: s.load.map(|l| (l.cpu_percent, l.memory_percent)),
+                });
+            metrics.observe_ha(
+                &[
+                    ("recoveries_accepted", h.recoveries_accepted),
+                    ("recoveries_refused", h.recoveries_refused),
+                    ("sessions_adopted", h.sessions_adopted),
+                    ("sessions_fenced", h.sessions_fenced),
+                    ("sessions_moved", h.sessions_moved),
+                    ("switchover_requests", h.switchover_requests),
+                    ("switchovers_granted", h.switchovers_granted),
+                    ("switchovers_denied", h.switchovers_denied),
+                    ("overloads", h.overloads),
+                ],
+                &gauges,
+            );
+        }
+    }
+
+    /// Once a second with `[ha.load]`: the machine's CPU and memory to the
+    /// node's load monitor (which adds its session count, and asks the
+    /// LACs to switch over when overloaded).
+    fn sample_load(&mut self) {
+        let Some(machine) = &mut self.machine_load else {
+            return;
+        };
+        let reading = machine.sample();
+        let sample = LoadSample {
+            sessions: 0,
+            cpu_percent: reading.cpu_percent.unwrap_or(0.0),
+            memory_percent: reading.memory_percent.unwrap_or(0.0),
+        };
+        let now = self.driver.now();
+        match self.driver.node_mut().observe_load(now, sample) {
+            Some(lns::LoadEvent::Overloaded(over)) => warn!(
+                cpu_percent = sample.cpu_percent,
+                memory_percent = sample.memory_percent,
+                ?over,
+                "HA load monitor: overloaded, the LACs are asked to switch over"
+            ),
+            Some(lns::LoadEvent::Relieved) => info!(
+                cpu_percent = sample.cpu_percent,
+                memory_percent = sample.memory_percent,
+                "HA load monitor: relieved"
+            ),
+            None => {}
+        }
+    }
+
+    /// The LACs' answers to our switchover requests (STPLRP), for the log.
+    fn log_switchover_answers(&mut self) {
+        while let Some(a) = self.driver.node_mut().poll_switchover_answer() {
+            if a.granted {
+                info!(
+                    tunnel = a.tunnel.0,
+                    lac = %a.lac,
+                    kind = %switchover_type(a.kind),
+                    "HA switchover granted by the LAC"
+                );
+            } else {
+                warn!(
+                    tunnel = a.tunnel.0,
+                    lac = %a.lac,
+                    kind = %switchover_type(a.kind),
+                    reason = %a.reason,
+                    "HA switchover denied by the LAC"
+                );
+            }
         }
     }
 
@@ -894,6 +1156,11 @@ fn run(args: &Args, config: LnsConfig, logging: Logging) -> Result<(), BoxError>
 fn start(config: LnsConfig, logging: Logging) -> Result<(Daemon, ControlServer), BoxError> {
     let (pool, gateway) = config.address_pool().map_err(|e| format!("pool: {e}"))?;
     let (authenticator, users) = authenticator(&config)?;
+    let machine_load = config
+        .ha
+        .as_ref()
+        .is_some_and(|ha| ha.load.is_some())
+        .then(MachineLoad::new);
     let mut node = lns::Node::new(config.node_config(gateway), authenticator, pool, os_rng()?)?;
     let fastpath = if config.dataplane.enabled {
         Some(start_fastpath(&config, &mut node)?)
@@ -927,6 +1194,7 @@ fn start(config: LnsConfig, logging: Logging) -> Result<(Daemon, ControlServer),
         logging,
         config,
         users,
+        machine_load,
     };
     Ok((daemon, control))
 }
@@ -949,6 +1217,7 @@ fn serve(
         .map(|s| daemon.driver.now() + Duration::from_secs(s));
     let mut next_report = daemon.driver.now();
     let mut next_metrics = daemon.driver.now();
+    let mut next_load = daemon.driver.now();
     loop {
         if signals.terminate_requested() {
             info!("asked to stop");
@@ -991,8 +1260,13 @@ fn serve(
             // fast path logs them) and barriers lnsd does not use.
             while fp.poll_event().is_some() {}
         }
+        daemon.log_switchover_answers();
         control.poll(|request| daemon.handle(request));
         daemon.control_requests = control.stats().requests;
+        if daemon.driver.now() >= next_load {
+            next_load = daemon.driver.now() + LOAD_EVERY;
+            daemon.sample_load();
+        }
         if daemon.driver.now() >= next_metrics {
             next_metrics = daemon.driver.now() + METRICS_EVERY;
             daemon.refresh_metrics();
@@ -1213,6 +1487,9 @@ mod daemon_tests {
         )
         .unwrap();
         assert!(reply.result().unwrap_err().contains("no session 999"));
+        // Without [ha], the HA commands say how to turn it on.
+        let reply = ctl::request(&socket, &Request::ha(&HaCommand::Status), timeout).unwrap();
+        assert!(reply.result().unwrap_err().contains("[ha]"), "{reply:?}");
 
         // A reload with a new log filter and a new host name: the first is
         // applied, the second waits for a restart; the daemon carries on.
@@ -1291,6 +1568,102 @@ sub2
             .unwrap();
         assert_eq!(lns.join().unwrap(), Ok(()));
         assert!(!socket.exists());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn ha_commands_over_the_control_socket() {
+        let dir = std::env::temp_dir().join(format!("lnsd-ha-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let socket = dir.join("lnsd.sock");
+        let (port, peer_port) = (free_udp_port(), free_udp_port());
+        // A peer on loopback that nobody runs: its connection stays down.
+        let text = format!(
+            "listen = \"127.0.0.1:{port}\"\npool = [\"100.64.0.0/24\"]\n\
+             [control]\nsocket = \"{}\"\n\
+             [ha]\npeer_port = {peer_port}\n\
+             [[ha.peers]]\naddress = \"127.0.0.2\"\nsecret = \"s\"\n\
+             [ha.load]\ncpu_high = 100\ncpu_low = 99\n",
+            socket.display()
+        );
+        let file = dir.join("lnsd.toml");
+        std::fs::write(&file, &text).unwrap();
+        let args = Args::parse_from(["lnsd", "--config", file.to_str().unwrap()]);
+        let config = load_config(&args).unwrap();
+        let (daemon, control) = start(config, Logging::init(None)).unwrap();
+        let signals = Signals::manual();
+        let stopper = signals.clone();
+        let lns = std::thread::spawn(move || {
+            serve(daemon, control, &args, &signals).map_err(|e| e.to_string())
+        });
+        let timeout = Duration::from_secs(5);
+        let ha = |words: &[&str]| {
+            let command = HaCommand::parse(words).unwrap();
+            ctl::request(&socket, &Request::ha(&command), timeout).unwrap()
+        };
+        let status = ha(&["status"]);
+        let json: serde_json::Value = serde_json::from_str(status.result().unwrap()).unwrap();
+        assert_eq!(json["role"], "lns", "{json}");
+        assert_eq!(json["address"], "127.0.0.1", "{json}");
+        assert_eq!(json["in_sync"], false, "{json}");
+        assert_eq!(json["sessions"], 0, "{json}");
+        assert_eq!(json["draining"], false, "{json}");
+        assert_eq!(
+            json["peers"][0]["peer"],
+            format!("127.0.0.2:{peer_port}"),
+            "{json}"
+        );
+        assert_eq!(json["peers"][0]["connected"], false, "{json}");
+        assert_eq!(json["lacs"], serde_json::json!([]), "{json}");
+        let table = ctl::render(status.result().unwrap()).unwrap();
+        assert!(table.contains("peers:\n  PEER"), "{table}");
+        // The load monitor gets a sample a second: memory shows.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let json: serde_json::Value =
+                serde_json::from_str(ha(&["status"]).result().unwrap()).unwrap();
+            if json["load_memory_percent"].is_number() {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no load sample: {json}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        // No LAC to ask: the commands say so; unknown sessions are named.
+        for words in [
+            &["drain"][..],
+            &["switchover", "all"],
+            &["switchover", "new"],
+        ] {
+            let reply = ha(words);
+            let e = reply.result().unwrap_err();
+            assert!(e.contains("no HA-capable LAC"), "{words:?}: {e}");
+        }
+        let reply = ha(&["switchover", "77"]);
+        assert!(
+            reply.result().unwrap_err().contains("no session 77"),
+            "{reply:?}"
+        );
+        let reply = ctl::request(
+            &socket,
+            &Request::Ha {
+                args: vec!["reboot".to_owned()],
+            },
+            timeout,
+        )
+        .unwrap();
+        assert!(
+            reply.result().unwrap_err().starts_with("ha reboot:"),
+            "{reply:?}"
+        );
+        let reply = ctl::request(&socket, &Request::Show { what: Show::Stats }, timeout).unwrap();
+        let stats: serde_json::Value = serde_json::from_str(reply.result().unwrap()).unwrap();
+        assert_eq!(stats["ha_switchover_requests"], 0, "{stats}");
+        stopper.request_stop();
+        assert_eq!(lns.join().unwrap(), Ok(()));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -526,6 +526,13 @@ impl LnsConfig {
         }
         c.peer_port = ha.peer_port;
         c.adopted_grace = seconds(ha.grace);
+        if let Some(load) = &ha.load {
+            c.load = Some(load.monitor());
+            c.switchover_kind = match load.switchover {
+                LoadSwitchover::New => lns::SwitchoverType::NewSessions,
+                LoadSwitchover::All => lns::SwitchoverType::All,
+            };
+        }
         c.offload.window = ha.window;
         c.offload.refresh_interval = (ha.refresh > 0).then(|| Duration::from_secs(ha.refresh));
         // The LNS-LNS receive window holds the whole offload window.

@@ -388,6 +388,10 @@ fn ha_load_sets_the_watermarks_hold_and_switchover() {
     assert_eq!(m.cpu_percent, w(85.0, 60.0));
     assert_eq!(m.memory_percent, None, "memory_high = 0: not watched");
     assert_eq!(m.hold, Duration::from_millis(2500));
+    let (_, gateway) = c.address_pool().unwrap();
+    let node = c.node_config(gateway).ha.unwrap();
+    assert_eq!(node.load, Some(m));
+    assert_eq!(node.switchover_kind, crate::lns::SwitchoverType::All);
     // The defaults: CPU and memory as the monitor's, new calls only.
     let c = LnsConfig::parse(&format!("{LNS_HA}\n[ha.load]\n"), file()).unwrap();
     let load = c.ha.unwrap().load.unwrap();
@@ -395,6 +399,8 @@ fn ha_load_sets_the_watermarks_hold_and_switchover() {
     assert_eq!(load.switchover, LoadSwitchover::New);
     // Without [ha.load], no monitor.
     let c = LnsConfig::parse(LNS_HA, file()).unwrap();
+    let (_, gateway) = c.address_pool().unwrap();
+    assert_eq!(c.node_config(gateway).ha.unwrap().load, None);
     assert!(c.ha.unwrap().load.is_none());
 }
 

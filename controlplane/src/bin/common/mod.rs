@@ -110,16 +110,40 @@ pub(crate) fn log_lns_event(event: &lns::Event) {
             reason = %tunnel_down_reason(reason),
             "tunnel down"
         ),
-        lns::Event::SessionEstablished(s) => info!(
+        lns::Event::SessionEstablished(s) => match s.adopted_epoch {
+            // HA: a peer's session taken over from its offloaded state, PPP
+            // not renegotiated (docs/ha-protocol.md §5.5).
+            Some(epoch) => info!(
+                tunnel = s.session.tunnel.0,
+                session = s.session.id,
+                user = %s.username,
+                address = %s.address,
+                acct_session_id = %s.acct_session_id,
+                epoch,
+                "session adopted"
+            ),
+            None => info!(
+                tunnel = s.session.tunnel.0,
+                session = s.session.id,
+                user = %s.username,
+                address = %s.address,
+                auth = ?s.link.auth_method,
+                proxy = ?s.proxy,
+                acct_session_id = %s.acct_session_id,
+                setup_ms = s.setup_time.as_millis() as u64,
+                "session up"
+            ),
+        },
+        // HA: moved to another LNS (released by the LAC, or fenced by a
+        // higher epoch): dropped silently, no Terminate, CDN or Stop.
+        lns::Event::SessionDown(s) if matches!(s.cause, lns::EndCause::Moved { .. }) => info!(
             tunnel = s.session.tunnel.0,
             session = s.session.id,
-            user = %s.username,
-            address = %s.address,
-            auth = ?s.link.auth_method,
-            proxy = ?s.proxy,
-            acct_session_id = %s.acct_session_id,
-            setup_ms = s.setup_time.as_millis() as u64,
-            "session up"
+            user = s.username.as_deref().unwrap_or("-"),
+            address = %s.address.map_or("-".to_owned(), |a| a.to_string()),
+            cause = ?s.cause,
+            seconds = s.duration.as_secs(),
+            "session moved to another LNS"
         ),
         lns::Event::SessionDown(s) => info!(
             tunnel = s.session.tunnel.0,
