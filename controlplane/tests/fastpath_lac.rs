@@ -992,30 +992,36 @@ mod moves {
         let next = call(1, NEW_LNS, new, key(41, 401), Some(moved));
         lab.program(lac::Event::CallAnswered(next.clone()));
         assert_eq!(lab.fp.aliases(), 1);
-        // Both LNSs reach the subscriber meanwhile; upstream waits for the
-        // new call.
+        // Both LNSs reach the subscriber meanwhile; upstream stays on the
+        // old call, which its LNS still serves, until the new one is up.
         let out = lab.pass(WAN, vec![downstream(OLD_LNS, old, "old0")], 1);
         assert_eq!(read_downstream(&out[0]), (subscriber(1), "old0".into()));
         let out = lab.pass(WAN, vec![downstream(NEW_LNS, new, "new0")], 1);
         assert_eq!(read_downstream(&out[0]), (subscriber(1), "new0".into()));
-        let held: Vec<Vec<u8>> = tags(0..3, "u").iter().map(|t| upstream(1, t)).collect();
-        assert!(
-            lab.pass(ACCESS, held, 0).is_empty(),
-            "upstream went before the ICCN"
-        );
-
-        lab.fp.program(&lac::Event::SessionUp(next));
-        lab.fp.service(&mut lab.node, lab.now);
+        let frames: Vec<Vec<u8>> = tags(0..3, "u").iter().map(|t| upstream(1, t)).collect();
         let got: Vec<_> = lab
-            .collect(WAN, 3)
+            .pass(ACCESS, frames, 3)
             .iter()
             .map(|f| read_upstream(f))
             .collect();
         let want: Vec<_> = tags(0..3, "u")
             .into_iter()
-            .map(|t| (NEW_LNS, key(41, 401), t))
+            .map(|t| (OLD_LNS, key(40, 400), t))
             .collect();
-        assert_eq!(got, want);
+        assert_eq!(
+            got, want,
+            "upstream left the old call before the new one was up"
+        );
+
+        // Up: upstream moves to the new call at once, nothing was held.
+        lab.program(lac::Event::SessionUp(next));
+        let out = lab.pass(ACCESS, vec![upstream(1, "u3")], 1);
+        assert_eq!(read_upstream(&out[0]), (NEW_LNS, key(41, 401), "u3".into()));
+        let out = lab.pass(WAN, vec![downstream(NEW_LNS, new, "new1")], 1);
+        assert_eq!(read_downstream(&out[0]), (subscriber(1), "new1".into()));
+        let out = lab.pass(WAN, vec![downstream(OLD_LNS, old, "old1")], 1);
+        assert_eq!(read_downstream(&out[0]), (subscriber(1), "old1".into()));
+        assert_eq!(lab.fp.aliases(), 1);
 
         // Released at the old LNS: its frames still in flight arrive for
         // a while, then its ids go.
@@ -1026,8 +1032,8 @@ mod moves {
         });
         lab.now += RELEASE_LINGER / 2;
         lab.settle();
-        let out = lab.pass(WAN, vec![downstream(OLD_LNS, old, "old1")], 1);
-        assert_eq!(read_downstream(&out[0]), (subscriber(1), "old1".into()));
+        let out = lab.pass(WAN, vec![downstream(OLD_LNS, old, "old2")], 1);
+        assert_eq!(read_downstream(&out[0]), (subscriber(1), "old2".into()));
         lab.now += RELEASE_LINGER;
         lab.settle();
         assert_eq!(lab.fp.aliases(), 0);
@@ -1043,15 +1049,18 @@ mod moves {
             local_tunnel_id: old.tunnel_id,
             reason: TunnelDownReason::Closed(ResultCode::new(1)),
         });
-        let out = lab.pass(WAN, vec![downstream(NEW_LNS, new, "new1")], 1);
-        assert_eq!(read_downstream(&out[0]), (subscriber(1), "new1".into()));
-        let out = lab.pass(ACCESS, vec![upstream(1, "u3")], 1);
-        assert_eq!(read_upstream(&out[0]), (NEW_LNS, key(41, 401), "u3".into()));
+        let out = lab.pass(WAN, vec![downstream(NEW_LNS, new, "new2")], 1);
+        assert_eq!(read_downstream(&out[0]), (subscriber(1), "new2".into()));
+        let out = lab.pass(ACCESS, vec![upstream(1, "u4")], 1);
+        assert_eq!(read_upstream(&out[0]), (NEW_LNS, key(41, 401), "u4".into()));
         let s = lab.fp.stats();
         assert_eq!(
             (s.moved, s.aliased, s.aliases_removed, s.update_errors),
-            (1, 1, 1, 0)
+            (1, 2, 1, 0)
         );
+        let summary = lab.fp.fastpath().fresh_reports(WAIT).unwrap();
+        assert_eq!(summary.counters.held, 0, "a planned move held frames");
+        assert_eq!(summary.sessions, 1);
         lab.fp.stop();
     }
 
@@ -1076,15 +1085,19 @@ mod moves {
             key(61, 601),
             Some(moved),
         )));
-        assert!(lab.pass(ACCESS, vec![upstream(2, "u0")], 0).is_empty());
+        let out = lab.pass(ACCESS, vec![upstream(2, "u0")], 1);
+        assert_eq!(read_upstream(&out[0]), (OLD_LNS, key(60, 600), "u0".into()));
+        let out = lab.pass(WAN, vec![downstream(NEW_LNS, new, "n0")], 1);
+        assert_eq!(read_downstream(&out[0]), (subscriber(2), "n0".into()));
         lab.program(lac::Event::CallAbandoned {
             subscriber: subscriber(2),
             local_tunnel_id: new.tunnel_id,
             local_session_id: new.session_id,
         });
-        // What was held goes to the old LNS, and so does what follows.
-        let out = lab.collect(WAN, 1);
-        assert_eq!(read_upstream(&out[0]), (OLD_LNS, key(60, 600), "u0".into()));
+        // The new ids reach nothing; the old call carries on both ways.
+        assert!(lab
+            .pass(WAN, vec![downstream(NEW_LNS, new, "x")], 0)
+            .is_empty());
         let out = lab.pass(ACCESS, vec![upstream(2, "u1")], 1);
         assert_eq!(read_upstream(&out[0]), (OLD_LNS, key(60, 600), "u1".into()));
         let out = lab.pass(WAN, vec![downstream(OLD_LNS, old, "d0")], 1);

@@ -28,18 +28,22 @@
 //!   module documentation). Failure switchover: [`lac::Event::Holding`]
 //!   holds the session under its old ids, and the dead LNS's tunnel stays
 //!   in the workers while held sessions have its ids (removing it would
-//!   take them and their rings). A moved call's [`lac::Event::CallAnswered`]
-//!   (with [`lac::CallUp::moved_from`]): `UpsertTunnel` if new, `SetHolding`
-//!   of the old ids, `UpsertSession` with the new ids and the same PPPoE
-//!   binding (the worker finds the slot by the binding and keeps its ring,
-//!   holding flag and counters), for a make-before-break move
-//!   `AliasSession` (the old LNS's downstream still reaches the
-//!   subscriber), then the barrier and `connect_call` as for any call. Its
-//!   [`lac::Event::SessionUp`] flushes the ring in order to the new LNS.
-//!   [`lac::Event::SessionReleased`]: the alias goes [`RELEASE_LINGER`]
-//!   later, then the old tunnel if the node let go of it and nothing uses
-//!   it. A make-before-break move whose new call fails goes back to the old
-//!   call (upsert with the old ids, flush).
+//!   take them and their rings). The recovered call's
+//!   [`lac::Event::CallAnswered`] (with [`lac::CallUp::moved_from`]):
+//!   `UpsertTunnel` if new, `UpsertSession` with the new ids and the same
+//!   PPPoE binding (the worker finds the slot by the binding and keeps its
+//!   ring, holding flag and counters), the barrier and `connect_call` as
+//!   for any call; its [`lac::Event::SessionUp`] flushes the ring in order
+//!   to the new LNS. Make-before-break (load switchover): nothing is held.
+//!   The answered new call's ids become an alias of the session
+//!   (`AliasSession`), which stays on the old call, still served by the old
+//!   LNS, so upstream does not wait and the new LNS's first frames reach
+//!   the subscriber; at its `SessionUp` the session takes the new ids and
+//!   the old ones become the alias, so what the old LNS sent before the
+//!   release still arrives; [`lac::Event::SessionReleased`]: the alias goes
+//!   [`RELEASE_LINGER`] later, then the old tunnel if the node let go of it
+//!   and nothing uses it. A make-before-break call that fails only loses
+//!   its alias.
 //! * Punts: PPPoE discovery (`Local`, whole frames) and PPP control of
 //!   sessions the workers do not relay yet (`LacPpp`, the PPP frame, which
 //!   is put back into an Ethernet/PPPoE frame) go to
@@ -158,10 +162,14 @@ struct Programmed {
 /// An HA move under way.
 #[derive(Debug, Clone, Copy)]
 struct Move {
-    /// The call it leaves, as the workers had it.
+    /// The call it leaves, as the workers had it (a failure switchover's
+    /// dead call, whose ids the workers keep while the session holds).
     from: SessionConfig,
-    /// The old call keeps carrying downstream (an alias) until released.
-    make_before_break: bool,
+    /// Make-before-break: the answered new call. Until it is up the
+    /// session stays on its old ids (upstream to the old LNS, which still
+    /// serves it) and the new ids are an alias of it (the new LNS's first
+    /// frames reach the subscriber).
+    next: Option<SessionConfig>,
 }
 
 /// Old ids that still reach a moved session.
@@ -259,10 +267,16 @@ impl LacFastpath {
             .count()
     }
 
-    /// Old ids still reaching moved sessions (make-before-break moves not
-    /// yet released, or lingering after).
+    /// Ids aliased to a session of another call: a make-before-break
+    /// move's new ids until its call is up, then its old ids until a while
+    /// after their release.
     pub fn aliases(&self) -> usize {
-        self.aliases.len()
+        let answered = self
+            .sessions
+            .values()
+            .filter(|p| p.moving.is_some_and(|m| m.next.is_some()))
+            .count();
+        self.aliases.len() + answered
     }
 
     /// Tunnels the node let go of that the workers still keep for held
@@ -332,61 +346,66 @@ impl LacFastpath {
     /// instead of going ahead of it; the updates go back to back, and a
     /// worker applies its updates in batches between bursts.
     ///
-    /// A moved call (HA) takes over the subscriber's slot in the workers:
-    /// the session holds first under its old ids, then is upserted with
-    /// the new ones and the same PPPoE binding, which the worker finds the
-    /// slot by (ring, holding and counters kept). In a make-before-break
-    /// move the old ids stay an alias, so what the old LNS still sends
-    /// down reaches the subscriber until the old call is released.
+    /// A failure switchover's recovered call takes over the subscriber's
+    /// slot in the workers: the session holds under its old ids, then is
+    /// upserted with the new ones and the same PPPoE binding, which the
+    /// worker finds the slot by (ring, holding and counters kept). A
+    /// make-before-break move only makes the new ids an alias of the
+    /// session, which stays on the old call until the new one is up: the
+    /// old LNS serves it until released (docs/ha-protocol.md §5.4), so
+    /// upstream need not wait, and the new LNS's first frames reach the
+    /// subscriber.
     fn answer(&mut self, call: &lac::CallUp) -> Result<(), FastpathError> {
         let config = self.session_config(call)?;
         let previous = self.sessions.get(&call.subscriber).copied();
-        let moving = match (call.moved_from, previous) {
-            (Some(m), Some(p)) => {
-                if !p.holding {
-                    self.fp.set_holding(p.config.key, true)?;
-                }
-                // A retry after a failed attempt moves from where the
-                // session is now, still from the call it left first.
-                let from = p.moving.map_or(p.config, |earlier| earlier.from);
-                Some(Move {
-                    from,
-                    make_before_break: m.make_before_break,
-                })
-            }
-            _ => None,
-        };
-        self.stats.sessions += 1;
-        self.fp.upsert_session(config)?;
-        let moved = moving.is_some();
-        if let Some(m) = moving {
-            self.stats.moved += 1;
-            let old = m.from.key;
-            if m.make_before_break && old != config.key {
-                self.fp.send(Update::AliasSession {
-                    alias: old,
-                    target: config.key,
-                })?;
-                self.stats.aliased += 1;
-                self.aliases.insert(
-                    old,
-                    Alias {
-                        subscriber: call.subscriber,
-                        released: false,
-                    },
-                );
-            }
-        }
-        // A fresh call holds from here; a moved one is holding already.
-        if !moved {
+        let (Some(moved), Some(p)) = (call.moved_from, previous) else {
+            // A fresh call (or a moved one the workers never had).
+            self.stats.sessions += 1;
+            self.fp.upsert_session(config)?;
             self.fp.set_holding(config.key, true)?;
+            self.sessions.insert(
+                call.subscriber,
+                Programmed {
+                    config,
+                    holding: true,
+                    moving: None,
+                },
+            );
+            return self.release_kept_tunnels();
+        };
+        // A retry replaces the alias of the call answered before.
+        if let Some(earlier) = p.moving.and_then(|m| m.next) {
+            if earlier.key != config.key {
+                self.fp.remove_session(earlier.key)?;
+            }
         }
+        let from = p.moving.map_or(p.config, |m| m.from);
+        if moved.make_before_break && !p.holding {
+            self.fp.send(Update::AliasSession {
+                alias: config.key,
+                target: p.config.key,
+            })?;
+            self.stats.aliased += 1;
+            if let Some(p) = self.sessions.get_mut(&call.subscriber) {
+                p.moving = Some(Move {
+                    from,
+                    next: Some(config),
+                });
+            }
+            return Ok(());
+        }
+        if !p.holding {
+            self.fp.set_holding(p.config.key, true)?;
+        }
+        self.stats.sessions += 1;
+        self.stats.moved += 1;
+        self.fp.upsert_session(config)?;
         self.sessions.insert(
             call.subscriber,
             Programmed {
                 config,
                 holding: true,
-                moving,
+                moving: Some(Move { from, next: None }),
             },
         );
         self.release_kept_tunnels()
@@ -395,52 +414,94 @@ impl LacFastpath {
     /// A call up: the held upstream frames go, in order, after those the
     /// node queued before the session was programmed; or the same
     /// programming for a call not programmed yet (a node without
-    /// `defer_connect`).
+    /// `defer_connect`). A make-before-break move happens here: the
+    /// session takes the new ids (its slot found by the binding), the old
+    /// ones become the alias, so what the old LNS sent before it saw the
+    /// release still reaches the subscriber.
     fn up(&mut self, call: &lac::CallUp) -> Result<(), FastpathError> {
         let key = call_key(call);
-        let programmed = self
-            .sessions
-            .get(&call.subscriber)
-            .filter(|p| p.config.key == key)
-            .copied();
-        match programmed {
-            Some(p) if p.holding => {
-                self.fp.set_holding(key, false)?;
-                if p.moving.is_some() {
-                    self.stats.flushed += 1;
-                }
-                if let Some(p) = self.sessions.get_mut(&call.subscriber) {
-                    p.holding = false;
-                    p.moving = None;
-                }
-                Ok(())
+        let Some(p) = self.sessions.get(&call.subscriber).copied() else {
+            return self.up_unprogrammed(call);
+        };
+        if let Some(next) = p.moving.and_then(|m| m.next).filter(|n| n.key == key) {
+            let old = p.config.key;
+            // The new ids are an alias until here: that goes first.
+            self.fp.remove_session(next.key)?;
+            self.stats.sessions += 1;
+            self.fp.upsert_session(next)?;
+            self.fp.send(Update::AliasSession {
+                alias: old,
+                target: next.key,
+            })?;
+            self.stats.aliased += 1;
+            self.stats.moved += 1;
+            self.aliases.insert(
+                old,
+                Alias {
+                    subscriber: call.subscriber,
+                    released: false,
+                },
+            );
+            if self.kept_tunnels.contains(&old.tunnel_id) {
+                // Its LNS is gone already: nothing more will come.
+                self.release_alias(old);
             }
-            Some(_) => Ok(()),
-            None if call.moved_from.is_some() => {
-                self.answer(call)?;
-                self.up(call)
+            if p.holding {
+                self.fp.set_holding(next.key, false)?;
+                self.stats.flushed += 1;
             }
-            None => {
-                let config = self.session_config(call)?;
-                self.stats.sessions += 1;
-                self.fp.upsert_session(config)?;
-                self.sessions.insert(
-                    call.subscriber,
-                    Programmed {
-                        config,
-                        holding: false,
-                        moving: None,
-                    },
-                );
-                Ok(())
+            self.sessions.insert(
+                call.subscriber,
+                Programmed {
+                    config: next,
+                    holding: false,
+                    moving: None,
+                },
+            );
+            return self.release_kept_tunnels();
+        }
+        if p.config.key != key {
+            return self.up_unprogrammed(call);
+        }
+        if p.holding {
+            self.fp.set_holding(key, false)?;
+            if p.moving.is_some() {
+                self.stats.flushed += 1;
+            }
+            if let Some(p) = self.sessions.get_mut(&call.subscriber) {
+                p.holding = false;
+                p.moving = None;
             }
         }
+        Ok(())
+    }
+
+    /// A call up that the workers were not given as answered.
+    fn up_unprogrammed(&mut self, call: &lac::CallUp) -> Result<(), FastpathError> {
+        if call.moved_from.is_some() {
+            // As if answered, then up: this programs it with the call's
+            // ids, so the second turn finds it.
+            self.answer(call)?;
+            return self.up(call);
+        }
+        let config = self.session_config(call)?;
+        self.stats.sessions += 1;
+        self.fp.upsert_session(config)?;
+        self.sessions.insert(
+            call.subscriber,
+            Programmed {
+                config,
+                holding: false,
+                moving: None,
+            },
+        );
+        Ok(())
     }
 
     /// An answered call ended before it was up. A fresh call is
     /// unprogrammed. A failure move keeps holding (the node tries the next
-    /// peer, or ends the session); a make-before-break move goes back to
-    /// its old call, which still carries the subscriber.
+    /// peer, or ends the session); a make-before-break move loses the new
+    /// ids' alias and goes on on its old call.
     fn abandon(
         &mut self,
         subscriber: lac::SubscriberKey,
@@ -449,39 +510,22 @@ impl LacFastpath {
         let Some(p) = self.sessions.get(&subscriber).copied() else {
             return Ok(());
         };
+        if let Some(m) = p.moving.filter(|m| m.next.is_some_and(|n| n.key == key)) {
+            // The alias only: the session is under its old ids.
+            self.fp.remove_session(key)?;
+            self.stats.moves_reverted += 1;
+            if let Some(p) = self.sessions.get_mut(&subscriber) {
+                p.moving = p.holding.then_some(Move { next: None, ..m });
+            }
+            return Ok(());
+        }
         if p.config.key != key {
             return Ok(());
         }
         match p.moving {
             None => self.end(subscriber),
-            Some(m) if !m.make_before_break => Ok(()),
-            Some(m) => self.revert(subscriber, m.from),
+            Some(_) => Ok(()),
         }
-    }
-
-    /// A make-before-break move undone: the session back on its old ids,
-    /// its held frames flushed to the old LNS.
-    fn revert(
-        &mut self,
-        subscriber: lac::SubscriberKey,
-        from: SessionConfig,
-    ) -> Result<(), FastpathError> {
-        self.stats.moves_reverted += 1;
-        if self.aliases.remove(&from.key).is_some() {
-            // The alias only: the session is under the new ids.
-            self.fp.remove_session(from.key)?;
-        }
-        self.fp.upsert_session(from)?;
-        self.fp.set_holding(from.key, false)?;
-        self.sessions.insert(
-            subscriber,
-            Programmed {
-                config: from,
-                holding: false,
-                moving: None,
-            },
-        );
-        self.release_kept_tunnels()
     }
 
     /// The subscriber's session ended: out of the workers (its alias
@@ -497,7 +541,9 @@ impl LacFastpath {
     }
 
     /// HA failure switchover: the subscriber's call died with its LNS;
-    /// its upstream is held until the recovered call is up.
+    /// its upstream is held until the recovered call is up. (A
+    /// make-before-break move under way goes on: its new call, once up,
+    /// takes the held frames.)
     fn hold(
         &mut self,
         subscriber: lac::SubscriberKey,
@@ -513,7 +559,7 @@ impl LacFastpath {
         p.holding = true;
         p.moving = Some(Move {
             from: p.config,
-            make_before_break: false,
+            next: p.moving.and_then(|m| m.next),
         });
         self.stats.held += 1;
         if was_holding {
@@ -526,19 +572,35 @@ impl LacFastpath {
     /// A tunnel went down at the node. Its sessions leave the workers,
     /// except those held for a move: they keep its ids (and so the tunnel,
     /// whose removal would take them) until they are moved or end. Old ids
-    /// on it that still reach moved sessions linger as after a release.
+    /// on it that still reach moved sessions linger as after a release;
+    /// new ids on it of a make-before-break move go.
     fn tunnel_down(&mut self, tunnel_id: u16) -> Result<(), FastpathError> {
+        let mut result = Ok(());
         let mut gone = Vec::new();
         let mut kept = false;
-        for (subscriber, p) in &self.sessions {
+        let mut unaliased = Vec::new();
+        for (subscriber, p) in &mut self.sessions {
+            if let Some(m) = &mut p.moving {
+                if let Some(next) = m.next.filter(|n| n.key.tunnel_id == tunnel_id) {
+                    unaliased.push(next.key);
+                    m.next = None;
+                }
+            }
             if p.config.key.tunnel_id != tunnel_id {
+                if p.moving.is_some_and(|m| m.next.is_none()) && !p.holding {
+                    p.moving = None;
+                }
                 continue;
             }
-            if p.holding && p.moving.is_some_and(|m| !m.make_before_break) {
+            if p.holding && p.moving.is_some() {
                 kept = true;
             } else {
-                gone.push((*subscriber, *p));
+                gone.push((*subscriber, p.config.key));
             }
+        }
+        for key in unaliased {
+            self.stats.moves_reverted += 1;
+            result = result.and(self.fp.remove_session(key));
         }
         let on_tunnel: Vec<SessionKey> = self
             .aliases
@@ -550,24 +612,13 @@ impl LacFastpath {
             self.release_alias(key);
             kept = true;
         }
-        let mut result = Ok(());
-        for (subscriber, p) in gone {
-            match p.moving {
-                // A make-before-break move whose new tunnel died: back on
-                // the old call (the node abandons the new one or ends the
-                // session next).
-                Some(m) if m.make_before_break && m.from.key.tunnel_id != tunnel_id => {
-                    result = result.and(self.revert(subscriber, m.from));
-                }
-                _ => {
-                    self.sessions.remove(&subscriber);
-                    self.aliases.retain(|_, a| a.subscriber != subscriber);
-                    self.stats.removed += 1;
-                    // The tunnel's removal takes the others.
-                    if kept {
-                        result = result.and(self.fp.remove_session(p.config.key));
-                    }
-                }
+        for (subscriber, key) in gone {
+            self.sessions.remove(&subscriber);
+            self.aliases.retain(|_, a| a.subscriber != subscriber);
+            self.stats.removed += 1;
+            // Else the tunnel's removal takes them.
+            if kept {
+                result = result.and(self.fp.remove_session(key));
             }
         }
         if kept {
