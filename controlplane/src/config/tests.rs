@@ -429,3 +429,22 @@ fn ha_load_errors_name_their_key_and_line() {
     );
     lns_error(&with("cpu = 90\n"), "ha.load.cpu");
 }
+
+#[test]
+fn the_example_ha_section_parses_once_uncommented() {
+    let at = LNS_EXAMPLE.find("# [ha]\n").expect("an [ha] example");
+    let (head, tail) = LNS_EXAMPLE.split_at(at);
+    let uncommented: String = tail
+        .lines()
+        .map(|l| {
+            l.strip_prefix("# ")
+                .unwrap_or(l.strip_prefix('#').unwrap_or(l))
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let c = LnsConfig::parse(&format!("{head}{uncommented}"), Path::new("lnsd.toml")).unwrap();
+    let ha = c.ha.expect("[ha]");
+    assert_eq!(ha.peers.len(), 1);
+    let load = ha.load.expect("[ha.load]");
+    assert_eq!(load, HaLoad::default(), "the example shows the defaults");
+}
