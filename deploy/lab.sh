@@ -461,7 +461,7 @@ box_pid() {
     [[ -f $STATE/$box.pid ]] || return 1
     pid=$(<"$STATE/$box.pid")
     [[ $pid =~ ^[0-9]+$ ]] || return 1
-    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "--config $STATE/$box.toml" ||
+    tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline" | grep -qF -- "--config $STATE/$box.toml" ||
         return 1
     printf '%s\n' "$pid"
 }

@@ -218,16 +218,21 @@ cat "$OUT/summary.txt"
 [[ -s $OUT/report.json ]] || die "l2bench wrote no report (status $bench_status); see $OUT/l2bench.log"
 # The sessions lns1 held before the event: their addresses are in its pool
 # (100.64.0.0/22); lns2's are in 100.64.4.0/22.
+q0() { jq -r "$1" "$OUT/report.json"; }
 summary=$(jq -r '
     def ms: if . == null then "n/a" else (. * 10 | round / 10 | tostring) + " ms" end;
     ([.subscribers[] | select(.address != null and (.address | test("^100\\.64\\.[0-3]\\.")))] | length) as $lns1 |
     "HA \(.event.command // "no event"): \(.sessions_up)/\(.sessions_requested) up, \($lns1) on lns1; "
     + "flapped \(.sessions_flapped), renegotiations \(.renegotiations); "
-    + "upstream lost \(.upstream.lost)/\(.upstream.sent), longest upstream gap \(.upstream.event_gap_ms.max | ms); "
-    + "downstream lost \(.downstream.lost)/\(.downstream.sent), longest downstream gap \(.downstream.event_gap_ms.max | ms); "
+    + "upstream lost \(.upstream.lost)/\(.upstream.sent) (\(.upstream.lost_after_event // "n/a") after the event), "
+    + "longest upstream gap \(.upstream.event_gap_ms.max | ms); "
+    + "downstream lost \(.downstream.lost)/\(.downstream.sent) (\(.downstream.lost_after_event // "n/a") after the event), "
+    + "longest downstream gap \(.downstream.event_gap_ms.max | ms); "
     + "stream packets \(.stream_interval_ms | ms) apart; event exit \(.event.exit_status // "none")"
     ' "$OUT/report.json")
 echo "$summary" | tee -a "$OUT/summary.txt"
+at_unix=$(q0 '.event.at_unix_s // 0')
+[[ $at_unix == 0 ]] || echo "(the event at $(date -u -d "@$at_unix" +%H:%M:%S.%N | cut -c1-12) UTC in the daemons' logs)"
 
 failures=()
 [[ $bench_status -eq 0 ]] || failures+=("l2bench failed (status $bench_status): not every session came up")

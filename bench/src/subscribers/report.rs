@@ -62,6 +62,11 @@ pub struct DirectionReport {
     /// that were sending: p50, p99, max.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event_gap_ms: Option<Percentiles>,
+    /// With `--event-at`: of the packets sent at or after the event, per
+    /// stream sent − received, summed (what the event cost; `lost` minus
+    /// this is the loss before it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lost_after_event: Option<u64>,
 }
 
 impl DirectionReport {
@@ -73,6 +78,7 @@ impl DirectionReport {
             ..DirectionReport::default()
         };
         let mut max_gap_ns = 0;
+        let mut lost_after_event = 0;
         let mut event_gaps = (receiver.event_ns != 0)
             .then(|| Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).ok())
             .flatten();
@@ -82,6 +88,7 @@ impl DirectionReport {
                 stream.close(tx.first_ns, tx.last_ns);
                 if let Some(h) = event_gaps.as_mut() {
                     h.saturating_record((stream.event_gap_ns / 1000).max(1));
+                    lost_after_event += tx.after_event.saturating_sub(stream.received_after_event);
                 }
             }
             r.sent += tx.sent;
@@ -92,6 +99,7 @@ impl DirectionReport {
             max_gap_ns = max_gap_ns.max(stream.max_gap_ns);
         }
         r.max_gap_ms = max_gap_ns as f64 / 1e6;
+        r.lost_after_event = event_gaps.as_ref().map(|_| lost_after_event);
         r.event_gap_ms = event_gaps.map(|h| Percentiles::of(&h, 1e-3));
         if duration_s > 0.0 {
             r.throughput_pps = r.received as f64 / duration_s;
@@ -158,6 +166,10 @@ pub struct EventReport {
     pub command: String,
     /// When it was started, seconds since the traffic started.
     pub at_s: f64,
+    /// When it was started, seconds since the Unix epoch (to find it in
+    /// the daemons' logs).
+    #[serde(default)]
+    pub at_unix_s: f64,
     /// Its exit status (`None`: killed by a signal, or still running at
     /// the end and killed then).
     pub exit_status: Option<i32>,
@@ -297,9 +309,13 @@ impl fmt::Display for Report {
                 if let Some(g) = d.event_gap_ms {
                     writeln!(
                         f,
-                        "{name:>10}: gap after the event per stream p50 {:.1} ms p99 {:.1} ms \
-                         max {:.1} ms (packets {:.1} ms apart in a stream)",
-                        g.p50, g.p99, g.max, self.stream_interval_ms
+                        "{name:>10}: lost after the event {}; gap after it per stream p50 {:.1} ms \
+                         p99 {:.1} ms max {:.1} ms (packets {:.1} ms apart in a stream)",
+                        d.lost_after_event.unwrap_or(0),
+                        g.p50,
+                        g.p99,
+                        g.max,
+                        self.stream_interval_ms
                     )?;
                 }
             }
@@ -336,11 +352,13 @@ mod tests {
                 sent: 4,
                 first_ns: 900_000,
                 last_ns: 3_900_000,
+                after_event: 0,
             },
             SentState {
                 sent: 3,
                 first_ns: 900_000,
                 last_ns: 31_000_000,
+                after_event: 0,
             },
         ];
         let d = DirectionReport::new(&sent, &mut rx, 2.0);

@@ -337,6 +337,9 @@ pub fn run_side(
     side.start(now());
     loop {
         let t = now();
+        // Before receiving: a packet sent after the event is counted as
+        // such on arrival.
+        downstream.set_event(shared.event_ns.load(Ordering::Acquire));
         let mut busy = side.receive(t, &mut downstream);
         if side.poll_timeout().is_some_and(|d| d <= t) {
             side.handle_timeout(t);
@@ -362,7 +365,6 @@ pub fn run_side(
                 .store(downstream.received(), Ordering::Relaxed);
         }
         let phase = shared.current_phase();
-        downstream.set_event(shared.event_ns.load(Ordering::Acquire));
         if phase == TRAFFIC {
             if let Some(to) = traffic_addr {
                 let start = shared.traffic_start_ns.load(Ordering::Acquire);
@@ -388,7 +390,7 @@ pub fn run_side(
                             sent_ns: monotonic_ns(),
                         };
                         if side.send_upstream(index, to, &probe, payload) {
-                            tx.next(probe.sent_ns);
+                            tx.next_after(probe.sent_ns, shared.event_ns.load(Ordering::Relaxed));
                             shared.up_sent.fetch_add(1, Ordering::Relaxed);
                         }
                         busy = true;
@@ -436,6 +438,7 @@ pub fn run_traffic(
     let mut turn = 0usize;
     loop {
         let mut busy = false;
+        upstream.set_event(shared.event_ns.load(Ordering::Acquire));
         for _ in 0..BURST {
             match socket.recv_from(&mut buf) {
                 Ok((n, _)) => {
@@ -453,7 +456,6 @@ pub fn run_traffic(
                 .store(upstream.received(), Ordering::Relaxed);
         }
         let phase = shared.current_phase();
-        upstream.set_event(shared.event_ns.load(Ordering::Acquire));
         if phase == STOP {
             break;
         }
@@ -490,7 +492,10 @@ pub fn run_traffic(
                             // Sent, or refused by the kernel (no route,
                             // unreachable): offered either way.
                             _ => {
-                                tx.next(probe.sent_ns);
+                                tx.next_after(
+                                    probe.sent_ns,
+                                    shared.event_ns.load(Ordering::Relaxed),
+                                );
                                 shared.down_sent.fetch_add(1, Ordering::Relaxed);
                             }
                         }
@@ -712,6 +717,7 @@ struct Event {
     command: String,
     child: std::process::Child,
     started_ns: u64,
+    started_unix_s: f64,
     traffic_start_ns: u64,
     ended: Option<(Option<i32>, u64)>,
 }
@@ -729,6 +735,9 @@ impl Event {
         // stdout stays the summary.
         let stdout = std::io::stderr().as_fd().try_clone_to_owned()?;
         let started_ns = monotonic_ns();
+        let started_unix_s = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
         shared.event_ns.store(started_ns, Ordering::Release);
         let child = Command::new("sh")
             .arg("-c")
@@ -745,6 +754,7 @@ impl Event {
             command: command.to_string(),
             child,
             started_ns,
+            started_unix_s,
             traffic_start_ns,
             ended: None,
         })
@@ -776,6 +786,7 @@ impl Event {
         EventReport {
             command: self.command,
             at_s: self.started_ns.saturating_sub(self.traffic_start_ns) as f64 / 1e9,
+            at_unix_s: self.started_unix_s,
             exit_status,
             ran_ms: ended_ns.saturating_sub(self.started_ns) as f64 / 1e6,
         }

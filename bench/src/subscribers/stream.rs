@@ -86,6 +86,8 @@ pub struct StreamState {
     /// silence ended at or after `event_ns` (the interruption the event
     /// caused, and the stream's ordinary gaps after it), ns.
     pub event_gap_ns: u64,
+    /// Distinct packets received that were sent at or after `event_ns`.
+    pub received_after_event: u64,
     /// The highest sequence number seen plus one (0: none yet).
     next: u64,
     /// Bit `s % WINDOW` set: sequence `s` (within the window below `next`)
@@ -103,6 +105,7 @@ impl Default for StreamState {
             last_rx_ns: 0,
             event_ns: 0,
             event_gap_ns: 0,
+            received_after_event: 0,
             next: 0,
             seen: [0; WINDOW_WORDS],
         }
@@ -228,6 +231,9 @@ impl Receiver {
         let duplicated = stream.duplicated;
         stream.receive(probe.sequence, now_ns);
         if stream.duplicated == duplicated {
+            if self.event_ns != 0 && probe.sent_ns >= self.event_ns {
+                stream.received_after_event += 1;
+            }
             let us = now_ns.saturating_sub(probe.sent_ns) / 1000;
             self.latency_us.saturating_record(us.max(1));
         }
@@ -248,9 +254,21 @@ pub struct SentState {
     pub first_ns: u64,
     /// See `first_ns`.
     pub last_ns: u64,
+    /// Packets sent at or after the run's event (see
+    /// [`StreamState::received_after_event`]).
+    pub after_event: u64,
 }
 
 impl SentState {
+    /// Account one packet sent at `now_ns`, after the event if `event_ns`
+    /// (0: none yet) is not later; returns its sequence number.
+    pub fn next_after(&mut self, now_ns: u64, event_ns: u64) -> u64 {
+        if event_ns != 0 && now_ns >= event_ns {
+            self.after_event += 1;
+        }
+        self.next(now_ns)
+    }
+
     /// Account one packet sent at `now_ns`; returns its sequence number.
     pub fn next(&mut self, now_ns: u64) -> u64 {
         let sequence = self.sent;
@@ -384,6 +402,32 @@ mod tests {
         quiet.receive(0, 10);
         quiet.receive(1, 1_000);
         assert_eq!((quiet.max_gap_ns, quiet.event_gap_ns), (990, 0));
+    }
+
+    #[test]
+    fn packets_sent_after_the_event_are_counted_both_ends() {
+        let mut tx = SentState::default();
+        let mut rx = Receiver::new(1).unwrap();
+        rx.set_event(2_000);
+        let mut buf = [0u8; PROBE_LEN];
+        for (sent_ns, event_ns) in [(1_000, 0), (1_500, 0), (2_000, 2_000), (2_500, 2_000)] {
+            let sequence = tx.next_after(sent_ns, event_ns);
+            Probe {
+                subscriber: 0,
+                sequence,
+                sent_ns,
+            }
+            .emit(&mut buf);
+            // The last one is lost; the one before arrives twice.
+            if sent_ns < 2_500 {
+                rx.receive(&buf, sent_ns + 100);
+            }
+            if sent_ns == 2_000 {
+                rx.receive(&buf, sent_ns + 200);
+            }
+        }
+        assert_eq!((tx.sent, tx.after_event), (4, 2));
+        assert_eq!(rx.streams[0].received_after_event, 1);
     }
 
     #[test]
