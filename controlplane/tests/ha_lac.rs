@@ -1433,3 +1433,90 @@ fn a_switchover_to_no_usable_peer_or_of_an_unknown_type_is_denied() {
     );
     assert_eq!((lab.up_at(0), lab.up_at(1)), (4, 0));
 }
+
+#[test]
+fn the_primary_dying_during_a_planned_move_turns_it_into_a_failure_switchover() {
+    // One recovery call at a time: the move takes longer than the 300 ms
+    // the LAC needs to find LNS1 dead.
+    let mut lab = Lab::new(HaPolicy {
+        recovery_window: 1,
+        ..policy()
+    });
+    lab.start(N);
+    for (a, b) in [(LAC, LNS2), (LNS2, LAC)] {
+        lab.sim
+            .set_link(a, b, LinkConditions::delay(Duration::from_millis(5)));
+    }
+    lab.switchover(SwitchoverType::All, &[]);
+    lab.run_until(Duration::from_secs(2), "the first call moved", |l| {
+        l.released_events() > 0
+    });
+    lab.kill_lns1();
+    lab.run_until(Duration::from_secs(3), "every call at LNS2", |l| {
+        l.lac().sessions().iter().all(|s| s.lns == Some(LNS2)) && l.up_at(1) == N
+    });
+    lab.run_for(Duration::from_millis(500));
+    lab.drain();
+    let report = lab.check(N);
+    let stats = lab.lac().stats();
+    assert_eq!(stats.recoveries_done, N as u64);
+    assert_eq!(stats.recoveries_failed, 0);
+    assert!(
+        lab.holding_events() > 0,
+        "LNS1 died before the move was over"
+    );
+    assert_eq!(lab.released_events() + lab.holding_events(), N);
+    println!(
+        "primary dies during a planned move: {} released before, {} held after; longest upstream gap {} ms",
+        lab.released_events(),
+        lab.holding_events(),
+        report.longest_gap.as_millis()
+    );
+}
+
+#[test]
+fn with_no_peer_left_the_held_subscribers_end_cleanly() {
+    let mut lab = Lab::new(policy());
+    lab.start(N);
+    // One subscriber hangs up while held; then nobody answers at all.
+    lab.kill_lns1();
+    lab.sim.partition(LAC, LNS2);
+    let cut = lab.sim.now();
+    lab.run_until(Duration::from_secs(2), "every call held", |l| {
+        l.holding_events() == N
+    });
+    let now = lab.sim.now();
+    let site = lab.site_mut();
+    site.cpes[0].discovery.close(now);
+    site.shuttle(now);
+    lab.run_until(Duration::from_secs(5), "every subscriber ended", |l| {
+        l.lac().subscriber_count() == 0
+    });
+    let took = lab.sim.now().saturating_duration_since(cut);
+    let stats = lab.lac().stats();
+    assert_eq!(stats.recoveries_done, 0);
+    assert_eq!(stats.recoveries_failed, N as u64 - 1);
+    let first = lab.site().cpes[0].key().unwrap();
+    let ended: Vec<&lac::SessionEnded> = lab
+        .lac_events()
+        .into_iter()
+        .filter_map(|e| match e {
+            lac::Event::SessionDown(d) => Some(&**d),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ended.len(), N);
+    for d in ended {
+        if d.subscriber == first {
+            assert_eq!(d.cause, lac::EndCause::SubscriberTerminated);
+        } else {
+            assert!(matches!(d.cause, lac::EndCause::TunnelDown(_)) && d.was_up);
+        }
+    }
+    // PADT to each of the others.
+    assert!(lab.site().cpes[1..].iter().all(|c| c.pppoe_down));
+    println!(
+        "no peer answers: {N} subscribers ended {} ms after the cut",
+        took.as_millis()
+    );
+}
