@@ -975,6 +975,71 @@ mod moves {
     }
 
     #[test]
+    fn a_dead_lns_tunnel_stays_until_its_last_held_session_moved_or_ended() {
+        let mut lab = Lab::new();
+        let dead_tunnel = 70;
+        for i in 3..5 {
+            let ours = key(dead_tunnel, 700 + i as u16);
+            let up = call(i, OLD_LNS, ours, key(80, 800 + i as u16), None);
+            lab.program(lac::Event::CallAnswered(up.clone()));
+            lab.program(lac::Event::SessionUp(up));
+            lab.program(lac::Event::Holding {
+                subscriber: subscriber(i),
+                local_tunnel_id: ours.tunnel_id,
+                local_session_id: ours.session_id,
+            });
+        }
+        lab.program(lac::Event::TunnelDown {
+            tunnel: TunnelHandle(u64::from(dead_tunnel)),
+            lns: OLD_LNS,
+            local_tunnel_id: dead_tunnel,
+            reason: TunnelDownReason::RetriesExhausted,
+        });
+        assert_eq!(lab.fp.holding_sessions(), 2);
+        for i in 3..5 {
+            assert!(lab.pass(ACCESS, vec![upstream(i, "h0")], 0).is_empty());
+        }
+
+        // Subscriber 3 is recovered: the tunnel stays for subscriber 4.
+        let moved = MovedFrom {
+            local_tunnel_id: dead_tunnel,
+            local_session_id: 703,
+            epoch: 1,
+            make_before_break: false,
+        };
+        let recovered = call(3, NEW_LNS, key(71, 703), key(81, 803), Some(moved));
+        lab.program(lac::Event::CallAnswered(recovered.clone()));
+        lab.program(lac::Event::SessionUp(recovered));
+        let out = lab.collect(WAN, 1);
+        assert_eq!(read_upstream(&out[0]), (NEW_LNS, key(81, 803), "h0".into()));
+        assert_eq!(lab.fp.kept_tunnels(), 1);
+        assert_eq!(lab.fp.holding_sessions(), 1);
+
+        // Subscriber 4's recovery fails: its session ends (its held frame
+        // freed), and nothing keeps the tunnel any more.
+        lab.program(lac::Event::SessionDown(Box::new(lac::SessionEnded {
+            subscriber: subscriber(4),
+            session: None,
+            lns: Some(OLD_LNS),
+            tunnel_ids: Some((dead_tunnel, 80)),
+            session_ids: Some((704, 804)),
+            cause: lac::EndCause::TunnelDown(TunnelDownReason::RetriesExhausted),
+            was_up: true,
+            duration: Duration::from_secs(1),
+        })));
+        assert_eq!(lab.fp.kept_tunnels(), 0);
+        assert_eq!(lab.fp.holding_sessions(), 0);
+        assert!(lab.pass(ACCESS, vec![upstream(4, "x")], 0).is_empty());
+        let out = lab.pass(ACCESS, vec![upstream(3, "h1")], 1);
+        assert_eq!(read_upstream(&out[0]), (NEW_LNS, key(81, 803), "h1".into()));
+        let summary = lab.fp.fastpath().fresh_reports(WAIT).unwrap();
+        assert_eq!(summary.sessions, 1);
+        assert_eq!((summary.counters.held, summary.counters.flushed), (2, 1));
+        assert_eq!(lab.fp.stats().update_errors, 0);
+        lab.fp.stop();
+    }
+
+    #[test]
     fn a_make_before_break_move_keeps_the_old_downstream_until_released() {
         let mut lab = Lab::new();
         let old = key(30, 300);

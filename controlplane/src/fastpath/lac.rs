@@ -193,6 +193,9 @@ pub struct LacFastpath {
     /// sessions still have their ids (a failed LNS's calls until they are
     /// recovered elsewhere): removed once none does.
     kept_tunnels: HashSet<u16>,
+    /// Sessions or aliases left some tunnel since the last turn: see
+    /// whether a kept one is unused now.
+    kept_tunnels_changed: bool,
     /// Sessions programmed, by subscriber.
     sessions: HashMap<lac::SubscriberKey, Programmed>,
     /// Make-before-break aliases, by the old ids.
@@ -239,6 +242,7 @@ impl LacFastpath {
             access_mac,
             tunnels: HashMap::new(),
             kept_tunnels: HashSet::new(),
+            kept_tunnels_changed: false,
             sessions: HashMap::new(),
             aliases: HashMap::new(),
             releases: VecDeque::new(),
@@ -371,7 +375,8 @@ impl LacFastpath {
                     moving: None,
                 },
             );
-            return self.release_kept_tunnels();
+            self.kept_tunnels_changed = true;
+            return Ok(());
         };
         // A retry replaces the alias of the call answered before.
         if let Some(earlier) = p.moving.and_then(|m| m.next) {
@@ -408,7 +413,8 @@ impl LacFastpath {
                 moving: Some(Move { from, next: None }),
             },
         );
-        self.release_kept_tunnels()
+        self.kept_tunnels_changed = true;
+        Ok(())
     }
 
     /// A call up: the held upstream frames go, in order, after those the
@@ -458,7 +464,8 @@ impl LacFastpath {
                     moving: None,
                 },
             );
-            return self.release_kept_tunnels();
+            self.kept_tunnels_changed = true;
+            return Ok(());
         }
         if p.config.key != key {
             return self.up_unprogrammed(call);
@@ -537,7 +544,8 @@ impl LacFastpath {
         };
         self.stats.removed += 1;
         self.fp.remove_session(p.config.key)?;
-        self.release_kept_tunnels()
+        self.kept_tunnels_changed = true;
+        Ok(())
     }
 
     /// HA failure switchover: the subscriber's call died with its LNS;
@@ -707,6 +715,8 @@ impl LacFastpath {
             *since = Some(now);
         }
         let mut removed = false;
+        // The ids of the sessions, made only when some alias is due.
+        let mut live: Option<HashSet<SessionKey>> = None;
         while let Some(&(key, Some(since))) = self.releases.front() {
             if now.saturating_duration_since(since) < RELEASE_LINGER {
                 break;
@@ -721,7 +731,9 @@ impl LacFastpath {
             removed = true;
             // The ids may name a session again by now (a new call on the
             // same ids): then the alias went with the upsert already.
-            if self.sessions.values().any(|p| p.config.key == key) {
+            let live =
+                live.get_or_insert_with(|| self.sessions.values().map(|p| p.config.key).collect());
+            if live.contains(&key) {
                 continue;
             }
             self.stats.aliases_removed += 1;
@@ -730,7 +742,10 @@ impl LacFastpath {
                 tracing::error!(error = %e, "released alias not removed");
             }
         }
-        if removed {
+        self.kept_tunnels_changed |= removed;
+        // Once per turn, not per event: the scan is over every session,
+        // and a failed LNS's sessions move in a burst.
+        if std::mem::take(&mut self.kept_tunnels_changed) {
             if let Err(e) = self.release_kept_tunnels() {
                 self.stats.update_errors += 1;
                 tracing::error!(error = %e, "unused tunnel not removed");
