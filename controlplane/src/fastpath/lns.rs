@@ -782,6 +782,143 @@ pub fn program(fp: &mut LnsFastpath, event: &lns::Event) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::aaa::pool::AddressPool;
+    use crate::aaa::users::Users;
+    use crate::aaa::{Authenticator, SessionAttributes};
+    use crate::l2tp::TunnelHandle;
+    use crate::ppp::{LcpOptions, LinkState, ProxyOutcome, Role as PppRole};
+    use dataplane::counters::PathKind;
+    use dataplane::io::memory::MemoryPort;
+    use dataplane::testkit::{self, ACCESS_MAC, CORE_MAC};
+    use dataplane::worker::Worker;
+    use rand_chacha::rand_core::SeedableRng;
+
+    /// A glue over one LNS worker on memory ports, and a plain node.
+    fn glue() -> (LnsFastpath, lns::Node) {
+        let worker: Worker<MemoryPort> = testkit::worker_with(
+            testkit::config(super::super::Role::Lns, 16),
+            0,
+            [testkit::port(ACCESS_MAC), testkit::port(CORE_MAC)],
+        );
+        let config = FastpathConfig::new(
+            super::super::Role::Lns,
+            vec!["wan".into(), "core".into()],
+            vec![testkit::LOCAL_ADDR],
+        );
+        let fp = Fastpath::with_workers(config, vec![worker], Vec::new(), None).unwrap();
+        let mut node = lns::Node::new(
+            lns::Config::new("lns", Ipv4Addr::new(100, 64, 0, 1)),
+            Authenticator::local(Users::parse("", "users").unwrap()),
+            AddressPool::parse(&["100.64.0.0/24"]).unwrap(),
+            Box::new(rand_chacha::ChaCha8Rng::seed_from_u64(1)),
+        )
+        .unwrap();
+        let local = SocketAddrV4::new(testkit::LOCAL_ADDR, 1701);
+        let glue = LnsFastpath::with_fastpath(fp, local, &mut node);
+        (glue, node)
+    }
+
+    fn established(address: Ipv4Addr, adopted_epoch: Option<u32>) -> lns::Event {
+        let lcp = LcpOptions {
+            mru: 1492,
+            ..LcpOptions::default()
+        };
+        lns::Event::SessionEstablished(Box::new(lns::EstablishedSession {
+            session: SessionHandle {
+                tunnel: TunnelHandle(1),
+                id: 7,
+            },
+            remote: SocketAddrV4::new(testkit::PEER_ADDR, 1701),
+            tunnel_ids: (1, 101),
+            local_session_id: 7,
+            peer_session_id: 70,
+            username: "sub".to_owned(),
+            address,
+            link: LinkState {
+                role: PppRole::Server,
+                lcp_local: LcpOptions::default(),
+                lcp_peer: lcp,
+                auth_method: None,
+                username: None,
+                ipcp: None,
+                ipv6cp: None,
+            },
+            attributes: SessionAttributes::default(),
+            acct_session_id: "1".to_owned(),
+            proxy: ProxyOutcome::NotOffered,
+            setup_time: Duration::ZERO,
+            adopted_epoch,
+        }))
+    }
+
+    /// Service the glue at `now` until `done` or a few seconds of real time.
+    fn service_until(
+        fp: &mut LnsFastpath,
+        node: &mut lns::Node,
+        now: Instant,
+        done: impl Fn(&LnsFastpath) -> bool,
+    ) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !done(fp) {
+            assert!(std::time::Instant::now() < deadline, "{:?}", fp.stats());
+            fp.service(node, now);
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    #[test]
+    fn an_adopted_session_is_programmed_and_announced_on_the_core_port_twice() {
+        let (mut fp, mut node) = glue();
+        let address = Ipv4Addr::new(100, 64, 0, 9);
+        let t0 = Instant::ZERO;
+        fp.program(&established(address, Some(3)));
+        let h = SessionHandle {
+            tunnel: TunnelHandle(1),
+            id: 7,
+        };
+        let config = *fp.session(h).expect("programmed");
+        assert_eq!(config.subscriber_addr, Some(address));
+        assert_eq!(config.mru, 1492);
+        // The first announcement once the workers know the session; the
+        // second ANNOUNCE_INTERVAL later, not before.
+        service_until(&mut fp, &mut node, t0, |fp| fp.stats().announcements == 1);
+        fp.service(
+            &mut node,
+            t0 + (ANNOUNCE_INTERVAL - Duration::from_millis(1)),
+        );
+        assert_eq!(fp.stats().announcements, 1);
+        service_until(&mut fp, &mut node, t0 + ANNOUNCE_INTERVAL, |fp| {
+            fp.stats().announcements == 2
+        });
+        fp.service(&mut node, t0 + ANNOUNCE_INTERVAL * 10);
+        assert_eq!(fp.stats().announcements, u64::from(ANNOUNCE_NUM));
+        assert_eq!(fp.stats().announcements_failed, 0);
+        let summary = fp.fastpath().fresh_reports(Duration::from_secs(5)).unwrap();
+        assert_eq!(
+            summary.counters.forwards(PathKind::Inject),
+            u64::from(ANNOUNCE_NUM),
+            "the worker sent them"
+        );
+        fp.stop();
+    }
+
+    #[test]
+    fn an_address_whose_session_went_down_is_not_announced() {
+        let (mut fp, mut node) = glue();
+        let address = Ipv4Addr::new(100, 64, 0, 10);
+        fp.program(&established(address, None));
+        // Down before the first service: nothing goes out.
+        let _ = fp.remove_session(SessionHandle {
+            tunnel: TunnelHandle(1),
+            id: 7,
+        });
+        for i in 0..50 {
+            fp.service(&mut node, Instant::ZERO + ANNOUNCE_INTERVAL * i);
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(fp.stats().announcements, 0);
+        fp.stop();
+    }
 
     #[test]
     fn a_gratuitous_arp_announces_the_address_at_our_mac() {
