@@ -606,7 +606,7 @@ fn lns_node(name: &str, us: SocketAddrV4, peer: SocketAddrV4, seed: u64) -> lns:
     .unwrap()
 }
 
-fn lac_config(policy: HaPolicy) -> lac::Config {
+fn lac_config(policy: HaPolicy, hello: Duration, dead: Duration) -> lac::Config {
     let mut config = lac::Config::new(
         "lac",
         LAC_MAC,
@@ -626,8 +626,8 @@ fn lac_config(policy: HaPolicy) -> lac::Config {
     config.local_address = LAC;
     // Fast failure detection (DESIGN.md §1 item 4): Hello every 100 ms,
     // dead after 300 ms of silence.
-    config.l2tp.hello_interval = Some(Duration::from_millis(100));
-    config.l2tp.dead_interval = Some(Duration::from_millis(300));
+    config.l2tp.hello_interval = Some(hello);
+    config.l2tp.dead_interval = Some(dead);
     config.l2tp.retransmission = Retransmission {
         initial: Duration::from_millis(100),
         cap: Duration::from_millis(400),
@@ -648,7 +648,16 @@ struct Lab {
 }
 
 impl Lab {
+    /// Hello every 100 ms, dead after 300 ms of silence.
     fn new(policy: HaPolicy) -> Lab {
+        Lab::with_timers(
+            policy,
+            Duration::from_millis(100),
+            Duration::from_millis(300),
+        )
+    }
+
+    fn with_timers(policy: HaPolicy, hello: Duration, dead: Duration) -> Lab {
         let mut sim = Sim::new(rng(99), LinkConditions::delay(Duration::from_millis(1)));
         sim.max_steps = 20_000_000;
         let core = Rc::new(RefCell::new(Core::default()));
@@ -664,7 +673,7 @@ impl Lab {
         let lns1 = sim.add_node(LNS1, boxed(0, lns_node("lns1", LNS1, LNS2, 1)));
         let lns2 = sim.add_node(LNS2, boxed(1, lns_node("lns2", LNS2, LNS1, 2)));
         let site = Site {
-            lac: lac::Node::new(lac_config(policy), Instant::ZERO, rng(3)).unwrap(),
+            lac: lac::Node::new(lac_config(policy, hello, dead), Instant::ZERO, rng(3)).unwrap(),
             cpes: Vec::new(),
             by_mac: HashMap::new(),
             rng: ChaCha8Rng::seed_from_u64(4),
@@ -964,6 +973,14 @@ fn a_dead_primary_s_sessions_are_recovered_at_its_peer_and_fenced_when_it_return
     lab.start(N);
     let lns1_tunnel = lab.lac().tunnels()[0].tunnel_ids.0;
 
+    let echo_replies = |lab: &Lab| -> u64 {
+        lab.site()
+            .cpes
+            .iter()
+            .map(|c| c.link.as_ref().unwrap().stats().echo_replies_received)
+            .sum()
+    };
+
     // (a) LNS1 dies: the LAC hears nothing for 300 ms, holds every
     // subscriber's upstream, recovers the calls at LNS2 and flushes.
     lab.kill_lns1();
@@ -972,7 +989,11 @@ fn a_dead_primary_s_sessions_are_recovered_at_its_peer_and_fenced_when_it_return
         l.moved_ups(false) == N
     });
     let recovered_after = lab.sim.now().saturating_duration_since(killed);
+    let replies_at_recovery = echo_replies(&lab);
     lab.run_for(Duration::from_millis(500));
+    // The subscribers' LCP echoes (held with their data) are answered by
+    // LNS2 with LNS1's magic number: the links never noticed.
+    assert!(echo_replies(&lab) >= replies_at_recovery + N as u64);
     lab.drain();
     let report = lab.check(N);
     assert_eq!(lab.holding_events(), N);
@@ -1519,4 +1540,32 @@ fn with_no_peer_left_the_held_subscribers_end_cleanly() {
         "no peer answers: {N} subscribers ended {} ms after the cut",
         took.as_millis()
     );
+}
+
+#[test]
+fn with_50_ms_hellos_and_a_150_ms_dead_interval_the_failure_gap_is_under_200_ms() {
+    let mut lab = Lab::with_timers(
+        policy(),
+        Duration::from_millis(50),
+        Duration::from_millis(150),
+    );
+    lab.start(N);
+    lab.kill_lns1();
+    let killed = lab.sim.now();
+    lab.run_until(Duration::from_secs(3), "every call recovered", |l| {
+        l.moved_ups(false) == N
+    });
+    let recovered_after = lab.sim.now().saturating_duration_since(killed);
+    lab.run_for(Duration::from_millis(300));
+    lab.drain();
+    let report = lab.check(N);
+    println!(
+        "kill primary, 50/150 ms timers: {N} sessions recovered {} ms after the cut; \
+         longest upstream gap {} ms; upstream lost {} of {}",
+        recovered_after.as_millis(),
+        report.longest_gap.as_millis(),
+        report.up_lost,
+        report.up_sent
+    );
+    assert!(report.longest_gap < Duration::from_millis(200));
 }
