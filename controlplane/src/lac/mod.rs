@@ -136,6 +136,10 @@ pub use select::{LnsEntry, LnsStatus, Selector};
 /// The smallest Ethernet frame without its FCS.
 const MIN_FRAME_LEN: usize = 60;
 
+/// HA: peers tried per moving call at most (an LNS names its peers in
+/// Peer-LNS-Address or an STPLRQ; each moving call keeps its own list).
+const MAX_PEERS: usize = 8;
+
 /// How the LAC carries PPP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Mode {
@@ -2155,7 +2159,7 @@ impl Node {
         };
         let mut list = VecDeque::new();
         for p in peers {
-            if p != *lns.ip() && !list.contains(&p) {
+            if p != *lns.ip() && !list.contains(&p) && list.len() < MAX_PEERS {
                 list.push_back(p);
             }
         }
@@ -2668,14 +2672,15 @@ impl Node {
                         .collect();
                 }
                 SwitchoverType::Listed => {
+                    let listed: std::collections::HashSet<u16> =
+                        request.sessions.iter().copied().collect();
                     moving = self
                         .subscribers
                         .iter()
                         .filter(|(_, s)| {
                             s.call.is_some_and(|c| c.tunnel == tunnel)
-                                && s.ids.is_some_and(|(_, (_, lns_sid))| {
-                                    request.sessions.contains(&lns_sid)
-                                })
+                                && s.ids
+                                    .is_some_and(|(_, (_, lns_sid))| listed.contains(&lns_sid))
                         })
                         .map(|(k, _)| *k)
                         .collect();
