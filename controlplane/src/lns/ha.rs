@@ -1,7 +1,24 @@
 //! The LNS node's part in the HA extension (DESIGN.md §1 items 2 and 4,
 //! docs/ha-protocol.md §7): the peering with the other LNSs, the offload of
 //! every established session, the adoption of recovered calls, and the
-//! fencing of sessions that moved away.
+//! fencing of sessions that moved away; and the load switchover and the
+//! operator's commands (STPLRQ to the LACs, their STPLRPs).
+//!
+//! * Adoption with a fast path: a recovery call that will be accepted is
+//!   reported as a [`super::ConnectedCall`] with [`Node::adopted_call`]
+//!   (address, MRU, epoch) and its ICRP waits for [`Node::release_call`].
+//! * Accounting: the adopted session's RADIUS accounting resumes here
+//!   (Interim-Update, RFC 2866 §5.1 Acct-Status-Type 3, same
+//!   Acct-Session-Id); a session that moved away is forgotten by the
+//!   RADIUS client without a Stop.
+//! * Counters: [`Node::set_counters`] puts them into the offloaded state
+//!   (at most every [`COUNTERS_OFFLOAD_INTERVAL`]) for the next update or
+//!   periodic refresh to carry.
+//! * Load: [`Node::observe_load`] feeds the [`LoadMonitor`]; overloaded,
+//!   every HA-capable LAC gets an STPLRQ of [`HaConfig::switchover_kind`].
+//! * Operator: [`Node::ha_switchover`], [`Node::ha_drain`],
+//!   [`Node::ha_failback`], [`Node::ha_status`]; STPLRPs come out of
+//!   [`Node::poll_switchover_answer`].
 //!
 //! The LNS-LNS control connections run on an endpoint of their own (same
 //! UDP socket: a datagram from a configured peer's address goes to it), so
@@ -771,14 +788,26 @@ impl Node {
         )
     }
 
-    /// The adopted session of a recovery call reported to the fast path,
-    /// until it is up (then [`Event::SessionEstablished`] has it all).
+    /// Whether `session` (as reported by [`Node::poll_connected_call`]) is
+    /// an adopted one, and with what address and MRU: `Some` from the
+    /// report of its recovery call (before its ICRP) for as long as it
+    /// lives here; `None` for a session set up here.
     pub fn adopted_call(&self, session: SessionHandle) -> Option<AdoptedCall> {
-        let r = self.ha.as_ref()?.adopting.get(&session)?;
+        if let Some(r) = self.ha.as_ref()?.adopting.get(&session) {
+            return Some(AdoptedCall {
+                address: r.address,
+                mru: r.adoption.state.link.lcp_peer.mru,
+                epoch: r.adoption.epoch,
+            });
+        }
+        let s = self
+            .sessions
+            .get(&session)
+            .filter(|s| s.adopted_from.is_some())?;
         Some(AdoptedCall {
-            address: r.address,
-            mru: r.adoption.state.link.lcp_peer.mru,
-            epoch: r.adoption.epoch,
+            address: s.address?,
+            mru: s.link.state().lcp_peer.mru,
+            epoch: s.epoch,
         })
     }
 
@@ -977,7 +1006,7 @@ impl Node {
     /// calls are steered too; `NewSessions`: only new calls; `Listed`: the
     /// sessions with these Session IDs of ours (each LAC gets the ones on
     /// its tunnels). Returns how many STPLRQs went; the answers come as
-    /// [`Event::SwitchoverAnswered`].
+    /// [`Node::poll_switchover_answer`].
     pub fn ha_switchover(
         &mut self,
         now: Instant,

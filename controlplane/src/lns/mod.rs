@@ -50,6 +50,11 @@
 //!   [`Node::handle_ppp`], exactly as if they had arrived in a data
 //!   message; the replies still leave through the node's UDP socket (the
 //!   kernel's path is fine for control traffic);
+//! * with HA, a LAC's recovery call that the node adopts is reported the
+//!   same way, before its ICRP, and [`Node::adopted_call`] gives its
+//!   address and MRU so the workers know the whole session before the LAC
+//!   flushes the subscriber's held frames; the ICRP (with the
+//!   Ownership-Epoch) waits for [`Node::release_call`] too;
 //! * [`Event::SessionEstablished`] carries the address and, through
 //!   [`EstablishedSession::subscriber_mru`], the MRU; [`Event::SessionDown`]
 //!   and [`Event::TunnelDown`] say what to remove.
