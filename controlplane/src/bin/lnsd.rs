@@ -358,6 +358,8 @@ struct SessionNote {
     up_at: Instant,
     local_session_id: u16,
     peer_session_id: u16,
+    /// HA: the ownership epoch of a session adopted from a peer.
+    adopted_epoch: Option<u32>,
 }
 
 impl Book {
@@ -389,6 +391,7 @@ impl Book {
                         up_at: now,
                         local_session_id: s.local_session_id,
                         peer_session_id: s.peer_session_id,
+                        adopted_epoch: s.adopted_epoch,
                     },
                 );
             }
@@ -585,6 +588,9 @@ struct SessionRow {
     /// To the subscriber.
     down_pkts: Option<u64>,
     down_bytes: Option<u64>,
+    /// HA: the ownership epoch when the session was adopted from a peer
+    /// LNS (`-`: set up here).
+    adopted: Option<u32>,
 }
 
 /// Everything the loop works with.
@@ -790,6 +796,7 @@ impl Daemon {
                     up_bytes: counters.map(|c| c.input_octets),
                     down_pkts: counters.map(|c| c.output_packets),
                     down_bytes: counters.map(|c| c.output_octets),
+                    adopted: note.and_then(|n| n.adopted_epoch),
                 }
             })
             .collect();
