@@ -24,7 +24,7 @@ use controlplane::aaa::users::Users;
 use controlplane::aaa::Authenticator;
 use controlplane::ha::message::{HaMessage, SwitchoverRequest};
 use controlplane::l2tp::{LnsPeer, Retransmission, SessionHandle, TunnelState};
-use controlplane::lac::{self, HaPolicy, LnsEntry, SubscriberKey, SwitchoverType};
+use controlplane::lac::{self, HaPolicy, LnsEntry, Mode, SubscriberKey, SwitchoverType};
 use controlplane::lns;
 use controlplane::ppp::{self, AuthMethod, Credentials, LinkState, PppConfig, PppLink, Role};
 use controlplane::pppoe;
@@ -658,6 +658,10 @@ impl Lab {
     }
 
     fn with_timers(policy: HaPolicy, hello: Duration, dead: Duration) -> Lab {
+        Lab::build(lac_config(policy, hello, dead))
+    }
+
+    fn build(config: lac::Config) -> Lab {
         let mut sim = Sim::new(rng(99), LinkConditions::delay(Duration::from_millis(1)));
         sim.max_steps = 20_000_000;
         let core = Rc::new(RefCell::new(Core::default()));
@@ -673,7 +677,7 @@ impl Lab {
         let lns1 = sim.add_node(LNS1, boxed(0, lns_node("lns1", LNS1, LNS2, 1)));
         let lns2 = sim.add_node(LNS2, boxed(1, lns_node("lns2", LNS2, LNS1, 2)));
         let site = Site {
-            lac: lac::Node::new(lac_config(policy, hello, dead), Instant::ZERO, rng(3)).unwrap(),
+            lac: lac::Node::new(config, Instant::ZERO, rng(3)).unwrap(),
             cpes: Vec::new(),
             by_mac: HashMap::new(),
             rng: ChaCha8Rng::seed_from_u64(4),
@@ -1568,4 +1572,56 @@ fn with_50_ms_hellos_and_a_150_ms_dead_interval_the_failure_gap_is_under_200_ms(
         report.up_sent
     );
     assert!(report.longest_gap < Duration::from_millis(200));
+}
+
+#[test]
+fn in_proxy_mode_the_recovery_calls_carry_the_proxy_avps_and_nothing_is_renegotiated() {
+    let mut config = lac_config(
+        policy(),
+        Duration::from_millis(100),
+        Duration::from_millis(300),
+    );
+    config.mode = Mode::Proxy;
+    config.ppp.lcp.authenticate_peer = vec![AuthMethod::ChapMd5];
+    let mut lab = Lab::build(config);
+    lab.start(8);
+    lab.sim.record_trace(true);
+    lab.kill_lns1();
+    lab.run_until(Duration::from_secs(3), "every call recovered", |l| {
+        l.moved_ups(false) == 8
+    });
+    // Every recovery call's ICCN to LNS2 has the proxy LCP and
+    // authentication of the original call (RFC 2661 §4.4.5).
+    let ctx = dataplane::wire::control::Context {
+        secret: None,
+        ha_vendor_id: dataplane::wire::control::HA_VENDOR_ID,
+    };
+    let proxied = lab
+        .sim
+        .trace()
+        .iter()
+        .filter(|r| r.fate == sim::Fate::Sent && r.from == LAC && r.to == LNS2)
+        .filter_map(|r| dataplane::wire::control::ControlMessage::parse(&r.payload, &ctx).ok())
+        .filter(|m| m.message_type == Some(dataplane::wire::control::MessageType::Iccn))
+        .filter(|m| {
+            m.avps.iter().any(|a| {
+                matches!(
+                    a.avp,
+                    dataplane::wire::control::Avp::LastReceivedLcpConfReq(_)
+                )
+            }) && m
+                .avps
+                .iter()
+                .any(|a| matches!(a.avp, dataplane::wire::control::Avp::ProxyAuthenType(2)))
+        })
+        .count();
+    assert_eq!(proxied, 8);
+    lab.run_for(Duration::from_millis(300));
+    lab.drain();
+    let report = lab.check(8);
+    assert_eq!(lab.up_at(1), 8);
+    println!(
+        "proxy mode, kill primary: longest upstream gap {} ms",
+        report.longest_gap.as_millis()
+    );
 }
