@@ -582,7 +582,13 @@ impl sim::Node for Party {
     }
 }
 
-fn lns_node(name: &str, us: SocketAddrV4, peer: SocketAddrV4, seed: u64) -> lns::Node {
+fn lns_node(
+    name: &str,
+    us: SocketAddrV4,
+    peer: SocketAddrV4,
+    seed: u64,
+    configure: impl FnOnce(&mut lns::Config),
+) -> lns::Node {
     let mut config = lns::Config::new(name, Ipv4Addr::new(100, 64, 0, 1));
     config.l2tp.ack_delay = Duration::from_millis(10);
     config.l2tp.receive_window = 256;
@@ -594,6 +600,7 @@ fn lns_node(name: &str, us: SocketAddrV4, peer: SocketAddrV4, seed: u64) -> lns:
             secret: PEER_SECRET.to_vec(),
         }],
     ));
+    configure(&mut config);
     let users: String = (0..200).map(|i| format!("sub{i} lab\n")).collect();
     // Both LNSs draw from the same range: the peer holds the primary's
     // addresses as framed ones and never hands them out again.
@@ -662,6 +669,11 @@ impl Lab {
     }
 
     fn build(config: lac::Config) -> Lab {
+        Lab::build_with(config, |_| {})
+    }
+
+    /// With LNS1's configuration changed by `lns1`.
+    fn build_with(config: lac::Config, lns1: impl FnOnce(&mut lns::Config)) -> Lab {
         let mut sim = Sim::new(rng(99), LinkConditions::delay(Duration::from_millis(1)));
         sim.max_steps = 20_000_000;
         let core = Rc::new(RefCell::new(Core::default()));
@@ -674,8 +686,8 @@ impl Lab {
                 transmits: VecDeque::new(),
             }))
         };
-        let lns1 = sim.add_node(LNS1, boxed(0, lns_node("lns1", LNS1, LNS2, 1)));
-        let lns2 = sim.add_node(LNS2, boxed(1, lns_node("lns2", LNS2, LNS1, 2)));
+        let lns1 = sim.add_node(LNS1, boxed(0, lns_node("lns1", LNS1, LNS2, 1, lns1)));
+        let lns2 = sim.add_node(LNS2, boxed(1, lns_node("lns2", LNS2, LNS1, 2, |_| {})));
         let site = Site {
             lac: lac::Node::new(config, Instant::ZERO, rng(3)).unwrap(),
             cpes: Vec::new(),
@@ -1622,6 +1634,43 @@ fn in_proxy_mode_the_recovery_calls_carry_the_proxy_avps_and_nothing_is_renegoti
     assert_eq!(lab.up_at(1), 8);
     println!(
         "proxy mode, kill primary: longest upstream gap {} ms",
+        report.longest_gap.as_millis()
+    );
+}
+
+#[test]
+fn a_peer_that_does_not_answer_is_passed_over_for_the_next() {
+    // LNS1 names a peer that is not there first, then LNS2.
+    const GHOST: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 13);
+    let config = lac_config(
+        policy(),
+        Duration::from_millis(100),
+        Duration::from_millis(300),
+    );
+    let mut lab = Lab::build_with(config, |c| {
+        if let Some(ha) = c.ha.as_mut() {
+            ha.advertise = vec![GHOST, *LNS2.ip()];
+        }
+    });
+    lab.start(N);
+    let status = lab.lac().ha_status();
+    assert_eq!(status.lns[0].peers, vec![GHOST, *LNS2.ip()]);
+    lab.kill_lns1();
+    let killed = lab.sim.now();
+    lab.run_until(
+        Duration::from_secs(5),
+        "every call recovered at LNS2",
+        |l| l.moved_ups(false) == N,
+    );
+    let took = lab.sim.now().saturating_duration_since(killed);
+    lab.run_for(Duration::from_millis(300));
+    lab.drain();
+    let report = lab.check(N);
+    assert_eq!(lab.up_at(1), N);
+    assert_eq!(lab.lac().stats().recoveries_failed, 0);
+    println!(
+        "first peer silent: recovered at the second {} ms after the cut (gap {} ms)",
+        took.as_millis(),
         report.longest_gap.as_millis()
     );
 }
