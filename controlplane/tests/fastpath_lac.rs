@@ -44,7 +44,7 @@ use controlplane::aaa::Authenticator;
 use controlplane::driver::{Clock, Driver};
 use controlplane::fastpath::lac::LacFastpath;
 use controlplane::fastpath::{FastpathConfig, FastpathSummary, Role};
-use controlplane::l2tp::SessionHandle;
+use controlplane::l2tp::{LnsPeer, SessionHandle};
 use controlplane::lac::{self, LnsEntry};
 use controlplane::lns;
 use controlplane::ppp::{self, Credentials, PppConfig, PppLink};
@@ -93,15 +93,41 @@ enum Cmd {
     LnsReport(Sender<(u64, usize)>),
     /// LNS: send these IPv4 packets into the session of their destination.
     LnsSend(Vec<Vec<u8>>, Sender<usize>),
+    /// LAC: sessions the workers hold for a move, recoveries done, and the
+    /// workers' counters.
+    LacHa(Sender<(usize, u64, FastpathSummary)>),
+    /// LNS: sessions of its peer it stores, sessions it adopted.
+    LnsHa(Sender<(usize, u64)>),
+    /// LNS: stop serving for this long (its socket stays open).
+    LnsPause(Duration, Sender<()>),
+    /// LNS: die, as `kill -9` (its socket closes).
+    LnsKill,
 }
 
 // --- the LNS: kernel path only --------------------------------------------------
 
-fn run_lns(ns: PathBuf, addr: Ipv4Addr, stop: &AtomicBool, commands: Receiver<Cmd>) {
+fn run_lns(
+    ns: PathBuf,
+    addr: Ipv4Addr,
+    ha_peer: Option<Ipv4Addr>,
+    stop: &AtomicBool,
+    commands: Receiver<Cmd>,
+) {
     enter(&ns);
     let socket = UdpSocket::bind(SocketAddrV4::new(addr, L2TP_PORT)).unwrap();
+    let mut config = lns::Config::new("lns", GATEWAY);
+    if let Some(peer) = ha_peer {
+        config.l2tp.ack_delay = Duration::from_millis(10);
+        config.ha = Some(lns::HaConfig::new(
+            addr,
+            vec![LnsPeer {
+                address: peer,
+                secret: b"lns-lns".to_vec(),
+            }],
+        ));
+    }
     let node = lns::Node::new(
-        lns::Config::new("lns", GATEWAY),
+        config,
         Authenticator::local(Users::parse("sub lab\n", "users").unwrap()),
         AddressPool::parse(&["100.64.0.0/24"]).unwrap(),
         Box::new(ChaCha8Rng::seed_from_u64(1)),
@@ -143,7 +169,20 @@ fn run_lns(ns: PathBuf, addr: Ipv4Addr, stop: &AtomicBool, commands: Receiver<Cm
                     }
                     let _ = reply.send(sent);
                 }
-                Cmd::LacReport(_) => unreachable!(),
+                Cmd::LnsHa(reply) => {
+                    let node = driver.node();
+                    let status = node.ha_status();
+                    let _ = reply.send((
+                        status.as_ref().map_or(0, |s| s.sessions_stored),
+                        status.map_or(0, |s| s.stats.sessions_adopted),
+                    ));
+                }
+                Cmd::LnsPause(pause, reply) => {
+                    std::thread::sleep(pause);
+                    let _ = reply.send(());
+                }
+                Cmd::LnsKill => return,
+                _ => unreachable!(),
             }
         }
     }
@@ -151,17 +190,36 @@ fn run_lns(ns: PathBuf, addr: Ipv4Addr, stop: &AtomicBool, commands: Receiver<Cm
 
 // --- the LAC with its fast path ----------------------------------------------------
 
-fn run_lac(ns: PathBuf, wan: Ipv4Addr, lns: Ipv4Addr, stop: &AtomicBool, commands: Receiver<Cmd>) {
+fn run_lac(
+    ns: PathBuf,
+    wan: Ipv4Addr,
+    lns: &[Ipv4Addr],
+    ha: bool,
+    stop: &AtomicBool,
+    commands: Receiver<Cmd>,
+) {
     enter(&ns);
     let local = SocketAddrV4::new(wan, L2TP_PORT);
     let socket = UdpSocket::bind(local).unwrap();
     let mac = ethernet::Address(ACCESS_MAC);
-    let mut config = lac::Config::new(
-        "lac",
-        mac,
-        vec![LnsEntry::new(SocketAddrV4::new(lns, L2TP_PORT))],
-    );
+    // The first LNS takes every call; the others are its peers.
+    let entries = lns
+        .iter()
+        .enumerate()
+        .map(|(i, &a)| LnsEntry {
+            address: SocketAddrV4::new(a, L2TP_PORT),
+            preference: i as u32,
+            weight: 1,
+        })
+        .collect();
+    let mut config = lac::Config::new("lac", mac, entries);
     config.local_address = local;
+    if ha {
+        // As lacd's [ha] defaults: Hello every 100 ms, dead after 300 ms.
+        config.ha = Some(lac::HaPolicy::default());
+        config.l2tp.hello_interval = Some(Duration::from_millis(100));
+        config.l2tp.dead_interval = Some(Duration::from_millis(300));
+    }
     // As lacd does with a fast path: the workers know each call before
     // the LNS has its ICCN (and sends its first PPP frames).
     config.defer_connect = Some(Duration::from_secs(2));
@@ -190,6 +248,11 @@ fn run_lac(ns: PathBuf, wan: Ipv4Addr, lns: Ipv4Addr, stop: &AtomicBool, command
                     let summary = fp.fastpath().fresh_reports(Duration::from_secs(2)).unwrap();
                     let _ = reply.send((summary, driver.node().up_count()));
                 }
+                Cmd::LacHa(reply) => {
+                    let summary = fp.fastpath().fresh_reports(Duration::from_secs(2)).unwrap();
+                    let done = driver.node().stats().recoveries_done;
+                    let _ = reply.send((fp.holding_sessions(), done, summary));
+                }
                 _ => unreachable!(),
             }
         }
@@ -211,6 +274,10 @@ struct Subscriber {
     discovered: Option<StdInstant>,
     /// IPv4 packets received.
     received: Vec<Vec<u8>>,
+    /// PPP came up (once, unless renegotiated).
+    ups: usize,
+    /// LCP renegotiations and link downs seen.
+    renegotiations: usize,
 }
 
 struct Cpe {
@@ -273,9 +340,14 @@ impl Cpe {
                 }
             }
             while let Some(event) = s.link.poll_event() {
-                if let ppp::Event::Up(state) = event {
-                    s.ppp_setup = s.discovered.map(|t| t.elapsed());
-                    s.address = state.ipcp.and_then(|r| r.local);
+                match event {
+                    ppp::Event::Up(state) => {
+                        s.ups += 1;
+                        s.ppp_setup = s.discovered.map(|t| t.elapsed());
+                        s.address = state.ipcp.and_then(|r| r.local);
+                    }
+                    ppp::Event::Renegotiating | ppp::Event::Down { .. } => s.renegotiations += 1,
+                    _ => {}
                 }
             }
         }
@@ -373,50 +445,28 @@ impl Drop for StopOnDrop<'_> {
     }
 }
 
-#[test]
-fn lac_fast_path_relays_pppoe_and_l2tp_both_ways() {
-    let mut lab = Lab::new("fastpath-lac").expect("lab");
-    let cpe_ns = lab.namespace("cpe").unwrap();
-    let lac_ns = lab.namespace("lac").unwrap();
-    let lns_ns = lab.namespace("lns").unwrap();
-    let access = lab.link(&cpe_ns, &lac_ns).unwrap();
-    let wan = lab.link(&lac_ns, &lns_ns).unwrap();
-    assert_eq!(access.interface, "veth1");
-    assert_eq!(wan.interface, "veth2");
-    let mac = ACCESS_MAC.map(|b| format!("{b:02x}")).join(":");
-    run(&[
-        "ip",
-        "-n",
-        lac_ns.name(),
-        "link",
-        "set",
-        "veth1",
-        "address",
-        &mac,
-    ])
-    .unwrap();
-
-    // The subscribers' port: every frame of cpe's veth1 to the socket.
-    let (steering, port) = {
-        let ns = ns_path(&cpe_ns);
-        std::thread::scope(|scope| {
-            scope
-                .spawn(|| {
-                    enter(&ns);
-                    let options = SteeringOptions {
-                        everything: true,
-                        ..SteeringOptions::default()
-                    };
-                    let s = Steering::attach_with("veth1", XdpMode::Skb, options).unwrap();
-                    let p = AfXdpPort::open(&AfXdpConfig::new("veth1", 0), Some(&s)).unwrap();
-                    (s, p)
-                })
-                .join()
-                .unwrap()
-        })
-    };
+/// The subscribers' side: every frame of cpe's veth1 to an AF_XDP socket
+/// (the steering program must live as long as the port), and `n`
+/// subscribers not started yet.
+fn cpe(cpe_ns: &Netns, n: usize) -> (Steering, Cpe) {
+    let ns = ns_path(cpe_ns);
+    let (steering, port) = std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                enter(&ns);
+                let options = SteeringOptions {
+                    everything: true,
+                    ..SteeringOptions::default()
+                };
+                let s = Steering::attach_with("veth1", XdpMode::Skb, options).unwrap();
+                let p = AfXdpPort::open(&AfXdpConfig::new("veth1", 0), Some(&s)).unwrap();
+                (s, p)
+            })
+            .join()
+            .unwrap()
+    });
     let mut rng = ChaCha8Rng::seed_from_u64(9);
-    let subscribers = (0..SUBSCRIBERS)
+    let subscribers = (0..n)
         .map(|i| {
             let mac = ethernet::Address([0x02, 0xcc, 0, 0, 0, i as u8 + 1]);
             let mut ppp = PppConfig::client(Credentials {
@@ -444,21 +494,50 @@ fn lac_fast_path_relays_pppoe_and_l2tp_both_ways() {
                 ppp_setup: None,
                 discovered: None,
                 received: Vec::new(),
+                ups: 0,
+                renegotiations: 0,
             }
         })
         .collect();
-    let mut cpe = Cpe {
+    let cpe = Cpe {
         port,
         subscribers,
         clock: Clock::new(),
     };
+    (steering, cpe)
+}
 
+#[test]
+fn lac_fast_path_relays_pppoe_and_l2tp_both_ways() {
+    let mut lab = Lab::new("fastpath-lac").expect("lab");
+    let cpe_ns = lab.namespace("cpe").unwrap();
+    let lac_ns = lab.namespace("lac").unwrap();
+    let lns_ns = lab.namespace("lns").unwrap();
+    let access = lab.link(&cpe_ns, &lac_ns).unwrap();
+    let wan = lab.link(&lac_ns, &lns_ns).unwrap();
+    assert_eq!(access.interface, "veth1");
+    assert_eq!(wan.interface, "veth2");
+    let mac = ACCESS_MAC.map(|b| format!("{b:02x}")).join(":");
+    run(&[
+        "ip",
+        "-n",
+        lac_ns.name(),
+        "link",
+        "set",
+        "veth1",
+        "address",
+        &mac,
+    ])
+    .unwrap();
+
+    let (steering, mut cpe) = cpe(&cpe_ns, SUBSCRIBERS);
     let stop = AtomicBool::new(false);
     let (lac_cmd, lac_rx) = mpsc::channel();
     let (lns_cmd, lns_rx) = mpsc::channel();
     std::thread::scope(|scope| {
-        let lns_thread = scope.spawn(|| run_lns(ns_path(&lns_ns), wan.b, &stop, lns_rx));
-        let lac_thread = scope.spawn(|| run_lac(ns_path(&lac_ns), wan.a, wan.b, &stop, lac_rx));
+        let lns_thread = scope.spawn(|| run_lns(ns_path(&lns_ns), wan.b, None, &stop, lns_rx));
+        let lac_thread =
+            scope.spawn(|| run_lac(ns_path(&lac_ns), wan.a, &[wan.b], false, &stop, lac_rx));
         {
             let _stop = StopOnDrop(&stop);
             exercise(&mut cpe, &lac_cmd, &lns_cmd);
@@ -469,6 +548,209 @@ fn lac_fast_path_relays_pppoe_and_l2tp_both_ways() {
     drop(cpe);
     drop(steering);
     drop(lab);
+}
+
+/// Subscribers of the HA test.
+const HA_SUBSCRIBERS: usize = 4;
+/// Frames each subscriber sends while its session is held.
+const HELD_PER_SUBSCRIBER: usize = 10;
+
+/// HA through the fast path on veth (DESIGN.md §1 item 4): lns1 takes the
+/// calls and offloads them to lns2, its advertised peer; lns1 dies (as
+/// `kill -9`); the LAC finds it dead by its Hellos, its workers hold the
+/// subscribers' upstream, the calls are recovered on lns2 (which the test
+/// keeps silent meanwhile, so that frames do wait in the rings), and the
+/// held frames reach lns2 once the calls are up there. PPP is never
+/// renegotiated. **Needs root**, as the test above.
+#[test]
+fn lac_fast_path_holds_a_dead_lns_sessions_and_flushes_them_to_its_peer() {
+    let mut lab = Lab::new("fastpath-lac-ha").expect("lab");
+    let cpe_ns = lab.namespace("cpe").unwrap();
+    let lac_ns = lab.namespace("lac").unwrap();
+    let lns_ns = lab.namespace("lns").unwrap();
+    let _access = lab.link(&cpe_ns, &lac_ns).unwrap();
+    let wan = lab.link(&lac_ns, &lns_ns).unwrap();
+    let mac = ACCESS_MAC.map(|b| format!("{b:02x}")).join(":");
+    run(&[
+        "ip",
+        "-n",
+        lac_ns.name(),
+        "link",
+        "set",
+        "veth1",
+        "address",
+        &mac,
+    ])
+    .unwrap();
+    // lns2 on the same link, next to lns1.
+    let [a, b, c, _] = wan.b.octets();
+    let lns2 = Ipv4Addr::new(a, b, c, 3);
+    run(&[
+        "ip",
+        "-n",
+        lns_ns.name(),
+        "addr",
+        "add",
+        &format!("{lns2}/24"),
+        "dev",
+        "veth2",
+    ])
+    .unwrap();
+    let (steering, mut cpe) = cpe(&cpe_ns, HA_SUBSCRIBERS);
+
+    let stop = AtomicBool::new(false);
+    let (lac_cmd, lac_rx) = mpsc::channel();
+    let (lns1_cmd, lns1_rx) = mpsc::channel();
+    let (lns2_cmd, lns2_rx) = mpsc::channel();
+    std::thread::scope(|scope| {
+        let lns1_thread =
+            scope.spawn(|| run_lns(ns_path(&lns_ns), wan.b, Some(lns2), &stop, lns1_rx));
+        let lns2_thread =
+            scope.spawn(|| run_lns(ns_path(&lns_ns), lns2, Some(wan.b), &stop, lns2_rx));
+        let lac =
+            scope.spawn(|| run_lac(ns_path(&lac_ns), wan.a, &[wan.b, lns2], true, &stop, lac_rx));
+        {
+            let _stop = StopOnDrop(&stop);
+            exercise_ha(&mut cpe, &lac_cmd, &lns1_cmd, &lns2_cmd);
+        }
+        lac.join().expect("the LAC thread panicked");
+        lns1_thread.join().expect("the lns1 thread panicked");
+        lns2_thread.join().expect("the lns2 thread panicked");
+    });
+    drop(cpe);
+    drop(steering);
+    drop(lab);
+}
+
+fn exercise_ha(cpe: &mut Cpe, lac: &Sender<Cmd>, lns1: &Sender<Cmd>, lns2: &Sender<Cmd>) {
+    let n = HA_SUBSCRIBERS;
+    let now = cpe.clock.now();
+    for s in &mut cpe.subscribers {
+        s.discovery.start(now);
+    }
+    let all_up = cpe.run_until(Duration::from_secs(40), |c| {
+        c.subscribers.iter().all(|s| s.address.is_some())
+    });
+    assert!(all_up, "subscribers not up");
+    // Programmed at the LAC, and offloaded to lns2.
+    let deadline = StdInstant::now() + Duration::from_secs(10);
+    loop {
+        let (summary, up) = ask(lac, Cmd::LacReport);
+        let (stored, _) = ask(lns2, Cmd::LnsHa);
+        if up == n && summary.sessions == n && stored >= n {
+            break;
+        }
+        assert!(
+            StdInstant::now() < deadline,
+            "{up} calls up, {} programmed, {stored} stored at lns2",
+            summary.sessions
+        );
+        cpe.turn();
+    }
+    let (_, _, before) = ask(lac, Cmd::LacHa);
+    let (lns2_frames_before, _) = ask(lns2, Cmd::LnsReport);
+
+    // lns2 stays silent for a while; lns1 dies.
+    let (paused_tx, paused) = mpsc::channel();
+    lns2.send(Cmd::LnsPause(Duration::from_millis(1500), paused_tx))
+        .unwrap();
+    lns1.send(Cmd::LnsKill).unwrap();
+    let killed = StdInstant::now();
+    let deadline = killed + Duration::from_millis(1200);
+    let detected = loop {
+        let (holding, _, _) = ask(lac, Cmd::LacHa);
+        if holding == n {
+            break killed.elapsed();
+        }
+        assert!(
+            StdInstant::now() < deadline,
+            "{holding} of {n} sessions held {:?} after lns1 died",
+            killed.elapsed()
+        );
+        cpe.turn();
+    };
+    // What the subscribers send now waits in the workers' rings.
+    let far = SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 1), 9);
+    for i in 0..n {
+        let s = &cpe.subscribers[i];
+        let (ac, sid) = s.session.unwrap();
+        let src = SocketAddrV4::new(s.address.unwrap(), 5001);
+        let mac = s.mac;
+        for k in 0..HELD_PER_SUBSCRIBER {
+            let ip = ipv4_udp(src, far, format!("held {i} {k}").as_bytes());
+            let frame = Cpe::pppoe_session(ac, mac, sid, &[&[0x00, 0x21][..], &ip].concat());
+            cpe.send(&frame);
+        }
+    }
+    let want = (n * HELD_PER_SUBSCRIBER) as u64;
+    let (_, _, holding) = ask(lac, Cmd::LacHa);
+    assert!(
+        paused.try_recv().is_err(),
+        "lns2 answered before the frames were held: make its pause longer"
+    );
+    assert!(
+        holding.counters.held - before.counters.held >= want,
+        "held {} of {want}",
+        holding.counters.held - before.counters.held
+    );
+
+    // lns2 answers: every call is recovered there and the rings flushed.
+    paused
+        .recv_timeout(Duration::from_secs(5))
+        .expect("lns2 paused for good");
+    let deadline = StdInstant::now() + Duration::from_secs(10);
+    let (after, recovered) = loop {
+        let (holding, done, summary) = ask(lac, Cmd::LacHa);
+        if holding == 0 && done >= n as u64 {
+            break (summary, killed.elapsed());
+        }
+        assert!(
+            StdInstant::now() < deadline,
+            "{done} of {n} recovered, {holding} still held"
+        );
+        cpe.turn();
+    };
+    let deadline = StdInstant::now() + Duration::from_secs(5);
+    let arrived = loop {
+        let (frames, _) = ask(lns2, Cmd::LnsReport);
+        if frames - lns2_frames_before >= want || StdInstant::now() >= deadline {
+            break frames - lns2_frames_before;
+        }
+        cpe.turn();
+    };
+    let (_, adopted) = ask(lns2, Cmd::LnsHa);
+    let flushed = after.counters.flushed - before.counters.flushed;
+    eprintln!(
+        "fastpath_lac HA: lns1 dead, {n} sessions held after {detected:?}, recovered on lns2 \
+         {recovered:?} after (lns2 silent for 1.5 s); {flushed} frames flushed, {arrived}/{want} at lns2, \
+         {adopted} adopted; counters {:?}",
+        after.counters.nonzero().collect::<Vec<_>>()
+    );
+    assert_eq!(adopted, n as u64);
+    assert_eq!(flushed, want, "held frames not all flushed");
+    assert_eq!(arrived, want, "held frames not all at lns2");
+    // PPP went on as it was: no LCP or IPCP again, no link down.
+    cpe.run_until(Duration::from_millis(200), |_| false);
+    for (i, s) in cpe.subscribers.iter().enumerate() {
+        assert_eq!((s.ups, s.renegotiations), (1, 0), "subscriber {i}");
+    }
+
+    // Downstream from lns2 reaches the subscribers through the workers.
+    let packets: Vec<Vec<u8>> = cpe
+        .subscribers
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let dst = SocketAddrV4::new(s.address.unwrap(), 5001);
+            ipv4_udp(far, dst, format!("down {i}").as_bytes())
+        })
+        .collect();
+    let sent = ask(lns2, |tx| Cmd::LnsSend(packets, tx));
+    assert_eq!(sent, n, "lns2 has not every subscriber's session");
+    let got = cpe.run_until(Duration::from_secs(5), |c| {
+        c.subscribers.iter().all(|s| !s.received.is_empty())
+    });
+    assert!(got, "downstream from lns2 did not reach every subscriber");
 }
 
 fn exercise(cpe: &mut Cpe, lac: &Sender<Cmd>, lns: &Sender<Cmd>) {
