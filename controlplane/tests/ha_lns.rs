@@ -1005,6 +1005,11 @@ fn a_switchover_during_the_bulk_sync_adopts_what_was_offloaded_and_refuses_the_r
             .iter()
             .all(|s| s.recovered.is_some() || s.refused)
     }));
+    // Refused at once (CDN to the ICRQ), so the LAC places fresh calls
+    // without waiting: the whole recovery took a few round trips of the
+    // 1 ms links, not a timer.
+    let took = w.sim.now() - now;
+    assert!(took < Duration::from_millis(100), "recovery took {took:?}");
     let recovered = w
         .lac()
         .subs

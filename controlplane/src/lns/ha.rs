@@ -305,8 +305,6 @@ pub enum HaError {
     NoHaLac,
     /// None of the listed Session IDs is a session here.
     NoSuchSession(Vec<u16>),
-    /// Nothing to fail back: no adopted session here, and not steering.
-    NothingToFailBack,
 }
 
 impl core::fmt::Display for HaError {
@@ -316,7 +314,6 @@ impl core::fmt::Display for HaError {
             HaError::NoPeers => f.write_str("no peer LNS to move sessions to"),
             HaError::NoHaLac => f.write_str("no HA-capable LAC tunnel"),
             HaError::NoSuchSession(ids) => write!(f, "no such session: {ids:?}"),
-            HaError::NothingToFailBack => f.write_str("nothing to fail back"),
         }
     }
 }

@@ -394,3 +394,57 @@ fn a_new_users_file_lets_added_users_in_and_keeps_removed_users_sessions() {
         ]
     );
 }
+
+#[test]
+fn ha_commands_without_ha_say_so_and_a_flapping_load_config_is_refused() {
+    let pool = || AddressPool::parse(&["100.64.0.0/24"]).unwrap();
+    let users = || Authenticator::local(Users::parse("sub pw\n", "users").unwrap());
+    let config = super::Config::new("lns", Ipv4Addr::new(100, 64, 0, 1));
+    let mut node = Node::new(config.clone(), users(), pool(), rng(1)).unwrap();
+    let now = Instant::ZERO;
+    assert_eq!(
+        node.ha_switchover(now, super::SwitchoverType::All, &[]),
+        Err(super::HaError::NotConfigured)
+    );
+    assert_eq!(node.ha_drain(now), Err(super::HaError::NotConfigured));
+    assert_eq!(node.ha_failback(now), Err(super::HaError::NotConfigured));
+    assert_eq!(node.observe_load(now, super::LoadSample::default()), None);
+    assert!(node.ha_status().is_none());
+
+    // HA with no LAC yet: nobody to ask.
+    let mut ha = super::HaConfig::new(Ipv4Addr::new(10, 0, 0, 1), Vec::new());
+    ha.advertise = vec![Ipv4Addr::new(10, 0, 0, 2)];
+    let mut node = Node::new(
+        super::Config {
+            ha: Some(ha.clone()),
+            ..config.clone()
+        },
+        users(),
+        pool(),
+        rng(2),
+    )
+    .unwrap();
+    assert_eq!(node.ha_drain(now), Err(super::HaError::NoHaLac));
+    let status = node.ha_status().unwrap();
+    assert!(!status.draining && !status.overloaded && status.lacs.is_empty());
+
+    // Watermarks that would flap are a configuration error.
+    ha.load = Some(super::LoadConfig {
+        sessions: Some(super::Watermarks {
+            high: 10.0,
+            low: 10.0,
+        }),
+        ..super::LoadConfig::default()
+    });
+    let e = Node::new(
+        super::Config {
+            ha: Some(ha),
+            ..config
+        },
+        users(),
+        pool(),
+        rng(3),
+    )
+    .unwrap_err();
+    assert_eq!(e.field, "ha.load");
+}
