@@ -69,7 +69,8 @@
 //! at SessionUp the held frames go out first, in order. PPP is never
 //! renegotiated: the subscriber sees nothing but the gap. A recovery call
 //! the peer refuses (no offloaded state: CDN), or a recovery tunnel that
-//! fails, moves on to the next peer; with none left the subscriber's
+//! fails or is not up within twice the dead interval, moves on to the next
+//! peer; with none left the subscriber's
 //! session ends ([`EndCause::TunnelDown`], PADT). A tunnel that ends with
 //! a StopCCN ends its calls as before: the LNS meant it.
 //!
@@ -711,6 +712,8 @@ struct RecoveryTunnelState {
     waiting: VecDeque<SubscriberKey>,
     /// Recovery calls placed and neither up nor failed.
     in_flight: usize,
+    /// The tunnel must be up by then, or the peer is passed over.
+    setup_deadline: Option<Instant>,
 }
 
 /// What a tunnel's LNS said about itself for HA, kept past the tunnel's
@@ -1729,10 +1732,19 @@ impl Node {
 
     /// When [`Node::handle_timeout`] wants to run.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        [self.endpoint.poll_timeout(), self.deadlines.first()]
-            .into_iter()
-            .flatten()
-            .min()
+        let recovery = self
+            .recoveries
+            .values()
+            .filter_map(|r| r.setup_deadline)
+            .min();
+        [
+            self.endpoint.poll_timeout(),
+            self.deadlines.first(),
+            recovery,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Run what is due.
@@ -1741,6 +1753,7 @@ impl Node {
             self.endpoint.handle_timeout(now);
         }
         self.pump(now);
+        self.recovery_timeouts(now);
         for key in self.deadlines.take_due(now) {
             let Some(sub) = self.subscribers.get_mut(&key) else {
                 continue;
@@ -2105,6 +2118,9 @@ impl Node {
                 peers: peers.to_vec(),
             },
         );
+        if let Some(r) = self.recoveries.get_mut(&tunnel) {
+            r.setup_deadline = None;
+        }
         let h = self.ha_lns.entry(lns).or_default();
         if !peers.is_empty() {
             h.peers = peers.to_vec();
@@ -2280,10 +2296,54 @@ impl Node {
             RecoveryTunnelState {
                 waiting: VecDeque::new(),
                 in_flight: 0,
+                setup_deadline: Some(now + self.recovery_setup_time()),
             },
         );
         self.tunnels.insert(t, peer);
         Ok(t)
+    }
+
+    /// How long a recovery tunnel may take to come up before its peer is
+    /// passed over for the next: twice the dead interval (a live peer
+    /// answers an SCCRQ within a round trip, a lost one is sent again
+    /// within the retransmission timeout), else [`Config::setup_timeout`].
+    /// RFC 2661 §5.8 alone would take the whole retransmission cycle, with
+    /// the subscribers held all along.
+    fn recovery_setup_time(&self) -> Duration {
+        self.config
+            .l2tp
+            .dead_interval
+            .map_or(self.config.setup_timeout, |d| d.saturating_mul(2))
+    }
+
+    /// Recovery tunnels not up in time: closed, so that their calls move
+    /// on to the next peer (their SessionDown and TunnelDown follow).
+    fn recovery_timeouts(&mut self, now: Instant) {
+        let mut late: Vec<TunnelHandle> = self
+            .recoveries
+            .iter()
+            .filter(|(_, r)| r.setup_deadline.is_some_and(|t| t <= now))
+            .map(|(&t, _)| t)
+            .collect();
+        late.sort();
+        for tunnel in late {
+            if let Some(r) = self.recoveries.get_mut(&tunnel) {
+                r.setup_deadline = None;
+            }
+            if self.endpoint.tunnel_state(tunnel) == Some(TunnelState::Established) {
+                continue;
+            }
+            tracing::warn!(peer = ?self.tunnels.get(&tunnel), "recovery tunnel not up in time");
+            let _ = self.endpoint.close_tunnel(
+                now,
+                tunnel,
+                ResultCode::with_message(
+                    crate::l2tp::codes::stop_ccn::GENERAL_REQUEST,
+                    "recovery tunnel setup timed out",
+                ),
+            );
+            self.pump(now);
+        }
     }
 
     /// Place the recovery calls waiting on `tunnel`, at most
