@@ -301,12 +301,12 @@ impl Datapath {
 
     /// What `process` will look up for the packet `d`, read from the
     /// fixed offsets of the common forms (untagged Ethernet, IPv4 without
-    /// options, an L2TP data header with at most the L bit; PPPoE). A
-    /// guess used only to prefetch: anything else is `Lookup::None`.
+    /// options, an L2TP data header with at most the L and S bits; PPPoE).
+    /// A guess used only to prefetch: on an LNS any other IPv4 is taken
+    /// for a subscriber's, anything else is `Lookup::None`.
     #[inline]
     pub(crate) fn lookup_of(&self, frame: &[u8], d: &Descriptor) -> Lookup {
         const IP: usize = ethernet::HEADER_LEN;
-        const L2TP: usize = IP + ipv4::HEADER_LEN + udp::HEADER_LEN;
         let Some(bytes) = frame.get(d.range()) else {
             return Lookup::None;
         };
@@ -318,28 +318,28 @@ impl Datapath {
         };
         match u16::from_be_bytes([h[12], h[13]]) {
             0x0800 if h[IP] == 0x45 => {
-                let dst = Ipv4Addr::new(h[IP + 16], h[IP + 17], h[IP + 18], h[IP + 19]);
-                if !self.local_addresses.contains(&dst) {
-                    return match self.role {
-                        Role::Lns => Lookup::Subscriber(dst),
-                        Role::Lac => Lookup::None,
-                    };
+                // An L2TP data message by its UDP port (RFC 2661 §8.1: one
+                // end is 1701) and header, without asking whether the
+                // destination is ours: a guess may be wrong, and costs
+                // only a useless prefetch then.
+                if h[IP + 9] == u8::from(ipv4::Protocol::Udp) {
+                    if let Some(key) = bytes
+                        .get(IP + ipv4::HEADER_LEN..)
+                        .and_then(|b| b.first_chunk::<{ udp::HEADER_LEN + 10 }>())
+                        .and_then(l2tp_lookup)
+                    {
+                        return Lookup::L2tp(key);
+                    }
                 }
-                let Some(l2tp) = bytes.get(L2TP..).and_then(|b| b.first_chunk::<10>()) else {
-                    return Lookup::None;
-                };
-                let be16 = |at: usize| u16::from_be_bytes([l2tp[at], l2tp[at + 1]]);
-                // RFC 2661 §3.1: the ids follow the flags, after Length
-                // when L is set.
-                let ids = match be16(0) {
-                    0x0002 => 2,
-                    0x4002 => 4,
-                    _ => return Lookup::None,
-                };
-                Lookup::L2tp(SessionKey {
-                    tunnel_id: be16(ids),
-                    session_id: be16(ids + 2),
-                })
+                match self.role {
+                    Role::Lns => Lookup::Subscriber(Ipv4Addr::new(
+                        h[IP + 16],
+                        h[IP + 17],
+                        h[IP + 18],
+                        h[IP + 19],
+                    )),
+                    Role::Lac => Lookup::None,
+                }
             }
             0x8864 if self.role == Role::Lac => h
                 .first_chunk::<{ IP + pppoe::HEADER_LEN }>()
@@ -691,6 +691,28 @@ fn alias_ingress(
     })
 }
 
+/// The session of the L2TP data message in the UDP datagram starting
+/// with `u`, if it is one in the common form.
+#[inline]
+fn l2tp_lookup(u: &[u8; udp::HEADER_LEN + 10]) -> Option<SessionKey> {
+    let be16 = |at: usize| u16::from_be_bytes([u[at], u[at + 1]]);
+    if be16(0) != l2tp::UDP_PORT && be16(2) != l2tp::UDP_PORT {
+        return None;
+    }
+    // RFC 2661 §3.1: the ids follow the flags, after Length when L is
+    // set; Ns and Nr (S) come after them.
+    const SEQUENCE: u16 = 0x0800;
+    let ids = match be16(udp::HEADER_LEN) & !SEQUENCE {
+        0x0002 => udp::HEADER_LEN + 2,
+        0x4002 => udp::HEADER_LEN + 4,
+        _ => return None,
+    };
+    Some(SessionKey {
+        tunnel_id: be16(ids),
+        session_id: be16(ids + 2),
+    })
+}
+
 /// The PPPoE session a frame starting with `h` belongs to (source MAC,
 /// SESSION_ID: RFC 2516 §4).
 #[inline]
@@ -816,6 +838,20 @@ mod tests {
         };
         assert_eq!(
             guess(Role::Lns, &lab::lns_upstream(3, 8, sequenced)),
+            Lookup::L2tp(key)
+        );
+        // With an offset (O bit) the guess is not an L2TP session (it
+        // may be a useless prefetch of a subscriber slot: only a hint).
+        let offset = Encoding {
+            offset: Some(2),
+            ..Encoding::default()
+        };
+        assert!(!matches!(
+            guess(Role::Lns, &lab::lns_upstream(3, 8, offset)),
+            Lookup::L2tp(_)
+        ));
+        assert_eq!(
+            guess(Role::Lac, &lab::lns_upstream(3, 8, offset)),
             Lookup::None
         );
         let lac = lab::lac_upstream(3, 8);
