@@ -1494,10 +1494,29 @@ fn counters_set_at_the_primary_ride_the_refresh_and_the_adopting_peer_accounts_o
             "session time {t} s, expected about {expected_time} s"
         );
     }
-    // LNS2 keeps the counters it adopted.
+    // LNS2 keeps the counters it adopted, and its own data plane's,
+    // counting from zero, add to them.
     let lns2 = w.lns(w.lns2);
-    for h in lns2.sessions() {
-        assert!(lns2.session_counters(h).unwrap().input_octets >= 1_000_000);
+    let adopted: Vec<(SessionHandle, Counters)> = lns2
+        .sessions()
+        .map(|h| (h, lns2.session_counters(h).unwrap()))
+        .collect();
+    assert!(adopted.iter().all(|(_, c)| c.input_octets >= 1_000_000));
+    let now = w.sim.now();
+    let here = Counters {
+        input_octets: 10,
+        output_octets: 20,
+        input_packets: 1,
+        output_packets: 2,
+    };
+    for (h, _) in &adopted {
+        w.lns_mut(w.lns2).set_counters(now, *h, here);
+    }
+    let lns2 = w.lns(w.lns2);
+    for (h, carried) in &adopted {
+        let c = lns2.session_counters(*h).unwrap();
+        assert_eq!(c.input_octets, carried.input_octets + 10);
+        assert_eq!(c.output_packets, carried.output_packets + 2);
     }
 }
 

@@ -889,6 +889,8 @@ impl Node {
             input_packets: c.input_packets,
             output_packets: c.output_packets,
         };
+        // Our data plane counts this session from zero.
+        s.counters_base = s.counters;
         s.attributes = st.attributes();
         s.username = st
             .link

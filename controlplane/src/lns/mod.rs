@@ -496,6 +496,9 @@ struct Session {
     counters: Counters,
     /// HA: when its counters last went into the offloaded state.
     counters_offloaded_at: Instant,
+    /// HA: the counters an adopted session carried from its primary; the
+    /// data plane's here count from zero and are added to them.
+    counters_base: Counters,
     /// Why we (or the LAC) are ending it, set before the link goes down.
     end: Option<EndCause>,
     /// The L2TP session is gone: no CDN to send.
@@ -875,7 +878,8 @@ impl Node {
     }
 
     /// A session's traffic counters as last given with
-    /// [`Node::set_counters`].
+    /// [`Node::set_counters`] (for an adopted session, added to what it
+    /// carried from its primary).
     pub fn session_counters(&self, session: SessionHandle) -> Option<Counters> {
         self.sessions.get(&session).map(|s| s.counters)
     }
@@ -914,9 +918,19 @@ impl Node {
     }
 
     /// The data plane's counters for a session (octets and packets both
-    /// ways): they go into Interim-Updates and the Stop record.
+    /// ways, since the data plane got the session): they go into
+    /// Interim-Updates and the Stop record, and into the HA offload. An
+    /// adopted session adds them to what it carried from its primary, so
+    /// its accounting goes on from there.
     pub fn set_counters(&mut self, now: Instant, session: SessionHandle, counters: Counters) {
         if let Some(s) = self.sessions.get_mut(&session) {
+            let b = s.counters_base;
+            let counters = Counters {
+                input_octets: b.input_octets.saturating_add(counters.input_octets),
+                output_octets: b.output_octets.saturating_add(counters.output_octets),
+                input_packets: b.input_packets.saturating_add(counters.input_packets),
+                output_packets: b.output_packets.saturating_add(counters.output_packets),
+            };
             if counters.input_packets != s.counters.input_packets {
                 // Idle-Timeout counts the subscriber's traffic (RFC 2865
                 // §5.28).
@@ -1486,6 +1500,7 @@ impl Node {
                 last_activity: now,
                 counters: Counters::default(),
                 counters_offloaded_at: now,
+                counters_base: Counters::default(),
                 end: None,
                 lower_gone: false,
             },
