@@ -1674,3 +1674,51 @@ fn a_peer_that_does_not_answer_is_passed_over_for_the_next() {
         report.longest_gap.as_millis()
     );
 }
+
+#[test]
+fn an_overloaded_primary_has_its_sessions_moved_without_loss() {
+    let config = lac_config(
+        policy(),
+        Duration::from_millis(100),
+        Duration::from_millis(300),
+    );
+    let mut lab = Lab::build_with(config, |c| {
+        if let Some(ha) = c.ha.as_mut() {
+            ha.load = Some(controlplane::ha::load::LoadConfig {
+                sessions: Some(controlplane::ha::load::Watermarks {
+                    high: N as f64,
+                    low: 2.0,
+                }),
+                cpu_percent: None,
+                memory_percent: None,
+                hold: Duration::from_millis(100),
+            });
+            ha.switchover_kind = SwitchoverType::All;
+        }
+    });
+    lab.start(N);
+    // lnsd samples its load every second; here every 50 ms.
+    let sample = controlplane::ha::load::LoadSample {
+        sessions: 0,
+        cpu_percent: 10.0,
+        memory_percent: 10.0,
+    };
+    for _ in 0..6 {
+        let now = lab.sim.now();
+        lab.lns_mut(0).observe_load(now, sample);
+        lab.run_for(Duration::from_millis(50));
+    }
+    lab.run_until(Duration::from_secs(3), "every call moved", |l| {
+        l.released_events() == N && l.up_at(0) == 0
+    });
+    lab.run_for(Duration::from_millis(300));
+    lab.drain();
+    let report = lab.check(N);
+    assert_eq!(report.up_lost, 0, "{report:?}");
+    assert_eq!(report.down_lost, 0, "{report:?}");
+    assert_eq!(lab.up_at(1), N);
+    println!(
+        "overload: {N} calls moved off LNS1; longest upstream gap {} ms, no loss",
+        report.longest_gap.as_millis()
+    );
+}
