@@ -135,7 +135,8 @@ pub enum InjectTarget {
     /// field): send it to the LAC in this LNS session's tunnel.
     LnsSession(SessionKey),
     /// The buffer is a PPP frame (from the Protocol field): send it to this
-    /// LAC session's subscriber over PPPoE.
+    /// LAC session's subscriber over PPPoE (an alias's ids name their
+    /// session, [`crate::update::Update::AliasSession`]).
     LacSubscriber(SessionKey),
 }
 

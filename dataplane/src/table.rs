@@ -481,6 +481,15 @@ impl Tables {
             .map(|i| i as usize)
     }
 
+    /// Slot index of the session with these ids, or of the session they
+    /// are an alias of (for injects: a frame for the old ids of a session
+    /// that moved still reaches its subscriber).
+    pub fn session_or_alias_index(&self, key: SessionKey) -> Option<usize> {
+        self.by_l2tp
+            .get(key.map_key())
+            .map(|i| (i & !ALIAS) as usize)
+    }
+
     /// What `by_l2tp` holds for these ids: a slot index, or an alias (the
     /// [`ALIAS`] bit set), which as an index finds no session. The data
     /// path takes it as an index and only when that finds nothing looks
@@ -877,6 +886,8 @@ mod tests {
         assert_eq!(t.alias_session(key(1, 10), key(2, 20)), Ok(i));
         assert_eq!(t.alias_target(key(1, 10)), Some(i));
         assert_eq!(t.session_index(key(1, 10)), None);
+        assert_eq!(t.session_or_alias_index(key(1, 10)), Some(i));
+        assert_eq!(t.session_or_alias_index(key(2, 20)), Some(i));
         assert_eq!(t.session_count(), 1);
         let entry = t.l2tp_entry(key(1, 10)).unwrap();
         assert!(t.session(entry as usize).is_none(), "no slot at an alias");

@@ -568,7 +568,7 @@ impl<P: Port> Worker<P> {
         let verdict = match inject.target {
             InjectTarget::Port(_) => Verdict::Forward(port),
             InjectTarget::LnsSession(key) | InjectTarget::LacSubscriber(key) => {
-                match self.dp.tables.session_index(key) {
+                match self.dp.tables.session_or_alias_index(key) {
                     None => Verdict::Drop(DropReason::InjectInvalid),
                     Some(index) if matches!(inject.target, InjectTarget::LnsSession(_)) => self
                         .dp
@@ -588,14 +588,14 @@ impl<P: Port> Worker<P> {
 
     fn lns_session_port(&self, key: SessionKey) -> Option<usize> {
         let tables = &self.dp.tables;
-        let session = tables.session(tables.session_index(key)?)?;
+        let session = tables.session(tables.session_or_alias_index(key)?)?;
         let tunnel = tables.tunnel(session.config.key.tunnel_id)?;
         Some(usize::from(tables.neighbour(tunnel.next_hop)?.port))
     }
 
     fn lac_subscriber_port(&self, key: SessionKey) -> Option<usize> {
         let tables = &self.dp.tables;
-        let session = tables.session(tables.session_index(key)?)?;
+        let session = tables.session(tables.session_or_alias_index(key)?)?;
         Some(usize::from(session.config.pppoe?.port))
     }
 

@@ -924,6 +924,12 @@ fn lac_delivers_downstream_of_an_aliased_session() {
     case("lac_alias_downstream", &mut w, inputs, expected);
     let s = w.tables().session(index).unwrap();
     assert_eq!(s.counters.downstream_packets, 4);
+    // The control plane's frames reach the subscriber by either ids.
+    let echo = lab::ppp_frame(ppp::Protocol::Lcp, &[9, 1, 0, 8, 1, 2, 3, 4], no_ac);
+    for key in [moved.key, old] {
+        assert!(channels.inject(InjectTarget::LacSubscriber(key), &echo));
+        assert_eq!(run(&mut w, &[]), vec![(0, lac_to_subscriber(0, &echo))]);
+    }
     // The old LNS's Ns run is its own: an old one is still out of order.
     run(&mut w, &[(1, lns_to_lac(lab::peer(), old, 0, 8, 100))]);
     assert_eq!(w.counters().drops(DropReason::SequenceOutOfOrder), 1);
