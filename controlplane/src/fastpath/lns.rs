@@ -273,6 +273,14 @@ impl LnsFastpath {
         self.events.pop_front()
     }
 
+    /// Whether calls wait for their release, or addresses for their first
+    /// announcement, behind a barrier the workers answer in their own time:
+    /// the owner should call [`LnsFastpath::service`] again soon (lnsd's
+    /// 1 ms slices do; a simulation has no other timer to wake it).
+    pub fn waiting_for_workers(&self) -> bool {
+        !self.unreleased.is_empty() || !self.to_announce.is_empty() || !self.announcing.is_empty()
+    }
+
     /// Sessions programmed (with or without an address yet).
     pub fn session_count(&self) -> usize {
         self.sessions.len()
