@@ -102,6 +102,9 @@ enum Cmd {
     LnsPause(Duration, Sender<()>),
     /// LNS: die, as `kill -9` (its socket closes).
     LnsKill,
+    /// LNS: ask the LACs to move every session to the peer (STPLRQ all);
+    /// how many were asked.
+    LnsSwitchover(Sender<usize>),
 }
 
 // --- the LNS: kernel path only --------------------------------------------------
@@ -182,6 +185,14 @@ fn run_lns(
                     let _ = reply.send(());
                 }
                 Cmd::LnsKill => return,
+                Cmd::LnsSwitchover(reply) => {
+                    let now = driver.now();
+                    let asked = driver
+                        .node_mut()
+                        .ha_switchover(now, lns::SwitchoverType::All, &[])
+                        .unwrap();
+                    let _ = reply.send(asked);
+                }
                 _ => unreachable!(),
             }
         }
@@ -554,6 +565,11 @@ fn lac_fast_path_relays_pppoe_and_l2tp_both_ways() {
 const HA_SUBSCRIBERS: usize = 4;
 /// Frames each subscriber sends while its session is held.
 const HELD_PER_SUBSCRIBER: usize = 10;
+/// How long lns2 stays silent from lns1's death: longer than the LAC takes
+/// to find lns1 dead (its 300 ms dead interval), shorter than the LAC
+/// gives a recovery tunnel before it tries the next peer (twice the dead
+/// interval after that).
+const LNS2_SILENCE: Duration = Duration::from_millis(700);
 
 /// HA through the fast path on veth (DESIGN.md §1 item 4): lns1 takes the
 /// calls and offloads them to lns2, its advertised peer; lns1 dies (as
@@ -564,7 +580,24 @@ const HELD_PER_SUBSCRIBER: usize = 10;
 /// renegotiated. **Needs root**, as the test above.
 #[test]
 fn lac_fast_path_holds_a_dead_lns_sessions_and_flushes_them_to_its_peer() {
-    let mut lab = Lab::new("fastpath-lac-ha").expect("lab");
+    ha_lab("fastpath-lac-ha", exercise_ha);
+}
+
+/// The calls of a make-before-break move (STPLRQ "all" from lns1) carry
+/// the subscribers' upstream without a loss: every frame reaches lns1
+/// (before the move) or lns2 (after), none waits in a ring. **Needs
+/// root**, as the test above.
+#[test]
+#[ignore = "loses the frames the workers send to lns1 between the node's release (CDN) and their switch: needs the node to release once the workers switched"]
+fn lac_fast_path_moves_sessions_make_before_break_without_loss() {
+    ha_lab("fastpath-lac-mbb", exercise_switchover);
+}
+
+/// A LAC with HA and its fast path, subscribers on its access link, and
+/// two HA LNSs (lns1, which takes the calls, and lns2, its peer) on its
+/// wan link; `exercise` gets the subscribers and the three daemons.
+fn ha_lab(name: &str, exercise: fn(&mut Cpe, &Sender<Cmd>, &Sender<Cmd>, &Sender<Cmd>)) {
+    let mut lab = Lab::new(name).expect("lab");
     let cpe_ns = lab.namespace("cpe").unwrap();
     let lac_ns = lab.namespace("lac").unwrap();
     let lns_ns = lab.namespace("lns").unwrap();
@@ -611,7 +644,7 @@ fn lac_fast_path_holds_a_dead_lns_sessions_and_flushes_them_to_its_peer() {
             scope.spawn(|| run_lac(ns_path(&lac_ns), wan.a, &[wan.b, lns2], true, &stop, lac_rx));
         {
             let _stop = StopOnDrop(&stop);
-            exercise_ha(&mut cpe, &lac_cmd, &lns1_cmd, &lns2_cmd);
+            exercise(&mut cpe, &lac_cmd, &lns1_cmd, &lns2_cmd);
         }
         lac.join().expect("the LAC thread panicked");
         lns1_thread.join().expect("the lns1 thread panicked");
@@ -622,8 +655,10 @@ fn lac_fast_path_holds_a_dead_lns_sessions_and_flushes_them_to_its_peer() {
     drop(lab);
 }
 
-fn exercise_ha(cpe: &mut Cpe, lac: &Sender<Cmd>, lns1: &Sender<Cmd>, lns2: &Sender<Cmd>) {
-    let n = HA_SUBSCRIBERS;
+/// Every subscriber up on lns1, programmed in the LAC's workers, and
+/// stored at lns2.
+fn ha_bring_up(cpe: &mut Cpe, lac: &Sender<Cmd>, lns2: &Sender<Cmd>) {
+    let n = cpe.subscribers.len();
     let now = cpe.clock.now();
     for s in &mut cpe.subscribers {
         s.discovery.start(now);
@@ -632,7 +667,6 @@ fn exercise_ha(cpe: &mut Cpe, lac: &Sender<Cmd>, lns1: &Sender<Cmd>, lns2: &Send
         c.subscribers.iter().all(|s| s.address.is_some())
     });
     assert!(all_up, "subscribers not up");
-    // Programmed at the LAC, and offloaded to lns2.
     let deadline = StdInstant::now() + Duration::from_secs(10);
     loop {
         let (summary, up) = ask(lac, Cmd::LacReport);
@@ -647,13 +681,28 @@ fn exercise_ha(cpe: &mut Cpe, lac: &Sender<Cmd>, lns1: &Sender<Cmd>, lns2: &Send
         );
         cpe.turn();
     }
+}
+
+/// Subscriber `i`'s IPv4 packet `tag` toward the far end, as its PPPoE
+/// session frame.
+fn subscriber_frame(cpe: &Cpe, i: usize, tag: &str) -> Vec<u8> {
+    let s = &cpe.subscribers[i];
+    let (ac, sid) = s.session.unwrap();
+    let src = SocketAddrV4::new(s.address.unwrap(), 5001);
+    let far = SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 1), 9);
+    let ip = ipv4_udp(src, far, tag.as_bytes());
+    Cpe::pppoe_session(ac, s.mac, sid, &[&[0x00, 0x21][..], &ip].concat())
+}
+
+fn exercise_ha(cpe: &mut Cpe, lac: &Sender<Cmd>, lns1: &Sender<Cmd>, lns2: &Sender<Cmd>) {
+    let n = HA_SUBSCRIBERS;
+    ha_bring_up(cpe, lac, lns2);
     let (_, _, before) = ask(lac, Cmd::LacHa);
     let (lns2_frames_before, _) = ask(lns2, Cmd::LnsReport);
 
     // lns2 stays silent for a while; lns1 dies.
     let (paused_tx, paused) = mpsc::channel();
-    lns2.send(Cmd::LnsPause(Duration::from_millis(1500), paused_tx))
-        .unwrap();
+    lns2.send(Cmd::LnsPause(LNS2_SILENCE, paused_tx)).unwrap();
     lns1.send(Cmd::LnsKill).unwrap();
     let killed = StdInstant::now();
     let deadline = killed + Duration::from_millis(1200);
@@ -670,15 +719,9 @@ fn exercise_ha(cpe: &mut Cpe, lac: &Sender<Cmd>, lns1: &Sender<Cmd>, lns2: &Send
         cpe.turn();
     };
     // What the subscribers send now waits in the workers' rings.
-    let far = SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 1), 9);
     for i in 0..n {
-        let s = &cpe.subscribers[i];
-        let (ac, sid) = s.session.unwrap();
-        let src = SocketAddrV4::new(s.address.unwrap(), 5001);
-        let mac = s.mac;
         for k in 0..HELD_PER_SUBSCRIBER {
-            let ip = ipv4_udp(src, far, format!("held {i} {k}").as_bytes());
-            let frame = Cpe::pppoe_session(ac, mac, sid, &[&[0x00, 0x21][..], &ip].concat());
+            let frame = subscriber_frame(cpe, i, &format!("held {i} {k}"));
             cpe.send(&frame);
         }
     }
@@ -722,7 +765,7 @@ fn exercise_ha(cpe: &mut Cpe, lac: &Sender<Cmd>, lns1: &Sender<Cmd>, lns2: &Send
     let flushed = after.counters.flushed - before.counters.flushed;
     eprintln!(
         "fastpath_lac HA: lns1 dead, {n} sessions held after {detected:?}, recovered on lns2 \
-         {recovered:?} after (lns2 silent for 1.5 s); {flushed} frames flushed, {arrived}/{want} at lns2, \
+         {recovered:?} after (lns2 silent for {LNS2_SILENCE:?}); {flushed} frames flushed, {arrived}/{want} at lns2, \
          {adopted} adopted; counters {:?}",
         after.counters.nonzero().collect::<Vec<_>>()
     );
@@ -735,7 +778,16 @@ fn exercise_ha(cpe: &mut Cpe, lac: &Sender<Cmd>, lns1: &Sender<Cmd>, lns2: &Send
         assert_eq!((s.ups, s.renegotiations), (1, 0), "subscriber {i}");
     }
 
-    // Downstream from lns2 reaches the subscribers through the workers.
+    downstream_from(cpe, lns2);
+}
+
+/// Downstream from `lns` reaches every subscriber through the workers.
+fn downstream_from(cpe: &mut Cpe, lns: &Sender<Cmd>) {
+    let n = cpe.subscribers.len();
+    let far = SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 1), 9);
+    for s in &mut cpe.subscribers {
+        s.received.clear();
+    }
     let packets: Vec<Vec<u8>> = cpe
         .subscribers
         .iter()
@@ -745,12 +797,89 @@ fn exercise_ha(cpe: &mut Cpe, lac: &Sender<Cmd>, lns1: &Sender<Cmd>, lns2: &Send
             ipv4_udp(far, dst, format!("down {i}").as_bytes())
         })
         .collect();
-    let sent = ask(lns2, |tx| Cmd::LnsSend(packets, tx));
-    assert_eq!(sent, n, "lns2 has not every subscriber's session");
+    let sent = ask(lns, |tx| Cmd::LnsSend(packets, tx));
+    assert_eq!(sent, n, "the LNS has not every subscriber's session");
     let got = cpe.run_until(Duration::from_secs(5), |c| {
         c.subscribers.iter().all(|s| !s.received.is_empty())
     });
-    assert!(got, "downstream from lns2 did not reach every subscriber");
+    assert!(got, "downstream did not reach every subscriber");
+}
+
+/// Upstream frames each subscriber sends around a make-before-break move.
+const STREAM_PER_SUBSCRIBER: usize = 100;
+
+fn exercise_switchover(cpe: &mut Cpe, lac: &Sender<Cmd>, lns1: &Sender<Cmd>, lns2: &Sender<Cmd>) {
+    let n = HA_SUBSCRIBERS;
+    ha_bring_up(cpe, lac, lns2);
+    let (_, done_before, before) = ask(lac, Cmd::LacHa);
+    let (lns1_before, _) = ask(lns1, Cmd::LnsReport);
+    let (lns2_before, _) = ask(lns2, Cmd::LnsReport);
+    // A stream from every subscriber, a frame each per turn (about a
+    // millisecond apart); lns1 asks for the move a fifth of the way in.
+    let mut asked = None;
+    let mut moved_at = None;
+    for k in 0..STREAM_PER_SUBSCRIBER {
+        for i in 0..n {
+            let frame = subscriber_frame(cpe, i, &format!("stream {i} {k}"));
+            cpe.send(&frame);
+        }
+        cpe.turn();
+        if k == STREAM_PER_SUBSCRIBER / 5 {
+            let sent = ask(lns1, Cmd::LnsSwitchover);
+            assert_eq!(sent, 1, "lns1 asked no LAC to move");
+            asked = Some(StdInstant::now());
+        }
+        if asked.is_some() && moved_at.is_none() && k % 5 == 0 {
+            let (_, done, _) = ask(lac, Cmd::LacHa);
+            if done - done_before >= n as u64 {
+                moved_at = asked.map(|t| t.elapsed());
+            }
+        }
+    }
+    let deadline = StdInstant::now() + Duration::from_secs(10);
+    let moved = loop {
+        let (_, done, _) = ask(lac, Cmd::LacHa);
+        if done - done_before >= n as u64 {
+            break moved_at.unwrap_or_else(|| asked.unwrap().elapsed());
+        }
+        assert!(
+            StdInstant::now() < deadline,
+            "{} of {n} moved",
+            done - done_before
+        );
+        cpe.turn();
+    };
+    let want = (n * STREAM_PER_SUBSCRIBER) as u64;
+    let deadline = StdInstant::now() + Duration::from_secs(5);
+    let (at_lns1, at_lns2) = loop {
+        let (f1, _) = ask(lns1, Cmd::LnsReport);
+        let (f2, _) = ask(lns2, Cmd::LnsReport);
+        let got = (f1 - lns1_before, f2 - lns2_before);
+        if got.0 + got.1 >= want || StdInstant::now() >= deadline {
+            break got;
+        }
+        cpe.turn();
+    };
+    let (_, _, after) = ask(lac, Cmd::LacHa);
+    let (_, adopted) = ask(lns2, Cmd::LnsHa);
+    eprintln!(
+        "fastpath_lac make-before-break: {n} sessions moved {moved:?} after lns1 asked; upstream \
+         {at_lns1} at lns1 + {at_lns2} at lns2 of {want}, {} held; counters {:?}",
+        after.counters.held - before.counters.held,
+        after.counters.nonzero().collect::<Vec<_>>()
+    );
+    assert_eq!(adopted, n as u64);
+    assert_eq!(at_lns1 + at_lns2, want, "upstream frames lost in the move");
+    assert!(at_lns2 > 0, "nothing went to lns2");
+    assert_eq!(
+        after.counters.held, before.counters.held,
+        "a planned move held frames"
+    );
+    cpe.run_until(Duration::from_millis(200), |_| false);
+    for (i, s) in cpe.subscribers.iter().enumerate() {
+        assert_eq!((s.ups, s.renegotiations), (1, 0), "subscriber {i}");
+    }
+    downstream_from(cpe, lns2);
 }
 
 fn exercise(cpe: &mut Cpe, lac: &Sender<Cmd>, lns: &Sender<Cmd>) {
