@@ -106,6 +106,11 @@ pub const CORE_PORT: u8 = 1;
 pub const ANNOUNCE_NUM: u8 = 2;
 /// Between two of them (RFC 5227 §2.3 ANNOUNCE_INTERVAL).
 pub const ANNOUNCE_INTERVAL: Duration = Duration::from_secs(2);
+/// Gratuitous ARPs sent per [`LnsFastpath::service`] call at most: the
+/// adoption of a thousand sessions at once must not fill the workers'
+/// inject queues (1024 each), which ICMP errors share; the rest go in the
+/// next slices, a millisecond apart.
+const ANNOUNCEMENTS_PER_SERVICE: usize = 128;
 /// Announcements waiting at most (beyond, the oldest are given up and
 /// counted): a burst of adoptions is bounded by the session table anyway.
 const MAX_ANNOUNCEMENTS: usize = 200_000;
@@ -372,19 +377,22 @@ impl LnsFastpath {
                 });
             }
         }
-        while let Some(&a) = self.announcing.front() {
+        let mut budget = ANNOUNCEMENTS_PER_SERVICE;
+        while let Some(&a) = self.announcing.front().filter(|_| budget > 0) {
             let known = a.barrier.is_none_or(|t| !self.fp.barrier_pending(t));
             if !known && now.saturating_duration_since(a.at) < RELEASE_LIMIT {
                 break;
             }
             self.announcing.pop_front();
+            budget -= 1;
             self.send_announcement(now, a);
         }
-        while let Some(&a) = self.reannouncing.front() {
+        while let Some(&a) = self.reannouncing.front().filter(|_| budget > 0) {
             if now < a.at {
                 break;
             }
             self.reannouncing.pop_front();
+            budget -= 1;
             self.send_announcement(now, a);
         }
     }
@@ -827,6 +835,10 @@ mod tests {
     }
 
     fn established(address: Ipv4Addr, adopted_epoch: Option<u32>) -> lns::Event {
+        established_as(7, address, adopted_epoch)
+    }
+
+    fn established_as(id: u16, address: Ipv4Addr, adopted_epoch: Option<u32>) -> lns::Event {
         let lcp = LcpOptions {
             mru: 1492,
             ..LcpOptions::default()
@@ -834,12 +846,12 @@ mod tests {
         lns::Event::SessionEstablished(Box::new(lns::EstablishedSession {
             session: SessionHandle {
                 tunnel: TunnelHandle(1),
-                id: 7,
+                id: u64::from(id),
             },
             remote: SocketAddrV4::new(testkit::PEER_ADDR, 1701),
             tunnel_ids: (1, 101),
-            local_session_id: 7,
-            peer_session_id: 70,
+            local_session_id: id,
+            peer_session_id: id + 1000,
             username: "sub".to_owned(),
             address,
             link: LinkState {
@@ -907,6 +919,29 @@ mod tests {
             u64::from(ANNOUNCE_NUM),
             "the worker sent them"
         );
+        fp.stop();
+    }
+
+    #[test]
+    fn a_burst_of_announcements_is_spread_over_the_service_calls() {
+        let (mut fp, mut node) = glue();
+        let n: u16 = 300;
+        for i in 0..n {
+            let address = Ipv4Addr::from(u32::from(Ipv4Addr::new(100, 64, 1, 0)) + u32::from(i));
+            fp.program(&established_as(i + 1, address, Some(2)));
+        }
+        service_until(&mut fp, &mut node, Instant::ZERO, |fp| {
+            fp.stats().announcements > 0
+        });
+        assert!(
+            fp.stats().announcements <= ANNOUNCEMENTS_PER_SERVICE as u64,
+            "{:?}",
+            fp.stats()
+        );
+        service_until(&mut fp, &mut node, Instant::ZERO, |fp| {
+            fp.stats().announcements == u64::from(n)
+        });
+        assert_eq!(fp.stats().announcements_failed, 0);
         fp.stop();
     }
 
