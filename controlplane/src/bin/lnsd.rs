@@ -1673,4 +1673,127 @@ sub2
         assert_eq!(lns.join().unwrap(), Ok(()));
         let _ = std::fs::remove_dir_all(&dir);
     }
+
+    /// An lnsd started from `text` (a config file in `dir`), serving on a
+    /// thread until `stop`.
+    fn spawn_lnsd(
+        dir: &Path,
+        name: &str,
+        text: &str,
+    ) -> (Signals, std::thread::JoinHandle<Result<(), String>>) {
+        let file = dir.join(format!("{name}.toml"));
+        std::fs::write(&file, text).unwrap();
+        let args = Args::parse_from(["lnsd", "--config", file.to_str().unwrap()]);
+        let config = load_config(&args).unwrap();
+        let (daemon, control) = start(config, Logging::init(None)).unwrap();
+        let signals = Signals::manual();
+        let stopper = signals.clone();
+        let thread = std::thread::spawn(move || {
+            serve(daemon, control, &args, &signals).map_err(|e| e.to_string())
+        });
+        (stopper, thread)
+    }
+
+    #[test]
+    fn two_peered_lnsd_offload_and_ha_status_shows_it() {
+        let dir = std::env::temp_dir().join(format!("lnsd-peers-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("users"), "sub0 lab\n").unwrap();
+        let (port1, port2) = (free_udp_port(), free_udp_port());
+        // lns1 on 127.0.0.1, lns2 on 127.0.0.2 (loopback both): each peers
+        // the other at its port.
+        let config = |us: &str, port: u16, peer: &str, peer_port: u16, name: &str| {
+            format!(
+                "listen = \"{us}:{port}\"\nhostname = \"{name}\"\nusers = \"{}\"\n\
+                 pool = [\"100.64.0.0/24\"]\n[control]\nsocket = \"{}\"\n\
+                 [ha]\npeer_port = {peer_port}\n\
+                 [[ha.peers]]\naddress = \"{peer}\"\nsecret = \"lns1-lns2\"\n",
+                dir.join("users").display(),
+                dir.join(format!("{name}.sock")).display(),
+            )
+        };
+        let (stop1, lns1) = spawn_lnsd(
+            &dir,
+            "lns1",
+            &config("127.0.0.1", port1, "127.0.0.2", port2, "lns1"),
+        );
+        let (stop2, lns2) = spawn_lnsd(
+            &dir,
+            "lns2",
+            &config("127.0.0.2", port2, "127.0.0.1", port1, "lns2"),
+        );
+        let lns1_addr = SocketAddrV4::new(Ipv4Addr::LOCALHOST, port1);
+        let config = subscriber::Config::new(lns1_addr, 2, "sub0", "lab", AuthChoice::Chap);
+        let mut subscribers = Driver::new(
+            UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap(),
+            subscriber::Node::new(config, os_rng().unwrap()).unwrap(),
+        )
+        .unwrap();
+        let now = subscribers.now();
+        subscribers.node_mut().start(now).unwrap();
+        let deadline = subscribers.now() + Duration::from_secs(10);
+        subscribers
+            .run_until(deadline, |node, _| {
+                if node.up_count() == 2 {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            })
+            .unwrap();
+        assert_eq!(subscribers.node().up_count(), 2);
+
+        let status = |name: &str| {
+            let socket = dir.join(format!("{name}.sock"));
+            let request = Request::ha(&HaCommand::Status);
+            let reply = ctl::request(&socket, &request, Duration::from_secs(5)).unwrap();
+            serde_json::from_str::<serde_json::Value>(reply.result().unwrap()).unwrap()
+        };
+        // lns1 connects to lns2 and offloads both sessions; lns2 holds them.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let (s1, s2) = loop {
+            let (s1, s2) = (status("lns1"), status("lns2"));
+            if s1["in_sync"] == true
+                && s1["peers"][0]["offloaded"] == 2
+                && s2["sessions_stored"] == 2
+            {
+                break (s1, s2);
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "not offloaded:\nlns1 {s1}\nlns2 {s2}"
+            );
+            // The subscribers' side keeps answering (Hellos, echoes).
+            let until = subscribers.now() + Duration::from_millis(50);
+            subscribers
+                .run_until(until, |_, _| ControlFlow::Continue(()))
+                .unwrap();
+        };
+        assert_eq!(s1["sessions"], 2, "{s1}");
+        assert_eq!(s1["peers"][0]["connected"], true, "{s1}");
+        assert_eq!(s1["peers"][0]["peer"], format!("127.0.0.2:{port2}"), "{s1}");
+        assert_eq!(s1["lacs"][0]["sessions"], 2, "{s1}");
+        assert_eq!(
+            s1["lacs"][0]["ha"], false,
+            "the subscribers' LAC is not HA-capable"
+        );
+        // The lag is of changes acknowledged; a bulk sync on connect has
+        // none (null until the first).
+        assert!(s1.get("offload_lag_p99_us").is_some(), "{s1}");
+        assert_eq!(s2["sessions"], 0, "{s2}");
+        // A LAC without HA-Capability cannot be asked to move anything.
+        let request = Request::ha(&HaCommand::parse(&["switchover", "all"]).unwrap());
+        let reply = ctl::request(&dir.join("lns1.sock"), &request, Duration::from_secs(5)).unwrap();
+        assert!(
+            reply.result().unwrap_err().contains("no HA-capable LAC"),
+            "{reply:?}"
+        );
+        leave(subscribers);
+        stop1.request_stop();
+        stop2.request_stop();
+        assert_eq!(lns1.join().unwrap(), Ok(()));
+        assert_eq!(lns2.join().unwrap(), Ok(()));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
