@@ -333,7 +333,14 @@ impl LnsFastpath {
             }
             lns::Event::SessionUpdated { session, link } => {
                 let address = link.peer_ipv4();
-                self.readdress(*session, address, link.lcp_peer.mru)
+                let before = self.sessions.get(session).and_then(|c| c.subscriber_addr);
+                let result = self.readdress(*session, address, link.lcp_peer.mru);
+                // A new address (IPCP renegotiated) is announced as a new
+                // session's is: the core may have the old owner cached.
+                if let Some(new) = address.filter(|a| before.is_some_and(|b| b != *a)) {
+                    self.announce(new);
+                }
+                result
             }
             lns::Event::SessionDown(ended) => self.remove_session(ended.session),
             lns::Event::TunnelDown { tunnel, .. } => self.remove_tunnel(*tunnel),
@@ -942,6 +949,42 @@ mod tests {
             fp.stats().announcements == u64::from(n)
         });
         assert_eq!(fp.stats().announcements_failed, 0);
+        fp.stop();
+    }
+
+    #[test]
+    fn a_renegotiated_address_is_reprogrammed_and_announced() {
+        let (mut fp, mut node) = glue();
+        let (old, new) = (Ipv4Addr::new(100, 64, 0, 11), Ipv4Addr::new(100, 64, 0, 12));
+        let lns::Event::SessionEstablished(s) = established(old, None) else {
+            unreachable!()
+        };
+        fp.program(&lns::Event::SessionEstablished(s.clone()));
+        service_until(&mut fp, &mut node, Instant::ZERO, |fp| {
+            fp.stats().announcements == 1
+        });
+        let mut link = s.link.clone();
+        link.ipcp = Some(crate::ppp::IpcpResult {
+            local: None,
+            peer: Some(new),
+            primary_dns: None,
+            secondary_dns: None,
+        });
+        let updated = lns::Event::SessionUpdated {
+            session: s.session,
+            link: Box::new(link.clone()),
+        };
+        fp.program(&updated);
+        assert_eq!(fp.session(s.session).unwrap().subscriber_addr, Some(new));
+        service_until(&mut fp, &mut node, Instant::ZERO, |fp| {
+            fp.stats().announcements == 2
+        });
+        // The same address again: nothing new to say.
+        fp.program(&updated);
+        for _ in 0..20 {
+            fp.service(&mut node, Instant::ZERO);
+        }
+        assert_eq!(fp.stats().announcements, 2);
         fp.stop();
     }
 
