@@ -27,10 +27,11 @@
 //!    down ([`lns::Event::TunnelDown`]): `RemoveTunnel` (the workers drop
 //!    its sessions with it).
 //!
-//! Every established session's address is announced on the core port with
-//! a gratuitous ARP (RFC 5227 §3 "ARP Announcement", sent
-//! [`ANNOUNCE_NUM`] times [`ANNOUNCE_INTERVAL`] apart as its §2.3 says),
-//! once the workers know the session: after an HA adoption the subscriber's
+//! Every established session's address (and an address IPCP renegotiated)
+//! is announced on the core port with a gratuitous ARP (RFC 5227 §3 "ARP
+//! Announcement", sent [`ANNOUNCE_NUM`] times [`ANNOUNCE_INTERVAL`] apart as
+//! its §2.3 says), once the workers know the session: after an HA adoption
+//! the subscriber's
 //! address moved to this LNS, and the core's neighbour caches must learn it
 //! at once rather than when their entry for the failed LNS times out
 //! (DESIGN.md §3, ha-protocol §5.5). Sending it for every session costs a
