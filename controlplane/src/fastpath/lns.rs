@@ -23,6 +23,11 @@
 //!    subscriber's address and MRU: its IPv4 now goes through the workers
 //!    both ways. [`lns::Event::SessionUpdated`] re-programs a changed
 //!    address or MRU.
+//!    A session address outside our own pools
+//!    ([`FastpathConfig::subscriber_prefixes`]: an adopted or moved-in
+//!    session keeps the address the peer's pool gave it) gets a /32 in the
+//!    steering programs, so its downstream and the core's ARP requests for
+//!    it reach the workers rather than the kernel; removed with the session.
 //! 3. Session down ([`lns::Event::SessionDown`]): `RemoveSession`; tunnel
 //!    down ([`lns::Event::TunnelDown`]): `RemoveTunnel` (the workers drop
 //!    its sessions with it).
@@ -57,7 +62,7 @@
 
 use core::net::{Ipv4Addr, SocketAddrV4};
 use core::time::Duration;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use dataplane::punt::{InjectTarget, PuntReason};
 use dataplane::table::{SessionConfig, SessionCounters, SessionKey, Tunnel};
@@ -147,6 +152,11 @@ pub struct LnsFastpathStats {
     pub update_errors: u64,
     /// Session counters read from every worker and given to the node.
     pub counters_synced: u64,
+    /// Session addresses outside our pools steered to the workers now
+    /// (a /32 each).
+    pub foreign_addresses: u64,
+    /// Steering updates for such addresses that failed.
+    pub steering_errors: u64,
     /// Gratuitous ARPs sent on the core port.
     pub announcements: u64,
     /// Gratuitous ARPs not sent: the core port's MAC address unknown, no
@@ -192,6 +202,10 @@ pub struct LnsFastpath {
     sessions: HashMap<SessionHandle, SessionConfig>,
     /// Sessions by subscriber address, for ICMP errors to subscribers.
     by_address: HashMap<Ipv4Addr, SessionKey>,
+    /// Our pools as the steering programs have them.
+    own_prefixes: Vec<(Ipv4Addr, u8)>,
+    /// Session addresses outside them, each steered as a /32.
+    foreign: HashSet<Ipv4Addr>,
     icmp_limit: RateLimit,
     counters_interval: Duration,
     /// Sessions whose counters are still to be asked for in this sweep.
@@ -236,12 +250,15 @@ impl LnsFastpath {
     /// As [`LnsFastpath::start`], over a fast path already running.
     pub fn with_fastpath(fp: Fastpath, local: SocketAddrV4, node: &mut lns::Node) -> LnsFastpath {
         node.report_connected_calls(true);
+        let own_prefixes = fp.config().subscriber_prefixes.clone();
         LnsFastpath {
             fp,
             local,
             tunnels: HashMap::new(),
             sessions: HashMap::new(),
             by_address: HashMap::new(),
+            own_prefixes,
+            foreign: HashSet::new(),
             icmp_limit: RateLimit::new(ICMP_PER_SECOND, ICMP_BURST),
             counters_interval: COUNTERS_INTERVAL,
             to_query: VecDeque::new(),
@@ -494,16 +511,50 @@ impl LnsFastpath {
         if config.subscriber_addr == address && config.mru == mru {
             return Ok(());
         }
-        if let Some(old) = config.subscriber_addr {
-            self.by_address.remove(&old);
-        }
-        if let Some(new) = address {
-            self.by_address.insert(new, config.key);
-        }
+        let old = config.subscriber_addr;
         config.subscriber_addr = address;
         config.mru = mru;
         let config = *config;
+        if let Some(old) = old.filter(|&o| Some(o) != address) {
+            self.by_address.remove(&old);
+            self.address_gone(old);
+        }
+        if let Some(new) = address {
+            self.by_address.insert(new, config.key);
+            self.address_came(new);
+        }
         self.fp.upsert_session(config)
+    }
+
+    /// A session holds `address` now: steer it to the workers if our pools
+    /// do not cover it.
+    fn address_came(&mut self, address: Ipv4Addr) {
+        if covered(&self.own_prefixes, address) || self.foreign.contains(&address) {
+            return;
+        }
+        match self.fp.add_subscriber_prefix(address, 32) {
+            Ok(()) => {
+                self.foreign.insert(address);
+                self.stats.foreign_addresses = self.foreign.len() as u64;
+                tracing::debug!(%address, "steering a session address outside our pools");
+            }
+            Err(e) => {
+                self.stats.steering_errors += 1;
+                tracing::error!(%address, error = %e, "session address not steered to the fast path");
+            }
+        }
+    }
+
+    /// No session holds `address` any more.
+    fn address_gone(&mut self, address: Ipv4Addr) {
+        if !self.foreign.remove(&address) {
+            return;
+        }
+        self.stats.foreign_addresses = self.foreign.len() as u64;
+        if let Err(e) = self.fp.remove_subscriber_prefix(address, 32) {
+            self.stats.steering_errors += 1;
+            tracing::warn!(%address, error = %e, "session address still steered");
+        }
     }
 
     fn remove_session(&mut self, session: SessionHandle) -> Result<(), FastpathError> {
@@ -513,6 +564,7 @@ impl LnsFastpath {
         self.stats.removed += 1;
         if let Some(a) = config.subscriber_addr {
             self.by_address.remove(&a);
+            self.address_gone(a);
         }
         if let Some(t) = self.tunnels.get_mut(&session.tunnel) {
             t.sessions = t.sessions.saturating_sub(1);
@@ -525,14 +577,18 @@ impl LnsFastpath {
             return Ok(());
         };
         let before = self.sessions.len();
-        let by_address = &mut self.by_address;
+        let mut gone = Vec::new();
         self.sessions.retain(|h, c| {
             let keep = h.tunnel != tunnel;
             if let (false, Some(a)) = (keep, c.subscriber_addr) {
-                by_address.remove(&a);
+                gone.push(a);
             }
             keep
         });
+        for a in gone {
+            self.by_address.remove(&a);
+            self.address_gone(a);
+        }
         self.stats.removed += (before - self.sessions.len()) as u64;
         self.fp.remove_tunnel(t.tunnel.tunnel_id)
     }
@@ -787,6 +843,16 @@ impl LnsFastpath {
     }
 }
 
+/// Whether one of `prefixes` holds `address`.
+fn covered(prefixes: &[(Ipv4Addr, u8)], address: Ipv4Addr) -> bool {
+    prefixes.iter().any(|&(p, len)| {
+        let mask = u32::MAX
+            .checked_shl(32 - u32::from(len.min(32)))
+            .unwrap_or(0);
+        u32::from(p) & mask == u32::from(address) & mask
+    })
+}
+
 /// A gratuitous ARP announcing that `address` is at `mac` (RFC 5227 §3
 /// "ARP Announcement", [`arp::emit_announcement`]), broadcast, padded to
 /// the shortest Ethernet frame.
@@ -824,11 +890,14 @@ mod tests {
             0,
             [testkit::port(ACCESS_MAC), testkit::port(CORE_MAC)],
         );
-        let config = FastpathConfig::new(
-            super::super::Role::Lns,
-            vec!["wan".into(), "core".into()],
-            vec![testkit::LOCAL_ADDR],
-        );
+        let config = FastpathConfig {
+            subscriber_prefixes: vec![(Ipv4Addr::new(100, 64, 0, 0), 24)],
+            ..FastpathConfig::new(
+                super::super::Role::Lns,
+                vec!["wan".into(), "core".into()],
+                vec![testkit::LOCAL_ADDR],
+            )
+        };
         let fp = Fastpath::with_workers(config, vec![worker], Vec::new(), None).unwrap();
         let mut node = lns::Node::new(
             lns::Config::new("lns", Ipv4Addr::new(100, 64, 0, 1)),
@@ -986,6 +1055,47 @@ mod tests {
             fp.service(&mut node, Instant::ZERO);
         }
         assert_eq!(fp.stats().announcements, 2);
+        fp.stop();
+    }
+
+    #[test]
+    fn prefixes_cover_what_they_say() {
+        let p = |s: &str| s.parse::<Ipv4Addr>().unwrap();
+        let pools = [(p("100.64.0.0"), 22), (p("10.9.9.9"), 32)];
+        assert!(covered(&pools, p("100.64.0.1")));
+        assert!(covered(&pools, p("100.64.3.255")));
+        assert!(!covered(&pools, p("100.64.4.0")));
+        assert!(covered(&pools, p("10.9.9.9")));
+        assert!(!covered(&pools, p("10.9.9.8")));
+        assert!(covered(&[(p("0.0.0.0"), 0)], p("203.0.113.1")));
+        assert!(!covered(&[], p("100.64.0.1")));
+    }
+
+    #[test]
+    fn an_address_from_a_peers_pool_is_steered_while_a_session_holds_it() {
+        let (mut fp, _node) = glue();
+        let h = SessionHandle {
+            tunnel: TunnelHandle(1),
+            id: 7,
+        };
+        // Ours: the pool's prefix steers it already.
+        fp.program(&established(Ipv4Addr::new(100, 64, 0, 20), None));
+        assert_eq!(fp.stats().foreign_addresses, 0);
+        let _ = fp.remove_session(h);
+        // The peer's (adopted): a /32 of its own, while the session lasts.
+        fp.program(&established(Ipv4Addr::new(100, 64, 4, 20), Some(2)));
+        assert_eq!(fp.stats().foreign_addresses, 1);
+        let _ = fp.remove_session(h);
+        assert_eq!(fp.stats().foreign_addresses, 0);
+        // Gone with its tunnel too.
+        fp.program(&established(Ipv4Addr::new(100, 64, 4, 21), Some(2)));
+        assert_eq!(fp.stats().foreign_addresses, 1);
+        fp.program(&lns::Event::TunnelDown {
+            tunnel: TunnelHandle(1),
+            reason: crate::l2tp::TunnelDownReason::RetriesExhausted,
+        });
+        assert_eq!(fp.stats().foreign_addresses, 0);
+        assert_eq!(fp.stats().steering_errors, 0);
         fp.stop();
     }
 

@@ -561,6 +561,29 @@ impl Fastpath {
         self.send(Update::UpsertNeighbour { addr, neighbour })
     }
 
+    /// Have every interface's steering program send IPv4 to `addr/len`
+    /// (and ARP requests for it) to the workers, beyond
+    /// [`FastpathConfig::subscriber_prefixes`]: an LNS adopting a peer's
+    /// session keeps the subscriber's address, from the peer's pool.
+    pub fn add_subscriber_prefix(&mut self, addr: Ipv4Addr, len: u8) -> Result<(), FastpathError> {
+        for s in &self.steering {
+            s.add_subscriber_prefix(addr, len)?;
+        }
+        Ok(())
+    }
+
+    /// Undo [`Fastpath::add_subscriber_prefix`].
+    pub fn remove_subscriber_prefix(
+        &mut self,
+        addr: Ipv4Addr,
+        len: u8,
+    ) -> Result<(), FastpathError> {
+        for s in &self.steering {
+            s.remove_subscriber_prefix(addr, len)?;
+        }
+        Ok(())
+    }
+
     /// Set the core-side gateway (and resolve it).
     pub fn set_gateway(&mut self, gateway: Option<Ipv4Addr>) -> Result<(), FastpathError> {
         if let Some(g) = gateway {
