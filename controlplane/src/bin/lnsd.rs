@@ -877,6 +877,8 @@ impl Daemon {
             put("fastpath_adopted_calls", g.adopted);
             put("fastpath_announcements", g.announcements);
             put("fastpath_announcements_failed", g.announcements_failed);
+            put("fastpath_foreign_addresses", g.foreign_addresses);
+            put("fastpath_steering_errors", g.steering_errors);
         }
         let rate = serde_json::Number::from_f64(self.metrics.setup_rate())
             .map_or(Json::Null, Json::Number);
