@@ -176,8 +176,8 @@ struct Move {
 #[derive(Debug, Clone, Copy)]
 struct Alias {
     subscriber: lac::SubscriberKey,
-    /// Released at the old LNS (or its tunnel is gone): in
-    /// [`LacFastpath::releases`].
+    /// Released at the old LNS (or its tunnel is gone): queued for
+    /// removal.
     released: bool,
 }
 
