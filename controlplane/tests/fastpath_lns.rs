@@ -50,13 +50,15 @@ use std::time::{Duration, Instant as StdInstant};
 
 use controlplane::aaa::pool::AddressPool;
 use controlplane::aaa::radius::Counters;
+use controlplane::aaa::radius::TerminateCause;
 use controlplane::aaa::users::Users;
-use controlplane::aaa::Authenticator;
+use controlplane::aaa::{Authenticator, SessionAttributes};
 use controlplane::driver::{Clock, Driver};
 use controlplane::fastpath::lns::{LnsFastpath, LnsFastpathStats, ANNOUNCE_NUM};
 use controlplane::fastpath::{FastpathConfig, FastpathSummary, Role};
 use controlplane::l2tp::SessionHandle;
 use controlplane::lns;
+use controlplane::ppp::{LcpOptions, LinkState, ProxyOutcome, Role as PppRole};
 use controlplane::subscriber::{self, AuthChoice};
 use dataplane::counters::{DropReason, PathKind, PuntKind};
 use dataplane::wire::{arp, ethernet, ipv4, udp};
@@ -72,6 +74,9 @@ const SUBSCRIBERS: usize = 10;
 const PER_SUBSCRIBER: usize = 20;
 const POOL: &str = "100.64.0.0/24";
 const POOL_ADDR: Ipv4Addr = Ipv4Addr::new(100, 64, 0, 0);
+/// A peer LNS's pool: an adopted session keeps its address from there.
+const PEER_POOL: &str = "100.64.4.0/24";
+const PEER_ADDRESS: Ipv4Addr = Ipv4Addr::new(100, 64, 4, 9);
 const GATEWAY: Ipv4Addr = Ipv4Addr::new(100, 64, 0, 1);
 const SUBSCRIBER_PORT: u16 = 5001;
 const SERVER_PORT: u16 = 5002;
@@ -112,7 +117,15 @@ enum Cmd {
     /// The traffic counters the node has for the session holding this
     /// address (from the workers).
     Counters(Ipv4Addr, Sender<Option<Counters>>),
+    /// Program a session adopted from a peer LNS, holding this address from
+    /// the peer's pool (outside ours), on the LAC's tunnel.
+    Adopt(Ipv4Addr, Sender<Result<(), String>>),
+    /// That session ends.
+    AdoptedDown(Ipv4Addr, Sender<()>),
 }
+
+/// The ids of the pretend adopted session, ours and the LAC's.
+const ADOPTED_SESSION_ID: u16 = 0x7777;
 
 fn lns_addr(wan: Ipv4Addr) -> SocketAddrV4 {
     SocketAddrV4::new(wan, L2TP_PORT)
@@ -203,6 +216,28 @@ fn run_lns(
                         .and_then(|h| node.session_counters(h));
                     let _ = reply.send(counters);
                 }
+                Cmd::Adopt(address, reply) => {
+                    let _ = reply.send(adopt(&mut fp, driver.node(), address));
+                }
+                Cmd::AdoptedDown(address, reply) => {
+                    let tunnel = driver.node().endpoint().tunnels().next();
+                    if let Some(tunnel) = tunnel {
+                        fp.program(&lns::Event::SessionDown(Box::new(lns::EndedSession {
+                            session: SessionHandle {
+                                tunnel,
+                                id: u64::from(ADOPTED_SESSION_ID),
+                            },
+                            username: Some("sub".to_owned()),
+                            address: Some(address),
+                            cause: lns::EndCause::AdminClear,
+                            terminate_cause: TerminateCause::AdminReset,
+                            cdn: None,
+                            was_established: true,
+                            duration: Duration::ZERO,
+                        })));
+                    }
+                    let _ = reply.send(());
+                }
                 Cmd::Programmed(reply) => {
                     let node = driver.node();
                     let n = node
@@ -218,6 +253,46 @@ fn run_lns(
     if finals.is_empty() {
         return Err("no worker reported at stop".into());
     }
+    Ok(())
+}
+
+/// What lnsd's glue sees when the node adopts a peer's session: an
+/// established session with its epoch, holding `address`, on the LAC's
+/// (first) tunnel.
+fn adopt(fp: &mut LnsFastpath, node: &lns::Node, address: Ipv4Addr) -> Result<(), String> {
+    let endpoint = node.endpoint();
+    let tunnel = endpoint.tunnels().next().ok_or("no tunnel")?;
+    let ids = endpoint.tunnel_ids(tunnel).ok_or("no tunnel ids")?;
+    let remote = endpoint.tunnel_remote(tunnel).ok_or("no remote")?;
+    let lcp = LcpOptions::default();
+    fp.program(&lns::Event::SessionEstablished(Box::new(
+        lns::EstablishedSession {
+            session: SessionHandle {
+                tunnel,
+                id: u64::from(ADOPTED_SESSION_ID),
+            },
+            remote,
+            tunnel_ids: ids,
+            local_session_id: ADOPTED_SESSION_ID,
+            peer_session_id: ADOPTED_SESSION_ID,
+            username: "sub".to_owned(),
+            address,
+            link: LinkState {
+                role: PppRole::Server,
+                lcp_local: lcp,
+                lcp_peer: lcp,
+                auth_method: None,
+                username: None,
+                ipcp: None,
+                ipv6cp: None,
+            },
+            attributes: SessionAttributes::default(),
+            acct_session_id: "adopted".to_owned(),
+            proxy: ProxyOutcome::NotOffered,
+            setup_time: Duration::ZERO,
+            adopted_epoch: Some(2),
+        },
+    )));
     Ok(())
 }
 
@@ -581,11 +656,13 @@ fn lns_fast_path_forwards_subscriber_ip_both_ways() {
     let net_ns = lab.namespace("net").unwrap();
     let wan = multiqueue_link(&lac_ns, &lns_ns, 1);
     let core = multiqueue_link(&lns_ns, &net_ns, 2);
-    lab.exec(
-        &net_ns,
-        &["ip", "route", "add", POOL, "via", &core.a.to_string()],
-    )
-    .unwrap();
+    for pool in [POOL, PEER_POOL] {
+        lab.exec(
+            &net_ns,
+            &["ip", "route", "add", pool, "via", &core.a.to_string()],
+        )
+        .unwrap();
+    }
 
     let lac_socket = lab
         .udp_socket(&lac_ns, SocketAddrV4::new(wan.a, L2TP_PORT).into())
@@ -904,4 +981,56 @@ fn exercise(
     assert_eq!(unknown as usize, PER_SUBSCRIBER);
     assert_eq!(no_session as usize, PER_SUBSCRIBER);
     assert_eq!(after.sessions, SUBSCRIBERS - 1);
+
+    // A session adopted from a peer LNS keeps the peer's address, outside
+    // our pool: it is steered to the workers (a /32) while the session
+    // lasts, so its downstream goes through them into the tunnel, and it is
+    // announced on the core side.
+    ask(commands, |tx| Cmd::Adopt(PEER_ADDRESS, tx)).expect("adopted");
+    ask(commands, Cmd::Sync).expect("sync");
+    let announced = |seen: &[(ethernet::Address, arp::Repr)]| {
+        seen.iter()
+            .any(|(_, r)| r.source_protocol_addr == PEER_ADDRESS)
+    };
+    let seen = wait_announcements(arp, Duration::from_secs(3), announced);
+    assert!(announced(&seen), "{PEER_ADDRESS} not announced: {seen:?}");
+    let seen_before = lac.downstream.len();
+    for n in 0..PER_SUBSCRIBER {
+        server
+            .send_to(
+                format!("adopted {n}").as_bytes(),
+                SocketAddrV4::new(PEER_ADDRESS, SUBSCRIBER_PORT),
+            )
+            .unwrap();
+    }
+    let want = seen_before + PER_SUBSCRIBER;
+    lac.run_until(Duration::from_secs(2), |l| l.downstream.len() >= want);
+    let adopted: Vec<&Vec<u8>> = lac.downstream[seen_before..]
+        .iter()
+        .filter(|ip| ip[16..20] == PEER_ADDRESS.octets())
+        .collect();
+    assert_eq!(
+        adopted.len(),
+        PER_SUBSCRIBER,
+        "downstream to the adopted address through the workers"
+    );
+    // Session down: the address is the kernel's again (not steered).
+    ask(commands, |tx| Cmd::AdoptedDown(PEER_ADDRESS, tx));
+    ask(commands, Cmd::Sync).expect("sync");
+    let (before, glue, _) = ask(commands, Cmd::Report);
+    assert_eq!(glue.foreign_addresses, 0, "{glue:?}");
+    assert_eq!(glue.steering_errors, 0, "{glue:?}");
+    let downstream_before = lac.downstream.len();
+    for _ in 0..PER_SUBSCRIBER {
+        server
+            .send_to(b"gone", SocketAddrV4::new(PEER_ADDRESS, SUBSCRIBER_PORT))
+            .unwrap();
+    }
+    lac.run_until(Duration::from_millis(300), |_| false);
+    assert_eq!(lac.downstream.len(), downstream_before);
+    let (after, _, _) = ask(commands, Cmd::Report);
+    assert_eq!(
+        after.counters.received, before.counters.received,
+        "the workers no longer see the address's traffic"
+    );
 }
