@@ -49,8 +49,9 @@
 #   L2LAB_HA=1      lnsd on lns1 and lns2 peer each other ([ha]: the other LNS
 #                   with a shared secret, advertised to the LAC in SCCRP), and
 #                   lacd runs [ha] with 100 ms Hellos and a 300 ms dead
-#                   interval toward the LNSs. Default 0: the configs as the
-#                   examples have them.
+#                   interval toward the LNSs (L2LAB_HA_HELLO_MS and
+#                   L2LAB_HA_DEAD_MS change them). Default 0: the configs as
+#                   the examples have them.
 #   L2LAB_ONLINK=1  l2lab-net reaches both pools on-link (100.64.0.0/21 dev
 #                   core0) instead of a route via each LNS: whichever LNS
 #                   holds a session answers the core's ARP for its address
@@ -342,8 +343,8 @@ EOF
 # lab (deploy/lab.sh, L2LAB_HA=1): fast failure detection.
 [ha]
 enabled = true
-hello_ms = 100
-dead_ms = 300
+hello_ms = ${L2LAB_HA_HELLO_MS:-100}
+dead_ms = ${L2LAB_HA_DEAD_MS:-300}
 EOF
         ;;
     esac

@@ -28,6 +28,8 @@
 #   --max-upstream-gap-ms N       fail if a stream's upstream gap after the event exceeds N
 #   --expect-zero-loss            fail if one test packet was lost either way
 #   --max-gap-ms N                fail if a stream's gap after the event exceeds N, either way
+#   --hello-ms N, --dead-ms N  lacd's Hello interval and dead interval toward the
+#                     LNSs (default 100 and 300)
 #   --setup-timeout S how long all the sessions may take to come up (default 240)
 #   --no-build        use the binaries as they are (default: cargo build --release first)
 #   --debug           the debug build instead of release
@@ -82,9 +84,11 @@ while [[ $# -gt 0 ]]; do
     --expect-zero-loss) ZERO_LOSS=1; shift ;;
     --max-gap-ms) MAX_GAP=$2; shift 2 ;;
     --setup-timeout) SETUP_TIMEOUT=$2; shift 2 ;;
+    --hello-ms) export L2LAB_HA_HELLO_MS=$2; shift 2 ;;
+    --dead-ms) export L2LAB_HA_DEAD_MS=$2; shift 2 ;;
     --no-build) BUILD=0; shift ;;
     --debug) PROFILE=debug; shift ;;
-    -h | --help) sed -n '2,42p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,44p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument $1 (see --help)" ;;
     esac
 done
@@ -230,7 +234,26 @@ summary=$(jq -r '
     + "longest downstream gap \(.downstream.event_gap_ms.max | ms); "
     + "stream packets \(.stream_interval_ms | ms) apart; event exit \(.event.exit_status // "none")"
     ' "$OUT/report.json")
+# The same per LNS: the sessions lns1 held (they move) and lns2's (they
+# should see nothing). A stream's gap is its interruption plus up to one
+# packet interval (stream_interval_ms).
+per_lns=$(jq -r '
+    def ms: if . == null then "n/a" else (. * 10 | round / 10 | tostring) + " ms" end;
+    def p50: if length == 0 then null else sort | .[(length / 2 | floor)] end;
+    def figures($name; $subs):
+        ($subs | map(.upstream.event_gap_ms // empty)) as $up |
+        ($subs | map(.downstream.event_gap_ms // empty)) as $down |
+        "\($name) (\($subs | length) sessions): upstream lost \($subs | map(.upstream.lost // 0) | add // 0), "
+        + "gap p50 \($up | p50 | ms) max \($up | max | ms); "
+        + "downstream lost \($subs | map(.downstream.lost // 0) | add // 0), "
+        + "gap p50 \($down | p50 | ms) max \($down | max | ms)";
+    [.subscribers[] | select(.address != null)] as $s |
+    figures("lns1'"'"'s sessions"; [$s[] | select(.address | test("^100\\.64\\.[0-3]\\."))]),
+    figures("lns2'"'"'s sessions"; [$s[] | select(.address | test("^100\\.64\\.[0-3]\\.") | not)]),
+    "interruption (longest gap minus the packet interval): upstream \((.upstream.event_gap_ms.max // null) as $g | if $g == null then null else $g - .stream_interval_ms end | ms), downstream \((.downstream.event_gap_ms.max // null) as $g | if $g == null then null else $g - .stream_interval_ms end | ms)"
+    ' "$OUT/report.json")
 echo "$summary" | tee -a "$OUT/summary.txt"
+echo "$per_lns" | tee -a "$OUT/summary.txt"
 at_unix=$(q0 '.event.at_unix_s // 0')
 [[ $at_unix == 0 ]] || echo "(the event at $(date -u -d "@$at_unix" +%H:%M:%S.%N | cut -c1-12) UTC in the daemons' logs)"
 

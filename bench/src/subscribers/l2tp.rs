@@ -265,6 +265,7 @@ impl Side for L2tpSide {
                 renegotiations: c.renegotiations,
                 up_at_end: c.up,
                 down_cause: c.down_cause.clone(),
+                ..SubscriberReport::default()
             })
             .collect()
     }

@@ -6,7 +6,7 @@ use core::fmt;
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
-use super::stream::{Receiver, SentState};
+use super::stream::{Receiver, SentState, StreamState};
 
 /// Percentiles of a distribution.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
@@ -134,6 +134,43 @@ pub struct SubscriberReport {
     pub up_at_end: bool,
     /// Why it went down (last time), if it did.
     pub down_cause: Option<String>,
+    /// Its upstream stream (none without traffic, or if it never sent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<StreamReport>,
+    /// Its downstream stream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub downstream: Option<StreamReport>,
+}
+
+/// One stream (one subscriber, one direction), as it ended.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct StreamReport {
+    /// Packets sent.
+    pub sent: u64,
+    /// `sent` − distinct packets received (never negative).
+    pub lost: u64,
+    /// The longest silence while its sender was sending, ms.
+    pub max_gap_ms: f64,
+    /// With `--event-at`: the longest silence that ended after the event, ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_gap_ms: Option<f64>,
+}
+
+impl StreamReport {
+    /// From the sender's and the (closed) receiver's view; none if the
+    /// stream sent nothing.
+    pub fn of(sent: Option<&SentState>, received: Option<&StreamState>) -> Option<Self> {
+        let (sent, received) = (sent?, received?);
+        if sent.sent == 0 {
+            return None;
+        }
+        Some(StreamReport {
+            sent: sent.sent,
+            lost: sent.sent.saturating_sub(received.received),
+            max_gap_ms: received.max_gap_ns as f64 / 1e6,
+            event_gap_ms: (received.event_ns != 0).then(|| received.event_gap_ns as f64 / 1e6),
+        })
+    }
 }
 
 /// Frames the subscribers' port lost on the bench's side: any loss beyond
@@ -328,6 +365,42 @@ impl fmt::Display for Report {
 mod tests {
     use super::*;
     use crate::subscribers::stream::{Probe, PROBE_LEN};
+
+    #[test]
+    fn stream_report_is_one_subscriber_one_direction() {
+        let mut rx = Receiver::new(1).unwrap();
+        let mut buf = [0u8; PROBE_LEN];
+        for (seq, at) in [(0, 1_000_000), (2, 4_000_000)] {
+            if at > 2_000_000 {
+                rx.set_event(2_000_000);
+            }
+            Probe {
+                subscriber: 0,
+                sequence: seq,
+                sent_ns: at - 100_000,
+            }
+            .emit(&mut buf);
+            rx.receive(&buf, at);
+        }
+        let tx = SentState {
+            sent: 3,
+            first_ns: 900_000,
+            last_ns: 3_900_000,
+            after_event: 1,
+        };
+        rx.streams[0].close(tx.first_ns, tx.last_ns);
+        let r = StreamReport::of(Some(&tx), rx.streams.first()).unwrap();
+        assert_eq!(r.sent, 3);
+        assert_eq!(r.lost, 1);
+        assert_eq!(r.max_gap_ms, 3.0);
+        assert_eq!(r.event_gap_ms, Some(3.0));
+        // A stream that never sent has nothing to say.
+        assert_eq!(
+            StreamReport::of(Some(&SentState::default()), rx.streams.first()),
+            None
+        );
+        assert_eq!(StreamReport::of(None, rx.streams.first()), None);
+    }
 
     #[test]
     fn direction_report_sums_streams() {

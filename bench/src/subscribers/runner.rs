@@ -29,8 +29,8 @@ use hdrhistogram::Histogram;
 use super::emulator::{Emulator, EmulatorConfig, Stage};
 use super::port::{self, L2Port, PacketSocket, PortDrops, XdpL2};
 use super::report::{
-    DirectionReport, EventReport, Percentiles, PortDropsReport, Report, SubscriberReport,
-    TimelinePoint,
+    DirectionReport, EventReport, Percentiles, PortDropsReport, Report, StreamReport,
+    SubscriberReport, TimelinePoint,
 };
 use super::stream::{self, monotonic_ns, Probe, Receiver, SentState};
 use super::traffic::{self, Pacer, PORT};
@@ -261,6 +261,7 @@ impl<P: L2Port> Side for PppoeSide<P> {
                     renegotiations: s.renegotiations,
                     up_at_end: s.stage == Stage::Up,
                     down_cause: s.down_cause.clone(),
+                    ..SubscriberReport::default()
                 })
             })
             .collect()
@@ -699,15 +700,28 @@ pub fn run(args: &Args) -> Result<Report, Box<dyn std::error::Error>> {
     }
     report.event = event.map(Event::finish);
     let mut downstream_rx = side.downstream;
+    let mut subscribers = side.subscribers;
     if let Some(mut t) = traffic {
         report.upstream = DirectionReport::new(&side.upstream_sent, &mut t.upstream, traffic_s);
         report.downstream = DirectionReport::new(&t.downstream_sent, &mut downstream_rx, traffic_s);
+        // Each subscriber's own streams (closed by DirectionReport::new),
+        // so that a script can tell the moved sessions from the others.
+        for s in &mut subscribers {
+            s.upstream = StreamReport::of(
+                side.upstream_sent.get(s.index),
+                t.upstream.streams.get(s.index),
+            );
+            s.downstream = StreamReport::of(
+                t.downstream_sent.get(s.index),
+                downstream_rx.streams.get(s.index),
+            );
+        }
     }
     report.port_drops = PortDropsReport {
         send: side.drops.send,
         receive: side.drops.receive,
     };
-    report.subscribers = side.subscribers;
+    report.subscribers = subscribers;
     report.timeline = progress.timeline;
     Ok(report)
 }
