@@ -1752,3 +1752,37 @@ fn a_thousand_subscribers_are_recovered_when_the_primary_dies() {
         lab.lac().stats().hold_overflow
     );
 }
+
+#[test]
+fn a_repeated_switchover_request_moves_each_call_once() {
+    let mut lab = Lab::new(policy());
+    lab.start(N);
+    lab.switchover(SwitchoverType::All, &[]);
+    lab.switchover(SwitchoverType::All, &[]);
+    // A long list of sessions (as many as an AVP holds, RFC 2661 §4.1:
+    // 1023 octets), most of them unknown.
+    let many: Vec<u16> = (1..=500).collect();
+    lab.stplrq(SwitchoverType::Listed, vec![*LNS2.ip()], many);
+    lab.run_until(Duration::from_secs(3), "every call moved", |l| {
+        l.released_events() == N && l.up_at(0) == 0
+    });
+    lab.run_for(Duration::from_millis(300));
+    lab.drain();
+    let report = lab.check(N);
+    assert_eq!(report.up_lost, 0, "{report:?}");
+    assert_eq!(report.down_lost, 0, "{report:?}");
+    let moved: Vec<usize> = lab
+        .lac_events()
+        .iter()
+        .filter_map(|e| match e {
+            lac::Event::SwitchoverRequested {
+                granted: true,
+                sessions,
+                ..
+            } => Some(*sessions),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(moved, vec![N, 0, 0], "{:?}", lab.lac().stats());
+    assert_eq!(lab.lac().stats().sessions_moved, N as u64);
+}

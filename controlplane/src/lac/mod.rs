@@ -39,7 +39,8 @@
 //!    and removed downstream, as the fast path does.
 //! 5. The LNS ends the call (CDN) or its tunnel goes down: PADT to the
 //!    subscriber (with HA, a dead LNS's calls are recovered at its peer
-//!    instead: see below). The subscriber ends the session (PADT): CDN to the LNS.
+//!    instead: see below). The subscriber ends the session (PADT): CDN to
+//!    the LNS.
 //!    Either way [`Event::SessionDown`].
 //!
 //! # High availability ([`Config::ha`], DESIGN.md §3)
@@ -70,9 +71,9 @@
 //! renegotiated: the subscriber sees nothing but the gap. A recovery call
 //! the peer refuses (no offloaded state: CDN), or a recovery tunnel that
 //! fails or is not up within twice the dead interval, moves on to the next
-//! peer; with none left the subscriber's
-//! session ends ([`EndCause::TunnelDown`], PADT). A tunnel that ends with
-//! a StopCCN ends its calls as before: the LNS meant it.
+//! peer; with none left the subscriber's session ends
+//! ([`EndCause::TunnelDown`], PADT). A tunnel that ends with a StopCCN ends
+//! its calls as before: the LNS meant it.
 //!
 //! *Load switchover* (docs/ha-protocol.md §5.4): an STPLRQ from an LNS is
 //! answered with STPLRP: denied when HA is off, when
