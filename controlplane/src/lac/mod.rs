@@ -68,7 +68,10 @@
 //! (with [`Config::defer_connect`]) and [`Event::SessionUp`] come as for
 //! any call, with [`CallUp::moved_from`] naming the old ids and the epoch;
 //! at SessionUp the held frames go out first, in order. PPP is never
-//! renegotiated: the subscriber sees nothing but the gap. A recovery call
+//! renegotiated: the subscriber sees nothing but the gap. What it sent
+//! toward the dead LNS before the LAC noticed (at most a dead interval's
+//! worth) is lost: nothing tells which of it the LNS forwarded, and sending
+//! it again could deliver it twice. A recovery call
 //! the peer refuses (no offloaded state: CDN), or a recovery tunnel that
 //! fails or is not up within twice the dead interval, moves on to the next
 //! peer; with none left the subscriber's session ends
