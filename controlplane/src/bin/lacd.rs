@@ -37,7 +37,7 @@ use controlplane::fastpath::{FastpathConfig, FastpathSummary, Role};
 use controlplane::l2tp::codes::{cdn, stop_ccn};
 use controlplane::l2tp::{Endpoint, ResultCode, TunnelHandle};
 use controlplane::lac::{self, EndCause, LnsEntry, Mode, Stage, SubscriberKey};
-use controlplane::metrics::{Metrics, MetricsServer};
+use controlplane::metrics::{HaGauges, Metrics, MetricsServer};
 use controlplane::ppp::DownCause;
 use controlplane::pppoe::RateLimit;
 use controlplane::time::Instant;
@@ -831,6 +831,26 @@ impl Daemon {
         }
     }
 
+    /// The HA counters as `l2tp_ha_events_total{event}` (the LNS-side
+    /// gauges stay at zero on a LAC).
+    fn refresh_ha_metrics(&mut self) {
+        if !self.config.ha.enabled {
+            return;
+        }
+        let s = self.driver.node().stats();
+        let totals = [
+            ("recoveries_started", s.recoveries_started),
+            ("recoveries_done", s.recoveries_done),
+            ("recoveries_failed", s.recoveries_failed),
+            ("switchover_requests", s.switchover_requests),
+            ("switchovers_granted", s.switchovers_granted),
+            ("switchovers_denied", s.switchovers_denied),
+            ("sessions_moved", s.sessions_moved),
+            ("hold_overflow", s.hold_overflow),
+        ];
+        self.metrics.observe_ha(&totals, &HaGauges::default());
+    }
+
     fn refresh_fastpath(&mut self) {
         if let Some(fp) = &mut self.fastpath {
             let summary = fp.fastpath().summary();
@@ -1024,6 +1044,7 @@ fn run(args: &Args, config: LacConfig, logging: Logging) -> Result<(), BoxError>
         if daemon.driver.now() >= next_report {
             next_report = daemon.driver.now() + REPORT_EVERY;
             daemon.refresh_fastpath();
+            daemon.refresh_ha_metrics();
         }
     }
     daemon.shutdown()
