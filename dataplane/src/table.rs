@@ -494,7 +494,7 @@ impl Tables {
     /// [`ALIAS`] bit set), which as an index finds no session. The data
     /// path takes it as an index and only when that finds nothing looks
     /// for an alias ([`Tables::resolve_alias`]).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn l2tp_entry(&self, key: SessionKey) -> Option<u32> {
         self.by_l2tp.get(key.map_key())
     }
@@ -764,7 +764,7 @@ impl Tables {
     }
 
     /// The neighbour with address `addr`.
-    #[inline]
+    #[inline(always)]
     pub fn neighbour(&self, addr: Ipv4Addr) -> Option<Neighbour> {
         self.neighbours.get(u64::from(addr.to_bits()))
     }
