@@ -240,7 +240,19 @@ fn forward_ipv4(frame: &mut [u8], ip: &Ipv4Info, mru: u16) {
             clamp_mss(tcp, mru.saturating_sub(TCP_IPV4_OVERHEAD));
         }
     }
-    ipv4::Packet::new_unchecked(bytes).set_ttl_and_update_checksum(ip.ttl - 1);
+    // The TTL and checksum at their fixed offsets, from what the parse
+    // read: the header's start is no longer read back.
+    let Some(header) = bytes.first_chunk_mut::<{ ipv4::HEADER_LEN }>() else {
+        return;
+    };
+    let ttl = ip.ttl - 1;
+    header[8] = ttl;
+    let check = checksum::update(
+        u16::from_be_bytes([header[10], header[11]]),
+        u16::from_be_bytes([ip.ttl, ip.protocol]),
+        u16::from_be_bytes([ttl, ip.protocol]),
+    );
+    header[10..12].copy_from_slice(&check.to_be_bytes());
 }
 
 /// Lower the MSS option of a SYN segment to `max_mss` (RFC 6691 §2: the
