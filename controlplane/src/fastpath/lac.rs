@@ -40,7 +40,11 @@
 //!   LNS, so upstream does not wait and the new LNS's first frames reach
 //!   the subscriber; at its `SessionUp` the session takes the new ids and
 //!   the old ones become the alias, so what the old LNS sent before the
-//!   release still arrives; [`lac::Event::SessionReleased`]: the alias goes
+//!   release still arrives. The old call is released only once the
+//!   workers echo a barrier after that switch ([`lac::Node::release_moved`],
+//!   at most [`CONNECT_LIMIT`] later): upstream frames they still sent on
+//!   the old call would find it gone at the old LNS.
+//!   [`lac::Event::SessionReleased`]: the alias goes
 //!   [`RELEASE_LINGER`] later, then the old tunnel if the node let go of it
 //!   and nothing uses it. A make-before-break call that fails only loses
 //!   its alias.
@@ -141,6 +145,12 @@ pub struct LacFastpathStats {
     /// HA: tunnels gone at the node kept in the workers while held
     /// sessions still had their ids.
     pub tunnels_kept: u64,
+    /// HA: make-before-break moves whose old call the node released once
+    /// the workers had switched.
+    pub released: u64,
+    /// HA: of those, released after [`CONNECT_LIMIT`] without the
+    /// workers' confirmation.
+    pub released_unconfirmed: u64,
 }
 
 /// How long a released session's old ids keep reaching the subscriber:
@@ -209,6 +219,11 @@ pub struct LacFastpath {
     /// [`LacFastpath::service`] sends it; the token alone stays `None` if
     /// it could not be sent).
     unconnected: Vec<(SessionHandle, Option<u64>, Option<Instant>)>,
+    /// Make-before-break moves switched in the tables whose old call the
+    /// node releases once the workers applied the switch
+    /// ([`lac::Node::release_moved`]): the barrier and when it was sent,
+    /// as for `unconnected`.
+    unreleased: Vec<(lac::SubscriberKey, Option<u64>, Option<Instant>)>,
     frame: Vec<u8>,
     stats: LacFastpathStats,
 }
@@ -247,6 +262,7 @@ impl LacFastpath {
             aliases: HashMap::new(),
             releases: VecDeque::new(),
             unconnected: Vec::new(),
+            unreleased: Vec::new(),
             frame: Vec::with_capacity(2048),
             stats: LacFastpathStats::default(),
         }
@@ -441,6 +457,9 @@ impl LacFastpath {
             })?;
             self.stats.aliased += 1;
             self.stats.moved += 1;
+            // The old LNS must not get the release before the workers stop
+            // sending it upstream frames: they would be lost there.
+            self.unreleased.push((call.subscriber, None, None));
             self.aliases.insert(
                 old,
                 Alias {
@@ -762,6 +781,7 @@ impl LacFastpath {
         self.await_workers(now);
         self.fp.poll();
         self.connect_calls(node, now);
+        self.release_moves(node, now);
         let our_mac = self.access_mac;
         let mut handled = 0;
         while handled < PUNTS_PER_SERVICE {
@@ -810,9 +830,12 @@ impl LacFastpath {
         handled
     }
 
-    /// One barrier for the answered calls programmed since the last turn.
+    /// One barrier for the answered calls programmed and the moves
+    /// switched since the last turn.
     fn await_workers(&mut self, now: Instant) {
-        if !self.unconnected.iter().any(|c| c.2.is_none()) {
+        if !self.unconnected.iter().any(|c| c.2.is_none())
+            && !self.unreleased.iter().any(|c| c.2.is_none())
+        {
             return;
         }
         let token = match self.fp.barrier_quiet() {
@@ -826,6 +849,41 @@ impl LacFastpath {
             call.1 = token;
             call.2 = Some(now);
         }
+        for moved in self.unreleased.iter_mut().filter(|c| c.2.is_none()) {
+            moved.1 = token;
+            moved.2 = Some(now);
+        }
+    }
+
+    /// Let the node release the old calls of the moves the workers have
+    /// switched (or that waited [`CONNECT_LIMIT`]): their CDN goes out with
+    /// the node's next transmissions.
+    fn release_moves(&mut self, node: &mut lac::Node, now: Instant) {
+        let fp = &self.fp;
+        let stats = &mut self.stats;
+        self.unreleased.retain(|&(subscriber, token, since)| {
+            let Some(since) = since else {
+                return true;
+            };
+            let switched = token.is_some_and(|t| !fp.barrier_pending(t));
+            if !switched && now.saturating_duration_since(since) < CONNECT_LIMIT && token.is_some()
+            {
+                return true;
+            }
+            if switched {
+                stats.released += 1;
+            } else {
+                stats.released_unconfirmed += 1;
+            }
+            // False when the subscriber is gone meanwhile: nothing to do.
+            node.release_moved(now, subscriber);
+            false
+        });
+    }
+
+    /// Moves switched whose old call's release waits for the workers.
+    pub fn unreleased_moves(&self) -> usize {
+        self.unreleased.len()
     }
 
     /// Connect the answered calls the workers know (or that waited
