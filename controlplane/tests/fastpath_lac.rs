@@ -830,13 +830,30 @@ fn exercise_switchover(cpe: &mut Cpe, lac: &Sender<Cmd>, lns1: &Sender<Cmd>, lns
     let (lns1_before, _) = ask(lns1, Cmd::LnsReport);
     let (lns2_before, _) = ask(lns2, Cmd::LnsReport);
     // A stream from every subscriber, a frame each per turn (about a
-    // millisecond apart); lns1 asks for the move a fifth of the way in.
+    // millisecond apart), and one to each from whichever LNS has its
+    // session; lns1 asks for the move a fifth of the way in.
+    let far = SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 1), 9);
+    for s in &mut cpe.subscribers {
+        s.received.clear();
+    }
+    let mut sent_down = 0;
     let mut asked = None;
     let mut moved_at = None;
     for k in 0..STREAM_PER_SUBSCRIBER {
         for i in 0..n {
             let frame = subscriber_frame(cpe, i, &format!("stream {i} {k}"));
             cpe.send(&frame);
+        }
+        for (lns, name) in [(lns1, "lns1"), (lns2, "lns2")] {
+            let packets: Vec<Vec<u8>> = cpe
+                .subscribers
+                .iter()
+                .map(|s| {
+                    let dst = SocketAddrV4::new(s.address.unwrap(), 5001);
+                    ipv4_udp(far, dst, format!("{name} {k}").as_bytes())
+                })
+                .collect();
+            sent_down += ask(lns, |tx| Cmd::LnsSend(packets, tx));
         }
         cpe.turn();
         if k == STREAM_PER_SUBSCRIBER / 5 {
@@ -875,6 +892,14 @@ fn exercise_switchover(cpe: &mut Cpe, lac: &Sender<Cmd>, lns1: &Sender<Cmd>, lns
         }
         cpe.turn();
     };
+    let got_down = cpe.run_until(Duration::from_secs(5), |c| {
+        c.subscribers
+            .iter()
+            .map(|s| s.received.len())
+            .sum::<usize>()
+            >= sent_down
+    });
+    let received_down: usize = cpe.subscribers.iter().map(|s| s.received.len()).sum();
     let (_, _, after) = ask(lac, Cmd::LacHa);
     let (_, adopted) = ask(lns2, Cmd::LnsHa);
     let (fenced, released, lns1_data) = ask(lns1, Cmd::LnsMoved);
@@ -887,8 +912,13 @@ fn exercise_switchover(cpe: &mut Cpe, lac: &Sender<Cmd>, lns1: &Sender<Cmd>, lns
         after.counters.held - before.counters.held,
         after.counters.nonzero().collect::<Vec<_>>()
     );
+    eprintln!("downstream: {received_down} of {sent_down} sent by lns1 and lns2 received");
     assert_eq!(adopted, n as u64);
     assert_eq!(at_lns1 + at_lns2, want, "upstream frames lost in the move");
+    assert!(
+        got_down,
+        "downstream lost in the move: {received_down} of {sent_down}"
+    );
     assert!(at_lns2 > 0, "nothing went to lns2");
     assert_eq!(
         after.counters.held, before.counters.held,
