@@ -144,6 +144,10 @@ struct Cpe {
     session: Option<(Address, u16)>,
     up: Option<LinkState>,
     down: Option<ppp::DownCause>,
+    /// PPP came up this many times (more than once: renegotiated).
+    ups: usize,
+    /// LCP renegotiations the LNS started.
+    renegotiations: usize,
 }
 
 /// The subscribers, driven by the wall clock through the bridge.
@@ -186,6 +190,8 @@ impl Cpes {
             session: None,
             up: None,
             down: None,
+            ups: 0,
+            renegotiations: 0,
         });
     }
 
@@ -283,7 +289,11 @@ impl Cpes {
             }
             while let Some(e) = link.poll_event() {
                 match e {
-                    ppp::Event::Up(state) => cpe.up = Some(*state),
+                    ppp::Event::Up(state) => {
+                        cpe.up = Some(*state);
+                        cpe.ups += 1;
+                    }
+                    ppp::Event::Renegotiating => cpe.renegotiations += 1,
                     ppp::Event::Down { cause } => cpe.down = Some(cause),
                     _ => {}
                 }
@@ -592,4 +602,224 @@ fn lacd_proxies_lcp_and_authentication_through_the_fast_path() {
 #[test]
 fn lacd_with_ha_serves_subscribers_through_an_lns_without_it() {
     chain("lacd-ha", true, "relay", true);
+}
+
+/// Failure switchover with the daemons (DESIGN.md §1 item 4): lacd with
+/// `[ha]` and its fast path, two lnsd peering each other; every subscriber
+/// comes up on lns1 (preferred), lns2 stores their sessions, then lns1 is
+/// killed (`kill -9`). lacd finds it dead by its 100 ms Hellos and recovers
+/// every call on lns2: no subscriber sees a PADT, PPP goes down, or is
+/// renegotiated, and lacd's `ha status` and `show sessions` say where they
+/// are.
+#[test]
+fn lacd_recovers_its_subscribers_on_the_peer_when_the_lns_dies() {
+    require_program("python3", "python3").expect("python3");
+    let mut lab = Lab::new("lacd-ha-kill").expect("lab");
+    let cpe = lab.namespace("cpe").expect("cpe namespace");
+    let lac = lab.namespace("lac").expect("lac namespace");
+    let lns = lab.namespace("lns").expect("lns namespace");
+    let access = lab.link(&cpe, &lac).expect("access link");
+    let wan = lab.link(&lac, &lns).expect("wan link");
+    // lns2 next to lns1 on the wan link.
+    let [a, b, c, _] = wan.b.octets();
+    let lns1 = wan.b;
+    let lns2 = std::net::Ipv4Addr::new(a, b, c, 3);
+    lab.exec(
+        &lns,
+        &[
+            "ip",
+            "addr",
+            "add",
+            &format!("{lns2}/24"),
+            "dev",
+            &wan.interface,
+        ],
+    )
+    .expect("second LNS address");
+
+    let users = lab.path("users");
+    let users_text: String = (0..SUBSCRIBERS).map(|i| format!("sub{i} lab\n")).collect();
+    fs::write(&users, users_text).unwrap();
+    let mut lnsds = Vec::new();
+    for (name, us, peer) in [("lns1", lns1, lns2), ("lns2", lns2, lns1)] {
+        let config = lab.path(&format!("{name}.toml"));
+        fs::write(
+            &config,
+            format!(
+                r#"listen = "{us}:1701"
+hostname = "{name}"
+users = "{users}"
+pool = ["100.64.0.0/24"]
+gateway = "100.64.0.1"
+[control]
+socket = "{socket}"
+[ha]
+address = "{us}"
+[[ha.peers]]
+address = "{peer}"
+secret = "lns1-lns2"
+"#,
+                users = users.display(),
+                socket = lab.path(&format!("{name}.sock")).display(),
+            ),
+        )
+        .unwrap();
+        let id = lab
+            .spawn(
+                &lns,
+                name,
+                &[
+                    env!("CARGO_BIN_EXE_lnsd"),
+                    "--config",
+                    config.to_str().unwrap(),
+                ],
+            )
+            .unwrap();
+        lab.wait_for_output(id, "listening", Duration::from_secs(10))
+            .unwrap_or_else(|e| panic!("{e}\n{}", lab.report()));
+        lnsds.push(id);
+    }
+
+    let config = lab.path("lacd.toml");
+    fs::write(
+        &config,
+        format!(
+            r#"listen = "{lac_addr}:1701"
+hostname = "lac"
+[[lns]]
+address = "{lns1}:1701"
+preference = 0
+[[lns]]
+address = "{lns2}:1701"
+preference = 1
+[pppoe]
+interface = "{access}"
+[dataplane]
+enabled = true
+wan = "{wan}"
+[control]
+socket = "{socket}"
+[ha]
+enabled = true
+hello_ms = 100
+dead_ms = 300
+"#,
+            lac_addr = wan.a,
+            access = access.interface,
+            wan = wan.interface,
+            socket = lab.path("lac.sock").display(),
+        ),
+    )
+    .unwrap();
+    let lacd = lab
+        .spawn(
+            &lac,
+            "lacd",
+            &[
+                env!("CARGO_BIN_EXE_lacd"),
+                "--config",
+                config.to_str().unwrap(),
+            ],
+        )
+        .unwrap();
+    lab.wait_for_output(lacd, "listening", Duration::from_secs(20))
+        .unwrap_or_else(|e| panic!("{e}\n{}", lab.report()));
+
+    let mut cpes = Cpes {
+        cpes: Vec::new(),
+        by_mac: HashMap::new(),
+        rng: ChaCha8Rng::seed_from_u64(8),
+        start: WallClock::now(),
+        bridge: Bridge::start(cpe.name(), &access.interface),
+    };
+    for i in 0..SUBSCRIBERS {
+        cpes.add(i);
+    }
+    let up = cpes.run_until(Duration::from_secs(30), |c| c.up_count() == SUBSCRIBERS);
+    assert!(
+        up,
+        "{} of {SUBSCRIBERS} up\n{}",
+        cpes.up_count(),
+        lab.report()
+    );
+
+    let sockets = lab.path("");
+    let ctl = |socket: &str, args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_l2tpctl"))
+            .args(["--socket", sockets.join(socket).to_str().unwrap()])
+            .args(args)
+            .arg("--json")
+            .output()
+            .expect("l2tpctl runs");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "l2tpctl {args:?}: {text}");
+        text
+    };
+    // Every call on lns1, and lns2 holds them all.
+    let synced = WallClock::now() + Duration::from_secs(10);
+    let stored = format!("\"sessions_stored\":{SUBSCRIBERS}");
+    loop {
+        let sessions = ctl("lac.sock", &["show", "sessions"]);
+        let on_lns1 = sessions.matches(&format!("\"{lns1}:1701\"")).count();
+        let status = ctl("lns2.sock", &["ha", "status"]);
+        if on_lns1 == SUBSCRIBERS && status.contains(&stored) {
+            break;
+        }
+        assert!(
+            WallClock::now() < synced,
+            "{on_lns1} sessions on lns1; lns2: {status}\n{}",
+            lab.report()
+        );
+        cpes.run_until(Duration::from_millis(100), |_| false);
+    }
+
+    // lns1 dies.
+    let killed = WallClock::now();
+    let _ = lab.stop(lnsds[0], Signal::KILL, Duration::from_secs(5));
+    let recovered_by = killed + Duration::from_secs(10);
+    let done = format!("\"recoveries_done\":{SUBSCRIBERS}");
+    let took = loop {
+        let status = ctl("lac.sock", &["ha", "status"]);
+        if status.contains(&done) && status.contains("\"holding\":0,") {
+            break killed.elapsed();
+        }
+        assert!(
+            WallClock::now() < recovered_by,
+            "not recovered: {status}\n{}",
+            lab.report()
+        );
+        cpes.run_until(Duration::from_millis(50), |_| false);
+    };
+    let sessions = ctl("lac.sock", &["show", "sessions"]);
+    eprintln!("lacd HA: {SUBSCRIBERS} subscribers recovered on lns2 {took:?} after lns1 died");
+    assert_eq!(
+        sessions.matches(&format!("\"{lns2}:1701\"")).count(),
+        SUBSCRIBERS,
+        "{sessions}"
+    );
+    // PPP went on: no PADT, no link down, no second Up, no renegotiation,
+    // also for a while after (LCP echoes answered by lns2).
+    cpes.run_until(Duration::from_secs(1), |_| false);
+    for c in &cpes.cpes {
+        assert!(c.down.is_none(), "{}: PPP down: {:?}", c.mac, c.down);
+        assert_eq!((c.ups, c.renegotiations), (1, 0), "{}", c.mac);
+    }
+    assert_eq!(cpes.up_count(), SUBSCRIBERS);
+    let stats = ctl("lac.sock", &["show", "stats"]);
+    assert!(stats.contains("\"fastpath_ha_moved\":"), "{stats}");
+    assert!(!stats.contains("\"fastpath_ha_moved\":0,"), "{stats}");
+
+    let status = lab
+        .stop(lacd, Signal::TERM, Duration::from_secs(10))
+        .unwrap();
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "lacd: {status:?}\n{}",
+        lab.report()
+    );
+    let _ = lab.stop(lnsds[1], Signal::TERM, Duration::from_secs(5));
 }
