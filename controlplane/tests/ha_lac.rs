@@ -288,6 +288,14 @@ struct Site {
     rng: ChaCha8Rng,
     /// Answered calls and when the "fast path" connects them.
     answered: Vec<(SessionHandle, Instant)>,
+    /// Planned moves whose new call is up, and when the "fast path" has
+    /// switched to it and lets the old call go (`lac::Node::release_moved`).
+    switched: Vec<(SubscriberKey, Instant)>,
+    /// The "fast path" calls `release_moved` (else the node releases by
+    /// itself after `defer_connect`).
+    release_on_switch: bool,
+    /// `release_moved` calls that released an old call.
+    released_by_glue: usize,
     now: Instant,
     traffic: bool,
     next_tick: Instant,
@@ -480,6 +488,13 @@ impl sim::Node for Site {
         for (session, _) in due {
             self.lac.connect_call(now, session);
         }
+        let (due, later): (Vec<_>, Vec<_>) = self.switched.iter().partition(|(_, at)| *at <= now);
+        self.switched = later;
+        for (subscriber, _) in due {
+            if self.lac.release_moved(now, subscriber) {
+                self.released_by_glue += 1;
+            }
+        }
         if self.traffic && self.next_tick <= now {
             self.send_traffic(now);
             self.next_tick = now + TICK;
@@ -507,7 +522,11 @@ impl sim::Node for Site {
                 c.link.as_ref().and_then(PppLink::poll_timeout),
             ]
         });
-        let answered = self.answered.iter().map(|(_, at)| Some(*at));
+        let answered = self
+            .answered
+            .iter()
+            .map(|(_, at)| Some(*at))
+            .chain(self.switched.iter().map(|(_, at)| Some(*at)));
         let tick = self.traffic.then_some(self.next_tick);
         cpes.chain([self.lac.poll_timeout(), tick])
             .chain(answered)
@@ -525,6 +544,13 @@ impl sim::Node for Site {
             // A fast path programs the call in about a millisecond.
             self.answered
                 .push((call.session, self.now + Duration::from_millis(1)));
+        }
+        if let lac::Event::SessionUp(up) = &event {
+            if self.release_on_switch && up.moved_from.is_some_and(|m| m.make_before_break) {
+                // The workers switch to the new call within a millisecond.
+                self.switched
+                    .push((up.subscriber, self.now + Duration::from_millis(1)));
+            }
         }
         Some(event)
     }
@@ -694,6 +720,9 @@ impl Lab {
             by_mac: HashMap::new(),
             rng: ChaCha8Rng::seed_from_u64(4),
             answered: Vec::new(),
+            switched: Vec::new(),
+            release_on_switch: true,
+            released_by_glue: 0,
             now: Instant::ZERO,
             traffic: false,
             next_tick: Instant::ZERO,
@@ -1262,6 +1291,95 @@ fn a_switchover_of_all_sessions_moves_every_call_without_loss() {
         report.up_sent,
         report.down_lost,
         report.down_sent
+    );
+}
+
+/// For each planned move, how long after the new call's SessionUp the old
+/// call was released (SessionReleased), longest first.
+fn release_delays(lab: &Lab) -> Vec<Duration> {
+    let mut up_at: HashMap<SubscriberKey, Instant> = HashMap::new();
+    let mut delays = Vec::new();
+    for (at, e) in lab.sim.events(lab.site) {
+        match e {
+            Ev::Lac(lac::Event::SessionUp(up))
+                if up.moved_from.is_some_and(|m| m.make_before_break) =>
+            {
+                up_at.insert(up.subscriber, *at);
+            }
+            Ev::Lac(lac::Event::SessionReleased { subscriber, .. }) => {
+                let since = up_at
+                    .remove(subscriber)
+                    .expect("released after its SessionUp");
+                delays.push(at.saturating_duration_since(since));
+            }
+            _ => {}
+        }
+    }
+    delays.sort_by(|a, b| b.cmp(a));
+    delays
+}
+
+#[test]
+fn a_planned_move_releases_the_old_call_once_the_fast_path_switched() {
+    // With a fast path (defer_connect), the workers switch to the new call
+    // a moment after SessionUp; until the glue says so (release_moved) the
+    // old call stays up at the old LNS, so that what the workers still send
+    // there is forwarded, not dropped after a CDN.
+    let mut lab = Lab::new(policy());
+    lab.start(N);
+    lab.switchover(SwitchoverType::All, &[]);
+    lab.run_until(Duration::from_secs(3), "every call moved", |l| {
+        l.released_events() == N && l.up_at(0) == 0
+    });
+    lab.run_for(Duration::from_millis(100));
+    lab.drain();
+    let report = lab.check(N);
+    assert_eq!((report.up_lost, report.down_lost), (0, 0), "{report:?}");
+    assert_eq!(lab.site().released_by_glue, N);
+    let delays = release_delays(&lab);
+    assert_eq!(delays.len(), N);
+    // The glue's millisecond, and not a moment before it.
+    assert!(
+        delays.iter().all(|d| *d >= Duration::from_millis(1)),
+        "{delays:?}"
+    );
+    assert!(delays[0] <= Duration::from_millis(2), "{delays:?}");
+    let with_glue = delays[0];
+    assert_eq!(lab.lac().stats().sessions_moved, N as u64);
+    // Nothing is left to release.
+    let key = lab.site().cpes[0].key().unwrap();
+    let now = lab.sim.now();
+    assert!(!lab.site_mut().lac.release_moved(now, key));
+
+    // A glue that never says so: the node releases by itself once
+    // defer_connect (200 ms) has passed.
+    let mut lab = Lab::new(policy());
+    lab.site_mut().release_on_switch = false;
+    lab.start(N);
+    lab.switchover(SwitchoverType::All, &[]);
+    lab.run_until(Duration::from_secs(3), "every new call up", |l| {
+        l.moved_ups(true) == N
+    });
+    assert!(lab.released_events() < N);
+    assert!(lab.up_at(0) > 0, "the old calls stay up at LNS1 meanwhile");
+    lab.run_until(Duration::from_secs(3), "every call released", |l| {
+        l.released_events() == N && l.up_at(0) == 0
+    });
+    lab.drain();
+    let report = lab.check(N);
+    assert_eq!((report.up_lost, report.down_lost), (0, 0), "{report:?}");
+    let delays = release_delays(&lab);
+    assert_eq!(delays.len(), N);
+    assert!(
+        delays
+            .iter()
+            .all(|d| *d >= Duration::from_millis(200) && *d <= Duration::from_millis(201)),
+        "{delays:?}"
+    );
+    println!(
+        "planned move: old call released at most {} ms after the new call's SessionUp (glue), {} ms (no glue)",
+        with_glue.as_millis(),
+        delays[0].as_millis()
     );
 }
 

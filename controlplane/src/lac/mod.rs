@@ -94,7 +94,13 @@
 //! then the subscriber's upstream goes to the new call only (never to both:
 //! no packet is forwarded by two LNSs), the old call is released at its LNS
 //! with a CDN carrying the new Ownership-Epoch (the LNS drops it without an
-//! LCP Terminate) and [`Event::SessionReleased`] names its ids. A move no
+//! LCP Terminate) and [`Event::SessionReleased`] names its ids. With a fast
+//! path ([`Config::defer_connect`]) the release waits until the daemon's
+//! workers have switched to the new call ([`Node::release_moved`]), at most
+//! `defer_connect` after the new call's SessionUp: frames the workers still
+//! send on the old call meanwhile would otherwise reach the old LNS after
+//! the CDN and be dropped there; what that LNS sends down the old call
+//! until then still reaches the subscriber. A move no
 //! peer takes leaves the call where it was. If the old LNS fails during
 //! the move, the move carries on as a failure switchover.
 //!
@@ -708,6 +714,23 @@ struct Moving {
     held: VecDeque<Vec<u8>>,
 }
 
+/// A load switchover's old call, still up at the old LNS after the new
+/// call came up, until the daemon's fast path has switched to the new call
+/// ([`Node::release_moved`]) or [`Config::defer_connect`] runs out.
+#[derive(Debug)]
+struct Release {
+    /// The subscriber.
+    subscriber: SubscriberKey,
+    /// The old LNS.
+    from_lns: SocketAddrV4,
+    /// Our and the old LNS's Tunnel ID, our and its Session ID.
+    old_ids: ((u16, u16), (u16, u16)),
+    /// The new LNS's Ownership-Epoch, for the old LNS's CDN.
+    epoch: Option<u32>,
+    /// Released by then at the latest.
+    deadline: Instant,
+}
+
 /// A tunnel to a peer LNS opened to take over the calls of one of another
 /// LNS's tunnels (Recovery-Tunnel).
 #[derive(Debug)]
@@ -772,6 +795,13 @@ pub struct Node {
     recoveries: HashMap<TunnelHandle, RecoveryTunnelState>,
     /// HA: recovery calls and their subscribers.
     by_recovery: HashMap<SessionHandle, SubscriberKey>,
+    /// HA: old calls of load switchovers waiting for their release
+    /// ([`Node::release_moved`]), by old call.
+    releasing: HashMap<SessionHandle, Release>,
+    /// HA: `releasing` by subscriber (one old call each at most).
+    release_of: HashMap<SubscriberKey, SessionHandle>,
+    /// HA: `releasing` by deadline.
+    release_deadlines: std::collections::BTreeSet<(Instant, SessionHandle)>,
 }
 
 impl core::fmt::Debug for Node {
@@ -876,6 +906,9 @@ impl Node {
             recovery_to: HashMap::new(),
             recoveries: HashMap::new(),
             by_recovery: HashMap::new(),
+            releasing: HashMap::new(),
+            release_of: HashMap::new(),
+            release_deadlines: std::collections::BTreeSet::new(),
         })
     }
 
@@ -1676,6 +1709,10 @@ impl Node {
             .get(&key)
             .is_some_and(|s| s.stage == Stage::Up);
         self.cancel_move(now, key);
+        let releasing = self.release_of.get(&key).copied();
+        if let Some(old) = releasing {
+            self.release_old_call(now, old, true);
+        }
         if let Some(call) = self.detach_call(key) {
             let result = cdn_result.unwrap_or_else(|| {
                 ResultCode::with_message(cdn::ADMINISTRATIVE, "subscriber session ended")
@@ -1745,6 +1782,7 @@ impl Node {
             self.endpoint.poll_timeout(),
             self.deadlines.first(),
             recovery,
+            self.release_deadlines.first().map(|&(at, _)| at),
         ]
         .into_iter()
         .flatten()
@@ -1758,6 +1796,7 @@ impl Node {
         }
         self.pump(now);
         self.recovery_timeouts(now);
+        self.release_timeouts(now);
         for key in self.deadlines.take_due(now) {
             let Some(sub) = self.subscribers.get_mut(&key) else {
                 continue;
@@ -1838,6 +1877,10 @@ impl Node {
             l2tp::Event::SessionDown { session, reason } => {
                 if let Some(&key) = self.by_recovery.get(&session) {
                     self.recovery_call_down(now, key, session, &reason);
+                } else if self.releasing.contains_key(&session) {
+                    // A moved subscriber's old call ended before we
+                    // released it: nothing left to release.
+                    self.release_old_call(now, session, false);
                 } else if let Some(&key) = self.by_call.get(&session) {
                     if reason == SessionDownReason::TunnelDown
                         && self.may_outlive_tunnel(key, session.tunnel)
@@ -1850,10 +1893,13 @@ impl Node {
                 }
             }
             l2tp::Event::Data { session, payload } => {
+                // A moved subscriber's old call still carries what its LNS
+                // sent before the release: the subscriber gets it too.
                 let Some(&key) = self
                     .by_call
                     .get(&session)
                     .or_else(|| self.by_recovery.get(&session))
+                    .or_else(|| self.releasing.get(&session).map(|r| &r.subscriber))
                 else {
                     return;
                 };
@@ -2590,25 +2636,101 @@ impl Node {
         if !m.make_before_break {
             return;
         }
-        let result = match call.ownership_epoch {
-            Some(epoch) => self.endpoint.release_session(now, m.old_call, epoch),
-            // No epoch: the peer did not adopt the session, so the old
-            // LNS cannot be told it lives on; a plain CDN ends it there.
-            None => self.endpoint.close_session(
-                now,
-                m.old_call,
-                ResultCode::with_message(cdn::ADMINISTRATIVE, "moved to a peer LNS"),
-            ),
-        };
-        if let Err(e) = result {
-            tracing::debug!(error = %e, "old call not released");
-        }
+        // From here the node relays on the new call only; the old one
+        // stays up at its LNS until it is released.
         self.by_call.remove(&m.old_call);
         self.selector.remove_session(m.from_lns);
-        self.stats.sessions_moved += 1;
-        let ((local_tunnel_id, _), (local_session_id, _)) = m.old_ids;
-        self.events.push_back(Event::SessionReleased {
+        let release = Release {
             subscriber: key,
+            from_lns: m.from_lns,
+            old_ids: m.old_ids,
+            epoch: call.ownership_epoch,
+            deadline: now + self.config.defer_connect.unwrap_or_default(),
+        };
+        match self.config.defer_connect {
+            // A fast path switches its workers to the new call a moment
+            // after this SessionUp; what they still send on the old call
+            // meanwhile must find it up at the old LNS, or it is lost
+            // there. The glue says when it has switched (release_moved).
+            Some(_) => {
+                // A subscriber moved again before its previous old call was
+                // let go of: that one goes now.
+                let earlier = self.release_of.get(&key).copied();
+                if let Some(old) = earlier {
+                    self.release_old_call(now, old, true);
+                }
+                self.release_deadlines
+                    .insert((release.deadline, m.old_call));
+                self.release_of.insert(key, m.old_call);
+                self.releasing.insert(m.old_call, release);
+            }
+            None => {
+                self.releasing.insert(m.old_call, release);
+                self.release_old_call(now, m.old_call, true);
+            }
+        }
+    }
+
+    /// HA load switchover with a fast path ([`Config::defer_connect`]): the
+    /// daemon's workers forward `subscriber`'s upstream on its new call
+    /// now, so its old call may be released at the old LNS (CDN with the
+    /// new Ownership-Epoch, [`Event::SessionReleased`]). Without this call
+    /// the node releases it by itself once `defer_connect` has passed
+    /// since the new call's [`Event::SessionUp`]. False if no old call of
+    /// that subscriber waits for its release (none, released already, or
+    /// no `defer_connect`: the release then follows SessionUp at once).
+    pub fn release_moved(&mut self, now: Instant, subscriber: SubscriberKey) -> bool {
+        let waiting = self.release_of.get(&subscriber).copied();
+        let Some(old) = waiting else {
+            return false;
+        };
+        self.release_old_call(now, old, true);
+        self.pump(now);
+        true
+    }
+
+    /// Old calls whose release wait ran out.
+    fn release_timeouts(&mut self, now: Instant) {
+        while let Some(&(at, old)) = self.release_deadlines.first() {
+            if at > now {
+                return;
+            }
+            self.release_old_call(now, old, true);
+        }
+    }
+
+    /// Let go of a load switchover's old call: released at the old LNS
+    /// with the new Ownership-Epoch, so that LNS drops it without an LCP
+    /// Terminate (docs/ha-protocol.md §5.4), if `send` (else it is gone
+    /// already: its tunnel or the LNS ended it). Either way
+    /// [`Event::SessionReleased`], for the fast path to forget the old ids.
+    fn release_old_call(&mut self, now: Instant, old_call: SessionHandle, send: bool) {
+        let Some(r) = self.releasing.remove(&old_call) else {
+            return;
+        };
+        self.release_deadlines.remove(&(r.deadline, old_call));
+        if self.release_of.get(&r.subscriber) == Some(&old_call) {
+            self.release_of.remove(&r.subscriber);
+        }
+        if send {
+            let result = match r.epoch {
+                Some(epoch) => self.endpoint.release_session(now, old_call, epoch),
+                // No epoch: the peer did not adopt the session, so the old
+                // LNS cannot be told it lives on; a plain CDN ends it there.
+                None => self.endpoint.close_session(
+                    now,
+                    old_call,
+                    ResultCode::with_message(cdn::ADMINISTRATIVE, "moved to a peer LNS"),
+                ),
+            };
+            if let Err(e) = result {
+                tracing::debug!(lns = %r.from_lns, error = %e, "old call not released");
+            }
+        }
+        self.stats.sessions_moved += 1;
+        let ((local_tunnel_id, _), (local_session_id, _)) = r.old_ids;
+        self.events.push_back(Event::SessionReleased {
+            subscriber: r.subscriber,
             local_tunnel_id,
             local_session_id,
         });
