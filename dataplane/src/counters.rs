@@ -173,6 +173,12 @@ pub struct Counters {
     pub held: u64,
     /// Held frames taken out of a ring when their session was flushed.
     pub flushed: u64,
+    /// Frames relayed toward an LNS found dead put back in their session's
+    /// holding ring, to go again to the new LNS (`Update::HoldTunnel`).
+    pub replayed: u64,
+    /// Frames that should have been replayed but were not: the ring was
+    /// full, or the access port had no free frame.
+    pub replay_dropped: u64,
     /// ARP requests for subscriber addresses the worker answered itself
     /// (LNS proxy ARP, RFC 826); each reply also counts as transmitted.
     pub arp_replies: u64,
@@ -193,6 +199,8 @@ impl Default for Counters {
             fragmented: 0,
             held: 0,
             flushed: 0,
+            replayed: 0,
+            replay_dropped: 0,
             arp_replies: 0,
             updates: 0,
             idle_polls: 0,
@@ -241,6 +249,8 @@ impl Counters {
             fragmented,
             held,
             flushed,
+            replayed,
+            replay_dropped,
             arp_replies,
             updates,
             idle_polls,
@@ -259,6 +269,8 @@ impl Counters {
         self.fragmented += fragmented;
         self.held += held;
         self.flushed += flushed;
+        self.replayed += replayed;
+        self.replay_dropped += replay_dropped;
         self.arp_replies += arp_replies;
         self.updates += updates;
         self.idle_polls += idle_polls;
@@ -275,11 +287,15 @@ impl Counters {
         let paths = PathKind::ALL
             .iter()
             .map(|r| (r.name(), self.forwarded[*r as usize]));
-        let arp = core::iter::once(("arp_replies", self.arp_replies));
+        let others = [
+            ("arp_replies", self.arp_replies),
+            ("replayed", self.replayed),
+            ("replay_dropped", self.replay_dropped),
+        ];
         drops
             .chain(punts)
             .chain(paths)
-            .chain(arp)
+            .chain(others)
             .filter(|(_, v)| *v != 0)
     }
 }

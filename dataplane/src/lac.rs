@@ -6,6 +6,7 @@ use crate::counters::{DropReason, PathKind};
 use crate::io::Descriptor;
 use crate::path::{narrow, Datapath, L2tpData, Verdict};
 use crate::punt::PuntReason;
+use crate::replay::Replay;
 use crate::wire::{ethernet, ppp, pppoe};
 
 impl Datapath {
@@ -72,8 +73,21 @@ impl Datapath {
                 s.counters.upstream_octets += ppp_len as u64;
             }
             self.forwarded(PathKind::LacUpstream);
+            // Encapsulation wrote only in front of the PPP frame.
+            if self.holds.replay.on() {
+                self.record_upstream(index, frame.get(ppp_start..ppp_end));
+            }
         }
         verdict
+    }
+
+    /// Keep a copy of a frame relayed upstream for a replay
+    /// ([`crate::replay`]).
+    #[inline(never)]
+    fn record_upstream(&mut self, index: usize, ppp: Option<&[u8]>) {
+        if let (Some(s), Some(ppp)) = (self.tables.session(index), ppp) {
+            self.holds.replay.record(index as u32, s.config.key, ppp);
+        }
     }
 
     /// An L2TP data message from an LNS, already checked against its
@@ -94,6 +108,10 @@ impl Datapath {
         // RFC 2516 §7: no Address and Control fields on PPPoE.
         let ppp_start = data.ppp.start + if address_control { 2 } else { 0 };
         let ppp_len = data.ppp.end - ppp_start;
+        if self.holds.replay.on() {
+            // The LNS at the other end was alive when it sent this.
+            self.holds.replay.heard(data.key.tunnel_id);
+        }
         let verdict = self.pppoe_encapsulate(frame, d, data.session, ppp_start, ppp_len);
         if let Verdict::Forward(_) = verdict {
             if let Some(s) = self.tables.session_mut(data.session) {
@@ -154,36 +172,42 @@ fn unknown_pppoe_session(
 /// Fixed-depth rings of held frames, all allocated at start-up. A session
 /// takes a ring when it starts holding and gives it back when flushed or
 /// removed; a frame that finds its ring full is dropped and counted (tail
-/// drop keeps the oldest frames, which the subscriber sent first).
+/// drop keeps the oldest frames, which the subscriber sent first). Beside
+/// them, the history of relayed frames a failure switchover replays into
+/// them ([`crate::replay`]).
 #[derive(Debug)]
 pub(crate) struct HoldRings {
     depth: usize,
     slots: Box<[(usize, Descriptor)]>,
-    /// Per ring: index of the oldest frame and how many there are.
-    state: Box<[(usize, usize)]>,
+    /// Per ring: index of the oldest frame, how many there are, and how
+    /// many of the first are replayed ones (put before the live frames).
+    state: Box<[(usize, usize, usize)]>,
     free: Vec<u32>,
+    /// What the LAC relayed upstream lately.
+    pub(crate) replay: Replay,
 }
 
 impl HoldRings {
-    pub(crate) fn new(rings: usize, depth: usize) -> HoldRings {
+    pub(crate) fn new(rings: usize, depth: usize, replay: Replay) -> HoldRings {
         HoldRings {
             depth,
             slots: vec![(0, Descriptor::default()); rings * depth].into_boxed_slice(),
-            state: vec![(0, 0); rings].into_boxed_slice(),
+            state: vec![(0, 0, 0); rings].into_boxed_slice(),
             free: (0..rings as u32).rev().collect(),
+            replay,
         }
     }
 
     /// An empty ring, if one is free.
     pub(crate) fn take(&mut self) -> Option<u32> {
         let ring = self.free.pop()?;
-        self.state[ring as usize] = (0, 0);
+        self.state[ring as usize] = (0, 0, 0);
         Some(ring)
     }
 
     /// Append a frame; false when the ring is full.
     pub(crate) fn push(&mut self, ring: u32, port: usize, d: Descriptor) -> bool {
-        let Some(&(head, len)) = self.state.get(ring as usize) else {
+        let Some(&(head, len, _)) = self.state.get(ring as usize) else {
             return false;
         };
         if len >= self.depth {
@@ -195,14 +219,41 @@ impl HoldRings {
         true
     }
 
+    /// Replayed frames pushed from now on go before the frames the ring
+    /// holds now.
+    pub(crate) fn begin_replay(&mut self, ring: u32) {
+        if let Some(state) = self.state.get_mut(ring as usize) {
+            state.2 = 0;
+        }
+    }
+
+    /// Insert a replayed frame after the replayed ones and before the live
+    /// ones (moving those back a place); false when the ring is full.
+    pub(crate) fn push_replayed(&mut self, ring: u32, port: usize, d: Descriptor) -> bool {
+        let Some(&(head, len, replayed)) = self.state.get(ring as usize) else {
+            return false;
+        };
+        if len >= self.depth {
+            return false;
+        }
+        let base = ring as usize * self.depth;
+        let at = |i: usize| base + (head + i) % self.depth;
+        for i in (replayed..len).rev() {
+            self.slots[at(i + 1)] = self.slots[at(i)];
+        }
+        self.slots[at(replayed)] = (port, d);
+        self.state[ring as usize] = (head, len + 1, replayed + 1);
+        true
+    }
+
     /// The oldest frame.
     pub(crate) fn pop(&mut self, ring: u32) -> Option<(usize, Descriptor)> {
-        let (head, len) = *self.state.get(ring as usize)?;
+        let (head, len, replayed) = *self.state.get(ring as usize)?;
         if len == 0 {
             return None;
         }
         let held = self.slots[ring as usize * self.depth + head];
-        self.state[ring as usize] = ((head + 1) % self.depth, len - 1);
+        self.state[ring as usize] = ((head + 1) % self.depth, len - 1, replayed.saturating_sub(1));
         Some(held)
     }
 
@@ -218,7 +269,7 @@ mod tests {
 
     #[test]
     fn a_ring_keeps_order_and_bounds() {
-        let mut rings = HoldRings::new(1, 3);
+        let mut rings = HoldRings::new(1, 3, Replay::new(std::time::Duration::ZERO, 0));
         let r = rings.take().unwrap();
         assert!(rings.take().is_none());
         let d = |frame| Descriptor {

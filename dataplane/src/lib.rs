@@ -14,6 +14,7 @@ pub mod lac;
 pub mod lns;
 pub mod path;
 pub mod punt;
+pub mod replay;
 pub mod table;
 pub mod testkit;
 pub mod update;

@@ -55,6 +55,22 @@ pub enum Update {
         /// Hold or flush.
         holding: bool,
     },
+    /// The LNS at the other end of tunnel `tunnel_id` is found dead: put
+    /// every LAC session of the tunnel in holding (as `SetHolding`), each
+    /// one's ring first filled with the frames it relayed within the last
+    /// `replay_ns` (at most the worker's `replay_window`) and after the
+    /// tunnel's last downstream receive minus
+    /// [`crate::replay::REPLAY_MARGIN`], oldest first, rebuilt as the
+    /// subscriber's PPPoE frames: the flush after the move relays them to
+    /// the new LNS before the frames held live. Without a replay window it
+    /// only holds. Counted in `Counters::replayed` and
+    /// `Counters::replay_dropped`.
+    HoldTunnel {
+        /// Our Tunnel ID of the dead tunnel.
+        tunnel_id: u16,
+        /// How far back to replay, in nanoseconds.
+        replay_ns: u64,
+    },
     /// Add or replace a neighbour.
     UpsertNeighbour {
         /// Its address.

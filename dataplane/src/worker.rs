@@ -26,6 +26,7 @@ use crate::lac::HoldRings;
 pub use crate::path::Role;
 use crate::path::{Datapath, Verdict};
 use crate::punt::{Inject, InjectTarget, Punt, PuntReason};
+use crate::replay::Replay;
 use crate::table::{Lookup, SessionKey, TableError, Tables};
 use crate::update::{ChannelSizes, Channels, Event, Update, WorkerReport};
 
@@ -66,6 +67,15 @@ pub struct WorkerConfig {
     pub hold_rings: usize,
     /// Frames per holding ring.
     pub hold_depth: usize,
+    /// LAC: keep the session frames relayed upstream during this long, to
+    /// replay them to another LNS when theirs is found dead
+    /// ([`Update::HoldTunnel`], [`crate::replay`]). Zero (the default):
+    /// nothing is recorded.
+    pub replay_window: Duration,
+    /// Bytes of the replay history (allocated at start when
+    /// `replay_window` is not zero; the oldest records are overwritten).
+    /// Each frame takes its PPP length plus some 20 bytes.
+    pub replay_bytes: usize,
     /// Record the burst latency every this many polls that received
     /// something.
     pub latency_sample_interval: u32,
@@ -103,6 +113,8 @@ impl WorkerConfig {
             updates_per_interval: 64,
             hold_rings: 1024,
             hold_depth: 64,
+            replay_window: Duration::ZERO,
+            replay_bytes: 8 << 20,
             latency_sample_interval: 64,
             verify_udp_checksum: false,
             outer_ttl: 64,
@@ -139,6 +151,8 @@ pub struct Worker<P: Port> {
     /// A packet being fragmented, copied aside (as long as the largest
     /// frame of any port).
     scratch: Vec<u8>,
+    /// Zero of the worker's clock (replay timestamps).
+    epoch: Instant,
 }
 
 /// Latency histogram range: 1 ns to 10 s, 3 significant digits.
@@ -172,7 +186,11 @@ impl<P: Port> Worker<P> {
                 verify_udp_checksum: config.verify_udp_checksum,
                 outer_ttl: config.outer_ttl,
                 next_ident: 0,
-                holds: HoldRings::new(config.hold_rings, config.hold_depth.max(1)),
+                holds: HoldRings::new(
+                    config.hold_rings,
+                    config.hold_depth.max(1),
+                    Replay::new(config.replay_window, config.replay_bytes),
+                ),
             },
             ports,
             channels: Channels::new(config.channels),
@@ -191,6 +209,7 @@ impl<P: Port> Worker<P> {
             core: config.core,
             prefetch: config.prefetch,
             scratch: vec![0; ports_frame_size],
+            epoch: Instant::now(),
         })
     }
 
@@ -231,6 +250,9 @@ impl<P: Port> Worker<P> {
     /// packets received.
     pub fn poll(&mut self) -> usize {
         let started = Instant::now();
+        if self.dp.holds.replay.on() {
+            self.dp.holds.replay.now = self.clock_ns(started);
+        }
         let mut received = 0;
         for port in 0..self.ports.len() {
             let n = self.ports[port].receive(&mut self.rx[..self.burst]);
@@ -661,6 +683,20 @@ impl<P: Port> Worker<P> {
                 self.dp.tables.alias_session(alias, target).map(|_| ())
             }
             Update::SetHolding { key, holding } => self.set_holding(key, holding),
+            Update::HoldTunnel {
+                tunnel_id,
+                replay_ns,
+            } => {
+                let now = self.clock_ns(Instant::now());
+                crate::replay::hold_tunnel(
+                    &mut self.dp,
+                    &mut self.ports,
+                    tunnel_id,
+                    replay_ns,
+                    now,
+                );
+                Ok(())
+            }
             Update::UpsertNeighbour { addr, neighbour } => {
                 if usize::from(neighbour.port) >= ports {
                     Err(TableError::Invalid)
@@ -704,6 +740,19 @@ impl<P: Port> Worker<P> {
                 update,
                 error,
             }),
+        }
+    }
+
+    /// The worker's clock at `at`: nanoseconds since it started.
+    fn clock_ns(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// Move the worker's clock forward by `by` (replay tests).
+    #[cfg(test)]
+    pub(crate) fn advance_clock(&mut self, by: Duration) {
+        if let Some(epoch) = self.epoch.checked_sub(by) {
+            self.epoch = epoch;
         }
     }
 
