@@ -30,7 +30,12 @@
 //!    it reach the workers rather than the kernel; removed with the session.
 //! 3. Session down ([`lns::Event::SessionDown`]): `RemoveSession`; tunnel
 //!    down ([`lns::Event::TunnelDown`]): `RemoveTunnel` (the workers drop
-//!    its sessions with it).
+//!    its sessions with it). A session that moved to another LNS
+//!    ([`lns::EndCause::Moved`]: the LAC released it after a
+//!    make-before-break switchover, or a peer fenced it) stays in the
+//!    workers for [`MOVED_GRACE`]: the core keeps sending its downstream
+//!    here until the new LNS's gratuitous ARP reaches it, and the LAC keeps
+//!    the old ids as an alias of the new session to take exactly that.
 //!
 //! Every established session's address (and an address IPCP renegotiated)
 //! is announced on the core port with a gratuitous ARP (RFC 5227 §3 "ARP
@@ -112,6 +117,12 @@ pub const CORE_PORT: u8 = 1;
 pub const ANNOUNCE_NUM: u8 = 2;
 /// Between two of them (RFC 5227 §2.3 ANNOUNCE_INTERVAL).
 pub const ANNOUNCE_INTERVAL: Duration = Duration::from_secs(2);
+/// How long a session that moved to another LNS keeps forwarding its
+/// downstream here: past the new LNS's second announcement, in case the
+/// core ignored the first (Linux takes no new MAC for an entry it updated
+/// less than `locktime`, 1 s, before).
+pub const MOVED_GRACE: Duration = Duration::from_millis(2500);
+
 /// Gratuitous ARPs sent per [`LnsFastpath::service`] call at most: the
 /// adoption of a thousand sessions at once must not fill the workers'
 /// inject queues (1024 each), which ICMP errors share; the rest go in the
@@ -133,6 +144,8 @@ pub struct LnsFastpathStats {
     pub adopted: u64,
     /// Sessions removed.
     pub removed: u64,
+    /// Sessions that moved to another LNS (kept for [`MOVED_GRACE`]).
+    pub moved: u64,
     /// Tunnels programmed.
     pub tunnels: u64,
     /// PPP frames handed to the node.
@@ -162,6 +175,14 @@ pub struct LnsFastpathStats {
     /// Gratuitous ARPs not sent: the core port's MAC address unknown, no
     /// room in the workers, or too many waiting.
     pub announcements_failed: u64,
+}
+
+/// A session that moved away, still in the workers until its grace ends.
+#[derive(Debug, Clone, Copy)]
+struct Lingering {
+    config: SessionConfig,
+    /// When the grace started (the first service after the move).
+    since: Option<Instant>,
 }
 
 /// A subscriber address to announce on the core side.
@@ -224,6 +245,8 @@ pub struct LnsFastpath {
     announcing: VecDeque<Announcement>,
     /// Repeated announcements, in the order they are due.
     reannouncing: VecDeque<Announcement>,
+    /// Sessions that moved away, in the order they did.
+    lingering: VecDeque<Lingering>,
     stats: LnsFastpathStats,
 }
 
@@ -269,6 +292,7 @@ impl LnsFastpath {
             to_announce: Vec::new(),
             announcing: VecDeque::new(),
             reannouncing: VecDeque::new(),
+            lingering: VecDeque::new(),
             stats: LnsFastpathStats::default(),
         }
     }
@@ -359,6 +383,12 @@ impl LnsFastpath {
                     self.announce(new);
                 }
                 result
+            }
+            lns::Event::SessionDown(ended)
+                if matches!(ended.cause, lns::EndCause::Moved { .. }) =>
+            {
+                self.linger(ended.session);
+                Ok(())
             }
             lns::Event::SessionDown(ended) => self.remove_session(ended.session),
             lns::Event::TunnelDown { tunnel, .. } => self.remove_tunnel(*tunnel),
@@ -572,6 +602,62 @@ impl LnsFastpath {
         self.fp.remove_session(config.key)
     }
 
+    /// A session moved to another LNS: forgotten here at once (its ids and
+    /// address may be given out again), kept in the workers for
+    /// [`MOVED_GRACE`] ([`LnsFastpath::end_graces`]).
+    fn linger(&mut self, session: SessionHandle) {
+        let Some(config) = self.sessions.remove(&session) else {
+            return;
+        };
+        self.stats.moved += 1;
+        if let Some(a) = config.subscriber_addr {
+            if self.by_address.get(&a) == Some(&config.key) {
+                self.by_address.remove(&a);
+            }
+        }
+        if let Some(t) = self.tunnels.get_mut(&session.tunnel) {
+            t.sessions = t.sessions.saturating_sub(1);
+        }
+        self.lingering.push_back(Lingering {
+            config,
+            since: None,
+        });
+    }
+
+    /// Remove the moved sessions whose grace is over, unless their ids
+    /// were given to a new session meanwhile; their address stops being
+    /// steered here unless a session holds it again.
+    fn end_graces(&mut self, node: &lns::Node, now: Instant) {
+        // New ones are at the back.
+        for l in self.lingering.iter_mut().rev() {
+            if l.since.is_some() {
+                break;
+            }
+            l.since = Some(now);
+        }
+        let mut budget = PUNTS_PER_SERVICE;
+        while let Some(&l) = self.lingering.front().filter(|_| budget > 0) {
+            budget -= 1;
+            if l.since
+                .is_some_and(|t| now.saturating_duration_since(t) < MOVED_GRACE)
+            {
+                break;
+            }
+            self.lingering.pop_front();
+            self.stats.removed += 1;
+            let key = l.config.key;
+            if node.session_by_ids(key.tunnel_id, key.session_id).is_none() {
+                let result = self.fp.remove_session(key);
+                self.count(result);
+            }
+            if let Some(a) = l.config.subscriber_addr {
+                if !self.by_address.contains_key(&a) {
+                    self.address_gone(a);
+                }
+            }
+        }
+    }
+
     fn remove_tunnel(&mut self, tunnel: TunnelHandle) -> Result<(), FastpathError> {
         let Some(t) = self.tunnels.remove(&tunnel) else {
             return Ok(());
@@ -603,6 +689,7 @@ impl LnsFastpath {
         self.fp.poll();
         self.release_calls(node, now);
         self.send_announcements(now);
+        self.end_graces(node, now);
         self.sync_counters(node, now);
         let mut handled = 0;
         while handled < PUNTS_PER_SERVICE {
@@ -1096,6 +1183,64 @@ mod tests {
         });
         assert_eq!(fp.stats().foreign_addresses, 0);
         assert_eq!(fp.stats().steering_errors, 0);
+        fp.stop();
+    }
+
+    /// Sessions the worker holds, once it applied what was sent.
+    fn worker_sessions(fp: &mut LnsFastpath) -> usize {
+        let fast = fp.fastpath();
+        let token = fast.barrier().unwrap();
+        assert!(fast.wait_barrier(token, Duration::from_secs(5)));
+        fast.fresh_reports(Duration::from_secs(5)).unwrap().sessions
+    }
+
+    fn moved(session: SessionHandle, address: Ipv4Addr) -> lns::Event {
+        lns::Event::SessionDown(Box::new(lns::EndedSession {
+            session,
+            username: Some("sub".to_owned()),
+            address: Some(address),
+            cause: lns::EndCause::Moved { epoch: 3 },
+            terminate_cause: crate::aaa::radius::TerminateCause::NasRequest,
+            cdn: None,
+            was_established: true,
+            duration: Duration::ZERO,
+        }))
+    }
+
+    #[test]
+    fn a_session_that_moved_away_keeps_forwarding_for_the_grace() {
+        let (mut fp, mut node) = glue();
+        let h = SessionHandle {
+            tunnel: TunnelHandle(1),
+            id: 7,
+        };
+        let address = Ipv4Addr::new(100, 64, 4, 30);
+        fp.program(&established(address, Some(2)));
+        assert_eq!(worker_sessions(&mut fp), 1);
+        assert_eq!(fp.stats().foreign_addresses, 1);
+        // Released by the LAC (make-before-break): forgotten by the glue,
+        // still in the worker and still steered.
+        fp.program(&moved(h, address));
+        assert!(fp.session(h).is_none());
+        assert_eq!(fp.stats().moved, 1);
+        let t0 = Instant::ZERO + Duration::from_secs(10);
+        fp.service(&mut node, t0);
+        fp.service(&mut node, t0 + (MOVED_GRACE - Duration::from_millis(1)));
+        assert_eq!(worker_sessions(&mut fp), 1, "still forwarding");
+        assert_eq!(fp.stats().foreign_addresses, 1);
+        // Grace over: gone from the worker and from the steering.
+        fp.service(&mut node, t0 + MOVED_GRACE);
+        assert_eq!(worker_sessions(&mut fp), 0);
+        assert_eq!(fp.stats().foreign_addresses, 0);
+
+        // An address held again by a new session meanwhile stays steered.
+        fp.program(&established(address, Some(2)));
+        fp.program(&moved(h, address));
+        fp.program(&established_as(8, address, Some(4)));
+        fp.service(&mut node, t0);
+        fp.service(&mut node, t0 + MOVED_GRACE);
+        assert_eq!(fp.stats().foreign_addresses, 1);
+        assert_eq!(worker_sessions(&mut fp), 1, "the new session only");
         fp.stop();
     }
 
