@@ -253,6 +253,16 @@ impl Endpoint {
         self.tunnels.get(&tunnel).map(|t| t.state)
     }
 
+    /// When anything (control or data, RFC 2661 §5.5) was last heard from
+    /// a tunnel's peer, once the tunnel is established; what
+    /// [`Config::dead_interval`] counts from. A failure switchover replays
+    /// what was sent after it (DESIGN.md §3). [`Event::TunnelDown`] carries
+    /// the final value in [`TunnelStats::last_heard`], since the tunnel is
+    /// gone by the time its owner reads the event.
+    pub fn last_heard(&self, tunnel: TunnelHandle) -> Option<Instant> {
+        self.tunnels.get(&tunnel).and_then(Tunnel::heard_since_up)
+    }
+
     /// Our Tunnel ID and the peer's (0 until known) for a tunnel.
     pub fn tunnel_ids(&self, tunnel: TunnelHandle) -> Option<(u16, u16)> {
         self.tunnels.get(&tunnel).map(|t| (t.local_id, t.peer_id))

@@ -746,6 +746,10 @@ pub struct TunnelStats {
     /// connect in time, and LNS calls under [`Config::defer_answer`] it did
     /// not answer in time; cleared with CDN.
     pub connect_timeouts: u64,
+    /// When anything (control or data) was last heard from the peer, once
+    /// the tunnel was established ([`Endpoint::last_heard`]); in
+    /// [`Event::TunnelDown`], the last sign of life of a peer found dead.
+    pub last_heard: Option<crate::time::Instant>,
 }
 
 /// What happened, for the owner of an [`Endpoint`].

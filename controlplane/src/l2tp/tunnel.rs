@@ -403,8 +403,15 @@ impl Tunnel {
     pub(crate) fn stats(&self) -> TunnelStats {
         TunnelStats {
             control: *self.channel.stats(),
+            last_heard: self.heard_since_up(),
             ..self.stats
         }
+    }
+
+    /// When the peer was last heard from, once the tunnel was established
+    /// (before that `last_heard` means nothing).
+    pub(crate) fn heard_since_up(&self) -> Option<Instant> {
+        self.up.then_some(self.last_heard)
     }
 
     /// Nothing left to do: free it.

@@ -68,10 +68,22 @@
 //! (with [`Config::defer_connect`]) and [`Event::SessionUp`] come as for
 //! any call, with [`CallUp::moved_from`] naming the old ids and the epoch;
 //! at SessionUp the held frames go out first, in order. PPP is never
-//! renegotiated: the subscriber sees nothing but the gap. What it sent
-//! toward the dead LNS before the LAC noticed (at most a dead interval's
-//! worth) is lost: nothing tells which of it the LNS forwarded, and sending
-//! it again could deliver it twice. A recovery call
+//! renegotiated: the subscriber sees nothing but the gap.
+//!
+//! *Replay* (C6, zero upstream loss): what the subscriber sent toward the
+//! dead LNS before the LAC noticed (up to a dead interval's worth) may or
+//! may not have been forwarded; nothing tells which. Duplicates are
+//! preferred to loss: with HA on the node keeps, per subscriber, the
+//! upstream frames it relayed within [`HaPolicy::replay_window`] (at most
+//! [`HaPolicy::hold_limit`]), and at [`Event::Holding`] those sent after
+//! the LNS was last heard from ([`l2tp::Endpoint::last_heard`]) minus
+//! [`HaPolicy::replay_margin`] go first into the hold, oldest first
+//! ([`Stats::replayed_frames`]). The peer then forwards them again: a few
+//! arrive twice at the far end (those the dead LNS did forward), none is
+//! lost. This is not forwarding by two LNSs at once: the old LNS is dead
+//! or cut off (and fences itself when it returns), and the replay covers
+//! at most one window, once. `Event::Holding::replay` tells a fast path
+//! how far back its own history goes. A recovery call
 //! the peer refuses (no offloaded state: CDN), or a recovery tunnel that
 //! fails or is not up within twice the dead interval, moves on to the next
 //! peer; with none left the subscriber's session ends
@@ -232,6 +244,20 @@ pub struct HaPolicy {
     /// "New sessions only" steering (STPLRQ type 1) lasts at most this
     /// long unless cancelled. Default 1 h.
     pub steer_time: Duration,
+    /// Failure switchover: upstream frames relayed toward an LNS at most
+    /// this long before it was found dead are sent again to the peer that
+    /// recovers the call (replayed, see the module documentation), so the
+    /// subscriber loses none. It should cover the time a dead LNS goes
+    /// unnoticed: the dead interval plus a Hello interval, and some slack
+    /// (the default, 500 ms, is 300 + 100 + 100 ms). The node keeps, per
+    /// subscriber, the frames it relayed within this long (at most
+    /// [`HaPolicy::hold_limit`] of them). Zero: no replay, no history.
+    pub replay_window: Duration,
+    /// Replay starts this long before the dead LNS was last heard from:
+    /// what we sent just before its last message may have crossed it on
+    /// the wire, or been queued behind it there, and not been forwarded.
+    /// Default 20 ms.
+    pub replay_margin: Duration,
 }
 
 impl Default for HaPolicy {
@@ -242,6 +268,8 @@ impl Default for HaPolicy {
             recovery_window: 256,
             hold_limit: 64,
             steer_time: Duration::from_secs(3600),
+            replay_window: Duration::from_millis(500),
+            replay_margin: Duration::from_millis(20),
         }
     }
 }
@@ -483,6 +511,13 @@ pub enum Event {
         local_tunnel_id: u16,
         /// Our Session ID of the dead call.
         local_session_id: u16,
+        /// Replay: what was sent upstream on the dead call within this long
+        /// before now goes first into the hold, oldest first (the dead LNS
+        /// may not have forwarded it): now − the LNS last heard from +
+        /// [`HaPolicy::replay_margin`], at most
+        /// [`HaPolicy::replay_window`]. Zero: nothing to replay (replay
+        /// off). The node's slow path has replayed its own frames already.
+        replay: Duration,
     },
     /// HA: an LNS asked to move calls (STPLRQ) and was answered (STPLRP).
     SwitchoverRequested {
@@ -566,6 +601,9 @@ pub struct Stats {
     pub hold_overflow: u64,
     /// HA: STPLRQs (or other HA messages) that could not be read; ignored.
     pub ha_messages_malformed: u64,
+    /// HA: upstream frames sent again to the peer that recovered a call
+    /// (replay: the dead LNS may not have forwarded them).
+    pub replayed_frames: u64,
 }
 
 /// HA counters and state per LNS ([`Node::ha_status`]).
@@ -686,6 +724,10 @@ struct Subscriber {
     frames_down: u64,
     /// HA: the call is moving to another LNS.
     moving: Option<Moving>,
+    /// HA replay: the upstream frames relayed lately (when, and the L2TP
+    /// payload), oldest first; at most [`HaPolicy::hold_limit`], none
+    /// older than [`HaPolicy::replay_window`] when one is added.
+    relayed: VecDeque<(Instant, Vec<u8>)>,
 }
 
 /// A subscriber's call on its way to another LNS (HA switchover).
@@ -1092,6 +1134,7 @@ impl Node {
             frames_up: 0,
             frames_down: 0,
             moving: None,
+            relayed: VecDeque::new(),
         };
         match self.config.mode {
             Mode::Relay => {
@@ -1316,14 +1359,48 @@ impl Node {
                 }
                 sub.frames_up += 1;
                 let Some(call) = sub.call else { return };
-                self.send_upstream(call, frame);
+                self.relay_upstream(now, key, call, frame);
             }
         }
     }
 
+    /// A PPP frame from subscriber `key` to the LNS on `call`, kept for a
+    /// replay when HA is on.
+    fn relay_upstream(
+        &mut self,
+        now: Instant,
+        key: SubscriberKey,
+        call: SessionHandle,
+        frame: &[u8],
+    ) {
+        let Some(payload) = self.send_upstream(call, frame) else {
+            return;
+        };
+        let Some(p) = self.config.ha.as_ref() else {
+            return;
+        };
+        let (window, limit) = (p.replay_window, p.hold_limit);
+        if window.is_zero() || limit == 0 {
+            return;
+        }
+        let Some(sub) = self.subscribers.get_mut(&key) else {
+            return;
+        };
+        // Bounded by count and age: nothing older than the window can be
+        // replayed, and no more than a hold takes.
+        let h = &mut sub.relayed;
+        while h.len() >= limit
+            || h.front()
+                .is_some_and(|(at, _)| now.saturating_duration_since(*at) > window)
+        {
+            h.pop_front();
+        }
+        h.push_back((now, payload));
+    }
+
     /// A PPP frame from the subscriber to the LNS, with the Address and
-    /// Control fields L2TP peers expect.
-    fn send_upstream(&mut self, call: SessionHandle, frame: &[u8]) {
+    /// Control fields L2TP peers expect; the L2TP payload if it was sent.
+    fn send_upstream(&mut self, call: SessionHandle, frame: &[u8]) -> Option<Vec<u8>> {
         let has_ac = frame.starts_with(&[ppp_wire::ADDRESS, ppp_wire::CONTROL]);
         let mut payload = Vec::with_capacity(frame.len() + 2);
         if !has_ac {
@@ -1334,8 +1411,12 @@ impl Node {
             Ok(t) => {
                 self.stats.upstream_frames += 1;
                 self.transmits.push_back((t.remote, t.payload));
+                Some(payload)
             }
-            Err(_) => self.stats.frames_not_sent += 1,
+            Err(_) => {
+                self.stats.frames_not_sent += 1;
+                None
+            }
         }
     }
 
@@ -1848,7 +1929,11 @@ impl Node {
                     peer_tunnel_id: peer.tunnel_id,
                 })
             }
-            l2tp::Event::TunnelDown { tunnel, reason, .. } => self.tunnel_down(now, tunnel, reason),
+            l2tp::Event::TunnelDown {
+                tunnel,
+                reason,
+                stats,
+            } => self.tunnel_down(now, tunnel, reason, stats.last_heard),
             l2tp::Event::CallAnswered {
                 session,
                 local_session_id,
@@ -1921,7 +2006,15 @@ impl Node {
     }
 
     /// A tunnel is down: its calls end, or (HA) are recovered at a peer.
-    fn tunnel_down(&mut self, now: Instant, tunnel: TunnelHandle, reason: TunnelDownReason) {
+    /// `last_heard`: when its LNS last gave a sign of life (the replay of a
+    /// failure switchover starts just before it).
+    fn tunnel_down(
+        &mut self,
+        now: Instant,
+        tunnel: TunnelHandle,
+        reason: TunnelDownReason,
+        last_heard: Option<Instant>,
+    ) {
         let recovery = self.recoveries.remove(&tunnel);
         self.recovery_to.retain(|_, t| *t != tunnel);
         let ha = self.tunnel_ha.remove(&tunnel).unwrap_or_default();
@@ -1971,10 +2064,10 @@ impl Node {
             let moving_away = sub.moving.as_ref().is_some_and(|m| m.make_before_break);
             if moving_away {
                 // Its move is under way: it goes on as a failure move.
-                self.old_call_lost(key);
+                self.old_call_lost(now, key, last_heard);
             } else if !(recover
                 && sub.stage == Stage::Up
-                && self.start_move(now, key, ha.peers.clone(), false))
+                && self.start_move(now, key, ha.peers.clone(), false, last_heard))
             {
                 self.call_down(now, key, SessionDownReason::TunnelDown, Some(&reason));
             }
@@ -2109,7 +2202,7 @@ impl Node {
         self.reschedule(key);
         self.stats.sessions_up += 1;
         for frame in queued {
-            self.send_upstream(session, &frame);
+            self.relay_upstream(now, key, session, &frame);
         }
         self.events.push_back(Event::SessionUp(Box::new(up)));
     }
@@ -2206,14 +2299,16 @@ impl Node {
     /// Begin moving a subscriber's call to the first of `peers` that takes
     /// it: a load switchover (`make_before_break`: the old call keeps
     /// forwarding) or a failure switchover (the old call is gone: its
-    /// upstream is held). False if the call cannot move (not up, moving
-    /// already, no peer but its own LNS).
+    /// upstream is held, and what was sent since shortly before
+    /// `last_heard` is replayed). False if the call cannot move (not up,
+    /// moving already, no peer but its own LNS).
     fn start_move(
         &mut self,
         now: Instant,
         key: SubscriberKey,
         peers: Vec<Ipv4Addr>,
         make_before_break: bool,
+        last_heard: Option<Instant>,
     ) -> bool {
         let Some(sub) = self.subscribers.get_mut(&key) else {
             return false;
@@ -2246,15 +2341,30 @@ impl Node {
         self.stats.recoveries_started += 1;
         self.ha_lns.entry(lns).or_default().recoveries_started += 1;
         if !make_before_break {
-            self.old_call_lost(key);
+            self.old_call_lost(now, key, last_heard);
         }
         self.try_next_peer(now, key);
         true
     }
 
-    /// A moving subscriber's old call is gone (its LNS failed): hold its
-    /// upstream until the new call is up.
-    fn old_call_lost(&mut self, key: SubscriberKey) {
+    /// A moving subscriber's old call is gone (its LNS failed, last heard
+    /// from at `last_heard`): hold its upstream until the new call is up,
+    /// starting with a replay of what the dead LNS may not have forwarded.
+    ///
+    /// C6 (DESIGN.md §3): nothing tells which of the frames sent after the
+    /// LNS's last sign of life it forwarded before it died, so they are
+    /// all sent again to the peer, oldest first, ahead of what the
+    /// subscriber sends while held. A few may then arrive twice at the far
+    /// end (IP tolerates a duplicate; a loss is what the subscriber would
+    /// notice); none is lost. Only the new LNS forwards the session from
+    /// here: the dead one is gone or fences itself (Ownership-Epoch).
+    fn old_call_lost(&mut self, now: Instant, key: SubscriberKey, last_heard: Option<Instant>) {
+        let replay = self.config.ha.as_ref().map_or(Duration::ZERO, |p| {
+            // Unknown (never heard since up): the whole window.
+            last_heard.map_or(p.replay_window, |t| {
+                (now.saturating_duration_since(t) + p.replay_margin).min(p.replay_window)
+            })
+        });
         let Some(sub) = self.subscribers.get_mut(&key) else {
             return;
         };
@@ -2264,6 +2374,17 @@ impl Node {
         m.make_before_break = false;
         let ((local_tunnel_id, _), (local_session_id, _)) = m.old_ids;
         let (old_call, from_lns) = (m.old_call, m.from_lns);
+        let mut replayed = 0;
+        for (at, payload) in sub.relayed.drain(..) {
+            if now.saturating_duration_since(at) <= replay {
+                m.held.push_back(payload);
+                replayed += 1;
+            }
+        }
+        // Replayed frames go first; anything held already (nothing, so
+        // far: holding starts here) stays behind them.
+        m.held.rotate_right(replayed.min(m.held.len()));
+        self.stats.replayed_frames += replayed as u64;
         if sub.call == Some(old_call) {
             sub.call = None;
         }
@@ -2273,6 +2394,7 @@ impl Node {
             subscriber: key,
             local_tunnel_id,
             local_session_id,
+            replay,
         });
     }
 
@@ -2469,7 +2591,7 @@ impl Node {
         if m.make_before_break && sub.call == Some(m.old_call) {
             sub.frames_up += m.held.len() as u64;
             for frame in m.held {
-                self.send_upstream(m.old_call, &frame);
+                self.relay_upstream(now, key, m.old_call, &frame);
             }
             return;
         }
@@ -2515,7 +2637,7 @@ impl Node {
         if sub.call == Some(m.old_call) {
             sub.frames_up += m.held.len() as u64;
             for frame in m.held {
-                self.send_upstream(m.old_call, &frame);
+                self.relay_upstream(now, key, m.old_call, &frame);
             }
         }
     }
@@ -2628,7 +2750,7 @@ impl Node {
             self.selector.add_session(peer);
         }
         for frame in &m.held {
-            self.send_upstream(session, frame);
+            self.relay_upstream(now, key, session, frame);
         }
         self.stats.recoveries_done += 1;
         self.ha_lns.entry(m.from_lns).or_default().recoveries_done += 1;
@@ -2877,7 +2999,7 @@ impl Node {
         moving.sort();
         let mut count = 0;
         for key in moving {
-            if self.start_move(now, key, peers.clone(), true) {
+            if self.start_move(now, key, peers.clone(), true, None) {
                 count += 1;
             }
         }
