@@ -1382,6 +1382,7 @@ mod moves {
             subscriber: subscriber(0),
             local_tunnel_id: old.tunnel_id,
             local_session_id: old.session_id,
+            replay: Duration::ZERO,
         });
         lab.program(lac::Event::TunnelDown {
             tunnel: TunnelHandle(10),
@@ -1447,6 +1448,7 @@ mod moves {
                 subscriber: subscriber(i),
                 local_tunnel_id: ours.tunnel_id,
                 local_session_id: ours.session_id,
+                replay: Duration::ZERO,
             });
         }
         lab.program(lac::Event::TunnelDown {

@@ -613,8 +613,21 @@ fn lacd_with_ha_serves_subscribers_through_an_lns_without_it() {
 /// are.
 #[test]
 fn lacd_recovers_its_subscribers_on_the_peer_when_the_lns_dies() {
+    ha_chain("lacd-ha-kill", false);
+}
+
+/// Load switchover with the daemons (DESIGN.md §1 item 3): as above, but
+/// lns1 asks lacd to move every session to lns2 (`l2tpctl ha switchover
+/// all`): lacd grants it and moves each call make-before-break, again
+/// without PADT, PPP down or renegotiation, and lns1 ends up with none.
+#[test]
+fn lacd_moves_its_subscribers_to_the_peer_when_the_lns_asks() {
+    ha_chain("lacd-ha-move", true);
+}
+
+fn ha_chain(test: &str, planned: bool) {
     require_program("python3", "python3").expect("python3");
-    let mut lab = Lab::new("lacd-ha-kill").expect("lab");
+    let mut lab = Lab::new(test).expect("lab");
     let cpe = lab.namespace("cpe").expect("cpe namespace");
     let lac = lab.namespace("lac").expect("lac namespace");
     let lns = lab.namespace("lns").expect("lns namespace");
@@ -777,9 +790,14 @@ dead_ms = 300
         cpes.run_until(Duration::from_millis(100), |_| false);
     }
 
-    // lns1 dies.
     let killed = WallClock::now();
-    let _ = lab.stop(lnsds[0], Signal::KILL, Duration::from_secs(5));
+    if planned {
+        let asked = ctl("lns1.sock", &["ha", "switchover", "all"]);
+        assert!(asked.contains('1'), "{asked}");
+    } else {
+        // lns1 dies.
+        let _ = lab.stop(lnsds[0], Signal::KILL, Duration::from_secs(5));
+    }
     let recovered_by = killed + Duration::from_secs(10);
     let done = format!("\"recoveries_done\":{SUBSCRIBERS}");
     let took = loop {
@@ -795,7 +813,8 @@ dead_ms = 300
         cpes.run_until(Duration::from_millis(50), |_| false);
     };
     let sessions = ctl("lac.sock", &["show", "sessions"]);
-    eprintln!("lacd HA: {SUBSCRIBERS} subscribers recovered on lns2 {took:?} after lns1 died");
+    let how = if planned { "asked" } else { "died" };
+    eprintln!("lacd HA: {SUBSCRIBERS} subscribers recovered on lns2 {took:?} after lns1 {how}");
     assert_eq!(
         sessions.matches(&format!("\"{lns2}:1701\"")).count(),
         SUBSCRIBERS,
@@ -813,6 +832,20 @@ dead_ms = 300
     assert!(stats.contains("\"fastpath_ha_moved\":"), "{stats}");
     assert!(!stats.contains("\"fastpath_ha_moved\":0,"), "{stats}");
 
+    if planned {
+        let status = ctl("lac.sock", &["ha", "status"]);
+        assert!(status.contains("\"switchovers_granted\":1"), "{status}");
+        // lns1 let go of every session (released, not ended by PPP).
+        let left = WallClock::now() + Duration::from_secs(5);
+        loop {
+            let sessions = ctl("lns1.sock", &["show", "sessions"]);
+            if sessions.trim() == "[]" {
+                break;
+            }
+            assert!(WallClock::now() < left, "lns1 still has {sessions}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
     let status = lab
         .stop(lacd, Signal::TERM, Duration::from_secs(10))
         .unwrap();
@@ -821,5 +854,8 @@ dead_ms = 300
         "lacd: {status:?}\n{}",
         lab.report()
     );
+    if planned {
+        let _ = lab.stop(lnsds[0], Signal::TERM, Duration::from_secs(5));
+    }
     let _ = lab.stop(lnsds[1], Signal::TERM, Duration::from_secs(5));
 }

@@ -279,6 +279,8 @@ fn node_config(config: &LacConfig, mac: ethernet::Address) -> lac::Config {
             recovery_window: h.recovery_window,
             hold_limit: h.hold_limit,
             steer_time: h.steer_duration(),
+            replay_window: h.replay_window(),
+            ..lac::HaPolicy::default()
         });
     }
     c.mode = match config.mode {
@@ -419,11 +421,13 @@ fn log_lac_event(event: &lac::Event) {
             subscriber,
             local_tunnel_id,
             local_session_id,
+            replay,
         } => info!(
             subscriber = %subscriber.mac,
             pppoe_session = subscriber.session_id,
             local_tunnel_id,
             local_session_id,
+            replay_ms = replay.as_millis() as u64,
             "HA: call lost with its LNS, upstream held while it is recovered on a peer"
         ),
         lac::Event::SwitchoverRequested {

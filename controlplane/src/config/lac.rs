@@ -104,6 +104,10 @@ pub struct LacHa {
     /// Seconds a "new sessions only" switchover steers new calls away
     /// from the LNS that asked, unless it cancels sooner.
     pub steer_time: f64,
+    /// Milliseconds of upstream a failure switchover sends again to the
+    /// peer (what the dead LNS may not have forwarded before it was found
+    /// dead; a few frames may arrive twice, none is lost). 0: no replay.
+    pub replay_ms: u64,
 }
 
 impl Default for LacHa {
@@ -118,6 +122,7 @@ impl Default for LacHa {
             hold_limit: 64,
             hold_rings: 1024,
             steer_time: 3600.0,
+            replay_ms: 500,
         }
     }
 }
@@ -140,6 +145,11 @@ impl LacHa {
     /// How long "new sessions only" steering lasts at most.
     pub fn steer_duration(&self) -> Duration {
         seconds(self.steer_time)
+    }
+
+    /// How much upstream a failure switchover replays at most.
+    pub fn replay_window(&self) -> Duration {
+        Duration::from_millis(self.replay_ms)
     }
 
     fn validate(&self, hold_depth: usize) -> Result<(), Invalid> {
@@ -176,7 +186,19 @@ impl LacHa {
                 ),
             ));
         }
-        check_seconds("ha.steer_time", self.steer_time, 1.0, 7.0 * 86_400.0)
+        check_seconds("ha.steer_time", self.steer_time, 1.0, 7.0 * 86_400.0)?;
+        // What a dead LNS got after its last sign of life is lost unless
+        // replayed: a window shorter than the dead interval cannot cover it.
+        if self.replay_ms != 0 && !(self.dead_ms..=10_000).contains(&self.replay_ms) {
+            return Err(invalid(
+                "ha.replay_ms",
+                format!(
+                    "give 0 (no replay) or {} (ha.dead_ms) to 10000 milliseconds; dead_ms + hello_ms + 100 is usual",
+                    self.dead_ms
+                ),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -487,6 +509,7 @@ mod tests {
         assert_eq!(c.ha.hold_limit, 8);
         assert_eq!(c.ha.hold_rings, 4096);
         assert_eq!(c.ha.steer_duration(), Duration::from_secs(60));
+        assert_eq!(c.ha.replay_window(), Duration::from_millis(500));
     }
 
     #[test]
@@ -513,6 +536,7 @@ mod tests {
         );
         assert!(e.problem.contains("256"), "{e}");
         refused(&format!("{MIN}[ha]\nsteer_time = 0\n"), "ha.steer_time", 4);
+        refused(&format!("{MIN}[ha]\nreplay_ms = 100\n"), "ha.replay_ms", 4);
         // Unknown keys are refused as everywhere else.
         let e = LacConfig::parse(&format!("{MIN}[ha]\nhello = 1\n"), Path::new("lacd.toml"))
             .expect_err("unknown key");

@@ -129,6 +129,9 @@ pub struct LacFastpathStats {
     /// HA: sessions put in holding because their LNS died
     /// ([`lac::Event::Holding`]).
     pub held: u64,
+    /// HA: tunnels whose sessions the workers held at once, with the
+    /// replay of what the dead LNS may not have forwarded.
+    pub tunnels_held: u64,
     /// HA: sessions moved onto a new call in the workers (ring, counters
     /// and PPPoE binding kept).
     pub moved: u64,
@@ -206,6 +209,9 @@ pub struct LacFastpath {
     /// Sessions or aliases left some tunnel since the last turn: see
     /// whether a kept one is unused now.
     kept_tunnels_changed: bool,
+    /// Tunnels whose LNS was found dead, every session of them held in the
+    /// workers (`HoldTunnel`), until the tunnel leaves them.
+    dead_tunnels: HashSet<u16>,
     /// Sessions programmed, by subscriber.
     sessions: HashMap<lac::SubscriberKey, Programmed>,
     /// Make-before-break aliases, by the old ids.
@@ -258,6 +264,7 @@ impl LacFastpath {
             tunnels: HashMap::new(),
             kept_tunnels: HashSet::new(),
             kept_tunnels_changed: false,
+            dead_tunnels: HashSet::new(),
             sessions: HashMap::new(),
             aliases: HashMap::new(),
             releases: VecDeque::new(),
@@ -333,12 +340,14 @@ impl LacFastpath {
                 subscriber,
                 local_tunnel_id,
                 local_session_id,
+                replay,
             } => self.hold(
                 *subscriber,
                 SessionKey {
                     tunnel_id: *local_tunnel_id,
                     session_id: *local_session_id,
                 },
+                *replay,
             ),
             lac::Event::SessionReleased {
                 local_tunnel_id,
@@ -571,11 +580,34 @@ impl LacFastpath {
     /// its upstream is held until the recovered call is up. (A
     /// make-before-break move under way goes on: its new call, once up,
     /// takes the held frames.)
+    ///
+    /// The first of a tunnel's holds holds every session of the tunnel at
+    /// once (`HoldTunnel`), each ring starting with what the workers relayed
+    /// on it within `replay` (docs/ha-protocol.md, C6): the dead LNS may not
+    /// have forwarded that, and the flush after the move sends it to the
+    /// new LNS first, so nothing the subscriber sent is lost (some may
+    /// arrive twice).
     fn hold(
         &mut self,
         subscriber: lac::SubscriberKey,
         old: SessionKey,
+        replay: Duration,
     ) -> Result<(), FastpathError> {
+        let tunnel_id = old.tunnel_id;
+        if self.tunnels.contains_key(&tunnel_id) && self.dead_tunnels.insert(tunnel_id) {
+            self.fp.send(Update::HoldTunnel {
+                tunnel_id,
+                replay_ns: u64::try_from(replay.as_nanos()).unwrap_or(u64::MAX),
+            })?;
+            self.stats.tunnels_held += 1;
+            // The workers hold them all now; those the node does not move
+            // it ends, and they leave the tables then.
+            for p in self.sessions.values_mut() {
+                if p.config.key.tunnel_id == tunnel_id {
+                    p.holding = true;
+                }
+            }
+        }
         let Some(p) = self.sessions.get_mut(&subscriber) else {
             return Ok(());
         };
@@ -655,6 +687,7 @@ impl LacFastpath {
             return result;
         }
         self.kept_tunnels.remove(&tunnel_id);
+        self.dead_tunnels.remove(&tunnel_id);
         match self.tunnels.remove(&tunnel_id) {
             Some(_) => result.and(self.fp.remove_tunnel(tunnel_id)),
             None => result,
@@ -679,6 +712,7 @@ impl LacFastpath {
         let mut result = Ok(());
         for t in unused {
             self.kept_tunnels.remove(&t);
+            self.dead_tunnels.remove(&t);
             if self.tunnels.remove(&t).is_some() {
                 result = result.and(self.fp.remove_tunnel(t));
             }
@@ -701,6 +735,7 @@ impl LacFastpath {
             self.fp.upsert_tunnel(tunnel)?;
             self.tunnels.insert(tunnel.tunnel_id, tunnel);
             self.kept_tunnels.remove(&tunnel.tunnel_id);
+            self.dead_tunnels.remove(&tunnel.tunnel_id);
             self.stats.tunnels += 1;
         }
         Ok(SessionConfig {
