@@ -282,25 +282,6 @@ impl Totals {
     }
 }
 
-/// Adds another run's worker counters (drops and punts by name).
-trait AddCounters {
-    fn add(&mut self, other: &Counters);
-}
-
-impl AddCounters for Counters {
-    fn add(&mut self, other: &Counters) {
-        for (a, b) in self.dropped.iter_mut().zip(other.dropped.iter()) {
-            *a += b;
-        }
-        for (a, b) in self.punted.iter_mut().zip(other.punted.iter()) {
-            *a += b;
-        }
-        for (a, b) in self.forwarded.iter_mut().zip(other.forwarded.iter()) {
-            *a += b;
-        }
-    }
-}
-
 /// What sits on the far end of the link.
 #[derive(Debug, Clone, Copy)]
 enum Dut {
