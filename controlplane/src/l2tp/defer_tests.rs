@@ -510,3 +510,59 @@ fn an_offered_call_goes_down_with_its_tunnel_and_nothing_expires_later() {
     );
     assert!(pair.lns.answer_call(pair.now, lns_session, Ok(())).is_err());
 }
+
+// --- owner AVPs that could never be sent ----------------------------------
+
+#[test]
+fn an_avp_too_long_for_its_length_field_is_refused_before_it_takes_an_ns() {
+    use dataplane::wire::avp;
+    use dataplane::wire::control::{Avp, AvpEntry};
+
+    let mut pair = Pair::new();
+    let tunnel = pair.lac.connect(pair.now, LNS).unwrap();
+    pair.run_for(Duration::from_millis(100));
+    let hello_with = |len: usize, hidden: bool| {
+        let mut m = ControlMessage::new(MessageType::Hello, 0, 0);
+        m.avps.push(AvpEntry {
+            mandatory: false,
+            hidden,
+            avp: Avp::Unknown {
+                vendor_id: 43,
+                attribute: 99,
+                value: vec![0x5a; len],
+            },
+        });
+        m
+    };
+    // RFC 2661 §4.1: the AVP Length field has 10 bits, header included.
+    let too_long = hello_with(avp::MAX_VALUE_LEN + 1, false);
+    assert!(matches!(
+        pair.lac.send_message(pair.now, tunnel, None, too_long),
+        Err(Error::Encode(_))
+    ));
+    // Without a secret a hidden AVP is refused anyway; the longest plain
+    // one goes out.
+    assert!(pair
+        .lac
+        .send_message(
+            pair.now,
+            tunnel,
+            None,
+            hello_with(avp::MAX_VALUE_LEN, false)
+        )
+        .is_ok());
+    pair.run_for(Duration::from_millis(100));
+    assert_eq!(pair.lac.stats().encode_errors, 0);
+    // Nothing took an Ns it could not use: the channel goes on (a call is
+    // answered through it).
+    let call = CallParams {
+        defer_connect: Some(WAIT),
+        ..CallParams::default()
+    };
+    let session = pair.lac.open_session(pair.now, tunnel, call).unwrap();
+    pair.run_for(Duration::from_millis(100));
+    assert!(pair
+        .lac_events
+        .iter()
+        .any(|e| matches!(e, Event::CallAnswered { session: s, .. } if *s == session)));
+}

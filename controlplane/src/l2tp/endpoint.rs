@@ -6,6 +6,7 @@ use core::fmt;
 use core::net::SocketAddrV4;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
+use dataplane::wire::avp;
 use dataplane::wire::control::{Avp, AvpEntry, Context, ControlMessage, MessageType};
 use dataplane::wire::l2tp::{HeaderRepr, Packet};
 use rand_core::RngCore;
@@ -182,7 +183,12 @@ fn encode(
 }
 
 /// Refuse owner AVPs that could never be sent, before they take a sequence
-/// number: a hidden AVP needs the secret, and every value must encode.
+/// number (a message that fails to encode after that would leave a hole in
+/// the Ns sequence and stall the control channel behind it): a hidden AVP
+/// needs the secret, every value must encode, and every AVP must fit its
+/// 10-bit Length field (RFC 2661 §4.1: at most 1023 octets with its
+/// 6-octet header; a hidden value takes 2 more, §4.3), and all of them a
+/// message's 16-bit Length (§3.1).
 fn check_avps(
     config: &Config,
     remote: Option<SocketAddrV4>,
@@ -193,6 +199,9 @@ fn check_avps(
         None => config.secret.as_deref(),
     };
     let mut scratch = Vec::new();
+    // The header and the Message Type AVP the channel adds, and room for
+    // the few AVPs it adds itself (challenge, response, ids).
+    let mut message_len = 512;
     for entry in avps {
         if entry.hidden && (secret.is_none() || matches!(entry.avp, Avp::RandomVector(_))) {
             return Err(Error::Encode(dataplane::wire::Error::Unsupported));
@@ -202,6 +211,18 @@ fn check_avps(
             .avp
             .encode_value(&mut scratch)
             .map_err(Error::Encode)?;
+        let value_len = if entry.hidden {
+            avp::hidden_len(scratch.len(), 0)
+        } else {
+            scratch.len()
+        };
+        if value_len > avp::MAX_VALUE_LEN {
+            return Err(Error::Encode(dataplane::wire::Error::BufferTooSmall));
+        }
+        message_len += avp::HEADER_LEN + value_len;
+    }
+    if message_len > usize::from(u16::MAX) {
+        return Err(Error::Encode(dataplane::wire::Error::BufferTooSmall));
     }
     Ok(())
 }
