@@ -82,10 +82,21 @@ impl Datapath {
     }
 
     /// Keep a copy of a frame relayed upstream for a replay
-    /// ([`crate::replay`]).
+    /// ([`crate::replay`]): network-layer frames only (RFC 1661 §2,
+    /// protocols below 0x8000). A PPP control frame sent again would
+    /// restart a negotiation the new LNS adopted as finished (a
+    /// Configure-Request in the Opened state takes the layer down, RFC 1661
+    /// §4.3), and echoes and authentication retry on their own.
     #[inline(never)]
     fn record_upstream(&mut self, index: usize, ppp: Option<&[u8]>) {
-        if let (Some(s), Some(ppp)) = (self.tables.session(index), ppp) {
+        let Some(ppp) = ppp else { return };
+        let Ok(packet) = ppp::Packet::new_checked(ppp) else {
+            return;
+        };
+        if packet.protocol().is_control() {
+            return;
+        }
+        if let Some(s) = self.tables.session(index) {
             self.holds.replay.record(index as u32, s.config.key, ppp);
         }
     }

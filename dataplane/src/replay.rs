@@ -7,7 +7,9 @@
 //! what the LAC relayed to it after it last showed signs of life may never
 //! have left it. With a replay window configured
 //! ([`crate::worker::WorkerConfig::replay_window`]), the LAC upstream
-//! relay copies every session frame it sends (the PPP frame from its
+//! relay copies every network-layer frame it sends (not PPP control
+//! frames, which the new LNS must not see again: it adopted the
+//! negotiation as finished) (the PPP frame from its
 //! Protocol field, the session's slot and ids, the worker's clock) into a
 //! per-worker byte arena allocated at start-up, overwriting the oldest
 //! records: nothing is allocated per packet. Each tunnel's last downstream
@@ -554,6 +556,29 @@ mod tests {
         w.advance_clock(Duration::from_millis(1));
         apply(&mut w, &[hold_tunnel(Duration::ZERO)]);
         assert_eq!(w.counters().replayed, 0);
+    }
+
+    /// A PPP control frame relayed lately (LCP, here) is not replayed: the
+    /// new LNS adopted the negotiation as finished, and a Configure-Request
+    /// again would take the link down there (RFC 1661 §4.3).
+    #[test]
+    fn ppp_control_frames_are_not_replayed() {
+        let mut w = worker(Duration::from_secs(1), 1 << 16);
+        let mut lcp = upstream(0, 1);
+        let at = ethernet::HEADER_LEN + pppoe::HEADER_LEN;
+        lcp[at..at + 2].copy_from_slice(&[0xc0, 0x21]);
+        send(
+            &mut w,
+            ACCESS,
+            &[upstream(0, 0), lcp.clone(), upstream(0, 2)],
+        );
+        assert_eq!(sent(&mut w).len(), 3, "all relayed to the old LNS");
+        w.advance_clock(Duration::from_millis(10));
+        apply(&mut w, &[hold_tunnel(Duration::from_millis(500))]);
+        assert_eq!(w.counters().replayed, 2);
+        apply(&mut w, &move_to_new_tunnel(0));
+        let got: Vec<_> = sent(&mut w).into_iter().map(|s| s.2).collect();
+        assert_eq!(got, [ppp_of(&upstream(0, 0)), ppp_of(&upstream(0, 2))]);
     }
 
     /// Without a window the relay records nothing and HoldTunnel only

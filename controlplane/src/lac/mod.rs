@@ -74,7 +74,8 @@
 //! dead LNS before the LAC noticed (up to a dead interval's worth) may or
 //! may not have been forwarded; nothing tells which. Duplicates are
 //! preferred to loss: with HA on the node keeps, per subscriber, the
-//! upstream frames it relayed within [`HaPolicy::replay_window`] (at most
+//! upstream network-layer frames (not PPP control, which the peer adopted
+//! as negotiated) it relayed within [`HaPolicy::replay_window`] (at most
 //! [`HaPolicy::hold_limit`]), and at [`Event::Holding`] those sent after
 //! the LNS was last heard from ([`l2tp::Endpoint::last_heard`]) minus
 //! [`HaPolicy::replay_margin`] go first into the hold, oldest first
@@ -1381,6 +1382,12 @@ impl Node {
         };
         let (window, limit) = (p.replay_window, p.hold_limit);
         if window.is_zero() || limit == 0 {
+            return;
+        }
+        // Network-layer frames only (RFC 1661 §2): a control frame sent
+        // again would restart a negotiation the peer adopted as finished
+        // (a Configure-Request in the Opened state, RFC 1661 §4.3).
+        if ppp_wire::Packet::new_checked(&payload[..]).map_or(true, |p| p.protocol().is_control()) {
             return;
         }
         let Some(sub) = self.subscribers.get_mut(&key) else {
