@@ -326,6 +326,10 @@ fn start_fastpath(config: &LacConfig, mac: ethernet::Address) -> Result<LacFastp
     fp.cores = d.cores.clone();
     fp.hold_depth = config.hold_depth;
     fp.hold_rings = config.ha.hold_rings;
+    if config.ha.enabled {
+        // The workers keep the upstream a failure switchover replays.
+        fp.replay_window = config.ha.replay_window();
+    }
     fp.queues = d.queues;
     info!(access = %config.pppoe.interface, wan = %d.wan, "starting the fast path");
     LacFastpath::start(fp, mac).map_err(|e| format!("fast path: {e}").into())

@@ -138,6 +138,10 @@ pub struct FastpathConfig {
     /// Updates kept per worker while its queue is full; beyond this an
     /// update is refused with [`FastpathError::Backlog`].
     pub max_backlog: usize,
+    /// How long each LAC worker keeps what it relayed upstream, to replay it
+    /// to a dead LNS's peer (`WorkerConfig::replay_window`); zero (the
+    /// default): nothing kept.
+    pub replay_window: Duration,
 }
 
 impl FastpathConfig {
@@ -166,6 +170,7 @@ impl FastpathConfig {
             hold_depth: 64,
             hold_rings: 1024,
             max_backlog: 1 << 20,
+            replay_window: Duration::ZERO,
         }
     }
 
@@ -175,6 +180,7 @@ impl FastpathConfig {
         config.max_sessions = self.max_sessions;
         config.hold_depth = self.hold_depth.max(1);
         config.hold_rings = self.hold_rings;
+        config.replay_window = self.replay_window;
         config.mode = self.poll_mode;
         config.core = (!self.cores.is_empty()).then(|| self.cores[id % self.cores.len()]);
         config
