@@ -1585,20 +1585,24 @@ fn a_drain_and_a_failback_move_every_call_away_and_back_without_loss() {
         l.released_events() == N && l.up_at(0) == 0 && l.up_at(1) == N
     });
     lab.run_for(Duration::from_millis(300));
-    // Back: LNS1 lifts its steering (it holds nothing adopted: a "new
-    // sessions" STPLRQ with no peer), then LNS2 hands its adopted sessions
-    // back to their primary (a Listed switchover to LNS1). The other order
-    // would have LNS1 find the returned sessions adopted from LNS2 and
-    // send them back there.
-    let now = lab.sim.now();
-    lab.lns_mut(0).ha_failback(now).unwrap();
-    lab.run_for(Duration::from_millis(100));
+    // Back: LNS2 hands its adopted sessions back to their primary (a
+    // Listed switchover to LNS1); then LNS1 lifts its steering (a "new
+    // sessions" STPLRQ with no peer). LNS1 now holds them adopted from
+    // LNS2, but they are home (it started their accounting): its failback
+    // must not send them away again.
     let now = lab.sim.now();
     lab.lns_mut(1).ha_failback(now).unwrap();
     lab.run_until(Duration::from_secs(3), "every call back at LNS1", |l| {
         l.released_events() == 2 * N && l.up_at(0) == N && l.up_at(1) == 0
     });
+    let now = lab.sim.now();
+    lab.lns_mut(0).ha_failback(now).unwrap();
     lab.run_for(Duration::from_millis(300));
+    assert_eq!(
+        (lab.up_at(0), lab.released_events()),
+        (N, 2 * N),
+        "moved again"
+    );
     assert!(lab
         .lac()
         .ha_status()

@@ -572,7 +572,7 @@ fn lns_node(name: &str, us: SocketAddrV4, peer: SocketAddrV4, opts: &Opts, seed:
     let mut node = lns::Node::new(
         config,
         authenticator,
-        AddressPool::parse(&["100.64.0.0/24"]).unwrap(),
+        AddressPool::parse(&["100.64.0.0/21"]).unwrap(),
         rng(seed),
     )
     .unwrap();
@@ -1267,6 +1267,39 @@ fn the_operators_switchover_of_listed_sessions_names_only_the_lns_sessions_that_
         ]
     );
     assert!(!w.lns(w.lns1).ha_status().unwrap().draining);
+}
+
+/// A Session-List longer than one AVP holds (RFC 2661 §4.1: 1023 octets)
+/// goes in several STPLRQs, each one readable, none lost.
+#[test]
+fn a_switchover_of_more_sessions_than_one_session_list_holds_goes_in_several_requests() {
+    const MANY: usize = lns::MAX_LISTED * 2 + 1;
+    let mut w = World::new(256);
+    bring_up(&mut w, MANY);
+    let mut ids: Vec<u16> = w
+        .lns1_events
+        .iter()
+        .filter_map(|e| match e {
+            lns::Event::SessionEstablished(s) => Some(s.local_session_id),
+            _ => None,
+        })
+        .collect();
+    ids.sort_unstable();
+    assert_eq!(ids.len(), MANY);
+    let now = w.sim.now();
+    assert_eq!(
+        w.lns_mut(w.lns1)
+            .ha_switchover(now, SwitchoverType::Listed, &ids),
+        Ok(3)
+    );
+    assert!(w.run_until(Duration::from_secs(1), |w| stplrqs(w).len() == 3));
+    let lists: Vec<Vec<u16>> = stplrqs(&w).into_iter().map(|r| r.sessions).collect();
+    assert_eq!(
+        lists.iter().map(Vec::len).collect::<Vec<_>>(),
+        [lns::MAX_LISTED, lns::MAX_LISTED, 1]
+    );
+    assert_eq!(lists.concat(), ids);
+    assert_eq!(w.lns(w.lns1).endpoint().stats().encode_errors, 0);
 }
 
 #[test]

@@ -182,6 +182,11 @@ impl HaConfig {
 /// them, so encoding them more often would only cost.
 pub const COUNTERS_OFFLOAD_INTERVAL: Duration = Duration::from_secs(5);
 
+/// Session IDs in one STPLRQ's Session-List: 2 octets each, and an AVP
+/// holds at most 1023 octets with its 6-octet header (RFC 2661 §4.1), so a
+/// longer list goes in several requests.
+pub const MAX_LISTED: usize = 500;
+
 /// HA counters of the node.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct HaStats {
@@ -1057,11 +1062,19 @@ impl Node {
         if self.ha.is_none() {
             return Err(HaError::NotConfigured);
         }
-        // Adopted sessions, by (LAC tunnel, their primary).
+        // Adopted sessions that are not ours, by (LAC tunnel, the LNS they
+        // came from). One that came back here (drained to the peer, then
+        // moved back) was adopted too, but it is home: we started its
+        // accounting (our Acct-Session-Id prefix), and sending it away
+        // again would undo the failback. (Peers may share a pool, so the
+        // address does not tell; a restart draws a new prefix, so after one
+        // run the failback on the LNS that holds the moved sessions.)
+        let our_accounting = format!("{:08X}", self.acct_prefix);
         let mut back: std::collections::BTreeMap<(TunnelHandle, Ipv4Addr), Vec<u16>> =
             std::collections::BTreeMap::new();
         for (h, s) in &self.sessions {
-            if let (Some((primary, _, _)), true) = (s.adopted_from, s.established) {
+            let home = s.acct_session_id.starts_with(&our_accounting);
+            if let (Some((primary, _, _)), true, false) = (s.adopted_from, s.established, home) {
                 back.entry((h.tunnel, primary))
                     .or_default()
                     .push(s.local_session_id);
@@ -1070,14 +1083,7 @@ impl Node {
         let mut sent = 0;
         for ((tunnel, primary), mut ids) in back {
             ids.sort_unstable();
-            let request = SwitchoverRequest {
-                peers: vec![primary],
-                kind: SwitchoverType::Listed,
-                sessions: ids,
-            };
-            if self.send_switchover(now, tunnel, request) {
-                sent += 1;
-            }
+            sent += self.send_listed(now, tunnel, &[primary], &ids);
         }
         // Lift any steering away from us.
         match self.request_switchover_all(now, SwitchoverType::NewSessions, &[]) {
@@ -1232,19 +1238,35 @@ impl Node {
                 continue;
             }
             found += ids.len();
-            let request = SwitchoverRequest {
-                peers: peers.to_vec(),
-                kind: SwitchoverType::Listed,
-                sessions: ids,
-            };
-            if self.send_switchover(now, tunnel, request) {
-                sent += 1;
-            }
+            sent += self.send_listed(now, tunnel, peers, &ids);
         }
         if found == 0 {
             return Err(HaError::NoSuchSession(sessions.to_vec()));
         }
         Ok(sent)
+    }
+
+    /// STPLRQ Listed for `ids` on `tunnel`, in as many messages as the
+    /// Session-List AVP needs ([`MAX_LISTED`] ids each); how many went.
+    fn send_listed(
+        &mut self,
+        now: Instant,
+        tunnel: TunnelHandle,
+        peers: &[Ipv4Addr],
+        ids: &[u16],
+    ) -> usize {
+        let mut sent = 0;
+        for chunk in ids.chunks(MAX_LISTED) {
+            let request = SwitchoverRequest {
+                peers: peers.to_vec(),
+                kind: SwitchoverType::Listed,
+                sessions: chunk.to_vec(),
+            };
+            if self.send_switchover(now, tunnel, request) {
+                sent += 1;
+            }
+        }
+        sent
     }
 
     /// Send one STPLRQ (DESIGN.md §3: only to a LAC that advertised

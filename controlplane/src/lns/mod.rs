@@ -73,7 +73,7 @@ mod tests;
 pub use crate::ha::load::{LoadConfig, LoadEvent, LoadSample, Watermarks};
 pub use ha::{
     AdoptedCall, HaConfig, HaError, HaStats, HaStatus, LacStatus, LacSwitchover, PeerLink,
-    PeerStatus, SwitchoverAnswer, SwitchoverType,
+    PeerStatus, SwitchoverAnswer, SwitchoverType, MAX_LISTED,
 };
 
 use core::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
