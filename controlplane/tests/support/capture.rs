@@ -243,11 +243,17 @@ impl Pcap {
         text.lines().map(parse_line).collect()
     }
 
-    /// What tshark finds malformed or wrong (expert info of severity error);
-    /// empty when the capture is clean.
+    /// What tshark finds malformed or wrong (expert info of severity error)
+    /// in what the peers sent; empty when the capture is clean. Our markers
+    /// are left out: they come from an ephemeral port, which tshark may
+    /// take for some other protocol's (41170 is MANOLITO's) and call
+    /// malformed.
     pub(crate) fn problems(&self) -> io::Result<String> {
+        let filter = format!(
+            "(_ws.malformed || _ws.expert.severity >= error) && !(udp.dstport == {MARKER_PORT})"
+        );
         Ok(self
-            .tshark(&["-Y", "_ws.malformed || _ws.expert.severity >= error"])?
+            .tshark(&["-Y", &filter])?
             .trim()
             .to_owned())
     }
