@@ -252,10 +252,7 @@ impl Pcap {
         let filter = format!(
             "(_ws.malformed || _ws.expert.severity >= error) && !(udp.dstport == {MARKER_PORT})"
         );
-        Ok(self
-            .tshark(&["-Y", &filter])?
-            .trim()
-            .to_owned())
+        Ok(self.tshark(&["-Y", &filter])?.trim().to_owned())
     }
 
     /// tshark's one line per L2TP packet (the markers left out).
