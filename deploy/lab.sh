@@ -52,6 +52,9 @@
 #                   interval toward the LNSs (L2LAB_HA_HELLO_MS and
 #                   L2LAB_HA_DEAD_MS change them). Default 0: the configs as
 #                   the examples have them.
+#   L2LAB_HA_STANDBY=1  lacd prefers lns1 (lns2 gets preference 1): every
+#                   call goes to lns1 and lns2 only backs it up. Default 0:
+#                   both preference 0, calls shared by weight.
 #   L2LAB_ONLINK=1  l2lab-net reaches both pools on-link (100.64.0.0/21 dev
 #                   core0) instead of a route via each LNS: whichever LNS
 #                   holds a session answers the core's ARP for its address
@@ -336,6 +339,14 @@ secret = "$HA_SECRET"
 EOF
         ;;
     lac)
+        if [[ ${L2LAB_HA_STANDBY:-0} == 1 ]]; then
+            # lns2 is the standby: the [[lns]] entry after its address
+            # gets preference 1.
+            awk '/^[[:space:]]*address[[:space:]]*=[[:space:]]*"10\.0\.0\.12:/ { standby = 1 }
+                 standby && /^[[:space:]]*preference[[:space:]]*=/ { $0 = "preference = 1"; standby = 0 }
+                 { print }' "$file" >"$file.ha"
+            mv -f "$file.ha" "$file"
+        fi
         # Failure detection within 300 ms: a Hello every 100 ms toward
         # each LNS, the LNS dead after 300 ms of silence.
         cat >>"$file" <<EOF

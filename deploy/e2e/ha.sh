@@ -11,7 +11,8 @@
 #   sudo deploy/e2e/ha.sh (--kill-primary | --switchover all|new) [--subscribers N]
 #                         [--rate PPS] [--duration S] [--event-at S] [--out DIR]
 #                         [--expect-zero-upstream-loss] [--max-upstream-gap-ms N]
-#                         [--expect-zero-loss] [--max-gap-ms N] [--no-build] [--debug]
+#                         [--expect-zero-loss] [--max-gap-ms N] [--standby] [--hello-ms N] [--dead-ms N]
+#                         [--no-build] [--debug]
 #
 #   --kill-primary    kill -9 lns1's lnsd: failure switchover (the LAC sees the
 #                     Hellos go unanswered, holds the sessions, recovers them on lns2)
@@ -30,6 +31,8 @@
 #   --max-gap-ms N                fail if a stream's gap after the event exceeds N, either way
 #   --hello-ms N, --dead-ms N  lacd's Hello interval and dead interval toward the
 #                     LNSs (default 100 and 300)
+#   --standby         every call on lns1, lns2 only its backup (lacd gives lns2
+#                     preference 1); default: calls shared between the two
 #   --setup-timeout S how long all the sessions may take to come up (default 240)
 #   --no-build        use the binaries as they are (default: cargo build --release first)
 #   --debug           the debug build instead of release
@@ -85,10 +88,11 @@ while [[ $# -gt 0 ]]; do
     --max-gap-ms) MAX_GAP=$2; shift 2 ;;
     --setup-timeout) SETUP_TIMEOUT=$2; shift 2 ;;
     --hello-ms) export L2LAB_HA_HELLO_MS=$2; shift 2 ;;
+    --standby) export L2LAB_HA_STANDBY=1; shift ;;
     --dead-ms) export L2LAB_HA_DEAD_MS=$2; shift 2 ;;
     --no-build) BUILD=0; shift ;;
     --debug) PROFILE=debug; shift ;;
-    -h | --help) sed -n '2,44p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,48p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument $1 (see --help)" ;;
     esac
 done
