@@ -138,6 +138,13 @@ pub struct FastpathConfig {
     /// Updates kept per worker while its queue is full; beyond this an
     /// update is refused with [`FastpathError::Backlog`].
     pub max_backlog: usize,
+    /// Frames in each port's UMEM (2 KiB each). A LAC holds what the
+    /// subscribers of a dead LNS send, and replays what that LNS may have
+    /// missed, in UMEM frames until the move flushes them: a thousand
+    /// sessions at 10 packets/s held for half a second take ~5,000 frames
+    /// beyond the fill ring's, so the LAC's default is 32,768 (64 MiB a
+    /// port); the LNS's 4,096.
+    pub umem_frames: u32,
     /// How long each LAC worker keeps what it relayed upstream, to replay it
     /// to a dead LNS's peer (`WorkerConfig::replay_window`); zero (the
     /// default): nothing kept.
@@ -170,6 +177,10 @@ impl FastpathConfig {
             hold_depth: 64,
             hold_rings: 1024,
             max_backlog: 1 << 20,
+            umem_frames: match role {
+                Role::Lac => 32_768,
+                Role::Lns => 4096,
+            },
             replay_window: Duration::ZERO,
         }
     }
@@ -396,6 +407,7 @@ impl Fastpath {
             for (interface, s) in config.interfaces.iter().zip(&steering) {
                 let port_config = AfXdpConfig {
                     mode: config.xdp_mode,
+                    frames: config.umem_frames,
                     ..AfXdpConfig::new(interface, queue)
                 };
                 ports.push(AfXdpPort::open(&port_config, Some(s))?);
