@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The demo, in one command:
 #
-#   sudo deploy/demo.sh [lab|interop|l2tpns|all]        (default all)
+#   sudo deploy/demo.sh [lab|interop|l2tpns|ha|all]     (default all)
 #
 # 1. lab: the end-to-end scenario (deploy/e2e/run.sh) on the namespace lab
 #    (deploy/lab.sh): 1000 PPPoE subscribers dial through our LAC (lacd) to
@@ -19,6 +19,12 @@
 #    l2bench's PPPoE subscribers through lacd to l2tpns and FreeRADIUS, in
 #    relay mode then in proxy mode (lacd negotiates LCP and authenticates,
 #    l2tpns takes the proxy AVPs), traffic both ways, a tshark verdict.
+# 4. ha: failure and planned switchover (deploy/e2e/ha.sh): 1000 subscribers
+#    on lns1, lns2 its backup, traffic both ways; lns1's lnsd killed with -9
+#    (lacd finds it dead, holds and replays upstream, lns2 adopts every
+#    session: none flaps or renegotiates, no upstream packet is lost), then
+#    in a fresh lab `l2tpctl ha switchover all` on lns1 (make-before-break,
+#    no loss either way).
 #
 # Needs root and what deploy/setup.sh installs. Everything either part starts
 # or creates is removed on exit, also on failure or Ctrl-C. Every part runs
@@ -31,8 +37,8 @@ PART=${1:-all}
 die() { printf 'demo: %s\n' "$*" >&2; exit 1; }
 
 case $PART in
-lab | interop | l2tpns | all) ;;
-*) die "unknown part \"$PART\": lab, interop, l2tpns or all" ;;
+lab | interop | l2tpns | ha | all) ;;
+*) die "unknown part \"$PART\": lab, interop, l2tpns, ha or all" ;;
 esac
 [[ $(id -u) -eq 0 ]] || die "needs root (network namespaces, veth, AF_XDP, TUN, capture)"
 command -v cargo >/dev/null || die "a Rust toolchain (cargo) is required"
@@ -61,6 +67,14 @@ if [[ $PART == l2tpns || $PART == all ]]; then
     done
 fi
 
+if [[ $PART == ha || $PART == all ]]; then
+    printf '\n######## 4a. HA: kill -9 of the LNS holding 1000 subscribers\n'
+    "$ROOT/deploy/e2e/ha.sh" --standby --kill-primary --subscribers 1000 --rate 10000 \
+        --duration 10 --event-at 4 --expect-zero-upstream-loss --out /tmp/l2lab-ha-kill --no-build || failed+=(ha-kill)
+    printf '\n######## 4b. HA: planned switchover of all 1000 subscribers to the peer\n'
+    "$ROOT/deploy/e2e/ha.sh" --standby --switchover all --subscribers 1000 --rate 10000 \
+        --duration 10 --event-at 4 --expect-zero-loss --out /tmp/l2lab-ha-switchover --no-build || failed+=(ha-switchover)
+fi
 if [[ ${#failed[@]} -gt 0 ]]; then
     die "failed: ${failed[*]}"
 fi
