@@ -7,10 +7,6 @@
 
 #![cfg(test)]
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use dataplane::io::memory::MemoryPort;
 use dataplane::punt::InjectTarget;
 use dataplane::testkit::{self as lab, Encoding};
@@ -18,47 +14,8 @@ use dataplane::update::Update;
 use dataplane::wire::{ipv4, ppp};
 use dataplane::worker::{Role, Worker};
 
-struct Counting;
-
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-
-thread_local! {
-    static WATCHING: Cell<bool> = const { Cell::new(false) };
-}
-
-fn note() {
-    // try_with: the thread-local may be gone while a thread shuts down.
-    if WATCHING.try_with(Cell::get).unwrap_or(false) {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-// SAFETY: every method forwards to the system allocator unchanged; the
-// count is a side effect that never allocates.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note();
-        // SAFETY: the caller's contract is passed on as it is.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        note();
-        // SAFETY: as above.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note();
-        // SAFETY: as above.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: as above.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
+#[path = "support/counting_alloc.rs"]
+mod counting_alloc;
 
 const SESSIONS: usize = 100_000;
 const ROUNDS: usize = 100;
@@ -160,19 +117,15 @@ fn the_hot_loop_allocates_nothing_after_start_up() {
     round(&mut lns, &lns_frames, &lns_updates, lns_inject);
     round(&mut lac, &lac_frames, &lac_updates, None);
 
-    WATCHING.with(|w| w.set(true));
-    let mut forwarded = 0;
-    for _ in 0..ROUNDS {
-        forwarded += round(&mut lns, &lns_frames, &lns_updates, lns_inject);
-        forwarded += round(&mut lac, &lac_frames, &lac_updates, None);
-    }
-    WATCHING.with(|w| w.set(false));
-
-    assert_eq!(
-        ALLOCATIONS.load(Ordering::Relaxed),
-        0,
-        "allocations in the hot loop"
-    );
+    let (forwarded, allocations) = counting_alloc::allocations_in(|| {
+        let mut forwarded = 0;
+        for _ in 0..ROUNDS {
+            forwarded += round(&mut lns, &lns_frames, &lns_updates, lns_inject);
+            forwarded += round(&mut lac, &lac_frames, &lac_updates, None);
+        }
+        forwarded
+    });
+    assert_eq!(allocations, 0, "allocations in the hot loop");
     // 64 LNS packets, 2 fragments, 1 inject and 64 LAC packets a round
     // get out.
     assert_eq!(forwarded, ROUNDS * (64 + 2 + 1 + 64));

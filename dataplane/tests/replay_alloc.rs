@@ -6,9 +6,6 @@
 
 #![cfg(test)]
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use dataplane::io::memory::MemoryPort;
@@ -16,46 +13,8 @@ use dataplane::testkit as lab;
 use dataplane::update::Update;
 use dataplane::worker::{Role, Worker, WorkerConfig};
 
-struct Counting;
-
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-
-thread_local! {
-    static WATCHING: Cell<bool> = const { Cell::new(false) };
-}
-
-fn note() {
-    if WATCHING.try_with(Cell::get).unwrap_or(false) {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-// SAFETY: every method forwards to the system allocator unchanged; the
-// count is a side effect that never allocates.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note();
-        // SAFETY: the caller's contract is passed on as it is.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        note();
-        // SAFETY: as above.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note();
-        // SAFETY: as above.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: as above.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
+#[path = "support/counting_alloc.rs"]
+mod counting_alloc;
 
 const SESSIONS: usize = 8;
 const ROUNDS: usize = 200;
@@ -115,18 +74,14 @@ fn recording_and_replaying_allocate_nothing_after_start_up() {
     updates.push(Update::Barrier(1));
     round(&mut w, &frames, &updates);
 
-    WATCHING.with(|w| w.set(true));
-    let mut out = 0;
-    for _ in 0..ROUNDS {
-        out += round(&mut w, &frames, &updates);
-    }
-    WATCHING.with(|w| w.set(false));
-
-    assert_eq!(
-        ALLOCATIONS.load(Ordering::Relaxed),
-        0,
-        "allocations in the hot loop"
-    );
+    let (out, allocations) = counting_alloc::allocations_in(|| {
+        let mut out = 0;
+        for _ in 0..ROUNDS {
+            out += round(&mut w, &frames, &updates);
+        }
+        out
+    });
+    assert_eq!(allocations, 0, "allocations in the hot loop");
     let replayed = w.counters().replayed;
     assert!(replayed > ROUNDS as u64, "{replayed} replayed");
     // Every frame relayed, every replayed one relayed again.
