@@ -71,6 +71,8 @@ BENCH_PID=""
 
 say() { printf '\n==> %s\n' "$*"; }
 die() { printf 'ha: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=deploy/e2e/common.sh
+source "$ROOT/deploy/e2e/common.sh"
 number() { [[ $2 =~ ^[0-9]+([.][0-9]+)?$ ]] || die "$1: give a number, not \"$2\""; }
 
 while [[ $# -gt 0 ]]; do
@@ -111,38 +113,14 @@ awk -v a="$EVENT_AT" -v d="$DURATION" 'BEGIN { exit !(a < d) }' ||
     die "--event-at must fall inside --duration"
 [[ $(id -u) -eq 0 ]] || die "needs root (network namespaces, veth, AF_XDP)"
 command -v jq >/dev/null || die "jq not found (apt-get install jq): it reads the report"
-if [[ -e $OUT && ! -f $OUT/.l2lab-ha && ! -f $OUT/report.json && -n $(ls -A "$OUT" 2>/dev/null) ]]; then
-    die "$OUT exists and is not an earlier run's output: choose another --out"
-fi
+e2e_check_out "$OUT" .l2lab-ha
 export PATH="$PATH:/usr/sbin:/sbin"
 
 # --- binaries -------------------------------------------------------------------
-TARGET="${CARGO_TARGET_DIR:-$ROOT/target}/$PROFILE"
-if [[ $BUILD -eq 1 ]]; then
-    say "building lnsd, lacd, l2tpctl and l2bench ($PROFILE)"
-    release=()
-    [[ $PROFILE == release ]] && release=(--release)
-    cargo build ${release[@]+"${release[@]}"} --quiet --manifest-path "$ROOT/Cargo.toml" \
-        -p controlplane --bins -p bench --bin l2bench
-fi
-export LNSD=${LNSD:-$TARGET/lnsd}
-export LACD=${LACD:-$TARGET/lacd}
-L2BENCH=${L2BENCH:-$TARGET/l2bench}
-L2TPCTL=${L2TPCTL:-$TARGET/l2tpctl}
-for binary in "$LNSD" "$LACD" "$L2BENCH" "$L2TPCTL"; do
-    [[ -x $binary ]] || die "$binary not found: build it (drop --no-build) or set LNSD/LACD/L2BENCH/L2TPCTL"
-done
+e2e_binaries
 
 # --- the lab, ours alone until we exit -----------------------------------------
-exec {lock_fd}>"$LOCK"
-if ! flock --nonblock "$lock_fd"; then
-    echo "ha: the lab is in use (a test or another run holds $LOCK); waiting up to 10 min"
-    flock --wait 600 "$lock_fd" || die "the lab stayed busy for 10 minutes"
-fi
-
-# lab.sh with the lock's descriptor closed, so that the daemons it starts do
-# not hold the lock after we are gone.
-lab() { "$LAB" "$@" {lock_fd}>&-; }
+e2e_take_lab ha
 
 # What each daemon says about HA and its counters, into OUT/WHEN-BOX-*.txt.
 snapshot() {

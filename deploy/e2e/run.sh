@@ -50,6 +50,8 @@ BOXES=()
 
 say() { printf '\n==> %s\n' "$*"; }
 die() { printf 'e2e: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=deploy/e2e/common.sh
+source "$ROOT/deploy/e2e/common.sh"
 
 while [[ $# -gt 0 ]]; do
     case $1 in
@@ -70,40 +72,14 @@ done
     die "--subscribers: 1 to 4096 (the lab's users file has sub0..sub4095)"
 [[ $MODE == pppoe || $MODE == l2tp ]] || die "--mode: pppoe or l2tp"
 [[ $(id -u) -eq 0 ]] || die "needs root (network namespaces, veth, AF_XDP)"
-# The output directory is emptied only if an earlier run made it (its
-# marker file or a report is there): --out pointing at anything else is refused.
-if [[ -e $OUT && ! -f $OUT/.l2lab-e2e && ! -f $OUT/report.json && -n $(ls -A "$OUT" 2>/dev/null) ]]; then
-    die "$OUT exists and is not an earlier run's output: choose another --out"
-fi
+e2e_check_out "$OUT" .l2lab-e2e
 export PATH="$PATH:/usr/sbin:/sbin"
 
 # --- binaries -------------------------------------------------------------------
-TARGET="${CARGO_TARGET_DIR:-$ROOT/target}/$PROFILE"
-if [[ $BUILD -eq 1 ]]; then
-    say "building lnsd, lacd, l2tpctl and l2bench ($PROFILE)"
-    release=()
-    [[ $PROFILE == release ]] && release=(--release)
-    cargo build ${release[@]+"${release[@]}"} --quiet --manifest-path "$ROOT/Cargo.toml" \
-        -p controlplane --bins -p bench --bin l2bench
-fi
-export LNSD=${LNSD:-$TARGET/lnsd}
-export LACD=${LACD:-$TARGET/lacd}
-L2BENCH=${L2BENCH:-$TARGET/l2bench}
-L2TPCTL=${L2TPCTL:-$TARGET/l2tpctl}
-for binary in "$LNSD" "$LACD" "$L2BENCH"; do
-    [[ -x $binary ]] || die "$binary not found: build it (drop --no-build) or set LNSD/LACD/L2BENCH"
-done
+e2e_binaries
 
 # --- the lab, ours alone until we exit -----------------------------------------
-exec {lock_fd}>"$LOCK"
-if ! flock --nonblock "$lock_fd"; then
-    echo "e2e: the lab is in use (a test or another run holds $LOCK); waiting up to 10 min"
-    flock --wait 600 "$lock_fd" || die "the lab stayed busy for 10 minutes"
-fi
-
-# lab.sh with the lock's descriptor closed, so that the daemons it starts do
-# not hold the lock after we are gone.
-lab() { "$LAB" "$@" {lock_fd}>&-; }
+e2e_take_lab e2e
 
 cleanup() {
     local status=$?
