@@ -51,6 +51,26 @@ use common::{BoxError, L2tpNode};
 /// With a fast path, the driver runs in slices this short so punted frames
 /// are served promptly (the plan's ≤ 2 ms).
 const FASTPATH_SLICE: Duration = Duration::from_millis(1);
+/// While the fast path has work under way (punts just handled, answered
+/// calls or moves waiting for the workers' barrier, control messages just
+/// read), the loop comes back at once instead of waiting out a slice on
+/// the L2TP socket: each exchange of a recovery (ICRP in, program,
+/// barrier, ICCN out) cost a slice or two, and with the LNS's receive
+/// window of 16 (RFC 2661 §5.8) a failure switchover of 500 calls is some
+/// 60 such rounds. The socket is still read then, without waiting
+/// ([`read_control`]): the steering program passes L2TP control messages
+/// to the kernel, and a loop that skipped it would go deaf to the LNSs
+/// (their dead interval). Waiting only for the workers, the loop naps this
+/// long between looks.
+const WORKER_NAP: Duration = Duration::from_micros(50);
+/// Control messages read per look in a hurry at most (then the loop turns,
+/// so the node's answers and the workers are not kept waiting).
+const CONTROL_BURST: usize = 256;
+/// Our Receive Window Size (RFC 2661 §4.4.3): an LNS answers a recovery's
+/// ICRQs with ICRPs back to back, and with the RFC's 16 the later ones
+/// wait for our acknowledgements. Larger only costs the out-of-order
+/// messages we may hold per tunnel.
+const RECEIVE_WINDOW: u16 = 256;
 /// How often the fast path's counters are asked for.
 const REPORT_EVERY: Duration = Duration::from_secs(1);
 /// How long `show stats` waits for every worker's current counters.
@@ -271,6 +291,7 @@ fn node_config(config: &LacConfig, mac: ethernet::Address) -> lac::Config {
     c.l2tp.require_authentication = config.require_auth;
     c.l2tp.hello_interval = config.hello_interval();
     c.l2tp.dead_interval = config.dead_interval();
+    c.l2tp.receive_window = RECEIVE_WINDOW;
     if config.ha.enabled {
         let h = &config.ha;
         c.ha = Some(lac::HaPolicy {
@@ -388,7 +409,9 @@ fn log_lac_event(event: &lac::Event) {
             "answered call abandoned before it was up"
         ),
         lac::Event::SessionUp(up) => match up.moved_from {
-            Some(from) => info!(
+            // Per call at debug: a recovery moves hundreds at once, and the
+            // node sums each up in one line ("HA: recovery calls done").
+            Some(from) => tracing::debug!(
                 subscriber = %up.subscriber.mac,
                 pppoe_session = up.subscriber.session_id,
                 lns = %up.peer,
@@ -426,7 +449,7 @@ fn log_lac_event(event: &lac::Event) {
             local_tunnel_id,
             local_session_id,
             replay,
-        } => info!(
+        } => tracing::debug!(
             subscriber = %subscriber.mac,
             pppoe_session = subscriber.session_id,
             local_tunnel_id,
@@ -672,17 +695,20 @@ impl Daemon {
     }
 
     /// Send what the node queued for the access port now (PADTs after a
-    /// clear), not at the next slice.
-    fn flush_access(&mut self) {
+    /// clear), not at the next slice. Returns how many punts the fast path
+    /// handled.
+    fn flush_access(&mut self) -> usize {
         let now = self.driver.now();
         if let Some(fp) = self.fastpath.as_mut() {
-            fp.service(self.driver.node_mut(), now);
-        } else if let Some(port) = self.access.as_mut() {
+            return fp.service(self.driver.node_mut(), now);
+        }
+        if let Some(port) = self.access.as_mut() {
             port.service(self.driver.node_mut(), now);
         } else {
             let mut buf = Vec::new();
             while self.driver.node_mut().poll_access_frame(&mut buf) {}
         }
+        0
     }
 
     fn tunnels(&self) -> Vec<TunnelRow> {
@@ -973,6 +999,8 @@ fn run(args: &Args, config: LacConfig, logging: Logging) -> Result<(), BoxError>
     };
     let socket = UdpSocket::bind(config.listen)
         .map_err(|e| format!("cannot listen on {} (listen): {e}", config.listen))?;
+    // The same socket, read without waiting while the loop hurries.
+    let control_socket = socket.try_clone()?;
     let driver = Driver::new(socket, node)?;
     let Operator {
         mut control,
@@ -1010,6 +1038,9 @@ fn run(args: &Args, config: LacConfig, logging: Logging) -> Result<(), BoxError>
         .duration
         .map(|s| daemon.driver.now() + Duration::from_secs(s));
     let mut next_report = daemon.driver.now();
+    // The fast path has work under way: no slice (WORKER_NAP).
+    let mut hurry = false;
+    let mut datagram = vec![0u8; 65_536];
     loop {
         if signals.terminate_requested() {
             info!("asked to stop");
@@ -1022,8 +1053,13 @@ fn run(args: &Args, config: LacConfig, logging: Logging) -> Result<(), BoxError>
         if signals.take_reload() {
             daemon.reload(args);
         }
+        let mut received = 0;
+        if hurry {
+            received = read_control(&control_socket, &mut daemon.driver, &mut datagram)?;
+        }
         let now = daemon.driver.now();
-        let deadline = end.map_or(now + slice, |e| e.min(now + slice));
+        let until = if hurry { now } else { now + slice };
+        let deadline = end.map_or(until, |e| e.min(until));
         let Daemon {
             driver,
             fastpath,
@@ -1045,10 +1081,21 @@ fn run(args: &Args, config: LacConfig, logging: Logging) -> Result<(), BoxError>
             }
             ControlFlow::Continue(())
         })?;
-        daemon.flush_access();
+        let punts = daemon.flush_access();
+        let waiting = daemon
+            .fastpath
+            .as_ref()
+            .is_some_and(|fp| fp.waiting_for_workers());
+        hurry = punts > 0 || waiting || received > 0;
+        if waiting && punts == 0 && received == 0 {
+            std::thread::sleep(WORKER_NAP);
+        }
         control.poll(|request| daemon.handle(request));
         daemon.control_requests = control.stats().requests;
-        daemon.refresh_metrics();
+        if !hurry {
+            // Once the burst is served: the scan is over every tunnel.
+            daemon.refresh_metrics();
+        }
         if daemon.driver.now() >= next_report {
             next_report = daemon.driver.now() + REPORT_EVERY;
             daemon.refresh_fastpath();
@@ -1056,6 +1103,46 @@ fn run(args: &Args, config: LacConfig, logging: Logging) -> Result<(), BoxError>
         }
     }
     daemon.shutdown()
+}
+
+/// Hand the node the control messages waiting on `socket` (the driver's,
+/// cloned), up to [`CONTROL_BURST`], without blocking: what the driver's
+/// slice would have read, for a loop that has no slice to spare. The
+/// socket is non-blocking only meanwhile (the flag is the driver's too).
+fn read_control(
+    socket: &UdpSocket,
+    driver: &mut Driver<lac::Node>,
+    buf: &mut [u8],
+) -> Result<usize, BoxError> {
+    socket.set_nonblocking(true)?;
+    let mut read = 0;
+    let mut result = Ok(());
+    while read < CONTROL_BURST {
+        match socket.recv_from(buf) {
+            Ok((len, SocketAddr::V4(from))) => {
+                read += 1;
+                let now = driver.now();
+                let payload = buf.get(..len).unwrap_or_default();
+                driver.node_mut().handle_datagram(now, from, payload);
+            }
+            // Not ours to take (we listen on IPv4).
+            Ok((_, SocketAddr::V6(_))) => read += 1,
+            Err(e) => {
+                if !matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::Interrupted
+                        | std::io::ErrorKind::ConnectionRefused
+                ) {
+                    result = Err(e);
+                }
+                break;
+            }
+        }
+    }
+    socket.set_nonblocking(false)?;
+    result?;
+    Ok(read)
 }
 
 /// The probe mode of `--sessions`: the L2TP side alone, as lacd was before

@@ -67,8 +67,13 @@
 //! offloaded and answers with its Ownership-Epoch: [`Event::CallAnswered`]
 //! (with [`Config::defer_connect`]) and [`Event::SessionUp`] come as for
 //! any call, with [`CallUp::moved_from`] naming the old ids and the epoch;
-//! at SessionUp the held frames go out first, in order. PPP is never
-//! renegotiated: the subscriber sees nothing but the gap.
+//! at SessionUp the held frames go out first, in order (a fast path sends
+//! what its workers held as soon as it connects the call: the peer
+//! programmed the adopted session before its ICRP). PPP is never
+//! renegotiated: the subscriber sees nothing but the gap. Per call the
+//! moves are logged at debug; each recovery tunnel's burst is summed up in
+//! one line once its last call is up or failed ("HA: recovery calls
+//! done", with when the first and last were connected and up).
 //!
 //! *Replay* (C6, zero upstream loss): what the subscriber sent toward the
 //! dead LNS before the LAC noticed (up to a dead interval's worth) may or
@@ -784,6 +789,26 @@ struct RecoveryTunnelState {
     in_flight: usize,
     /// The tunnel must be up by then, or the peer is passed over.
     setup_deadline: Option<Instant>,
+    /// The burst of calls under way, summed up in one line once none is
+    /// left (per call the log says it at debug only: a failure switchover
+    /// moves hundreds at once).
+    burst: RecoveryBurst,
+}
+
+/// Recovery calls of one recovery tunnel since it last had none under way.
+#[derive(Debug, Clone, Copy, Default)]
+struct RecoveryBurst {
+    /// When the first of them was queued.
+    since: Option<Instant>,
+    /// When the first and the last were connected (ICCN sent,
+    /// [`Node::connect_call`]): with a fast path, when their held upstream
+    /// went to the peer.
+    first_connected: Option<Instant>,
+    last_connected: Option<Instant>,
+    /// When the first came up.
+    first_up: Option<Instant>,
+    up: usize,
+    failed: usize,
 }
 
 /// What a tunnel's LNS said about itself for HA, kept past the tunnel's
@@ -2132,6 +2157,12 @@ impl Node {
                 false
             }
         };
+        if connected && self.by_recovery.contains_key(&session) {
+            if let Some(r) = self.recoveries.get_mut(&session.tunnel) {
+                r.burst.first_connected.get_or_insert(now);
+                r.burst.last_connected = Some(now);
+            }
+        }
         self.pump(now);
         connected
     }
@@ -2428,6 +2459,7 @@ impl Node {
                 Ok(t) => {
                     if let Some(r) = self.recoveries.get_mut(&t) {
                         r.waiting.push_back(key);
+                        r.burst.since.get_or_insert(now);
                     }
                     self.service_recovery(now, t);
                     return;
@@ -2476,6 +2508,7 @@ impl Node {
                 waiting: VecDeque::new(),
                 in_flight: 0,
                 setup_deadline: Some(now + self.recovery_setup_time()),
+                burst: RecoveryBurst::default(),
             },
         );
         self.tunnels.insert(t, peer);
@@ -2575,12 +2608,39 @@ impl Node {
     }
 
     /// A recovery call is up or gone: its slot in the window is free.
-    fn recovery_call_finished(&mut self, now: Instant, call: SessionHandle) {
+    /// The last of a burst sums the burst up in the log.
+    fn recovery_call_finished(&mut self, now: Instant, call: SessionHandle, up: bool) {
         self.by_recovery.remove(&call);
         if let Some(r) = self.recoveries.get_mut(&call.tunnel) {
             r.in_flight = r.in_flight.saturating_sub(1);
+            if up {
+                r.burst.up += 1;
+                r.burst.first_up.get_or_insert(now);
+            } else {
+                r.burst.failed += 1;
+            }
             self.service_recovery(now, call.tunnel);
         }
+        let peer = self.tunnels.get(&call.tunnel).copied();
+        let Some(r) = self.recoveries.get_mut(&call.tunnel) else {
+            return;
+        };
+        if r.in_flight > 0 || !r.waiting.is_empty() {
+            return;
+        }
+        let b = std::mem::take(&mut r.burst);
+        let since = b.since.unwrap_or(now);
+        let ms = |t: Instant| t.saturating_duration_since(since).as_millis() as u64;
+        tracing::info!(
+            peer = ?peer,
+            calls_up = b.up,
+            failed = b.failed,
+            first_connected_ms = b.first_connected.map(ms),
+            last_connected_ms = b.last_connected.map(ms),
+            first_up_ms = b.first_up.map(ms),
+            last_up_ms = ms(now),
+            "HA: recovery calls done"
+        );
     }
 
     /// No peer took a moving subscriber's call. A load switchover leaves it
@@ -2625,7 +2685,7 @@ impl Node {
                 call,
                 ResultCode::with_message(cdn::ADMINISTRATIVE, "subscriber session ended"),
             );
-            self.recovery_call_finished(now, call);
+            self.recovery_call_finished(now, call, false);
         }
         if let Some((local_tunnel_id, local_session_id)) = m.new_ids {
             self.events.push_back(Event::CallAbandoned {
@@ -2733,7 +2793,7 @@ impl Node {
             peer_session_id,
             call.ownership_epoch,
         );
-        self.recovery_call_finished(now, session);
+        self.recovery_call_finished(now, session, up.is_some());
         let Some(up) = up else {
             return;
         };
@@ -2874,8 +2934,8 @@ impl Node {
         session: SessionHandle,
         reason: &SessionDownReason,
     ) {
-        tracing::info!(subscriber = %key.mac, ?reason, "recovery call failed");
-        self.recovery_call_finished(now, session);
+        tracing::debug!(subscriber = %key.mac, ?reason, "recovery call failed");
+        self.recovery_call_finished(now, session, false);
         let Some(sub) = self.subscribers.get_mut(&key) else {
             return;
         };
