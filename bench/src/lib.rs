@@ -5,6 +5,7 @@
 //! (`src/bin/fastpath_instructions.rs`, run by `gate.sh`) measure the same
 //! packets through the same worker.
 
+pub mod hasync;
 pub mod linerate;
 pub mod subscribers;
 

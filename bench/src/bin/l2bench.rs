@@ -23,6 +23,10 @@ enum Command {
     /// Drive an LNS worker and a raw AF_XDP reflector over veth pairs and
     /// report both rates and their ratio.
     Linerate(bench::linerate::Args),
+    /// Two LNS peerings over loopback: bulk-sync sessions from one to the
+    /// other, then offload changes; report the sync's wall time and the
+    /// offload lag, and check the peer's store.
+    Hasync(bench::hasync::Args),
 }
 
 fn main() -> ExitCode {
@@ -30,6 +34,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => bench::subscribers::run(&args),
         Command::Linerate(args) => bench::linerate::run(&args),
+        Command::Hasync(args) => bench::hasync::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

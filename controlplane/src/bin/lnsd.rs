@@ -1208,6 +1208,22 @@ fn start(config: LnsConfig, logging: Logging) -> Result<(Daemon, ControlServer),
     Ok((daemon, control))
 }
 
+/// One event of the node: the fast path's tables first (they follow the
+/// node), then the log and the book.
+fn on_node_event(
+    fastpath: &mut Option<LnsFastpath>,
+    book: &mut Book,
+    metrics: &Metrics,
+    now: Instant,
+    event: &lns::Event,
+) {
+    if let Some(fp) = fastpath.as_mut() {
+        fp.program(event);
+    }
+    common::log_lns_event(event);
+    book.note(now, event, metrics);
+}
+
 /// The control loop, until a signal or `--duration` says stop; then the
 /// clean shutdown.
 fn serve(
@@ -1254,12 +1270,7 @@ fn serve(
             ..
         } = &mut daemon;
         driver.run_until(deadline, |_, event| {
-            if let Some(fp) = fastpath.as_mut() {
-                // Before anything else: the tables follow the node.
-                fp.program(&event);
-            }
-            common::log_lns_event(&event);
-            book.note(now, &event, metrics);
+            on_node_event(fastpath, book, metrics, now, &event);
             ControlFlow::Continue(())
         })?;
         if let Some(fp) = fastpath.as_mut() {
@@ -1268,6 +1279,17 @@ fn serve(
             // Events the glue leaves to its owner: refused updates (the
             // fast path logs them) and barriers lnsd does not use.
             while fp.poll_event().is_some() {}
+            // What the punted frames produced goes out now, not after the
+            // operator's requests and the periodic work below: sessions
+            // that came up send their LSORQs to the peers (the offload lag
+            // counts from the change), and PPP answers leave sooner. A
+            // deadline already passed: sends and hands out events, never
+            // waits.
+            let now = driver.now();
+            driver.run_until(now, |_, event| {
+                on_node_event(fastpath, book, metrics, now, &event);
+                ControlFlow::Continue(())
+            })?;
         }
         daemon.log_switchover_answers();
         control.poll(|request| daemon.handle(request));

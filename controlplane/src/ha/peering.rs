@@ -29,6 +29,14 @@ use crate::l2tp::codes::cdn;
 use crate::l2tp::{Endpoint, Event, ResultCode, SessionHandle, TunnelHandle};
 use crate::time::Instant;
 
+/// A receive buffer for the socket an LNS's LNS-LNS tunnels use
+/// (`SO_RCVBUF`; the kernel caps it at `net.core.rmem_max` and doubles it
+/// for its bookkeeping) that holds a whole offload window of any size up
+/// to 4096 back to back: each small datagram costs the socket about 1.3 KB
+/// of buffer, so the default 208 KB overflows past about 160 of them (see
+/// [`OffloadConfig::window`]).
+pub const SOCKET_RECEIVE_BUFFER: usize = 4 << 20;
+
 /// How an LNS peers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeeringConfig {
