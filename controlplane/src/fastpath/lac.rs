@@ -33,10 +33,8 @@
 //!   `UpsertTunnel` if new, `UpsertSession` with the new ids and the same
 //!   PPPoE binding (the worker finds the slot by the binding and keeps its
 //!   ring, holding flag and counters), the barrier and `connect_call` as
-//!   for any call, and with the ICCN the ring is flushed in order to the
-//!   new LNS, which programmed the adopted session before its ICRP (not at
-//!   [`lac::Event::SessionUp`], a round trip and maybe an acknowledgement
-//!   delay later). Make-before-break (load switchover): nothing is held.
+//!   for any call; its [`lac::Event::SessionUp`] flushes the ring in order
+//!   to the new LNS. Make-before-break (load switchover): nothing is held.
 //!   The answered new call's ids become an alias of the session
 //!   (`AliasSession`), which stays on the old call, still served by the old
 //!   LNS, so upstream does not wait and the new LNS's first frames reach
@@ -222,8 +220,11 @@ pub struct LacFastpath {
     /// [`LacFastpath::service`] first saw them (`None` before): each is
     /// removed [`RELEASE_LINGER`] after.
     releases: VecDeque<(SessionKey, Option<Instant>)>,
-    /// Answered calls programmed whose ICCN waits for the workers.
-    unconnected: Vec<Unconnected>,
+    /// Answered calls programmed whose ICCN waits: the barrier that says
+    /// the workers know them and when it was sent (both `None` until
+    /// [`LacFastpath::service`] sends it; the token alone stays `None` if
+    /// it could not be sent).
+    unconnected: Vec<(SessionHandle, Option<u64>, Option<Instant>)>,
     /// Make-before-break moves switched in the tables whose old call the
     /// node releases once the workers applied the switch
     /// ([`lac::Node::release_moved`]): the barrier and when it was sent,
@@ -231,21 +232,6 @@ pub struct LacFastpath {
     unreleased: Vec<(lac::SubscriberKey, Option<u64>, Option<Instant>)>,
     frame: Vec<u8>,
     stats: LacFastpathStats,
-}
-
-/// An answered call programmed whose ICCN waits until the workers know it.
-#[derive(Debug, Clone, Copy)]
-struct Unconnected {
-    session: SessionHandle,
-    /// A failure switchover's recovered call: the subscriber whose held
-    /// upstream is flushed to the new LNS as soon as the ICCN goes (see
-    /// [`LacFastpath::connect_calls`]).
-    flush: Option<(lac::SubscriberKey, SessionKey)>,
-    /// The barrier that says the workers know the call (`None` until
-    /// [`LacFastpath::service`] sends it, or if it could not be sent).
-    token: Option<u64>,
-    /// When the barrier was sent (`None` before).
-    since: Option<Instant>,
 }
 
 fn call_key(call: &lac::CallUp) -> SessionKey {
@@ -331,22 +317,8 @@ impl LacFastpath {
     pub fn program(&mut self, event: &lac::Event) {
         let result = match event {
             lac::Event::CallAnswered(call) => {
-                let result = self.answer(call);
-                let key = call_key(call);
-                // Held under the new ids, not a make-before-break alias.
-                let recovered = call.moved_from.is_some_and(|m| !m.make_before_break)
-                    && self.sessions.get(&call.subscriber).is_some_and(|p| {
-                        p.holding
-                            && p.config.key == key
-                            && p.moving.is_some_and(|m| m.next.is_none())
-                    });
-                self.unconnected.push(Unconnected {
-                    session: call.session,
-                    flush: recovered.then_some((call.subscriber, key)),
-                    token: None,
-                    since: None,
-                });
-                result
+                self.unconnected.push((call.session, None, None));
+                self.answer(call)
             }
             lac::Event::SessionUp(call) => self.up(call),
             lac::Event::CallAbandoned {
@@ -531,11 +503,10 @@ impl LacFastpath {
             if p.moving.is_some() {
                 self.stats.flushed += 1;
             }
-        }
-        // A recovered call's ring was flushed at its ICCN already.
-        if let Some(p) = self.sessions.get_mut(&call.subscriber) {
-            p.holding = false;
-            p.moving = None;
+            if let Some(p) = self.sessions.get_mut(&call.subscriber) {
+                p.holding = false;
+                p.moving = None;
+            }
         }
         Ok(())
     }
@@ -667,7 +638,6 @@ impl LacFastpath {
         let mut gone = Vec::new();
         let mut kept = false;
         let mut unaliased = Vec::new();
-        let mut rehold = Vec::new();
         for (subscriber, p) in &mut self.sessions {
             if let Some(m) = &mut p.moving {
                 if let Some(next) = m.next.filter(|n| n.key.tunnel_id == tunnel_id) {
@@ -681,20 +651,11 @@ impl LacFastpath {
                 }
                 continue;
             }
-            if !p.holding && p.moving.is_some_and(|m| m.next.is_none()) {
-                // A recovered call flushed at its ICCN whose tunnel failed
-                // before it was up: held again for the next peer.
-                p.holding = true;
-                rehold.push(p.config.key);
-            }
             if p.holding && p.moving.is_some() {
                 kept = true;
             } else {
                 gone.push((*subscriber, p.config.key));
             }
-        }
-        for key in rehold {
-            result = result.and(self.fp.set_holding(key, true));
         }
         for key in unaliased {
             self.stats.moves_reverted += 1;
@@ -907,7 +868,7 @@ impl LacFastpath {
     /// One barrier for the answered calls programmed and the moves
     /// switched since the last turn.
     fn await_workers(&mut self, now: Instant) {
-        if !self.unconnected.iter().any(|c| c.since.is_none())
+        if !self.unconnected.iter().any(|c| c.2.is_none())
             && !self.unreleased.iter().any(|c| c.2.is_none())
         {
             return;
@@ -919,9 +880,9 @@ impl LacFastpath {
                 None
             }
         };
-        for call in self.unconnected.iter_mut().filter(|c| c.since.is_none()) {
-            call.token = token;
-            call.since = Some(now);
+        for call in self.unconnected.iter_mut().filter(|c| c.2.is_none()) {
+            call.1 = token;
+            call.2 = Some(now);
         }
         for moved in self.unreleased.iter_mut().filter(|c| c.2.is_none()) {
             moved.1 = token;
@@ -963,29 +924,15 @@ impl LacFastpath {
     /// Connect the answered calls the workers know (or that waited
     /// [`CONNECT_LIMIT`]): their ICCN goes out with the node's next
     /// transmissions.
-    ///
-    /// A failure switchover's recovered call has its held upstream flushed
-    /// to the new LNS right here, with the ICCN, rather than once the ICCN
-    /// is acknowledged (SessionUp): the peer programmed the adopted session
-    /// into its workers before it sent its ICRP (ha-protocol §5.5, the
-    /// LNS's fast-path glue), so they forward what we send from now on.
-    /// Waiting for the acknowledgement cost each subscriber a round trip
-    /// through the LNS's control loop, or its acknowledgement delay, and on
-    /// a recovery of hundreds of calls the ICCNs queue behind the ICRQs in
-    /// the LNS's receive window (RFC 2661 §5.8): the last held ring went
-    /// 100 ms or more after its ICRP. The dead LNS forwards nothing
-    /// (fenced), so no frame goes through two LNSs; the ring goes out in
-    /// order, replay first.
     fn connect_calls(&mut self, node: &mut lac::Node, now: Instant) {
         let fp = &self.fp;
         let stats = &mut self.stats;
-        let mut flush = Vec::new();
-        self.unconnected.retain(|c| {
-            let Some(since) = c.since else {
+        self.unconnected.retain(|&(session, token, since)| {
+            let Some(since) = since else {
                 return true;
             };
-            let known = c.token.is_some_and(|t| !fp.barrier_pending(t));
-            if !known && now.saturating_duration_since(since) < CONNECT_LIMIT && c.token.is_some() {
+            let known = token.is_some_and(|t| !fp.barrier_pending(t));
+            if !known && now.saturating_duration_since(since) < CONNECT_LIMIT && token.is_some() {
                 return true;
             }
             if known {
@@ -994,44 +941,9 @@ impl LacFastpath {
                 stats.connected_unconfirmed += 1;
             }
             // False when the call ended meanwhile: nothing to do.
-            if node.connect_call(now, c.session) {
-                flush.extend(c.flush);
-            }
+            node.connect_call(now, session);
             false
         });
-        for (subscriber, key) in flush {
-            if let Err(e) = self.flush_recovered(subscriber, key) {
-                self.stats.update_errors += 1;
-                tracing::error!(error = %e, "held upstream not flushed to the new LNS");
-            }
-        }
-    }
-
-    /// A recovered call is connected: its held upstream goes to the new
-    /// LNS (see [`LacFastpath::connect_calls`]). The session stays a move
-    /// until its SessionUp; should the call fail before, the next answered
-    /// call holds it again.
-    fn flush_recovered(
-        &mut self,
-        subscriber: lac::SubscriberKey,
-        key: SessionKey,
-    ) -> Result<(), FastpathError> {
-        let Some(p) = self.sessions.get_mut(&subscriber) else {
-            return Ok(());
-        };
-        if !p.holding || p.config.key != key || p.moving.is_none() {
-            return Ok(());
-        }
-        p.holding = false;
-        self.stats.flushed += 1;
-        tracing::debug!(
-            subscriber = %subscriber.mac,
-            pppoe_session = subscriber.session_id,
-            tunnel_id = key.tunnel_id,
-            session_id = key.session_id,
-            "HA: held upstream flushed to the new LNS with the ICCN"
-        );
-        self.fp.set_holding(key, false)
     }
 
     /// Answered calls whose ICCN waits for the workers.
@@ -1041,7 +953,8 @@ impl LacFastpath {
 
     /// Whether answered calls or moves wait for a barrier the workers
     /// answer in their own time: the owner should call
-    /// [`LacFastpath::service`] again soon rather than after a whole slice.
+    /// [`LacFastpath::service`] again soon rather than after a whole slice
+    /// (a failure switchover's calls each wait for one before their ICCN).
     pub fn waiting_for_workers(&self) -> bool {
         !self.unconnected.is_empty() || !self.unreleased.is_empty()
     }

@@ -67,9 +67,9 @@
 //! offloaded and answers with its Ownership-Epoch: [`Event::CallAnswered`]
 //! (with [`Config::defer_connect`]) and [`Event::SessionUp`] come as for
 //! any call, with [`CallUp::moved_from`] naming the old ids and the epoch;
-//! at SessionUp the held frames go out first, in order (a fast path sends
-//! what its workers held as soon as it connects the call: the peer
-//! programmed the adopted session before its ICRP). PPP is never
+//! at SessionUp the held frames go out first, in order (not before: an
+//! LNS without a fast path takes the call's data only once it has the
+//! ICCN, RFC 2661 §7.4.2). PPP is never
 //! renegotiated: the subscriber sees nothing but the gap. Per call the
 //! moves are logged at debug; each recovery tunnel's burst is summed up in
 //! one line once its last call is up or failed ("HA: recovery calls

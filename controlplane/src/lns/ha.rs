@@ -668,10 +668,9 @@ impl Node {
     /// [`Node::report_connected_calls`] on, the call is reported as a
     /// [`super::ConnectedCall`] ([`Node::adopted_call`] gives the address
     /// and MRU) and its ICRP with the epoch waits for [`Node::release_call`]:
-    /// the LAC flushes the subscriber's held frames as soon as it sends
-    /// its ICCN (with a fast path; without, once the ICCN is acknowledged:
-    /// docs/ha-protocol.md §5.5), so the fast path must know the session,
-    /// address included, before the ICRP lets it connect.
+    /// the LAC flushes the subscriber's held frames as soon as its ICCN is
+    /// acknowledged (docs/ha-protocol.md §5.5), so the fast path must know
+    /// the session, address included, before the ICRP lets it connect.
     /// Without reports the ICRP goes at once.
     pub(super) fn on_recovery_call(
         &mut self,
