@@ -15,289 +15,31 @@
 
 use core::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use core::time::Duration;
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 
 use controlplane::aaa::pool::AddressPool;
 use controlplane::aaa::users::Users;
 use controlplane::aaa::Authenticator;
 use controlplane::fastpath::lns::LnsFastpath;
 use controlplane::fastpath::{Fastpath, FastpathConfig, Role as FastpathRole};
-use controlplane::l2tp::{
-    self, CallParams, Endpoint, HaConfig, LnsPeer, RecoveryTunnel, Retransmission, SessionHandle,
-    SessionState, TunnelHandle,
-};
+use controlplane::l2tp::{SessionHandle, SessionState};
 use controlplane::lns;
 use controlplane::node::Node as SansIo;
-use controlplane::ppp::{self, AuthMethod, Credentials, PppConfig, PppLink, Role};
 use controlplane::sim::{LinkConditions, NodeId, Sim};
 use controlplane::time::Instant;
 use dataplane::io::memory::MemoryPort;
 use dataplane::testkit::{self, ACCESS_MAC, CORE_MAC};
 use dataplane::worker::Worker;
-use rand_chacha::rand_core::{RngCore, SeedableRng};
-use rand_chacha::ChaCha8Rng;
 
-const LAC: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 1701);
-const LNS1: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 11), 1701);
-const LNS2: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 12), 1701);
-const PEER_SECRET: &[u8] = b"lns1-lns2";
+#[path = "support/ha_net.rs"]
+mod ha_net;
+#[path = "support/ha_parties.rs"]
+mod ha_parties;
+
+use ha_net::{rng, LAC, LNS1, LNS2};
+use ha_parties::{lac_config, peered_ha_config, subscriber_ppp, Lac};
+
 const SUBSCRIBERS: usize = 6;
-
-fn rng(seed: u64) -> Box<dyn RngCore + Send> {
-    Box::new(ChaCha8Rng::seed_from_u64(seed))
-}
-
-// --- the LAC, by hand -------------------------------------------------------
-
-/// A PPP client on an L2TP session.
-struct Sub {
-    link: Option<PppLink>,
-    session: Option<SessionHandle>,
-    /// LNS1's Session ID of its first session (Recovery-Session).
-    primary_session_id: u16,
-    ups: usize,
-    downs: usize,
-    /// The ownership epoch of its recovered session.
-    recovered: Option<u32>,
-}
-
-struct Lac {
-    endpoint: Endpoint,
-    subs: Vec<Sub>,
-    by_session: HashMap<SessionHandle, usize>,
-    /// The primary tunnel: handle, our Tunnel ID, LNS1's, its peers.
-    primary: Option<(TunnelHandle, u16, u16, Vec<Ipv4Addr>)>,
-    primary_down: bool,
-    recovery: Option<TunnelHandle>,
-    transmits: VecDeque<(SocketAddrV4, Vec<u8>)>,
-    ppp: PppConfig,
-    rng: Box<dyn RngCore + Send>,
-}
-
-impl Lac {
-    fn new() -> Lac {
-        let config = l2tp::Config {
-            ha: Some(HaConfig::default()),
-            hello_interval: Some(Duration::from_millis(100)),
-            dead_interval: Some(Duration::from_millis(300)),
-            retransmission: Retransmission {
-                initial: Duration::from_millis(100),
-                cap: Duration::from_millis(100),
-                max_retries: 3,
-            },
-            ack_delay: Duration::from_millis(10),
-            ..l2tp::Config::lac("lac")
-        };
-        let mut ppp = PppConfig::client(Credentials {
-            username: b"sub".to_vec(),
-            password: b"pw".to_vec(),
-        });
-        ppp.lcp.authenticate_self = vec![AuthMethod::ChapMd5];
-        Lac {
-            endpoint: Endpoint::new(config, rng(7)).unwrap(),
-            subs: Vec::new(),
-            by_session: HashMap::new(),
-            primary: None,
-            primary_down: false,
-            recovery: None,
-            transmits: VecDeque::new(),
-            ppp,
-            rng: rng(8),
-        }
-    }
-
-    fn dial(&mut self, now: Instant, n: usize) {
-        let tunnel = self.endpoint.connect(now, LNS1).unwrap();
-        for _ in 0..n {
-            let s = self
-                .endpoint
-                .open_session(now, tunnel, CallParams::default())
-                .unwrap();
-            self.by_session.insert(s, self.subs.len());
-            self.subs.push(Sub {
-                link: None,
-                session: Some(s),
-                primary_session_id: 0,
-                ups: 0,
-                downs: 0,
-                recovered: None,
-            });
-        }
-    }
-
-    /// Failure switchover: a tunnel to LNS1's first peer with
-    /// Recovery-Tunnel; its TunnelUp sends one recovery ICRQ per session.
-    fn recover(&mut self, now: Instant) {
-        let (_, lac_tid, lns_tid, peers) = self.primary.clone().unwrap();
-        let recovery = RecoveryTunnel {
-            primary_lns: *LNS1.ip(),
-            lns_tunnel_id: lns_tid,
-            lac_tunnel_id: lac_tid,
-        };
-        let peer = SocketAddrV4::new(peers[0], 1701);
-        self.recovery = Some(
-            self.endpoint
-                .connect_for_recovery(now, peer, recovery)
-                .unwrap(),
-        );
-    }
-
-    fn service(&mut self, now: Instant, index: usize) {
-        let sub = &mut self.subs[index];
-        let (Some(link), Some(session)) = (sub.link.as_mut(), sub.session) else {
-            return;
-        };
-        loop {
-            while let Some(frame) = link.poll_transmit(now) {
-                if let Ok(t) = self.endpoint.send_data(session, &frame) {
-                    self.transmits.push_back((t.remote, t.payload));
-                }
-            }
-            match link.poll_event() {
-                Some(ppp::Event::Up(_)) => sub.ups += 1,
-                Some(ppp::Event::Down { .. }) => sub.downs += 1,
-                Some(_) => {}
-                None => break,
-            }
-        }
-    }
-
-    fn pump(&mut self, now: Instant) {
-        while let Some(e) = self.endpoint.poll_event() {
-            match e {
-                l2tp::Event::TunnelUp {
-                    tunnel,
-                    local_tunnel_id,
-                    peer,
-                    ..
-                } => {
-                    if self.primary.is_none() {
-                        self.primary = Some((
-                            tunnel,
-                            local_tunnel_id,
-                            peer.tunnel_id,
-                            peer.peer_lns_addresses.clone(),
-                        ));
-                    } else if Some(tunnel) == self.recovery {
-                        for i in 0..self.subs.len() {
-                            let call = CallParams {
-                                recovery_session: Some(self.subs[i].primary_session_id),
-                                ..CallParams::default()
-                            };
-                            let s = self.endpoint.open_session(now, tunnel, call).unwrap();
-                            self.by_session.insert(s, i);
-                        }
-                    }
-                }
-                l2tp::Event::TunnelDown { tunnel, .. }
-                    if self.primary.as_ref().is_some_and(|p| p.0 == tunnel) =>
-                {
-                    self.primary_down = true;
-                }
-                l2tp::Event::SessionUp {
-                    session,
-                    peer_session_id,
-                    call,
-                    ..
-                } => {
-                    let Some(&i) = self.by_session.get(&session) else {
-                        continue;
-                    };
-                    if Some(session.tunnel) == self.recovery {
-                        // The session moves; PPP carries on untouched.
-                        self.subs[i].recovered = call.ownership_epoch;
-                        self.subs[i].session = Some(session);
-                    } else {
-                        self.subs[i].primary_session_id = peer_session_id;
-                        let mut seed = [0u8; 32];
-                        self.rng.fill_bytes(&mut seed);
-                        let mut link = PppLink::new(
-                            Role::Client,
-                            self.ppp.clone(),
-                            Box::new(ChaCha8Rng::from_seed(seed)),
-                        );
-                        link.open(now);
-                        self.subs[i].link = Some(link);
-                        self.service(now, i);
-                    }
-                }
-                l2tp::Event::Data { session, payload } => {
-                    let Some(&i) = self.by_session.get(&session) else {
-                        continue;
-                    };
-                    if self.subs[i].session != Some(session) {
-                        continue;
-                    }
-                    if let Some(link) = self.subs[i].link.as_mut() {
-                        link.handle_frame(now, &payload);
-                    }
-                    self.service(now, i);
-                }
-                _ => {}
-            }
-        }
-    }
-}
-
-impl SansIo for Lac {
-    type Event = ();
-
-    fn handle_datagram(&mut self, now: Instant, from: SocketAddr, payload: &[u8]) {
-        if let SocketAddr::V4(from) = from {
-            self.endpoint.handle_datagram(now, from, payload);
-        }
-        self.pump(now);
-    }
-
-    fn handle_timeout(&mut self, now: Instant) {
-        if self.endpoint.poll_timeout().is_some_and(|t| t <= now) {
-            self.endpoint.handle_timeout(now);
-        }
-        for i in 0..self.subs.len() {
-            let due = self.subs[i]
-                .link
-                .as_ref()
-                .and_then(PppLink::poll_timeout)
-                .is_some_and(|t| t <= now);
-            if due {
-                if let Some(link) = self.subs[i].link.as_mut() {
-                    link.handle_timeout(now);
-                }
-                self.service(now, i);
-            }
-        }
-        self.pump(now);
-    }
-
-    fn poll_timeout(&self) -> Option<Instant> {
-        let links = self
-            .subs
-            .iter()
-            .filter_map(|s| s.link.as_ref().and_then(PppLink::poll_timeout))
-            .min();
-        [self.endpoint.poll_timeout(), links]
-            .into_iter()
-            .flatten()
-            .min()
-    }
-
-    fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<SocketAddr> {
-        let (to, payload) = match self.transmits.pop_front() {
-            Some(t) => t,
-            None => {
-                let t = self.endpoint.poll_transmit(now)?;
-                (t.remote, t.payload)
-            }
-        };
-        buf.clear();
-        buf.extend_from_slice(&payload);
-        Some(SocketAddr::V4(to))
-    }
-
-    fn poll_event(&mut self) -> Option<()> {
-        None
-    }
-}
 
 // --- LNS2: the node and its fast path, as lnsd runs them ---------------------
 
@@ -379,67 +121,11 @@ impl SansIo for FastLns {
     }
 }
 
-enum Party {
-    Lns(Box<lns::Node>),
-    Fast(Box<FastLns>),
-    Lac(Box<Lac>),
-}
-
-impl SansIo for Party {
-    type Event = ();
-
-    fn handle_datagram(&mut self, now: Instant, from: SocketAddr, payload: &[u8]) {
-        match self {
-            Party::Lns(n) => SansIo::handle_datagram(&mut **n, now, from, payload),
-            Party::Fast(n) => SansIo::handle_datagram(&mut **n, now, from, payload),
-            Party::Lac(n) => SansIo::handle_datagram(&mut **n, now, from, payload),
-        }
-    }
-
-    fn handle_timeout(&mut self, now: Instant) {
-        match self {
-            Party::Lns(n) => SansIo::handle_timeout(&mut **n, now),
-            Party::Fast(n) => SansIo::handle_timeout(&mut **n, now),
-            Party::Lac(n) => SansIo::handle_timeout(&mut **n, now),
-        }
-    }
-
-    fn poll_timeout(&self) -> Option<Instant> {
-        match self {
-            Party::Lns(n) => SansIo::poll_timeout(&**n),
-            Party::Fast(n) => SansIo::poll_timeout(&**n),
-            Party::Lac(n) => SansIo::poll_timeout(&**n),
-        }
-    }
-
-    fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<SocketAddr> {
-        match self {
-            Party::Lns(n) => SansIo::poll_transmit(&mut **n, now, buf),
-            Party::Fast(n) => SansIo::poll_transmit(&mut **n, now, buf),
-            Party::Lac(n) => SansIo::poll_transmit(&mut **n, now, buf),
-        }
-    }
-
-    fn poll_event(&mut self) -> Option<()> {
-        // Events are drained so the fast path follows LNS2's; nothing
-        // else needs them here.
-        match self {
-            Party::Lns(n) => SansIo::poll_event(&mut **n).map(drop),
-            Party::Fast(n) => SansIo::poll_event(&mut **n).map(drop),
-            Party::Lac(n) => SansIo::poll_event(&mut **n),
-        }
-    }
-}
+type Party = ha_parties::Party<FastLns>;
 
 fn lns_node(name: &str, us: SocketAddrV4, peer: SocketAddrV4, seed: u64) -> lns::Node {
     let mut config = lns::Config::new(name, Ipv4Addr::new(100, 64, 0, 1));
-    config.ha = Some(lns::HaConfig::new(
-        *us.ip(),
-        vec![LnsPeer {
-            address: *peer.ip(),
-            secret: PEER_SECRET.to_vec(),
-        }],
-    ));
+    config.ha = Some(peered_ha_config(us, peer));
     let mut node = lns::Node::new(
         config,
         Authenticator::local(Users::parse("sub pw\n", "users").unwrap()),
@@ -484,43 +170,30 @@ struct World {
 
 impl World {
     fn lac(&self) -> &Lac {
-        match self.sim.node(self.lac) {
-            Party::Lac(n) => n,
-            _ => unreachable!(),
-        }
+        self.sim.node(self.lac).lac()
     }
 
     fn lac_mut(&mut self) -> &mut Lac {
-        match self.sim.node_mut(self.lac) {
-            Party::Lac(n) => n,
-            _ => unreachable!(),
-        }
+        self.sim.node_mut(self.lac).lac_mut()
     }
 
     fn lns1(&self) -> &lns::Node {
-        match self.sim.node(self.lns1) {
-            Party::Lns(n) => n,
-            _ => unreachable!(),
-        }
+        self.sim.node(self.lns1).lns()
     }
 
     fn lns2(&self) -> &FastLns {
-        match self.sim.node(self.lns2) {
-            Party::Fast(n) => n,
-            _ => unreachable!(),
-        }
+        self.sim.node(self.lns2).other()
     }
 
     fn lns2_mut(&mut self) -> &mut FastLns {
-        match self.sim.node_mut(self.lns2) {
-            Party::Fast(n) => n,
-            _ => unreachable!(),
-        }
+        self.sim.node_mut(self.lns2).other_mut()
     }
 
     fn run_until(&mut self, limit: Duration, done: impl Fn(&World) -> bool) -> bool {
         let deadline = self.sim.now() + limit;
         loop {
+            // Events are drained so the fast path follows LNS2's (it is
+            // programmed as they are polled); nothing else needs them here.
             for id in [self.lac, self.lns1, self.lns2] {
                 self.sim.take_events(id);
             }
@@ -539,8 +212,11 @@ fn adopted_sessions_are_programmed_before_their_icrp_and_announced_once_up() {
     let mut sim = Sim::new(rng(1), LinkConditions::delay(Duration::from_millis(1)));
     sim.max_steps = 20_000_000;
     let lns1 = sim.add_node(LNS1, Party::Lns(Box::new(lns_node("lns1", LNS1, LNS2, 2))));
-    let lns2 = sim.add_node(LNS2, Party::Fast(Box::new(fast_lns())));
-    let lac = sim.add_node(LAC, Party::Lac(Box::new(Lac::new())));
+    let lns2 = sim.add_node(LNS2, Party::Other(Box::new(fast_lns())));
+    let lac = sim.add_node(
+        LAC,
+        Party::Lac(Box::new(Lac::new(lac_config(), subscriber_ppp()))),
+    );
     let mut w = World {
         sim,
         lac,

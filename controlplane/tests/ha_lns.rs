@@ -19,375 +19,42 @@ use controlplane::aaa::radius::AcctStatus;
 use controlplane::aaa::radius::{self, ClientConfig, Counters, Server};
 use controlplane::aaa::users::Users;
 use controlplane::aaa::Authenticator;
-use controlplane::ha::message::{HaMessage, SwitchoverReply, SwitchoverRequest};
-use controlplane::l2tp::{
-    self, CallParams, Endpoint, HaConfig, LnsPeer, RecoveryTunnel, Retransmission, SessionHandle,
-    TunnelHandle,
-};
+use controlplane::ha::message::SwitchoverRequest;
+use controlplane::l2tp::{self, SessionHandle, TunnelHandle};
 use controlplane::lns::{
     self, AdoptedCall, ConnectedCall, EndCause, HaError, LoadConfig, LoadEvent, LoadSample,
     SwitchoverType, Watermarks,
 };
-use controlplane::ppp::{self, AuthMethod, Credentials, PppConfig, PppLink, Role};
+use controlplane::ppp;
 use controlplane::sim::{self, LinkConditions, NodeId, Sim};
 use controlplane::time::Instant;
-use dataplane::wire::control::SwitchoverAction;
-use rand_chacha::rand_core::{RngCore, SeedableRng};
-use rand_chacha::ChaCha8Rng;
 
-const LAC: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 1701);
-const LNS1: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 11), 1701);
-const LNS2: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 12), 1701);
-const PEER_SECRET: &[u8] = b"lns1-lns2";
+#[path = "support/ha_net.rs"]
+mod ha_net;
+#[path = "support/ha_parties.rs"]
+mod ha_parties;
 
-fn rng(seed: u64) -> Box<dyn RngCore + Send> {
-    Box::new(ChaCha8Rng::seed_from_u64(seed))
-}
+use ha_net::{rng, LAC, LNS1, LNS2};
+use ha_parties::{lac_config, peered_ha_config, subscriber_ppp, Lac, LacEvent, PartyEvent};
 
-// --- the LAC, by hand -------------------------------------------------------
-
-/// One subscriber: a PPP client link riding an L2TP session.
-struct Sub {
-    link: Option<PppLink>,
-    session: Option<SessionHandle>,
-    /// The primary's Session ID of its session (Recovery-Session).
-    primary_session_id: u16,
-    ups: usize,
-    downs: usize,
-    /// Moved to the peer (SessionUp of the recovery call, with its epoch).
-    recovered: Option<u32>,
-    /// The recovery call was refused (CDN).
-    refused: bool,
-    /// The session at the primary it moved from.
-    old_session: Option<SessionHandle>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum LacEvent {
-    TunnelDown(TunnelHandle),
-    CdnReceived(SessionHandle),
-    /// An STPLRQ from an LNS (answered per `Lac::stplrp`).
-    SwitchoverRequested(TunnelHandle, SwitchoverRequest),
-}
-
-/// A LAC endpoint with PPP clients; recovery is started by the test.
-struct Lac {
-    endpoint: Endpoint,
-    subs: Vec<Sub>,
-    by_session: HashMap<SessionHandle, usize>,
-    /// The primary tunnel: handle, our Tunnel ID, the LNS's, its peers.
-    primary: Option<(TunnelHandle, u16, u16, Vec<Ipv4Addr>)>,
-    recovery: Option<TunnelHandle>,
-    transmits: VecDeque<(SocketAddrV4, Vec<u8>)>,
-    events: VecDeque<LacEvent>,
-    ppp: PppConfig,
-    rng: Box<dyn RngCore + Send>,
-    /// How STPLRQs are answered: granted, or denied with a reason.
-    stplrp: Result<(), String>,
-}
-
-fn lac_config() -> l2tp::Config {
-    l2tp::Config {
-        ha: Some(HaConfig::default()),
-        hello_interval: Some(Duration::from_millis(100)),
-        dead_interval: Some(Duration::from_millis(300)),
-        retransmission: Retransmission {
-            initial: Duration::from_millis(100),
-            cap: Duration::from_millis(100),
-            max_retries: 3,
+/// The LAC of these tests: a window for many sessions, and PPP echoes
+/// every second, to show the peer answers them after a move.
+fn lac() -> Lac {
+    let mut ppp = subscriber_ppp();
+    ppp.lcp.echo_interval = Some(Duration::from_secs(1));
+    Lac::new(
+        l2tp::Config {
+            receive_window: 256,
+            ..lac_config()
         },
-        ack_delay: Duration::from_millis(10),
-        receive_window: 256,
-        ..l2tp::Config::lac("lac")
-    }
-}
-
-impl Lac {
-    fn new() -> Lac {
-        let mut ppp = PppConfig::client(Credentials {
-            username: b"sub".to_vec(),
-            password: b"pw".to_vec(),
-        });
-        ppp.lcp.authenticate_self = vec![AuthMethod::ChapMd5];
-        ppp.lcp.echo_interval = Some(Duration::from_secs(1));
-        Lac {
-            endpoint: Endpoint::new(lac_config(), rng(7)).unwrap(),
-            subs: Vec::new(),
-            by_session: HashMap::new(),
-            primary: None,
-            recovery: None,
-            transmits: VecDeque::new(),
-            events: VecDeque::new(),
-            ppp,
-            rng: rng(8),
-            stplrp: Ok(()),
-        }
-    }
-
-    fn dial(&mut self, now: Instant, n: usize) {
-        let tunnel = self.endpoint.connect(now, LNS1).unwrap();
-        for _ in 0..n {
-            let s = self
-                .endpoint
-                .open_session(now, tunnel, CallParams::default())
-                .unwrap();
-            self.by_session.insert(s, self.subs.len());
-            self.subs.push(Sub {
-                link: None,
-                session: Some(s),
-                primary_session_id: 0,
-                ups: 0,
-                downs: 0,
-                recovered: None,
-                refused: false,
-                old_session: None,
-            });
-        }
-    }
-
-    /// Failure switchover, steps 2-3: a tunnel to the first peer with
-    /// Recovery-Tunnel; its TunnelUp sends one ICRQ per held session.
-    fn recover(&mut self, now: Instant) {
-        let (_, lac_tid, lns_tid, peers) = self.primary.clone().unwrap();
-        let recovery = RecoveryTunnel {
-            primary_lns: *LNS1.ip(),
-            lns_tunnel_id: lns_tid,
-            lac_tunnel_id: lac_tid,
-        };
-        let peer = SocketAddrV4::new(peers[0], 1701);
-        self.recovery = Some(
-            self.endpoint
-                .connect_for_recovery(now, peer, recovery)
-                .unwrap(),
-        );
-    }
-
-    /// Load switchover, make-before-break: release every moved session at
-    /// the primary with its new epoch (a CDN that does not end PPP).
-    fn release_old(&mut self, now: Instant) {
-        for sub in &self.subs {
-            if let (Some(old), Some(epoch)) = (sub.old_session, sub.recovered) {
-                self.endpoint.release_session(now, old, epoch).unwrap();
-            }
-        }
-    }
-
-    fn hang_up(&mut self, now: Instant, index: usize) {
-        if let Some(link) = self.subs[index].link.as_mut() {
-            link.close(now);
-        }
-        self.service(now, index);
-    }
-
-    fn service(&mut self, now: Instant, index: usize) {
-        let sub = &mut self.subs[index];
-        let (Some(link), Some(session)) = (sub.link.as_mut(), sub.session) else {
-            return;
-        };
-        loop {
-            while let Some(frame) = link.poll_transmit(now) {
-                if let Ok(t) = self.endpoint.send_data(session, &frame) {
-                    self.transmits.push_back((t.remote, t.payload));
-                }
-            }
-            match link.poll_event() {
-                Some(ppp::Event::Up(_)) => sub.ups += 1,
-                Some(ppp::Event::Down { .. }) => {
-                    sub.downs += 1;
-                    let _ = self.endpoint.close_session(
-                        now,
-                        session,
-                        l2tp::ResultCode::new(l2tp::codes::cdn::ADMINISTRATIVE),
-                    );
-                }
-                Some(_) => {}
-                None => break,
-            }
-        }
-    }
-
-    fn pump(&mut self, now: Instant) {
-        while let Some(e) = self.endpoint.poll_event() {
-            match e {
-                l2tp::Event::TunnelUp {
-                    tunnel,
-                    local_tunnel_id,
-                    peer,
-                    ..
-                } => {
-                    if self.primary.is_none() {
-                        self.primary = Some((
-                            tunnel,
-                            local_tunnel_id,
-                            peer.tunnel_id,
-                            peer.peer_lns_addresses.clone(),
-                        ));
-                    } else if Some(tunnel) == self.recovery {
-                        // Pipelined ICRQs, one per held session.
-                        for i in 0..self.subs.len() {
-                            if self.subs[i].link.is_none() || self.subs[i].downs > 0 {
-                                continue;
-                            }
-                            let call = CallParams {
-                                recovery_session: Some(self.subs[i].primary_session_id),
-                                ..CallParams::default()
-                            };
-                            let s = self.endpoint.open_session(now, tunnel, call).unwrap();
-                            self.by_session.insert(s, i);
-                        }
-                    }
-                }
-                l2tp::Event::TunnelDown { tunnel, .. } => {
-                    self.events.push_back(LacEvent::TunnelDown(tunnel))
-                }
-                l2tp::Event::SessionUp {
-                    session,
-                    peer_session_id,
-                    call,
-                    ..
-                } => {
-                    let Some(&i) = self.by_session.get(&session) else {
-                        continue;
-                    };
-                    let sub = &mut self.subs[i];
-                    if Some(session.tunnel) == self.recovery {
-                        // The held session moves to the new one; PPP
-                        // carries on untouched.
-                        sub.recovered = call.ownership_epoch;
-                        sub.old_session = sub.session.replace(session);
-                    } else {
-                        sub.primary_session_id = peer_session_id;
-                        let mut link = PppLink::new(Role::Client, self.ppp.clone(), {
-                            let mut seed = [0u8; 32];
-                            self.rng.fill_bytes(&mut seed);
-                            Box::new(ChaCha8Rng::from_seed(seed))
-                        });
-                        link.open(now);
-                        sub.link = Some(link);
-                        self.service(now, i);
-                    }
-                }
-                l2tp::Event::SessionDown { session, reason } => {
-                    if matches!(reason, l2tp::SessionDownReason::CdnReceived(_)) {
-                        self.events.push_back(LacEvent::CdnReceived(session));
-                    }
-                    let Some(&i) = self.by_session.get(&session) else {
-                        continue;
-                    };
-                    if Some(session.tunnel) == self.recovery && self.subs[i].recovered.is_none() {
-                        self.subs[i].refused = true;
-                    }
-                    // A held session's primary tunnel went: its PPP stays
-                    // up, waiting for the recovery.
-                }
-                l2tp::Event::Message {
-                    tunnel, message, ..
-                } => {
-                    let Ok(HaMessage::SwitchoverRequest(request)) =
-                        HaMessage::from_control(&message)
-                    else {
-                        continue;
-                    };
-                    let (action, reason) = match &self.stplrp {
-                        Ok(()) => (SwitchoverAction::Granted, String::new()),
-                        Err(reason) => (SwitchoverAction::Denied, reason.clone()),
-                    };
-                    let reply = HaMessage::SwitchoverReply(SwitchoverReply {
-                        kind: request.kind,
-                        action,
-                        reason,
-                    });
-                    self.endpoint
-                        .send_ha_message(now, tunnel, None, reply.to_control(false))
-                        .unwrap();
-                    self.events
-                        .push_back(LacEvent::SwitchoverRequested(tunnel, request));
-                }
-                l2tp::Event::Data { session, payload } => {
-                    let Some(&i) = self.by_session.get(&session) else {
-                        continue;
-                    };
-                    if self.subs[i].session != Some(session) {
-                        continue;
-                    }
-                    if let Some(link) = self.subs[i].link.as_mut() {
-                        link.handle_frame(now, &payload);
-                    }
-                    self.service(now, i);
-                }
-                _ => {}
-            }
-        }
-    }
-}
-
-impl sim::Node for Lac {
-    type Event = LacEvent;
-
-    fn handle_datagram(&mut self, now: Instant, from: SocketAddr, payload: &[u8]) {
-        if let SocketAddr::V4(from) = from {
-            self.endpoint.handle_datagram(now, from, payload);
-        }
-        self.pump(now);
-    }
-
-    fn handle_timeout(&mut self, now: Instant) {
-        if self.endpoint.poll_timeout().is_some_and(|t| t <= now) {
-            self.endpoint.handle_timeout(now);
-        }
-        for i in 0..self.subs.len() {
-            let due = self.subs[i]
-                .link
-                .as_ref()
-                .and_then(PppLink::poll_timeout)
-                .is_some_and(|t| t <= now);
-            if due {
-                if let Some(link) = self.subs[i].link.as_mut() {
-                    link.handle_timeout(now);
-                }
-                self.service(now, i);
-            }
-        }
-        self.pump(now);
-    }
-
-    fn poll_timeout(&self) -> Option<Instant> {
-        let links = self
-            .subs
-            .iter()
-            .filter_map(|s| s.link.as_ref().and_then(PppLink::poll_timeout))
-            .min();
-        [self.endpoint.poll_timeout(), links]
-            .into_iter()
-            .flatten()
-            .min()
-    }
-
-    fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<SocketAddr> {
-        let (to, payload) = match self.transmits.pop_front() {
-            Some(t) => t,
-            None => {
-                let t = self.endpoint.poll_transmit(now)?;
-                (t.remote, t.payload)
-            }
-        };
-        buf.clear();
-        buf.extend_from_slice(&payload);
-        Some(SocketAddr::V4(to))
-    }
-
-    fn poll_event(&mut self) -> Option<LacEvent> {
-        self.events.pop_front()
-    }
+        ppp,
+    )
 }
 
 // --- the world --------------------------------------------------------------
 
-enum Party {
-    Lns(Box<lns::Node>),
-    Lac(Box<Lac>),
-    Radius(Box<RadiusServer>),
-}
+type Party = ha_parties::Party<RadiusServer>;
+type Ev = PartyEvent<()>;
 
 const RADIUS: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 100), 1812);
 const RADIUS_SECRET: &str = "radius-secret";
@@ -461,58 +128,28 @@ impl RadiusServer {
     }
 }
 
-#[derive(Debug)]
-enum Ev {
-    Lns(lns::Event),
-    Lac(LacEvent),
-}
-
-impl sim::Node for Party {
-    type Event = Ev;
+impl sim::Node for RadiusServer {
+    type Event = ();
 
     fn handle_datagram(&mut self, now: Instant, from: SocketAddr, payload: &[u8]) {
-        match self {
-            Party::Lns(n) => sim::Node::handle_datagram(&mut **n, now, from, payload),
-            Party::Lac(n) => sim::Node::handle_datagram(&mut **n, now, from, payload),
-            Party::Radius(r) => r.handle(now, from, payload),
-        }
+        self.handle(now, from, payload);
     }
 
-    fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<SocketAddr> {
-        match self {
-            Party::Lns(n) => sim::Node::poll_transmit(&mut **n, now, buf),
-            Party::Lac(n) => sim::Node::poll_transmit(&mut **n, now, buf),
-            Party::Radius(r) => {
-                let (to, bytes) = r.out.pop_front()?;
-                buf.clear();
-                buf.extend_from_slice(&bytes);
-                Some(to)
-            }
-        }
+    fn poll_transmit(&mut self, _now: Instant, buf: &mut Vec<u8>) -> Option<SocketAddr> {
+        let (to, bytes) = self.out.pop_front()?;
+        buf.clear();
+        buf.extend_from_slice(&bytes);
+        Some(to)
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
-        match self {
-            Party::Lns(n) => sim::Node::poll_timeout(&**n),
-            Party::Lac(n) => sim::Node::poll_timeout(&**n),
-            Party::Radius(_) => None,
-        }
+        None
     }
 
-    fn handle_timeout(&mut self, now: Instant) {
-        match self {
-            Party::Lns(n) => sim::Node::handle_timeout(&mut **n, now),
-            Party::Lac(n) => sim::Node::handle_timeout(&mut **n, now),
-            Party::Radius(_) => {}
-        }
-    }
+    fn handle_timeout(&mut self, _now: Instant) {}
 
-    fn poll_event(&mut self) -> Option<Ev> {
-        match self {
-            Party::Lns(n) => sim::Node::poll_event(&mut **n).map(Ev::Lns),
-            Party::Lac(n) => sim::Node::poll_event(&mut **n).map(Ev::Lac),
-            Party::Radius(_) => None,
-        }
+    fn poll_event(&mut self) -> Option<()> {
+        None
     }
 }
 
@@ -534,13 +171,7 @@ struct Opts {
 
 fn lns_node(name: &str, us: SocketAddrV4, peer: SocketAddrV4, opts: &Opts, seed: u64) -> lns::Node {
     let mut config = lns::Config::new(name, Ipv4Addr::new(100, 64, 0, 1));
-    let mut ha = lns::HaConfig::new(
-        *us.ip(),
-        vec![LnsPeer {
-            address: *peer.ip(),
-            secret: PEER_SECRET.to_vec(),
-        }],
-    );
+    let mut ha = peered_ha_config(us, peer);
     ha.offload.window = opts.window;
     if let Some(refresh) = opts.refresh {
         ha.offload.refresh_interval = Some(refresh);
@@ -619,10 +250,10 @@ impl World {
             LNS2,
             Party::Lns(Box::new(lns_node("lns2", LNS2, LNS1, &opts, 3))),
         );
-        let lac = sim.add_node(LAC, Party::Lac(Box::new(Lac::new())));
+        let lac = sim.add_node(LAC, Party::Lac(Box::new(lac())));
         let radius = opts
             .radius
-            .then(|| sim.add_node(RADIUS, Party::Radius(Box::default())));
+            .then(|| sim.add_node(RADIUS, Party::Other(Box::default())));
         World {
             sim,
             lac,
@@ -638,38 +269,23 @@ impl World {
     }
 
     fn lns(&self, id: NodeId) -> &lns::Node {
-        match self.sim.node(id) {
-            Party::Lns(n) => n,
-            _ => unreachable!(),
-        }
+        self.sim.node(id).lns()
     }
 
     fn lns_mut(&mut self, id: NodeId) -> &mut lns::Node {
-        match self.sim.node_mut(id) {
-            Party::Lns(n) => n,
-            _ => unreachable!(),
-        }
+        self.sim.node_mut(id).lns_mut()
     }
 
     fn radius(&self) -> &RadiusServer {
-        match self.sim.node(self.radius.unwrap()) {
-            Party::Radius(r) => r,
-            _ => unreachable!(),
-        }
+        self.sim.node(self.radius.unwrap()).other()
     }
 
     fn lac(&self) -> &Lac {
-        match self.sim.node(self.lac) {
-            Party::Lac(n) => n,
-            _ => unreachable!(),
-        }
+        self.sim.node(self.lac).lac()
     }
 
     fn lac_mut(&mut self) -> &mut Lac {
-        match self.sim.node_mut(self.lac) {
-            Party::Lac(n) => n,
-            _ => unreachable!(),
-        }
+        self.sim.node_mut(self.lac).lac_mut()
     }
 
     fn collect(&mut self) {
@@ -690,6 +306,7 @@ impl World {
                     (Ev::Lns(e), 1) => self.lns1_events.push(e),
                     (Ev::Lns(e), _) => self.lns2_events.push(e),
                     (Ev::Lac(e), _) => self.lac_events.push(e),
+                    (Ev::Other(()), _) => {}
                 }
             }
         }

@@ -27,18 +27,14 @@ use controlplane::l2tp::{
 use controlplane::ppp::{AuthMethod, IpcpResult, LcpOptions, LinkState, PppConfig, PppLink, Role};
 use controlplane::sim::{LinkConditions, NodeId, Sim};
 use dataplane::wire::control::{SwitchoverAction, SwitchoverType};
-use rand_chacha::ChaCha8Rng;
-use rand_core::SeedableRng;
 
-const LAC: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 1701);
-const LNS1: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 11), 1701);
-const LNS2: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 12), 1701);
+#[path = "support/ha_net.rs"]
+mod ha_net;
+
+use ha_net::{rng, LAC, LNS1, LNS2};
+
 const SECRET: &[u8] = b"one-secret-for-every-peer";
 const SESSIONS: u16 = 20;
-
-fn rng(seed: u64) -> Box<ChaCha8Rng> {
-    Box::new(ChaCha8Rng::seed_from_u64(seed))
-}
 
 /// Fast failure detection (DESIGN.md §1 item 4): Hello every 100 ms, the
 /// peer dead after 300 ms of silence, three retransmissions 100 ms apart.

@@ -1,0 +1,22 @@
+//! The simulated HA network's addresses and randomness, shared by the HA
+//! simulation tests: one LAC and two peered LNSs on `10.0.0.0/24`, each
+//! listening on the L2TP port (RFC 2661 §8.1: UDP 1701). Each test binary
+//! that needs them includes this file:
+//! `#[path = "support/ha_net.rs"] mod ha_net;`.
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+use rand_chacha::rand_core::{RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// The LAC.
+pub(crate) const LAC: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 1701);
+/// The primary LNS, where the subscribers' sessions start.
+pub(crate) const LNS1: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 11), 1701);
+/// The primary's peer, which takes its sessions over.
+pub(crate) const LNS2: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 12), 1701);
+
+/// A seeded random-number source, so a run replays exactly.
+pub(crate) fn rng(seed: u64) -> Box<dyn RngCore + Send> {
+    Box::new(ChaCha8Rng::seed_from_u64(seed))
+}
