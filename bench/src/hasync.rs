@@ -117,6 +117,12 @@ pub struct Report {
     pub bulk_walk_s: f64,
     /// Sessions per second over `bulk_sync_s`.
     pub sessions_per_s: f64,
+    /// CPU seconds the primary's thread spent on the sync (connect to
+    /// bulk-end acknowledged): the sync cannot be faster than the busier
+    /// of the two threads, whatever else runs on the machine.
+    pub primary_cpu_s: f64,
+    /// CPU seconds the peer's thread spent on it (start to bulk-end).
+    pub peer_cpu_s: f64,
     /// Entries (tunnels and sessions) the bulk sync carried.
     pub bulk_entries: u64,
     /// UDP payload bytes and datagrams the primary sent during the sync.
@@ -176,8 +182,8 @@ pub fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     } else {
         println!(
             "hasync: bulk sync of {} sessions ({} tunnels, window {}, receive buffer {} B) \
-             in {:.3} s ({:.0} sessions/s; walk {:.3} s); {} + {} bytes in {} + {} datagrams \
-             each way",
+             in {:.3} s ({:.0} sessions/s; walk {:.3} s; CPU {:.3} s primary, {:.3} s peer); \
+             {} + {} bytes in {} + {} datagrams each way",
             report.sessions,
             report.tunnels,
             report.window,
@@ -185,6 +191,8 @@ pub fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
             report.bulk_sync_s,
             report.sessions_per_s,
             report.bulk_walk_s,
+            report.primary_cpu_s,
+            report.peer_cpu_s,
             report.primary_bytes,
             report.peer_bytes,
             report.primary_datagrams,
@@ -232,6 +240,12 @@ struct Lns {
     bytes_sent: u64,
     datagrams_sent: u64,
     bulk_done: Option<(Instant, Duration, u64)>,
+}
+
+/// CPU time the calling thread has used, seconds.
+fn thread_cpu_s() -> f64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    t.tv_sec as f64 + t.tv_nsec as f64 * 1e-9
 }
 
 /// (window_full, retransmitted, zlb_sent) over an endpoint's tunnels.
@@ -469,6 +483,9 @@ type Held = BTreeSet<(u16, u16, u32, Vec<u8>)>;
 struct PeerSent {
     bytes: AtomicU64,
     datagrams: AtomicU64,
+    /// CPU time (ns) the peer's thread used from its start to the
+    /// bulk-end of the primary's sync; 0 until then.
+    sync_cpu_ns: AtomicU64,
 }
 
 /// Bring both LNSs up in their threads, sync, change, compare.
@@ -526,12 +543,19 @@ pub fn measure(args: &Args) -> Result<Report, Error> {
         std::thread::Builder::new()
             .name("hasync-peer".into())
             .spawn(move || -> Result<(Held, [u64; 3]), Error> {
+                let cpu_started = thread_cpu_s();
                 let now = peer.clock.now();
                 peer.peering.start(now, &mut peer.endpoint);
+                let mut synced = false;
                 while !stop.load(Ordering::Relaxed) {
                     peer.turn()?;
                     sent.bytes.store(peer.bytes_sent, Ordering::Relaxed);
                     sent.datagrams.store(peer.datagrams_sent, Ordering::Relaxed);
+                    if !synced && peer.peering.store().stats().bulk_syncs > 0 {
+                        synced = true;
+                        let cpu = (thread_cpu_s() - cpu_started) * 1e9;
+                        sent.sync_cpu_ns.store(cpu as u64, Ordering::Relaxed);
+                    }
                 }
                 let held = peer
                     .peering
@@ -577,6 +601,10 @@ pub fn measure(args: &Args) -> Result<Report, Error> {
         bulk_sync_s: sync.wall.as_secs_f64(),
         bulk_walk_s: sync.walk.as_secs_f64(),
         sessions_per_s: args.sessions as f64 / sync.wall.as_secs_f64().max(1e-9),
+        primary_cpu_s: sync.cpu,
+        // Final once the thread is joined (it is set after the LSORS of
+        // bulk-end left, which the primary may see first).
+        peer_cpu_s: peer_sent.sync_cpu_ns.load(Ordering::Relaxed) as f64 * 1e-9,
         bulk_entries: sync.entries,
         primary_bytes: sync.primary_bytes,
         primary_datagrams: sync.primary_datagrams,
@@ -596,6 +624,7 @@ pub fn measure(args: &Args) -> Result<Report, Error> {
 }
 
 struct Sync {
+    cpu: f64,
     wall: Duration,
     walk: Duration,
     entries: u64,
@@ -617,6 +646,7 @@ fn drive_primary(
     peer_sent: &PeerSent,
 ) -> Result<Sync, Error> {
     let started = primary.clock.now();
+    let cpu_started = thread_cpu_s();
     let deadline = started + limit;
     primary.peering.start(started, &mut primary.endpoint);
     while primary.bulk_done.is_none() {
@@ -632,6 +662,7 @@ fn drive_primary(
         return Err(Error("no bulk sync".into()));
     };
     let sync = Sync {
+        cpu: thread_cpu_s() - cpu_started,
         wall: done_at - started,
         walk,
         entries,
