@@ -330,6 +330,42 @@ impl World {
         self.run_until(d, |_| false);
     }
 
+    /// A world whose LNS2 reports its calls to a (pretend) fast path that
+    /// releases them only when the test says so.
+    fn with_calls_held_at_lns2() -> World {
+        let mut w = World::with(Opts {
+            window: 256,
+            lns2_reports_calls: true,
+            ..Opts::default()
+        });
+        w.auto_release = false;
+        w
+    }
+
+    /// Waits for the LAC to see its tunnel to LNS1 go down (the 300 ms
+    /// dead interval).
+    fn await_primary_down(&mut self) {
+        let primary = self.lac().primary.as_ref().unwrap().0;
+        assert!(self.run_until(Duration::from_secs(2), |w| w
+            .lac_events
+            .contains(&LacEvent::TunnelDown(primary))));
+    }
+
+    /// The LAC starts recovering its sessions at LNS1's peer; returns when.
+    fn recover(&mut self) -> Instant {
+        let now = self.sim.now();
+        self.lac_mut().recover(now);
+        now
+    }
+
+    /// Waits up to `limit` for every subscriber's session to be recovered
+    /// at the peer with the next ownership epoch, 2.
+    fn await_every_session_recovered(&mut self, limit: Duration) {
+        assert!(self.run_until(limit, |w| {
+            w.lac().subs.iter().all(|s| s.recovered == Some(2))
+        }));
+    }
+
     fn subs_up(&self) -> usize {
         self.lac().subs.iter().filter(|s| s.ups > 0).count()
     }
@@ -398,6 +434,49 @@ fn bring_up(w: &mut World, n: usize) {
     );
 }
 
+/// Brings `n` subscribers up at LNS1 and waits until LNS2's store holds
+/// every one of their sessions.
+fn bring_up_offloaded(w: &mut World, n: usize) {
+    bring_up(w, n);
+    assert!(w.run_until(Duration::from_secs(5), |w| w.store_sessions().len() == n));
+}
+
+/// The Session IDs LNS1 gave its established sessions, in the order they
+/// came up.
+fn lns1_session_ids(w: &World) -> Vec<u16> {
+    w.lns1_events
+        .iter()
+        .filter_map(|e| match e {
+            lns::Event::SessionEstablished(s) => Some(s.local_session_id),
+            _ => None,
+        })
+        .collect()
+}
+
+/// LNS1 dropped all `N` sessions as moved to its peer at epoch 2: no CDN
+/// to the LAC and no accounting Stop (the peer accounts for them now).
+fn assert_lns1_dropped_every_moved_session_silently(w: &World) {
+    let downs: Vec<&lns::EndedSession> = w
+        .lns1_events
+        .iter()
+        .filter_map(|e| match e {
+            lns::Event::SessionDown(s) => Some(&**s),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(downs.len(), N);
+    assert!(downs
+        .iter()
+        .all(|d| d.cause == EndCause::Moved { epoch: 2 } && d.cdn.is_none()));
+    assert!(!w.lns1_events.iter().any(|e| matches!(
+        e,
+        lns::Event::Accounting {
+            status: AcctStatus::Stop,
+            ..
+        }
+    )));
+}
+
 const N: usize = 12;
 
 #[test]
@@ -433,8 +512,7 @@ fn sessions_at_the_primary_are_offloaded_and_a_session_down_is_removed() {
 #[test]
 fn the_peer_adopts_every_session_of_a_dead_primary_and_the_primary_is_fenced_when_it_returns() {
     let mut w = World::new(256);
-    bring_up(&mut w, N);
-    assert!(w.run_until(Duration::from_secs(5), |w| w.store_sessions().len() == N));
+    bring_up_offloaded(&mut w, N);
     let before = w.lns1_sessions();
     let client_magics: Vec<(u32, u32)> = w
         .lac()
@@ -455,12 +533,8 @@ fn the_peer_adopts_every_session_of_a_dead_primary_and_the_primary_is_fenced_whe
     // LNS1 dies. The LAC notices (300 ms dead interval) and recovers at
     // the peer it was given.
     w.kill_lns1();
-    let primary = w.lac().primary.as_ref().unwrap().0;
-    assert!(w.run_until(Duration::from_secs(2), |w| w
-        .lac_events
-        .contains(&LacEvent::TunnelDown(primary))));
-    let now = w.sim.now();
-    w.lac_mut().recover(now);
+    w.await_primary_down();
+    w.recover();
     assert!(w.run_until(Duration::from_secs(5), |w| {
         w.lac().subs.iter().all(|s| s.recovered.is_some())
     }));
@@ -556,25 +630,7 @@ fn the_peer_adopts_every_session_of_a_dead_primary_and_the_primary_is_fenced_whe
     assert!(w.run_until(Duration::from_secs(10), |w| {
         w.lns(w.lns1).session_count() == 0
     }));
-    let downs: Vec<&lns::EndedSession> = w
-        .lns1_events
-        .iter()
-        .filter_map(|e| match e {
-            lns::Event::SessionDown(s) => Some(&**s),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(downs.len(), N);
-    assert!(downs
-        .iter()
-        .all(|d| d.cause == EndCause::Moved { epoch: 2 } && d.cdn.is_none()));
-    assert!(!w.lns1_events.iter().any(|e| matches!(
-        e,
-        lns::Event::Accounting {
-            status: AcctStatus::Stop,
-            ..
-        }
-    )));
+    assert_lns1_dropped_every_moved_session_silently(&w);
     assert_eq!(w.lns(w.lns1).ha_stats().unwrap().sessions_fenced, N as u64);
     assert_eq!(w.lns(w.lns1).pool().in_use(), 0);
     w.run_for(Duration::from_secs(3));
@@ -609,13 +665,9 @@ fn a_switchover_during_the_bulk_sync_adopts_what_was_offloaded_and_refuses_the_r
     w.kill_lns1();
     let offloaded = w.store_sessions().len();
     assert!(offloaded < N, "the bulk sync was still running");
-    let primary = w.lac().primary.as_ref().unwrap().0;
-    assert!(w.run_until(Duration::from_secs(2), |w| w
-        .lac_events
-        .contains(&LacEvent::TunnelDown(primary))));
+    w.await_primary_down();
     let offloaded = w.store_sessions().len();
-    let now = w.sim.now();
-    w.lac_mut().recover(now);
+    let now = w.recover();
     assert!(w.run_until(Duration::from_secs(5), |w| {
         w.lac()
             .subs
@@ -645,40 +697,18 @@ fn a_switchover_during_the_bulk_sync_adopts_what_was_offloaded_and_refuses_the_r
 #[test]
 fn sessions_the_lac_moves_away_and_releases_are_dropped_silently_at_the_primary() {
     let mut w = World::new(256);
-    bring_up(&mut w, N);
-    assert!(w.run_until(Duration::from_secs(5), |w| w.store_sessions().len() == N));
+    bring_up_offloaded(&mut w, N);
     // The LAC moves every session to the peer while the primary is alive
     // (as for a granted STPLRQ), then releases the old ones.
-    let now = w.sim.now();
-    w.lac_mut().recover(now);
-    assert!(w.run_until(Duration::from_secs(5), |w| {
-        w.lac().subs.iter().all(|s| s.recovered == Some(2))
-    }));
+    w.recover();
+    w.await_every_session_recovered(Duration::from_secs(5));
     assert_eq!(w.lns(w.lns1).established_count(), N, "make before break");
     let now = w.sim.now();
     w.lac_mut().release_old(now);
     assert!(w.run_until(Duration::from_secs(5), |w| {
         w.lns(w.lns1).session_count() == 0
     }));
-    let downs: Vec<&lns::EndedSession> = w
-        .lns1_events
-        .iter()
-        .filter_map(|e| match e {
-            lns::Event::SessionDown(s) => Some(&**s),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(downs.len(), N);
-    assert!(downs
-        .iter()
-        .all(|d| d.cause == EndCause::Moved { epoch: 2 } && d.cdn.is_none()));
-    assert!(!w.lns1_events.iter().any(|e| matches!(
-        e,
-        lns::Event::Accounting {
-            status: AcctStatus::Stop,
-            ..
-        }
-    )));
+    assert_lns1_dropped_every_moved_session_silently(&w);
     assert_eq!(w.lns(w.lns1).ha_stats().unwrap().sessions_moved, N as u64);
     assert_eq!(w.lns(w.lns1).pool().in_use(), 0);
     // The subscribers noticed nothing, and LNS2 answers their echoes.
@@ -691,19 +721,12 @@ fn sessions_the_lac_moves_away_and_releases_are_dropped_silently_at_the_primary(
 #[test]
 fn a_primary_cut_off_from_the_lac_alone_drops_the_sessions_its_peer_adopted_within_a_second() {
     let mut w = World::new(256);
-    bring_up(&mut w, N);
-    assert!(w.run_until(Duration::from_secs(5), |w| w.store_sessions().len() == N));
+    bring_up_offloaded(&mut w, N);
     // Only the LAC-primary link fails; LNS1 and LNS2 still talk.
     w.sim.partition(LAC, LNS1);
-    let primary = w.lac().primary.as_ref().unwrap().0;
-    assert!(w.run_until(Duration::from_secs(2), |w| w
-        .lac_events
-        .contains(&LacEvent::TunnelDown(primary))));
-    let now = w.sim.now();
-    w.lac_mut().recover(now);
-    assert!(w.run_until(Duration::from_secs(5), |w| {
-        w.lac().subs.iter().all(|s| s.recovered == Some(2))
-    }));
+    w.await_primary_down();
+    w.recover();
+    w.await_every_session_recovered(Duration::from_secs(5));
     let recovered_at = w.sim.now();
     // LNS2 offloads what it adopted on to LNS1, which finds its own
     // sessions there with a higher epoch: dropped long before its PPP
@@ -716,25 +739,7 @@ fn a_primary_cut_off_from_the_lac_alone_drops_the_sessions_its_peer_adopted_with
         "primary dropped its {N} moved sessions {:.0} ms after the last recovery",
         (w.sim.now() - recovered_at).as_secs_f64() * 1000.0
     );
-    let downs: Vec<&lns::EndedSession> = w
-        .lns1_events
-        .iter()
-        .filter_map(|e| match e {
-            lns::Event::SessionDown(s) => Some(&**s),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(downs.len(), N);
-    assert!(downs
-        .iter()
-        .all(|d| d.cause == EndCause::Moved { epoch: 2 } && d.cdn.is_none()));
-    assert!(!w.lns1_events.iter().any(|e| matches!(
-        e,
-        lns::Event::Accounting {
-            status: AcctStatus::Stop,
-            ..
-        }
-    )));
+    assert_lns1_dropped_every_moved_session_silently(&w);
     w.run_for(Duration::from_secs(40));
     let subs = &w.lac().subs;
     assert!(subs.iter().all(|s| s.ups == 1 && s.downs == 0));
@@ -829,14 +834,7 @@ fn an_overloaded_lns_asks_the_lac_to_steer_new_calls_to_its_peer_and_hears_the_d
 fn the_operators_switchover_of_listed_sessions_names_only_the_lns_sessions_that_exist() {
     let mut w = World::new(256);
     bring_up(&mut w, N);
-    let ids: Vec<u16> = w
-        .lns1_events
-        .iter()
-        .filter_map(|e| match e {
-            lns::Event::SessionEstablished(s) => Some(s.local_session_id),
-            _ => None,
-        })
-        .collect();
+    let ids = lns1_session_ids(&w);
     assert_eq!(ids.len(), N);
     let missing = (1..=u16::MAX).find(|id| !ids.contains(id)).unwrap();
     let now = w.sim.now();
@@ -893,14 +891,7 @@ fn a_switchover_of_more_sessions_than_one_session_list_holds_goes_in_several_req
     const MANY: usize = lns::MAX_LISTED * 2 + 1;
     let mut w = World::new(256);
     bring_up(&mut w, MANY);
-    let mut ids: Vec<u16> = w
-        .lns1_events
-        .iter()
-        .filter_map(|e| match e {
-            lns::Event::SessionEstablished(s) => Some(s.local_session_id),
-            _ => None,
-        })
-        .collect();
+    let mut ids = lns1_session_ids(&w);
     ids.sort_unstable();
     assert_eq!(ids.len(), MANY);
     let now = w.sim.now();
@@ -922,13 +913,9 @@ fn a_switchover_of_more_sessions_than_one_session_list_holds_goes_in_several_req
 #[test]
 fn failback_asks_the_lac_to_move_adopted_sessions_back_to_their_primary() {
     let mut w = World::new(256);
-    bring_up(&mut w, N);
-    assert!(w.run_until(Duration::from_secs(5), |w| w.store_sessions().len() == N));
-    let now = w.sim.now();
-    w.lac_mut().recover(now);
-    assert!(w.run_until(Duration::from_secs(5), |w| {
-        w.lac().subs.iter().all(|s| s.recovered == Some(2))
-    }));
+    bring_up_offloaded(&mut w, N);
+    w.recover();
+    w.await_every_session_recovered(Duration::from_secs(5));
     let adopted: Vec<u16> = {
         let mut v: Vec<u16> = w
             .lns2_events
@@ -969,22 +956,12 @@ fn failback_asks_the_lac_to_move_adopted_sessions_back_to_their_primary() {
 
 #[test]
 fn an_adopted_call_is_reported_with_its_address_and_its_icrp_waits_for_the_release() {
-    let mut w = World::with(Opts {
-        window: 256,
-        lns2_reports_calls: true,
-        ..Opts::default()
-    });
-    w.auto_release = false;
-    bring_up(&mut w, N);
-    assert!(w.run_until(Duration::from_secs(5), |w| w.store_sessions().len() == N));
+    let mut w = World::with_calls_held_at_lns2();
+    bring_up_offloaded(&mut w, N);
     let before = w.lns1_sessions();
     w.kill_lns1();
-    let primary = w.lac().primary.as_ref().unwrap().0;
-    assert!(w.run_until(Duration::from_secs(2), |w| w
-        .lac_events
-        .contains(&LacEvent::TunnelDown(primary))));
-    let now = w.sim.now();
-    w.lac_mut().recover(now);
+    w.await_primary_down();
+    w.recover();
     assert!(w.run_until(Duration::from_secs(2), |w| w.lns2_calls.len() == N));
     // Reported with the primary's addresses and the subscribers' MRU; no
     // ICRP yet, so the LAC has not connected anything.
@@ -1011,9 +988,7 @@ fn an_adopted_call_is_reported_with_its_address_and_its_icrp_waits_for_the_relea
     for c in &calls {
         assert!(w.lns_mut(w.lns2).release_call(now, c.session));
     }
-    assert!(w.run_until(Duration::from_secs(2), |w| {
-        w.lac().subs.iter().all(|s| s.recovered == Some(2))
-    }));
+    w.await_every_session_recovered(Duration::from_secs(2));
     // Established as adopted, with the ids reported before, and not
     // reported a second time.
     w.run_for(Duration::from_millis(100));
@@ -1034,16 +1009,9 @@ fn an_adopted_call_is_reported_with_its_address_and_its_icrp_waits_for_the_relea
 
 #[test]
 fn an_adopted_call_never_released_is_refused_and_its_adoption_undone() {
-    let mut w = World::with(Opts {
-        window: 256,
-        lns2_reports_calls: true,
-        ..Opts::default()
-    });
-    w.auto_release = false;
-    bring_up(&mut w, N);
-    assert!(w.run_until(Duration::from_secs(5), |w| w.store_sessions().len() == N));
-    let now = w.sim.now();
-    w.lac_mut().recover(now);
+    let mut w = World::with_calls_held_at_lns2();
+    bring_up_offloaded(&mut w, N);
+    w.recover();
     assert!(w.run_until(Duration::from_secs(3), |w| {
         w.lac().subs.iter().all(|s| s.refused)
     }));
@@ -1078,8 +1046,7 @@ fn counters_set_at_the_primary_ride_the_refresh_and_the_adopting_peer_accounts_o
         refresh: Some(Duration::from_secs(10)),
         ..Opts::default()
     });
-    bring_up(&mut w, N);
-    assert!(w.run_until(Duration::from_secs(5), |w| w.store_sessions().len() == N));
+    bring_up_offloaded(&mut w, N);
     assert_eq!(w.radius().records_from(LNS1, 1).len(), N, "one Start each");
     // The fast path's sweep gives LNS1 the counters, past the interval at
     // which they go into the offloaded state.
@@ -1117,12 +1084,8 @@ fn counters_set_at_the_primary_ride_the_refresh_and_the_adopting_peer_accounts_o
     // the session time since the original start, never a Start.
     let started_at = w.radius().records_from(LNS1, 1)[0].at;
     w.kill_lns1();
-    let primary = w.lac().primary.as_ref().unwrap().0;
-    assert!(w.run_until(Duration::from_secs(2), |w| w
-        .lac_events
-        .contains(&LacEvent::TunnelDown(primary))));
-    let now = w.sim.now();
-    w.lac_mut().recover(now);
+    w.await_primary_down();
+    w.recover();
     assert!(w.run_until(Duration::from_secs(5), |w| {
         w.radius().records_from(LNS2, 3).len() == N
     }));
@@ -1177,18 +1140,11 @@ fn a_fenced_primary_sends_no_stop_and_no_more_interim_updates_for_the_moved_sess
         radius: true,
         ..Opts::default()
     });
-    bring_up(&mut w, N);
-    assert!(w.run_until(Duration::from_secs(5), |w| w.store_sessions().len() == N));
+    bring_up_offloaded(&mut w, N);
     w.kill_lns1();
-    let primary = w.lac().primary.as_ref().unwrap().0;
-    assert!(w.run_until(Duration::from_secs(2), |w| w
-        .lac_events
-        .contains(&LacEvent::TunnelDown(primary))));
-    let now = w.sim.now();
-    w.lac_mut().recover(now);
-    assert!(w.run_until(Duration::from_secs(5), |w| {
-        w.lac().subs.iter().all(|s| s.recovered == Some(2))
-    }));
+    w.await_primary_down();
+    w.recover();
+    w.await_every_session_recovered(Duration::from_secs(5));
     w.revive_lns1();
     assert!(w.run_until(Duration::from_secs(10), |w| {
         w.lns(w.lns1).session_count() == 0
