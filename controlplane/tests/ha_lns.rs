@@ -477,6 +477,14 @@ fn assert_lns1_dropped_every_moved_session_silently(w: &World) {
     )));
 }
 
+/// No subscriber's PPP went down or came up again, and LNS2 holds all `N`
+/// sessions.
+fn assert_subscribers_untouched_and_at_lns2(w: &World) {
+    let subs = &w.lac().subs;
+    assert!(subs.iter().all(|s| s.ups == 1 && s.downs == 0));
+    assert_eq!(w.lns(w.lns2).established_count(), N);
+}
+
 const N: usize = 12;
 
 #[test]
@@ -640,9 +648,7 @@ fn the_peer_adopts_every_session_of_a_dead_primary_and_the_primary_is_fenced_whe
         .filter(|e| matches!(e, LacEvent::CdnReceived(_)))
         .count();
     assert_eq!(cdns_before, cdns_after, "no CDN reached the LAC");
-    let subs = &w.lac().subs;
-    assert!(subs.iter().all(|s| s.ups == 1 && s.downs == 0));
-    assert_eq!(w.lns(w.lns2).established_count(), N);
+    assert_subscribers_untouched_and_at_lns2(&w);
 }
 
 #[test]
@@ -713,9 +719,7 @@ fn sessions_the_lac_moves_away_and_releases_are_dropped_silently_at_the_primary(
     assert_eq!(w.lns(w.lns1).pool().in_use(), 0);
     // The subscribers noticed nothing, and LNS2 answers their echoes.
     w.run_for(Duration::from_secs(5));
-    let subs = &w.lac().subs;
-    assert!(subs.iter().all(|s| s.ups == 1 && s.downs == 0));
-    assert_eq!(w.lns(w.lns2).established_count(), N);
+    assert_subscribers_untouched_and_at_lns2(&w);
 }
 
 #[test]
@@ -741,9 +745,7 @@ fn a_primary_cut_off_from_the_lac_alone_drops_the_sessions_its_peer_adopted_with
     );
     assert_lns1_dropped_every_moved_session_silently(&w);
     w.run_for(Duration::from_secs(40));
-    let subs = &w.lac().subs;
-    assert!(subs.iter().all(|s| s.ups == 1 && s.downs == 0));
-    assert_eq!(w.lns(w.lns2).established_count(), N);
+    assert_subscribers_untouched_and_at_lns2(&w);
 }
 
 // --- load switchover, operator commands (issue 6 §3) -------------------------

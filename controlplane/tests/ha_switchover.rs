@@ -21,8 +21,8 @@ use controlplane::ha::offload::{OffloadConfig, OffloadSender, OffloadStore, Send
 use controlplane::ha::state::SessionState;
 use controlplane::l2tp::codes::cdn;
 use controlplane::l2tp::{
-    CallParams, Config, Endpoint, Event, HaConfig, RecoveryTunnel, ResultCode, Retransmission,
-    SessionHandle, TunnelHandle,
+    CallParams, Config, Endpoint, Event, HaConfig, RecoveryTunnel, ResultCode, SessionHandle,
+    TunnelHandle,
 };
 use controlplane::ppp::{AuthMethod, IpcpResult, LcpOptions, LinkState, PppConfig, PppLink, Role};
 use controlplane::sim::{LinkConditions, NodeId, Sim};
@@ -31,25 +31,16 @@ use dataplane::wire::control::{SwitchoverAction, SwitchoverType};
 #[path = "support/ha_net.rs"]
 mod ha_net;
 
-use ha_net::{rng, LAC, LNS1, LNS2};
+use ha_net::{fast_failure_detection, rng, LAC, LNS1, LNS2};
 
 const SECRET: &[u8] = b"one-secret-for-every-peer";
 const SESSIONS: u16 = 20;
 
-/// Fast failure detection (DESIGN.md §1 item 4): Hello every 100 ms, the
-/// peer dead after 300 ms of silence, three retransmissions 100 ms apart.
+/// `c` with fast failure detection and the one tunnel secret.
 fn fast(c: Config) -> Config {
     Config {
-        hello_interval: Some(Duration::from_millis(100)),
-        dead_interval: Some(Duration::from_millis(300)),
-        retransmission: Retransmission {
-            initial: Duration::from_millis(100),
-            cap: Duration::from_millis(100),
-            max_retries: 3,
-        },
-        ack_delay: Duration::from_millis(10),
         secret: Some(SECRET.to_vec()),
-        ..c
+        ..fast_failure_detection(c)
     }
 }
 
@@ -418,6 +409,24 @@ impl World {
         }
     }
 
+    /// The LNSs peer first; then the LAC comes, with `SESSIONS` calls to
+    /// LNS1, and waits until LNS1 has offloaded every one to LNS2.
+    fn peer_then_dial(&mut self) {
+        let now = self.sim.now();
+        self.sim.node_mut(self.lns1).connect(now, LNS2).unwrap();
+        assert!(self.run_until(Duration::from_secs(2), |w| w.sender.in_sync()));
+        let tunnel = self.sim.node_mut(self.lac).connect(now, LNS1).unwrap();
+        for _ in 0..SESSIONS {
+            self.sim
+                .node_mut(self.lac)
+                .open_session(now, tunnel, CallParams::default())
+                .unwrap();
+        }
+        assert!(self.run_until(Duration::from_secs(5), |w| {
+            w.lac_calls.len() == usize::from(SESSIONS) && w.sender.in_sync()
+        }));
+    }
+
     fn run_until(&mut self, limit: Duration, done: impl Fn(&World) -> bool) -> bool {
         let deadline = self.sim.now() + limit;
         loop {
@@ -436,20 +445,7 @@ impl World {
 #[test]
 fn a_lac_cut_off_from_its_primary_recovers_every_session_at_the_peer_and_the_primary_is_fenced() {
     let mut w = World::new();
-    let now = w.sim.now();
-    // The LNSs peer first; then the LAC comes.
-    w.sim.node_mut(w.lns1).connect(now, LNS2).unwrap();
-    assert!(w.run_until(Duration::from_secs(2), |w| w.sender.in_sync()));
-    let tunnel = w.sim.node_mut(w.lac).connect(now, LNS1).unwrap();
-    for _ in 0..SESSIONS {
-        w.sim
-            .node_mut(w.lac)
-            .open_session(now, tunnel, CallParams::default())
-            .unwrap();
-    }
-    assert!(w.run_until(Duration::from_secs(5), |w| {
-        w.lac_calls.len() == usize::from(SESSIONS) && w.sender.in_sync()
-    }));
+    w.peer_then_dial();
     assert_eq!(w.store.session_count(), usize::from(SESSIONS));
     let peers = w.lac_tunnel.as_ref().unwrap().3.clone();
     assert_eq!(peers, vec![*LNS2.ip()], "the primary advertised its peer");
@@ -510,19 +506,7 @@ fn a_lac_cut_off_from_its_primary_recovers_every_session_at_the_peer_and_the_pri
 #[test]
 fn a_load_switchover_moves_every_session_make_before_break() {
     let mut w = World::new();
-    let now = w.sim.now();
-    w.sim.node_mut(w.lns1).connect(now, LNS2).unwrap();
-    assert!(w.run_until(Duration::from_secs(2), |w| w.sender.in_sync()));
-    let tunnel = w.sim.node_mut(w.lac).connect(now, LNS1).unwrap();
-    for _ in 0..SESSIONS {
-        w.sim
-            .node_mut(w.lac)
-            .open_session(now, tunnel, CallParams::default())
-            .unwrap();
-    }
-    assert!(w.run_until(Duration::from_secs(5), |w| {
-        w.lac_calls.len() == usize::from(SESSIONS) && w.sender.in_sync()
-    }));
+    w.peer_then_dial();
     // The primary is overloaded: STPLRQ, all sessions, to its peer.
     let lac_tunnel_at_lns1 = w.primary_sessions.keys().next().unwrap().tunnel;
     let now = w.sim.now();

@@ -5,7 +5,9 @@
 //! `#[path = "support/ha_net.rs"] mod ha_net;`.
 
 use std::net::{Ipv4Addr, SocketAddrV4};
+use std::time::Duration;
 
+use controlplane::l2tp::{Config, Retransmission};
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -15,6 +17,23 @@ pub(crate) const LAC: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1
 pub(crate) const LNS1: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 11), 1701);
 /// The primary's peer, which takes its sessions over.
 pub(crate) const LNS2: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 12), 1701);
+
+/// `config` with fast failure detection (DESIGN.md §1 item 4): Hello every
+/// 100 ms, the peer dead after 300 ms of silence, three retransmissions
+/// 100 ms apart.
+pub(crate) fn fast_failure_detection(config: Config) -> Config {
+    Config {
+        hello_interval: Some(Duration::from_millis(100)),
+        dead_interval: Some(Duration::from_millis(300)),
+        retransmission: Retransmission {
+            initial: Duration::from_millis(100),
+            cap: Duration::from_millis(100),
+            max_retries: 3,
+        },
+        ack_delay: Duration::from_millis(10),
+        ..config
+    }
+}
 
 /// A seeded random-number source, so a run replays exactly.
 pub(crate) fn rng(seed: u64) -> Box<dyn RngCore + Send> {

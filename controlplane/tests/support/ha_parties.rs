@@ -8,12 +8,10 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
-use std::time::Duration;
 
 use controlplane::ha::message::{HaMessage, SwitchoverReply, SwitchoverRequest};
 use controlplane::l2tp::{
-    self, CallParams, Endpoint, HaConfig, LnsPeer, RecoveryTunnel, Retransmission, SessionHandle,
-    TunnelHandle,
+    self, CallParams, Endpoint, HaConfig, LnsPeer, RecoveryTunnel, SessionHandle, TunnelHandle,
 };
 use controlplane::lns;
 use controlplane::ppp::{self, AuthMethod, Credentials, PppConfig, PppLink, Role};
@@ -23,7 +21,7 @@ use dataplane::wire::control::SwitchoverAction;
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::ha_net::{rng, LNS1};
+use crate::ha_net::{fast_failure_detection, rng, LNS1};
 
 /// The secret of the LNS1-LNS2 peering tunnel.
 pub(crate) const PEER_SECRET: &[u8] = b"lns1-lns2";
@@ -42,22 +40,12 @@ pub(crate) fn peered_ha_config(us: SocketAddrV4, peer: SocketAddrV4) -> lns::HaC
 
 // --- the LAC, by hand -------------------------------------------------------
 
-/// The LAC's L2TP configuration: HA-capable, with fast failure detection
-/// (DESIGN.md §1 item 4): Hello every 100 ms, the LNS dead after 300 ms of
-/// silence, three retransmissions 100 ms apart.
+/// The LAC's L2TP configuration: HA-capable, with fast failure detection.
 pub(crate) fn lac_config() -> l2tp::Config {
-    l2tp::Config {
+    fast_failure_detection(l2tp::Config {
         ha: Some(HaConfig::default()),
-        hello_interval: Some(Duration::from_millis(100)),
-        dead_interval: Some(Duration::from_millis(300)),
-        retransmission: Retransmission {
-            initial: Duration::from_millis(100),
-            cap: Duration::from_millis(100),
-            max_retries: 3,
-        },
-        ack_delay: Duration::from_millis(10),
         ..l2tp::Config::lac("lac")
-    }
+    })
 }
 
 /// Every subscriber's PPP client: user `sub`, password `pw`, CHAP-MD5.
