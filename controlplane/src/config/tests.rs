@@ -344,7 +344,7 @@ fn the_ha_section_configures_peering_offload_and_the_lns_lns_timers() {
     assert!(plain.node_config(gateway).ha.is_none());
     // A change to [ha] needs a restart.
     let mut other = c.clone();
-    other.ha.as_mut().unwrap().window = 64;
+    other.ha.as_mut().unwrap().window = 128;
     assert_eq!(c.changes(&other).restart, ["ha.window"]);
 }
 
