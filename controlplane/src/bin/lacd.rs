@@ -68,9 +68,13 @@ const WORKER_NAP: Duration = Duration::from_micros(50);
 const CONTROL_BURST: usize = 256;
 /// Our Receive Window Size (RFC 2661 §4.4.3): an LNS answers a recovery's
 /// ICRQs with ICRPs back to back, and with the RFC's 16 the later ones
-/// wait for our acknowledgements. Larger only costs the out-of-order
-/// messages we may hold per tunnel.
-const RECEIVE_WINDOW: u16 = 256;
+/// wait for our acknowledgements. Not much more: a window's worth may
+/// arrive back to back, and a default socket receive buffer (some 200 KiB,
+/// a kilobyte or more per queued datagram) overflows at a few hundred; a
+/// lost message then waits for the LNS's retransmission timeout, longer
+/// than a fast dead interval (an LNS with a window of 256 lost its
+/// recovery tunnel that way in the lab).
+const RECEIVE_WINDOW: u16 = 64;
 /// How often the fast path's counters are asked for.
 const REPORT_EVERY: Duration = Duration::from_secs(1);
 /// How long `show stats` waits for every worker's current counters.
@@ -612,6 +616,9 @@ struct Daemon {
     /// Kept for its thread: dropping it stops the metrics server.
     _metrics_server: Option<MetricsServer>,
     control_requests: u64,
+    /// L2TP datagrams the loop read itself while it hurried (the driver
+    /// counts the others).
+    datagrams_read: u64,
     logging: Logging,
     config: LacConfig,
 }
@@ -802,7 +809,7 @@ impl Daemon {
         put("discovery_refused", p.refused_total());
         put("datagrams_received", e.datagrams_received);
         put("udp_sent", d.sent);
-        put("udp_received", d.received);
+        put("udp_received", d.received + self.datagrams_read);
         put("udp_send_errors", d.send_errors);
         put("control_requests", self.control_requests);
         for (i, l) in node.lns_status().iter().enumerate() {
@@ -1025,6 +1032,7 @@ fn run(args: &Args, config: LacConfig, logging: Logging) -> Result<(), BoxError>
         metrics,
         _metrics_server: metrics_server,
         control_requests: 0,
+        datagrams_read: 0,
         logging,
         config,
     };
@@ -1056,6 +1064,7 @@ fn run(args: &Args, config: LacConfig, logging: Logging) -> Result<(), BoxError>
         let mut received = 0;
         if hurry {
             received = read_control(&control_socket, &mut daemon.driver, &mut datagram)?;
+            daemon.datagrams_read += received as u64;
         }
         let now = daemon.driver.now();
         let until = if hurry { now } else { now + slice };
