@@ -313,12 +313,18 @@ impl HaMessage {
                         })
                         .unwrap_or_default(),
                     kind,
-                    sessions: m
-                        .find(|a| match a {
+                    // DESIGN.md §3: the Session-List belongs to type 2 (the
+                    // listed sessions); on another type it means nothing
+                    // and is ignored, as `to_control` leaves it out.
+                    sessions: if kind == SwitchoverType::Listed {
+                        m.find(|a| match a {
                             Avp::SessionList(v) => Some(v.clone()),
                             _ => None,
                         })
-                        .unwrap_or_default(),
+                        .unwrap_or_default()
+                    } else {
+                        Vec::new()
+                    },
                 }))
             }
             Some(MessageType::Stplrp) => {
@@ -428,5 +434,27 @@ mod tests {
         );
         let m = ControlMessage::new(MessageType::Hello, 0, 0);
         assert_eq!(HaMessage::from_control(&m), Err(MessageError::NotHa));
+    }
+
+    /// A Session-List on an STPLRQ that is not of type 2 means nothing
+    /// (DESIGN.md §3): it is read as no sessions, as it would be written
+    /// (found by the ha_message fuzz target).
+    #[test]
+    fn a_session_list_outside_a_listed_switchover_is_ignored() {
+        for kind in [SwitchoverType::All, SwitchoverType::Unknown(9760)] {
+            let m = ControlMessage::new(MessageType::Stplrq, 0, 0)
+                .with(AvpEntry::optional(Avp::SwitchoverType(kind)))
+                .with(AvpEntry::optional(Avp::SessionList(vec![256])));
+            let read = HaMessage::from_control(&m).unwrap();
+            assert_eq!(
+                read,
+                HaMessage::SwitchoverRequest(SwitchoverRequest {
+                    peers: Vec::new(),
+                    kind,
+                    sessions: Vec::new(),
+                })
+            );
+            assert_eq!(HaMessage::from_control(&read.to_control(false)), Ok(read));
+        }
     }
 }
