@@ -16,6 +16,13 @@ use crate::l2tp;
 use crate::lns;
 use crate::ppp::ProxyPolicy;
 
+/// With `[ha]`: the receive window lnsd advertises to LACs (see
+/// [`LnsConfig::node_config`]).
+const LAC_RECEIVE_WINDOW_HA: u16 = 64;
+/// With `[ha]`: how long an acknowledgement to a LAC waits for a message
+/// to carry it.
+const LAC_ACK_DELAY_HA: Duration = Duration::from_millis(10);
+
 /// The keys `lnsd` applies on SIGHUP without a restart (keys, or tables
 /// whose every key is); every other change waits for a restart. `users`
 /// and `radius` swap the authenticator for new authentications; sessions
@@ -592,6 +599,16 @@ impl LnsConfig {
         config.primary_dns = self.dns.first().copied();
         config.secondary_dns = self.dns.get(1).copied();
         config.ha = self.node_ha();
+        if config.ha.is_some() {
+            // A LAC recovering a dead peer's calls sends an ICRQ and an
+            // ICCN per session back to back: let 64 be unacknowledged
+            // (RFC 2661 §5.8; a default socket buffer holds that many) and
+            // acknowledge within 10 ms, so the last ICCNs of a burst, whose
+            // acknowledgement releases the LAC's held upstream, do not wait
+            // the default 50 ms for a ZLB.
+            config.l2tp.receive_window = LAC_RECEIVE_WINDOW_HA;
+            config.l2tp.ack_delay = LAC_ACK_DELAY_HA;
+        }
         config
     }
 

@@ -342,6 +342,14 @@ fn the_ha_section_configures_peering_offload_and_the_lns_lns_timers() {
     // Without [ha], none.
     let plain = LnsConfig::parse("", file()).unwrap();
     assert!(plain.node_config(gateway).ha.is_none());
+    // With [ha], the LAC tunnels take a recovery burst: a wider window and
+    // quicker acknowledgements than the plain defaults.
+    let lac_link = |c: &LnsConfig| {
+        let l2tp = c.node_config(gateway).l2tp;
+        (l2tp.receive_window, l2tp.ack_delay)
+    };
+    assert_eq!(lac_link(&c), (64, Duration::from_millis(10)));
+    assert_eq!(lac_link(&plain), (16, Duration::from_millis(50)));
     // A change to [ha] needs a restart.
     let mut other = c.clone();
     other.ha.as_mut().unwrap().window = 128;
