@@ -1,5 +1,5 @@
 //! The LNS node's part in the HA extension (DESIGN.md §1 items 2 and 4,
-//! docs/ha-protocol.md §7): the peering with the other LNSs, the offload of
+//! docs/ha-protocol.md §5): the peering with the other LNSs, the offload of
 //! every established session, the adoption of recovered calls, and the
 //! fencing of sessions that moved away; and the load switchover and the
 //! operator's commands (STPLRQ to the LACs, their STPLRPs).
