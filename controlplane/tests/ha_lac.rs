@@ -26,20 +26,25 @@ use controlplane::ha::message::{HaMessage, SwitchoverRequest};
 use controlplane::l2tp::{LnsPeer, Retransmission, SessionHandle, TunnelState};
 use controlplane::lac::{self, HaPolicy, LnsEntry, Mode, SubscriberKey, SwitchoverType};
 use controlplane::lns;
-use controlplane::ppp::{self, AuthMethod, Credentials, LinkState, PppConfig, PppLink, Role};
-use controlplane::pppoe;
+use controlplane::ppp::AuthMethod;
 use controlplane::sim::{self, LinkConditions, NodeId, Sim};
 use controlplane::time::Instant;
-use dataplane::wire::ethernet::{self, Address, EtherType};
 use dataplane::wire::l2tp as l2tp_wire;
-use dataplane::wire::{ppp as ppp_wire, ppp_cp, pppoe as pppoe_wire};
+use dataplane::wire::{ppp as ppp_wire, ppp_cp};
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+
+#[path = "support/lac_parties.rs"]
+mod lac_parties;
+#[path = "support/pppoe_subscribers.rs"]
+mod pppoe_subscribers;
+
+use lac_parties::PartyEvent;
+use pppoe_subscribers::{session_frame, subscriber_ppp, Cpe, SessionWatch, Subscribers, LAC_MAC};
 
 const LAC: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 1701);
 const LNS1: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 11), 1701);
 const LNS2: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 12), 1701);
-const LAC_MAC: Address = Address([0x02, 0, 0, 0, 0, 0x01]);
 const PEER_SECRET: &[u8] = b"lns1-lns2";
 /// Subscribers per scenario.
 const N: usize = 24;
@@ -220,16 +225,9 @@ impl sim::Node for LnsBox {
 
 // --- the LAC and its subscribers ----------------------------------------------
 
-struct Cpe {
-    mac: Address,
-    discovery: pppoe::Client,
-    ppp: PppConfig,
-    link: Option<PppLink>,
-    session: Option<(Address, u16)>,
-    up: Option<LinkState>,
-    renegotiated: bool,
-    down: Option<ppp::DownCause>,
-    pppoe_down: bool,
+/// What a subscriber saw of its session and its test traffic.
+#[derive(Default)]
+struct Traffic {
     /// LCP or IPCP Configure-Requests received after PPP was up.
     configure_requests_after_up: usize,
     /// LCP Terminate-Requests received.
@@ -240,38 +238,23 @@ struct Cpe {
     down_seen: Vec<u32>,
 }
 
-impl Cpe {
-    fn discovery_events(&mut self, now: Instant, rng: &mut ChaCha8Rng) {
-        while let Some(e) = self.discovery.poll_event() {
-            match e {
-                pppoe::ClientEvent::Up { ac_mac, session_id } => {
-                    self.session = Some((ac_mac, session_id));
-                    let mut link = PppLink::new(
-                        Role::Client,
-                        self.ppp.clone(),
-                        Box::new(ChaCha8Rng::seed_from_u64(rng.next_u64())),
-                    );
-                    link.open(now);
-                    self.link = Some(link);
-                }
-                pppoe::ClientEvent::Down { .. } => {
-                    self.pppoe_down = true;
-                    if let Some(link) = self.link.as_mut() {
-                        link.lower_down(now);
-                    }
-                }
-                pppoe::ClientEvent::Failed(f) => panic!("discovery failed: {f:?}"),
-            }
+impl SessionWatch for Traffic {
+    fn session_frame(cpe: &mut Cpe<Traffic>, _session_id: u16, ppp: &[u8]) -> bool {
+        if let Some((_, seq, _)) = read_ipv4_frame(ppp) {
+            cpe.record.down_seen.push(seq);
+            return false;
         }
+        if cpe.up.is_some() && configure_request(ppp).is_some() {
+            cpe.record.configure_requests_after_up += 1;
+        }
+        if terminate_request(ppp) {
+            cpe.record.terminate_requests += 1;
+        }
+        true
     }
+}
 
-    fn key(&self) -> Option<SubscriberKey> {
-        self.session.map(|(_, session_id)| SubscriberKey {
-            mac: self.mac,
-            session_id,
-        })
-    }
-
+impl Cpe<Traffic> {
     fn address(&self) -> Option<Ipv4Addr> {
         self.up.as_ref().and_then(|s| s.ipcp).and_then(|r| r.local)
     }
@@ -283,9 +266,7 @@ impl Cpe {
 
 struct Site {
     lac: lac::Node,
-    cpes: Vec<Cpe>,
-    by_mac: HashMap<Address, usize>,
-    rng: ChaCha8Rng,
+    subscribers: Subscribers<Traffic>,
     /// Answered calls and when the "fast path" connects them.
     answered: Vec<(SessionHandle, Instant)>,
     /// Planned moves whose new call is up, and when the "fast path" has
@@ -299,26 +280,6 @@ struct Site {
     now: Instant,
     traffic: bool,
     next_tick: Instant,
-}
-
-fn session_frame(src: Address, dst: Address, session_id: u16, ppp: &[u8]) -> Vec<u8> {
-    let eth = ethernet::Repr {
-        dst_addr: dst,
-        src_addr: src,
-        outer_tag: None,
-        inner_tag: None,
-        ethertype: EtherType::PppoeSession,
-    };
-    let header = pppoe_wire::Repr {
-        code: pppoe_wire::Code::Session,
-        session_id,
-        payload_len: ppp.len(),
-    };
-    let mut out = vec![0; 14 + 6 + ppp.len()];
-    eth.emit(&mut out).unwrap();
-    header.emit(&mut out[14..]).unwrap();
-    out[20..].copy_from_slice(ppp);
-    out
 }
 
 fn configure_request(ppp: &[u8]) -> Option<ppp_wire::Protocol> {
@@ -341,131 +302,35 @@ fn terminate_request(ppp: &[u8]) -> bool {
 
 impl Site {
     fn add_cpe(&mut self, now: Instant, index: usize) {
-        let mac = Address([0x02, 0xcc, 0, 0, (index >> 8) as u8, index as u8]);
-        let mut discovery = pppoe::Client::new(
-            pppoe::ClientConfig {
-                mac,
-                ..pppoe::ClientConfig::default()
-            },
-            &mut self.rng,
-        );
-        discovery.start(now);
-        let mut ppp = PppConfig::client(Credentials {
-            username: format!("sub{index}").into_bytes(),
-            password: b"lab".to_vec(),
-        });
-        ppp.lcp.authenticate_self = vec![AuthMethod::ChapMd5];
-        ppp.address_control = false;
-        ppp.lcp.mru = 1492;
+        let mut ppp = subscriber_ppp(index, AuthMethod::ChapMd5);
         // Keepalives during the switchover: the echoes held at the LAC
         // must be answered by the new LNS with the same magic number.
         ppp.lcp.echo_interval = Some(Duration::from_millis(250));
         ppp.lcp.echo_failures = 4;
-        self.by_mac.insert(mac, self.cpes.len());
-        self.cpes.push(Cpe {
-            mac,
-            discovery,
-            ppp,
-            link: None,
-            session: None,
-            up: None,
-            renegotiated: false,
-            down: None,
-            pppoe_down: false,
-            configure_requests_after_up: 0,
-            terminate_requests: 0,
-            up_sent: 0,
-            down_seen: Vec::new(),
-        });
+        self.subscribers.add(now, index, ppp);
         self.shuttle(now);
     }
 
     fn shuttle(&mut self, now: Instant) {
-        let mut buf = Vec::new();
-        loop {
-            let mut moved = false;
-            while self.lac.poll_access_frame(&mut buf) {
-                moved = true;
-                let frame = core::mem::take(&mut buf);
-                self.deliver(now, &frame);
-            }
-            let mut upstream = Vec::new();
-            for cpe in &mut self.cpes {
-                while cpe.discovery.poll_frame(&mut buf) {
-                    upstream.push(core::mem::take(&mut buf));
-                }
-                cpe.discovery_events(now, &mut self.rng);
-                let (Some(link), Some((ac_mac, session_id))) = (cpe.link.as_mut(), cpe.session)
-                else {
-                    continue;
-                };
-                while let Some(ppp) = link.poll_transmit(now) {
-                    if cpe.discovery.state() == pppoe::ClientState::Up {
-                        upstream.push(session_frame(cpe.mac, ac_mac, session_id, &ppp));
-                    }
-                }
-                while let Some(e) = link.poll_event() {
-                    match e {
-                        ppp::Event::Up(state) => cpe.up = Some(*state),
-                        ppp::Event::Renegotiating => cpe.renegotiated = true,
-                        ppp::Event::Down { cause } => cpe.down = Some(cause),
-                        _ => {}
-                    }
-                }
-            }
-            for frame in upstream {
-                moved = true;
-                self.lac.handle_access_frame(now, &frame);
-            }
-            if !moved {
-                break;
-            }
-        }
-    }
-
-    fn deliver(&mut self, now: Instant, frame: &[u8]) {
-        let eth = ethernet::Frame::new_checked(frame).unwrap();
-        let Some(&i) = self.by_mac.get(&eth.dst_addr()) else {
-            return;
-        };
-        let cpe = &mut self.cpes[i];
-        match eth.ethertype() {
-            EtherType::PppoeDiscovery => {
-                cpe.discovery.handle_frame(now, frame);
-                cpe.discovery_events(now, &mut self.rng);
-            }
-            EtherType::PppoeSession => {
-                let packet = pppoe_wire::Packet::new_checked(eth.payload()).unwrap();
-                let ppp = packet.payload();
-                if let Some((_, seq, _)) = read_ipv4_frame(ppp) {
-                    cpe.down_seen.push(seq);
-                    return;
-                }
-                if cpe.up.is_some() && configure_request(ppp).is_some() {
-                    cpe.configure_requests_after_up += 1;
-                }
-                if terminate_request(ppp) {
-                    cpe.terminate_requests += 1;
-                }
-                if let Some(link) = cpe.link.as_mut() {
-                    link.handle_frame(now, ppp);
-                }
-            }
-            other => panic!("unexpected frame type {other:?}"),
-        }
+        self.subscribers.shuttle(&mut self.lac, now);
     }
 
     /// One numbered packet upstream from every subscriber that is up.
     fn send_traffic(&mut self, now: Instant) {
-        for (i, cpe) in self.cpes.iter_mut().enumerate() {
+        for (i, cpe) in self.subscribers.cpes.iter_mut().enumerate() {
             if !cpe.is_up() {
                 continue;
             }
             let (Some((ac_mac, session_id)), Some(_)) = (cpe.session, cpe.address()) else {
                 continue;
             };
-            cpe.up_sent += 1;
-            let ppp = ipv4_frame(false, Ipv4Addr::new(198, 51, 100, 1), i as u16, cpe.up_sent);
+            cpe.record.up_sent += 1;
+            let ppp = ipv4_frame(
+                false,
+                Ipv4Addr::new(198, 51, 100, 1),
+                i as u16,
+                cpe.record.up_sent,
+            );
             let frame = session_frame(cpe.mac, ac_mac, session_id, &ppp);
             self.lac.handle_access_frame(now, &frame);
         }
@@ -502,36 +367,26 @@ impl sim::Node for Site {
         if self.lac.poll_timeout().is_some_and(|t| t <= now) {
             self.lac.handle_timeout(now);
         }
-        for cpe in &mut self.cpes {
-            if cpe.discovery.poll_timeout().is_some_and(|t| t <= now) {
-                cpe.discovery.handle_timeout(now);
-            }
-            if let Some(link) = cpe.link.as_mut() {
-                if link.poll_timeout().is_some_and(|t| t <= now) {
-                    link.handle_timeout(now);
-                }
-            }
-        }
+        self.subscribers.handle_timeout(now);
         self.shuttle(now);
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
-        let cpes = self.cpes.iter().flat_map(|c| {
-            [
-                c.discovery.poll_timeout(),
-                c.link.as_ref().and_then(PppLink::poll_timeout),
-            ]
-        });
         let answered = self
             .answered
             .iter()
             .map(|(_, at)| Some(*at))
             .chain(self.switched.iter().map(|(_, at)| Some(*at)));
         let tick = self.traffic.then_some(self.next_tick);
-        cpes.chain([self.lac.poll_timeout(), tick])
-            .chain(answered)
-            .flatten()
-            .min()
+        [
+            self.subscribers.poll_timeout(),
+            self.lac.poll_timeout(),
+            tick,
+        ]
+        .into_iter()
+        .chain(answered)
+        .flatten()
+        .min()
     }
 
     fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<SocketAddr> {
@@ -558,55 +413,8 @@ impl sim::Node for Site {
 
 // --- the world ------------------------------------------------------------------
 
-enum Party {
-    Lns(Box<LnsBox>),
-    Site(Box<Site>),
-}
-
-#[derive(Debug)]
-enum Ev {
-    Lns(lns::Event),
-    Lac(lac::Event),
-}
-
-impl sim::Node for Party {
-    type Event = Ev;
-
-    fn handle_datagram(&mut self, now: Instant, from: SocketAddr, payload: &[u8]) {
-        match self {
-            Party::Lns(n) => sim::Node::handle_datagram(&mut **n, now, from, payload),
-            Party::Site(n) => sim::Node::handle_datagram(&mut **n, now, from, payload),
-        }
-    }
-
-    fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<SocketAddr> {
-        match self {
-            Party::Lns(n) => sim::Node::poll_transmit(&mut **n, now, buf),
-            Party::Site(n) => sim::Node::poll_transmit(&mut **n, now, buf),
-        }
-    }
-
-    fn poll_timeout(&self) -> Option<Instant> {
-        match self {
-            Party::Lns(n) => sim::Node::poll_timeout(&**n),
-            Party::Site(n) => sim::Node::poll_timeout(&**n),
-        }
-    }
-
-    fn handle_timeout(&mut self, now: Instant) {
-        match self {
-            Party::Lns(n) => sim::Node::handle_timeout(&mut **n, now),
-            Party::Site(n) => sim::Node::handle_timeout(&mut **n, now),
-        }
-    }
-
-    fn poll_event(&mut self) -> Option<Ev> {
-        match self {
-            Party::Lns(n) => sim::Node::poll_event(&mut **n).map(Ev::Lns),
-            Party::Site(n) => sim::Node::poll_event(&mut **n).map(Ev::Lac),
-        }
-    }
-}
+/// The LNSs and the LAC site.
+type Party = lac_parties::Party<LnsBox, Site>;
 
 fn lns_node(
     name: &str,
@@ -716,9 +524,7 @@ impl Lab {
         let lns2 = sim.add_node(LNS2, boxed(1, lns_node("lns2", LNS2, LNS1, 2, |_| {})));
         let site = Site {
             lac: lac::Node::new(config, Instant::ZERO, rng(3)).unwrap(),
-            cpes: Vec::new(),
-            by_mac: HashMap::new(),
-            rng: ChaCha8Rng::seed_from_u64(4),
+            subscribers: Subscribers::new(4),
             answered: Vec::new(),
             switched: Vec::new(),
             release_on_switch: true,
@@ -769,25 +575,11 @@ impl Lab {
     }
 
     fn lac_events(&self) -> Vec<&lac::Event> {
-        self.sim
-            .events(self.site)
-            .iter()
-            .filter_map(|(_, e)| match e {
-                Ev::Lac(e) => Some(e),
-                Ev::Lns(_) => None,
-            })
-            .collect()
+        lac_parties::lac_events(&self.sim, self.site)
     }
 
     fn lns_events(&self, i: usize) -> Vec<&lns::Event> {
-        self.sim
-            .events(self.lns[i])
-            .iter()
-            .filter_map(|(_, e)| match e {
-                Ev::Lns(e) => Some(e),
-                Ev::Lac(_) => None,
-            })
-            .collect()
+        lac_parties::lns_events(&self.sim, self.lns[i])
     }
 
     fn run_for(&mut self, d: Duration) {
@@ -814,7 +606,7 @@ impl Lab {
     fn add_subscribers(&mut self, n: usize) {
         let now = self.sim.now();
         let site = self.site_mut();
-        let first = site.cpes.len();
+        let first = site.subscribers.cpes.len();
         for i in first..first + n {
             site.add_cpe(now, i);
         }
@@ -828,7 +620,13 @@ impl Lab {
     fn start(&mut self, n: usize) {
         self.add_subscribers(n);
         self.run_until(Duration::from_secs(10), "every subscriber up", |l| {
-            l.site().cpes.iter().filter(|c| c.is_up()).count() == n
+            l.site()
+                .subscribers
+                .cpes
+                .iter()
+                .filter(|c| c.is_up())
+                .count()
+                == n
                 && l.lac().up_count() == n
                 && l.up_at(0) == n
         });
@@ -930,8 +728,8 @@ impl Lab {
     #[track_caller]
     fn check(&self, n: usize) -> Report {
         let site = self.site();
-        assert_eq!(site.cpes.len(), n);
-        for (i, cpe) in site.cpes.iter().enumerate() {
+        assert_eq!(site.subscribers.cpes.len(), n);
+        for (i, cpe) in site.subscribers.cpes.iter().enumerate() {
             assert!(
                 cpe.is_up(),
                 "subscriber {i} lost its session: {:?}",
@@ -939,11 +737,11 @@ impl Lab {
             );
             assert!(!cpe.renegotiated, "subscriber {i} renegotiated");
             assert_eq!(
-                cpe.configure_requests_after_up, 0,
+                cpe.record.configure_requests_after_up, 0,
                 "subscriber {i} saw a Configure-Request after up"
             );
             assert_eq!(
-                cpe.terminate_requests, 0,
+                cpe.record.terminate_requests, 0,
                 "subscriber {i} saw a Terminate-Request"
             );
         }
@@ -970,7 +768,7 @@ impl Lab {
         for &(lns, id, seq, at) in &core.up_seen {
             by_sub.entry(id).or_default().push((lns, seq, at));
         }
-        for (i, cpe) in site.cpes.iter().enumerate() {
+        for (i, cpe) in site.subscribers.cpes.iter().enumerate() {
             let seen = by_sub.remove(&(i as u16)).unwrap_or_default();
             // Packet → the LNS that delivered it first.
             let mut first: HashMap<u32, usize> = HashMap::new();
@@ -1010,11 +808,11 @@ impl Lab {
                 "subscriber {i}: its upstream went from one LNS to the other {switches} times \
                  for {moved} moves (both LNSs forwarded it in the same period)"
             );
-            report.up_sent += u64::from(cpe.up_sent);
-            report.up_lost += u64::from(cpe.up_sent) - first.len() as u64;
+            report.up_sent += u64::from(cpe.record.up_sent);
+            report.up_lost += u64::from(cpe.record.up_sent) - first.len() as u64;
             // Downstream: in order, and what was sent arrived.
             let mut last = 0;
-            for &seq in &cpe.down_seen {
+            for &seq in &cpe.record.down_seen {
                 assert!(seq > last, "subscriber {i}: downstream {seq} after {last}");
                 last = seq;
             }
@@ -1023,7 +821,7 @@ impl Lab {
                 .and_then(|a| core.down_sent.get(&a).copied())
                 .unwrap_or(0);
             report.down_sent += u64::from(sent);
-            report.down_lost += u64::from(sent) - cpe.down_seen.len() as u64;
+            report.down_lost += u64::from(sent) - cpe.record.down_seen.len() as u64;
         }
         assert!(
             report.up_duplicates <= self.lac().stats().replayed_frames,
@@ -1060,6 +858,7 @@ fn a_dead_primary_s_sessions_are_recovered_at_its_peer_and_fenced_when_it_return
 
     let echo_replies = |lab: &Lab| -> u64 {
         lab.site()
+            .subscribers
             .cpes
             .iter()
             .map(|c| c.link.as_ref().unwrap().stats().echo_replies_received)
@@ -1265,14 +1064,14 @@ fn a_failure_during_the_peer_s_bulk_sync_recovers_what_was_offloaded_and_ends_th
         .collect();
     assert_eq!(ended.len() as u64, stats.recoveries_failed);
     assert_eq!(lab.lac().subscriber_count() as u64, stats.recoveries_done);
-    for cpe in &lab.site().cpes {
+    for cpe in &lab.site().subscribers.cpes {
         let ended_here = cpe.key().is_some_and(|k| ended.contains(&k));
         if ended_here {
             // Ended cleanly: PADT, not left hanging.
             assert!(cpe.pppoe_down, "an ended subscriber got its PADT");
         } else {
             assert!(cpe.is_up() && !cpe.renegotiated);
-            assert_eq!(cpe.configure_requests_after_up, 0);
+            assert_eq!(cpe.record.configure_requests_after_up, 0);
         }
     }
     println!(
@@ -1333,9 +1132,9 @@ fn a_switchover_of_all_sessions_moves_every_call_without_loss() {
         .any(|s| s.lns == LNS1 && s.steered_until.is_some()));
     lab.add_subscribers(1);
     lab.run_until(Duration::from_secs(5), "the new subscriber up", |l| {
-        l.lac().up_count() == N + 1 && l.up_at(1) == N + 1 && l.site().cpes[N].is_up()
+        l.lac().up_count() == N + 1 && l.up_at(1) == N + 1 && l.site().subscribers.cpes[N].is_up()
     });
-    let key = lab.site().cpes[N].key().unwrap();
+    let key = lab.site().subscribers.cpes[N].key().unwrap();
     assert_eq!(lab.lac().session(key).unwrap().lns, Some(LNS2));
     println!(
         "switchover all: {N} calls moved in {} ms; longest upstream gap {} ms; lost upstream {} of {}, downstream {} of {}",
@@ -1355,12 +1154,12 @@ fn release_delays(lab: &Lab) -> Vec<Duration> {
     let mut delays = Vec::new();
     for (at, e) in lab.sim.events(lab.site) {
         match e {
-            Ev::Lac(lac::Event::SessionUp(up))
+            PartyEvent::Lac(lac::Event::SessionUp(up))
                 if up.moved_from.is_some_and(|m| m.make_before_break) =>
             {
                 up_at.insert(up.subscriber, *at);
             }
-            Ev::Lac(lac::Event::SessionReleased { subscriber, .. }) => {
+            PartyEvent::Lac(lac::Event::SessionReleased { subscriber, .. }) => {
                 let since = up_at
                     .remove(subscriber)
                     .expect("released after its SessionUp");
@@ -1401,7 +1200,7 @@ fn a_planned_move_releases_the_old_call_once_the_fast_path_switched() {
     let with_glue = delays[0];
     assert_eq!(lab.lac().stats().sessions_moved, N as u64);
     // Nothing is left to release.
-    let key = lab.site().cpes[0].key().unwrap();
+    let key = lab.site().subscribers.cpes[0].key().unwrap();
     let now = lab.sim.now();
     assert!(!lab.site_mut().lac.release_moved(now, key));
 
@@ -1441,7 +1240,7 @@ fn a_planned_move_releases_the_old_call_once_the_fast_path_switched() {
 fn a_switchover_of_listed_sessions_moves_only_those() {
     let mut lab = Lab::new(policy());
     lab.start(N);
-    let keys: Vec<SubscriberKey> = lab.site().cpes[..2]
+    let keys: Vec<SubscriberKey> = lab.site().subscribers.cpes[..2]
         .iter()
         .map(|c| c.key().unwrap())
         .collect();
@@ -1497,9 +1296,9 @@ fn new_sessions_only_steers_new_calls_until_cancelled() {
     )));
     lab.add_subscribers(1);
     lab.run_until(Duration::from_secs(5), "the fifth subscriber up", |l| {
-        l.lac().up_count() == 5 && l.up_at(1) == 1 && l.site().cpes[4].is_up()
+        l.lac().up_count() == 5 && l.up_at(1) == 1 && l.site().subscribers.cpes[4].is_up()
     });
-    let fifth = lab.site().cpes[4].key().unwrap();
+    let fifth = lab.site().subscribers.cpes[4].key().unwrap();
     assert_eq!(lab.lac().session(fifth).unwrap().lns, Some(LNS2));
     assert_eq!((lab.up_at(0), lab.up_at(1)), (4, 1), "nothing else moved");
 
@@ -1509,9 +1308,9 @@ fn new_sessions_only_steers_new_calls_until_cancelled() {
     lab.run_for(Duration::from_millis(50));
     lab.add_subscribers(1);
     lab.run_until(Duration::from_secs(5), "the sixth subscriber up", |l| {
-        l.lac().up_count() == 6 && l.up_at(0) == 5 && l.site().cpes[5].is_up()
+        l.lac().up_count() == 6 && l.up_at(0) == 5 && l.site().subscribers.cpes[5].is_up()
     });
-    let sixth = lab.site().cpes[5].key().unwrap();
+    let sixth = lab.site().subscribers.cpes[5].key().unwrap();
     assert_eq!(lab.lac().session(sixth).unwrap().lns, Some(LNS1));
     lab.drain();
     let report = lab.check(6);
@@ -1700,7 +1499,7 @@ fn with_no_peer_left_the_held_subscribers_end_cleanly() {
     });
     let now = lab.sim.now();
     let site = lab.site_mut();
-    site.cpes[0].discovery.close(now);
+    site.subscribers.cpes[0].discovery.close(now);
     site.shuttle(now);
     lab.run_until(Duration::from_secs(5), "every subscriber ended", |l| {
         l.lac().subscriber_count() == 0
@@ -1709,7 +1508,7 @@ fn with_no_peer_left_the_held_subscribers_end_cleanly() {
     let stats = lab.lac().stats();
     assert_eq!(stats.recoveries_done, 0);
     assert_eq!(stats.recoveries_failed, N as u64 - 1);
-    let first = lab.site().cpes[0].key().unwrap();
+    let first = lab.site().subscribers.cpes[0].key().unwrap();
     let ended: Vec<&lac::SessionEnded> = lab
         .lac_events()
         .into_iter()
@@ -1727,7 +1526,9 @@ fn with_no_peer_left_the_held_subscribers_end_cleanly() {
         }
     }
     // PADT to each of the others.
-    assert!(lab.site().cpes[1..].iter().all(|c| c.pppoe_down));
+    assert!(lab.site().subscribers.cpes[1..]
+        .iter()
+        .all(|c| c.pppoe_down));
     println!(
         "no peer answers: {N} subscribers ended {} ms after the cut",
         took.as_millis()
@@ -1969,7 +1770,9 @@ fn a_planned_switchover_during_bulk_sync_moves_what_was_offloaded_and_keeps_the_
     lab.sim.partition(LNS1, LNS2);
     lab.add_subscribers(N);
     lab.run_until(Duration::from_secs(10), "every subscriber up", |l| {
-        l.lac().up_count() == N && l.up_at(0) == N && l.site().cpes.iter().all(|c| c.is_up())
+        l.lac().up_count() == N
+            && l.up_at(0) == N
+            && l.site().subscribers.cpes.iter().all(|c| c.is_up())
     });
     lab.set_traffic(true);
     lab.sim.heal(LNS1, LNS2);

@@ -11,28 +11,32 @@
 
 use core::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use core::time::Duration;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use controlplane::aaa::pool::AddressPool;
 use controlplane::aaa::users::Users;
 use controlplane::aaa::Authenticator;
 use controlplane::l2tp::SessionHandle;
-use controlplane::lac::{self, EndCause, LnsEntry, Mode, Stage, SubscriberKey};
+use controlplane::lac::{self, EndCause, LnsEntry, Mode, Stage};
 use controlplane::lns;
-use controlplane::ppp::{self, AuthMethod, Credentials, LinkState, PppConfig, PppLink, Role};
-use controlplane::pppoe;
+use controlplane::ppp::{self, AuthMethod};
 use controlplane::sim::{self, LinkConditions, NodeId, Sim};
 use controlplane::time::Instant;
-use dataplane::wire::ethernet::{self, Address, EtherType};
-use dataplane::wire::{ppp as ppp_wire, ppp_cp, pppoe as pppoe_wire};
+use dataplane::wire::ethernet::{self, Address};
+use dataplane::wire::{ppp as ppp_wire, ppp_cp};
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+
+#[path = "support/lac_parties.rs"]
+mod lac_parties;
+#[path = "support/pppoe_subscribers.rs"]
+mod pppoe_subscribers;
+
+use pppoe_subscribers::{session_frame, subscriber_ppp, Cpe, SessionWatch, Subscribers, LAC_MAC};
 
 const LAC: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 1701);
 const LNS1: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 11), 1701);
 const LNS2: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 12), 1701);
-const LAC_MAC: Address = Address([0x02, 0, 0, 0, 0, 0x01]);
-
 fn rng(seed: u64) -> Box<dyn RngCore + Send> {
     Box::new(ChaCha8Rng::seed_from_u64(seed))
 }
@@ -43,53 +47,28 @@ fn users(n: usize) -> Users {
     Users::parse(&text, "users").unwrap()
 }
 
-/// One subscriber: PPPoE discovery, then a PPP client link in the session.
-struct Cpe {
-    mac: Address,
-    discovery: pppoe::Client,
-    ppp: PppConfig,
-    link: Option<PppLink>,
-    session: Option<(Address, u16)>,
-    up: Option<LinkState>,
-    renegotiated: bool,
-    down: Option<ppp::DownCause>,
-    pppoe_down_by_peer: bool,
+/// What the tests check of the frames the LAC sends a subscriber.
+#[derive(Default)]
+struct Seen {
     /// LCP Configure-Requests that reached the subscriber.
     lcp_requests: usize,
 }
 
-impl Cpe {
-    /// Act on what discovery reported: PPP starts in the session (RFC 2516
-    /// §6) and stops with it.
-    fn discovery_events(&mut self, now: Instant, rng: &mut ChaCha8Rng) {
-        while let Some(e) = self.discovery.poll_event() {
-            match e {
-                pppoe::ClientEvent::Up { ac_mac, session_id } => {
-                    self.session = Some((ac_mac, session_id));
-                    let mut link = PppLink::new(
-                        Role::Client,
-                        self.ppp.clone(),
-                        Box::new(ChaCha8Rng::seed_from_u64(rng.next_u64())),
-                    );
-                    link.open(now);
-                    self.link = Some(link);
-                }
-                pppoe::ClientEvent::Down { by_peer, .. } => {
-                    self.pppoe_down_by_peer = by_peer;
-                    if let Some(link) = self.link.as_mut() {
-                        link.lower_down(now);
-                    }
-                }
-                pppoe::ClientEvent::Failed(f) => panic!("discovery failed: {f:?}"),
-            }
-        }
+impl SessionWatch for Seen {
+    fn lac_frame(frame: &ethernet::Frame<&[u8]>) {
+        assert_eq!(frame.src_addr(), LAC_MAC);
     }
 
-    fn key(&self) -> Option<SubscriberKey> {
-        self.session.map(|(_, session_id)| SubscriberKey {
-            mac: self.mac,
-            session_id,
-        })
+    fn session_frame(cpe: &mut Cpe<Seen>, session_id: u16, ppp: &[u8]) -> bool {
+        assert_eq!(Some(session_id), cpe.session.map(|s| s.1));
+        // RFC 2516 §7: the LAC must have removed Address/Control.
+        assert!(!ppp_wire::Packet::new_checked(ppp)
+            .unwrap()
+            .has_address_control());
+        if is_lcp_configure_request(ppp) {
+            cpe.record.lcp_requests += 1;
+        }
+        true
     }
 }
 
@@ -97,11 +76,7 @@ impl Cpe {
 /// side is the simulated network.
 struct Site {
     lac: lac::Node,
-    cpes: Vec<Cpe>,
-    by_mac: HashMap<Address, usize>,
-    rng: ChaCha8Rng,
-    /// Frames the LAC sent to a MAC address no subscriber has.
-    stray: usize,
+    subscribers: Subscribers<Seen>,
     /// With `lac::Config::defer_connect`: how long the owner (a fast path)
     /// takes to connect an answered call; `None`: it never does.
     connect_after: Option<Duration>,
@@ -114,10 +89,7 @@ impl Site {
     fn new(config: lac::Config) -> Site {
         Site {
             lac: lac::Node::new(config, Instant::ZERO, rng(3)).unwrap(),
-            cpes: Vec::new(),
-            by_mac: HashMap::new(),
-            rng: ChaCha8Rng::seed_from_u64(4),
-            stray: 0,
+            subscribers: Subscribers::new(4),
             connect_after: Some(Duration::from_millis(1)),
             answered: Vec::new(),
             now: Instant::ZERO,
@@ -125,117 +97,19 @@ impl Site {
     }
 
     fn add_cpe(&mut self, now: Instant, index: usize, auth: AuthMethod) {
-        let mac = Address([0x02, 0xcc, 0, 0, (index >> 8) as u8, index as u8]);
-        let mut discovery = pppoe::Client::new(
-            pppoe::ClientConfig {
-                mac,
-                ..pppoe::ClientConfig::default()
-            },
-            &mut self.rng,
-        );
-        discovery.start(now);
-        let mut ppp = PppConfig::client(Credentials {
-            username: format!("sub{index}").into_bytes(),
-            password: b"lab".to_vec(),
-        });
-        ppp.lcp.authenticate_self = vec![auth];
-        // RFC 2516 §7: no Address and Control on PPPoE.
-        ppp.address_control = false;
-        ppp.lcp.mru = 1492;
-        self.by_mac.insert(mac, self.cpes.len());
-        self.cpes.push(Cpe {
-            mac,
-            discovery,
-            ppp,
-            link: None,
-            session: None,
-            up: None,
-            renegotiated: false,
-            down: None,
-            pppoe_down_by_peer: false,
-            lcp_requests: 0,
-        });
+        self.subscribers
+            .add(now, index, subscriber_ppp(index, auth));
         self.shuttle(now);
     }
 
     /// Move frames both ways on the access port until it is quiet.
     fn shuttle(&mut self, now: Instant) {
-        let mut buf = Vec::new();
-        loop {
-            let mut moved = false;
-            while self.lac.poll_access_frame(&mut buf) {
-                moved = true;
-                let frame = core::mem::take(&mut buf);
-                self.deliver(now, &frame);
-            }
-            let mut upstream = Vec::new();
-            for cpe in &mut self.cpes {
-                while cpe.discovery.poll_frame(&mut buf) {
-                    upstream.push(core::mem::take(&mut buf));
-                }
-                cpe.discovery_events(now, &mut self.rng);
-                let (Some(link), Some((ac_mac, session_id))) = (cpe.link.as_mut(), cpe.session)
-                else {
-                    continue;
-                };
-                while let Some(ppp) = link.poll_transmit(now) {
-                    if cpe.discovery.state() == pppoe::ClientState::Up {
-                        upstream.push(session_frame(cpe.mac, ac_mac, session_id, &ppp));
-                    }
-                }
-                while let Some(e) = link.poll_event() {
-                    match e {
-                        ppp::Event::Up(state) => cpe.up = Some(*state),
-                        ppp::Event::Renegotiating => cpe.renegotiated = true,
-                        ppp::Event::Down { cause } => cpe.down = Some(cause),
-                        _ => {}
-                    }
-                }
-            }
-            for frame in upstream {
-                moved = true;
-                self.lac.handle_access_frame(now, &frame);
-            }
-            if !moved {
-                break;
-            }
-        }
-    }
-
-    fn deliver(&mut self, now: Instant, frame: &[u8]) {
-        let eth = ethernet::Frame::new_checked(frame).unwrap();
-        assert_eq!(eth.src_addr(), LAC_MAC);
-        let Some(&i) = self.by_mac.get(&eth.dst_addr()) else {
-            self.stray += 1;
-            return;
-        };
-        let cpe = &mut self.cpes[i];
-        match eth.ethertype() {
-            EtherType::PppoeDiscovery => {
-                cpe.discovery.handle_frame(now, frame);
-                cpe.discovery_events(now, &mut self.rng);
-            }
-            EtherType::PppoeSession => {
-                let packet = pppoe_wire::Packet::new_checked(eth.payload()).unwrap();
-                assert_eq!(Some(packet.session_id()), cpe.session.map(|s| s.1));
-                let ppp = packet.payload();
-                // RFC 2516 §7: the LAC must have removed Address/Control.
-                assert!(!ppp_wire::Packet::new_checked(ppp)
-                    .unwrap()
-                    .has_address_control());
-                if is_lcp_configure_request(ppp) {
-                    cpe.lcp_requests += 1;
-                }
-                if let Some(link) = cpe.link.as_mut() {
-                    link.handle_frame(now, ppp);
-                }
-            }
-            other => panic!("unexpected frame type {other:?}"),
-        }
+        self.subscribers.shuttle(&mut self.lac, now);
     }
 
     fn up_count(&self) -> usize {
-        self.cpes
+        self.subscribers
+            .cpes
             .iter()
             .filter(|c| c.up.is_some() && c.down.is_none())
             .count()
@@ -247,26 +121,6 @@ fn is_lcp_configure_request(ppp: &[u8]) -> bool {
     p.protocol() == ppp_wire::Protocol::Lcp
         && ppp_cp::Packet::new_checked(p.payload())
             .is_ok_and(|cp| cp.code() == ppp_cp::Code::ConfigureRequest)
-}
-
-fn session_frame(src: Address, dst: Address, session_id: u16, ppp: &[u8]) -> Vec<u8> {
-    let eth = ethernet::Repr {
-        dst_addr: dst,
-        src_addr: src,
-        outer_tag: None,
-        inner_tag: None,
-        ethertype: EtherType::PppoeSession,
-    };
-    let header = pppoe_wire::Repr {
-        code: pppoe_wire::Code::Session,
-        session_id,
-        payload_len: ppp.len(),
-    };
-    let mut out = vec![0; 14 + 6 + ppp.len()];
-    eth.emit(&mut out).unwrap();
-    header.emit(&mut out[14..]).unwrap();
-    out[20..].copy_from_slice(ppp);
-    out
 }
 
 impl sim::Node for Site {
@@ -288,28 +142,14 @@ impl sim::Node for Site {
         if self.lac.poll_timeout().is_some_and(|t| t <= now) {
             self.lac.handle_timeout(now);
         }
-        for cpe in &mut self.cpes {
-            if cpe.discovery.poll_timeout().is_some_and(|t| t <= now) {
-                cpe.discovery.handle_timeout(now);
-            }
-            if let Some(link) = cpe.link.as_mut() {
-                if link.poll_timeout().is_some_and(|t| t <= now) {
-                    link.handle_timeout(now);
-                }
-            }
-        }
+        self.subscribers.handle_timeout(now);
         self.shuttle(now);
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
-        let cpes = self.cpes.iter().flat_map(|c| {
-            [
-                c.discovery.poll_timeout(),
-                c.link.as_ref().and_then(PppLink::poll_timeout),
-            ]
-        });
         let answered = self.answered.iter().map(|(_, at)| Some(*at));
-        cpes.chain([self.lac.poll_timeout()])
+        [self.subscribers.poll_timeout(), self.lac.poll_timeout()]
+            .into_iter()
             .chain(answered)
             .flatten()
             .min()
@@ -328,55 +168,8 @@ impl sim::Node for Site {
     }
 }
 
-enum Party {
-    Lns(Box<lns::Node>),
-    Site(Box<Site>),
-}
-
-#[derive(Debug)]
-enum Ev {
-    Lns(lns::Event),
-    Lac(lac::Event),
-}
-
-impl sim::Node for Party {
-    type Event = Ev;
-
-    fn handle_datagram(&mut self, now: Instant, from: SocketAddr, payload: &[u8]) {
-        match self {
-            Party::Lns(n) => sim::Node::handle_datagram(&mut **n, now, from, payload),
-            Party::Site(n) => sim::Node::handle_datagram(&mut **n, now, from, payload),
-        }
-    }
-
-    fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<SocketAddr> {
-        match self {
-            Party::Lns(n) => sim::Node::poll_transmit(&mut **n, now, buf),
-            Party::Site(n) => sim::Node::poll_transmit(&mut **n, now, buf),
-        }
-    }
-
-    fn poll_timeout(&self) -> Option<Instant> {
-        match self {
-            Party::Lns(n) => sim::Node::poll_timeout(&**n),
-            Party::Site(n) => sim::Node::poll_timeout(&**n),
-        }
-    }
-
-    fn handle_timeout(&mut self, now: Instant) {
-        match self {
-            Party::Lns(n) => sim::Node::handle_timeout(&mut **n, now),
-            Party::Site(n) => sim::Node::handle_timeout(&mut **n, now),
-        }
-    }
-
-    fn poll_event(&mut self) -> Option<Ev> {
-        match self {
-            Party::Lns(n) => sim::Node::poll_event(&mut **n).map(Ev::Lns),
-            Party::Site(n) => sim::Node::poll_event(&mut **n).map(Ev::Lac),
-        }
-    }
-}
+/// The LNSs and the LAC site.
+type Party = lac_parties::Party<lns::Node, Site>;
 
 struct Lab {
     sim: Sim<Party>,
@@ -487,7 +280,7 @@ impl Lab {
     fn add_subscribers(&mut self, n: usize, auth: AuthMethod) {
         let now = self.sim.now();
         let site = self.site_mut();
-        let first = site.cpes.len();
+        let first = site.subscribers.cpes.len();
         for i in first..first + n {
             site.add_cpe(now, i, auth);
         }
@@ -526,25 +319,11 @@ impl Lab {
     }
 
     fn lac_events(&self) -> Vec<&lac::Event> {
-        self.sim
-            .events(self.site)
-            .iter()
-            .filter_map(|(_, e)| match e {
-                Ev::Lac(e) => Some(e),
-                Ev::Lns(_) => None,
-            })
-            .collect()
+        lac_parties::lac_events(&self.sim, self.site)
     }
 
     fn lns_events(&self, i: usize) -> Vec<&lns::Event> {
-        self.sim
-            .events(self.lns[i])
-            .iter()
-            .filter_map(|(_, e)| match e {
-                Ev::Lns(e) => Some(e),
-                Ev::Lac(_) => None,
-            })
-            .collect()
+        lac_parties::lns_events(&self.sim, self.lns[i])
     }
 
     fn sessions_down(&self) -> Vec<&lac::SessionEnded> {
@@ -566,6 +345,7 @@ fn a_hundred_subscribers_come_up_in_relay_mode_with_ipcp_addresses() {
 
     let site = lab.site();
     let addresses: HashSet<Ipv4Addr> = site
+        .subscribers
         .cpes
         .iter()
         .map(|c| c.up.as_ref().unwrap().ipcp.unwrap().local.unwrap())
@@ -630,7 +410,7 @@ fn a_hundred_subscribers_come_up_in_relay_mode_with_ipcp_addresses() {
     assert_eq!(stats.malformed_frames, 0);
     assert_eq!(site.lac.discovery().session_count(), 100);
     // Relay: LCP was negotiated end to end with the LNS.
-    assert!(site.cpes.iter().all(|c| !c.renegotiated));
+    assert!(site.subscribers.cpes.iter().all(|c| !c.renegotiated));
 }
 
 /// A /n IPv4 network, enough for a membership check.
@@ -671,9 +451,13 @@ fn proxy_run(method: AuthMethod) {
         assert!(s.username.starts_with("sub"));
     }
     let site = lab.site();
-    for cpe in &site.cpes {
+    for cpe in &site.subscribers.cpes {
         // One LCP negotiation, the LAC's: the LNS sent no Configure-Request.
-        assert_eq!(cpe.lcp_requests, 1, "LCP renegotiated for {}", cpe.mac);
+        assert_eq!(
+            cpe.record.lcp_requests, 1,
+            "LCP renegotiated for {}",
+            cpe.mac
+        );
         assert!(!cpe.renegotiated);
         let up = cpe.up.as_ref().unwrap();
         assert_eq!(up.auth_method, Some(method));
@@ -738,7 +522,7 @@ fn calls_fail_over_to_the_second_lns_when_the_first_drops_everything() {
     assert!(status[0].locked_out_until.is_some_and(|t| t > now));
     assert_eq!(status[0].sessions, 0);
     assert_eq!(status[1].sessions, 20);
-    for cpe in &site.cpes {
+    for cpe in &site.subscribers.cpes {
         let info = site.lac.session(cpe.key().unwrap()).unwrap();
         assert_eq!(info.lns, Some(LNS2));
     }
@@ -765,7 +549,7 @@ fn every_lns_locked_out_refuses_the_subscriber_with_padt() {
         .sim
         .run_until(lab.sim.now() + Duration::from_secs(20), |sim| {
             match sim.node(site) {
-                Party::Site(s) => s.cpes[0].pppoe_down_by_peer,
+                Party::Site(s) => s.subscribers.cpes[0].pppoe_down_by_peer,
                 Party::Lns(_) => false,
             }
         })
@@ -800,7 +584,7 @@ fn a_cdn_from_the_lns_ends_the_subscriber_with_padt() {
     lab.sim.run_for(Duration::from_secs(5)).unwrap();
 
     let site = lab.site();
-    let cpe = &site.cpes[1];
+    let cpe = &site.subscribers.cpes[1];
     assert!(cpe.pppoe_down_by_peer, "the subscriber got a PADT");
     assert!(cpe.down.is_some());
     let down = lab.sessions_down();
@@ -813,8 +597,8 @@ fn a_cdn_from_the_lns_ends_the_subscriber_with_padt() {
     );
     assert!(down[0].was_up);
     assert_eq!(site.lac.up_count(), 2);
-    assert_eq!(site.cpes[0].down, None);
-    assert_eq!(site.cpes[2].down, None);
+    assert_eq!(site.subscribers.cpes[0].down, None);
+    assert_eq!(site.subscribers.cpes[2].down, None);
     assert_eq!(site.lac.discovery().session_count(), 2);
 }
 
@@ -825,7 +609,7 @@ fn a_padt_from_the_subscriber_sends_cdn_to_the_lns() {
     lab.until_up(2, Duration::from_secs(20));
     let now = lab.sim.now();
     let site = lab.site_mut();
-    site.cpes[0].discovery.close(now);
+    site.subscribers.cpes[0].discovery.close(now);
     site.shuttle(now);
     lab.sim.run_for(Duration::from_secs(5)).unwrap();
 
@@ -857,7 +641,7 @@ fn an_operator_clear_ends_the_call_both_ways() {
     lab.add_subscribers(2, AuthMethod::ChapMd5);
     lab.until_up(2, Duration::from_secs(20));
     let now = lab.sim.now();
-    let key = lab.site().cpes[0].key().unwrap();
+    let key = lab.site().subscribers.cpes[0].key().unwrap();
     let info = lab.site().lac.session(key).unwrap();
     let ((t, _), (s, _)) = (info.tunnel_ids.unwrap(), info.session_ids.unwrap());
     assert_eq!(lab.site().lac.find_session(t, s), Some(key));
@@ -865,7 +649,7 @@ fn an_operator_clear_ends_the_call_both_ways() {
     assert!(site.lac.clear_session(now, key));
     site.shuttle(now);
     lab.sim.run_for(Duration::from_secs(5)).unwrap();
-    assert!(lab.site().cpes[0].pppoe_down_by_peer);
+    assert!(lab.site().subscribers.cpes[0].pppoe_down_by_peer);
     assert_eq!(lab.lns(0).established_count(), 1);
 
     // Clearing the tunnel ends the rest.
@@ -875,7 +659,7 @@ fn an_operator_clear_ends_the_call_both_ways() {
     assert!(site.lac.clear_tunnel(now, tunnel));
     site.shuttle(now);
     lab.sim.run_for(Duration::from_secs(5)).unwrap();
-    assert!(lab.site().cpes[1].pppoe_down_by_peer);
+    assert!(lab.site().subscribers.cpes[1].pppoe_down_by_peer);
     assert_eq!(lab.lns(0).established_count(), 0);
     assert_eq!(lab.site().lac.subscriber_count(), 0);
     let causes: Vec<_> = lab
@@ -892,7 +676,7 @@ fn malformed_and_stray_frames_are_counted_and_harmless() {
     lab.add_subscribers(1, AuthMethod::ChapMd5);
     lab.until_up(1, Duration::from_secs(20));
     let now = lab.sim.now();
-    let key = lab.site().cpes[0].key().unwrap();
+    let key = lab.site().subscribers.cpes[0].key().unwrap();
     let lac = &mut lab.site_mut().lac;
     let before = lac.stats();
     // Too short for Ethernet.
@@ -1000,7 +784,7 @@ fn losing_the_tunnel_ends_its_calls_with_padt() {
     // Hello after 5 s, then the retransmissions (1+2+4+8+8 s) run out.
     lab.sim.run_for(Duration::from_secs(60)).unwrap();
     let site = lab.site();
-    assert!(site.cpes.iter().all(|c| c.pppoe_down_by_peer));
+    assert!(site.subscribers.cpes.iter().all(|c| c.pppoe_down_by_peer));
     assert_eq!(site.lac.subscriber_count(), 0);
     let down = lab.sessions_down();
     assert_eq!(down.len(), 4);
@@ -1085,7 +869,12 @@ fn proxy_refused_by_the_lns_renegotiates_and_still_comes_up() {
         .iter()
         .all(|p| *p == ppp::ProxyOutcome::Renegotiated(ppp::ProxyRefusal::Policy)));
     // The subscriber negotiated LCP twice: with the LAC, then the LNS.
-    assert!(lab.site().cpes.iter().all(|c| c.lcp_requests >= 2));
+    assert!(lab
+        .site()
+        .subscribers
+        .cpes
+        .iter()
+        .all(|c| c.record.lcp_requests >= 2));
 }
 
 #[test]
@@ -1207,6 +996,9 @@ fn an_answered_call_never_connected_ends_the_subscriber_without_locking_the_lns_
     let site = lab.site();
     assert_eq!(site.lac.stats().lockouts, 0);
     assert_eq!(site.lac.stats().failovers, 0);
-    assert!(site.cpes[0].pppoe_down_by_peer, "PADT to the subscriber");
+    assert!(
+        site.subscribers.cpes[0].pppoe_down_by_peer,
+        "PADT to the subscriber"
+    );
     assert_eq!(lab.lns(0).established_count(), 0);
 }

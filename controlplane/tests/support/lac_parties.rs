@@ -1,0 +1,97 @@
+//! The parties of a simulated LAC network, shared by the LAC simulation
+//! tests: LNS nodes and one LAC site (a `lac::Node` with its subscribers),
+//! held in one enum so a `Sim` can run them all, each test with its own
+//! LNS and site types. Each test binary that needs them includes this
+//! file: `#[path = "support/lac_parties.rs"] mod lac_parties;`.
+
+use std::net::SocketAddr;
+
+use controlplane::sim::{self, NodeId, Sim};
+use controlplane::time::Instant;
+use controlplane::{lac, lns};
+
+/// A party on the simulated network: an LNS (`L`) or the LAC site (`S`).
+pub(crate) enum Party<L, S> {
+    Lns(Box<L>),
+    Site(Box<S>),
+}
+
+/// What a party reports: the LNS's or the LAC's events.
+#[derive(Debug)]
+pub(crate) enum PartyEvent {
+    Lns(lns::Event),
+    Lac(lac::Event),
+}
+
+impl<L, S> sim::Node for Party<L, S>
+where
+    L: sim::Node<Event = lns::Event>,
+    S: sim::Node<Event = lac::Event>,
+{
+    type Event = PartyEvent;
+
+    fn handle_datagram(&mut self, now: Instant, from: SocketAddr, payload: &[u8]) {
+        match self {
+            Party::Lns(n) => sim::Node::handle_datagram(&mut **n, now, from, payload),
+            Party::Site(n) => sim::Node::handle_datagram(&mut **n, now, from, payload),
+        }
+    }
+
+    fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<SocketAddr> {
+        match self {
+            Party::Lns(n) => sim::Node::poll_transmit(&mut **n, now, buf),
+            Party::Site(n) => sim::Node::poll_transmit(&mut **n, now, buf),
+        }
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        match self {
+            Party::Lns(n) => sim::Node::poll_timeout(&**n),
+            Party::Site(n) => sim::Node::poll_timeout(&**n),
+        }
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        match self {
+            Party::Lns(n) => sim::Node::handle_timeout(&mut **n, now),
+            Party::Site(n) => sim::Node::handle_timeout(&mut **n, now),
+        }
+    }
+
+    fn poll_event(&mut self) -> Option<PartyEvent> {
+        match self {
+            Party::Lns(n) => sim::Node::poll_event(&mut **n).map(PartyEvent::Lns),
+            Party::Site(n) => sim::Node::poll_event(&mut **n).map(PartyEvent::Lac),
+        }
+    }
+}
+
+/// The events the LAC site `site` reported.
+pub(crate) fn lac_events<L, S>(sim: &Sim<Party<L, S>>, site: NodeId) -> Vec<&lac::Event>
+where
+    L: sim::Node<Event = lns::Event>,
+    S: sim::Node<Event = lac::Event>,
+{
+    sim.events(site)
+        .iter()
+        .filter_map(|(_, e)| match e {
+            PartyEvent::Lac(e) => Some(e),
+            PartyEvent::Lns(_) => None,
+        })
+        .collect()
+}
+
+/// The events the LNS `lns` reported.
+pub(crate) fn lns_events<L, S>(sim: &Sim<Party<L, S>>, lns: NodeId) -> Vec<&lns::Event>
+where
+    L: sim::Node<Event = lns::Event>,
+    S: sim::Node<Event = lac::Event>,
+{
+    sim.events(lns)
+        .iter()
+        .filter_map(|(_, e)| match e {
+            PartyEvent::Lns(e) => Some(e),
+            PartyEvent::Lac(_) => None,
+        })
+        .collect()
+}
