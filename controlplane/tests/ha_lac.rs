@@ -31,20 +31,18 @@ use controlplane::sim::{self, LinkConditions, NodeId, Sim};
 use controlplane::time::Instant;
 use dataplane::wire::l2tp as l2tp_wire;
 use dataplane::wire::{ppp as ppp_wire, ppp_cp};
-use rand_chacha::rand_core::{RngCore, SeedableRng};
-use rand_chacha::ChaCha8Rng;
 
+#[path = "support/ha_net.rs"]
+mod ha_net;
 #[path = "support/lac_parties.rs"]
 mod lac_parties;
 #[path = "support/pppoe_subscribers.rs"]
 mod pppoe_subscribers;
 
+use ha_net::{rng, LAC, LNS1, LNS2};
 use lac_parties::PartyEvent;
 use pppoe_subscribers::{session_frame, subscriber_ppp, Cpe, SessionWatch, Subscribers, LAC_MAC};
 
-const LAC: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 1701);
-const LNS1: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 11), 1701);
-const LNS2: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 12), 1701);
 const PEER_SECRET: &[u8] = b"lns1-lns2";
 /// Subscribers per scenario.
 const N: usize = 24;
@@ -52,10 +50,6 @@ const N: usize = 24;
 const TICK: Duration = Duration::from_millis(10);
 /// Marks our test packets (after a 20-byte IPv4 header).
 const MARK: &[u8; 4] = b"HAT!";
-
-fn rng(seed: u64) -> Box<dyn RngCore + Send> {
-    Box::new(ChaCha8Rng::seed_from_u64(seed))
-}
 
 /// A PPP IPv4 frame (Protocol field first) carrying `id` and `seq`.
 fn ipv4_frame(address_control: bool, dst: Ipv4Addr, id: u16, seq: u32) -> Vec<u8> {
@@ -655,13 +649,11 @@ impl Lab {
     }
 
     fn kill_lns1(&mut self) {
-        self.sim.partition(LAC, LNS1);
-        self.sim.partition(LNS1, LNS2);
+        ha_net::kill_lns1(&mut self.sim);
     }
 
     fn revive_lns1(&mut self) {
-        self.sim.heal(LAC, LNS1);
-        self.sim.heal(LNS1, LNS2);
+        ha_net::revive_lns1(&mut self.sim);
     }
 
     /// The operator asks LNS1 for a switchover (STPLRQ to the LAC with

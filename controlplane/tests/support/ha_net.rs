@@ -8,6 +8,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
 use controlplane::l2tp::{Config, Retransmission};
+use controlplane::sim::{self, Sim};
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -21,6 +22,7 @@ pub(crate) const LNS2: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 
 /// `config` with fast failure detection (DESIGN.md §1 item 4): Hello every
 /// 100 ms, the peer dead after 300 ms of silence, three retransmissions
 /// 100 ms apart.
+#[allow(dead_code, reason = "not every test that includes this file uses it")]
 pub(crate) fn fast_failure_detection(config: Config) -> Config {
     Config {
         hello_interval: Some(Duration::from_millis(100)),
@@ -38,4 +40,25 @@ pub(crate) fn fast_failure_detection(config: Config) -> Config {
 /// A seeded random-number source, so a run replays exactly.
 pub(crate) fn rng(seed: u64) -> Box<dyn RngCore + Send> {
     Box::new(ChaCha8Rng::seed_from_u64(seed))
+}
+
+/// LNS1 dies, as far as the network can tell: cut off from the LAC and
+/// from its peer.
+#[allow(
+    dead_code,
+    reason = "not every test that includes this file kills LNS1"
+)]
+pub(crate) fn kill_lns1<N: sim::Node>(sim: &mut Sim<N>) {
+    sim.partition(LAC, LNS1);
+    sim.partition(LNS1, LNS2);
+}
+
+/// LNS1 comes back: the LAC and its peer reach it again.
+#[allow(
+    dead_code,
+    reason = "not every test that includes this file revives LNS1"
+)]
+pub(crate) fn revive_lns1<N: sim::Node>(sim: &mut Sim<N>) {
+    sim.heal(LAC, LNS1);
+    sim.heal(LNS1, LNS2);
 }
