@@ -24,7 +24,7 @@ use controlplane::aaa::users::Users;
 use controlplane::aaa::Authenticator;
 use controlplane::ha::message::{HaMessage, SwitchoverRequest};
 use controlplane::l2tp::{LnsPeer, Retransmission, SessionHandle, TunnelState};
-use controlplane::lac::{self, HaPolicy, LnsEntry, Mode, SubscriberKey, SwitchoverType};
+use controlplane::lac::{self, HaPolicy, Mode, SubscriberKey, SwitchoverType};
 use controlplane::lns;
 use controlplane::ppp::AuthMethod;
 use controlplane::sim::{self, LinkConditions, NodeId, Sim};
@@ -41,7 +41,7 @@ mod pppoe_subscribers;
 
 use ha_net::{rng, LAC, LNS1, LNS2};
 use lac_parties::PartyEvent;
-use pppoe_subscribers::{session_frame, subscriber_ppp, Cpe, SessionWatch, Subscribers, LAC_MAC};
+use pppoe_subscribers::{session_frame, subscriber_ppp, Cpe, SessionWatch, Subscribers};
 
 const PEER_SECRET: &[u8] = b"lns1-lns2";
 /// Subscribers per scenario.
@@ -442,23 +442,7 @@ fn lns_node(
 }
 
 fn lac_config(policy: HaPolicy, hello: Duration, dead: Duration) -> lac::Config {
-    let mut config = lac::Config::new(
-        "lac",
-        LAC_MAC,
-        vec![
-            LnsEntry {
-                address: LNS1,
-                preference: 0,
-                weight: 1,
-            },
-            LnsEntry {
-                address: LNS2,
-                preference: 1,
-                weight: 1,
-            },
-        ],
-    );
-    config.local_address = LAC;
+    let mut config = lac_parties::site_config();
     // Fast failure detection (DESIGN.md §1 item 4): Hello every 100 ms,
     // dead after 300 ms of silence.
     config.l2tp.hello_interval = Some(hello);
@@ -537,31 +521,19 @@ impl Lab {
     }
 
     fn site(&self) -> &Site {
-        match self.sim.node(self.site) {
-            Party::Site(s) => s,
-            Party::Lns(_) => unreachable!(),
-        }
+        self.sim.node(self.site).site()
     }
 
     fn site_mut(&mut self) -> &mut Site {
-        match self.sim.node_mut(self.site) {
-            Party::Site(s) => s,
-            Party::Lns(_) => unreachable!(),
-        }
+        self.sim.node_mut(self.site).site_mut()
     }
 
     fn lns(&self, i: usize) -> &lns::Node {
-        match self.sim.node(self.lns[i]) {
-            Party::Lns(n) => &n.node,
-            Party::Site(_) => unreachable!(),
-        }
+        &self.sim.node(self.lns[i]).lns().node
     }
 
     fn lns_mut(&mut self, i: usize) -> &mut lns::Node {
-        match self.sim.node_mut(self.lns[i]) {
-            Party::Lns(n) => &mut n.node,
-            Party::Site(_) => unreachable!(),
-        }
+        &mut self.sim.node_mut(self.lns[i]).lns_mut().node
     }
 
     fn lac(&self) -> &lac::Node {

@@ -9,7 +9,7 @@
 // allowances for unwrap/expect/panic apply to the whole file.
 #![cfg(test)]
 
-use core::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use core::net::{Ipv4Addr, SocketAddr};
 use core::time::Duration;
 use std::collections::HashSet;
 
@@ -17,7 +17,7 @@ use controlplane::aaa::pool::AddressPool;
 use controlplane::aaa::users::Users;
 use controlplane::aaa::Authenticator;
 use controlplane::l2tp::SessionHandle;
-use controlplane::lac::{self, EndCause, LnsEntry, Mode, Stage};
+use controlplane::lac::{self, EndCause, Mode, Stage};
 use controlplane::lns;
 use controlplane::ppp::{self, AuthMethod};
 use controlplane::sim::{self, LinkConditions, NodeId, Sim};
@@ -27,19 +27,15 @@ use dataplane::wire::{ppp as ppp_wire, ppp_cp};
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+#[path = "support/ha_net.rs"]
+mod ha_net;
 #[path = "support/lac_parties.rs"]
 mod lac_parties;
 #[path = "support/pppoe_subscribers.rs"]
 mod pppoe_subscribers;
 
+use ha_net::{rng, LAC, LNS1, LNS2};
 use pppoe_subscribers::{session_frame, subscriber_ppp, Cpe, SessionWatch, Subscribers, LAC_MAC};
-
-const LAC: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 1701);
-const LNS1: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 11), 1701);
-const LNS2: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 12), 1701);
-fn rng(seed: u64) -> Box<dyn RngCore + Send> {
-    Box::new(ChaCha8Rng::seed_from_u64(seed))
-}
 
 fn users(n: usize) -> Users {
     let n = n.max(5000);
@@ -223,23 +219,7 @@ impl Lab {
                 2,
             ))),
         );
-        let mut config = lac::Config::new(
-            "lac",
-            LAC_MAC,
-            vec![
-                LnsEntry {
-                    address: LNS1,
-                    preference: 0,
-                    weight: 1,
-                },
-                LnsEntry {
-                    address: LNS2,
-                    preference: 1,
-                    weight: 1,
-                },
-            ],
-        );
-        config.local_address = LAC;
+        let mut config = lac_parties::site_config();
         configure(&mut config);
         let site = sim.add_node(LAC, Party::Site(Box::new(Site::new(config))));
         Lab {
@@ -250,31 +230,19 @@ impl Lab {
     }
 
     fn site(&self) -> &Site {
-        match self.sim.node(self.site) {
-            Party::Site(s) => s,
-            Party::Lns(_) => unreachable!(),
-        }
+        self.sim.node(self.site).site()
     }
 
     fn site_mut(&mut self) -> &mut Site {
-        match self.sim.node_mut(self.site) {
-            Party::Site(s) => s,
-            Party::Lns(_) => unreachable!(),
-        }
+        self.sim.node_mut(self.site).site_mut()
     }
 
     fn lns(&self, i: usize) -> &lns::Node {
-        match self.sim.node(self.lns[i]) {
-            Party::Lns(n) => n,
-            Party::Site(_) => unreachable!(),
-        }
+        self.sim.node(self.lns[i]).lns()
     }
 
     fn lns_mut(&mut self, i: usize) -> &mut lns::Node {
-        match self.sim.node_mut(self.lns[i]) {
-            Party::Lns(n) => n,
-            Party::Site(_) => unreachable!(),
-        }
+        self.sim.node_mut(self.lns[i]).lns_mut()
     }
 
     fn add_subscribers(&mut self, n: usize, auth: AuthMethod) {

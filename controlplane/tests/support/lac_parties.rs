@@ -2,13 +2,42 @@
 //! tests: LNS nodes and one LAC site (a `lac::Node` with its subscribers),
 //! held in one enum so a `Sim` can run them all, each test with its own
 //! LNS and site types. Each test binary that needs them includes this
-//! file: `#[path = "support/lac_parties.rs"] mod lac_parties;`.
+//! file after [`ha_net`](crate::ha_net) and
+//! [`pppoe_subscribers`](crate::pppoe_subscribers):
+//! `#[path = "support/lac_parties.rs"] mod lac_parties;`.
 
 use std::net::SocketAddr;
 
+use controlplane::lac::{self, LnsEntry};
+use controlplane::lns;
 use controlplane::sim::{self, NodeId, Sim};
 use controlplane::time::Instant;
-use controlplane::{lac, lns};
+
+use crate::ha_net::{LAC, LNS1, LNS2};
+use crate::pppoe_subscribers::LAC_MAC;
+
+/// The LAC site's configuration: at [`LAC`], its access port at
+/// [`LAC_MAC`], LNS1 preferred and LNS2 next.
+pub(crate) fn site_config() -> lac::Config {
+    let mut config = lac::Config::new(
+        "lac",
+        LAC_MAC,
+        vec![
+            LnsEntry {
+                address: LNS1,
+                preference: 0,
+                weight: 1,
+            },
+            LnsEntry {
+                address: LNS2,
+                preference: 1,
+                weight: 1,
+            },
+        ],
+    );
+    config.local_address = LAC;
+    config
+}
 
 /// A party on the simulated network: an LNS (`L`) or the LAC site (`S`).
 pub(crate) enum Party<L, S> {
@@ -21,6 +50,40 @@ pub(crate) enum Party<L, S> {
 pub(crate) enum PartyEvent {
     Lns(lns::Event),
     Lac(lac::Event),
+}
+
+impl<L, S> Party<L, S> {
+    /// The LAC site this party is.
+    pub(crate) fn site(&self) -> &S {
+        match self {
+            Party::Site(s) => s,
+            Party::Lns(_) => unreachable!("an LNS is not the site"),
+        }
+    }
+
+    /// The LAC site this party is, to change.
+    pub(crate) fn site_mut(&mut self) -> &mut S {
+        match self {
+            Party::Site(s) => s,
+            Party::Lns(_) => unreachable!("an LNS is not the site"),
+        }
+    }
+
+    /// The LNS this party is.
+    pub(crate) fn lns(&self) -> &L {
+        match self {
+            Party::Lns(n) => n,
+            Party::Site(_) => unreachable!("the site is not an LNS"),
+        }
+    }
+
+    /// The LNS this party is, to change.
+    pub(crate) fn lns_mut(&mut self) -> &mut L {
+        match self {
+            Party::Lns(n) => n,
+            Party::Site(_) => unreachable!("the site is not an LNS"),
+        }
+    }
 }
 
 impl<L, S> sim::Node for Party<L, S>
