@@ -624,6 +624,25 @@ impl Lab {
         ha_net::kill_lns1(&mut self.sim);
     }
 
+    /// LNS1 dies; run until the LAC has recovered all `n` calls at a peer
+    /// (`what`, within `limit`). How long that took after the cut.
+    #[track_caller]
+    fn kill_lns1_and_recover(&mut self, limit: Duration, what: &str, n: usize) -> Duration {
+        self.kill_lns1();
+        let killed = self.sim.now();
+        self.run_until(limit, what, |l| l.moved_ups(false) == n);
+        self.sim.now().saturating_duration_since(killed)
+    }
+
+    /// Let the traffic run on for 300 ms, drain it and check the `n`
+    /// subscribers.
+    #[track_caller]
+    fn settle_and_check(&mut self, n: usize) -> Report {
+        self.run_for(Duration::from_millis(300));
+        self.drain();
+        self.check(n)
+    }
+
     fn revive_lns1(&mut self) {
         ha_net::revive_lns1(&mut self.sim);
     }
@@ -833,12 +852,8 @@ fn a_dead_primary_s_sessions_are_recovered_at_its_peer_and_fenced_when_it_return
     // subscriber's upstream, recovers the calls at LNS2 and flushes,
     // starting with a replay of what it sent since LNS1 was last heard
     // from (C6): nothing is lost, a few packets arrive twice.
-    lab.kill_lns1();
-    let killed = lab.sim.now();
-    lab.run_until(Duration::from_secs(3), "every call recovered", |l| {
-        l.moved_ups(false) == N
-    });
-    let recovered_after = lab.sim.now().saturating_duration_since(killed);
+    let recovered_after =
+        lab.kill_lns1_and_recover(Duration::from_secs(3), "every call recovered", N);
     let replies_at_recovery = echo_replies(&lab);
     lab.run_for(Duration::from_millis(500));
     // The subscribers' LCP echoes (held with their data) are answered by
@@ -937,9 +952,7 @@ fn a_lac_primary_partition_moves_the_sessions_and_the_primary_fences_itself() {
     // LNS2 offloads the adopted sessions back; LNS1 finds the higher
     // epochs and drops its copies silently.
     lab.run_until(Duration::from_secs(5), "LNS1 fenced", |l| l.up_at(0) == 0);
-    lab.run_for(Duration::from_millis(300));
-    lab.drain();
-    let report = lab.check(N);
+    let report = lab.settle_and_check(N);
     assert_eq!(lab.up_at(1), N);
     assert!(lab.lns(0).ha_stats().unwrap().sessions_fenced >= 1);
     assert!(
@@ -1060,9 +1073,7 @@ fn a_switchover_of_all_sessions_moves_every_call_without_loss() {
     lab.run_until(Duration::from_secs(3), "LNS1 released them", |l| {
         l.up_at(0) == 0
     });
-    lab.run_for(Duration::from_millis(300));
-    lab.drain();
-    let report = lab.check(N);
+    let report = lab.settle_and_check(N);
     assert_eq!(report.up_lost, 0, "{report:?}");
     assert_eq!(report.down_lost, 0, "{report:?}");
     assert_eq!(lab.moved_ups(true), N);
@@ -1394,9 +1405,7 @@ fn a_switchover_to_no_usable_peer_or_of_an_unknown_type_is_denied() {
     // The only peer named is LNS1 itself; then a type we do not know.
     lab.stplrq(SwitchoverType::All, vec![*LNS1.ip()], Vec::new());
     lab.stplrq(SwitchoverType::Unknown(9), vec![*LNS2.ip()], Vec::new());
-    lab.run_for(Duration::from_millis(300));
-    lab.drain();
-    let report = lab.check(4);
+    let report = lab.settle_and_check(4);
     assert_eq!(report.up_lost, 0);
     let stats = lab.lac().stats();
     assert_eq!(
@@ -1507,15 +1516,9 @@ fn with_50_ms_hellos_and_a_150_ms_dead_interval_the_failure_gap_is_under_200_ms(
         Duration::from_millis(150),
     );
     lab.start(N);
-    lab.kill_lns1();
-    let killed = lab.sim.now();
-    lab.run_until(Duration::from_secs(3), "every call recovered", |l| {
-        l.moved_ups(false) == N
-    });
-    let recovered_after = lab.sim.now().saturating_duration_since(killed);
-    lab.run_for(Duration::from_millis(300));
-    lab.drain();
-    let report = lab.check(N);
+    let recovered_after =
+        lab.kill_lns1_and_recover(Duration::from_secs(3), "every call recovered", N);
+    let report = lab.settle_and_check(N);
     println!(
         "kill primary, 50/150 ms timers: {N} sessions recovered {} ms after the cut; \
          longest upstream gap {} ms; upstream lost {} of {}",
@@ -1569,9 +1572,7 @@ fn in_proxy_mode_the_recovery_calls_carry_the_proxy_avps_and_nothing_is_renegoti
         })
         .count();
     assert_eq!(proxied, 8);
-    lab.run_for(Duration::from_millis(300));
-    lab.drain();
-    let report = lab.check(8);
+    let report = lab.settle_and_check(8);
     assert_eq!(lab.up_at(1), 8);
     println!(
         "proxy mode, kill primary: longest upstream gap {} ms",
@@ -1596,17 +1597,8 @@ fn a_peer_that_does_not_answer_is_passed_over_for_the_next() {
     lab.start(N);
     let status = lab.lac().ha_status();
     assert_eq!(status.lns[0].peers, vec![GHOST, *LNS2.ip()]);
-    lab.kill_lns1();
-    let killed = lab.sim.now();
-    lab.run_until(
-        Duration::from_secs(5),
-        "every call recovered at LNS2",
-        |l| l.moved_ups(false) == N,
-    );
-    let took = lab.sim.now().saturating_duration_since(killed);
-    lab.run_for(Duration::from_millis(300));
-    lab.drain();
-    let report = lab.check(N);
+    let took = lab.kill_lns1_and_recover(Duration::from_secs(5), "every call recovered at LNS2", N);
+    let report = lab.settle_and_check(N);
     assert_eq!(lab.up_at(1), N);
     assert_eq!(lab.lac().stats().recoveries_failed, 0);
     println!(
@@ -1652,9 +1644,7 @@ fn an_overloaded_primary_has_its_sessions_moved_without_loss() {
     lab.run_until(Duration::from_secs(3), "every call moved", |l| {
         l.released_events() == N && l.up_at(0) == 0
     });
-    lab.run_for(Duration::from_millis(300));
-    lab.drain();
-    let report = lab.check(N);
+    let report = lab.settle_and_check(N);
     assert_eq!(report.up_lost, 0, "{report:?}");
     assert_eq!(report.down_lost, 0, "{report:?}");
     assert_eq!(lab.up_at(1), N);
@@ -1674,15 +1664,9 @@ fn a_thousand_subscribers_are_recovered_when_the_primary_dies() {
     const MANY: usize = 1000;
     let mut lab = Lab::new(policy());
     lab.start(MANY);
-    lab.kill_lns1();
-    let killed = lab.sim.now();
-    lab.run_until(Duration::from_secs(5), "every call recovered", |l| {
-        l.moved_ups(false) == MANY
-    });
-    let recovered_after = lab.sim.now().saturating_duration_since(killed);
-    lab.run_for(Duration::from_millis(300));
-    lab.drain();
-    let report = lab.check(MANY);
+    let recovered_after =
+        lab.kill_lns1_and_recover(Duration::from_secs(5), "every call recovered", MANY);
+    let report = lab.settle_and_check(MANY);
     println!(
         "kill primary, {MANY} subscribers: all recovered {} ms after the cut; longest upstream gap {} ms; \
          upstream lost {} of {}; held frames dropped {}",
@@ -1707,9 +1691,7 @@ fn a_repeated_switchover_request_moves_each_call_once() {
     lab.run_until(Duration::from_secs(3), "every call moved", |l| {
         l.released_events() == N && l.up_at(0) == 0
     });
-    lab.run_for(Duration::from_millis(300));
-    lab.drain();
-    let report = lab.check(N);
+    let report = lab.settle_and_check(N);
     assert_eq!(report.up_lost, 0, "{report:?}");
     assert_eq!(report.down_lost, 0, "{report:?}");
     let moved: Vec<usize> = lab
