@@ -22,6 +22,7 @@ use std::collections::HashMap;
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant as WallClock};
@@ -34,7 +35,7 @@ use dataplane::wire::pppoe as pppoe_wire;
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rustix::process::Signal;
-use support::netns::{require_program, Lab};
+use support::netns::{require_program, Lab, Link, Netns, ProcessId};
 
 /// The bridge in the CPE's namespace: PPPoE frames (discovery and session)
 /// from the interface go to stdout as hex lines, hex lines from stdin go
@@ -160,6 +161,22 @@ struct Cpes {
 }
 
 impl Cpes {
+    /// Every subscriber starts discovery on `cpe`'s end of `access`,
+    /// through the bridge; `seed` seeds their randomness.
+    fn start(cpe: &Netns, access: &Link, seed: u64) -> Cpes {
+        let mut cpes = Cpes {
+            cpes: Vec::new(),
+            by_mac: HashMap::new(),
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            start: WallClock::now(),
+            bridge: Bridge::start(cpe.name(), &access.interface),
+        };
+        for i in 0..SUBSCRIBERS {
+            cpes.add(i);
+        }
+        cpes
+    }
+
     fn now(&self) -> Instant {
         Instant::ZERO + self.start.elapsed()
     }
@@ -329,7 +346,19 @@ fn session_frame(src: Address, dst: Address, session_id: u16, ppp: &[u8]) -> Vec
 /// out at once.
 const SUBSCRIBERS: usize = 20;
 
-fn chain(test: &str, fastpath: bool, mode: &str, ha: bool) {
+/// The namespaces of a daemon chain and the links between them: the
+/// subscribers (`cpe`) reach lacd (`lac`) over `access`, lacd reaches the
+/// LNSs (`lns`) over `wan`.
+struct Chain {
+    cpe: Netns,
+    lac: Netns,
+    lns: Netns,
+    access: Link,
+    wan: Link,
+}
+
+/// The lab of `test` with a [`Chain`] in it (the bridge needs python3).
+fn chain_lab(test: &str) -> (Lab, Chain) {
     require_program("python3", "python3").expect("python3");
     let mut lab = Lab::new(test).expect("lab");
     let cpe = lab.namespace("cpe").expect("cpe namespace");
@@ -337,10 +366,80 @@ fn chain(test: &str, fastpath: bool, mode: &str, ha: bool) {
     let lns = lab.namespace("lns").expect("lns namespace");
     let access = lab.link(&cpe, &lac).expect("access link");
     let wan = lab.link(&lac, &lns).expect("wan link");
+    let chain = Chain {
+        cpe,
+        lac,
+        lns,
+        access,
+        wan,
+    };
+    (lab, chain)
+}
 
+/// The LNS's users file: `sub{i}` with password `lab` for every subscriber.
+fn lns_users(lab: &Lab) -> PathBuf {
     let users = lab.path("users");
     let users_text: String = (0..SUBSCRIBERS).map(|i| format!("sub{i} lab\n")).collect();
     fs::write(&users, users_text).unwrap();
+    users
+}
+
+/// The end of lacd's configuration: the subscribers on `access`, the fast
+/// path (if `fastpath`) on `wan`, the control socket, and HA (if `ha`)
+/// with 100 ms Hellos and a 300 ms dead interval.
+fn lacd_access_and_ha(lab: &Lab, access: &Link, wan: &Link, fastpath: bool, ha: bool) -> String {
+    format!(
+        r#"[pppoe]
+interface = "{access}"
+[dataplane]
+enabled = {fastpath}
+wan = "{wan}"
+[control]
+socket = "{socket}"
+[ha]
+enabled = {ha}
+hello_ms = 100
+dead_ms = 300
+"#,
+        access = access.interface,
+        wan = wan.interface,
+        socket = lab.path("lac.sock").display(),
+    )
+}
+
+/// lacd in `lac` with `config` (written to `lacd.toml`), once it listens.
+fn start_lacd(lab: &mut Lab, lac: &Netns, config: String) -> ProcessId {
+    let path = lab.path("lacd.toml");
+    fs::write(&path, config).unwrap();
+    let lacd = lab
+        .spawn(
+            lac,
+            "lacd",
+            &[
+                env!("CARGO_BIN_EXE_lacd"),
+                "--config",
+                path.to_str().unwrap(),
+            ],
+        )
+        .unwrap();
+    lab.wait_for_output(lacd, "listening", Duration::from_secs(20))
+        .unwrap_or_else(|e| panic!("{e}\n{}", lab.report()));
+    lacd
+}
+
+fn chain(test: &str, fastpath: bool, mode: &str, ha: bool) {
+    let (
+        mut lab,
+        Chain {
+            cpe,
+            lac,
+            lns,
+            access,
+            wan,
+        },
+    ) = chain_lab(test);
+
+    let users = lns_users(&lab);
     let lns_listen = format!("{}:1701", wan.b);
     let lns_socket = lab.path("lns.sock");
     let lnsd = lab
@@ -365,58 +464,19 @@ fn chain(test: &str, fastpath: bool, mode: &str, ha: bool) {
     lab.wait_for_output(lnsd, "listening", Duration::from_secs(10))
         .unwrap_or_else(|e| panic!("{e}\n{}", lab.report()));
 
-    let config = lab.path("lacd.toml");
-    fs::write(
-        &config,
-        format!(
-            r#"listen = "{lac_addr}:1701"
+    let config = format!(
+        r#"listen = "{lac_addr}:1701"
 hostname = "lac"
 mode = "{mode}"
 [[lns]]
 address = "{lns_listen}"
-[pppoe]
-interface = "{access}"
-[dataplane]
-enabled = {fastpath}
-wan = "{wan}"
-[control]
-socket = "{socket}"
-[ha]
-enabled = {ha}
-hello_ms = 100
-dead_ms = 300
-"#,
-            lac_addr = wan.a,
-            access = access.interface,
-            wan = wan.interface,
-            socket = lab.path("lac.sock").display(),
-        ),
-    )
-    .unwrap();
-    let lacd = lab
-        .spawn(
-            &lac,
-            "lacd",
-            &[
-                env!("CARGO_BIN_EXE_lacd"),
-                "--config",
-                config.to_str().unwrap(),
-            ],
-        )
-        .unwrap();
-    lab.wait_for_output(lacd, "listening", Duration::from_secs(20))
-        .unwrap_or_else(|e| panic!("{e}\n{}", lab.report()));
+{tail}"#,
+        lac_addr = wan.a,
+        tail = lacd_access_and_ha(&lab, &access, &wan, fastpath, ha),
+    );
+    let lacd = start_lacd(&mut lab, &lac, config);
 
-    let mut cpes = Cpes {
-        cpes: Vec::new(),
-        by_mac: HashMap::new(),
-        rng: ChaCha8Rng::seed_from_u64(7),
-        start: WallClock::now(),
-        bridge: Bridge::start(cpe.name(), &access.interface),
-    };
-    for i in 0..SUBSCRIBERS {
-        cpes.add(i);
-    }
+    let mut cpes = Cpes::start(&cpe, &access, 7);
     let up = cpes.run_until(Duration::from_secs(30), |c| c.up_count() == SUBSCRIBERS);
     let setup = cpes.start.elapsed();
     eprintln!("{test}: {SUBSCRIBERS} subscribers up {setup:?} after the first PADI");
@@ -626,13 +686,16 @@ fn lacd_moves_its_subscribers_to_the_peer_when_the_lns_asks() {
 }
 
 fn ha_chain(test: &str, planned: bool) {
-    require_program("python3", "python3").expect("python3");
-    let mut lab = Lab::new(test).expect("lab");
-    let cpe = lab.namespace("cpe").expect("cpe namespace");
-    let lac = lab.namespace("lac").expect("lac namespace");
-    let lns = lab.namespace("lns").expect("lns namespace");
-    let access = lab.link(&cpe, &lac).expect("access link");
-    let wan = lab.link(&lac, &lns).expect("wan link");
+    let (
+        mut lab,
+        Chain {
+            cpe,
+            lac,
+            lns,
+            access,
+            wan,
+        },
+    ) = chain_lab(test);
     // lns2 next to lns1 on the wan link.
     let [a, b, c, _] = wan.b.octets();
     let lns1 = wan.b;
@@ -650,9 +713,7 @@ fn ha_chain(test: &str, planned: bool) {
     )
     .expect("second LNS address");
 
-    let users = lab.path("users");
-    let users_text: String = (0..SUBSCRIBERS).map(|i| format!("sub{i} lab\n")).collect();
-    fs::write(&users, users_text).unwrap();
+    let users = lns_users(&lab);
     let mut lnsds = Vec::new();
     for (name, us, peer) in [("lns1", lns1, lns2), ("lns2", lns2, lns1)] {
         let config = lab.path(&format!("{name}.toml"));
@@ -693,11 +754,8 @@ secret = "lns1-lns2"
         lnsds.push(id);
     }
 
-    let config = lab.path("lacd.toml");
-    fs::write(
-        &config,
-        format!(
-            r#"listen = "{lac_addr}:1701"
+    let config = format!(
+        r#"listen = "{lac_addr}:1701"
 hostname = "lac"
 [[lns]]
 address = "{lns1}:1701"
@@ -705,49 +763,13 @@ preference = 0
 [[lns]]
 address = "{lns2}:1701"
 preference = 1
-[pppoe]
-interface = "{access}"
-[dataplane]
-enabled = true
-wan = "{wan}"
-[control]
-socket = "{socket}"
-[ha]
-enabled = true
-hello_ms = 100
-dead_ms = 300
-"#,
-            lac_addr = wan.a,
-            access = access.interface,
-            wan = wan.interface,
-            socket = lab.path("lac.sock").display(),
-        ),
-    )
-    .unwrap();
-    let lacd = lab
-        .spawn(
-            &lac,
-            "lacd",
-            &[
-                env!("CARGO_BIN_EXE_lacd"),
-                "--config",
-                config.to_str().unwrap(),
-            ],
-        )
-        .unwrap();
-    lab.wait_for_output(lacd, "listening", Duration::from_secs(20))
-        .unwrap_or_else(|e| panic!("{e}\n{}", lab.report()));
+{tail}"#,
+        lac_addr = wan.a,
+        tail = lacd_access_and_ha(&lab, &access, &wan, true, true),
+    );
+    let lacd = start_lacd(&mut lab, &lac, config);
 
-    let mut cpes = Cpes {
-        cpes: Vec::new(),
-        by_mac: HashMap::new(),
-        rng: ChaCha8Rng::seed_from_u64(8),
-        start: WallClock::now(),
-        bridge: Bridge::start(cpe.name(), &access.interface),
-    };
-    for i in 0..SUBSCRIBERS {
-        cpes.add(i);
-    }
+    let mut cpes = Cpes::start(&cpe, &access, 8);
     let up = cpes.run_until(Duration::from_secs(30), |c| c.up_count() == SUBSCRIBERS);
     assert!(
         up,
