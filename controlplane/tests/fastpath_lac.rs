@@ -1237,6 +1237,12 @@ mod moves {
             self.settle();
         }
 
+        /// The node answered `call` and it came up.
+        fn answer_and_bring_up(&mut self, call: Box<CallUp>) {
+            self.program(lac::Event::CallAnswered(call.clone()));
+            self.program(lac::Event::SessionUp(call));
+        }
+
         /// Frames through `port`, then what came out of the other one
         /// (waiting up to `want` frames, or a moment when none is due).
         fn pass(&mut self, port: usize, frames: Vec<Vec<u8>>, want: usize) -> Vec<Vec<u8>> {
@@ -1298,6 +1304,16 @@ mod moves {
             failovers: 0,
             moved_from,
         })
+    }
+
+    /// A move (of the given `epoch`) from our call `old`.
+    fn moved_from(old: SessionKey, epoch: u32, make_before_break: bool) -> MovedFrom {
+        MovedFrom {
+            local_tunnel_id: old.tunnel_id,
+            local_session_id: old.session_id,
+            epoch,
+            make_before_break,
+        }
     }
 
     fn key(tunnel_id: u16, session_id: u16) -> SessionKey {
@@ -1371,8 +1387,7 @@ mod moves {
         let old = key(10, 100);
         let new = key(11, 101);
         let up = call(0, OLD_LNS, old, key(20, 200), None);
-        lab.program(lac::Event::CallAnswered(up.clone()));
-        lab.program(lac::Event::SessionUp(up));
+        lab.answer_and_bring_up(up);
         let out = lab.pass(ACCESS, vec![upstream(0, "u0")], 1);
         assert_eq!(read_upstream(&out[0]), (OLD_LNS, key(20, 200), "u0".into()));
 
@@ -1396,12 +1411,7 @@ mod moves {
         assert!(lab.pass(ACCESS, held, 0).is_empty(), "held frames went out");
 
         // Recovered on the peer: answered (still holding), then up.
-        let moved = MovedFrom {
-            local_tunnel_id: old.tunnel_id,
-            local_session_id: old.session_id,
-            epoch: 1,
-            make_before_break: false,
-        };
+        let moved = moved_from(old, 1, false);
         let recovered = call(0, NEW_LNS, new, key(21, 201), Some(moved));
         lab.program(lac::Event::CallAnswered(recovered.clone()));
         assert_eq!(lab.fp.kept_tunnels(), 0, "the dead LNS's tunnel stayed");
@@ -1442,8 +1452,7 @@ mod moves {
         for i in 3..5 {
             let ours = key(dead_tunnel, 700 + i as u16);
             let up = call(i, OLD_LNS, ours, key(80, 800 + i as u16), None);
-            lab.program(lac::Event::CallAnswered(up.clone()));
-            lab.program(lac::Event::SessionUp(up));
+            lab.answer_and_bring_up(up);
             lab.program(lac::Event::Holding {
                 subscriber: subscriber(i),
                 local_tunnel_id: ours.tunnel_id,
@@ -1463,15 +1472,9 @@ mod moves {
         }
 
         // Subscriber 3 is recovered: the tunnel stays for subscriber 4.
-        let moved = MovedFrom {
-            local_tunnel_id: dead_tunnel,
-            local_session_id: 703,
-            epoch: 1,
-            make_before_break: false,
-        };
+        let moved = moved_from(key(dead_tunnel, 703), 1, false);
         let recovered = call(3, NEW_LNS, key(71, 703), key(81, 803), Some(moved));
-        lab.program(lac::Event::CallAnswered(recovered.clone()));
-        lab.program(lac::Event::SessionUp(recovered));
+        lab.answer_and_bring_up(recovered);
         let out = lab.collect(WAN, 1);
         assert_eq!(read_upstream(&out[0]), (NEW_LNS, key(81, 803), "h0".into()));
         assert_eq!(lab.fp.kept_tunnels(), 1);
@@ -1507,15 +1510,9 @@ mod moves {
         let old = key(30, 300);
         let new = key(31, 301);
         let up = call(1, OLD_LNS, old, key(40, 400), None);
-        lab.program(lac::Event::CallAnswered(up.clone()));
-        lab.program(lac::Event::SessionUp(up));
+        lab.answer_and_bring_up(up);
 
-        let moved = MovedFrom {
-            local_tunnel_id: old.tunnel_id,
-            local_session_id: old.session_id,
-            epoch: 2,
-            make_before_break: true,
-        };
+        let moved = moved_from(old, 2, true);
         let next = call(1, NEW_LNS, new, key(41, 401), Some(moved));
         lab.program(lac::Event::CallAnswered(next.clone()));
         assert_eq!(lab.fp.aliases(), 1);
@@ -1597,14 +1594,8 @@ mod moves {
         let old = key(50, 500);
         let new = key(51, 501);
         let up = call(2, OLD_LNS, old, key(60, 600), None);
-        lab.program(lac::Event::CallAnswered(up.clone()));
-        lab.program(lac::Event::SessionUp(up));
-        let moved = MovedFrom {
-            local_tunnel_id: old.tunnel_id,
-            local_session_id: old.session_id,
-            epoch: 3,
-            make_before_break: true,
-        };
+        lab.answer_and_bring_up(up);
+        let moved = moved_from(old, 3, true);
         lab.program(lac::Event::CallAnswered(call(
             2,
             NEW_LNS,
