@@ -58,7 +58,7 @@ use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rustix::thread::{move_into_link_name_space, LinkNameSpaceType};
 
-use support::netns::{run, Lab, Netns};
+use support::netns::{run, Lab, Link, Netns};
 
 const SUBSCRIBERS: usize = 8;
 /// Frames per subscriber and direction.
@@ -472,6 +472,32 @@ impl Drop for StopOnDrop<'_> {
     }
 }
 
+/// The lab `name`: the subscribers' (`cpe`), the LAC's and the LNS's
+/// namespaces, the access link (veth1) between the first two and the wan
+/// link (veth2) between the last two, the LAC's access end at
+/// [`ACCESS_MAC`].
+fn lac_lab(name: &str) -> (Lab, [Netns; 3], [Link; 2]) {
+    let mut lab = Lab::new(name).expect("lab");
+    let cpe_ns = lab.namespace("cpe").unwrap();
+    let lac_ns = lab.namespace("lac").unwrap();
+    let lns_ns = lab.namespace("lns").unwrap();
+    let access = lab.link(&cpe_ns, &lac_ns).unwrap();
+    let wan = lab.link(&lac_ns, &lns_ns).unwrap();
+    let mac = ACCESS_MAC.map(|b| format!("{b:02x}")).join(":");
+    run(&[
+        "ip",
+        "-n",
+        lac_ns.name(),
+        "link",
+        "set",
+        "veth1",
+        "address",
+        &mac,
+    ])
+    .unwrap();
+    (lab, [cpe_ns, lac_ns, lns_ns], [access, wan])
+}
+
 /// The subscribers' side: every frame of cpe's veth1 to an AF_XDP socket
 /// (the steering program must live as long as the port), and `n`
 /// subscribers not started yet.
@@ -536,26 +562,9 @@ fn cpe(cpe_ns: &Netns, n: usize) -> (Steering, Cpe) {
 
 #[test]
 fn lac_fast_path_relays_pppoe_and_l2tp_both_ways() {
-    let mut lab = Lab::new("fastpath-lac").expect("lab");
-    let cpe_ns = lab.namespace("cpe").unwrap();
-    let lac_ns = lab.namespace("lac").unwrap();
-    let lns_ns = lab.namespace("lns").unwrap();
-    let access = lab.link(&cpe_ns, &lac_ns).unwrap();
-    let wan = lab.link(&lac_ns, &lns_ns).unwrap();
+    let (lab, [cpe_ns, lac_ns, lns_ns], [access, wan]) = lac_lab("fastpath-lac");
     assert_eq!(access.interface, "veth1");
     assert_eq!(wan.interface, "veth2");
-    let mac = ACCESS_MAC.map(|b| format!("{b:02x}")).join(":");
-    run(&[
-        "ip",
-        "-n",
-        lac_ns.name(),
-        "link",
-        "set",
-        "veth1",
-        "address",
-        &mac,
-    ])
-    .unwrap();
 
     let (steering, mut cpe) = cpe(&cpe_ns, SUBSCRIBERS);
     let stop = AtomicBool::new(false);
@@ -612,24 +621,7 @@ fn lac_fast_path_moves_sessions_make_before_break_without_loss() {
 /// two HA LNSs (lns1, which takes the calls, and lns2, its peer) on its
 /// wan link; `exercise` gets the subscribers and the three daemons.
 fn ha_lab(name: &str, exercise: fn(&mut Cpe, &Sender<Cmd>, &Sender<Cmd>, &Sender<Cmd>)) {
-    let mut lab = Lab::new(name).expect("lab");
-    let cpe_ns = lab.namespace("cpe").unwrap();
-    let lac_ns = lab.namespace("lac").unwrap();
-    let lns_ns = lab.namespace("lns").unwrap();
-    let _access = lab.link(&cpe_ns, &lac_ns).unwrap();
-    let wan = lab.link(&lac_ns, &lns_ns).unwrap();
-    let mac = ACCESS_MAC.map(|b| format!("{b:02x}")).join(":");
-    run(&[
-        "ip",
-        "-n",
-        lac_ns.name(),
-        "link",
-        "set",
-        "veth1",
-        "address",
-        &mac,
-    ])
-    .unwrap();
+    let (lab, [cpe_ns, lac_ns, lns_ns], [_access, wan]) = lac_lab(name);
     // lns2 on the same link, next to lns1.
     let [a, b, c, _] = wan.b.octets();
     let lns2 = Ipv4Addr::new(a, b, c, 3);
