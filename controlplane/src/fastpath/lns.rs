@@ -243,9 +243,6 @@ pub struct LnsFastpath {
     to_announce: Vec<Ipv4Addr>,
     /// First announcements, waiting for their barrier (in barrier order).
     announcing: VecDeque<Announcement>,
-    /// Adopted sessions announced when programmed, before their ICRP: not
-    /// announced again when established.
-    announced_adopted: HashSet<SessionHandle>,
     /// Repeated announcements, in the order they are due.
     reannouncing: VecDeque<Announcement>,
     /// Sessions that moved away, in the order they did.
@@ -294,7 +291,6 @@ impl LnsFastpath {
             unreleased: Vec::new(),
             to_announce: Vec::new(),
             announcing: VecDeque::new(),
-            announced_adopted: HashSet::new(),
             reannouncing: VecDeque::new(),
             lingering: VecDeque::new(),
             stats: LnsFastpathStats::default(),
@@ -366,23 +362,21 @@ impl LnsFastpath {
                 }
                 let result =
                     result.and(self.readdress(s.session, Some(s.address), s.subscriber_mru()));
-                let early = self.announced_adopted.remove(&s.session)
-                    && self
-                        .sessions
-                        .get(&s.session)
-                        .and_then(|c| c.subscriber_addr)
-                        == Some(s.address);
-                if !early {
-                    if s.adopted_epoch.is_some() {
-                        tracing::debug!(
-                            address = %s.address,
-                            tunnel = s.session.tunnel.0,
-                            session = s.session.id,
-                            "adopted session: announcing its address on the core side"
-                        );
-                    }
-                    self.announce(s.address);
+                // An adopted session is announced here, once it is up, and
+                // not when it is programmed before its ICRP: in a planned
+                // move the old LNS still forwards, and the LAC knows the
+                // new ids only from the ICRP on, so downstream drawn here
+                // earlier would be lost at the LAC (CI's planned switchover
+                // lost 2 of 3999 that way).
+                if s.adopted_epoch.is_some() {
+                    tracing::debug!(
+                        address = %s.address,
+                        tunnel = s.session.tunnel.0,
+                        session = s.session.id,
+                        "adopted session: announcing its address on the core side"
+                    );
                 }
+                self.announce(s.address);
                 result
             }
             lns::Event::SessionUpdated { session, link } => {
@@ -600,7 +594,6 @@ impl LnsFastpath {
     }
 
     fn remove_session(&mut self, session: SessionHandle) -> Result<(), FastpathError> {
-        self.announced_adopted.remove(&session);
         let Some(config) = self.sessions.remove(&session) else {
             return Ok(());
         };
@@ -619,7 +612,6 @@ impl LnsFastpath {
     /// address may be given out again), kept in the workers for
     /// [`MOVED_GRACE`] ([`LnsFastpath::end_graces`]).
     fn linger(&mut self, session: SessionHandle) {
-        self.announced_adopted.remove(&session);
         let Some(config) = self.sessions.remove(&session) else {
             return;
         };
@@ -673,7 +665,6 @@ impl LnsFastpath {
     }
 
     fn remove_tunnel(&mut self, tunnel: TunnelHandle) -> Result<(), FastpathError> {
-        self.announced_adopted.retain(|h| h.tunnel != tunnel);
         let Some(t) = self.tunnels.remove(&tunnel) else {
             return Ok(());
         };
@@ -905,18 +896,7 @@ impl LnsFastpath {
                     "recovery call: the adopted session is programmed before its ICRP"
                 );
                 let result = self.readdress(call.session, Some(adopted.address), adopted.mru);
-                let programmed = result.is_ok();
                 self.count(result);
-                // The core's downstream for the address follows the
-                // gratuitous ARP: announced now, behind the barrier below,
-                // rather than at the ICCN, which on a recovery of hundreds
-                // of calls waits behind the ICRQs in our receive window.
-                // The subscriber's old LNS is dead (or fenced), so nothing
-                // reaches it there meanwhile; the LAC has the new ids a
-                // moment after our ICRP.
-                if programmed && self.announced_adopted.insert(call.session) {
-                    self.announce(adopted.address);
-                }
             }
             self.unreleased.push((call.session, None, now));
         }
@@ -933,7 +913,6 @@ impl LnsFastpath {
         // slice.
         while let Some(session) = node.poll_abandoned_call() {
             self.unreleased.retain(|&(s, ..)| s != session);
-            self.announced_adopted.remove(&session);
             let result = self.remove_session(session);
             self.count(result);
         }
