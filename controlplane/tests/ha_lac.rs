@@ -40,7 +40,7 @@ mod lac_parties;
 mod pppoe_subscribers;
 
 use ha_net::{rng, LAC, LNS1, LNS2};
-use lac_parties::PartyEvent;
+use lac_parties::{PartyEvent, Scheduled};
 use pppoe_subscribers::{session_frame, subscriber_ppp, Cpe, SessionWatch, Subscribers};
 
 const PEER_SECRET: &[u8] = b"lns1-lns2";
@@ -262,10 +262,10 @@ struct Site {
     lac: lac::Node,
     subscribers: Subscribers<Traffic>,
     /// Answered calls and when the "fast path" connects them.
-    answered: Vec<(SessionHandle, Instant)>,
+    answered: Scheduled<SessionHandle>,
     /// Planned moves whose new call is up, and when the "fast path" has
     /// switched to it and lets the old call go (`lac::Node::release_moved`).
-    switched: Vec<(SubscriberKey, Instant)>,
+    switched: Scheduled<SubscriberKey>,
     /// The "fast path" calls `release_moved` (else the node releases by
     /// itself after `defer_connect`).
     release_on_switch: bool,
@@ -342,14 +342,10 @@ impl sim::Node for Site {
 
     fn handle_timeout(&mut self, now: Instant) {
         self.now = now;
-        let (due, later) = self.answered.iter().partition(|(_, at)| *at <= now);
-        self.answered = later;
-        for (session, _) in due {
+        for session in self.answered.take_due(now) {
             self.lac.connect_call(now, session);
         }
-        let (due, later): (Vec<_>, Vec<_>) = self.switched.iter().partition(|(_, at)| *at <= now);
-        self.switched = later;
-        for (subscriber, _) in due {
+        for subscriber in self.switched.take_due(now) {
             if self.lac.release_moved(now, subscriber) {
                 self.released_by_glue += 1;
             }
@@ -366,19 +362,15 @@ impl sim::Node for Site {
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
-        let answered = self
-            .answered
-            .iter()
-            .map(|(_, at)| Some(*at))
-            .chain(self.switched.iter().map(|(_, at)| Some(*at)));
         let tick = self.traffic.then_some(self.next_tick);
         [
             self.subscribers.poll_timeout(),
             self.lac.poll_timeout(),
             tick,
+            self.answered.next_due(),
+            self.switched.next_due(),
         ]
         .into_iter()
-        .chain(answered)
         .flatten()
         .min()
     }
@@ -392,13 +384,13 @@ impl sim::Node for Site {
         if let lac::Event::CallAnswered(call) = &event {
             // A fast path programs the call in about a millisecond.
             self.answered
-                .push((call.session, self.now + Duration::from_millis(1)));
+                .push(call.session, self.now + Duration::from_millis(1));
         }
         if let lac::Event::SessionUp(up) = &event {
             if self.release_on_switch && up.moved_from.is_some_and(|m| m.make_before_break) {
                 // The workers switch to the new call within a millisecond.
                 self.switched
-                    .push((up.subscriber, self.now + Duration::from_millis(1)));
+                    .push(up.subscriber, self.now + Duration::from_millis(1));
             }
         }
         Some(event)
@@ -503,8 +495,8 @@ impl Lab {
         let site = Site {
             lac: lac::Node::new(config, Instant::ZERO, rng(3)).unwrap(),
             subscribers: Subscribers::new(4),
-            answered: Vec::new(),
-            switched: Vec::new(),
+            answered: Scheduled::new(),
+            switched: Scheduled::new(),
             release_on_switch: true,
             released_by_glue: 0,
             now: Instant::ZERO,

@@ -35,6 +35,7 @@ mod lac_parties;
 mod pppoe_subscribers;
 
 use ha_net::{rng, LAC, LNS1, LNS2};
+use lac_parties::Scheduled;
 use pppoe_subscribers::{session_frame, subscriber_ppp, Cpe, SessionWatch, Subscribers, LAC_MAC};
 
 fn users(n: usize) -> Users {
@@ -77,7 +78,7 @@ struct Site {
     /// takes to connect an answered call; `None`: it never does.
     connect_after: Option<Duration>,
     /// Answered calls and when the owner connects them.
-    answered: Vec<(SessionHandle, Instant)>,
+    answered: Scheduled<SessionHandle>,
     now: Instant,
 }
 
@@ -87,7 +88,7 @@ impl Site {
             lac: lac::Node::new(config, Instant::ZERO, rng(3)).unwrap(),
             subscribers: Subscribers::new(4),
             connect_after: Some(Duration::from_millis(1)),
-            answered: Vec::new(),
+            answered: Scheduled::new(),
             now: Instant::ZERO,
         }
     }
@@ -130,9 +131,7 @@ impl sim::Node for Site {
 
     fn handle_timeout(&mut self, now: Instant) {
         self.now = now;
-        let (due, later) = self.answered.iter().partition(|(_, at)| *at <= now);
-        self.answered = later;
-        for (session, _) in due {
+        for session in self.answered.take_due(now) {
             self.lac.connect_call(now, session);
         }
         if self.lac.poll_timeout().is_some_and(|t| t <= now) {
@@ -143,12 +142,14 @@ impl sim::Node for Site {
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
-        let answered = self.answered.iter().map(|(_, at)| Some(*at));
-        [self.subscribers.poll_timeout(), self.lac.poll_timeout()]
-            .into_iter()
-            .chain(answered)
-            .flatten()
-            .min()
+        [
+            self.subscribers.poll_timeout(),
+            self.lac.poll_timeout(),
+            self.answered.next_due(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<SocketAddr> {
@@ -158,7 +159,7 @@ impl sim::Node for Site {
     fn poll_event(&mut self) -> Option<lac::Event> {
         let event = sim::Node::poll_event(&mut self.lac)?;
         if let (lac::Event::CallAnswered(call), Some(after)) = (&event, self.connect_after) {
-            self.answered.push((call.session, self.now + after));
+            self.answered.push(call.session, self.now + after);
         }
         Some(event)
     }

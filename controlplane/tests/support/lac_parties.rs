@@ -39,6 +39,38 @@ pub(crate) fn site_config() -> lac::Config {
     config
 }
 
+/// What the LAC site's owner (a fast path) does a moment after the node
+/// reports something (`lac::Config::defer_connect`: connects an answered
+/// call): each item with the instant it is due.
+pub(crate) struct Scheduled<T>(Vec<(T, Instant)>);
+
+impl<T> Scheduled<T> {
+    /// Nothing scheduled.
+    pub(crate) fn new() -> Scheduled<T> {
+        Scheduled(Vec::new())
+    }
+
+    /// `item`, due at `at`.
+    pub(crate) fn push(&mut self, item: T, at: Instant) {
+        self.0.push((item, at));
+    }
+
+    /// The items due by `now`, in the order they were scheduled; the
+    /// others stay.
+    pub(crate) fn take_due(&mut self, now: Instant) -> Vec<T> {
+        let (due, later): (Vec<_>, Vec<_>) = core::mem::take(&mut self.0)
+            .into_iter()
+            .partition(|(_, at)| *at <= now);
+        self.0 = later;
+        due.into_iter().map(|(item, _)| item).collect()
+    }
+
+    /// When the next item is due.
+    pub(crate) fn next_due(&self) -> Option<Instant> {
+        self.0.iter().map(|(_, at)| *at).min()
+    }
+}
+
 /// A party on the simulated network: an LNS (`L`) or the LAC site (`S`).
 pub(crate) enum Party<L, S> {
     Lns(Box<L>),
