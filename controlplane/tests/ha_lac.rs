@@ -589,13 +589,27 @@ impl Lab {
                 && l.up_at(0) == n
         });
         self.run_until(Duration::from_secs(5), "offload in sync", |l| {
-            l.lns(0).offload_in_sync()
-                && l.lns(1)
-                    .offload_store()
-                    .is_some_and(|s| s.tunnels().map(|t| t.sessions.len()).sum::<usize>() == n)
+            l.lns(0).offload_in_sync() && l.stored_at_lns2() == n
         });
         self.set_traffic(true);
         self.run_for(Duration::from_millis(200));
+    }
+
+    /// The sessions LNS2's offload store holds.
+    fn stored_at_lns2(&self) -> usize {
+        self.lns(1)
+            .offload_store()
+            .map_or(0, |s| s.tunnels().map(|t| t.sessions.len()).sum())
+    }
+
+    /// The LNS1-LNS2 link (cut while the subscribers came up) comes back:
+    /// run until LNS2's bulk sync has stored some of the sessions.
+    #[track_caller]
+    fn heal_until_bulk_sync_under_way(&mut self) {
+        self.sim.heal(LNS1, LNS2);
+        self.run_until(Duration::from_secs(5), "bulk sync under way", |l| {
+            l.stored_at_lns2() > 0
+        });
     }
 
     fn set_traffic(&mut self, on: bool) {
@@ -1006,17 +1020,9 @@ fn a_failure_during_the_peer_s_bulk_sync_recovers_what_was_offloaded_and_ends_th
     });
     lab.set_traffic(true);
     // (g) The link comes back and LNS1 dies while the bulk sync runs.
-    lab.sim.heal(LNS1, LNS2);
-    lab.run_until(Duration::from_secs(5), "bulk sync under way", |l| {
-        l.lns(1)
-            .offload_store()
-            .is_some_and(|s| s.tunnels().map(|t| t.sessions.len()).sum::<usize>() > 0)
-    });
+    lab.heal_until_bulk_sync_under_way();
     lab.kill_lns1();
-    let offloaded: usize = lab
-        .lns(1)
-        .offload_store()
-        .map_or(0, |s| s.tunnels().map(|t| t.sessions.len()).sum());
+    let offloaded = lab.stored_at_lns2();
     lab.run_until(Duration::from_secs(5), "every subscriber settled", |l| {
         l.lac().stats().recoveries_done + l.lac().stats().recoveries_failed == N as u64
     });
@@ -1713,12 +1719,7 @@ fn a_planned_switchover_during_bulk_sync_moves_what_was_offloaded_and_keeps_the_
             && l.site().subscribers.cpes.iter().all(|c| c.is_up())
     });
     lab.set_traffic(true);
-    lab.sim.heal(LNS1, LNS2);
-    lab.run_until(Duration::from_secs(5), "bulk sync under way", |l| {
-        l.lns(1)
-            .offload_store()
-            .is_some_and(|s| s.tunnels().map(|t| t.sessions.len()).sum::<usize>() > 0)
-    });
+    lab.heal_until_bulk_sync_under_way();
     lab.switchover(SwitchoverType::All, &[]);
     lab.run_until(Duration::from_secs(3), "every move settled", |l| {
         let s = l.lac().stats();
