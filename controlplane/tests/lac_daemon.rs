@@ -346,19 +346,10 @@ fn session_frame(src: Address, dst: Address, session_id: u16, ppp: &[u8]) -> Vec
 /// out at once.
 const SUBSCRIBERS: usize = 20;
 
-/// The namespaces of a daemon chain and the links between them: the
-/// subscribers (`cpe`) reach lacd (`lac`) over `access`, lacd reaches the
-/// LNSs (`lns`) over `wan`.
-struct Chain {
-    cpe: Netns,
-    lac: Netns,
-    lns: Netns,
-    access: Link,
-    wan: Link,
-}
-
-/// The lab of `test` with a [`Chain`] in it (the bridge needs python3).
-fn chain_lab(test: &str) -> (Lab, Chain) {
+/// The lab of `test` with a daemon chain in it (the bridge needs
+/// python3): the subscribers', lacd's and the LNSs' namespaces, the access
+/// link between the first two and the wan link between the last two.
+fn chain_lab(test: &str) -> (Lab, [Netns; 3], [Link; 2]) {
     require_program("python3", "python3").expect("python3");
     let mut lab = Lab::new(test).expect("lab");
     let cpe = lab.namespace("cpe").expect("cpe namespace");
@@ -366,14 +357,7 @@ fn chain_lab(test: &str) -> (Lab, Chain) {
     let lns = lab.namespace("lns").expect("lns namespace");
     let access = lab.link(&cpe, &lac).expect("access link");
     let wan = lab.link(&lac, &lns).expect("wan link");
-    let chain = Chain {
-        cpe,
-        lac,
-        lns,
-        access,
-        wan,
-    };
-    (lab, chain)
+    (lab, [cpe, lac, lns], [access, wan])
 }
 
 /// The LNS's users file: `sub{i}` with password `lab` for every subscriber.
@@ -428,16 +412,7 @@ fn start_lacd(lab: &mut Lab, lac: &Netns, config: String) -> ProcessId {
 }
 
 fn chain(test: &str, fastpath: bool, mode: &str, ha: bool) {
-    let (
-        mut lab,
-        Chain {
-            cpe,
-            lac,
-            lns,
-            access,
-            wan,
-        },
-    ) = chain_lab(test);
+    let (mut lab, [cpe, lac, lns], [access, wan]) = chain_lab(test);
 
     let users = lns_users(&lab);
     let lns_listen = format!("{}:1701", wan.b);
@@ -686,16 +661,7 @@ fn lacd_moves_its_subscribers_to_the_peer_when_the_lns_asks() {
 }
 
 fn ha_chain(test: &str, planned: bool) {
-    let (
-        mut lab,
-        Chain {
-            cpe,
-            lac,
-            lns,
-            access,
-            wan,
-        },
-    ) = chain_lab(test);
+    let (mut lab, [cpe, lac, lns], [access, wan]) = chain_lab(test);
     // lns2 next to lns1 on the wan link.
     let [a, b, c, _] = wan.b.octets();
     let lns1 = wan.b;
