@@ -640,7 +640,12 @@ fn the_peer_adopts_every_session_of_a_dead_primary_and_the_primary_is_fenced_whe
     }));
     assert_lns1_dropped_every_moved_session_silently(&w);
     assert_eq!(w.lns(w.lns1).ha_stats().unwrap().sessions_fenced, N as u64);
-    assert_eq!(w.lns(w.lns1).pool().in_use(), 0);
+    // LNS2 holds their addresses (adopted), and LNS1, back with an empty
+    // pool, keeps them out of it rather than giving them to new
+    // subscribers.
+    assert!(w.run_until(Duration::from_secs(3), |w| {
+        w.lns(w.lns1).pool().in_use() == N as u64
+    }));
     w.run_for(Duration::from_secs(3));
     let cdns_after = w
         .lac_events
@@ -716,10 +721,29 @@ fn sessions_the_lac_moves_away_and_releases_are_dropped_silently_at_the_primary(
     }));
     assert_lns1_dropped_every_moved_session_silently(&w);
     assert_eq!(w.lns(w.lns1).ha_stats().unwrap().sessions_moved, N as u64);
-    assert_eq!(w.lns(w.lns1).pool().in_use(), 0);
+    // Their addresses went with them: LNS1 keeps them out of its pool, so
+    // no new subscriber of its own gets one while LNS2 routes it.
+    assert_eq!(w.lns(w.lns1).pool().in_use(), N as u64, "held for LNS2");
     // The subscribers noticed nothing, and LNS2 answers their echoes.
     w.run_for(Duration::from_secs(5));
     assert_subscribers_untouched_and_at_lns2(&w);
+    assert_eq!(
+        w.lns(w.lns1).pool().in_use(),
+        N as u64,
+        "still held for LNS2"
+    );
+    // One hangs up at LNS2: LNS2's offload removes it, and LNS1 has its
+    // address back.
+    let now = w.sim.now();
+    w.lac_mut().hang_up(now, 0);
+    assert!(
+        w.run_until(Duration::from_secs(15), |w| {
+            w.lns(w.lns1).pool().in_use() == N as u64 - 1
+        }),
+        "LNS1 holds {} addresses",
+        w.lns(w.lns1).pool().in_use()
+    );
+    assert_eq!(w.lns(w.lns1).ha_stats().unwrap().address_conflicts, 0);
 }
 
 #[test]

@@ -483,6 +483,7 @@ fn ha_status_json(status: &lns::HaStatus, now: Instant) -> Json {
         ("switchovers_granted", h.switchovers_granted),
         ("switchovers_denied", h.switchovers_denied),
         ("overloads", h.overloads),
+        ("address_conflicts", h.address_conflicts),
     ] {
         put(k, num(v));
     }
@@ -885,6 +886,7 @@ impl Daemon {
             put("ha_switchovers_granted", h.switchovers_granted);
             put("ha_switchovers_denied", h.switchovers_denied);
             put("ha_overloads", h.overloads);
+            put("ha_address_conflicts", h.address_conflicts);
         }
         if let Some(fp) = &self.fastpath {
             let g = fp.stats();
@@ -935,6 +937,7 @@ impl Daemon {
                     ("switchovers_granted", h.switchovers_granted),
                     ("switchovers_denied", h.switchovers_denied),
                     ("overloads", h.overloads),
+                    ("address_conflicts", h.address_conflicts),
                 ],
                 &gauges,
             );

@@ -210,6 +210,9 @@ pub struct HaStats {
     pub switchovers_denied: u64,
     /// Times the load monitor found the node overloaded.
     pub overloads: u64,
+    /// Addresses a peer holds that a session of ours holds too (see
+    /// [`Node::reserve_peer_held`]), each time it was found.
+    pub address_conflicts: u64,
 }
 
 /// A recovery call accepted with an adoption, until its session is up.
@@ -272,7 +275,22 @@ pub(crate) struct Ha {
     pub(crate) lacs: HashMap<TunnelHandle, LacSwitchover>,
     /// STPLRPs not yet polled ([`Node::poll_switchover_answer`]).
     pub(crate) answers: std::collections::VecDeque<SwitchoverAnswer>,
+    /// Addresses of our pool reserved because a peer holds them: a session
+    /// it offloaded to us (adopted from us, or one a peer sharing our
+    /// range gave out), or one that moved away from us, kept until the
+    /// time given even if the peer's offload has not shown it yet
+    /// ([`Node::reserve_peer_held`]).
+    pub(crate) peer_held: HashMap<Ipv4Addr, Option<Instant>>,
+    /// When [`Node::reserve_peer_held`] runs next.
+    pub(crate) peer_held_check: Instant,
 }
+
+/// How often the addresses a peer holds are reserved in our pool, and how
+/// long the address of a session that moved away stays reserved before the
+/// peer's offload must show it.
+pub const PEER_HELD_CHECK: Duration = Duration::from_secs(1);
+/// See [`PEER_HELD_CHECK`].
+pub const MOVED_ADDRESS_GRACE: Duration = Duration::from_secs(10);
 
 /// A LAC's STPLRP to our STPLRQ (load switchover, drain, the operator's
 /// switchover or failback).
@@ -704,12 +722,19 @@ impl Node {
         };
         // Its address belongs to the primary's pool: held here as a framed
         // address, so it is not handed out twice.
+        // A peer's address we reserved already (`peer_held`) is ours now.
         let reserved = adoption
             .state
             .link
             .peer_ipv4()
             .ok_or(PoolError::Exhausted)
-            .and_then(|address| self.pool.reserve(address).map(|_| address));
+            .and_then(|address| {
+                if ha.peer_held.remove(&address).is_some() {
+                    Ok(address)
+                } else {
+                    self.pool.reserve(address).map(|_| address)
+                }
+            });
         let address = match reserved {
             Ok(a) => a,
             Err(e) => {
@@ -1003,6 +1028,56 @@ impl Node {
         }
         self.pump(now);
         Some(event)
+    }
+
+    /// Keep the addresses a peer holds out of our pool (RFC 2661 says
+    /// nothing of addresses; DESIGN.md §3: a moved session keeps its
+    /// address). Without this, the address of a session that moved to the
+    /// peer (we gave it back at the move) or that the peer adopted while we
+    /// were down (we restarted with an empty pool) could go to a new
+    /// subscriber of ours while the peer still routes it, and both LNSs
+    /// would announce it. Every [`PEER_HELD_CHECK`]: every address in our
+    /// pool held by a session the peers offloaded to us (not one we adopted:
+    /// that one is ours) is reserved; one no peer holds any more is given
+    /// back, after its [`MOVED_ADDRESS_GRACE`] if it moved away from us.
+    pub(super) fn reserve_peer_held(&mut self, now: Instant) {
+        let Some(ha) = &mut self.ha else { return };
+        if now < ha.peer_held_check {
+            return;
+        }
+        ha.peer_held_check = now + PEER_HELD_CHECK;
+        let held: std::collections::HashSet<Ipv4Addr> = ha
+            .peering
+            .store()
+            .tunnels()
+            .flat_map(|t| t.sessions.values())
+            .filter(|s| !s.adopted)
+            .filter_map(|s| s.state.link.peer_ipv4())
+            .collect();
+        for &address in &held {
+            if ha.peer_held.contains_key(&address) || !self.pool.contains(address) {
+                continue;
+            }
+            match self.pool.reserve(address) {
+                Ok(_) => {
+                    ha.peer_held.insert(address, None);
+                }
+                Err(PoolError::InUse(_)) => {
+                    // Ours too: a session of ours has it. Only an operator
+                    // can sort out two subscribers with one address.
+                    ha.stats.address_conflicts += 1;
+                }
+                Err(_) => {}
+            }
+        }
+        let pool = &mut self.pool;
+        ha.peer_held.retain(|address, until| {
+            let keep = held.contains(address) || until.is_some_and(|t| now < t);
+            if !keep {
+                pool.release(*address);
+            }
+            keep
+        });
     }
 
     /// Operator: ask every HA-capable LAC to move sessions to the peers

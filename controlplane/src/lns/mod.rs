@@ -699,6 +699,8 @@ impl Node {
                 draining: false,
                 lacs: HashMap::new(),
                 answers: VecDeque::new(),
+                peer_held: HashMap::new(),
+                peer_held_check: Instant::ZERO,
             }),
             None => None,
         };
@@ -1165,6 +1167,7 @@ impl Node {
                 ha.peering.poll_timeout(),
                 ha.fence_after.front().map(|f| f.0),
                 ha.release_deadlines.front().map(|d| d.0),
+                Some(ha.peer_held_check),
             ]
             .into_iter()
             .flatten()
@@ -1213,6 +1216,7 @@ impl Node {
         if self.next_fence().is_some_and(|t| t <= now) {
             self.fence_due(now);
         }
+        self.reserve_peer_held(now);
         self.expire_releases(now);
         self.pump(now);
     }
@@ -1814,7 +1818,16 @@ impl Node {
             !s.lower_gone && self.endpoint.close_session(now, h, result.clone()).is_ok()
         });
         if let Some(a) = s.address {
-            self.pool.release(a);
+            match (&end, &mut self.ha) {
+                // Its address goes with it: held for the peer, not handed
+                // out again here (ha::Node::reserve_peer_held).
+                (EndCause::Moved { .. }, Some(ha)) if self.pool.contains(a) => {
+                    ha.peer_held.insert(a, Some(now + ha::MOVED_ADDRESS_GRACE));
+                }
+                _ => {
+                    self.pool.release(a);
+                }
+            }
         }
         let terminate = terminate_cause(&end);
         if s.established {
