@@ -1458,10 +1458,11 @@ mod daemon_tests {
     use controlplane::l2tp::TunnelDownReason;
     use controlplane::subscriber::{self, AuthChoice};
 
-    /// One subscriber `user` calling the LNS at `lns` from a LAC of its
-    /// own; whether its PPP came up (false once the LNS ended the call).
-    fn login(lns: SocketAddrV4, user: &str) -> (Driver<subscriber::Node>, bool) {
-        let config = subscriber::Config::new(lns, 1, user, "lab", AuthChoice::Chap);
+    /// `count` subscribers (all logging in as `user`) calling the LNS at
+    /// `lns` from a LAC of their own; whether their PPP came up (false once
+    /// the LNS ended a call).
+    fn dial(lns: SocketAddrV4, count: usize, user: &str) -> (Driver<subscriber::Node>, bool) {
+        let config = subscriber::Config::new(lns, count, user, "lab", AuthChoice::Chap);
         let mut driver = Driver::new(
             UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap(),
             subscriber::Node::new(config, os_rng().unwrap()).unwrap(),
@@ -1472,14 +1473,14 @@ mod daemon_tests {
         let deadline = driver.now() + Duration::from_secs(10);
         driver
             .run_until(deadline, |node, _| {
-                if node.up_count() + node.down_count() > 0 {
+                if node.up_count() + node.down_count() >= count {
                     ControlFlow::Break(())
                 } else {
                     ControlFlow::Continue(())
                 }
             })
             .unwrap();
-        let up = driver.node().up_count() == 1;
+        let up = driver.node().up_count() == count;
         (driver, up)
     }
 
@@ -1536,25 +1537,8 @@ mod daemon_tests {
         });
 
         let lns_addr = SocketAddrV4::new(Ipv4Addr::LOCALHOST, port);
-        let config = subscriber::Config::new(lns_addr, 2, "sub0", "lab", AuthChoice::Chap);
-        let mut subscribers = Driver::new(
-            UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap(),
-            subscriber::Node::new(config, os_rng().unwrap()).unwrap(),
-        )
-        .unwrap();
-        let now = subscribers.now();
-        subscribers.node_mut().start(now).unwrap();
-        let deadline = subscribers.now() + Duration::from_secs(10);
-        subscribers
-            .run_until(deadline, |node, _| {
-                if node.up_count() == 2 {
-                    ControlFlow::Break(())
-                } else {
-                    ControlFlow::Continue(())
-                }
-            })
-            .unwrap();
-        assert_eq!(subscribers.node().up_count(), 2);
+        let (mut subscribers, up) = dial(lns_addr, 2, "sub0");
+        assert!(up, "both subscribers up");
 
         let timeout = Duration::from_secs(5);
         let show = |what| {
@@ -1629,9 +1613,9 @@ sub2
         )
         .unwrap();
         reload();
-        let (sub0_again, up) = login(lns_addr, "sub0");
+        let (sub0_again, up) = dial(lns_addr, 1, "sub0");
         assert!(up, "the old users file should still be in force");
-        let (sub1_early, up) = login(lns_addr, "sub1");
+        let (sub1_early, up) = dial(lns_addr, 1, "sub1");
         assert!(!up, "sub1 came from the refused file");
         // sub0 out, sub1 in: sub1 logs in, a new sub0 is refused, and the
         // sessions sub0 opened before stay up.
@@ -1642,9 +1626,9 @@ sub2
         )
         .unwrap();
         reload();
-        let (sub1, up) = login(lns_addr, "sub1");
+        let (sub1, up) = dial(lns_addr, 1, "sub1");
         assert!(up, "sub1 was added to the users file");
-        let (sub0_refused, up) = login(lns_addr, "sub0");
+        let (sub0_refused, up) = dial(lns_addr, 1, "sub0");
         assert!(!up, "sub0 was removed from the users file");
         let stats = show(Show::Stats);
         assert_eq!(stats["sessions_up"], 4, "{stats}");
@@ -1828,25 +1812,8 @@ sub2
             &config("127.0.0.2", port2, "127.0.0.1", port1, "lns2"),
         );
         let lns1_addr = SocketAddrV4::new(Ipv4Addr::LOCALHOST, port1);
-        let config = subscriber::Config::new(lns1_addr, 2, "sub0", "lab", AuthChoice::Chap);
-        let mut subscribers = Driver::new(
-            UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap(),
-            subscriber::Node::new(config, os_rng().unwrap()).unwrap(),
-        )
-        .unwrap();
-        let now = subscribers.now();
-        subscribers.node_mut().start(now).unwrap();
-        let deadline = subscribers.now() + Duration::from_secs(10);
-        subscribers
-            .run_until(deadline, |node, _| {
-                if node.up_count() == 2 {
-                    ControlFlow::Break(())
-                } else {
-                    ControlFlow::Continue(())
-                }
-            })
-            .unwrap();
-        assert_eq!(subscribers.node().up_count(), 2);
+        let (mut subscribers, up) = dial(lns1_addr, 2, "sub0");
+        assert!(up, "both subscribers up");
 
         let status = |name: &str| {
             let socket = dir.join(format!("{name}.sock"));
