@@ -472,19 +472,13 @@ fn ha_status_json(status: &lns::HaStatus, now: Instant) -> Json {
         "load_memory_percent",
         status.load.map_or(Json::Null, |l| float(l.memory_percent)),
     );
-    let h = &status.stats;
-    for (k, v) in [
-        ("recoveries_accepted", h.recoveries_accepted),
-        ("recoveries_refused", h.recoveries_refused),
-        ("sessions_adopted_total", h.sessions_adopted),
-        ("sessions_fenced", h.sessions_fenced),
-        ("sessions_moved", h.sessions_moved),
-        ("switchover_requests", h.switchover_requests),
-        ("switchovers_granted", h.switchovers_granted),
-        ("switchovers_denied", h.switchovers_denied),
-        ("overloads", h.overloads),
-        ("address_conflicts", h.address_conflicts),
-    ] {
+    for (k, v) in status.stats.counters() {
+        // `sessions_adopted` is the gauge above (adopted sessions here now).
+        let k = if k == "sessions_adopted" {
+            "sessions_adopted_total"
+        } else {
+            k
+        };
         put(k, num(v));
     }
     let peers = status
@@ -877,16 +871,9 @@ impl Daemon {
                 "ha_offloaded_sessions",
                 node.offload_store().map_or(0, |s| s.session_count()) as u64,
             );
-            put("ha_recoveries_accepted", h.recoveries_accepted);
-            put("ha_recoveries_refused", h.recoveries_refused);
-            put("ha_sessions_adopted", h.sessions_adopted);
-            put("ha_sessions_fenced", h.sessions_fenced);
-            put("ha_sessions_moved", h.sessions_moved);
-            put("ha_switchover_requests", h.switchover_requests);
-            put("ha_switchovers_granted", h.switchovers_granted);
-            put("ha_switchovers_denied", h.switchovers_denied);
-            put("ha_overloads", h.overloads);
-            put("ha_address_conflicts", h.address_conflicts);
+            for (k, v) in h.counters() {
+                put(&format!("ha_{k}"), v);
+            }
         }
         if let Some(fp) = &self.fastpath {
             let g = fp.stats();
@@ -926,21 +913,7 @@ impl Daemon {
                     overloaded: s.overloaded,
                     load_percent: s.load.map(|l| (l.cpu_percent, l.memory_percent)),
                 });
-            metrics.observe_ha(
-                &[
-                    ("recoveries_accepted", h.recoveries_accepted),
-                    ("recoveries_refused", h.recoveries_refused),
-                    ("sessions_adopted", h.sessions_adopted),
-                    ("sessions_fenced", h.sessions_fenced),
-                    ("sessions_moved", h.sessions_moved),
-                    ("switchover_requests", h.switchover_requests),
-                    ("switchovers_granted", h.switchovers_granted),
-                    ("switchovers_denied", h.switchovers_denied),
-                    ("overloads", h.overloads),
-                    ("address_conflicts", h.address_conflicts),
-                ],
-                &gauges,
-            );
+            metrics.observe_ha(&h.counters(), &gauges);
         }
     }
 

@@ -215,6 +215,25 @@ pub struct HaStats {
     pub address_conflicts: u64,
 }
 
+impl HaStats {
+    /// Every counter with its name, for reports and metrics (one list, so
+    /// that a new counter reaches all of them).
+    pub fn counters(&self) -> [(&'static str, u64); 10] {
+        [
+            ("recoveries_accepted", self.recoveries_accepted),
+            ("recoveries_refused", self.recoveries_refused),
+            ("sessions_adopted", self.sessions_adopted),
+            ("sessions_fenced", self.sessions_fenced),
+            ("sessions_moved", self.sessions_moved),
+            ("switchover_requests", self.switchover_requests),
+            ("switchovers_granted", self.switchovers_granted),
+            ("switchovers_denied", self.switchovers_denied),
+            ("overloads", self.overloads),
+            ("address_conflicts", self.address_conflicts),
+        ]
+    }
+}
+
 /// A recovery call accepted with an adoption, until its session is up.
 pub(crate) struct Recovering {
     pub(crate) adoption: Adoption,
