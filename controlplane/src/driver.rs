@@ -281,6 +281,43 @@ impl<N: Node> Driver<N> {
         }
     }
 
+    /// Hands the node the datagrams already waiting on the socket, at most
+    /// `max`, without blocking; returns how many. For an owner whose loop
+    /// cannot spend a wait in [`Driver::run_until`] (it has other work in
+    /// flight) but must not go deaf to its peers meanwhile. The socket is
+    /// blocking again afterwards, as `run_until` expects.
+    pub fn receive_waiting(&mut self, max: usize) -> io::Result<usize> {
+        self.socket.set_nonblocking(true)?;
+        let mut read = 0;
+        let mut result = Ok(());
+        while read < max {
+            match self.socket.recv_from(&mut self.receive_buf) {
+                Ok((len, remote)) => {
+                    read += 1;
+                    self.stats.received += 1;
+                    let now = self.clock.now();
+                    let datagram = self.receive_buf.get(..len).unwrap_or_default();
+                    self.node.handle_datagram(now, remote, datagram);
+                }
+                Err(e) => {
+                    // Nothing more waiting, or an ICMP port unreachable for
+                    // an earlier datagram (the peer's retransmission copes).
+                    if !matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock
+                            | io::ErrorKind::Interrupted
+                            | io::ErrorKind::ConnectionRefused
+                    ) {
+                        result = Err(e);
+                    }
+                    break;
+                }
+            }
+        }
+        self.socket.set_nonblocking(false)?;
+        result.map(|()| read)
+    }
+
     /// Sends everything the node has queued.
     fn flush(&mut self, now: Instant) {
         while let Some(remote) = self.node.poll_transmit(now, &mut self.transmit_buf) {
@@ -402,6 +439,43 @@ mod tests {
         assert_eq!(got, [b"ping".to_vec()]);
         assert!(driver.stats().sent >= 1);
         assert_eq!(driver.stats().received, 1);
+    }
+
+    #[test]
+    fn receive_waiting_takes_what_is_there_without_blocking() {
+        let sender = loopback();
+        let pinger = Pinger {
+            peer: sender.local_addr().unwrap(),
+            every: Duration::from_secs(60),
+            next: None,
+            due: false,
+            heard: Vec::new(),
+            timeouts: 0,
+        };
+        let mut driver = Driver::new(loopback(), pinger).unwrap();
+        let to = driver.local_addr().unwrap();
+        assert_eq!(driver.receive_waiting(8).unwrap(), 0, "nothing waiting");
+        for d in [b"one", b"two", b"six"] {
+            sender.send_to(d, to).unwrap();
+        }
+        // Loopback delivers at once; the loop only allows for a slow box.
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        let mut read = 0;
+        while read < 3 && std::time::Instant::now() < deadline {
+            let now = driver.receive_waiting(2).unwrap();
+            assert!(now <= 2, "at most the bound: {now}");
+            read += now;
+        }
+        assert_eq!(read, 3);
+        assert_eq!(driver.stats().received, 3);
+        assert_eq!(driver.node().heard.len(), 3);
+        // Blocking again, as run_until expects: it waits out its deadline.
+        let stop = driver
+            .run_until(driver.now() + Duration::from_millis(20), |_, _| {
+                ControlFlow::Continue(())
+            })
+            .unwrap();
+        assert_eq!(stop, Stop::Deadline);
     }
 
     #[test]

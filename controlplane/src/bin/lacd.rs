@@ -58,7 +58,7 @@ const FASTPATH_SLICE: Duration = Duration::from_millis(1);
 /// barrier, ICCN out) cost a slice or two, and with the LNS's receive
 /// window of 16 (RFC 2661 §5.8) a failure switchover of 500 calls is some
 /// 60 such rounds. The socket is still read then, without waiting
-/// ([`read_control`]): the steering program passes L2TP control messages
+/// ([`Driver::receive_waiting`]): the steering program passes L2TP control messages
 /// to the kernel, and a loop that skipped it would go deaf to the LNSs
 /// (their dead interval). Waiting only for the workers, the loop naps this
 /// long between looks.
@@ -616,9 +616,6 @@ struct Daemon {
     /// Kept for its thread: dropping it stops the metrics server.
     _metrics_server: Option<MetricsServer>,
     control_requests: u64,
-    /// L2TP datagrams the loop read itself while it hurried (the driver
-    /// counts the others).
-    datagrams_read: u64,
     logging: Logging,
     config: LacConfig,
 }
@@ -809,7 +806,7 @@ impl Daemon {
         put("discovery_refused", p.refused_total());
         put("datagrams_received", e.datagrams_received);
         put("udp_sent", d.sent);
-        put("udp_received", d.received + self.datagrams_read);
+        put("udp_received", d.received);
         put("udp_send_errors", d.send_errors);
         put("control_requests", self.control_requests);
         for (i, l) in node.lns_status().iter().enumerate() {
@@ -1006,8 +1003,6 @@ fn run(args: &Args, config: LacConfig, logging: Logging) -> Result<(), BoxError>
     };
     let socket = UdpSocket::bind(config.listen)
         .map_err(|e| format!("cannot listen on {} (listen): {e}", config.listen))?;
-    // The same socket, read without waiting while the loop hurries.
-    let control_socket = socket.try_clone()?;
     let driver = Driver::new(socket, node)?;
     let Operator {
         mut control,
@@ -1032,7 +1027,6 @@ fn run(args: &Args, config: LacConfig, logging: Logging) -> Result<(), BoxError>
         metrics,
         _metrics_server: metrics_server,
         control_requests: 0,
-        datagrams_read: 0,
         logging,
         config,
     };
@@ -1048,7 +1042,6 @@ fn run(args: &Args, config: LacConfig, logging: Logging) -> Result<(), BoxError>
     let mut next_report = daemon.driver.now();
     // The fast path has work under way: no slice (WORKER_NAP).
     let mut hurry = false;
-    let mut datagram = vec![0u8; 65_536];
     loop {
         if signals.terminate_requested() {
             info!("asked to stop");
@@ -1063,8 +1056,7 @@ fn run(args: &Args, config: LacConfig, logging: Logging) -> Result<(), BoxError>
         }
         let mut received = 0;
         if hurry {
-            received = read_control(&control_socket, &mut daemon.driver, &mut datagram)?;
-            daemon.datagrams_read += received as u64;
+            received = daemon.driver.receive_waiting(CONTROL_BURST)?;
         }
         let now = daemon.driver.now();
         let until = if hurry { now } else { now + slice };
@@ -1112,46 +1104,6 @@ fn run(args: &Args, config: LacConfig, logging: Logging) -> Result<(), BoxError>
         }
     }
     daemon.shutdown()
-}
-
-/// Hand the node the control messages waiting on `socket` (the driver's,
-/// cloned), up to [`CONTROL_BURST`], without blocking: what the driver's
-/// slice would have read, for a loop that has no slice to spare. The
-/// socket is non-blocking only meanwhile (the flag is the driver's too).
-fn read_control(
-    socket: &UdpSocket,
-    driver: &mut Driver<lac::Node>,
-    buf: &mut [u8],
-) -> Result<usize, BoxError> {
-    socket.set_nonblocking(true)?;
-    let mut read = 0;
-    let mut result = Ok(());
-    while read < CONTROL_BURST {
-        match socket.recv_from(buf) {
-            Ok((len, SocketAddr::V4(from))) => {
-                read += 1;
-                let now = driver.now();
-                let payload = buf.get(..len).unwrap_or_default();
-                driver.node_mut().handle_datagram(now, from, payload);
-            }
-            // Not ours to take (we listen on IPv4).
-            Ok((_, SocketAddr::V6(_))) => read += 1,
-            Err(e) => {
-                if !matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock
-                        | std::io::ErrorKind::Interrupted
-                        | std::io::ErrorKind::ConnectionRefused
-                ) {
-                    result = Err(e);
-                }
-                break;
-            }
-        }
-    }
-    socket.set_nonblocking(false)?;
-    result?;
-    Ok(read)
 }
 
 /// The probe mode of `--sessions`: the L2TP side alone, as lacd was before

@@ -58,7 +58,7 @@ const FASTPATH_SLICE: Duration = Duration::from_millis(1);
 /// While the fast path has work under way (punts just handled, calls
 /// waiting for the workers' barrier, control messages just read), the loop
 /// comes back at once instead of waiting out a slice on the L2TP socket,
-/// and reads the socket without waiting ([`read_control`]). Punted frames
+/// and reads the socket without waiting ([`Driver::receive_waiting`]). Punted frames
 /// then go to the node in small batches: a slice's worth (some 40 frames of
 /// a burst of sessions coming up) took the loop a millisecond or more, all
 /// that time an LSORQ or LSORS from a peer LNS waited on the socket, and
@@ -1146,16 +1146,13 @@ impl Daemon {
 
 fn run(args: &Args, config: LnsConfig, logging: Logging) -> Result<(), BoxError> {
     let signals = Signals::install()?;
-    let (daemon, control, control_socket) = start(config, logging)?;
-    serve(daemon, control, args, &signals, &control_socket)
+    let (daemon, control) = start(config, logging)?;
+    serve(daemon, control, args, &signals)
 }
 
 /// Everything up: the node, the fast path if configured, the L2TP socket,
 /// the control socket and the metrics.
-fn start(
-    config: LnsConfig,
-    logging: Logging,
-) -> Result<(Daemon, ControlServer, UdpSocket), BoxError> {
+fn start(config: LnsConfig, logging: Logging) -> Result<(Daemon, ControlServer), BoxError> {
     let (pool, gateway) = config.address_pool().map_err(|e| format!("pool: {e}"))?;
     let (authenticator, users) = authenticator(&config)?;
     let machine_load = config
@@ -1171,8 +1168,6 @@ fn start(
     };
     let socket = UdpSocket::bind(config.listen)
         .map_err(|e| format!("cannot listen on {} (listen): {e}", config.listen))?;
-    // The same socket, read without waiting while the loop hurries.
-    let control_socket = socket.try_clone()?;
     let driver = Driver::new(socket, node)?;
     let Operator {
         control,
@@ -1200,50 +1195,7 @@ fn start(
         users,
         machine_load,
     };
-    Ok((daemon, control, control_socket))
-}
-
-/// Hand the node the control messages waiting on `socket` (the driver's,
-/// cloned), up to [`CONTROL_BURST`], without blocking: what the driver's
-/// slice would have read, for a loop that has no slice to spare. The
-/// steering program passes L2TP control messages (the LACs' and the peer
-/// LNSs') to the kernel, so skipping the socket would make the loop deaf
-/// to them while it hurries. The socket is blocking again afterwards (the
-/// driver waits on it); one thread, so nothing reads it meanwhile.
-fn read_control(
-    socket: &UdpSocket,
-    driver: &mut Driver<lns::Node>,
-    buf: &mut [u8],
-) -> Result<usize, BoxError> {
-    socket.set_nonblocking(true)?;
-    let mut read = 0;
-    let mut result = Ok(());
-    while read < CONTROL_BURST {
-        match socket.recv_from(buf) {
-            Ok((len, SocketAddr::V4(from))) => {
-                read += 1;
-                let now = driver.now();
-                let payload = buf.get(..len).unwrap_or_default();
-                driver.node_mut().handle_datagram(now, from, payload);
-            }
-            // Not ours to take (we listen on IPv4).
-            Ok((_, SocketAddr::V6(_))) => read += 1,
-            Err(e) => {
-                if !matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock
-                        | std::io::ErrorKind::Interrupted
-                        | std::io::ErrorKind::ConnectionRefused
-                ) {
-                    result = Err(e);
-                }
-                break;
-            }
-        }
-    }
-    socket.set_nonblocking(false)?;
-    result?;
-    Ok(read)
+    Ok((daemon, control))
 }
 
 /// One event of the node: the fast path's tables first (they follow the
@@ -1269,7 +1221,6 @@ fn serve(
     mut control: ControlServer,
     args: &Args,
     signals: &Signals,
-    control_socket: &UdpSocket,
 ) -> Result<(), BoxError> {
     let slice = if daemon.fastpath.is_some() {
         FASTPATH_SLICE
@@ -1284,7 +1235,6 @@ fn serve(
     let mut next_load = daemon.driver.now();
     // The fast path has work under way: no slice (WORKER_NAP).
     let mut hurry = false;
-    let mut datagram = vec![0u8; 65_536];
     loop {
         if signals.terminate_requested() {
             info!("asked to stop");
@@ -1301,7 +1251,7 @@ fn serve(
         // RADIUS client where it is now and then.
         let mut received = 0;
         if hurry {
-            received = read_control(control_socket, &mut daemon.driver, &mut datagram)?;
+            received = daemon.driver.receive_waiting(CONTROL_BURST)?;
         }
         let now = daemon.driver.now();
         if let Ok(wall) = SystemTime::now().duration_since(UNIX_EPOCH) {
@@ -1502,11 +1452,11 @@ mod daemon_tests {
         std::fs::write(&file, &text).unwrap();
         let args = Args::parse_from(["lnsd", "--config", file.to_str().unwrap()]);
         let config = load_config(&args).unwrap();
-        let (daemon, control, l2tp_socket) = start(config, Logging::init(None)).unwrap();
+        let (daemon, control) = start(config, Logging::init(None)).unwrap();
         let signals = Signals::manual();
         let stopper = signals.clone();
         let lns = std::thread::spawn(move || {
-            serve(daemon, control, &args, &signals, &l2tp_socket).map_err(|e| e.to_string())
+            serve(daemon, control, &args, &signals).map_err(|e| e.to_string())
         });
 
         let lns_addr = SocketAddrV4::new(Ipv4Addr::LOCALHOST, port);
@@ -1659,11 +1609,11 @@ sub2
         std::fs::write(&file, &text).unwrap();
         let args = Args::parse_from(["lnsd", "--config", file.to_str().unwrap()]);
         let config = load_config(&args).unwrap();
-        let (daemon, control, l2tp_socket) = start(config, Logging::init(None)).unwrap();
+        let (daemon, control) = start(config, Logging::init(None)).unwrap();
         let signals = Signals::manual();
         let stopper = signals.clone();
         let lns = std::thread::spawn(move || {
-            serve(daemon, control, &args, &signals, &l2tp_socket).map_err(|e| e.to_string())
+            serve(daemon, control, &args, &signals).map_err(|e| e.to_string())
         });
         let timeout = Duration::from_secs(5);
         let ha = |words: &[&str]| {
@@ -1746,11 +1696,11 @@ sub2
         std::fs::write(&file, text).unwrap();
         let args = Args::parse_from(["lnsd", "--config", file.to_str().unwrap()]);
         let config = load_config(&args).unwrap();
-        let (daemon, control, l2tp_socket) = start(config, Logging::init(None)).unwrap();
+        let (daemon, control) = start(config, Logging::init(None)).unwrap();
         let signals = Signals::manual();
         let stopper = signals.clone();
         let thread = std::thread::spawn(move || {
-            serve(daemon, control, &args, &signals, &l2tp_socket).map_err(|e| e.to_string())
+            serve(daemon, control, &args, &signals).map_err(|e| e.to_string())
         });
         (stopper, thread)
     }
