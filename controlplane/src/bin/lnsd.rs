@@ -1449,15 +1449,7 @@ mod daemon_tests {
             dir.join("users").display(),
             socket.display()
         );
-        std::fs::write(&file, &text).unwrap();
-        let args = Args::parse_from(["lnsd", "--config", file.to_str().unwrap()]);
-        let config = load_config(&args).unwrap();
-        let (daemon, control) = start(config, Logging::init(None)).unwrap();
-        let signals = Signals::manual();
-        let stopper = signals.clone();
-        let lns = std::thread::spawn(move || {
-            serve(daemon, control, &args, &signals).map_err(|e| e.to_string())
-        });
+        let (stopper, lns) = spawn_lnsd(&dir, "lnsd", &text);
 
         let lns_addr = SocketAddrV4::new(Ipv4Addr::LOCALHOST, port);
         let (mut subscribers, up) = dial(lns_addr, 2, "sub0");
@@ -1605,16 +1597,7 @@ sub2
              [ha.load]\ncpu_high = 100\ncpu_low = 99\n",
             socket.display()
         );
-        let file = dir.join("lnsd.toml");
-        std::fs::write(&file, &text).unwrap();
-        let args = Args::parse_from(["lnsd", "--config", file.to_str().unwrap()]);
-        let config = load_config(&args).unwrap();
-        let (daemon, control) = start(config, Logging::init(None)).unwrap();
-        let signals = Signals::manual();
-        let stopper = signals.clone();
-        let lns = std::thread::spawn(move || {
-            serve(daemon, control, &args, &signals).map_err(|e| e.to_string())
-        });
+        let (stopper, lns) = spawn_lnsd(&dir, "lnsd", &text);
         let timeout = Duration::from_secs(5);
         let ha = |words: &[&str]| {
             let command = HaCommand::parse(words).unwrap();
