@@ -49,9 +49,15 @@ use crate::l2tp::{Endpoint, Event};
 pub use crate::node::Node;
 use crate::time::Instant;
 
+mod errqueue;
+
 /// The largest datagram we read: an L2TP control message is bounded by its
 /// 16-bit Length field (RFC 2661 §3.1), and UDP by the same.
 const MAX_DATAGRAM: usize = 65_535;
+
+/// The most error-queue entries one failed read takes; the rest wait for
+/// the next failed read (each entry fails one).
+const MAX_QUEUED_ERRORS: usize = 64;
 
 /// The shortest wait the driver asks of the socket. A read timeout of zero
 /// means "block forever" to the OS, so a deadline that is due now still waits
@@ -121,6 +127,12 @@ impl Node for Endpoint {
         }
     }
 
+    fn handle_unreachable(&mut self, now: Instant, remote: SocketAddr) {
+        if let SocketAddr::V4(remote) = remote {
+            Endpoint::handle_unreachable(self, now, remote);
+        }
+    }
+
     fn handle_timeout(&mut self, now: Instant) {
         Endpoint::handle_timeout(self, now);
     }
@@ -153,6 +165,8 @@ pub struct DriverStats {
     pub send_errors: u64,
     /// Times the driver blocked waiting for input.
     pub waits: u64,
+    /// ICMP errors read off the socket's error queue.
+    pub icmp_errors: u64,
 }
 
 /// Runs one [`Node`] over one UDP socket.
@@ -185,6 +199,11 @@ impl<N: Node> Driver<N> {
     /// node with the same notion of time).
     pub fn with_clock(socket: UdpSocket, node: N, clock: Clock) -> io::Result<Self> {
         socket.set_nonblocking(false)?;
+        if let Err(e) = errqueue::enable(&socket) {
+            // Only the early warning of a dead peer is lost; its silence
+            // still tells.
+            tracing::warn!(error = %e, "ICMP errors will not be reported (IP_RECVERR)");
+        }
         Ok(Driver {
             socket,
             node,
@@ -289,8 +308,9 @@ impl<N: Node> Driver<N> {
     pub fn receive_waiting(&mut self, max: usize) -> io::Result<usize> {
         self.socket.set_nonblocking(true)?;
         let mut read = 0;
+        let mut errors = 0;
         let mut result = Ok(());
-        while read < max {
+        while read < max && errors < max {
             match self.socket.recv_from(&mut self.receive_buf) {
                 Ok((len, remote)) => {
                     read += 1;
@@ -299,18 +319,13 @@ impl<N: Node> Driver<N> {
                     let datagram = self.receive_buf.get(..len).unwrap_or_default();
                     self.node.handle_datagram(now, remote, datagram);
                 }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) => {
-                    // Nothing more waiting, or an ICMP port unreachable for
-                    // an earlier datagram (the peer's retransmission copes).
-                    if !matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock
-                            | io::ErrorKind::Interrupted
-                            | io::ErrorKind::ConnectionRefused
-                    ) {
+                    errors += 1;
+                    if let Err(e) = self.receive_error(e) {
                         result = Err(e);
+                        break;
                     }
-                    break;
                 }
             }
         }
@@ -343,18 +358,45 @@ impl<N: Node> Driver<N> {
                 self.node.handle_datagram(now, remote, datagram);
                 Ok(())
             }
-            Err(e) => match e.kind() {
-                io::ErrorKind::WouldBlock
-                | io::ErrorKind::TimedOut
-                | io::ErrorKind::Interrupted => Ok(()),
-                // An ICMP port unreachable for an earlier datagram: the peer
-                // is not (yet) listening. Its retransmission timer copes.
-                io::ErrorKind::ConnectionRefused => {
-                    tracing::debug!("peer port unreachable");
-                    Ok(())
+            Err(e) => self.receive_error(e),
+        }
+    }
+
+    /// What a failed read means. With `IP_RECVERR` an ICMP error for a
+    /// datagram we sent fails the next read; the error queue says whom it
+    /// was about, and the node hears of the hard ones
+    /// ([`Node::handle_unreachable`]). Those, timeouts and interruptions are
+    /// not the socket's failure; anything else is returned.
+    fn receive_error(&mut self, e: io::Error) -> io::Result<()> {
+        if matches!(
+            e.kind(),
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+        ) {
+            return Ok(());
+        }
+        let mut queued = 0;
+        // Bounded: the queue is as long as the socket's receive buffer lets
+        // it be, and a flood of errors must not hold the loop.
+        while queued < MAX_QUEUED_ERRORS {
+            match errqueue::next(&self.socket)? {
+                None => break,
+                Some(entry) => {
+                    queued += 1;
+                    self.stats.icmp_errors += 1;
+                    if let errqueue::Queued::Unreachable(remote) = entry {
+                        tracing::debug!(%remote, "peer port unreachable");
+                        let now = self.clock.now();
+                        self.node.handle_unreachable(now, SocketAddr::V4(remote));
+                    }
                 }
-                _ => Err(e),
-            },
+            }
+        }
+        // ECONNREFUSED without IP_RECVERR: an ICMP port unreachable, for
+        // whom is unknown; the peers' retransmissions cope.
+        if queued > 0 || e.kind() == io::ErrorKind::ConnectionRefused {
+            Ok(())
+        } else {
+            Err(e)
         }
     }
 }
@@ -373,6 +415,7 @@ mod tests {
         due: bool,
         heard: Vec<Vec<u8>>,
         timeouts: u32,
+        unreachable: Vec<SocketAddr>,
     }
 
     impl Node for Pinger {
@@ -380,6 +423,9 @@ mod tests {
         fn handle_datagram(&mut self, _now: Instant, _remote: SocketAddr, datagram: &[u8]) {
             self.heard.push(datagram.to_vec());
             self.next = None;
+        }
+        fn handle_unreachable(&mut self, _now: Instant, remote: SocketAddr) {
+            self.unreachable.push(remote);
         }
         fn handle_timeout(&mut self, now: Instant) {
             self.timeouts += 1;
@@ -418,6 +464,7 @@ mod tests {
             due: false,
             heard: Vec::new(),
             timeouts: 0,
+            unreachable: Vec::new(),
         };
         let mut driver = Driver::new(loopback(), pinger).unwrap();
         let echoer = std::thread::spawn(move || {
@@ -451,6 +498,7 @@ mod tests {
             due: false,
             heard: Vec::new(),
             timeouts: 0,
+            unreachable: Vec::new(),
         };
         let mut driver = Driver::new(loopback(), pinger).unwrap();
         let to = driver.local_addr().unwrap();
@@ -479,6 +527,50 @@ mod tests {
     }
 
     #[test]
+    fn a_closed_port_is_reported_to_the_node_with_its_address() {
+        // A port no one listens on: the host answers ICMP port unreachable
+        // (on loopback, at once and without rate limit).
+        let closed = loopback().local_addr().unwrap();
+        let pinger = Pinger {
+            peer: closed,
+            every: Duration::from_millis(20),
+            next: Some(Instant::ZERO),
+            due: false,
+            heard: Vec::new(),
+            timeouts: 0,
+            unreachable: Vec::new(),
+        };
+        let mut driver = Driver::new(loopback(), pinger).unwrap();
+        let stop = driver
+            .run_until(driver.now() + Duration::from_millis(200), |_, _| {
+                ControlFlow::Continue(())
+            })
+            .unwrap();
+        assert_eq!(
+            stop,
+            Stop::Deadline,
+            "an ICMP error is not the socket's end"
+        );
+        let node = driver.node();
+        assert!(!node.unreachable.is_empty(), "{:?}", driver.stats());
+        assert!(
+            node.unreachable.iter().all(|&a| a == closed),
+            "{:?}",
+            node.unreachable
+        );
+        assert!(driver.stats().icmp_errors >= node.unreachable.len() as u64);
+        // receive_waiting reports them as well, and goes on reading.
+        driver.node_mut().due = true;
+        driver.node_mut().unreachable.clear();
+        driver.flush(driver.now());
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        while driver.node().unreachable.is_empty() && std::time::Instant::now() < deadline {
+            assert_eq!(driver.receive_waiting(4).unwrap(), 0);
+        }
+        assert_eq!(driver.node().unreachable, [closed]);
+    }
+
+    #[test]
     fn returns_at_the_deadline_without_spinning() {
         // Nobody answers: the node's timer fires every 50 ms for 300 ms.
         let silent = loopback();
@@ -489,6 +581,7 @@ mod tests {
             due: false,
             heard: Vec::new(),
             timeouts: 0,
+            unreachable: Vec::new(),
         };
         let mut driver = Driver::new(loopback(), pinger).unwrap();
         let start = std::time::Instant::now();

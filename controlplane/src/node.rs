@@ -16,6 +16,14 @@ pub trait Node {
     /// A datagram arrived from `remote`.
     fn handle_datagram(&mut self, now: Instant, remote: SocketAddr, datagram: &[u8]);
 
+    /// The host at `remote` answered a datagram we sent it with a hard
+    /// ICMP error (port or protocol unreachable, RFC 1122 §4.2.3.9): no one
+    /// listens there now. A hint, not proof (ICMP is unauthenticated): a
+    /// node may probe sooner, never tear down on it alone. Default: ignored.
+    fn handle_unreachable(&mut self, now: Instant, remote: SocketAddr) {
+        let _ = (now, remote);
+    }
+
     /// The time returned by [`Node::poll_timeout`] has come.
     fn handle_timeout(&mut self, now: Instant);
 

@@ -146,6 +146,11 @@ pub struct LinkStats {
     pub delivered: u64,
     /// Copies addressed to no node.
     pub undeliverable: u64,
+    /// Copies that reached the host of a killed node ([`Sim::kill`]),
+    /// which answered port unreachable.
+    pub refused: u64,
+    /// Datagrams a killed node's timers still produced; never sent.
+    pub muted: u64,
 }
 
 /// What became of a datagram, in the trace.
@@ -168,6 +173,10 @@ pub enum Fate {
     Delivered,
     /// A copy was addressed to no node.
     Undeliverable,
+    /// A copy reached the host of a killed node: its kernel answers port
+    /// unreachable ([`Node::handle_unreachable`] at the sender, one link
+    /// delay later).
+    Refused,
 }
 
 /// One line of the trace.
@@ -223,6 +232,8 @@ struct InFlight {
     from: SocketAddrV4,
     to: SocketAddrV4,
     payload: Vec<u8>,
+    /// Not a datagram: `from`'s host reports `to`'s datagram refused.
+    unreachable: bool,
 }
 
 /// Nodes on a simulated network: see the [module documentation](self).
@@ -233,6 +244,8 @@ pub struct Sim<N: Node> {
     conditions: LinkConditions,
     links: HashMap<(SocketAddrV4, SocketAddrV4), LinkConditions>,
     partitions: HashSet<(SocketAddrV4, SocketAddrV4)>,
+    /// Nodes whose process is gone while their host is up ([`Sim::kill`]).
+    killed: HashSet<SocketAddrV4>,
     /// Deliveries by (time, order of scheduling).
     in_flight: BTreeMap<(Instant, u64), InFlight>,
     next_seq: u64,
@@ -269,6 +282,7 @@ impl<N: Node> Sim<N> {
             conditions,
             links: HashMap::new(),
             partitions: HashSet::new(),
+            killed: HashSet::new(),
             in_flight: BTreeMap::new(),
             next_seq: 0,
             rng,
@@ -342,6 +356,21 @@ impl<N: Node> Sim<N> {
         self.partitions.insert((b, a));
     }
 
+    /// The node at `address` dies while its host stays up (`kill -9` of a
+    /// daemon): it receives nothing and what it would send is dropped, and
+    /// its host answers every datagram sent to it with port unreachable
+    /// (as a kernel does with ICMP), which reaches the sender one link
+    /// delay later unless the way back is cut. Unlike a partition, which
+    /// is silent.
+    pub fn kill(&mut self, address: SocketAddrV4) {
+        self.killed.insert(address);
+    }
+
+    /// Undo [`Sim::kill`]: the node runs again with the state it had.
+    pub fn revive(&mut self, address: SocketAddrV4) {
+        self.killed.remove(&address);
+    }
+
     /// Undo [`Sim::partition`].
     pub fn heal(&mut self, a: SocketAddrV4, b: SocketAddrV4) {
         self.partitions.remove(&(a, b));
@@ -388,6 +417,10 @@ impl<N: Node> Sim<N> {
             let from = self.nodes[i].address;
             let mut payload = Vec::new();
             while let Some(to) = self.nodes[i].node.poll_transmit(now, &mut payload) {
+                if self.killed.contains(&from) {
+                    self.stats.muted += 1;
+                    continue;
+                }
                 match to {
                     SocketAddr::V4(to) => self.send(from, to, core::mem::take(&mut payload)),
                     // The simulated network is IPv4 only: nobody is there.
@@ -463,6 +496,18 @@ impl<N: Node> Sim<N> {
     }
 
     fn transmit(&mut self, from: SocketAddrV4, to: SocketAddrV4, payload: Vec<u8>) {
+        self.transmit_as(from, to, payload, false);
+    }
+
+    /// [`Sim::transmit`], of a datagram or (`unreachable`) of `from`'s
+    /// host's report that it refused one of `to`'s: the same link fates.
+    fn transmit_as(
+        &mut self,
+        from: SocketAddrV4,
+        to: SocketAddrV4,
+        payload: Vec<u8>,
+        unreachable: bool,
+    ) {
         if self.partitions.contains(&(from, to)) {
             self.stats.partitioned += 1;
             self.note(Fate::Partitioned, from, to, &payload);
@@ -497,6 +542,7 @@ impl<N: Node> Sim<N> {
                 from,
                 to,
                 payload: payload.clone(),
+                unreachable,
             };
             self.in_flight.insert((self.now + delay, seq), copy);
         }
@@ -535,6 +581,18 @@ impl<N: Node> Sim<N> {
             }
             let d = entry.remove();
             match self.by_address.get(&d.to).copied() {
+                // A dead process hears no reports either.
+                Some(_) if self.killed.contains(&d.to) && d.unreachable => {}
+                Some(_) if self.killed.contains(&d.to) => {
+                    self.stats.refused += 1;
+                    self.note(Fate::Refused, d.from, d.to, &d.payload);
+                    self.transmit_as(d.to, d.from, Vec::new(), true);
+                }
+                Some(i) if d.unreachable => {
+                    self.nodes[i]
+                        .node
+                        .handle_unreachable(now, SocketAddr::V4(d.from));
+                }
                 Some(i) => {
                     self.stats.delivered += 1;
                     self.note(Fate::Delivered, d.from, d.to, &d.payload);

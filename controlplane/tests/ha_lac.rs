@@ -340,6 +340,12 @@ impl sim::Node for Site {
         self.shuttle(now);
     }
 
+    fn handle_unreachable(&mut self, now: Instant, remote: SocketAddr) {
+        self.now = now;
+        sim::Node::handle_unreachable(&mut self.lac, now, remote);
+        self.shuttle(now);
+    }
+
     fn handle_timeout(&mut self, now: Instant) {
         self.now = now;
         for session in self.answered.take_due(now) {
@@ -447,6 +453,8 @@ fn lac_config(policy: HaPolicy, hello: Duration, dead: Duration) -> lac::Config 
     config.l2tp.ack_delay = Duration::from_millis(10);
     config.l2tp.receive_window = 256;
     config.defer_connect = Some(Duration::from_millis(200));
+    // The lacd default: a host that refuses our port gets 30 ms to answer.
+    config.l2tp.unreachable_timeout = Some(Duration::from_millis(30));
     config.ha = Some(policy);
     config
 }
@@ -942,6 +950,80 @@ fn a_dead_primary_s_sessions_are_recovered_at_its_peer_and_fenced_when_it_return
         "primary returns: its {N} stale sessions end ({:?}), none at the subscribers",
         causes[0]
     );
+}
+
+#[test]
+fn a_killed_primary_is_found_from_its_host_s_port_unreachable_well_before_the_dead_interval() {
+    let mut lab = Lab::new(policy());
+    lab.start(N);
+    // kill -9 of lnsd: LNS1 goes quiet, and its host answers the LAC's next
+    // datagram (upstream data, every 10 ms here) with port unreachable. The
+    // LAC probes with a Hello, hears nothing for 30 ms, and fails over
+    // without waiting out the 300 ms of silence.
+    lab.sim.kill(LNS1);
+    let killed = lab.sim.now();
+    lab.run_until(Duration::from_secs(3), "every call recovered", |l| {
+        l.moved_ups(false) == N
+    });
+    let recovered_after = lab.sim.now().saturating_duration_since(killed);
+    let report = lab.settle_and_check(N);
+    println!(
+        "kill -9 primary: {N} sessions recovered {} ms after the kill ({} datagrams refused); \
+         longest upstream gap {} ms; upstream lost {} of {}",
+        recovered_after.as_millis(),
+        lab.sim.stats().refused,
+        report.longest_gap.as_millis(),
+        report.up_lost,
+        report.up_sent,
+    );
+    assert!(lab.sim.stats().refused > 0);
+    // Dead interval alone: at least 200 ms. ICMP: the next datagram (10
+    // ms), 30 ms of probing, then the recovery's round trips.
+    assert!(
+        recovered_after < Duration::from_millis(100),
+        "{recovered_after:?}"
+    );
+    assert_eq!(report.up_lost, 0, "{report:?}");
+    assert!(
+        report.longest_gap < Duration::from_millis(150),
+        "{report:?}"
+    );
+    assert_eq!(lab.lac().stats().recoveries_done, N as u64);
+    assert_eq!(lab.up_at(1), N);
+
+    // The lnsd comes back with its state (as after a partition): fenced
+    // silently, the sessions stay at LNS2.
+    lab.sim.revive(LNS1);
+    lab.set_traffic(true);
+    lab.run_until(
+        Duration::from_secs(5),
+        "LNS1 drops its stale sessions",
+        |l| l.up_at(0) == 0,
+    );
+    lab.run_for(Duration::from_millis(300));
+    lab.drain();
+    let report = lab.check(N);
+    assert_eq!(lab.up_at(1), N);
+    assert_eq!(report.up_lost, 0, "lost after LNS1 came back: {report:?}");
+}
+
+#[test]
+fn a_forged_port_unreachable_for_a_live_primary_moves_nothing() {
+    let mut lab = Lab::new(policy());
+    lab.start(N);
+    // Anyone on the path can forge ICMP: the LAC only probes, LNS1 answers
+    // the Hello within its 10 ms acknowledgement delay, nothing moves.
+    for _ in 0..5 {
+        let now = lab.sim.now();
+        let site = lab.site;
+        sim::Node::handle_unreachable(lab.sim.node_mut(site), now, SocketAddr::V4(LNS1));
+        lab.run_for(Duration::from_millis(100));
+    }
+    let report = lab.settle_and_check(N);
+    assert_eq!(lab.holding_events(), 0);
+    assert_eq!(lab.lac().stats().recoveries_started, 0);
+    assert_eq!(lab.up_at(0), N);
+    assert_eq!((report.up_lost, report.down_lost), (0, 0), "{report:?}");
 }
 
 #[test]

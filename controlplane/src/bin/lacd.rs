@@ -295,6 +295,7 @@ fn node_config(config: &LacConfig, mac: ethernet::Address) -> lac::Config {
     c.l2tp.require_authentication = config.require_auth;
     c.l2tp.hello_interval = config.hello_interval();
     c.l2tp.dead_interval = config.dead_interval();
+    c.l2tp.unreachable_timeout = config.unreachable_timeout();
     c.l2tp.receive_window = RECEIVE_WINDOW;
     if config.ha.enabled {
         let h = &config.ha;
@@ -540,6 +541,7 @@ struct HaStatusReply {
     accept_switchover: Option<bool>,
     hello_ms: Option<u64>,
     dead_ms: Option<u64>,
+    unreachable_ms: Option<u64>,
     /// Subscribers whose call died with its LNS, held while recovered.
     holding: usize,
     /// Subscribers being moved by a load switchover.
@@ -689,6 +691,11 @@ impl Daemon {
             accept_switchover: policy.map(|p| p.accept_switchover),
             hello_ms: self.config.ha.enabled.then_some(self.config.ha.hello_ms),
             dead_ms: self.config.ha.enabled.then_some(self.config.ha.dead_ms),
+            unreachable_ms: self
+                .config
+                .ha
+                .enabled
+                .then_some(self.config.ha.unreachable_ms),
             holding: status.lns.iter().map(|l| l.holding).sum(),
             moving: status.lns.iter().map(|l| l.moving).sum(),
             fastpath_holding: self.fastpath.as_ref().map(|f| f.holding_sessions()),

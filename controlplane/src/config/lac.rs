@@ -87,6 +87,10 @@ pub struct LacHa {
     /// Milliseconds of silence from an LNS after which it counts as dead
     /// and its calls are recovered on its peer.
     pub dead_ms: u64,
+    /// Milliseconds an LNS whose host answered with ICMP port unreachable
+    /// (its lnsd is gone, the host is up) has to answer a Hello before it
+    /// counts as dead, without waiting out `dead_ms`. 0: ignore ICMP.
+    pub unreachable_ms: u64,
     /// Recover the calls of a dead LNS on its peer (false: they end, as
     /// without HA, but requested switchovers are still honoured).
     pub failure_switchover: bool,
@@ -116,6 +120,7 @@ impl Default for LacHa {
             enabled: false,
             hello_ms: 100,
             dead_ms: 300,
+            unreachable_ms: 30,
             failure_switchover: true,
             accept_switchover: true,
             recovery_window: 256,
@@ -140,6 +145,12 @@ impl LacHa {
     /// How long an LNS may stay silent before it counts as dead.
     pub fn dead_interval(&self) -> Duration {
         Duration::from_millis(self.dead_ms)
+    }
+
+    /// How long an LNS reported unreachable has to answer, `None` when
+    /// such reports are ignored.
+    pub fn unreachable_timeout(&self) -> Option<Duration> {
+        (self.unreachable_ms > 0).then(|| Duration::from_millis(self.unreachable_ms))
     }
 
     /// How long "new sessions only" steering lasts at most.
@@ -168,6 +179,17 @@ impl LacHa {
                 format!(
                     "give {} (twice ha.hello_ms) to 600000 milliseconds; three Hellos (e.g. 300 with hello_ms = 100) is usual",
                     2 * self.hello_ms
+                ),
+            ));
+        }
+        // A live LNS answers the probe within its acknowledgement delay and
+        // a round trip; longer than the dead interval would only delay.
+        if self.unreachable_ms != 0 && !(5..=self.dead_ms).contains(&self.unreachable_ms) {
+            return Err(invalid(
+                "ha.unreachable_ms",
+                format!(
+                    "give 0 (ignore ICMP) or 5 to {} (ha.dead_ms) milliseconds; 30 is usual",
+                    self.dead_ms
                 ),
             ));
         }
@@ -450,6 +472,15 @@ impl LacConfig {
         self.ha.enabled.then(|| self.ha.dead_interval())
     }
 
+    /// How long an LNS whose host reports its port unreachable has to
+    /// answer (`ha.unreachable_ms` when HA is on).
+    pub fn unreachable_timeout(&self) -> Option<Duration> {
+        self.ha
+            .enabled
+            .then(|| self.ha.unreachable_timeout())
+            .flatten()
+    }
+
     /// How long a failed LNS stays out of the selection.
     pub fn lockout_duration(&self) -> Duration {
         seconds(self.lockout)
@@ -491,6 +522,7 @@ mod tests {
         assert!(!c.ha.enabled);
         assert_eq!(c.hello_interval(), Some(Duration::from_secs(60)));
         assert_eq!(c.dead_interval(), None);
+        assert_eq!(c.unreachable_timeout(), None);
     }
 
     #[test]
@@ -503,6 +535,7 @@ mod tests {
         assert!(c.ha.enabled);
         assert_eq!(c.hello_interval(), Some(Duration::from_millis(50)));
         assert_eq!(c.dead_interval(), Some(Duration::from_millis(200)));
+        assert_eq!(c.unreachable_timeout(), Some(Duration::from_millis(30)));
         assert!(!c.ha.accept_switchover);
         assert!(c.ha.failure_switchover);
         assert_eq!(c.ha.recovery_window, 16);
@@ -535,6 +568,18 @@ mod tests {
             5,
         );
         assert!(e.problem.contains("256"), "{e}");
+        let e = refused(
+            &format!("{MIN}[ha]\nunreachable_ms = 400\n"),
+            "ha.unreachable_ms",
+            4,
+        );
+        assert!(e.problem.contains("300"), "{e}");
+        let off = LacConfig::parse(
+            &format!("{MIN}[ha]\nenabled = true\nunreachable_ms = 0\n"),
+            Path::new("lacd.toml"),
+        )
+        .unwrap();
+        assert_eq!(off.unreachable_timeout(), None);
         refused(&format!("{MIN}[ha]\nsteer_time = 0\n"), "ha.steer_time", 4);
         refused(&format!("{MIN}[ha]\nreplay_ms = 100\n"), "ha.replay_ms", 4);
         // Unknown keys are refused as everywhere else.

@@ -787,6 +787,25 @@ impl Endpoint {
         self.with_tunnel(handle, |t, cx| t.handle_control(now, cx, remote, sccrq));
     }
 
+    /// The host at `remote` answered a datagram we sent it with ICMP port
+    /// (or protocol) unreachable. Each established tunnel to that address
+    /// and port sends a Hello and counts its peer dead unless it hears from
+    /// it within [`Config::unreachable_timeout`] (ignored when `None`).
+    pub fn handle_unreachable(&mut self, now: Instant, remote: SocketAddrV4) {
+        if self.config.unreachable_timeout.is_none() {
+            return;
+        }
+        let hit: Vec<TunnelHandle> = self
+            .tunnels
+            .iter()
+            .filter(|(_, t)| t.remote == remote)
+            .map(|(&h, _)| h)
+            .collect();
+        for h in hit {
+            self.with_tunnel(h, |t, cx| t.handle_unreachable(now, cx));
+        }
+    }
+
     /// The next datagram to send.
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
         let _ = now;

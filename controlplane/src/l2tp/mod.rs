@@ -185,6 +185,17 @@ pub struct Config {
     /// no StopCCN is sent (the peer cannot be reached, or will find out by
     /// itself). `None` (the default): only retransmissions decide.
     pub dead_interval: Option<Duration>,
+    /// How long an established tunnel's peer has to be heard from (it is
+    /// probed with a Hello) after its host reported our datagrams' port
+    /// unreachable ([`Endpoint::handle_unreachable`]) before it counts as
+    /// dead as by `dead_interval`. A process killed on a live host is then
+    /// found within a round trip of the next datagram plus this, instead of
+    /// a dead interval. ICMP is no proof (RFC 1122 §4.2.3.9 calls these
+    /// hard errors, but anyone on the path can forge one): a live peer
+    /// answers the probe in time and nothing happens, so it must exceed the
+    /// peer's acknowledgement delay and round trip. `None` (the default):
+    /// such reports are ignored.
+    pub unreachable_timeout: Option<Duration>,
     /// The tunnel secret shared with every peer: answers challenges (RFC
     /// 2661 §5.1.1) and hides and reveals hidden AVPs (§4.3).
     pub secret: Option<Vec<u8>>,
@@ -277,6 +288,7 @@ impl Config {
             ack_delay: Duration::from_millis(50),
             hello_interval: Some(Duration::from_secs(60)),
             dead_interval: None,
+            unreachable_timeout: None,
             secret: None,
             require_authentication: false,
             tie_breaker: true,
@@ -348,6 +360,12 @@ impl Config {
             return err(
                 "dead_interval",
                 "must be more than zero (or None to rely on retransmissions)",
+            );
+        }
+        if self.unreachable_timeout.is_some_and(|d| d.is_zero()) {
+            return err(
+                "unreachable_timeout",
+                "must be more than zero (or None to ignore ICMP port unreachable)",
             );
         }
         if self.secret.as_ref().is_some_and(|s| s.is_empty()) {
@@ -717,6 +735,9 @@ pub struct TunnelStats {
     pub control: ChannelStats,
     /// Hellos we sent (RFC 2661 §6.5).
     pub hellos_sent: u64,
+    /// Reports that the peer's host answered our datagrams with port
+    /// unreachable ([`Endpoint::handle_unreachable`]).
+    pub unreachable_reports: u64,
     /// Data messages received for an established session.
     pub data_received: u64,
     /// Data messages built with [`Endpoint::send_data`].

@@ -330,6 +330,9 @@ pub(crate) struct Tunnel {
     dead_after: Option<core::time::Duration>,
     /// When the peer was last heard from (established tunnels).
     last_heard: Instant,
+    /// Its host reported our port unreachable: the peer is dead at this
+    /// time unless heard from first ([`Config::unreachable_timeout`]).
+    unreachable_deadline: Option<Instant>,
     hello_deadline: Option<Instant>,
     /// Cleared when the tunnel comes up ([`Config::setup_timeout`]).
     setup_deadline: Option<Instant>,
@@ -385,6 +388,7 @@ impl Tunnel {
             hello_every: config.hello_interval,
             dead_after: config.dead_interval,
             last_heard: now,
+            unreachable_deadline: None,
             hello_deadline: None,
             setup_deadline: Some(now + config.setup_timeout),
             hold_until: None,
@@ -933,12 +937,41 @@ impl Tunnel {
         }
     }
 
-    /// When the peer counts as dead if still silent ([`Config::dead_interval`]).
+    /// When the peer counts as dead if still silent ([`Config::dead_interval`],
+    /// or sooner after an unreachable report).
     fn dead_deadline(&self) -> Option<Instant> {
         let live = self.state == TunnelState::Established && !self.cleaned_up;
-        self.dead_after
+        let silent = self.dead_after.map(|d| self.last_heard + d);
+        [silent, self.unreachable_deadline]
+            .into_iter()
+            .flatten()
+            .min()
             .filter(|_| live)
-            .map(|d| self.last_heard + d)
+    }
+
+    /// The peer's host says no one listens on its port: probe it now and
+    /// give it [`Config::unreachable_timeout`] to be heard from.
+    pub(crate) fn handle_unreachable(&mut self, now: Instant, cx: &mut Cx<'_>) {
+        let Some(grace) = cx.config.unreachable_timeout else {
+            return;
+        };
+        if self.state != TunnelState::Established || self.cleaned_up {
+            return;
+        }
+        self.stats.unreachable_reports += 1;
+        if self.unreachable_deadline.is_some() {
+            // Already probing: more reports (one per datagram sent to the
+            // dead port) change nothing.
+            return;
+        }
+        self.unreachable_deadline = Some(now + grace);
+        // A live peer acknowledges the Hello (RFC 2661 §5.8); messages in
+        // flight already ask for acknowledgements.
+        if self.channel.is_idle() {
+            self.send(cx, ControlMessage::new(MessageType::Hello, self.peer_id, 0));
+            self.stats.hellos_sent += 1;
+        }
+        self.service(now, cx);
     }
 
     pub(crate) fn handle_timeout(&mut self, now: Instant, cx: &mut Cx<'_>) {
@@ -1046,6 +1079,7 @@ impl Tunnel {
     /// §5.5: "without receiving any message (data or control)").
     fn touch(&mut self, now: Instant) {
         self.last_heard = now;
+        self.unreachable_deadline = None;
         if self.state == TunnelState::Established {
             self.hello_deadline = self.hello_every.map(|i| now + i);
         }

@@ -1874,6 +1874,14 @@ impl Node {
         self.pump(now);
     }
 
+    /// An LNS's host reported its L2TP port unreachable
+    /// ([`Endpoint::handle_unreachable`]): its tunnels probe it, and fail
+    /// over if it stays silent.
+    pub fn handle_unreachable(&mut self, now: Instant, remote: SocketAddrV4) {
+        self.endpoint.handle_unreachable(now, remote);
+        self.pump(now);
+    }
+
     /// The next datagram to send.
     pub fn poll_transmit(&mut self, now: Instant) -> Option<(SocketAddrV4, Vec<u8>)> {
         if let Some(t) = self.transmits.pop_front() {
@@ -3087,6 +3095,12 @@ impl crate::node::Node for Node {
         match remote {
             SocketAddr::V4(remote) => Node::handle_datagram(self, now, remote, datagram),
             SocketAddr::V6(remote) => tracing::debug!(%remote, "IPv6 datagram dropped"),
+        }
+    }
+
+    fn handle_unreachable(&mut self, now: Instant, remote: SocketAddr) {
+        if let SocketAddr::V4(remote) = remote {
+            Node::handle_unreachable(self, now, remote);
         }
     }
 

@@ -132,6 +132,13 @@ where
         }
     }
 
+    fn handle_unreachable(&mut self, now: Instant, remote: SocketAddr) {
+        match self {
+            Party::Lns(n) => sim::Node::handle_unreachable(&mut **n, now, remote),
+            Party::Site(n) => sim::Node::handle_unreachable(&mut **n, now, remote),
+        }
+    }
+
     fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<SocketAddr> {
         match self {
             Party::Lns(n) => sim::Node::poll_transmit(&mut **n, now, buf),
