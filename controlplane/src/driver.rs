@@ -49,11 +49,18 @@ use crate::l2tp::{Endpoint, Event};
 pub use crate::node::Node;
 use crate::time::Instant;
 
-mod errqueue;
+mod sockopt;
 
 /// The largest datagram we read: an L2TP control message is bounded by its
 /// 16-bit Length field (RFC 2661 §3.1), and UDP by the same.
 const MAX_DATAGRAM: usize = 65_535;
+
+/// The receive buffer the driver asks for. The default (some 200 KiB, and
+/// each queued datagram costs a kilobyte or more of it) overflows at a few
+/// hundred datagrams: fewer than the recovery calls of several LACs at once
+/// (a window's worth of ICRQs and ICCNs each) beside a bulk sync, and a
+/// datagram lost there waits out a retransmission timeout.
+const RECEIVE_BUFFER: usize = 4 << 20;
 
 /// The most error-queue entries one failed read takes; the rest wait for
 /// the next failed read (each entry fails one).
@@ -199,7 +206,14 @@ impl<N: Node> Driver<N> {
     /// node with the same notion of time).
     pub fn with_clock(socket: UdpSocket, node: N, clock: Clock) -> io::Result<Self> {
         socket.set_nonblocking(false)?;
-        if let Err(e) = errqueue::enable(&socket) {
+        match sockopt::set_receive_buffer(&socket, RECEIVE_BUFFER) {
+            Ok(got) if got < RECEIVE_BUFFER => {
+                tracing::warn!(asked = RECEIVE_BUFFER, got, "small socket receive buffer");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "socket receive buffer left as it was"),
+        }
+        if let Err(e) = sockopt::enable_icmp_errors(&socket) {
             // Only the early warning of a dead peer is lost; its silence
             // still tells.
             tracing::warn!(error = %e, "ICMP errors will not be reported (IP_RECVERR)");
@@ -336,7 +350,18 @@ impl<N: Node> Driver<N> {
     /// Sends everything the node has queued.
     fn flush(&mut self, now: Instant) {
         while let Some(remote) = self.node.poll_transmit(now, &mut self.transmit_buf) {
-            match self.socket.send_to(&self.transmit_buf, remote) {
+            let mut sent = self.socket.send_to(&self.transmit_buf, remote);
+            if sent.as_ref().is_err_and(is_icmp_error) {
+                // With IP_RECVERR an ICMP error about an earlier datagram,
+                // to whatever peer, fails the next send (the kernel hands
+                // the pending error to the first call that looks): read the
+                // queue, which tells the node, and send this one again.
+                if let Err(e) = self.read_error_queue() {
+                    tracing::warn!(error = %e, "socket error queue unreadable");
+                }
+                sent = self.socket.send_to(&self.transmit_buf, remote);
+            }
+            match sent {
                 Ok(_) => self.stats.sent += 1,
                 Err(e) => {
                     self.stats.send_errors += 1;
@@ -363,10 +388,9 @@ impl<N: Node> Driver<N> {
     }
 
     /// What a failed read means. With `IP_RECVERR` an ICMP error for a
-    /// datagram we sent fails the next read; the error queue says whom it
-    /// was about, and the node hears of the hard ones
-    /// ([`Node::handle_unreachable`]). Those, timeouts and interruptions are
-    /// not the socket's failure; anything else is returned.
+    /// datagram we sent fails the next read ([`Driver::read_error_queue`]).
+    /// Those, timeouts and interruptions are not the socket's failure;
+    /// anything else is returned.
     fn receive_error(&mut self, e: io::Error) -> io::Result<()> {
         if matches!(
             e.kind(),
@@ -374,31 +398,48 @@ impl<N: Node> Driver<N> {
         ) {
             return Ok(());
         }
-        let mut queued = 0;
-        // Bounded: the queue is as long as the socket's receive buffer lets
-        // it be, and a flood of errors must not hold the loop.
-        while queued < MAX_QUEUED_ERRORS {
-            match errqueue::next(&self.socket)? {
-                None => break,
-                Some(entry) => {
-                    queued += 1;
-                    self.stats.icmp_errors += 1;
-                    if let errqueue::Queued::Unreachable(remote) = entry {
-                        tracing::debug!(%remote, "peer port unreachable");
-                        let now = self.clock.now();
-                        self.node.handle_unreachable(now, SocketAddr::V4(remote));
-                    }
-                }
-            }
-        }
-        // ECONNREFUSED without IP_RECVERR: an ICMP port unreachable, for
-        // whom is unknown; the peers' retransmissions cope.
-        if queued > 0 || e.kind() == io::ErrorKind::ConnectionRefused {
+        let queued = self.read_error_queue()?;
+        // Without IP_RECVERR only a connected socket hears of ICMP, and
+        // then not for whom: the peers' retransmissions cope.
+        if queued > 0 || is_icmp_error(&e) {
             Ok(())
         } else {
             Err(e)
         }
     }
+
+    /// Takes the ICMP errors off the socket's error queue and tells the
+    /// node of the hard ones ([`Node::handle_unreachable`]). Returns how
+    /// many there were.
+    fn read_error_queue(&mut self) -> io::Result<usize> {
+        let mut queued = 0;
+        // Bounded: the queue is as long as the socket's receive buffer lets
+        // it be, and a flood of errors must not hold the loop.
+        while queued < MAX_QUEUED_ERRORS {
+            let Some(entry) = sockopt::next_error(&self.socket)? else {
+                break;
+            };
+            queued += 1;
+            self.stats.icmp_errors += 1;
+            if let sockopt::Queued::Unreachable(remote) = entry {
+                tracing::debug!(%remote, "peer port unreachable");
+                let now = self.clock.now();
+                self.node.handle_unreachable(now, SocketAddr::V4(remote));
+            }
+        }
+        Ok(queued)
+    }
+}
+
+/// An error a socket reports for an ICMP message about an earlier datagram
+/// (icmp_err_convert in the kernel), not about the call that returned it.
+fn is_icmp_error(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::HostUnreachable
+            | io::ErrorKind::NetworkUnreachable
+    ) || e.raw_os_error() == Some(libc::ENOPROTOOPT)
 }
 
 #[cfg(test)]
@@ -567,6 +608,36 @@ mod tests {
         while driver.node().unreachable.is_empty() && std::time::Instant::now() < deadline {
             assert_eq!(driver.receive_waiting(4).unwrap(), 0);
         }
+        assert_eq!(driver.node().unreachable, [closed]);
+    }
+
+    #[test]
+    fn a_pending_icmp_error_does_not_cost_the_next_datagram_to_another_peer() {
+        let closed = loopback().local_addr().unwrap();
+        let live = loopback();
+        live.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let pinger = Pinger {
+            peer: closed,
+            every: Duration::from_secs(60),
+            next: None,
+            due: true,
+            heard: Vec::new(),
+            timeouts: 0,
+            unreachable: Vec::new(),
+        };
+        let mut driver = Driver::new(loopback(), pinger).unwrap();
+        driver.flush(driver.now());
+        // The port unreachable is back (loopback) and pending on the socket.
+        std::thread::sleep(Duration::from_millis(50));
+        driver.node_mut().peer = live.local_addr().unwrap();
+        driver.node_mut().due = true;
+        driver.flush(driver.now());
+        let mut buf = [0u8; 16];
+        let (n, _) = live
+            .recv_from(&mut buf)
+            .expect("the second datagram went out");
+        assert_eq!(&buf[..n], b"ping");
+        assert_eq!(driver.stats().send_errors, 0);
         assert_eq!(driver.node().unreachable, [closed]);
     }
 

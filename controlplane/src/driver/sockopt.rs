@@ -1,5 +1,6 @@
-//! ICMP errors for the datagrams a driver sent, read from the socket's error
-//! queue (`IP_RECVERR`, ip(7)).
+//! The driver's socket options that std does not offer: its receive buffer,
+//! and the ICMP errors for the datagrams it sent, read from the socket's
+//! error queue (`IP_RECVERR`, ip(7)).
 //!
 //! Why: a peer whose process died while its host stays up (`kill -9` of an
 //! LNS) has its host answer every datagram to the dead port with ICMP port
@@ -35,7 +36,7 @@ pub(super) enum Queued {
 
 /// Asks the kernel to queue ICMP errors for datagrams sent on `socket`
 /// (`IP_RECVERR`).
-pub(super) fn enable(socket: &UdpSocket) -> io::Result<()> {
+pub(super) fn enable_icmp_errors(socket: &UdpSocket) -> io::Result<()> {
     let on: libc::c_int = 1;
     // SAFETY: a valid socket descriptor, and a pointer to an int that lives
     // across the call with its true length.
@@ -55,9 +56,50 @@ pub(super) fn enable(socket: &UdpSocket) -> io::Result<()> {
     }
 }
 
+/// Asks for a receive buffer of `bytes` on `socket`: `SO_RCVBUFFORCE`,
+/// which passes `net.core.rmem_max` with CAP_NET_ADMIN (the daemons have
+/// it), else `SO_RCVBUF`, which the kernel caps there. Returns what the
+/// socket has now (the kernel doubles what it is asked for, ip(7)).
+pub(super) fn set_receive_buffer(socket: &UdpSocket, bytes: usize) -> io::Result<usize> {
+    let size = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    for option in [libc::SO_RCVBUFFORCE, libc::SO_RCVBUF] {
+        // SAFETY: a valid socket descriptor, and a pointer to an int that
+        // lives across the call with its true length.
+        let r = unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                libc::SOL_SOCKET,
+                option,
+                (&size as *const libc::c_int).cast(),
+                size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if r == 0 {
+            break;
+        }
+    }
+    let mut now: libc::c_int = 0;
+    let mut len = size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: as above, with len the true length of now.
+    let r = unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            (&mut now as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    if r == 0 {
+        Ok(usize::try_from(now).unwrap_or(0))
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// Takes the next entry off `socket`'s error queue, `None` when it is empty.
 /// Never blocks.
-pub(super) fn next(socket: &UdpSocket) -> io::Result<Option<Queued>> {
+pub(super) fn next_error(socket: &UdpSocket) -> io::Result<Option<Queued>> {
     // The offending datagram's bytes are not needed, only whom it was for.
     let mut payload = [0u8; 64];
     let mut iov = libc::iovec {
