@@ -576,7 +576,7 @@ impl ControlChannel {
 
     /// Send the acknowledgement at the next [`ControlChannel::service`],
     /// as a ZLB unless a message of ours goes out then and carries it.
-    fn ack_now(&mut self, now: Instant) {
+    pub fn ack_now(&mut self, now: Instant) {
         self.ack_deadline = Some(now);
     }
 

@@ -1177,7 +1177,13 @@ impl Tunnel {
                 if let Some(e) = m.unknown_mandatory() {
                     let result = unknown_avp_result(stop_ccn::GENERAL_ERROR, e);
                     self.abort_now(now, cx, result);
+                    return;
                 }
+                // A Hello has no answer for its acknowledgement to ride on,
+                // so the ack delay (RFC 2661 §5.8) would only make the peer
+                // wait: a LAC probing whether we are alive (after an ICMP
+                // port unreachable) gives us tens of milliseconds.
+                self.channel.ack_now(now);
             }
         }
     }
