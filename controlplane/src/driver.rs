@@ -62,6 +62,11 @@ const MAX_DATAGRAM: usize = 65_535;
 /// datagram lost there waits out a retransmission timeout.
 const RECEIVE_BUFFER: usize = 4 << 20;
 
+/// How much of a refused datagram the driver reads back from an ICMP
+/// error: more than an L2TP control header, whose Tunnel ID and Ns tell the
+/// node which of its messages was refused.
+const MAX_QUOTED: usize = 64;
+
 /// The most error-queue entries one failed read takes; the rest wait for
 /// the next failed read (each entry fails one).
 const MAX_QUEUED_ERRORS: usize = 64;
@@ -134,9 +139,9 @@ impl Node for Endpoint {
         }
     }
 
-    fn handle_unreachable(&mut self, now: Instant, remote: SocketAddr) {
+    fn handle_unreachable(&mut self, now: Instant, remote: SocketAddr, refused: &[u8]) {
         if let SocketAddr::V4(remote) = remote {
-            Endpoint::handle_unreachable(self, now, remote);
+            Endpoint::handle_unreachable(self, now, remote, refused);
         }
     }
 
@@ -413,18 +418,25 @@ impl<N: Node> Driver<N> {
     /// many there were.
     fn read_error_queue(&mut self) -> io::Result<usize> {
         let mut queued = 0;
+        let mut quoted = [0u8; MAX_QUOTED];
         // Bounded: the queue is as long as the socket's receive buffer lets
         // it be, and a flood of errors must not hold the loop.
         while queued < MAX_QUEUED_ERRORS {
-            let Some(entry) = sockopt::next_error(&self.socket)? else {
+            let Some(entry) = sockopt::next_error(&self.socket, &mut quoted)? else {
                 break;
             };
             queued += 1;
             self.stats.icmp_errors += 1;
-            if let sockopt::Queued::Unreachable(remote) = entry {
+            if let sockopt::Queued::Unreachable {
+                remote,
+                quoted: len,
+            } = entry
+            {
                 tracing::debug!(%remote, "peer port unreachable");
                 let now = self.clock.now();
-                self.node.handle_unreachable(now, SocketAddr::V4(remote));
+                let refused = &quoted[..len];
+                self.node
+                    .handle_unreachable(now, SocketAddr::V4(remote), refused);
             }
         }
         Ok(queued)
@@ -456,7 +468,7 @@ mod tests {
         due: bool,
         heard: Vec<Vec<u8>>,
         timeouts: u32,
-        unreachable: Vec<SocketAddr>,
+        unreachable: Vec<(SocketAddr, Vec<u8>)>,
     }
 
     impl Node for Pinger {
@@ -465,8 +477,8 @@ mod tests {
             self.heard.push(datagram.to_vec());
             self.next = None;
         }
-        fn handle_unreachable(&mut self, _now: Instant, remote: SocketAddr) {
-            self.unreachable.push(remote);
+        fn handle_unreachable(&mut self, _now: Instant, remote: SocketAddr, refused: &[u8]) {
+            self.unreachable.push((remote, refused.to_vec()));
         }
         fn handle_timeout(&mut self, now: Instant) {
             self.timeouts += 1;
@@ -595,7 +607,9 @@ mod tests {
         let node = driver.node();
         assert!(!node.unreachable.is_empty(), "{:?}", driver.stats());
         assert!(
-            node.unreachable.iter().all(|&a| a == closed),
+            node.unreachable
+                .iter()
+                .all(|(a, refused)| *a == closed && refused == b"ping"),
             "{:?}",
             node.unreachable
         );
@@ -608,7 +622,7 @@ mod tests {
         while driver.node().unreachable.is_empty() && std::time::Instant::now() < deadline {
             assert_eq!(driver.receive_waiting(4).unwrap(), 0);
         }
-        assert_eq!(driver.node().unreachable, [closed]);
+        assert_eq!(driver.node().unreachable, [(closed, b"ping".to_vec())]);
     }
 
     #[test]
@@ -638,7 +652,7 @@ mod tests {
             .expect("the second datagram went out");
         assert_eq!(&buf[..n], b"ping");
         assert_eq!(driver.stats().send_errors, 0);
-        assert_eq!(driver.node().unreachable, [closed]);
+        assert_eq!(driver.node().unreachable, [(closed, b"ping".to_vec())]);
     }
 
     #[test]

@@ -18,10 +18,12 @@ pub trait Node {
 
     /// The host at `remote` answered a datagram we sent it with a hard
     /// ICMP error (port or protocol unreachable, RFC 1122 §4.2.3.9): no one
-    /// listens there now. A hint, not proof (ICMP is unauthenticated): a
-    /// node may probe sooner, never tear down on it alone. Default: ignored.
-    fn handle_unreachable(&mut self, now: Instant, remote: SocketAddr) {
-        let _ = (now, remote);
+    /// listens there now. `refused` is the start of that datagram, as far
+    /// as the ICMP message quoted it. ICMP is unauthenticated: a node acts
+    /// on it only as far as the quote proves it saw what the node sent (RFC
+    /// 5927 §4.1). Default: ignored.
+    fn handle_unreachable(&mut self, now: Instant, remote: SocketAddr, refused: &[u8]) {
+        let _ = (now, remote, refused);
     }
 
     /// The time returned by [`Node::poll_timeout`] has come.

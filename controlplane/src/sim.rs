@@ -231,6 +231,7 @@ struct SimNode<N: Node> {
 struct InFlight {
     from: SocketAddrV4,
     to: SocketAddrV4,
+    /// With `unreachable`: the refused datagram, as the ICMP quotes it.
     payload: Vec<u8>,
     /// Not a datagram: `from`'s host reports `to`'s datagram refused.
     unreachable: bool,
@@ -586,12 +587,16 @@ impl<N: Node> Sim<N> {
                 Some(_) if self.killed.contains(&d.to) => {
                     self.stats.refused += 1;
                     self.note(Fate::Refused, d.from, d.to, &d.payload);
-                    self.transmit_as(d.to, d.from, Vec::new(), true);
+                    // Quoted whole: Linux quotes the refused datagram up
+                    // to 576 bytes of ICMP (RFC 1122 §3.2.2 asks for 8
+                    // octets past the IP header), more than the L2TP
+                    // header a LAC reads.
+                    self.transmit_as(d.to, d.from, d.payload, true);
                 }
                 Some(i) if d.unreachable => {
                     self.nodes[i]
                         .node
-                        .handle_unreachable(now, SocketAddr::V4(d.from));
+                        .handle_unreachable(now, SocketAddr::V4(d.from), &d.payload);
                 }
                 Some(i) => {
                     self.stats.delivered += 1;

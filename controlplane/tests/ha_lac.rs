@@ -340,9 +340,9 @@ impl sim::Node for Site {
         self.shuttle(now);
     }
 
-    fn handle_unreachable(&mut self, now: Instant, remote: SocketAddr) {
+    fn handle_unreachable(&mut self, now: Instant, remote: SocketAddr, refused: &[u8]) {
         self.now = now;
-        sim::Node::handle_unreachable(&mut self.lac, now, remote);
+        sim::Node::handle_unreachable(&mut self.lac, now, remote, refused);
         self.shuttle(now);
     }
 
@@ -958,18 +958,30 @@ fn a_killed_primary_is_found_from_its_host_s_port_unreachable_well_before_the_de
     lab.start(N);
     // kill -9 of lnsd: LNS1 goes quiet, and its host answers the LAC's next
     // datagram (upstream data, every 10 ms here) with port unreachable. The
-    // LAC probes with a Hello, hears nothing for 30 ms, and fails over
-    // without waiting out the 300 ms of silence.
+    // LAC probes with a Hello, which is refused too, quoting the Hello: the
+    // tunnel is down a round trip later, without waiting out the 30 ms
+    // probe, let alone the 300 ms of silence.
     lab.sim.kill(LNS1);
     let killed = lab.sim.now();
     lab.run_until(Duration::from_secs(3), "every call recovered", |l| {
         l.moved_ups(false) == N
     });
     let recovered_after = lab.sim.now().saturating_duration_since(killed);
+    let down_after = lab
+        .sim
+        .events(lab.site)
+        .iter()
+        .find_map(|(at, e)| match e {
+            PartyEvent::Lac(lac::Event::TunnelDown { lns, .. }) if *lns == LNS1 => Some(*at),
+            _ => None,
+        })
+        .expect("the tunnel to LNS1 went down")
+        .saturating_duration_since(killed);
     let report = lab.settle_and_check(N);
     println!(
-        "kill -9 primary: {N} sessions recovered {} ms after the kill ({} datagrams refused); \
-         longest upstream gap {} ms; upstream lost {} of {}",
+        "kill -9 primary: tunnel down {} ms and {N} sessions recovered {} ms after the kill \
+         ({} datagrams refused); longest upstream gap {} ms; upstream lost {} of {}",
+        down_after.as_millis(),
         recovered_after.as_millis(),
         lab.sim.stats().refused,
         report.longest_gap.as_millis(),
@@ -977,10 +989,12 @@ fn a_killed_primary_is_found_from_its_host_s_port_unreachable_well_before_the_de
         report.up_sent,
     );
     assert!(lab.sim.stats().refused > 0);
-    // Dead interval alone: at least 200 ms. ICMP: the next datagram (10
-    // ms), 30 ms of probing, then the recovery's round trips.
+    // The next datagram (10 ms), its report and the refused probe (3 ms of
+    // links): under the 30 ms a silent probe would take.
+    assert!(down_after < Duration::from_millis(20), "{down_after:?}");
+    // Dead interval alone: at least 200 ms. Then the recovery's round trips.
     assert!(
-        recovered_after < Duration::from_millis(100),
+        recovered_after < Duration::from_millis(80),
         "{recovered_after:?}"
     );
     assert_eq!(report.up_lost, 0, "{report:?}");
@@ -1011,12 +1025,43 @@ fn a_killed_primary_is_found_from_its_host_s_port_unreachable_well_before_the_de
 fn a_forged_port_unreachable_for_a_live_primary_moves_nothing() {
     let mut lab = Lab::new(policy());
     lab.start(N);
-    // Anyone on the path can forge ICMP: the LAC only probes, LNS1 answers
-    // the Hello within its 10 ms acknowledgement delay, nothing moves.
-    for _ in 0..5 {
+    let peer_tunnel = lab
+        .lac()
+        .tunnels()
+        .iter()
+        .find(|t| t.lns == LNS1)
+        .expect("a tunnel to LNS1")
+        .tunnel_ids
+        .1;
+    let session = lab.lac().sessions()[0].session_ids.expect("session up").1;
+    let control = |tunnel: u16, ns: u16| {
+        let mut quote = vec![0; 12];
+        l2tp_wire::HeaderRepr::control(tunnel, 0, ns, 0)
+            .emit(&mut quote, 0)
+            .unwrap();
+        quote
+    };
+    let mut data = vec![0; 6];
+    l2tp_wire::HeaderRepr::data(peer_tunnel, session)
+        .emit(&mut data, 0)
+        .unwrap();
+    // Anyone can forge ICMP, quoting anything an off-path forger can know
+    // or guess: nothing, a data message of a real session, or a control
+    // message of the tunnel with an Ns not in flight (the channel is idle
+    // between rounds). Each only starts a probe, which LNS1 answers.
+    let quotes = [Vec::new(), data, control(peer_tunnel, 0x8000)];
+    let forge = |lab: &mut Lab, quote: &[u8]| {
         let now = lab.sim.now();
         let site = lab.site;
-        sim::Node::handle_unreachable(lab.sim.node_mut(site), now, SocketAddr::V4(LNS1));
+        sim::Node::handle_unreachable(lab.sim.node_mut(site), now, SocketAddr::V4(LNS1), quote);
+    };
+    for round in 0..6 {
+        forge(&mut lab, &quotes[round % quotes.len()]);
+        // While the probe is in flight, quotes of every Ns the LAC can
+        // have used so far, under another tunnel's ID.
+        for ns in 0..1024 {
+            forge(&mut lab, &control(peer_tunnel ^ 0x5555, ns));
+        }
         lab.run_for(Duration::from_millis(100));
     }
     let report = lab.settle_and_check(N);

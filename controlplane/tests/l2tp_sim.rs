@@ -1115,6 +1115,78 @@ fn mutated_datagrams_never_panic_an_endpoint() {
 }
 
 #[test]
+fn only_an_icmp_error_quoting_a_control_message_in_flight_ends_a_tunnel() {
+    // RFC 5927 §4.1: an ICMP error counts only as far as its quote proves
+    // it saw what we sent. No Hellos of the LAC's own: its channel is idle
+    // whenever a report comes, so no quote below names a message in flight.
+    let lac = Config {
+        unreachable_timeout: Some(Duration::from_millis(30)),
+        ..Config::lac("lac")
+    };
+    let mut lab = Lab::clean(lac, Config::lns("lns"));
+    lab.sim.record_trace(true);
+    let (tunnel, _) = lab.bring_up(1, Duration::from_secs(5));
+    lab.run_for(Duration::from_millis(200));
+    let (_, peer_tunnel) = lab.sim.node(lab.lac).tunnel_ids(tunnel).unwrap();
+    let mut rand = ChaCha8Rng::seed_from_u64(7);
+    use rand_core::RngCore;
+    for round in 0..200u32 {
+        // Any bytes, now and then shaped as a control header for this
+        // tunnel (flags, then its Tunnel ID) and cut anywhere.
+        let mut quote = vec![0; (rand.next_u32() % 24) as usize];
+        rand.fill_bytes(&mut quote);
+        if round % 2 == 0 && quote.len() >= 6 {
+            quote[..2].copy_from_slice(&[0xc8, 0x02]);
+            quote[4..6].copy_from_slice(&peer_tunnel.to_be_bytes());
+        }
+        let now = lab.now();
+        lab.lac().handle_unreachable(now, LNS, &quote);
+        // The LNS answers the probe; the tunnel stays.
+        lab.run_for(Duration::from_millis(50));
+        assert_eq!(
+            lab.sim.node(lab.lac).tunnel_state(tunnel),
+            Some(TunnelState::Established),
+            "round {round}: {quote:02x?}"
+        );
+    }
+    let stats = lab.sim.node(lab.lac).tunnel_stats(tunnel).unwrap();
+    assert_eq!(stats.unreachable_reports, 200);
+    assert_eq!(stats.unreachable_confirmed, 0);
+    assert_eq!(stats.hellos_sent, 200);
+
+    // Now the LNS is gone (its link cut) and the report quotes the probe
+    // itself, as its host would: down at once, not 30 ms later.
+    lab.sim.partition(LAC, LNS);
+    lab.sim.partition(LNS, LAC);
+    let now = lab.now();
+    lab.lac().handle_unreachable(now, LNS, &[]);
+    lab.run_for(Duration::from_millis(1));
+    let probe = lab
+        .sim
+        .trace()
+        .iter()
+        .rev()
+        .find(|r| r.from == LAC && r.fate == Fate::Sent)
+        .and_then(|r| parse(r, None))
+        .filter(|m| m.message_type == Some(MessageType::Hello))
+        .expect("the probe went out");
+    let mut quote = vec![0; 12];
+    HeaderRepr::control(peer_tunnel, 0, probe.ns, probe.nr)
+        .emit(&mut quote, 8)
+        .unwrap();
+    let refused_at = lab.now();
+    lab.lac().handle_unreachable(refused_at, LNS, &quote);
+    assert_ne!(
+        lab.sim.node(lab.lac).tunnel_state(tunnel),
+        Some(TunnelState::Established)
+    );
+    lab.run_for(Duration::from_millis(1));
+    let (down_at, reason) = tunnel_down_reason(&lab, lab.lac).expect("the tunnel is down");
+    assert!(down_at <= refused_at + Duration::from_millis(1));
+    assert_eq!(reason, TunnelDownReason::RetriesExhausted);
+}
+
+#[test]
 fn set_link_info_and_wan_error_notify_reach_the_owner() {
     let mut lab = Lab::clean(Config::lac("lac"), Config::lns("lns"));
     let (tunnel, sessions) = lab.bring_up(1, Duration::from_secs(5));

@@ -89,7 +89,8 @@ pub struct LacHa {
     pub dead_ms: u64,
     /// Milliseconds an LNS whose host answered with ICMP port unreachable
     /// (its lnsd is gone, the host is up) has to answer a Hello before it
-    /// counts as dead, without waiting out `dead_ms`. 0: ignore ICMP.
+    /// counts as dead, without waiting out `dead_ms`; dead at once if the
+    /// Hello is refused too. 0: ignore ICMP.
     pub unreachable_ms: u64,
     /// Recover the calls of a dead LNS on its peer (false: they end, as
     /// without HA, but requested switchovers are still honoured).

@@ -27,9 +27,11 @@ const PORT_UNREACHABLE: u8 = 3;
 /// One entry of the error queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Queued {
-    /// The host at this address reported the port (or protocol) closed: a
-    /// datagram we sent there found no one listening.
-    Unreachable(SocketAddrV4),
+    /// The host at `remote` reported the port (or protocol) closed: a
+    /// datagram we sent there found no one listening. Its first `quoted`
+    /// bytes, as far as the ICMP message quoted it, are in the caller's
+    /// buffer.
+    Unreachable { remote: SocketAddrV4, quoted: usize },
     /// Anything else (soft ICMP errors, local errors): nothing to act on.
     Other,
 }
@@ -98,13 +100,12 @@ pub(super) fn set_receive_buffer(socket: &UdpSocket, bytes: usize) -> io::Result
 }
 
 /// Takes the next entry off `socket`'s error queue, `None` when it is empty.
-/// Never blocks.
-pub(super) fn next_error(socket: &UdpSocket) -> io::Result<Option<Queued>> {
-    // The offending datagram's bytes are not needed, only whom it was for.
-    let mut payload = [0u8; 64];
+/// The start of the datagram it is about (its UDP payload, ip(7)) goes into
+/// `quoted`, cut to fit. Never blocks.
+pub(super) fn next_error(socket: &UdpSocket, quoted: &mut [u8]) -> io::Result<Option<Queued>> {
     let mut iov = libc::iovec {
-        iov_base: payload.as_mut_ptr().cast(),
-        iov_len: payload.len(),
+        iov_base: quoted.as_mut_ptr().cast(),
+        iov_len: quoted.len(),
     };
     // The destination of the datagram the error is about.
     // SAFETY: sockaddr_in is plain old data; all zeroes is a valid value.
@@ -120,7 +121,7 @@ pub(super) fn next_error(socket: &UdpSocket) -> io::Result<Option<Queued>> {
     msg.msg_iovlen = 1;
     msg.msg_control = control.as_mut_ptr().cast();
     msg.msg_controllen = size_of::<[u64; 16]>() as _;
-    loop {
+    let received = loop {
         // SAFETY: every pointer in msg points to a live buffer of the
         // length given beside it; MSG_ERRQUEUE never blocks.
         let r = unsafe {
@@ -130,8 +131,9 @@ pub(super) fn next_error(socket: &UdpSocket) -> io::Result<Option<Queued>> {
                 libc::MSG_ERRQUEUE | libc::MSG_DONTWAIT,
             )
         };
-        if r >= 0 {
-            break;
+        if let Ok(n) = usize::try_from(r) {
+            // More than fit is cut off (MSG_TRUNC), never more than asked.
+            break n.min(quoted.len());
         }
         let e = io::Error::last_os_error();
         match e.kind() {
@@ -139,7 +141,7 @@ pub(super) fn next_error(socket: &UdpSocket) -> io::Result<Option<Queued>> {
             io::ErrorKind::WouldBlock => return Ok(None),
             _ => return Err(e),
         }
-    }
+    };
     let remote = (name.sin_family == libc::AF_INET as libc::sa_family_t).then(|| {
         SocketAddrV4::new(
             Ipv4Addr::from(u32::from_be(name.sin_addr.s_addr)),
@@ -165,7 +167,10 @@ pub(super) fn next_error(socket: &UdpSocket) -> io::Result<Option<Queued>> {
                 && err.ee_type == ICMP_DEST_UNREACH
                 && matches!(err.ee_code, PROTOCOL_UNREACHABLE | PORT_UNREACHABLE);
             return Ok(Some(match remote {
-                Some(remote) if hard => Queued::Unreachable(remote),
+                Some(remote) if hard => Queued::Unreachable {
+                    remote,
+                    quoted: received,
+                },
                 _ => Queued::Other,
             }));
         }

@@ -788,13 +788,21 @@ impl Endpoint {
     }
 
     /// The host at `remote` answered a datagram we sent it with ICMP port
-    /// (or protocol) unreachable. Each established tunnel to that address
-    /// and port sends a Hello and counts its peer dead unless it hears from
-    /// it within [`Config::unreachable_timeout`] (ignored when `None`).
-    pub fn handle_unreachable(&mut self, now: Instant, remote: SocketAddrV4) {
+    /// (or protocol) unreachable; `refused` is the start of that datagram
+    /// as the ICMP message quoted it. Each established tunnel to that
+    /// address and port sends a Hello and counts its peer dead unless it
+    /// hears from it within [`Config::unreachable_timeout`], or at once if
+    /// the refused datagram is one of its unacknowledged control messages
+    /// (ignored when `None`; see [`Tunnel::handle_unreachable`]).
+    pub fn handle_unreachable(&mut self, now: Instant, remote: SocketAddrV4, refused: &[u8]) {
         if self.config.unreachable_timeout.is_none() {
             return;
         }
+        // A quote cut off after the header still names the tunnel and Ns.
+        let quoted = Packet::new_unchecked(refused);
+        let control = (quoted.check_header_len().is_ok() && quoted.is_control())
+            .then(|| Some(quoted.tunnel_id()).zip(quoted.ns()))
+            .flatten();
         let hit: Vec<TunnelHandle> = self
             .tunnels
             .iter()
@@ -802,7 +810,10 @@ impl Endpoint {
             .map(|(&h, _)| h)
             .collect();
         for h in hit {
-            self.with_tunnel(h, |t, cx| t.handle_unreachable(now, cx));
+            self.with_tunnel(h, |t, cx| {
+                let ns = control.and_then(|(id, ns)| (id == t.peer_id).then_some(ns));
+                t.handle_unreachable(now, cx, ns);
+            });
         }
     }
 

@@ -738,6 +738,9 @@ pub struct TunnelStats {
     /// Reports that the peer's host answered our datagrams with port
     /// unreachable ([`Endpoint::handle_unreachable`]).
     pub unreachable_reports: u64,
+    /// Of those, the ones that quoted a control message of ours still
+    /// unacknowledged: the peer counted dead at once.
+    pub unreachable_confirmed: u64,
     /// Data messages received for an established session.
     pub data_received: u64,
     /// Data messages built with [`Endpoint::send_data`].

@@ -338,6 +338,11 @@ impl ControlChannel {
         self.in_flight.len()
     }
 
+    /// Whether the message with this Ns is sent and not yet acknowledged.
+    pub fn is_in_flight(&self, ns: u16) -> bool {
+        self.in_flight.iter().any(|f| f.message.ns == ns)
+    }
+
     /// Messages waiting for room in the peer's window.
     pub fn waiting(&self) -> usize {
         self.waiting.len()

@@ -949,9 +949,24 @@ impl Tunnel {
             .filter(|_| live)
     }
 
-    /// The peer's host says no one listens on its port: probe it now and
-    /// give it [`Config::unreachable_timeout`] to be heard from.
-    pub(crate) fn handle_unreachable(&mut self, now: Instant, cx: &mut Cx<'_>) {
+    /// The peer's host says no one listens on its port. `refused_ns`: the
+    /// refused datagram was a control message of this tunnel with this Ns.
+    ///
+    /// ICMP is unauthenticated, and a report about a data message (most of
+    /// them: upstream traffic) quotes nothing an off-path forger could not
+    /// guess. So it only starts a probe: a Hello, which a live peer
+    /// acknowledges (RFC 2661 §5.8), and [`Config::unreachable_timeout`]
+    /// for it to be heard from. A report that quotes one of our control
+    /// messages still unacknowledged (the probe itself, one round trip
+    /// later) carries our Tunnel ID and an Ns in flight, as a TCP stack
+    /// checks the sequence number quoted in an ICMP error (RFC 5927 §4.1):
+    /// it saw what we sent, so the peer is dead now.
+    pub(crate) fn handle_unreachable(
+        &mut self,
+        now: Instant,
+        cx: &mut Cx<'_>,
+        refused_ns: Option<u16>,
+    ) {
         let Some(grace) = cx.config.unreachable_timeout else {
             return;
         };
@@ -959,18 +974,21 @@ impl Tunnel {
             return;
         }
         self.stats.unreachable_reports += 1;
+        if refused_ns.is_some_and(|ns| self.channel.is_in_flight(ns)) {
+            self.stats.unreachable_confirmed += 1;
+            self.unreachable_deadline = Some(now);
+            self.handle_timeout(now, cx);
+            return;
+        }
         if self.unreachable_deadline.is_some() {
             // Already probing: more reports (one per datagram sent to the
             // dead port) change nothing.
             return;
         }
         self.unreachable_deadline = Some(now + grace);
-        // A live peer acknowledges the Hello (RFC 2661 §5.8); messages in
-        // flight already ask for acknowledgements.
-        if self.channel.is_idle() {
-            self.send(cx, ControlMessage::new(MessageType::Hello, self.peer_id, 0));
-            self.stats.hellos_sent += 1;
-        }
+        // Sent even behind messages in flight: a fresh Ns to be refused.
+        self.send(cx, ControlMessage::new(MessageType::Hello, self.peer_id, 0));
+        self.stats.hellos_sent += 1;
         self.service(now, cx);
     }
 

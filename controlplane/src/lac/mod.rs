@@ -1874,11 +1874,12 @@ impl Node {
         self.pump(now);
     }
 
-    /// An LNS's host reported its L2TP port unreachable
-    /// ([`Endpoint::handle_unreachable`]): its tunnels probe it, and fail
-    /// over if it stays silent.
-    pub fn handle_unreachable(&mut self, now: Instant, remote: SocketAddrV4) {
-        self.endpoint.handle_unreachable(now, remote);
+    /// An LNS's host reported its L2TP port unreachable, quoting the
+    /// start of the datagram it refused ([`Endpoint::handle_unreachable`]):
+    /// its tunnels probe it, and fail over if it stays silent or refuses
+    /// the probe too.
+    pub fn handle_unreachable(&mut self, now: Instant, remote: SocketAddrV4, refused: &[u8]) {
+        self.endpoint.handle_unreachable(now, remote, refused);
         self.pump(now);
     }
 
@@ -3098,9 +3099,9 @@ impl crate::node::Node for Node {
         }
     }
 
-    fn handle_unreachable(&mut self, now: Instant, remote: SocketAddr) {
+    fn handle_unreachable(&mut self, now: Instant, remote: SocketAddr, refused: &[u8]) {
         if let SocketAddr::V4(remote) = remote {
-            Node::handle_unreachable(self, now, remote);
+            Node::handle_unreachable(self, now, remote, refused);
         }
     }
 

@@ -132,10 +132,10 @@ where
         }
     }
 
-    fn handle_unreachable(&mut self, now: Instant, remote: SocketAddr) {
+    fn handle_unreachable(&mut self, now: Instant, remote: SocketAddr, refused: &[u8]) {
         match self {
-            Party::Lns(n) => sim::Node::handle_unreachable(&mut **n, now, remote),
-            Party::Site(n) => sim::Node::handle_unreachable(&mut **n, now, remote),
+            Party::Lns(n) => sim::Node::handle_unreachable(&mut **n, now, remote, refused),
+            Party::Site(n) => sim::Node::handle_unreachable(&mut **n, now, remote, refused),
         }
     }
 

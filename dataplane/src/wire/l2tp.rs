@@ -86,6 +86,19 @@ impl<T: AsRef<[u8]>> Packet<T> {
     /// the buffer covers the header the flags announce, the offset padding
     /// and the Length.
     pub fn check_len(&self) -> Result<()> {
+        let header_len = self.check_header_len()?;
+        match self.length() {
+            Some(length) => {
+                check_length_field(self.buffer.as_ref(), header_len, usize::from(length))
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// [`Packet::check_len`] without the Length: for the start of a packet
+    /// whose rest is cut off (one quoted in an ICMP error), whose header
+    /// fields can then be read. Returns the header's length.
+    pub fn check_header_len(&self) -> Result<usize> {
         let b = self.buffer.as_ref();
         if b.len() < 2 {
             return Err(Error::Truncated);
@@ -115,10 +128,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
         if b.len() < header_len {
             return Err(Error::Truncated);
         }
-        match self.length() {
-            Some(length) => check_length_field(b, header_len, usize::from(length)),
-            None => Ok(()),
-        }
+        Ok(header_len)
     }
 
     /// Unwrap the buffer.
@@ -486,6 +496,23 @@ mod tests {
                     assert_eq!(r.unwrap_err(), Error::Truncated, "cut at {cut}");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn a_cut_off_control_message_still_shows_its_header() {
+        // A control message with one AVP, quoted by an ICMP error as far as
+        // its header and a little more: Length says 20, 14 bytes are here.
+        let mut bytes = hex(L2TPNS_ZLB);
+        bytes[3] = 20;
+        bytes.extend_from_slice(&[0x80, 0x08]);
+        let p = Packet::new_unchecked(&bytes[..]);
+        assert_eq!(p.check_len(), Err(Error::Truncated));
+        assert_eq!(p.check_header_len(), Ok(12));
+        assert_eq!((p.tunnel_id(), p.ns()), (43414, Some(2)));
+        for cut in 0..12 {
+            let p = Packet::new_unchecked(&bytes[..cut]);
+            assert_eq!(p.check_header_len(), Err(Error::Truncated), "cut at {cut}");
         }
     }
 
