@@ -975,6 +975,8 @@ impl Tunnel {
         }
         self.stats.unreachable_reports += 1;
         if refused_ns.is_some_and(|ns| self.channel.is_in_flight(ns)) {
+            // Once in the tunnel's life: it ends here.
+            tracing::warn!(peer = %self.remote, ns = ?refused_ns, "peer's host refused our control message: port unreachable");
             self.stats.unreachable_confirmed += 1;
             self.unreachable_deadline = Some(now);
             self.handle_timeout(now, cx);
@@ -985,6 +987,7 @@ impl Tunnel {
             // dead port) change nothing.
             return;
         }
+        tracing::debug!(peer = %self.remote, "peer's host reports port unreachable: probing");
         self.unreachable_deadline = Some(now + grace);
         // Sent even behind messages in flight: a fresh Ns to be refused.
         self.send(cx, ControlMessage::new(MessageType::Hello, self.peer_id, 0));
