@@ -229,10 +229,15 @@ per_lns=$(jq -r '
         + "gap p50 \($up | p50 | ms) max \($up | max | ms); "
         + "downstream lost \($subs | map(.downstream.lost // 0) | add // 0), "
         + "gap p50 \($down | p50 | ms) max \($down | max | ms)";
+    . as $top |
     [.subscribers[] | select(.address != null)] as $s |
     figures("lns1'"'"'s sessions"; [$s[] | select(.address | test("^100\\.64\\.[0-3]\\."))]),
     figures("lns2'"'"'s sessions"; [$s[] | select(.address | test("^100\\.64\\.[0-3]\\.") | not)]),
-    "interruption (longest gap minus the packet interval): upstream \((.upstream.event_gap_ms.max // null) as $g | if $g == null then null else $g - .stream_interval_ms end | ms), downstream \((.downstream.event_gap_ms.max // null) as $g | if $g == null then null else $g - .stream_interval_ms end | ms)"
+    "interruption (longest gap minus the packet interval): upstream \((.upstream.event_gap_ms.max // null) as $g | if $g == null then null else $g - .stream_interval_ms end | ms), downstream \((.downstream.event_gap_ms.max // null) as $g | if $g == null then null else $g - .stream_interval_ms end | ms)",
+    # A packet held by the event arrives late by the hold: the latency of
+    # what was sent after it over that of what was sent before measures
+    # the hold without the pacing jitter of the senders (lost packets aside).
+    "longest hold (latency max after the event minus before it): \(["upstream", "downstream"] | map(. as $d | "\($d) \(($top[$d].latency_after_event_us.max // null) as $a | ($top[$d].latency_before_event_us.max // null) as $b | if $a == null or $b == null then null else ($a - $b) / 1000 end | ms)") | join(", "))"
     ' "$OUT/report.json")
 echo "$summary" | tee -a "$OUT/summary.txt"
 echo "$per_lns" | tee -a "$OUT/summary.txt"

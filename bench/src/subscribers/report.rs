@@ -67,6 +67,16 @@ pub struct DirectionReport {
     /// this is the loss before it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lost_after_event: Option<u64>,
+    /// With `--event-at`: the one-way latency of the packets sent before
+    /// the event, µs: the baseline for the next.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_before_event_us: Option<Percentiles>,
+    /// With `--event-at`: the one-way latency of the packets sent at or
+    /// after it, µs. Its max over the baseline's is the longest a packet
+    /// waited because of the event (a hold), without the senders' pacing
+    /// jitter that a gap carries; lost packets are not in it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_after_event_us: Option<Percentiles>,
 }
 
 impl DirectionReport {
@@ -105,6 +115,11 @@ impl DirectionReport {
             r.throughput_pps = r.received as f64 / duration_s;
         }
         r.latency_us = Percentiles::of(&receiver.latency_us, 1.0);
+        if receiver.event_ns != 0 {
+            r.latency_before_event_us =
+                Some(Percentiles::of(&receiver.latency_before_event_us, 1.0));
+            r.latency_after_event_us = Some(Percentiles::of(&receiver.latency_after_event_us, 1.0));
+        }
         r
     }
 }
@@ -353,6 +368,16 @@ impl fmt::Display for Report {
                         g.p99,
                         g.max,
                         self.stream_interval_ms
+                    )?;
+                }
+                if let (Some(before), Some(after)) =
+                    (d.latency_before_event_us, d.latency_after_event_us)
+                {
+                    writeln!(
+                        f,
+                        "{:>10}  latency of the packets sent before the event p99 {:.0} µs max \
+                         {:.0} µs, at or after it p99 {:.0} µs max {:.0} µs",
+                        "", before.p99, before.max, after.p99, after.max
                     )?;
                 }
             }

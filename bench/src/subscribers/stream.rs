@@ -184,6 +184,14 @@ pub struct Receiver {
     pub streams: Vec<StreamState>,
     /// One-way latency, µs.
     pub latency_us: Histogram<u64>,
+    /// The same, of the packets sent before the event (all of them while
+    /// there is none): the baseline.
+    pub latency_before_event_us: Histogram<u64>,
+    /// The same, of the packets sent at or after the event. A packet the
+    /// event held (a LAC's ring during a move) shows here as the hold's
+    /// length over the baseline, free of the senders' pacing jitter, which
+    /// a stream's gap carries.
+    pub latency_after_event_us: Histogram<u64>,
     /// Packets whose payload was not a probe of a known subscriber.
     pub foreign: u64,
     /// When the run's event happened (0: none yet); see
@@ -197,6 +205,8 @@ impl Receiver {
         Ok(Receiver {
             streams: vec![StreamState::default(); subscribers],
             latency_us: latency_histogram()?,
+            latency_before_event_us: latency_histogram()?,
+            latency_after_event_us: latency_histogram()?,
             foreign: 0,
             event_ns: 0,
         })
@@ -231,11 +241,14 @@ impl Receiver {
         let duplicated = stream.duplicated;
         stream.receive(probe.sequence, now_ns);
         if stream.duplicated == duplicated {
+            let us = (now_ns.saturating_sub(probe.sent_ns) / 1000).max(1);
+            self.latency_us.saturating_record(us);
             if self.event_ns != 0 && probe.sent_ns >= self.event_ns {
                 stream.received_after_event += 1;
+                self.latency_after_event_us.saturating_record(us);
+            } else {
+                self.latency_before_event_us.saturating_record(us);
             }
-            let us = now_ns.saturating_sub(probe.sent_ns) / 1000;
-            self.latency_us.saturating_record(us.max(1));
         }
     }
 
@@ -428,6 +441,40 @@ mod tests {
         }
         assert_eq!((tx.sent, tx.after_event), (4, 2));
         assert_eq!(rx.streams[0].received_after_event, 1);
+    }
+
+    #[test]
+    fn latency_is_split_at_the_event_by_send_time() {
+        let mut r = Receiver::new(1).unwrap();
+        let mut buf = [0u8; PROBE_LEN];
+        // (sent, received) in µs: two before the event at 10 ms, one sent
+        // before it and received after, two after, one of them held 8 ms.
+        let packets = [
+            (0, 100),
+            (5_000, 5_100),
+            (9_950, 10_050),
+            (12_000, 12_100),
+            (14_000, 22_000),
+        ];
+        for (seq, &(sent, received)) in packets.iter().enumerate() {
+            if received >= 10_000 {
+                r.set_event(10_000_000);
+            }
+            Probe {
+                subscriber: 0,
+                sequence: seq as u64,
+                sent_ns: sent * 1000,
+            }
+            .emit(&mut buf);
+            r.receive(&buf, received * 1000);
+        }
+        assert_eq!(r.latency_us.len(), 5);
+        assert_eq!(r.latency_before_event_us.len(), 3);
+        assert_eq!(r.latency_before_event_us.max(), 100);
+        assert_eq!(r.latency_after_event_us.len(), 2);
+        // Within the histogram's three significant digits.
+        let held = r.latency_after_event_us.max();
+        assert!(r.latency_after_event_us.equivalent(held, 8_000), "{held}");
     }
 
     #[test]
