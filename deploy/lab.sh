@@ -245,6 +245,14 @@ up() {
     # daemons resolve its MAC from the kernel's neighbour table.
     ip -n l2lab-lns1 route replace default via 10.1.0.2
     ip -n l2lab-lns2 route replace default via 10.1.0.2
+    # As README "LNS hosts" recommends: no per-destination limit on the
+    # port unreachables an LNS host sends (ICMP type 3 out of the ratemask,
+    # default 6168), so that once lnsd is gone the refusal of the LAC's
+    # probe Hello is not dropped behind the first six refused data packets
+    # (the limit is then one a second). The global icmp_msgs_per_sec stays.
+    for ns in l2lab-lns1 l2lab-lns2; do
+        ip netns exec "$ns" sysctl -qw net.ipv4.icmp_ratemask=6160
+    done
 
     wait_links_up
     write_users
