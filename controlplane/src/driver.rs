@@ -471,6 +471,38 @@ mod tests {
         unreachable: Vec<(SocketAddr, Vec<u8>)>,
     }
 
+    impl Pinger {
+        /// Pings `peer` now and every `every`.
+        fn pinging(peer: SocketAddr, every: Duration) -> Self {
+            Pinger {
+                peer,
+                every,
+                next: Some(Instant::ZERO),
+                due: false,
+                heard: Vec::new(),
+                timeouts: 0,
+                unreachable: Vec::new(),
+            }
+        }
+
+        /// Sends nothing until told ([`Pinger::due`]).
+        fn idle(peer: SocketAddr) -> Self {
+            Pinger {
+                every: Duration::from_secs(60),
+                next: None,
+                ..Pinger::pinging(peer, Duration::ZERO)
+            }
+        }
+
+        /// Sends one ping at the next flush.
+        fn once(peer: SocketAddr) -> Self {
+            Pinger {
+                due: true,
+                ..Pinger::idle(peer)
+            }
+        }
+    }
+
     impl Node for Pinger {
         type Event = Vec<u8>;
         fn handle_datagram(&mut self, _now: Instant, _remote: SocketAddr, datagram: &[u8]) {
@@ -510,16 +542,11 @@ mod tests {
     fn exchanges_datagrams_and_stops_on_request() {
         let echo = loopback();
         let echo_addr = echo.local_addr().unwrap();
-        let pinger = Pinger {
-            peer: echo_addr,
-            every: Duration::from_millis(50),
-            next: Some(Instant::ZERO),
-            due: false,
-            heard: Vec::new(),
-            timeouts: 0,
-            unreachable: Vec::new(),
-        };
-        let mut driver = Driver::new(loopback(), pinger).unwrap();
+        let mut driver = Driver::new(
+            loopback(),
+            Pinger::pinging(echo_addr, Duration::from_millis(50)),
+        )
+        .unwrap();
         let echoer = std::thread::spawn(move || {
             echo.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
             let mut buf = [0u8; 64];
@@ -544,16 +571,8 @@ mod tests {
     #[test]
     fn receive_waiting_takes_what_is_there_without_blocking() {
         let sender = loopback();
-        let pinger = Pinger {
-            peer: sender.local_addr().unwrap(),
-            every: Duration::from_secs(60),
-            next: None,
-            due: false,
-            heard: Vec::new(),
-            timeouts: 0,
-            unreachable: Vec::new(),
-        };
-        let mut driver = Driver::new(loopback(), pinger).unwrap();
+        let mut driver =
+            Driver::new(loopback(), Pinger::idle(sender.local_addr().unwrap())).unwrap();
         let to = driver.local_addr().unwrap();
         assert_eq!(driver.receive_waiting(8).unwrap(), 0, "nothing waiting");
         for d in [b"one", b"two", b"six"] {
@@ -584,16 +603,11 @@ mod tests {
         // A port no one listens on: the host answers ICMP port unreachable
         // (on loopback, at once and without rate limit).
         let closed = loopback().local_addr().unwrap();
-        let pinger = Pinger {
-            peer: closed,
-            every: Duration::from_millis(20),
-            next: Some(Instant::ZERO),
-            due: false,
-            heard: Vec::new(),
-            timeouts: 0,
-            unreachable: Vec::new(),
-        };
-        let mut driver = Driver::new(loopback(), pinger).unwrap();
+        let mut driver = Driver::new(
+            loopback(),
+            Pinger::pinging(closed, Duration::from_millis(20)),
+        )
+        .unwrap();
         let stop = driver
             .run_until(driver.now() + Duration::from_millis(200), |_, _| {
                 ControlFlow::Continue(())
@@ -630,16 +644,7 @@ mod tests {
         let closed = loopback().local_addr().unwrap();
         let live = loopback();
         live.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-        let pinger = Pinger {
-            peer: closed,
-            every: Duration::from_secs(60),
-            next: None,
-            due: true,
-            heard: Vec::new(),
-            timeouts: 0,
-            unreachable: Vec::new(),
-        };
-        let mut driver = Driver::new(loopback(), pinger).unwrap();
+        let mut driver = Driver::new(loopback(), Pinger::once(closed)).unwrap();
         driver.flush(driver.now());
         // The port unreachable is back (loopback) and pending on the socket.
         std::thread::sleep(Duration::from_millis(50));
@@ -659,16 +664,11 @@ mod tests {
     fn returns_at_the_deadline_without_spinning() {
         // Nobody answers: the node's timer fires every 50 ms for 300 ms.
         let silent = loopback();
-        let pinger = Pinger {
-            peer: silent.local_addr().unwrap(),
-            every: Duration::from_millis(50),
-            next: Some(Instant::ZERO),
-            due: false,
-            heard: Vec::new(),
-            timeouts: 0,
-            unreachable: Vec::new(),
-        };
-        let mut driver = Driver::new(loopback(), pinger).unwrap();
+        let mut driver = Driver::new(
+            loopback(),
+            Pinger::pinging(silent.local_addr().unwrap(), Duration::from_millis(50)),
+        )
+        .unwrap();
         let start = std::time::Instant::now();
         let deadline = driver.now() + Duration::from_millis(300);
         let stop = driver
