@@ -648,6 +648,24 @@ impl Lab {
         self.sim.now().saturating_duration_since(killed)
     }
 
+    /// LNS1 came back: with traffic on, run until it has dropped its stale
+    /// sessions, then `settle` more; drain and check that all `N` stayed at
+    /// LNS2 and no upstream was lost.
+    #[track_caller]
+    fn run_until_lns1_fenced(&mut self, settle: Duration) {
+        self.set_traffic(true);
+        self.run_until(
+            Duration::from_secs(5),
+            "LNS1 drops its stale sessions",
+            |l| l.up_at(0) == 0,
+        );
+        self.run_for(settle);
+        self.drain();
+        let report = self.check(N);
+        assert_eq!(self.up_at(1), N);
+        assert_eq!(report.up_lost, 0, "lost after LNS1 came back: {report:?}");
+    }
+
     /// Let the traffic run on for 300 ms, drain it and check the `n`
     /// subscribers.
     #[track_caller]
@@ -920,17 +938,7 @@ fn a_dead_primary_s_sessions_are_recovered_at_its_peer_and_fenced_when_it_return
     // subscribers hear nothing) and everything stays at LNS2.
     let seen_before = lab.core.borrow().up_seen.len();
     lab.revive_lns1();
-    lab.set_traffic(true);
-    lab.run_until(
-        Duration::from_secs(5),
-        "LNS1 drops its stale sessions",
-        |l| l.up_at(0) == 0,
-    );
-    lab.run_for(Duration::from_millis(500));
-    lab.drain();
-    let report = lab.check(N);
-    assert_eq!(lab.up_at(1), N);
-    assert_eq!(report.up_lost, 0, "lost after LNS1 came back: {report:?}");
+    lab.run_until_lns1_fenced(Duration::from_millis(500));
     let causes: Vec<_> = lab
         .lns_events(0)
         .into_iter()
@@ -1008,17 +1016,7 @@ fn a_killed_primary_is_found_from_its_host_s_port_unreachable_well_before_the_de
     // The lnsd comes back with its state (as after a partition): fenced
     // silently, the sessions stay at LNS2.
     lab.sim.revive(LNS1);
-    lab.set_traffic(true);
-    lab.run_until(
-        Duration::from_secs(5),
-        "LNS1 drops its stale sessions",
-        |l| l.up_at(0) == 0,
-    );
-    lab.run_for(Duration::from_millis(300));
-    lab.drain();
-    let report = lab.check(N);
-    assert_eq!(lab.up_at(1), N);
-    assert_eq!(report.up_lost, 0, "lost after LNS1 came back: {report:?}");
+    lab.run_until_lns1_fenced(Duration::from_millis(300));
 }
 
 #[test]
