@@ -1,6 +1,7 @@
-//! The driver's socket options that std does not offer: its receive buffer,
-//! and the ICMP errors for the datagrams it sent, read from the socket's
-//! error queue (`IP_RECVERR`, ip(7)).
+//! The driver's socket options that std does not offer: its receive buffer
+//! (through rustix), and the ICMP errors for the datagrams it sent, read
+//! from the socket's error queue (`IP_RECVERR`, ip(7); through libc, as
+//! rustix wraps neither the option nor the error's control message).
 //!
 //! Why: a peer whose process died while its host stays up (`kill -9` of an
 //! LNS) has its host answer every datagram to the dead port with ICMP port
@@ -14,6 +15,8 @@ use std::io;
 use std::mem::{size_of, zeroed};
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::os::fd::AsRawFd;
+
+use rustix::net::sockopt;
 
 /// ICMP type Destination Unreachable (RFC 792).
 const ICMP_DEST_UNREACH: u8 = 3;
@@ -63,40 +66,12 @@ pub(super) fn enable_icmp_errors(socket: &UdpSocket) -> io::Result<()> {
 /// it), else `SO_RCVBUF`, which the kernel caps there. Returns what the
 /// socket has now (the kernel doubles what it is asked for, ip(7)).
 pub(super) fn set_receive_buffer(socket: &UdpSocket, bytes: usize) -> io::Result<usize> {
-    let size = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
-    for option in [libc::SO_RCVBUFFORCE, libc::SO_RCVBUF] {
-        // SAFETY: a valid socket descriptor, and a pointer to an int that
-        // lives across the call with its true length.
-        let r = unsafe {
-            libc::setsockopt(
-                socket.as_raw_fd(),
-                libc::SOL_SOCKET,
-                option,
-                (&size as *const libc::c_int).cast(),
-                size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        if r == 0 {
-            break;
-        }
+    // Without the capability the forced option fails; the plain one may
+    // still give some of it. Either way the socket says what it got.
+    if sockopt::set_socket_recv_buffer_size_force(socket, bytes).is_err() {
+        let _ = sockopt::set_socket_recv_buffer_size(socket, bytes);
     }
-    let mut now: libc::c_int = 0;
-    let mut len = size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: as above, with len the true length of now.
-    let r = unsafe {
-        libc::getsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUF,
-            (&mut now as *mut libc::c_int).cast(),
-            &mut len,
-        )
-    };
-    if r == 0 {
-        Ok(usize::try_from(now).unwrap_or(0))
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    Ok(sockopt::socket_recv_buffer_size(socket)?)
 }
 
 /// Takes the next entry off `socket`'s error queue, `None` when it is empty.
