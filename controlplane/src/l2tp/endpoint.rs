@@ -800,9 +800,10 @@ impl Endpoint {
         }
         // A quote cut off after the header still names the tunnel and Ns.
         let quoted = Packet::new_unchecked(refused);
-        let control = (quoted.check_header_len().is_ok() && quoted.is_control())
-            .then(|| Some(quoted.tunnel_id()).zip(quoted.ns()))
-            .flatten();
+        let control = match quoted.check_header_len() {
+            Ok(_) if quoted.is_control() => quoted.ns().map(|ns| (quoted.tunnel_id(), ns)),
+            _ => None,
+        };
         let hit: Vec<TunnelHandle> = self
             .tunnels
             .iter()
