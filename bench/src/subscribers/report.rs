@@ -114,7 +114,7 @@ impl DirectionReport {
         if duration_s > 0.0 {
             r.throughput_pps = r.received as f64 / duration_s;
         }
-        r.latency_us = Percentiles::of(&receiver.latency_us, 1.0);
+        r.latency_us = Percentiles::of(&receiver.latency_us(), 1.0);
         if receiver.event_ns != 0 {
             r.latency_before_event_us =
                 Some(Percentiles::of(&receiver.latency_before_event_us, 1.0));

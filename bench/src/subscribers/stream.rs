@@ -177,15 +177,14 @@ pub fn latency_histogram() -> Result<Histogram<u64>, hdrhistogram::CreationError
     Histogram::new_with_bounds(1, 60_000_000, 3)
 }
 
-/// One direction's receiver: per-stream state plus the latency histogram.
+/// One direction's receiver: per-stream state plus the latency histograms.
 #[derive(Debug, Clone)]
 pub struct Receiver {
     /// Indexed by subscriber.
     pub streams: Vec<StreamState>,
-    /// One-way latency, µs.
-    pub latency_us: Histogram<u64>,
-    /// The same, of the packets sent before the event (all of them while
-    /// there is none): the baseline.
+    /// One-way latency, µs, of the packets sent before the event (all of
+    /// them while there is none): the baseline. [`Receiver::latency_us`]
+    /// is all of them.
     pub latency_before_event_us: Histogram<u64>,
     /// The same, of the packets sent at or after the event. A packet the
     /// event held (a LAC's ring during a move) shows here as the hold's
@@ -204,7 +203,6 @@ impl Receiver {
     pub fn new(subscribers: usize) -> Result<Self, hdrhistogram::CreationError> {
         Ok(Receiver {
             streams: vec![StreamState::default(); subscribers],
-            latency_us: latency_histogram()?,
             latency_before_event_us: latency_histogram()?,
             latency_after_event_us: latency_histogram()?,
             foreign: 0,
@@ -242,7 +240,6 @@ impl Receiver {
         stream.receive(probe.sequence, now_ns);
         if stream.duplicated == duplicated {
             let us = (now_ns.saturating_sub(probe.sent_ns) / 1000).max(1);
-            self.latency_us.saturating_record(us);
             if self.event_ns != 0 && probe.sent_ns >= self.event_ns {
                 stream.received_after_event += 1;
                 self.latency_after_event_us.saturating_record(us);
@@ -250,6 +247,15 @@ impl Receiver {
                 self.latency_before_event_us.saturating_record(us);
             }
         }
+    }
+
+    /// One-way latency of every packet, µs: before and after the event
+    /// together.
+    pub fn latency_us(&self) -> Histogram<u64> {
+        let mut all = self.latency_before_event_us.clone();
+        // Both have the bounds of latency_histogram: adding cannot fail.
+        let _ = all.add(&self.latency_after_event_us);
+        all
     }
 
     /// Distinct packets received over all streams.
@@ -468,7 +474,7 @@ mod tests {
             .emit(&mut buf);
             r.receive(&buf, received * 1000);
         }
-        assert_eq!(r.latency_us.len(), 5);
+        assert_eq!(r.latency_us().len(), 5);
         assert_eq!(r.latency_before_event_us.len(), 3);
         assert_eq!(r.latency_before_event_us.max(), 100);
         assert_eq!(r.latency_after_event_us.len(), 2);
@@ -501,7 +507,7 @@ mod tests {
         assert_eq!(r.received(), 3);
         assert_eq!(r.streams[0].duplicated, 1);
         assert_eq!(r.foreign, 2);
-        assert_eq!(r.latency_us.len(), 3);
-        assert_eq!(r.latency_us.value_at_quantile(0.5), 250);
+        assert_eq!(r.latency_us().len(), 3);
+        assert_eq!(r.latency_us().value_at_quantile(0.5), 250);
     }
 }
