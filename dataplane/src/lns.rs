@@ -6,6 +6,8 @@
 //! IPv4/Ethernet prepended in the headroom toward the session's LAC.
 //! PPP control frames go to the control plane.
 
+use core::ops::ControlFlow::{self, Break};
+
 use crate::counters::{DropReason, PathKind};
 use crate::io::Descriptor;
 use crate::path::{
@@ -32,35 +34,21 @@ impl Datapath {
         d: &mut Descriptor,
         data: L2tpData,
     ) -> Verdict {
-        let Some(ppp_bytes) = frame.get(data.ppp.clone()) else {
-            return Verdict::Drop(DropReason::MalformedPpp);
+        // IPv4 without options in the form every LAC sends by default
+        // (FF 03 00 21), at fixed offsets; anything else through the codecs.
+        let plain = frame
+            .get(data.ppp.clone())
+            .and_then(|b| b.first_chunk::<{ IPV4_UNCOMPRESSED.len() + ipv4::HEADER_LEN }>())
+            .filter(|h| h[..IPV4_UNCOMPRESSED.len()] == IPV4_UNCOMPRESSED)
+            .and_then(|h| {
+                let (_, header) = h.split_last_chunk::<{ ipv4::HEADER_LEN }>()?;
+                let start = data.ppp.start + IPV4_UNCOMPRESSED.len();
+                Ipv4Info::plain(header, start, data.ppp.end - start)
+            });
+        let ip = match plain {
+            Some(ip) => ip,
+            None => decide!(upstream_ipv4(frame, d, &data)),
         };
-        // IPv4 in the form every LAC sends by default (FF 03 00 21) at a
-        // fixed offset; compressed fields and other protocols via the codec.
-        let header = match ppp_bytes.first_chunk::<4>() {
-            Some(&IPV4_UNCOMPRESSED) => (ppp::Protocol::Ipv4, 4),
-            _ => match ppp::Packet::new_checked(ppp_bytes) {
-                Ok(p) => (p.protocol(), p.header_len()),
-                Err(_) => return Verdict::Drop(DropReason::MalformedPpp),
-            },
-        };
-        match header.0 {
-            ppp::Protocol::Ipv4 => {}
-            ppp::Protocol::Ipv6 => return Verdict::Drop(DropReason::Ipv6NotForwarded),
-            // LCP, authentication, NCPs, and unknown protocols (which LCP
-            // answers with Protocol-Reject, RFC 1661 §5.7).
-            _ => {
-                narrow(d, data.ppp);
-                return Verdict::Punt(PuntReason::LnsPpp(data.key));
-            }
-        }
-        let ip_start = data.ppp.start + header.1;
-        let ip = decide!(Ipv4Info::parse(
-            frame,
-            ip_start,
-            data.ppp.end,
-            DropReason::MalformedInnerIpv4
-        ));
         let Some(session) = self.tables.session(data.session) else {
             return Verdict::Drop(DropReason::UnknownSession);
         };
@@ -225,6 +213,40 @@ impl Datapath {
         self.counters.arp_replies += 1;
         Verdict::Forward(in_port)
     }
+}
+
+/// The IPv4 packet in the PPP frame of an upstream data message of any
+/// other form (compressed fields, options); other protocols are punted or
+/// dropped.
+#[inline(never)]
+fn upstream_ipv4(
+    frame: &[u8],
+    d: &mut Descriptor,
+    data: &L2tpData,
+) -> ControlFlow<Verdict, Ipv4Info> {
+    let Some(ppp_bytes) = frame.get(data.ppp.clone()) else {
+        return Break(Verdict::Drop(DropReason::MalformedPpp));
+    };
+    let (protocol, header_len) = match ppp::Packet::new_checked(ppp_bytes) {
+        Ok(p) => (p.protocol(), p.header_len()),
+        Err(_) => return Break(Verdict::Drop(DropReason::MalformedPpp)),
+    };
+    match protocol {
+        ppp::Protocol::Ipv4 => {}
+        ppp::Protocol::Ipv6 => return Break(Verdict::Drop(DropReason::Ipv6NotForwarded)),
+        // LCP, authentication, NCPs, and unknown protocols (which LCP
+        // answers with Protocol-Reject, RFC 1661 §5.7).
+        _ => {
+            narrow(d, data.ppp.clone());
+            return Break(Verdict::Punt(PuntReason::LnsPpp(data.key)));
+        }
+    }
+    Ipv4Info::parse(
+        frame,
+        data.ppp.start + header_len,
+        data.ppp.end,
+        DropReason::MalformedInnerIpv4,
+    )
 }
 
 /// Rewrite a packet that is forwarded: clamp the MSS of a TCP SYN to what

@@ -234,6 +234,12 @@ impl<P: Port> Worker<P> {
         &self.dp
     }
 
+    /// The packet processing state, writable (unit tests).
+    #[cfg(test)]
+    pub(crate) fn dp_mut_for_tests(&mut self) -> &mut Datapath {
+        &mut self.dp
+    }
+
     /// The tables.
     pub fn tables(&self) -> &Tables {
         &self.dp.tables
