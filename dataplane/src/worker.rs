@@ -33,6 +33,14 @@ use crate::update::{ChannelSizes, Channels, Event, Update, WorkerReport};
 /// The largest burst a worker takes from a port at once.
 pub const MAX_BURST: usize = 64;
 
+/// How many packets ahead of the one processed the burst prefetch asks
+/// for a map slot.
+const SLOT_AHEAD: usize = 8;
+
+/// How many packets ahead it asks for a session (found through a slot
+/// asked for `SLOT_AHEAD - SESSION_AHEAD` packets earlier).
+const SESSION_AHEAD: usize = 4;
+
 /// How a worker waits when there is nothing to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PollMode {
@@ -264,9 +272,12 @@ impl<P: Port> Worker<P> {
             let n = self.ports[port].receive(&mut self.rx[..self.burst]);
             received += n;
             if self.prefetch {
-                self.prefetch(port, n);
+                self.prefetch_start(port, n);
             }
             for i in 0..n {
+                if self.prefetch {
+                    self.prefetch_ahead(port, i, n);
+                }
                 let mut d = self.rx[i];
                 let verdict = self
                     .dp
@@ -294,21 +305,43 @@ impl<P: Port> Worker<P> {
     }
 
     /// Before a burst of `n` packets from `port` is processed: start
-    /// loading the map slots its sessions are found by, then (those slots
-    /// arrived meanwhile) the sessions themselves, so that with a table
-    /// far bigger than the cache the packets do not wait for memory one
-    /// after the other.
+    /// loading the map slots the first [`SLOT_AHEAD`] packets' sessions
+    /// are found by, and (those of the first [`SESSION_AHEAD`] having had
+    /// the longest to arrive) their sessions.
     #[inline]
-    fn prefetch(&mut self, port: usize, n: usize) {
-        let (rx, lookups) = (&self.rx[..n], &mut self.lookups[..n]);
-        let frames = &self.ports[port];
-        for (d, lookup) in rx.iter().zip(lookups.iter_mut()) {
-            *lookup = self.dp.lookup_of(frames.frame(d.frame), d);
-            self.dp.tables.prefetch_lookup(*lookup);
+    fn prefetch_start(&mut self, port: usize, n: usize) {
+        for i in 0..n.min(SLOT_AHEAD) {
+            self.prefetch_slot(port, i);
         }
-        for lookup in lookups.iter() {
-            self.dp.tables.prefetch_session(*lookup);
+        for i in 0..n.min(SESSION_AHEAD) {
+            self.dp.tables.prefetch_session(self.lookups[i]);
         }
+    }
+
+    /// While packet `i` of a burst of `n` is processed: start loading
+    /// the map slot of packet `i + SLOT_AHEAD`, and the session of packet
+    /// `i + SESSION_AHEAD`, whose slot was asked for some packets ago.
+    /// Software pipelining (as VPP's graph nodes do): with a table far
+    /// bigger than the cache the packets do not wait for memory one after
+    /// the other, and each load has a packet's worth of work to hide in.
+    #[inline]
+    fn prefetch_ahead(&mut self, port: usize, i: usize, n: usize) {
+        if i + SLOT_AHEAD < n {
+            self.prefetch_slot(port, i + SLOT_AHEAD);
+        }
+        if i + SESSION_AHEAD < n {
+            self.dp
+                .tables
+                .prefetch_session(self.lookups[i + SESSION_AHEAD]);
+        }
+    }
+
+    #[inline]
+    fn prefetch_slot(&mut self, port: usize, i: usize) {
+        let d = &self.rx[i];
+        let lookup = self.dp.lookup_of(self.ports[port].frame(d.frame), d);
+        self.lookups[i] = lookup;
+        self.dp.tables.prefetch_lookup(lookup);
     }
 
     /// Poll until `stop` is set, pinned and waiting as configured.
