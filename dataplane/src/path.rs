@@ -99,11 +99,9 @@ impl Ipv4Info {
         let Some(header) = bytes.first_chunk::<{ ipv4::HEADER_LEN }>() else {
             return Break(Verdict::Drop(malformed));
         };
-        if header[0] != 0x45 {
-            return Ipv4Info::parse_with_options(bytes, start, malformed);
-        }
         match Ipv4Info::plain(header, start, bytes.len()) {
             Some(ip) => Continue(ip),
+            None if header[0] != 0x45 => Ipv4Info::parse_with_options(bytes, start, malformed),
             None => Break(Verdict::Drop(plain_error(header, bytes.len(), malformed))),
         }
     }
@@ -438,10 +436,9 @@ impl Datapath {
         let h = frame.get(start..ip.end)?.first_chunk::<END>()?;
         let be16 = |at: usize| u16::from_be_bytes([h[at], h[at + 1]]);
         let (src_port, dst_port, udp_len) = (be16(UDP), be16(UDP + 2), usize::from(be16(UDP + 4)));
-        // RFC 2661 §8.1: one end of every L2TP datagram is 1701.
-        if (src_port != l2tp::UDP_PORT && dst_port != l2tp::UDP_PORT)
+        if !is_l2tp_datagram(src_port, dst_port)
             || udp_len < END - UDP
-            || udp_len > ip.end - ip.start - ipv4::HEADER_LEN
+            || udp_len > ip.total_len() - ipv4::HEADER_LEN
             || be16(L2TP) != L2tpHeader::PLAIN_DATA
         {
             return None;
@@ -506,10 +503,9 @@ impl Datapath {
             return Break(Verdict::Drop(DropReason::UdpChecksum));
         }
         let (src_port, dst_port) = (datagram.src_port(), datagram.dst_port());
-        // RFC 2661 §8.1: the initiator sends to 1701 and the responder
-        // answers from it, so one end of every L2TP datagram is 1701; other
-        // UDP to our addresses (RADIUS, say) belongs to the control plane.
-        if dst_port != l2tp::UDP_PORT && src_port != l2tp::UDP_PORT {
+        // Other UDP to our addresses (RADIUS, say) belongs to the control
+        // plane.
+        if !is_l2tp_datagram(src_port, dst_port) {
             return Break(Verdict::Punt(PuntReason::Local));
         }
         let l2tp_start = udp_start + udp::HEADER_LEN;
@@ -829,12 +825,20 @@ fn alias_ingress(
     })
 }
 
+/// Whether a UDP datagram between these ports is L2TP: RFC 2661 §8.1, the
+/// initiator sends to 1701 and the responder answers from it, so one end of
+/// every L2TP datagram is 1701.
+#[inline(always)]
+fn is_l2tp_datagram(src_port: u16, dst_port: u16) -> bool {
+    src_port == l2tp::UDP_PORT || dst_port == l2tp::UDP_PORT
+}
+
 /// The session of the L2TP data message in the UDP datagram starting
 /// with `u`, if it is one in the common form.
 #[inline]
 fn l2tp_lookup(u: &[u8; udp::HEADER_LEN + 10]) -> Option<SessionKey> {
     let be16 = |at: usize| u16::from_be_bytes([u[at], u[at + 1]]);
-    if be16(0) != l2tp::UDP_PORT && be16(2) != l2tp::UDP_PORT {
+    if !is_l2tp_datagram(be16(0), be16(2)) {
         return None;
     }
     // RFC 2661 §3.1: the ids follow the flags, after Length when L is
