@@ -5,8 +5,10 @@
 //! `handle_timeout`, datagrams out from `poll_transmit`, and events from
 //! `poll_event` handed to a callback that may act on the node (open a session,
 //! close a tunnel) or stop the run. One thread, no busy loop: between inputs
-//! it blocks in `recv_from` with a read timeout that ends at the node's next
-//! deadline or the caller's.
+//! it waits in `poll(2)` for the socket, until the node's next deadline or
+//! the caller's, to the microsecond. (A socket read timeout, `SO_RCVTIMEO`,
+//! counts in scheduler ticks: at `HZ=250` a 1 ms slice or a 50 µs nap
+//! became anything up to 4 ms.)
 //!
 //! It also draws the seed of the node's RNG from the operating system
 //! ([`os_seed`], [`os_rng`]), the one random source nothing below it may
@@ -44,6 +46,7 @@ use std::time::Duration;
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_core::RngCore;
+use rustix::event::{PollFd, PollFlags, Timespec};
 
 use crate::l2tp::{Endpoint, Event};
 pub use crate::node::Node;
@@ -71,11 +74,44 @@ const MAX_QUOTED: usize = 64;
 /// the next failed read (each entry fails one).
 const MAX_QUEUED_ERRORS: usize = 64;
 
-/// The shortest wait the driver asks of the socket. A read timeout of zero
-/// means "block forever" to the OS, so a deadline that is due now still waits
-/// this long; it also keeps a node whose deadline does not move after
-/// `handle_timeout` from spinning a core.
+/// How long the driver waits when the node's deadline is due and still due
+/// after `handle_timeout` (a deadline that does not move): a pause instead
+/// of a spinning core. The caller's deadline, when sooner, still wins.
 const MIN_WAIT: Duration = Duration::from_millis(1);
+
+/// How long a send waits for room in a full socket buffer at most.
+const SEND_WAIT: Duration = Duration::from_millis(10);
+
+/// Sends `datagram` to `remote`. The socket does not block, so a full send
+/// buffer (a burst bigger than the kernel keeps, rare for control traffic)
+/// is waited out here, briefly, as a blocking send would; still full after
+/// that, the datagram is refused like any other and the node's
+/// retransmission deals with it.
+fn send_to(socket: &UdpSocket, datagram: &[u8], remote: SocketAddr) -> io::Result<usize> {
+    match socket.send_to(datagram, remote) {
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+            poll_socket(socket, PollFlags::OUT, SEND_WAIT)?;
+            socket.send_to(datagram, remote)
+        }
+        sent => sent,
+    }
+}
+
+/// Waits up to `wait` (to the microsecond: `poll(2)`'s timeout is a
+/// high-resolution timer) until `socket` is ready for `events` or has an
+/// error to report; whether it is.
+fn poll_socket(socket: &UdpSocket, events: PollFlags, wait: Duration) -> io::Result<bool> {
+    let timeout = Timespec::try_from(wait).unwrap_or(Timespec {
+        tv_sec: i64::MAX,
+        tv_nsec: 0,
+    });
+    let mut fds = [PollFd::new(socket, events)];
+    match rustix::event::poll(&mut fds, Some(&timeout)) {
+        Ok(ready) => Ok(ready > 0),
+        Err(rustix::io::Errno::INTR) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
 
 /// Why [`Driver::run_until`] returned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -210,7 +246,11 @@ impl<N: Node> Driver<N> {
     /// As [`Driver::new`], with a clock the caller already used (to build the
     /// node with the same notion of time).
     pub fn with_clock(socket: UdpSocket, node: N, clock: Clock) -> io::Result<Self> {
-        socket.set_nonblocking(false)?;
+        // Reads never block: the driver waits in poll(2) and then reads
+        // what is there (a datagram poll announced may still be dropped,
+        // for a bad checksum, when it is read). Sends wait for room in
+        // `send`.
+        socket.set_nonblocking(true)?;
         match sockopt::set_receive_buffer(&socket, RECEIVE_BUFFER) {
             Ok(got) if got < RECEIVE_BUFFER => {
                 tracing::warn!(asked = RECEIVE_BUFFER, got, "small socket receive buffer");
@@ -258,7 +298,7 @@ impl<N: Node> Driver<N> {
     /// builds for its owner to send (an L2TP data message from
     /// [`Endpoint::send_data`]). Counted like the node's own.
     pub fn send(&mut self, remote: SocketAddr, datagram: &[u8]) -> io::Result<()> {
-        match self.socket.send_to(datagram, remote) {
+        match send_to(&self.socket, datagram, remote) {
             Ok(_) => {
                 self.stats.sent += 1;
                 Ok(())
@@ -311,51 +351,54 @@ impl<N: Node> Driver<N> {
             if now >= deadline {
                 return Ok(Stop::Deadline);
             }
-            let wake = self
-                .node
-                .poll_timeout()
-                .map_or(deadline, |t| t.min(deadline));
-            self.wait_for_datagram(wake.saturating_duration_since(now).max(MIN_WAIT))?;
+            let wait = match self.node.poll_timeout() {
+                Some(t) if t <= now => MIN_WAIT.min(deadline - now),
+                Some(t) => t.min(deadline) - now,
+                None => deadline - now,
+            };
+            self.wait_for_datagram(wait)?;
         }
     }
 
     /// Hands the node the datagrams already waiting on the socket, at most
     /// `max`, without blocking; returns how many. For an owner whose loop
     /// cannot spend a wait in [`Driver::run_until`] (it has other work in
-    /// flight) but must not go deaf to its peers meanwhile. The socket is
-    /// blocking again afterwards, as `run_until` expects.
+    /// flight) but must not go deaf to its peers meanwhile.
     pub fn receive_waiting(&mut self, max: usize) -> io::Result<usize> {
-        self.socket.set_nonblocking(true)?;
         let mut read = 0;
         let mut errors = 0;
-        let mut result = Ok(());
         while read < max && errors < max {
-            match self.socket.recv_from(&mut self.receive_buf) {
-                Ok((len, remote)) => {
-                    read += 1;
-                    self.stats.received += 1;
-                    let now = self.clock.now();
-                    let datagram = self.receive_buf.get(..len).unwrap_or_default();
-                    self.node.handle_datagram(now, remote, datagram);
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            match self.receive_one() {
+                Ok(true) => read += 1,
+                Ok(false) => break,
                 Err(e) => {
                     errors += 1;
-                    if let Err(e) = self.receive_error(e) {
-                        result = Err(e);
-                        break;
-                    }
+                    self.receive_error(e)?;
                 }
             }
         }
-        self.socket.set_nonblocking(false)?;
-        result.map(|()| read)
+        Ok(read)
+    }
+
+    /// Reads one datagram, if one is there, and hands it to the node.
+    fn receive_one(&mut self) -> io::Result<bool> {
+        match self.socket.recv_from(&mut self.receive_buf) {
+            Ok((len, remote)) => {
+                self.stats.received += 1;
+                let now = self.clock.now();
+                let datagram = self.receive_buf.get(..len).unwrap_or_default();
+                self.node.handle_datagram(now, remote, datagram);
+                Ok(true)
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     /// Sends everything the node has queued.
     fn flush(&mut self, now: Instant) {
         while let Some(remote) = self.node.poll_transmit(now, &mut self.transmit_buf) {
-            let mut sent = self.socket.send_to(&self.transmit_buf, remote);
+            let mut sent = send_to(&self.socket, &self.transmit_buf, remote);
             if sent.as_ref().is_err_and(is_icmp_error) {
                 // With IP_RECVERR an ICMP error about an earlier datagram,
                 // to whatever peer, fails the next send (the kernel hands
@@ -364,7 +407,7 @@ impl<N: Node> Driver<N> {
                 if let Err(e) = self.read_error_queue() {
                     tracing::warn!(error = %e, "socket error queue unreadable");
                 }
-                sent = self.socket.send_to(&self.transmit_buf, remote);
+                sent = send_to(&self.socket, &self.transmit_buf, remote);
             }
             match sent {
                 Ok(_) => self.stats.sent += 1,
@@ -376,18 +419,15 @@ impl<N: Node> Driver<N> {
         }
     }
 
-    /// Blocks up to `wait` for one datagram and hands it to the node.
+    /// Waits up to `wait` for a datagram (or an error report) and hands it
+    /// to the node.
     fn wait_for_datagram(&mut self, wait: Duration) -> io::Result<()> {
         self.stats.waits += 1;
-        self.socket.set_read_timeout(Some(wait))?;
-        match self.socket.recv_from(&mut self.receive_buf) {
-            Ok((len, remote)) => {
-                self.stats.received += 1;
-                let now = self.clock.now();
-                let datagram = self.receive_buf.get(..len).unwrap_or_default();
-                self.node.handle_datagram(now, remote, datagram);
-                Ok(())
-            }
+        if !poll_socket(&self.socket, PollFlags::IN, wait)? {
+            return Ok(());
+        }
+        match self.receive_one() {
+            Ok(_) => Ok(()),
             Err(e) => self.receive_error(e),
         }
     }
