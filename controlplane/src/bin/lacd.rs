@@ -48,24 +48,6 @@ use tracing::{error, info, warn};
 use common::ops::{self, Logging, Operator, Signals};
 use common::{BoxError, L2tpNode};
 
-/// With a fast path, the driver runs in slices this short so punted frames
-/// are served promptly (the plan's ≤ 2 ms).
-const FASTPATH_SLICE: Duration = Duration::from_millis(1);
-/// While the fast path has work under way (punts just handled, answered
-/// calls or moves waiting for the workers' barrier, control messages just
-/// read), the loop comes back at once instead of waiting out a slice on
-/// the L2TP socket: each exchange of a recovery (ICRP in, program,
-/// barrier, ICCN out) cost a slice or two, and with the LNS's receive
-/// window of 16 (RFC 2661 §5.8) a failure switchover of 500 calls is some
-/// 60 such rounds. The socket is still read then, without waiting
-/// ([`Driver::receive_waiting`]): the steering program passes L2TP control messages
-/// to the kernel, and a loop that skipped it would go deaf to the LNSs
-/// (their dead interval). Waiting only for the workers, the loop naps this
-/// long between looks.
-const WORKER_NAP: Duration = Duration::from_micros(50);
-/// Control messages read per look in a hurry at most (then the loop turns,
-/// so the node's answers and the workers are not kept waiting).
-const CONTROL_BURST: usize = 256;
 /// Our Receive Window Size (RFC 2661 §4.4.3): an LNS answers a recovery's
 /// ICRQs with ICRPs back to back, and with the RFC's 16 the later ones
 /// wait for our acknowledgements. Not much more: a window's worth may
@@ -1039,7 +1021,7 @@ fn run(args: &Args, config: LacConfig, logging: Logging) -> Result<(), BoxError>
     };
 
     let slice = if daemon.fastpath.is_some() || daemon.access.is_some() {
-        FASTPATH_SLICE
+        ops::FASTPATH_SLICE
     } else {
         ops::SLICE
     };
@@ -1047,8 +1029,7 @@ fn run(args: &Args, config: LacConfig, logging: Logging) -> Result<(), BoxError>
         .duration
         .map(|s| daemon.driver.now() + Duration::from_secs(s));
     let mut next_report = daemon.driver.now();
-    // The fast path has work under way: no slice (WORKER_NAP).
-    let mut hurry = false;
+    let mut pace = ops::Pace::Idle;
     loop {
         if signals.terminate_requested() {
             info!("asked to stop");
@@ -1062,11 +1043,11 @@ fn run(args: &Args, config: LacConfig, logging: Logging) -> Result<(), BoxError>
             daemon.reload(args);
         }
         let mut received = 0;
-        if hurry {
-            received = daemon.driver.receive_waiting(CONTROL_BURST)?;
+        if pace == ops::Pace::Busy {
+            received = daemon.driver.receive_waiting(ops::CONTROL_BURST)?;
         }
         let now = daemon.driver.now();
-        let until = if hurry { now } else { now + slice };
+        let until = now + pace.wait(slice);
         let deadline = end.map_or(until, |e| e.min(until));
         let Daemon {
             driver,
@@ -1094,13 +1075,10 @@ fn run(args: &Args, config: LacConfig, logging: Logging) -> Result<(), BoxError>
             .fastpath
             .as_ref()
             .is_some_and(|fp| fp.waiting_for_workers());
-        hurry = punts > 0 || waiting || received > 0;
-        if waiting && punts == 0 && received == 0 {
-            std::thread::sleep(WORKER_NAP);
-        }
+        pace = ops::Pace::after(punts > 0 || received > 0, waiting);
         control.poll(|request| daemon.handle(request));
         daemon.control_requests = control.stats().requests;
-        if !hurry {
+        if pace == ops::Pace::Idle {
             // Once the burst is served: the scan is over every tunnel.
             daemon.refresh_metrics();
         }

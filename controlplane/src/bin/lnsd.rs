@@ -52,23 +52,6 @@ use common::load::MachineLoad;
 use common::ops::{self, Logging, Operator, Signals};
 use common::BoxError;
 
-/// With a fast path, the driver runs in slices this short so punted PPP
-/// frames are served promptly (the plan's ≤ 2 ms).
-const FASTPATH_SLICE: Duration = Duration::from_millis(1);
-/// While the fast path has work under way (punts just handled, calls
-/// waiting for the workers' barrier, control messages just read), the loop
-/// comes back at once instead of waiting out a slice on the L2TP socket,
-/// and reads the socket without waiting ([`Driver::receive_waiting`]). Punted frames
-/// then go to the node in small batches: a slice's worth (some 40 frames of
-/// a burst of sessions coming up) took the loop a millisecond or more, all
-/// that time an LSORQ or LSORS from a peer LNS waited on the socket, and
-/// the LSORQs of sessions that came up early in the batch waited for its
-/// end (the offload lag, docs/ha-protocol.md §5.3). Waiting only for the
-/// workers, the loop naps this long between looks.
-const WORKER_NAP: Duration = Duration::from_micros(50);
-/// Control messages read per look in a hurry at most (then the loop turns,
-/// so the punts and the workers are not kept waiting).
-const CONTROL_BURST: usize = 256;
 /// How often the fast path's counters are asked for (and the metrics
 /// refreshed from them; `show stats` asks afresh).
 const REPORT_EVERY: Duration = Duration::from_secs(1);
@@ -1223,7 +1206,7 @@ fn serve(
     signals: &Signals,
 ) -> Result<(), BoxError> {
     let slice = if daemon.fastpath.is_some() {
-        FASTPATH_SLICE
+        ops::FASTPATH_SLICE
     } else {
         ops::SLICE
     };
@@ -1233,8 +1216,7 @@ fn serve(
     let mut next_report = daemon.driver.now();
     let mut next_metrics = daemon.driver.now();
     let mut next_load = daemon.driver.now();
-    // The fast path has work under way: no slice (WORKER_NAP).
-    let mut hurry = false;
+    let mut pace = ops::Pace::Idle;
     loop {
         if signals.terminate_requested() {
             info!("asked to stop");
@@ -1250,14 +1232,14 @@ fn serve(
         // Event-Timestamp in accounting follows the wall clock; tell the
         // RADIUS client where it is now and then.
         let mut received = 0;
-        if hurry {
-            received = daemon.driver.receive_waiting(CONTROL_BURST)?;
+        if pace == ops::Pace::Busy {
+            received = daemon.driver.receive_waiting(ops::CONTROL_BURST)?;
         }
         let now = daemon.driver.now();
         if let Ok(wall) = SystemTime::now().duration_since(UNIX_EPOCH) {
             daemon.driver.node_mut().set_wall_clock(now, wall);
         }
-        let until = if hurry { now } else { now + slice };
+        let until = now + pace.wait(slice);
         let deadline = end.map_or(until, |e| e.min(until));
         let Daemon {
             driver,
@@ -1270,18 +1252,14 @@ fn serve(
             on_node_event(fastpath, book, metrics, now, &event);
             ControlFlow::Continue(())
         })?;
-        hurry = false;
+        pace = ops::Pace::Idle;
         if let Some(fp) = fastpath.as_mut() {
             let now = driver.now();
             let punts = fp.service(driver.node_mut(), now);
             // Events the glue leaves to its owner: refused updates (the
             // fast path logs them) and barriers lnsd does not use.
             while fp.poll_event().is_some() {}
-            let waiting = fp.waiting_for_workers();
-            hurry = punts > 0 || waiting || received > 0;
-            if waiting && punts == 0 && received == 0 {
-                std::thread::sleep(WORKER_NAP);
-            }
+            pace = ops::Pace::after(punts > 0 || received > 0, fp.waiting_for_workers());
             // What the punted frames produced goes out now, not after the
             // operator's requests and the periodic work below: sessions
             // that came up send their LSORQs to the peers (the offload lag

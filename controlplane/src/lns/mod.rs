@@ -1123,17 +1123,21 @@ impl Node {
     /// The next datagram to send: PPP in L2TP data messages, L2TP control
     /// messages, RADIUS requests.
     pub fn poll_transmit(&mut self, now: Instant) -> Option<(SocketAddr, Vec<u8>)> {
-        if let Some(t) = self.transmits.pop_front() {
-            return Some(t);
-        }
-        if let Some(t) = self.endpoint.poll_transmit(now) {
-            return Some((SocketAddr::V4(t.remote), t.payload));
-        }
+        // The LNS-LNS connection first: an LSORQ protects a change until
+        // the peer has it (the offload lag), and behind a burst of PPP
+        // answers and LAC messages it waited ~0.3 ms more in the lab. It is
+        // at most a window of small messages ahead of the rest.
         if let Some(t) = self
             .ha
             .as_mut()
             .and_then(|ha| ha.endpoint.poll_transmit(now))
         {
+            return Some((SocketAddr::V4(t.remote), t.payload));
+        }
+        if let Some(t) = self.transmits.pop_front() {
+            return Some(t);
+        }
+        if let Some(t) = self.endpoint.poll_transmit(now) {
             return Some((SocketAddr::V4(t.remote), t.payload));
         }
         let retired = self.retired.iter_mut().map(|r| &mut r.authenticator);

@@ -38,6 +38,61 @@ use super::BoxError;
 /// an operator's command waits at most this long.
 pub(crate) const SLICE: Duration = Duration::from_millis(50);
 
+/// With a fast path, the driver runs in slices this short: punted frames
+/// (PPP control, PPPoE discovery) wake nobody, so the loop looks for them
+/// at least this often (the plan's ≤ 2 ms).
+pub(crate) const FASTPATH_SLICE: Duration = Duration::from_millis(1);
+
+/// Waiting only for the workers' barrier echo, the loop waits on the L2TP
+/// socket this long at most before it looks at the workers again.
+pub(crate) const WORKER_NAP: Duration = Duration::from_micros(50);
+
+/// Control messages read per turn at most when [`Pace::Busy`] (then the
+/// loop turns, so punts, the node's answers and the workers are not kept
+/// waiting).
+pub(crate) const CONTROL_BURST: usize = 256;
+
+/// What a daemon's control loop left under way, which sets how long its
+/// next turn may wait on the L2TP socket.
+///
+/// A turn that handled punts or read control messages comes back at once
+/// (more may be queued) and reads the socket without waiting
+/// ([`Driver::receive_waiting`](controlplane::driver::Driver::receive_waiting)):
+/// each exchange of a recovery (ICRP in, program, barrier, ICCN out) cost a
+/// slice or two when the loop waited them out. One that only waits for the
+/// workers (an answered call, a move, whose fast-path entries must be in
+/// place first) waits on the socket for a [`WORKER_NAP`], so an LSORS, an
+/// ICRP or a Hello that arrives meanwhile wakes it at once; it used to
+/// sleep instead, deaf to the socket, and that sleep was most of the
+/// offload lag (docs/ha-protocol.md §5.3). Otherwise a whole slice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Pace {
+    Busy,
+    WaitingForWorkers,
+    Idle,
+}
+
+impl Pace {
+    pub(crate) fn after(busy: bool, waiting_for_workers: bool) -> Pace {
+        if busy {
+            Pace::Busy
+        } else if waiting_for_workers {
+            Pace::WaitingForWorkers
+        } else {
+            Pace::Idle
+        }
+    }
+
+    /// How long the next turn may wait on the socket.
+    pub(crate) fn wait(self, slice: Duration) -> Duration {
+        match self {
+            Pace::Busy => Duration::ZERO,
+            Pace::WaitingForWorkers => WORKER_NAP.min(slice),
+            Pace::Idle => slice,
+        }
+    }
+}
+
 /// The log filter, changeable at run time unless `RUST_LOG` set it.
 pub(crate) struct Logging {
     handle: reload::Handle<EnvFilter, Registry>,
