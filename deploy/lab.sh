@@ -43,7 +43,9 @@
 # SIGTERM and SIGKILL, default 5), L2LAB_FASTPATH (0: the daemons' configs
 # say [dataplane] enabled = false; default 1), L2LAB_START_WAIT (seconds `start` waits
 # for the control socket, default 10), L2LAB_EXAMPLES (where the config
-# templates are, default deploy/examples).
+# templates are, default deploy/examples), L2LAB_RT_PRIORITY (N: the
+# daemons' [control] realtime_priority, their control threads SCHED_RR at N;
+# default 0, ordinary threads).
 #
 # HA (issue 6; deploy/e2e/ha.sh sets both):
 #   L2LAB_HA=1      lnsd on lns1 and lns2 peer each other ([ha]: the other LNS
@@ -315,6 +317,9 @@ render_config() {
     fi
     if [[ ${L2LAB_HA:-0} == 1 ]]; then
         ha_section "$box" "$tmp"
+    fi
+    if [[ ${L2LAB_RT_PRIORITY:-0} != 0 ]]; then
+        sed -i -E "/^[[:space:]]*\\[control\\]/a realtime_priority = $L2LAB_RT_PRIORITY" "$tmp"
     fi
     chmod 600 "$tmp"
     mv -f "$tmp" "$out"

@@ -34,6 +34,9 @@
 #   --standby         every call on lns1, lns2 only its backup (lacd gives lns2
 #                     preference 1); default: calls shared between the two
 #   --setup-timeout S how long all the sessions may take to come up (default 240)
+#   --realtime-priority N  the daemons' control threads run SCHED_RR at N, as
+#                     an HA deployment runs them ([control] realtime_priority;
+#                     default 10); 0: ordinary threads
 #   --no-build        use the binaries as they are (default: cargo build --release first)
 #   --debug           the debug build instead of release
 #
@@ -68,6 +71,7 @@ MAX_GAP=""
 LAB_IS_OURS=0
 BOXES=(lns1 lns2 lac)
 BENCH_PID=""
+L2LAB_RT_PRIORITY=10
 
 say() { printf '\n==> %s\n' "$*"; }
 die() { printf 'ha: %s\n' "$*" >&2; exit 1; }
@@ -92,9 +96,10 @@ while [[ $# -gt 0 ]]; do
     --hello-ms) export L2LAB_HA_HELLO_MS=$2; shift 2 ;;
     --standby) export L2LAB_HA_STANDBY=1; shift ;;
     --dead-ms) export L2LAB_HA_DEAD_MS=$2; shift 2 ;;
+    --realtime-priority) L2LAB_RT_PRIORITY=$2; shift 2 ;;
     --no-build) BUILD=0; shift ;;
     --debug) PROFILE=debug; shift ;;
-    -h | --help) sed -n '2,48p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,51p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument $1 (see --help)" ;;
     esac
 done
@@ -104,6 +109,9 @@ done
 [[ $SUBSCRIBERS =~ ^[0-9]+$ && $SUBSCRIBERS -ge 1 && $SUBSCRIBERS -le 4096 ]] ||
     die "--subscribers: 1 to 4096 (the lab's users file has sub0..sub4095)"
 [[ $RATE =~ ^[0-9]+$ && $RATE -ge 1 ]] || die "--rate: packets per second, at least 1"
+[[ $L2LAB_RT_PRIORITY =~ ^[0-9]+$ && $L2LAB_RT_PRIORITY -le 99 ]] ||
+    die "--realtime-priority: 0 to 99"
+export L2LAB_RT_PRIORITY
 number --duration "$DURATION"
 number --event-at "$EVENT_AT"
 number --setup-timeout "$SETUP_TIMEOUT"

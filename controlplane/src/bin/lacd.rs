@@ -1020,6 +1020,7 @@ fn run(args: &Args, config: LacConfig, logging: Logging) -> Result<(), BoxError>
         config,
     };
 
+    ops::schedule_control_thread(daemon.config.control.realtime_priority);
     let slice = if daemon.fastpath.is_some() || daemon.access.is_some() {
         ops::FASTPATH_SLICE
     } else {

@@ -1205,6 +1205,7 @@ fn serve(
     args: &Args,
     signals: &Signals,
 ) -> Result<(), BoxError> {
+    ops::schedule_control_thread(daemon.config.control.realtime_priority);
     let slice = if daemon.fastpath.is_some() {
         ops::FASTPATH_SLICE
     } else {

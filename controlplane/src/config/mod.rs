@@ -278,7 +278,23 @@ impl From<PollMode> for dataplane::worker::PollMode {
     }
 }
 
-/// `[control]`: the daemon's local control socket, metrics and logs.
+/// The highest SCHED_RR priority Linux gives (sched_get_priority_max).
+const MAX_REALTIME_PRIORITY: u8 = 99;
+
+/// `[control]`: the daemon's local control socket, metrics and logs, and
+/// how the control thread is scheduled.
+///
+/// `realtime_priority` is for a box whose cores the control thread shares
+/// with other busy work. The thread sleeps between inputs, and each input
+/// (an LSORS, a Hello, an ICRP) wakes it; an ordinary thread then waits for
+/// a core behind whatever runs there, which on the lab's two shared cores
+/// was most of the offload lag's 99th percentile (2 ms against 0.6 ms with
+/// SCHED_RR). HA daemons commonly do this (corosync, keepalived's VRRP
+/// process). Only the control thread gets it, never the workers. Mind that
+/// a real-time thread that has work runs before every ordinary thread on
+/// its core: under a flood of punted control frames it takes its core (up
+/// to the kernel's real-time limit, 95% by default), so pin the workers
+/// elsewhere (`dataplane.cores`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Control {
@@ -290,6 +306,9 @@ pub struct Control {
     /// Log filter (`info`, `debug`, `controlplane::l2tp=trace,info`, the
     /// `RUST_LOG` syntax); `RUST_LOG` in the environment wins over it.
     pub log: Option<String>,
+    /// Real-time priority of the control thread (SCHED_RR, 1–99); 0 leaves
+    /// it an ordinary thread. See [`Control::realtime_priority`].
+    pub realtime_priority: u8,
 }
 
 impl Control {
@@ -298,12 +317,22 @@ impl Control {
             socket: PathBuf::from(socket),
             metrics: None,
             log: None,
+            realtime_priority: 0,
         }
     }
 
     pub(crate) fn validate(&self) -> Result<(), Invalid> {
         if self.socket.as_os_str().is_empty() {
             return Err(invalid("control.socket", "must name a path"));
+        }
+        if self.realtime_priority > MAX_REALTIME_PRIORITY {
+            return Err(invalid(
+                "control.realtime_priority",
+                format!(
+                    "{} is out of range: give 1 to {MAX_REALTIME_PRIORITY} (SCHED_RR), or 0 for none",
+                    self.realtime_priority
+                ),
+            ));
         }
         if let Some(log) = &self.log {
             tracing_subscriber::EnvFilter::try_new(log).map_err(|e| {

@@ -184,6 +184,18 @@ fn lns_semantic_errors_name_file_key_and_line() {
     );
     lns_error("[control]\nsocket = \"\"\n", "control.socket");
     lns_error("[control]\nlog = \"info,[[[\"\n", "control.log");
+    lns_error(
+        "[control]\nrealtime_priority = 100\n",
+        "control.realtime_priority",
+    );
+    lns_error(
+        "[control]\nrealtime_priority = 300\n",
+        "control.realtime_priority",
+    );
+    lns_error(
+        "[control]\nrealtime_priority = -1\n",
+        "control.realtime_priority",
+    );
     lns_error("users = \"\"\n", "users");
 }
 

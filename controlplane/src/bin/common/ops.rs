@@ -93,6 +93,32 @@ impl Pace {
     }
 }
 
+/// Makes the calling thread, the control loop's, a SCHED_RR thread of
+/// `priority` (`control.realtime_priority`, see
+/// [`Control`](controlplane::config::Control)); 0 leaves it as it is.
+/// Threads it starts later are ordinary ones (SCHED_RESET_ON_FORK); the
+/// workers exist already and keep their own scheduling. A refusal (no
+/// CAP_SYS_NICE, a cgroup without a real-time budget) is logged and the
+/// daemon runs on with an ordinary thread: slower to answer, not broken.
+pub(crate) fn schedule_control_thread(priority: u8) {
+    if priority == 0 {
+        return;
+    }
+    let param = libc::sched_param {
+        sched_priority: i32::from(priority),
+    };
+    // SAFETY: sched_setscheduler only reads `param`, which outlives the
+    // call; pid 0 is the calling thread.
+    let set =
+        unsafe { libc::sched_setscheduler(0, libc::SCHED_RR | libc::SCHED_RESET_ON_FORK, &param) };
+    if set == 0 {
+        info!(priority, "control thread runs SCHED_RR");
+    } else {
+        let error = std::io::Error::last_os_error();
+        tracing::warn!(priority, %error, "control thread stays an ordinary thread: real-time scheduling refused (control.realtime_priority)");
+    }
+}
+
 /// The log filter, changeable at run time unless `RUST_LOG` set it.
 pub(crate) struct Logging {
     handle: reload::Handle<EnvFilter, Registry>,
