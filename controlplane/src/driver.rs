@@ -79,6 +79,10 @@ const MAX_QUEUED_ERRORS: usize = 64;
 /// of a spinning core. The caller's deadline, when sooner, still wins.
 const MIN_WAIT: Duration = Duration::from_millis(1);
 
+/// How many times one send reads the error queue (each read takes up to
+/// [`MAX_QUEUED_ERRORS`]) and tries again at most.
+const MAX_ERROR_READS: usize = 16;
+
 /// How long a send waits for room in a full socket buffer at most.
 const SEND_WAIT: Duration = Duration::from_millis(10);
 
@@ -298,7 +302,37 @@ impl<N: Node> Driver<N> {
     /// builds for its owner to send (an L2TP data message from
     /// [`Endpoint::send_data`]). Counted like the node's own.
     pub fn send(&mut self, remote: SocketAddr, datagram: &[u8]) -> io::Result<()> {
-        match send_to(&self.socket, datagram, remote) {
+        self.send_counted(remote, datagram)
+    }
+
+    /// Sends `datagram` and counts it, sent or refused.
+    ///
+    /// With IP_RECVERR an ICMP error about an earlier datagram, to whatever
+    /// peer, fails the next send: the kernel hands the pending error to the
+    /// first call that looks, and keeps one pending while the error queue
+    /// holds more. So the queue is read (which tells the node) and the
+    /// datagram sent again, as long as reading finds errors. A dead LNS
+    /// whose host refuses each of the LAC's data messages leaves hundreds
+    /// there; with one read of 64 and one retry, the first message of the
+    /// recovery tunnel to the peer LNS was lost that way in the lab, and
+    /// the recovery with it.
+    fn send_counted(&mut self, remote: SocketAddr, datagram: &[u8]) -> io::Result<()> {
+        let mut sent = send_to(&self.socket, datagram, remote);
+        for _ in 0..MAX_ERROR_READS {
+            if !sent.as_ref().is_err_and(is_icmp_error) {
+                break;
+            }
+            match self.read_error_queue() {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "socket error queue unreadable");
+                    break;
+                }
+            }
+            sent = send_to(&self.socket, datagram, remote);
+        }
+        match sent {
             Ok(_) => {
                 self.stats.sent += 1;
                 Ok(())
@@ -397,26 +431,13 @@ impl<N: Node> Driver<N> {
 
     /// Sends everything the node has queued.
     fn flush(&mut self, now: Instant) {
-        while let Some(remote) = self.node.poll_transmit(now, &mut self.transmit_buf) {
-            let mut sent = send_to(&self.socket, &self.transmit_buf, remote);
-            if sent.as_ref().is_err_and(is_icmp_error) {
-                // With IP_RECVERR an ICMP error about an earlier datagram,
-                // to whatever peer, fails the next send (the kernel hands
-                // the pending error to the first call that looks): read the
-                // queue, which tells the node, and send this one again.
-                if let Err(e) = self.read_error_queue() {
-                    tracing::warn!(error = %e, "socket error queue unreadable");
-                }
-                sent = send_to(&self.socket, &self.transmit_buf, remote);
-            }
-            match sent {
-                Ok(_) => self.stats.sent += 1,
-                Err(e) => {
-                    self.stats.send_errors += 1;
-                    tracing::warn!(%remote, error = %e, "datagram not sent");
-                }
+        let mut buf = core::mem::take(&mut self.transmit_buf);
+        while let Some(remote) = self.node.poll_transmit(now, &mut buf) {
+            if let Err(e) = self.send_counted(remote, &buf) {
+                tracing::warn!(%remote, error = %e, "datagram not sent");
             }
         }
+        self.transmit_buf = buf;
     }
 
     /// Waits up to `wait` for a datagram (or an error report) and hands it
@@ -698,6 +719,42 @@ mod tests {
         assert_eq!(&buf[..n], b"ping");
         assert_eq!(driver.stats().send_errors, 0);
         assert_eq!(driver.node().unreachable, [(closed, b"ping".to_vec())]);
+    }
+
+    #[test]
+    fn many_pending_icmp_errors_do_not_cost_the_next_datagram_either() {
+        // A dead LNS's host refusing the LAC's data messages: far more
+        // errors queued than one read of the queue takes.
+        let closed = loopback().local_addr().unwrap();
+        let live = loopback();
+        live.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let mut driver = Driver::new(loopback(), Pinger::idle(closed)).unwrap();
+        let mut sent = 0;
+        for _ in 0..4 * MAX_QUEUED_ERRORS {
+            // Every other one fails with the error the one before provoked.
+            sent += usize::from(driver.socket.send_to(b"ping", closed).is_ok());
+        }
+        // The last one out provokes an error of its own, which stays
+        // pending on the socket, as a dead host's refusals do.
+        for _ in 0..4 {
+            if driver.socket.send_to(b"ping", closed).is_ok() {
+                sent += 1;
+                break;
+            }
+        }
+        assert!(sent > MAX_QUEUED_ERRORS, "{sent}");
+        std::thread::sleep(Duration::from_millis(50));
+        driver.node_mut().peer = live.local_addr().unwrap();
+        driver.node_mut().due = true;
+        driver.flush(driver.now());
+        let mut buf = [0u8; 16];
+        let (n, _) = live
+            .recv_from(&mut buf)
+            .expect("the datagram to the live peer went out");
+        assert_eq!(&buf[..n], b"ping");
+        assert_eq!(driver.stats().send_errors, 0);
+        let refused = driver.node().unreachable.len();
+        assert!(refused > MAX_QUEUED_ERRORS, "{refused} of {sent}");
     }
 
     #[test]
