@@ -23,7 +23,7 @@ use controlplane::aaa::pool::AddressPool;
 use controlplane::aaa::users::Users;
 use controlplane::aaa::Authenticator;
 use controlplane::ha::message::{HaMessage, SwitchoverRequest};
-use controlplane::l2tp::{LnsPeer, Retransmission, SessionHandle, TunnelState};
+use controlplane::l2tp::{LnsPeer, SessionHandle, TunnelState};
 use controlplane::lac::{self, HaPolicy, Mode, SubscriberKey, SwitchoverType};
 use controlplane::lns;
 use controlplane::ppp::AuthMethod;
@@ -441,16 +441,10 @@ fn lns_node(
 
 fn lac_config(policy: HaPolicy, hello: Duration, dead: Duration) -> lac::Config {
     let mut config = lac_parties::site_config();
-    // Fast failure detection (DESIGN.md §1 item 4): Hello every 100 ms,
-    // dead after 300 ms of silence.
-    config.l2tp.hello_interval = Some(hello);
-    config.l2tp.dead_interval = Some(dead);
-    config.l2tp.retransmission = Retransmission {
-        initial: Duration::from_millis(100),
-        cap: Duration::from_millis(400),
-        max_retries: 4,
-    };
+    // Fast failure detection (DESIGN.md §1 item 4) as lacd sets it up:
+    // Hello every 100 ms, dead after 300 ms of silence.
     config.l2tp.ack_delay = Duration::from_millis(10);
+    config.detect_failure_within(hello, dead);
     config.l2tp.receive_window = 256;
     config.defer_connect = Some(Duration::from_millis(200));
     // The lacd default: a host that refuses our port gets 30 ms to answer.
@@ -1017,6 +1011,90 @@ fn a_killed_primary_is_found_from_its_host_s_port_unreachable_well_before_the_de
     // silently, the sessions stay at LNS2.
     lab.sim.revive(LNS1);
     lab.run_until_lns1_fenced(Duration::from_millis(300));
+}
+
+/// The Message Type of an L2TP control message (RFC 2661 §3.1, §4.4.1:
+/// the first AVP, right after a header with L and S set), read raw: the
+/// adversary sees what a hidden-AVP tunnel's parser would refuse.
+fn raw_message_type(payload: &[u8]) -> Option<u16> {
+    let u16_at = |i: usize| Some(u16::from_be_bytes([*payload.get(i)?, *payload.get(i + 1)?]));
+    let control = payload.first()? & 0x80 != 0;
+    (control && u16_at(14)? == 0 && u16_at(16)? == 0).then_some(())?;
+    u16_at(18)
+}
+
+#[test]
+fn a_lost_first_message_of_each_kind_toward_the_peer_costs_no_session() {
+    // The lab once lost the first message toward LNS2 to a stale ICMP
+    // error on the LAC's socket. One SCCRQ, one ICRQ and one ICCN of the
+    // recovery are dropped here: each is retransmitted within the dead
+    // interval, the peer stays heard, and every call is recovered.
+    let mut lab = Lab::new(policy());
+    lab.start(N);
+    let dropped = Rc::new(RefCell::new(Vec::new()));
+    let seen = dropped.clone();
+    lab.sim.set_adversary(Some(Box::new(move |_, d| {
+        let kind = raw_message_type(&d.payload);
+        // SCCRQ 1, ICRQ 10, ICCN 12 (RFC 2661 §3.2).
+        let first = matches!(kind, Some(1 | 10 | 12)) && !seen.borrow().contains(&kind);
+        if d.from == LAC && d.to == LNS2 && first {
+            seen.borrow_mut().push(kind);
+            return sim::Tamper::Drop;
+        }
+        sim::Tamper::Pass
+    })));
+    let recovered_after =
+        lab.kill_lns1_and_recover(Duration::from_secs(5), "every call recovered", N);
+    assert_eq!(*dropped.borrow(), [Some(1), Some(10), Some(12)]);
+    let report = lab.settle_and_check(N);
+    let stats = lab.lac().stats();
+    assert_eq!(stats.recoveries_done, N as u64);
+    assert_eq!(stats.recoveries_failed, 0);
+    assert_eq!(report.up_lost, 0, "{report:?}");
+    println!(
+        "three lost recovery messages: {N} sessions recovered {} ms after the cut, longest gap {} ms",
+        recovered_after.as_millis(),
+        report.longest_gap.as_millis()
+    );
+}
+
+#[test]
+fn a_hello_lost_on_a_quiet_tunnel_does_not_make_a_live_primary_dead() {
+    // For half a second the LAC hears LNS1 only through the control
+    // channel (LNS1's data toward it is lost: the subscribers' echo
+    // replies, fewer than their failure limit), so it probes LNS1 with a
+    // Hello, and that Hello is lost too. Its retransmission must come
+    // before the 300 ms dead interval, or LNS1 counts as dead and every
+    // session moves for one lost datagram.
+    let mut lab = Lab::new(policy());
+    lab.start(N);
+    let until = lab.sim.now() + Duration::from_millis(500);
+    let hellos_lost = Rc::new(RefCell::new(0));
+    let seen = hellos_lost.clone();
+    lab.sim.set_adversary(Some(Box::new(move |now, d| {
+        if now >= until {
+            return sim::Tamper::Pass;
+        }
+        let data = d.payload.first().is_some_and(|b| b & 0x80 == 0);
+        if d.from == LNS1 && d.to == LAC && data {
+            return sim::Tamper::Drop;
+        }
+        // Hello 6 (RFC 2661 §3.2).
+        let hello = raw_message_type(&d.payload) == Some(6);
+        if d.from == LAC && d.to == LNS1 && hello && *seen.borrow() == 0 {
+            *seen.borrow_mut() += 1;
+            return sim::Tamper::Drop;
+        }
+        sim::Tamper::Pass
+    })));
+    lab.run_for(Duration::from_secs(2));
+    assert_eq!(*hellos_lost.borrow(), 1);
+    assert_eq!(lab.holding_events(), 0, "LNS1 was taken for dead");
+    assert_eq!(lab.lac().stats().recoveries_started, 0);
+    assert_eq!(lab.up_at(0), N);
+    lab.drain();
+    let report = lab.check(N);
+    assert_eq!(report.up_lost, 0, "{report:?}");
 }
 
 #[test]

@@ -276,7 +276,9 @@ fn node_config(config: &LacConfig, mac: ethernet::Address) -> lac::Config {
     c.l2tp.secret = config.secret.as_ref().map(|s| s.as_bytes().to_vec());
     c.l2tp.require_authentication = config.require_auth;
     c.l2tp.hello_interval = config.hello_interval();
-    c.l2tp.dead_interval = config.dead_interval();
+    if let (Some(hello), Some(dead)) = (c.l2tp.hello_interval, config.dead_interval()) {
+        c.detect_failure_within(hello, dead);
+    }
     c.l2tp.unreachable_timeout = config.unreachable_timeout();
     c.l2tp.receive_window = RECEIVE_WINDOW;
     if config.ha.enabled {

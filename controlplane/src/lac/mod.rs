@@ -314,6 +314,25 @@ impl Config {
             ha: None,
         }
     }
+
+    /// Fast failure detection toward the LNSs (DESIGN.md §1 item 4): a
+    /// Hello after `hello` of silence, the LNS dead after `dead` of it, and
+    /// retransmissions that fit inside that: the first after `hello` (at
+    /// least twice our acknowledgement delay, as [`l2tp::Config`] wants),
+    /// doubling up to `dead`. With RFC 2661 §5.8's 1 s first timeout a
+    /// message lost on a quiet tunnel, a Hello above all (the next one waits
+    /// while it is in flight), was not sent again before `dead` ran out: a
+    /// live LNS counted as dead, and its sessions moved, for one datagram.
+    pub fn detect_failure_within(&mut self, hello: Duration, dead: Duration) {
+        self.l2tp.hello_interval = Some(hello);
+        self.l2tp.dead_interval = Some(dead);
+        let initial = hello.max(self.l2tp.ack_delay.saturating_mul(2));
+        self.l2tp.retransmission = l2tp::Retransmission {
+            initial,
+            cap: dead.max(initial),
+            ..l2tp::Retransmission::default()
+        };
+    }
 }
 
 /// A configuration that cannot work.
