@@ -34,9 +34,10 @@
 #   --standby         every call on lns1, lns2 only its backup (lacd gives lns2
 #                     preference 1); default: calls shared between the two
 #   --setup-timeout S how long all the sessions may take to come up (default 240)
-#   --realtime-priority N  the daemons' control threads run SCHED_RR at N, as
-#                     an HA deployment runs them ([control] realtime_priority;
-#                     default 10); 0: ordinary threads
+#   --realtime-priority N  the daemons' control threads run SCHED_RR at N
+#                     ([control] realtime_priority); default 0, ordinary
+#                     threads. On the lab's two shared cores it trades the
+#                     data path for the control plane (bench/README.md, HA)
 #   --no-build        use the binaries as they are (default: cargo build --release first)
 #   --debug           the debug build instead of release
 #
@@ -71,7 +72,7 @@ MAX_GAP=""
 LAB_IS_OURS=0
 BOXES=(lns1 lns2 lac)
 BENCH_PID=""
-L2LAB_RT_PRIORITY=10
+L2LAB_RT_PRIORITY=0
 
 say() { printf '\n==> %s\n' "$*"; }
 die() { printf 'ha: %s\n' "$*" >&2; exit 1; }
@@ -99,7 +100,7 @@ while [[ $# -gt 0 ]]; do
     --realtime-priority) L2LAB_RT_PRIORITY=$2; shift 2 ;;
     --no-build) BUILD=0; shift ;;
     --debug) PROFILE=debug; shift ;;
-    -h | --help) sed -n '2,51p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,52p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument $1 (see --help)" ;;
     esac
 done

@@ -284,17 +284,20 @@ const MAX_REALTIME_PRIORITY: u8 = 99;
 /// `[control]`: the daemon's local control socket, metrics and logs, and
 /// how the control thread is scheduled.
 ///
-/// `realtime_priority` is for a box whose cores the control thread shares
-/// with other busy work. The thread sleeps between inputs, and each input
-/// (an LSORS, a Hello, an ICRP) wakes it; an ordinary thread then waits for
-/// a core behind whatever runs there, which on the lab's two shared cores
-/// was most of the offload lag's 99th percentile (2 ms against 0.6 ms with
-/// SCHED_RR). HA daemons commonly do this (corosync, keepalived's VRRP
-/// process). Only the control thread gets it, never the workers. Mind that
-/// a real-time thread that has work runs before every ordinary thread on
-/// its core: under a flood of punted control frames it takes its core (up
-/// to the kernel's real-time limit, 95% by default), so pin the workers
-/// elsewhere (`dataplane.cores`).
+/// `realtime_priority` is for a box where the control thread has a core to
+/// itself, or shares it with nothing time-critical. The thread sleeps
+/// between inputs and each input (an LSORS, a Hello, an ICRP) wakes it; an
+/// ordinary thread then waits for a core behind whatever runs there, which
+/// on the lab's two shared cores was what remained of the offload lag's
+/// 99th percentile (about 2 ms, 0.6 ms with SCHED_RR). HA daemons commonly
+/// do this (corosync, keepalived's VRRP process). Only the control thread
+/// gets it, never the workers, and a real-time thread with work runs
+/// before every ordinary thread on its core: on the lab's cores, shared by
+/// three daemons, their workers and the traffic generator, a planned
+/// switchover's burst of control work held packets 15-50 ms instead of
+/// 3 ms, and a flood of punted frames would take the core. So it is off by
+/// default, and with it on the workers belong on other cores
+/// (`dataplane.cores`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Control {
