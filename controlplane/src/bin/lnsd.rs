@@ -865,6 +865,8 @@ impl Daemon {
             put("fastpath_announcements_failed", g.announcements_failed);
             put("fastpath_foreign_addresses", g.foreign_addresses);
             put("fastpath_steering_errors", g.steering_errors);
+            put("fastpath_ppp_early", g.ppp_early);
+            put("fastpath_ppp_unknown", g.ppp_unknown);
         }
         let rate = serde_json::Number::from_f64(self.metrics.setup_rate())
             .map_or(Json::Null, Json::Number);

@@ -156,8 +156,12 @@ pub struct LnsFastpathStats {
     pub tunnels: u64,
     /// PPP frames handed to the node.
     pub ppp_punts: u64,
-    /// PPP frames of sessions the node no longer has.
+    /// PPP frames of sessions the node does not have (no longer, or still
+    /// not after [`EARLY_FRAME_WAIT`]), dropped.
     pub ppp_unknown: u64,
+    /// PPP frames that came before their session's ICCN, held until it
+    /// was read ([`EarlyFrame`]).
+    pub ppp_early: u64,
     /// Punts for next hops without a MAC address.
     pub neighbour_punts: u64,
     /// ICMP errors sent (Time Exceeded, Fragmentation Needed).
@@ -253,8 +257,90 @@ pub struct LnsFastpath {
     reannouncing: VecDeque<Announcement>,
     /// Sessions that moved away, in the order they did.
     lingering: VecDeque<Lingering>,
+    /// PPP frames of sessions the node does not know yet.
+    early: EarlyFrames,
     stats: LnsFastpathStats,
 }
+
+/// Punted PPP frames of sessions the node does not know yet, oldest first.
+///
+/// The workers know a call from its ICRP on, the node from the ICCN. A LAC
+/// is established once it has sent the ICCN (RFC 2661 §7.4.1) and may send
+/// the subscriber's first frames right behind it; the ICCN comes through
+/// the kernel to the L2TP socket, the frames through a worker's punt queue:
+/// two queues, read one after the other, so a frame can be read before the
+/// ICCN that came ahead of it. Dropped, it would cost the subscriber its
+/// restart timer (3 s, RFC 1661 §4.6); held, it goes to the node once the
+/// ICCN is in, and a session's frames keep their order. (Our own LAC waits
+/// for the ICCN's acknowledgement before it sends data; others need not.)
+#[derive(Debug, Default)]
+struct EarlyFrames {
+    frames: VecDeque<EarlyFrame>,
+}
+
+#[derive(Debug)]
+struct EarlyFrame {
+    key: SessionKey,
+    at: Instant,
+    frame: Vec<u8>,
+}
+
+/// What [`EarlyFrames::hold`] did with a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Held {
+    Held,
+    /// [`MAX_EARLY_FRAMES`] are waiting already: dropped.
+    Full,
+}
+
+impl EarlyFrames {
+    /// Whether frames of `key` wait (a newer one must go behind them).
+    fn waiting(&self, key: SessionKey) -> bool {
+        self.frames.iter().any(|e| e.key == key)
+    }
+
+    fn hold(&mut self, key: SessionKey, now: Instant, frame: &[u8]) -> Held {
+        if self.frames.len() >= MAX_EARLY_FRAMES {
+            return Held::Full;
+        }
+        self.frames.push_back(EarlyFrame {
+            key,
+            at: now,
+            frame: frame.to_vec(),
+        });
+        Held::Held
+    }
+
+    /// Offers each waiting frame, in order, to `deliver` (which says
+    /// whether the node took it); a session's later frames stay behind one
+    /// not taken. Frames that waited [`EARLY_FRAME_WAIT`] go; returns how
+    /// many.
+    fn deliver(&mut self, now: Instant, mut deliver: impl FnMut(SessionKey, &[u8]) -> bool) -> u64 {
+        let mut expired = 0;
+        let mut waiting = VecDeque::new();
+        while let Some(e) = self.frames.pop_front() {
+            let behind = waiting.iter().any(|w: &EarlyFrame| w.key == e.key);
+            if !behind && deliver(e.key, &e.frame) {
+                continue;
+            }
+            if now.saturating_duration_since(e.at) >= EARLY_FRAME_WAIT {
+                expired += 1;
+            } else {
+                waiting.push_back(e);
+            }
+        }
+        self.frames = waiting;
+        expired
+    }
+}
+
+/// How long an early frame waits for its session at most: the ICCN is
+/// already on its way, so a few turns of the loop; past this the session
+/// is not coming (or is gone) and the frame is dropped.
+const EARLY_FRAME_WAIT: Duration = Duration::from_millis(200);
+/// Early frames held at most, for all sessions together (a frame is at most
+/// an MRU, so this bounds the memory).
+const MAX_EARLY_FRAMES: usize = 256;
 
 impl LnsFastpath {
     /// Start the workers ([`Fastpath::start`], in the calling thread's
@@ -299,6 +385,7 @@ impl LnsFastpath {
             announcing: VecDeque::new(),
             reannouncing: VecDeque::new(),
             lingering: VecDeque::new(),
+            early: EarlyFrames::default(),
             stats: LnsFastpathStats::default(),
         }
     }
@@ -703,6 +790,9 @@ impl LnsFastpath {
         self.send_announcements(now);
         self.end_graces(node, now);
         self.sync_counters(node, now);
+        self.stats.ppp_unknown += self.early.deliver(now, |key, frame| {
+            node.handle_ppp(now, key.tunnel_id, key.session_id, frame)
+        });
         let mut handled = 0;
         while handled < PUNTS_PER_SERVICE {
             let Some((worker, punt)) = self.fp.poll_punt() else {
@@ -712,8 +802,13 @@ impl LnsFastpath {
             match punt.reason {
                 PuntReason::LnsPpp(key) => {
                     self.stats.ppp_punts += 1;
-                    if !node.handle_ppp(now, key.tunnel_id, key.session_id, punt.buffer.bytes()) {
-                        self.stats.ppp_unknown += 1;
+                    let frame = punt.buffer.bytes();
+                    let waiting = self.early.waiting(key);
+                    if waiting || !node.handle_ppp(now, key.tunnel_id, key.session_id, frame) {
+                        match self.early.hold(key, now, frame) {
+                            Held::Held => self.stats.ppp_early += 1,
+                            Held::Full => self.stats.ppp_unknown += 1,
+                        }
                     }
                 }
                 PuntReason::NeighbourMissing { next_hop } => {
@@ -1157,6 +1252,70 @@ mod tests {
         }
         assert_eq!(fp.stats().announcements, 2);
         fp.stop();
+    }
+
+    #[test]
+    fn early_frames_wait_for_their_session_in_order_and_not_for_ever() {
+        let key = |id| SessionKey {
+            tunnel_id: 1,
+            session_id: id,
+        };
+        let t0 = Instant::ZERO;
+        let mut early = EarlyFrames::default();
+        let mut known = Vec::new();
+        let mut got = Vec::new();
+        for (id, byte) in [(7, 1), (8, 2), (7, 3)] {
+            assert!(!early.waiting(key(9)));
+            assert_eq!(early.hold(key(id), t0, &[byte]), Held::Held);
+        }
+        assert!(early.waiting(key(7)));
+        // Nobody known yet: all wait.
+        let mut offer = |known: &Vec<u16>, got: &mut Vec<u8>, now| {
+            early.deliver(now, |k, f| {
+                let ok = known.contains(&k.session_id);
+                if ok {
+                    got.push(f[0]);
+                }
+                ok
+            })
+        };
+        assert_eq!(offer(&known, &mut got, t0), 0);
+        assert!(got.is_empty());
+        // Session 7's ICCN is in: its two frames, in order; 8 waits on.
+        known.push(7);
+        let t1 = t0 + Duration::from_millis(10);
+        assert_eq!(offer(&known, &mut got, t1), 0);
+        assert_eq!(got, [1, 3]);
+        // 8 never comes: dropped once it waited long enough.
+        let late = t0 + EARLY_FRAME_WAIT;
+        assert_eq!(offer(&known, &mut got, late), 1);
+        assert!(!early.waiting(key(8)));
+        // Bounded.
+        for i in 0..MAX_EARLY_FRAMES {
+            assert_eq!(early.hold(key(9), late, &[i as u8]), Held::Held);
+        }
+        assert_eq!(early.hold(key(9), late, &[0]), Held::Full);
+    }
+
+    #[test]
+    fn a_later_frame_of_a_session_stays_behind_one_that_was_not_taken() {
+        let key = SessionKey {
+            tunnel_id: 1,
+            session_id: 7,
+        };
+        let t0 = Instant::ZERO;
+        let mut early = EarlyFrames::default();
+        early.hold(key, t0, &[1]);
+        early.hold(key, t0, &[2]);
+        // The node refuses the first (not its session yet) but would take
+        // the second: neither goes, the order holds.
+        let mut offered = Vec::new();
+        early.deliver(t0, |_, f| {
+            offered.push(f[0]);
+            f[0] == 2
+        });
+        assert_eq!(offered, [1]);
+        assert!(early.waiting(key));
     }
 
     #[test]
