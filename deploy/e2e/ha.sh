@@ -34,6 +34,8 @@
 #   --standby         every call on lns1, lns2 only its backup (lacd gives lns2
 #                     preference 1); default: calls shared between the two
 #   --setup-timeout S how long all the sessions may take to come up (default 240)
+#   --max-setting-up N  subscribers between PADI and IPCP up at once (l2bench's;
+#                     default 64, as fast as the daemons go: ~4000/s)
 #   --realtime-priority N  the daemons' control threads run SCHED_RR at N
 #                     ([control] realtime_priority); default 0, ordinary
 #                     threads. On the lab's two shared cores it trades the
@@ -62,6 +64,7 @@ EVENT_AT=5
 OUT=/tmp/l2lab-ha
 BUILD=1
 SETUP_TIMEOUT=240
+MAX_SETTING_UP=64
 PROFILE=release
 EVENT=""
 SWITCHOVER_KIND=""
@@ -94,13 +97,14 @@ while [[ $# -gt 0 ]]; do
     --expect-zero-loss) ZERO_LOSS=1; shift ;;
     --max-gap-ms) MAX_GAP=$2; shift 2 ;;
     --setup-timeout) SETUP_TIMEOUT=$2; shift 2 ;;
+    --max-setting-up) MAX_SETTING_UP=$2; shift 2 ;;
     --hello-ms) export L2LAB_HA_HELLO_MS=$2; shift 2 ;;
     --standby) export L2LAB_HA_STANDBY=1; shift ;;
     --dead-ms) export L2LAB_HA_DEAD_MS=$2; shift 2 ;;
     --realtime-priority) L2LAB_RT_PRIORITY=$2; shift 2 ;;
     --no-build) BUILD=0; shift ;;
     --debug) PROFILE=debug; shift ;;
-    -h | --help) sed -n '2,52p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,54p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument $1 (see --help)" ;;
     esac
 done
@@ -110,6 +114,7 @@ done
 [[ $SUBSCRIBERS =~ ^[0-9]+$ && $SUBSCRIBERS -ge 1 && $SUBSCRIBERS -le 4096 ]] ||
     die "--subscribers: 1 to 4096 (the lab's users file has sub0..sub4095)"
 [[ $RATE =~ ^[0-9]+$ && $RATE -ge 1 ]] || die "--rate: packets per second, at least 1"
+[[ $MAX_SETTING_UP =~ ^[0-9]+$ && $MAX_SETTING_UP -ge 1 ]] || die "--max-setting-up: at least 1"
 [[ $L2LAB_RT_PRIORITY =~ ^[0-9]+$ && $L2LAB_RT_PRIORITY -le 99 ]] ||
     die "--realtime-priority: 0 to 99"
 export L2LAB_RT_PRIORITY
@@ -193,7 +198,8 @@ timeout --kill-after=10s "$(awk -v s="$SETUP_TIMEOUT" -v d="$DURATION" 'BEGIN { 
     "$L2BENCH" run --mode pppoe --netns l2lab-cpe --interface cpe0 \
     --subscribers "$SUBSCRIBERS" --password lab --auth chap \
     --traffic-netns l2lab-net --traffic-addr 10.1.0.2 --rate "$RATE" --duration "$DURATION" \
-    --setup-timeout "$SETUP_TIMEOUT" --event-at "$EVENT_AT" --event-command "$event_command" \
+    --setup-timeout "$SETUP_TIMEOUT" --max-setting-up "$MAX_SETTING_UP" \
+    --event-at "$EVENT_AT" --event-command "$event_command" \
     --report "$OUT/report.json" \
     >"$OUT/summary.txt" 2> >(tee "$OUT/l2bench.log" >&2) &
 BENCH_PID=$!
