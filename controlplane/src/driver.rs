@@ -41,6 +41,7 @@ use std::fmt;
 use std::io::{self, Read};
 use std::net::{SocketAddr, UdpSocket};
 use std::ops::ControlFlow;
+use std::os::fd::AsFd;
 use std::time::Duration;
 
 use rand_chacha::rand_core::SeedableRng;
@@ -102,9 +103,13 @@ fn send_to(socket: &UdpSocket, datagram: &[u8], remote: SocketAddr) -> io::Resul
 }
 
 /// Waits up to `wait` (to the microsecond: `poll(2)`'s timeout is a
-/// high-resolution timer) until `socket` is ready for `events` or has an
-/// error to report; whether it is.
-fn poll_socket(socket: &UdpSocket, events: PollFlags, wait: Duration) -> io::Result<bool> {
+/// high-resolution timer; zero does not wait) until `socket` is ready for
+/// `events` or has an error to report; whether it is.
+pub(crate) fn poll_socket(
+    socket: &impl AsFd,
+    events: PollFlags,
+    wait: Duration,
+) -> io::Result<bool> {
     let timeout = Timespec::try_from(wait).unwrap_or(Timespec {
         tv_sec: i64::MAX,
         tv_nsec: 0,
@@ -253,7 +258,7 @@ impl<N: Node> Driver<N> {
         // Reads never block: the driver waits in poll(2) and then reads
         // what is there (a datagram poll announced may still be dropped,
         // for a bad checksum, when it is read). Sends wait for room in
-        // `send`.
+        // `send_to`.
         socket.set_nonblocking(true)?;
         match sockopt::set_receive_buffer(&socket, RECEIVE_BUFFER) {
             Ok(got) if got < RECEIVE_BUFFER => {
@@ -298,14 +303,9 @@ impl<N: Node> Driver<N> {
         self.clock.now()
     }
 
-    /// Sends one datagram now, outside the node's own output: what a node
-    /// builds for its owner to send (an L2TP data message from
-    /// [`Endpoint::send_data`]). Counted like the node's own.
-    pub fn send(&mut self, remote: SocketAddr, datagram: &[u8]) -> io::Result<()> {
-        self.send_counted(remote, datagram)
-    }
-
-    /// Sends `datagram` and counts it, sent or refused.
+    /// Sends one datagram now and counts it, sent or refused: the node's
+    /// own output, and what a node builds for its owner to send (an L2TP
+    /// data message from [`Endpoint::send_data`]).
     ///
     /// With IP_RECVERR an ICMP error about an earlier datagram, to whatever
     /// peer, fails the next send: the kernel hands the pending error to the
@@ -316,7 +316,7 @@ impl<N: Node> Driver<N> {
     /// there; with one read of 64 and one retry, the first message of the
     /// recovery tunnel to the peer LNS was lost that way in the lab, and
     /// the recovery with it.
-    fn send_counted(&mut self, remote: SocketAddr, datagram: &[u8]) -> io::Result<()> {
+    pub fn send(&mut self, remote: SocketAddr, datagram: &[u8]) -> io::Result<()> {
         let mut sent = send_to(&self.socket, datagram, remote);
         for _ in 0..MAX_ERROR_READS {
             if !sent.as_ref().is_err_and(is_icmp_error) {
@@ -433,7 +433,7 @@ impl<N: Node> Driver<N> {
     fn flush(&mut self, now: Instant) {
         let mut buf = core::mem::take(&mut self.transmit_buf);
         while let Some(remote) = self.node.poll_transmit(now, &mut buf) {
-            if let Err(e) = self.send_counted(remote, &buf) {
+            if let Err(e) = self.send(remote, &buf) {
                 tracing::warn!(%remote, error = %e, "datagram not sent");
             }
         }

@@ -51,9 +51,11 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use rustix::event::{PollFd, PollFlags, Timespec};
+use rustix::event::PollFlags;
 use serde::de::{MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::driver::poll_socket;
 
 /// Clients served at once; more are accepted and closed at once.
 pub const MAX_CLIENTS: usize = 16;
@@ -631,12 +633,7 @@ impl ControlServer {
         // every turn (every 50 µs while the workers are being programmed),
         // spent about a third of their time there. A poll(2) that does not
         // wait says first whether anyone is in the queue.
-        let mut listener = [PollFd::new(&self.listener, PollFlags::IN)];
-        let now = Timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        if rustix::event::poll(&mut listener, Some(&now)).is_ok_and(|ready| ready == 0) {
+        if poll_socket(&self.listener, PollFlags::IN, Duration::ZERO).is_ok_and(|ready| !ready) {
             return;
         }
         // Bounded: at most a few accepts per poll.

@@ -159,8 +159,10 @@ pub struct LnsFastpathStats {
     /// PPP frames of sessions the node does not have (no longer, or still
     /// not after [`EARLY_FRAME_WAIT`]), dropped.
     pub ppp_unknown: u64,
-    /// PPP frames that came before their session's ICCN, held until it
-    /// was read ([`EarlyFrame`]).
+    /// PPP frames the node did not know the session of when they came,
+    /// held for it ([`EarlyFrames`]): those that came before their
+    /// session's ICCN, and those of a session just gone (they expire into
+    /// `ppp_unknown`).
     pub ppp_early: u64,
     /// Punts for next hops without a MAC address.
     pub neighbour_punts: u64,
