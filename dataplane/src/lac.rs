@@ -4,6 +4,7 @@
 
 use crate::counters::{DropReason, PathKind};
 use crate::io::Descriptor;
+use crate::pages;
 use crate::path::{narrow, Datapath, L2tpData, Verdict};
 use crate::punt::PuntReason;
 use crate::replay::Replay;
@@ -202,7 +203,7 @@ impl HoldRings {
     pub(crate) fn new(rings: usize, depth: usize, replay: Replay) -> HoldRings {
         HoldRings {
             depth,
-            slots: vec![(0, Descriptor::default()); rings * depth].into_boxed_slice(),
+            slots: pages::filled(rings * depth, (0, Descriptor::default())),
             state: vec![(0, 0, 0); rings].into_boxed_slice(),
             free: (0..rings as u32).rev().collect(),
             replay,

@@ -12,6 +12,7 @@ mod fragment;
 pub mod io;
 pub mod lac;
 pub mod lns;
+mod pages;
 pub mod path;
 pub mod punt;
 pub mod replay;

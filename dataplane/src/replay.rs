@@ -33,6 +33,7 @@ use core::ops::ControlFlow;
 use std::time::Duration;
 
 use crate::io::{Descriptor, Port};
+use crate::pages;
 use crate::path::Datapath;
 use crate::table::SessionKey;
 use crate::wire::{ethernet, pppoe};
@@ -110,7 +111,7 @@ impl Replay {
             window_ns: nanos(window),
             now: 0,
             arena: if on {
-                vec![0; aligned(bytes)].into_boxed_slice()
+                pages::filled(aligned(bytes), 0)
             } else {
                 Box::default()
             },

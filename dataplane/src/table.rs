@@ -9,6 +9,7 @@
 
 use core::net::{Ipv4Addr, SocketAddrV4};
 
+use crate::pages;
 use crate::wire::{ethernet, ipv4, udp};
 
 /// A fixed-capacity map from a 64-bit key to a `Copy` value: linear
@@ -62,7 +63,7 @@ impl<V: Copy> FixedMap<V> {
     pub fn with_capacity(capacity: usize, fill: V) -> Self {
         let slots = (capacity.max(8) * 2).next_power_of_two();
         FixedMap {
-            slots: vec![(EMPTY, fill); slots].into_boxed_slice(),
+            slots: pages::filled(slots, (EMPTY, fill)),
             shift: 64 - slots.trailing_zeros(),
             mask: slots - 1,
             len: 0,
@@ -385,7 +386,7 @@ pub struct Tables {
     outer: Box<[OuterTemplate]>,
     /// Bumped by every change a template depends on.
     generation: u32,
-    sessions: Vec<Option<Session>>,
+    sessions: Box<[Option<Session>]>,
     free_sessions: Vec<u32>,
     by_l2tp: FixedMap<u32>,
     by_subscriber: FixedMap<u32>,
@@ -407,10 +408,10 @@ impl Tables {
             port: 0,
         };
         Tables {
-            tunnels: vec![None; 1 << 16].into_boxed_slice(),
-            outer: vec![OuterTemplate::STALE; 1 << 16].into_boxed_slice(),
+            tunnels: pages::filled(1 << 16, None),
+            outer: pages::filled(1 << 16, OuterTemplate::STALE),
             generation: 1,
-            sessions: vec![None; max_sessions],
+            sessions: pages::filled(max_sessions, None),
             free_sessions: (0..max_sessions as u32).rev().collect(),
             // Room for one alias per session: a planned switchover of
             // every session at once aliases them all.

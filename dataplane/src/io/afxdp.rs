@@ -212,6 +212,9 @@ impl Area {
                 io::Error::last_os_error(),
             ));
         }
+        // Every packet is in a frame of its own: on 4 KiB pages each one
+        // costs a TLB entry.
+        crate::pages::advise_huge_pages(base.cast::<u8>(), len);
         NonNull::new(base.cast::<u8>())
             .map(|base| Area { base, len })
             .ok_or_else(|| AfXdpError::new("mmap returned null", io::Error::other("null")))
