@@ -17,7 +17,6 @@ impl Datapath {
         &mut self,
         frame: &mut [u8],
         d: &mut Descriptor,
-        in_port: usize,
         l3: usize,
         end: usize,
     ) -> Verdict {
@@ -54,7 +53,10 @@ impl Datapath {
             return Verdict::Drop(DropReason::UnknownPppoeSession);
         };
         if session.holding {
-            return self.hold(index, in_port, *d);
+            return match session.ring {
+                Some(ring) => Verdict::Hold(ring),
+                None => Verdict::Drop(DropReason::HoldingNoRing),
+            };
         }
         // PPPoE carries PPP from the Protocol field (RFC 2516 §7); on L2TP
         // we send the Address and Control fields as Linux and most LNSs
@@ -133,23 +135,6 @@ impl Datapath {
             self.forwarded(PathKind::LacDownstream);
         }
         verdict
-    }
-
-    /// Keep a holding session's frame, in arrival order, untouched: it is
-    /// encapsulated when flushed, for whichever tunnel carries the session
-    /// by then.
-    #[cold]
-    #[inline(never)]
-    fn hold(&mut self, index: usize, in_port: usize, d: Descriptor) -> Verdict {
-        let Some(ring) = self.tables.session(index).and_then(|s| s.ring) else {
-            return Verdict::Drop(DropReason::HoldingNoRing);
-        };
-        if self.holds.push(ring, in_port, d) {
-            self.counters.held += 1;
-            Verdict::Held
-        } else {
-            Verdict::Drop(DropReason::HoldingOverflow)
-        }
     }
 }
 

@@ -39,8 +39,9 @@ pub(crate) enum Verdict {
     /// Free it, count why, and copy it to the control plane so it can act
     /// (resolve a neighbour, send ICMP).
     DropAndPunt(DropReason, PuntReason),
-    /// A holding ring kept it.
-    Held,
+    /// Keep it in this holding ring (a LAC session being moved); the
+    /// worker knows which port's frame it is.
+    Hold(u32),
     /// An IPv4 packet (all of `d`, already forwarded: TTL, MSS) longer
     /// than session `session`'s MRU with DF clear: the worker fragments
     /// it and sends each fragment into the session ([`crate::fragment`]).
@@ -342,7 +343,7 @@ impl Datapath {
         };
         match (ethertype, self.role) {
             (EtherType::Ipv4, _) => self.ipv4(frame, d, l3, end),
-            (EtherType::PppoeSession, Role::Lac) => self.lac_upstream(frame, d, in_port, l3, end),
+            (EtherType::PppoeSession, Role::Lac) => self.lac_upstream(frame, d, l3, end),
             (EtherType::Arp, Role::Lns) => self.arp(frame, d, in_port, l3, end),
             (EtherType::Arp | EtherType::PppoeDiscovery, _) => Verdict::Punt(PuntReason::Local),
             _ => Verdict::Drop(DropReason::UnexpectedEthertype),
@@ -417,7 +418,13 @@ impl Datapath {
         let h = frame
             .get(start..start.checked_add(len)?)?
             .first_chunk::<UDP>()?;
-        if u16::from_be_bytes([h[12], h[13]]) != u16::from(EtherType::Ipv4) {
+        let ethertype = u16::from_be_bytes([h[12], h[13]]);
+        if ethertype != u16::from(EtherType::Ipv4) {
+            // An untagged PPPoE session frame (RFC 2516 §4) goes where the
+            // general path would send it, without its dispatch.
+            if ethertype == u16::from(EtherType::PppoeSession) && self.role == Role::Lac {
+                return Some(self.lac_upstream(frame, d, start + IP, start + len));
+            }
             return None;
         }
         let ip = Ipv4Info::plain(h[IP..].first_chunk()?, start + IP, len - IP)?;

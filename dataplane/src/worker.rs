@@ -382,7 +382,7 @@ impl<P: Port> Worker<P> {
     fn dispose(&mut self, in_port: usize, d: Descriptor, verdict: Verdict) {
         match verdict {
             Verdict::Forward(out) => self.forward(in_port, out, d),
-            Verdict::Held => {}
+            Verdict::Hold(ring) => self.hold(in_port, d, ring),
             Verdict::Drop(reason) => self.drop_packet(in_port, d, reason),
             Verdict::Punt(reason) => {
                 self.punt(in_port, d, reason);
@@ -393,6 +393,19 @@ impl<P: Port> Worker<P> {
                 self.drop_packet(in_port, d, drop);
             }
             Verdict::Fragment { session, mru } => self.fragment(in_port, d, session, mru),
+        }
+    }
+
+    /// Keep a holding session's frame in its ring, in arrival order,
+    /// untouched: it is encapsulated when flushed, for whichever tunnel
+    /// carries the session by then.
+    #[cold]
+    #[inline(never)]
+    fn hold(&mut self, in_port: usize, d: Descriptor, ring: u32) {
+        if self.dp.holds.push(ring, in_port, d) {
+            self.dp.counters.held += 1;
+        } else {
+            self.drop_packet(in_port, d, DropReason::HoldingOverflow);
         }
     }
 
