@@ -336,7 +336,7 @@ impl<P: Port> Worker<P> {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn prefetch_slot(&mut self, port: usize, i: usize) {
         let d = &self.rx[i];
         let lookup = self.dp.lookup_of(self.ports[port].frame(d.frame), d);
