@@ -4,8 +4,8 @@
 //! sessions and 10 MB of map slots) and every packet reads a different part
 //! of them. On 4 KiB pages each of those reads is likely to miss the TLB as
 //! well as the cache, and a page walk costs as much as the lookup: with
-//! 4,096 sessions in turn out of 100,000, 2 MiB pages took 8–10 ns a packet
-//! off every path (bench/README.md). So the tables, the LAC's holding rings
+//! 4,096 sessions in turn out of 100,000, 2 MiB pages took up to ~10 ns a
+//! packet off the paths (bench/README.md, stop 14). So the tables, the LAC's holding rings
 //! and replay arena, and the AF_XDP UMEM ask the kernel for transparent
 //! huge pages (`madvise(MADV_HUGEPAGE)`, as DPDK and VPP put their packet
 //! buffers and tables on huge pages). It is advice: with THP set to
@@ -13,7 +13,7 @@
 //! Debian's default (`madvise`) honours it.
 
 /// Bytes in a huge page (x86_64 and aarch64 with 4 KiB base pages).
-pub(crate) const HUGE_PAGE: usize = 2 << 20;
+const HUGE_PAGE: usize = 2 << 20;
 
 /// A slice of `len` copies of `fill`, asked for in huge pages before it is
 /// first written (a page is chosen when it is first touched).
