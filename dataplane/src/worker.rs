@@ -99,7 +99,7 @@ pub struct WorkerConfig {
     pub core: Option<usize>,
     /// Prefetch the session map slot and the session of the packets a
     /// few places ahead of the one being processed (on by default: it
-    /// costs some 160 instructions a packet, 5-10 ns when the tables fit
+    /// costs some 115-130 instructions a packet, 3-8 ns when the tables fit
     /// the cache, and halves the time of every path when they do not; off
     /// for comparisons, or on a machine whose tables fit its cache).
     pub prefetch: bool,

@@ -310,7 +310,7 @@ pub struct Control {
     /// `RUST_LOG` syntax); `RUST_LOG` in the environment wins over it.
     pub log: Option<String>,
     /// Real-time priority of the control thread (SCHED_RR, 1–99); 0 leaves
-    /// it an ordinary thread. See [`Control::realtime_priority`].
+    /// it an ordinary thread. See [`Control`] for when to use it.
     pub realtime_priority: u8,
 }
 
