@@ -22,8 +22,10 @@
 //! subscriber prefix (untagged and 802.1Q) to the socket, and ARP for
 //! box's address, a reply and an announcement to the kernel. With `pppoe_discovery`: discovery
 //! (untagged and 802.1Q) to the socket. With `everything`: ARP and the
-//! unknown EtherType to the socket. Last, an LAC worker punts discovery to
-//! the control plane as `Local` (what lacd reads).
+//! unknown EtherType to the socket. An LAC worker punts discovery to the
+//! control plane as `Local` (what lacd reads). Last, a dropped steering
+//! leaves the interface at once, even while a forked process holds a copy
+//! of its descriptors.
 
 #![cfg(test)]
 #![cfg(feature = "afxdp")]
@@ -83,11 +85,12 @@ struct Lab {
 }
 
 impl Lab {
-    fn new() -> Lab {
+    /// `name` keeps the namespaces of tests that run at once apart.
+    fn new(name: &str) -> Lab {
         let pid = std::process::id();
         let lab = Lab {
-            box_ns: format!("afxst-{pid}-box"),
-            far_ns: format!("afxst-{pid}-far"),
+            box_ns: format!("afx{name}-{pid}-box"),
+            far_ns: format!("afx{name}-{pid}-far"),
         };
         for ns in [&lab.box_ns, &lab.far_ns] {
             if Path::new("/run/netns").join(ns).exists() {
@@ -329,7 +332,7 @@ impl Box<'_> {
 #[test]
 fn steering_sends_pppoe_vlan_and_options_where_they_belong() {
     require_root();
-    let lab = Lab::new();
+    let lab = Lab::new("st");
     let (steering, mut port, tap) = lab.within(&lab.box_ns, || {
         let steering = Steering::attach_with("st0", XdpMode::Skb, SteeringOptions::default())
             .expect("attaching steering");
@@ -502,6 +505,73 @@ fn steering_sends_pppoe_vlan_and_options_where_they_belong() {
 /// On a LAC, what steering sends from an access port with
 /// `pppoe_discovery` reaches the control plane as a `Local` punt, tagged
 /// or not, and nothing is dropped.
+/// A process forked and blocked before its exec: it holds a copy of every
+/// descriptor of ours, as any child that another thread of a daemon (or of
+/// a test binary) spawns does for a moment. Released on drop.
+struct ForkedHolder {
+    pid: libc::pid_t,
+    release: libc::c_int,
+}
+
+impl ForkedHolder {
+    fn fork() -> ForkedHolder {
+        let mut pipe = [0 as libc::c_int; 2];
+        // SAFETY: a two-element array for the two ends.
+        assert_eq!(unsafe { libc::pipe(pipe.as_mut_ptr()) }, 0, "pipe");
+        // SAFETY: the child calls only async-signal-safe functions (close,
+        // read, _exit), as it must in a multi-threaded process.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            let mut byte = 0u8;
+            // SAFETY: our own pipe; read returns 0 once the parent closes
+            // its end.
+            unsafe {
+                libc::close(pipe[1]);
+                libc::read(pipe[0], (&raw mut byte).cast(), 1);
+                libc::_exit(0);
+            }
+        }
+        assert!(pid > 0, "fork: {}", std::io::Error::last_os_error());
+        // SAFETY: the child's end, not used by the parent.
+        unsafe { libc::close(pipe[0]) };
+        ForkedHolder {
+            pid,
+            release: pipe[1],
+        }
+    }
+}
+
+impl Drop for ForkedHolder {
+    fn drop(&mut self) {
+        let mut status = 0;
+        // SAFETY: closing our end lets the child's read return, and it
+        // exits; then it is reaped.
+        unsafe {
+            libc::close(self.release);
+            libc::waitpid(self.pid, &mut status, 0);
+        }
+    }
+}
+
+/// Dropping the steering takes the program off the interface at once, even
+/// while another process holds a copy of its link's descriptor: attaching
+/// again right away succeeds. (Closing the link alone left the program
+/// attached until that copy went, and the line-rate benchmark's second run
+/// on one link failed with EBUSY in CI.)
+#[test]
+fn steering_leaves_the_interface_on_drop_while_a_forked_child_holds_its_link() {
+    require_root();
+    let lab = Lab::new("dt");
+    lab.within(&lab.box_ns, || {
+        let first = Steering::attach("st0", XdpMode::Skb).expect("attaching steering");
+        let holder = ForkedHolder::fork();
+        drop(first);
+        let again = Steering::attach("st0", XdpMode::Skb);
+        drop(holder);
+        again.expect("attaching again after the first steering was dropped");
+    });
+}
+
 #[test]
 fn a_lac_worker_punts_pppoe_discovery_to_the_control_plane() {
     let mut w = lab::worker(Role::Lac, 1);

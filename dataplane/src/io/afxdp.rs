@@ -1062,9 +1062,17 @@ fn lpm_key(addr: core::net::Ipv4Addr, prefix_len: u8) -> [u8; 8] {
 impl Drop for Steering {
     fn drop(&mut self) {
         if self.link_fd >= 0 {
-            // SAFETY: closing the link we created detaches the program; no
-            // namespace is involved.
-            unsafe { libc::close(self.link_fd) };
+            // Detach first, then close. Closing alone detaches only when
+            // the last reference goes, and a process forked by another
+            // thread holds a copy of every descriptor until its exec: the
+            // program would stay on the interface for that moment, and a
+            // new attach there would fail with EBUSY.
+            // SAFETY: the link we created; no namespace is involved. A
+            // failed detach leaves the close to do it.
+            unsafe {
+                bpf::bpf_link_detach(self.link_fd);
+                libc::close(self.link_fd);
+            }
         }
         // SAFETY: the object is closed exactly once; its map descriptors
         // are not used after this.
