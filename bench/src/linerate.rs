@@ -376,22 +376,27 @@ impl Link {
                 Ok(counters)
             });
             let generator = (|| -> Result<RunReport, String> {
-                enter_netns(&self.gen_ns).map_err(|e| e.to_string())?;
-                let options = SteeringOptions {
-                    everything: true,
-                    ..SteeringOptions::default()
-                };
-                let steering = Steering::attach_with(GEN_IF, XdpMode::Skb, options)
-                    .map_err(|e| e.to_string())?;
-                let config = AfXdpConfig {
-                    frames: 8192,
-                    ring_size: 2048,
-                    alloc_reserve: 4096,
-                    ..AfXdpConfig::new(GEN_IF, 0)
-                };
-                let port = open_port(&config, &steering);
+                // As on the far side: whatever happens, meet it at the
+                // barrier, or it would wait there for ever.
+                let result = (|| {
+                    enter_netns(&self.gen_ns).map_err(|e| e.to_string())?;
+                    let options = SteeringOptions {
+                        everything: true,
+                        ..SteeringOptions::default()
+                    };
+                    let steering = Steering::attach_with(GEN_IF, XdpMode::Skb, options)
+                        .map_err(|e| e.to_string())?;
+                    let config = AfXdpConfig {
+                        frames: 8192,
+                        ring_size: 2048,
+                        alloc_reserve: 4096,
+                        ..AfXdpConfig::new(GEN_IF, 0)
+                    };
+                    let port = open_port(&config, &steering)?;
+                    Ok::<_, String>((steering, port))
+                })();
                 ready.wait();
-                let mut port = port?;
+                let (steering, mut port) = result?;
                 pin(args.generator_core);
                 let window = Window {
                     warmup: Duration::from_secs_f64(args.warmup.max(0.0)),
