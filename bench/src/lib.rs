@@ -69,7 +69,8 @@ impl Path {
     }
 
     /// A worker for this path with the lab's `sessions` and bursts of
-    /// `burst`, over two memory ports.
+    /// `burst`, over the lab's two memory ports (one frame memory, as a
+    /// worker's AF_XDP ports share a UMEM).
     pub fn worker(self, sessions: usize, burst: usize) -> Worker<MemoryPort> {
         self.worker_with_prefetch(sessions, burst, true)
     }
@@ -87,10 +88,6 @@ impl Path {
             prefetch,
             ..lab::config(self.role(), sessions)
         };
-        lab::worker_with(
-            config,
-            sessions,
-            [lab::port(lab::ACCESS_MAC), lab::port(lab::CORE_MAC)],
-        )
+        lab::worker_with(config, sessions, lab::ports())
     }
 }

@@ -83,6 +83,20 @@ pub fn port(mac: ethernet::Address) -> MemoryPort {
     MemoryPort::new(MemoryPortConfig::new(mac))
 }
 
+/// The lab's access and core memory ports, sharing one frame memory as
+/// a worker's AF_XDP ports share a UMEM: packets cross without a copy.
+pub fn ports() -> [MemoryPort; 2] {
+    let configs = [
+        MemoryPortConfig::new(ACCESS_MAC),
+        MemoryPortConfig::new(CORE_MAC),
+    ];
+    let mut ports = MemoryPort::group(&configs).into_iter();
+    match (ports.next(), ports.next()) {
+        (Some(access), Some(core)) => [access, core],
+        _ => unreachable!("a group of two configurations is two ports"),
+    }
+}
+
 /// The worker configuration of the lab, for `sessions` sessions.
 pub fn config(role: Role, sessions: usize) -> WorkerConfig {
     WorkerConfig {
@@ -147,13 +161,9 @@ pub fn updates(role: Role, sessions: usize) -> Vec<Update> {
     u
 }
 
-/// A worker with the lab's tables over two fresh memory ports.
+/// A worker with the lab's tables over the lab's [`ports`].
 pub fn worker(role: Role, sessions: usize) -> Worker<MemoryPort> {
-    worker_with(
-        config(role, sessions),
-        sessions,
-        [port(ACCESS_MAC), port(CORE_MAC)],
-    )
+    worker_with(config(role, sessions), sessions, ports())
 }
 
 /// A worker with `config` and the lab's tables over `ports`.

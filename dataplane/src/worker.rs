@@ -146,6 +146,8 @@ pub struct Worker<P: Port> {
     /// What each packet of the burst will look up (for prefetching).
     lookups: [Lookup; MAX_BURST],
     tx: Vec<Vec<Descriptor>>,
+    /// Port `i` shares its frame memory with port `i - 1`.
+    shares_memory: Vec<bool>,
     polls: u64,
     busy_polls: u64,
     update_interval: u64,
@@ -183,6 +185,9 @@ impl<P: Port> Worker<P> {
             .iter()
             .map(|_| Vec::with_capacity(tx_capacity))
             .collect();
+        let shares_memory = (0..ports.len())
+            .map(|i| i > 0 && ports[i].memory() == ports[i - 1].memory())
+            .collect();
         Ok(Worker {
             id: config.id,
             dp: Datapath {
@@ -206,6 +211,7 @@ impl<P: Port> Worker<P> {
             rx: [Descriptor::default(); MAX_BURST],
             lookups: [Lookup::None; MAX_BURST],
             tx,
+            shares_memory,
             polls: 0,
             busy_polls: 0,
             update_interval: u64::from(config.update_interval.max(1)),
@@ -517,14 +523,10 @@ impl<P: Port> Worker<P> {
         self.tx[out].push(d);
     }
 
-    /// Rule 4 of the port contract: ports with separate memories hand the
-    /// packet over when they can, and copy it otherwise.
+    /// Rule 4 of the port contract: ports with separate memories copy.
     #[inline]
     fn copy_forward(&mut self, in_port: usize, out: usize, d: Descriptor) {
         let (src, dst) = two_mut(&mut self.ports, in_port, out);
-        if let Some(moved) = dst.hand_over(src, d) {
-            return self.queue_tx(out, moved);
-        }
         let Some(mut copy) = dst.alloc() else {
             return self.drop_packet(in_port, d, DropReason::NoFrame);
         };
@@ -570,6 +572,17 @@ impl<P: Port> Worker<P> {
             if !self.tx[port].is_empty() {
                 self.transmit(port);
                 self.ports[port].flush();
+            }
+        }
+        // Rule 4 of the port contract: a port that shares its memory with
+        // the one before it evens out their free frames (the transmitting
+        // one gets the frames back that the receiving one needs).
+        for port in 1..self.ports.len() {
+            if self.shares_memory[port] {
+                let (before, this) = self.ports.split_at_mut(port);
+                if let (Some(a), Some(b)) = (before.last_mut(), this.first_mut()) {
+                    a.balance(b);
+                }
             }
         }
     }

@@ -17,7 +17,8 @@
 //! The first part checks the steering with a bare port on `acc0`: L2TP data
 //! messages reach the socket, L2TP control messages and ARP stay with the
 //! kernel, and what the port sends arrives intact. The second runs an LNS
-//! worker over `acc0` and `core0` in adaptive mode, with one tunnel and one
+//! worker over `acc0` and `core0` (two sockets over one UMEM, as lnsd
+//! opens them) in adaptive mode, with one tunnel and one
 //! session for subscriber 10.201.3.10, and sends real UDP through it both
 //! ways: far's kernel sends and receives everything, so every checksum and
 //! header we write is checked by a real stack. Last, far's route to the
@@ -395,12 +396,16 @@ fn worker_both_ways(lab: &Lab) {
         let core = Steering::attach("core0", XdpMode::Skb).expect("steering on core0");
         core.add_subscriber_prefix(Ipv4Addr::new(10, 201, 3, 0), 24)
             .expect("subscriber prefix");
-        let ports = vec![
-            AfXdpPort::open(&AfXdpConfig::new("acc0", 0), Some(&acc)).expect("port acc0"),
-            AfXdpPort::open(&AfXdpConfig::new("core0", 0), Some(&core)).expect("port core0"),
-        ];
+        // One UMEM for both, as lnsd opens a worker's ports: packets
+        // cross between the interfaces without a copy.
+        let ports = AfXdpPort::open_group(&[
+            (&AfXdpConfig::new("acc0", 0), Some(&acc)),
+            (&AfXdpConfig::new("core0", 0), Some(&core)),
+        ])
+        .expect("ports acc0 and core0 over one UMEM");
         (acc, core, ports)
     });
+    assert_eq!(ports[0].memory(), ports[1].memory(), "one UMEM");
     let config = WorkerConfig {
         max_sessions: 16,
         mode: PollMode::Adaptive,

@@ -138,7 +138,10 @@ pub struct FastpathConfig {
     /// Updates kept per worker while its queue is full; beyond this an
     /// update is refused with [`FastpathError::Backlog`].
     pub max_backlog: usize,
-    /// Frames in each port's UMEM (2 KiB each). A LAC holds what the
+    /// Frames each port brings to its worker's UMEM (2 KiB each; a
+    /// worker's ports share one UMEM of all their frames, and a port whose
+    /// traffic mostly leaves by another gets frames back from it). A LAC
+    /// holds what the
     /// subscribers of a dead LNS send, and replays what that LNS may have
     /// missed, in UMEM frames until the move flushes them: a thousand
     /// sessions at 10 packets/s held for half a second take ~5,000 frames
@@ -403,15 +406,23 @@ impl Fastpath {
         };
         let mut workers = Vec::new();
         for queue in 0..queues {
-            let mut ports = Vec::with_capacity(config.interfaces.len());
-            for (interface, s) in config.interfaces.iter().zip(&steering) {
-                let port_config = AfXdpConfig {
+            let port_configs: Vec<AfXdpConfig> = config
+                .interfaces
+                .iter()
+                .map(|interface| AfXdpConfig {
                     mode: config.xdp_mode,
                     frames: config.umem_frames,
                     ..AfXdpConfig::new(interface, queue)
-                };
-                ports.push(AfXdpPort::open(&port_config, Some(s))?);
-            }
+                })
+                .collect();
+            // A worker's ports share one UMEM: what crosses from the
+            // access side to the core and back is not copied.
+            let group: Vec<_> = port_configs
+                .iter()
+                .zip(&steering)
+                .map(|(c, s)| (c, Some(s)))
+                .collect();
+            let ports = AfXdpPort::open_group(&group)?;
             let worker = Worker::new(config.worker_config(workers.len()), ports)
                 .map_err(|e| FastpathError::Io(std::io::Error::other(e.to_string())))?;
             workers.push(worker);

@@ -1,6 +1,7 @@
-//! The AF_XDP [`Port`]: one socket bound to one (interface, queue), with a
-//! UMEM of its own, and the XDP program that steers the fast-path traffic
-//! to it ([`Steering`]).
+//! The AF_XDP [`Port`]: one socket bound to one (interface, queue), over a
+//! UMEM of its own or one it shares with the other ports of its worker
+//! ([`AfXdpPort::open_group`]), and the XDP program that steers the
+//! fast-path traffic to it ([`Steering`]).
 //!
 //! # Frames and headroom
 //!
@@ -17,7 +18,10 @@
 //!
 //! # Rings
 //!
-//! Frames the port owns and the worker does not sit on a free list. Each
+//! Frames the port owns and the worker does not sit on a free list (one
+//! per port, also when the UMEM is shared: a frame that another port of the
+//! group transmitted comes back on that port's completion ring, to its
+//! list, and [`Port::balance`] evens the lists out). Each
 //! [`Port::receive`] first takes completed transmissions back from the
 //! completion ring, then tops up the fill ring from the free list in one
 //! batch (keeping `alloc_reserve` frames back for [`Port::alloc`]), then
@@ -51,11 +55,12 @@ use std::ffi::CString;
 use std::fmt;
 use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use libbpf_sys as bpf;
 use libxdp_sys as xdp;
 
-use super::{Descriptor, FrameId, MemoryId, Port};
+use super::{balance_free_lists, Descriptor, FrameId, MemoryId, Port};
 use crate::wire::ethernet;
 
 /// Bytes the kernel keeps in front of every received packet for XDP
@@ -232,6 +237,34 @@ impl Drop for Area {
     }
 }
 
+/// A UMEM and its mapping, shared by the ports of a group
+/// ([`AfXdpPort::open_group`]): deleted once the last of their sockets is.
+#[derive(Debug)]
+struct Umem {
+    raw: NonNull<xdp::xsk_umem>,
+    // Dropped after `raw` is deleted (Drop below, then the fields).
+    area: Area,
+    frames: u32,
+    frame_size: u32,
+    id: MemoryId,
+}
+
+impl Drop for Umem {
+    fn drop(&mut self) {
+        // SAFETY: every socket of the UMEM was deleted (each port holds an
+        // Arc and deletes its socket before dropping it), so this deletes
+        // it exactly once; the mapping is unmapped after (field drop).
+        unsafe { xdp::xsk_umem__delete(self.raw.as_ptr()) };
+    }
+}
+
+// SAFETY: the UMEM is only read through its immutable fields after
+// creation; libxdp's own state for it is touched only when a socket of
+// it is created or deleted, which happens with `&mut` to a port (open and
+// Drop), never concurrently with the worker using the group (one thread).
+unsafe impl Send for Umem {}
+unsafe impl Sync for Umem {}
+
 /// The four rings, boxed: libxdp keeps pointers to the fill and completion
 /// ring structures until the socket is deleted, so they must not move.
 #[derive(Debug)]
@@ -246,11 +279,11 @@ static NEXT_MEMORY: AtomicUsize = AtomicUsize::new(1 << 20);
 
 /// See the module documentation.
 pub struct AfXdpPort {
-    // Drop order matters: socket, then UMEM (in Drop), then rings and area.
+    // Drop order matters: the socket (in Drop), then the rings it used and
+    // our share of the UMEM (the last share deletes it).
     xsk: NonNull<xdp::xsk_socket>,
-    umem: NonNull<xdp::xsk_umem>,
     rings: Box<Rings>,
-    area: Area,
+    umem: Arc<Umem>,
     fd: c_int,
     frames: u32,
     frame_size: u32,
@@ -261,7 +294,6 @@ pub struct AfXdpPort {
     in_flight: u32,
     /// Queued since the last flush.
     queued: u32,
-    memory_id: MemoryId,
     mac: ethernet::Address,
     interface: String,
     queue_id: u32,
@@ -312,66 +344,147 @@ impl AfXdpPort {
     /// Without steering the socket receives nothing until some program
     /// redirects to it. Runs in the calling thread's network namespace.
     pub fn open(config: &AfXdpConfig, steering: Option<&Steering>) -> Result<Self, AfXdpError> {
-        if !matches!(config.frame_size, 2048 | 4096) {
+        let mut ports = AfXdpPort::open_group(&[(config, steering)])?;
+        ports
+            .pop()
+            .ok_or_else(|| AfXdpError::new("opening a port", io::ErrorKind::NotFound.into()))
+    }
+
+    /// One socket per `(config, steering)` over one UMEM that holds the
+    /// frames of them all (`XDP_SHARED_UMEM`; sockets on other interfaces
+    /// or queues get fill and completion rings of their own): a packet
+    /// received on one leaves by another as it is, with no copy (port
+    /// contract, rule 4). The ports of one worker are opened so. Frame size
+    /// and headroom are the first configuration's, and so is the XDP mode:
+    /// the kernel binds the later sockets in the first one's. Each port
+    /// starts with its `frames` and keeps a free list of its own, which
+    /// [`Port::balance`] evens out.
+    pub fn open_group(
+        ports: &[(&AfXdpConfig, Option<&Steering>)],
+    ) -> Result<Vec<Self>, AfXdpError> {
+        let Some(&(first, _)) = ports.first() else {
+            return Ok(Vec::new());
+        };
+        if !matches!(first.frame_size, 2048 | 4096) {
             return Err(AfXdpError::new(
-                format!("frame_size {} (accepted: 2048, 4096)", config.frame_size),
+                format!("frame_size {} (accepted: 2048, 4096)", first.frame_size),
                 io::Error::from(io::ErrorKind::InvalidInput),
             ));
         }
-        let headroom = config.frame_headroom + xdp::XDP_PACKET_HEADROOM;
-        if headroom + 256 > config.frame_size || config.frames == 0 {
+        let headroom = first.frame_headroom + xdp::XDP_PACKET_HEADROOM;
+        let total: u64 = ports.iter().map(|(c, _)| u64::from(c.frames)).sum();
+        if headroom + 256 > first.frame_size || ports.iter().any(|(c, _)| c.frames == 0) {
             return Err(AfXdpError::new(
                 format!(
                     "frame_headroom {} leaves no room for a packet in frames of {} \
                      (or frames is 0)",
-                    config.frame_headroom, config.frame_size
+                    first.frame_headroom, first.frame_size
                 ),
                 io::Error::from(io::ErrorKind::InvalidInput),
             ));
         }
-        let ifname = CString::new(config.interface.as_str()).map_err(|_| {
-            AfXdpError::new(
-                format!("interface name {:?}", config.interface),
+        let Ok(total) = u32::try_from(total) else {
+            return Err(AfXdpError::new(
+                format!("{total} frames in one UMEM"),
                 io::Error::from(io::ErrorKind::InvalidInput),
-            )
-        })?;
-        let mac = match config.mac_addr {
-            Some(mac) => mac,
-            None => interface_mac(&config.interface)?,
+            ));
         };
-        let area = Area::new(config.frames as usize * config.frame_size as usize)?;
-        let mut rings = Box::new(Rings {
+        let area = Area::new(total as usize * first.frame_size as usize)?;
+        // The first port's fill and completion rings are the UMEM's own.
+        let mut first_rings = Box::new(Rings {
             fill: zeroed_prod(),
             comp: zeroed_cons(),
             rx: zeroed_cons(),
             tx: zeroed_prod(),
         });
         let umem_config = xdp::xsk_umem_config {
-            fill_size: config.fill_size,
-            comp_size: config.fill_size,
-            frame_size: config.frame_size,
-            frame_headroom: config.frame_headroom,
+            fill_size: first.fill_size,
+            comp_size: first.fill_size,
+            frame_size: first.frame_size,
+            frame_headroom: first.frame_headroom,
             flags: 0,
         };
-        let mut umem = ptr::null_mut();
+        let mut raw = ptr::null_mut();
         // SAFETY: the area is a live mapping of exactly the size passed,
         // page-aligned (mmap); the ring structures are boxed and outlive the
-        // UMEM (deleted in Drop before the box is freed).
+        // UMEM's use of them (the first socket takes them over, below, or
+        // the UMEM is deleted at once on failure, before the box goes).
         let ret = unsafe {
             xdp::xsk_umem__create(
-                &mut umem,
+                &mut raw,
                 area.base.as_ptr().cast::<c_void>(),
                 area.len as u64,
-                &mut rings.fill,
-                &mut rings.comp,
+                &mut first_rings.fill,
+                &mut first_rings.comp,
                 &umem_config,
             )
         };
-        let Some(umem) = NonNull::new(umem).filter(|_| ret == 0) else {
+        let Some(raw) = NonNull::new(raw).filter(|_| ret == 0) else {
             return Err(AfXdpError::from_ret(
-                format!("creating a UMEM of {} frames", config.frames),
+                format!("creating a UMEM of {total} frames"),
                 ret,
             ));
+        };
+        let umem = Arc::new(Umem {
+            raw,
+            area,
+            frames: total,
+            frame_size: first.frame_size,
+            id: NEXT_MEMORY.fetch_add(1, Ordering::Relaxed),
+        });
+        let mut opened: Vec<AfXdpPort> = Vec::with_capacity(ports.len());
+        let mut first_rings = Some(first_rings);
+        let mut next_frame = 0;
+        for &(config, steering) in ports {
+            let rings = first_rings.take().unwrap_or_else(|| {
+                Box::new(Rings {
+                    fill: zeroed_prod(),
+                    comp: zeroed_cons(),
+                    rx: zeroed_cons(),
+                    tx: zeroed_prod(),
+                })
+            });
+            let frames = next_frame..next_frame + config.frames;
+            next_frame = frames.end;
+            match AfXdpPort::open_socket(config, steering, &umem, rings, frames, headroom) {
+                Ok(port) => opened.push(port),
+                Err((error, rings)) => {
+                    // The ports opened so far close (their sockets first),
+                    // then the UMEM, which may still point into the
+                    // rings of a first socket that failed: they go last.
+                    drop(opened);
+                    drop(umem);
+                    drop(rings);
+                    return Err(error);
+                }
+            }
+        }
+        Ok(opened)
+    }
+
+    /// Bind one socket of `umem` and make it a port owning `frames`. On
+    /// failure the rings come back unless a port was made of them.
+    fn open_socket(
+        config: &AfXdpConfig,
+        steering: Option<&Steering>,
+        umem: &Arc<Umem>,
+        mut rings: Box<Rings>,
+        frames: core::ops::Range<u32>,
+        headroom: u32,
+    ) -> Result<AfXdpPort, (AfXdpError, Option<Box<Rings>>)> {
+        let Ok(ifname) = CString::new(config.interface.as_str()) else {
+            let error = AfXdpError::new(
+                format!("interface name {:?}", config.interface),
+                io::Error::from(io::ErrorKind::InvalidInput),
+            );
+            return Err((error, Some(rings)));
+        };
+        let mac = match config.mac_addr {
+            Some(mac) => mac,
+            None => match interface_mac(&config.interface) {
+                Ok(mac) => mac,
+                Err(error) => return Err((error, Some(rings))),
+            },
         };
         let socket_config = xdp::xsk_socket_config {
             rx_size: config.ring_size,
@@ -386,57 +499,66 @@ impl AfXdpPort {
             bind_flags: config.mode.bind_flags(),
         };
         let mut xsk = ptr::null_mut();
-        let Rings { rx, tx, .. } = &mut *rings;
-        // SAFETY: `umem` was just created and has no socket yet; the name is
-        // NUL-terminated; rx and tx point into the boxed rings, which live
-        // until after the socket is deleted.
+        let Rings { fill, comp, rx, tx } = &mut *rings;
+        // SAFETY: `umem` is live; the name is NUL-terminated; the four
+        // rings are boxed and live until after the socket is deleted (Drop
+        // of the port). For the first socket of the UMEM, libxdp takes the
+        // fill and completion rings it made at its creation (the same
+        // structures); for later ones it makes them in ours. A failed call
+        // leaves nothing behind.
         let ret = unsafe {
-            xdp::xsk_socket__create(
+            xdp::xsk_socket__create_shared(
                 &mut xsk,
                 ifname.as_ptr(),
                 config.queue_id,
-                umem.as_ptr(),
+                umem.raw.as_ptr(),
                 rx,
                 tx,
+                fill,
+                comp,
                 &socket_config,
             )
         };
         let Some(xsk) = NonNull::new(xsk).filter(|_| ret == 0) else {
-            // SAFETY: the UMEM has no socket; deleting it frees it once.
-            unsafe { xdp::xsk_umem__delete(umem.as_ptr()) };
-            return Err(AfXdpError::from_ret(
+            let error = AfXdpError::from_ret(
                 format!(
                     "binding an AF_XDP socket to {} queue {} ({:?})",
                     config.interface, config.queue_id, config.mode
                 ),
                 ret,
-            ));
+            );
+            return Err((error, Some(rings)));
         };
         // SAFETY: `xsk` is a live socket.
         let fd = unsafe { xdp::xsk_socket__fd(xsk.as_ptr()) };
         let mut port = AfXdpPort {
             xsk,
-            umem,
             rings,
-            area,
+            umem: Arc::clone(umem),
             fd,
-            frames: config.frames,
-            frame_size: config.frame_size,
+            frames: umem.frames,
+            frame_size: umem.frame_size,
             headroom,
             alloc_reserve: config.alloc_reserve as usize,
             // Highest ids at the bottom: the fill ring gets the low frames
-            // first, which makes traces easier to read.
-            free: (0..config.frames).rev().collect(),
+            // first, which makes traces easier to read. Room for every frame
+            // of the UMEM: balancing moves frames between the lists, and
+            // must not allocate.
+            free: {
+                let mut free = Vec::with_capacity(umem.frames as usize);
+                free.extend(frames.rev());
+                free
+            },
             in_flight: 0,
             queued: 0,
-            memory_id: NEXT_MEMORY.fetch_add(1, Ordering::Relaxed),
             mac,
             interface: config.interface.clone(),
             queue_id: config.queue_id,
             stats: AfXdpStats::default(),
         };
         if let Some(steering) = steering {
-            steering.register(&port)?;
+            // The port closes its socket, then drops the rings.
+            steering.register(&port).map_err(|error| (error, None))?;
         }
         port.refill();
         Ok(port)
@@ -651,7 +773,7 @@ impl Port for AfXdpPort {
         // SAFETY: start+len lies inside the mapping (frame < frames). The
         // frame belongs to the worker (it got it from receive or alloc), so
         // the kernel does not write it while this borrow lives.
-        unsafe { core::slice::from_raw_parts(self.area.base.as_ptr().add(start), len) }
+        unsafe { core::slice::from_raw_parts(self.umem.area.base.as_ptr().add(start), len) }
     }
 
     #[inline]
@@ -661,7 +783,7 @@ impl Port for AfXdpPort {
         };
         // SAFETY: as in `frame`, and `&mut self` makes this the only borrow
         // of the mapping.
-        unsafe { core::slice::from_raw_parts_mut(self.area.base.as_ptr().add(start), len) }
+        unsafe { core::slice::from_raw_parts_mut(self.umem.area.base.as_ptr().add(start), len) }
     }
 
     fn frame_size(&self) -> usize {
@@ -673,23 +795,26 @@ impl Port for AfXdpPort {
     }
 
     fn memory(&self) -> MemoryId {
-        self.memory_id
+        self.umem.id
     }
 
     fn mac_addr(&self) -> ethernet::Address {
         self.mac
     }
+
+    fn balance(&mut self, with: &mut AfXdpPort) {
+        if Arc::ptr_eq(&self.umem, &with.umem) {
+            balance_free_lists(&mut self.free, &mut with.free);
+        }
+    }
 }
 
 impl Drop for AfXdpPort {
     fn drop(&mut self) {
-        // SAFETY: the socket and then its UMEM are deleted exactly once;
-        // the rings and the mapping they point into are freed after this
-        // (they are fields, dropped when this returns).
-        unsafe {
-            xdp::xsk_socket__delete(self.xsk.as_ptr());
-            xdp::xsk_umem__delete(self.umem.as_ptr());
-        }
+        // SAFETY: the socket is deleted exactly once; the rings it used and
+        // our share of the UMEM are dropped after this (fields), and the
+        // UMEM is deleted with its last share.
+        unsafe { xdp::xsk_socket__delete(self.xsk.as_ptr()) };
     }
 }
 

@@ -8,21 +8,24 @@
 //! Nothing allocates after [`MemoryPort::new`] except `pop_tx`, which hands
 //! the test an owned copy.
 //!
-//! Each frame is a buffer of its own, so that a packet can move to another
-//! memory port without a copy ([`Port::hand_over`]): the two ports trade
-//! the packet's buffer for a free one, which is what passing a descriptor
-//! between ports that share an AF_XDP UMEM costs.
+//! Ports made together by [`MemoryPort::group`] share one frame memory, as
+//! AF_XDP sockets share a UMEM ([`super::afxdp::AfXdpPort::open_group`]):
+//! a packet leaves by any of them as it is, and each keeps a free list of
+//! its own that [`Port::balance`] evens out. Ports made apart have their
+//! own memories, and a packet crossing them is copied.
 
+use std::cell::UnsafeCell;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering};
+use std::sync::Arc;
 
-use super::{Descriptor, FrameId, MemoryId, Port};
+use super::{balance_free_lists, Descriptor, FrameId, MemoryId, Port};
 use crate::wire::ethernet;
 
 /// Sizes of a [`MemoryPort`].
 #[derive(Debug, Clone, Copy)]
 pub struct MemoryPortConfig {
-    /// Number of frames in the pool.
+    /// Number of frames in the pool (its share of a group's memory).
     pub frames: usize,
     /// Bytes per frame, headroom included (AF_XDP uses 2048 or 4096).
     pub frame_size: usize,
@@ -53,12 +56,66 @@ impl MemoryPortConfig {
 
 static NEXT_MEMORY: AtomicUsize = AtomicUsize::new(1);
 
+/// The frames of one port or of a group of ports, in one allocation (as a
+/// UMEM is one mapping).
+struct Memory {
+    bytes: Box<[UnsafeCell<u8>]>,
+    frame_size: usize,
+    frames: usize,
+    id: MemoryId,
+    /// Frames the worker holds (received or allocated, and not yet
+    /// transmitted or freed), over every port of the memory.
+    held: AtomicIsize,
+}
+
+// SAFETY: the bytes are reached only through `MemoryPort::frame` and
+// `frame_mut`, for frames the caller owns under the port contract
+// (io module documentation): a frame is with one port or with the worker
+// at a time, so no two threads (or borrows) reach the same frame at once.
+// The other fields are immutable or atomic.
+unsafe impl Sync for Memory {}
+
+impl Memory {
+    fn new(frames: usize, frame_size: usize) -> Memory {
+        let zeroed = vec![0u8; frames * frame_size].into_boxed_slice();
+        // SAFETY: UnsafeCell<u8> has the layout of u8 (repr(transparent)),
+        // so the allocation is the same slice, now writable through a
+        // shared reference.
+        let bytes = unsafe { Box::from_raw(Box::into_raw(zeroed) as *mut [UnsafeCell<u8>]) };
+        Memory {
+            bytes,
+            frame_size,
+            frames,
+            id: NEXT_MEMORY.fetch_add(1, Ordering::Relaxed),
+            held: AtomicIsize::new(0),
+        }
+    }
+
+    /// The raw bytes of `frame`, or `None` outside the memory.
+    fn frame(&self, frame: FrameId) -> Option<*mut u8> {
+        let frame = frame as usize;
+        // A pointer from the whole slice, so that it reaches the whole
+        // frame; UnsafeCell makes writing through it allowed.
+        (frame < self.frames)
+            .then(|| UnsafeCell::raw_get(self.bytes.as_ptr()).wrapping_add(frame * self.frame_size))
+    }
+}
+
+impl core::fmt::Debug for Memory {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Memory")
+            .field("frames", &self.frames)
+            .field("frame_size", &self.frame_size)
+            .field("id", &self.id)
+            .finish()
+    }
+}
+
 /// See the module documentation.
 #[derive(Debug)]
 pub struct MemoryPort {
     config: MemoryPortConfig,
-    frames: Vec<Box<[u8]>>,
-    memory_id: MemoryId,
+    memory: Arc<Memory>,
     free: Vec<FrameId>,
     rx: VecDeque<Descriptor>,
     tx_queued: Vec<Descriptor>,
@@ -68,19 +125,45 @@ pub struct MemoryPort {
 impl MemoryPort {
     /// Allocate the pool and the rings.
     pub fn new(config: MemoryPortConfig) -> MemoryPort {
-        let frames = config.frames.min(FrameId::MAX as usize);
-        MemoryPort {
-            config,
-            frames: (0..frames)
-                .map(|_| vec![0; config.frame_size].into_boxed_slice())
-                .collect(),
-            memory_id: NEXT_MEMORY.fetch_add(1, Ordering::Relaxed),
-            // Lowest frame ids first, so tests see frames 0, 1, 2 ...
-            free: (0..frames as FrameId).rev().collect(),
-            rx: VecDeque::with_capacity(config.rx_ring),
-            tx_queued: Vec::with_capacity(config.tx_ring),
-            tx_wire: VecDeque::with_capacity(config.tx_ring),
-        }
+        MemoryPort::group(&[config]).remove(0)
+    }
+
+    /// Ports that share one frame memory of all their frames: `configs`
+    /// must agree on `frame_size` and `headroom` (the first one's are
+    /// taken). Each starts with its own `frames` on its free list.
+    pub fn group(configs: &[MemoryPortConfig]) -> Vec<MemoryPort> {
+        let Some(first) = configs.first() else {
+            return Vec::new();
+        };
+        let total: usize = configs.iter().map(|c| c.frames).sum();
+        let total = total.min(FrameId::MAX as usize);
+        let memory = Arc::new(Memory::new(total, first.frame_size));
+        let mut next = 0;
+        configs
+            .iter()
+            .map(|&config| {
+                let config = MemoryPortConfig {
+                    frame_size: first.frame_size,
+                    headroom: first.headroom,
+                    ..config
+                };
+                let frames = next..(next + config.frames).min(total);
+                next = frames.end;
+                // Room for every frame of the memory: balancing moves
+                // frames between the lists, and must not allocate.
+                let mut free = Vec::with_capacity(total);
+                free.extend(frames.rev().map(|f| f as FrameId));
+                MemoryPort {
+                    config,
+                    memory: Arc::clone(&memory),
+                    // Lowest frame ids first, so tests see frames 0, 1, 2 ...
+                    free,
+                    rx: VecDeque::with_capacity(config.rx_ring),
+                    tx_queued: Vec::with_capacity(config.tx_ring),
+                    tx_wire: VecDeque::with_capacity(config.tx_ring),
+                }
+            })
+            .collect()
     }
 
     /// "Receive" a frame from the wire: copy it into a free frame after the
@@ -92,10 +175,14 @@ impl MemoryPort {
         {
             return false;
         }
-        let Some(mut d) = self.alloc() else {
+        let Some(frame) = self.free.pop() else {
             return false;
         };
-        d.len = bytes.len() as u32;
+        let d = Descriptor {
+            frame,
+            offset: self.config.headroom as u32,
+            len: bytes.len() as u32,
+        };
         let range = d.range();
         self.frame_mut(d.frame)[range].copy_from_slice(bytes);
         self.rx.push_back(d);
@@ -106,7 +193,7 @@ impl MemoryPort {
     pub fn pop_tx(&mut self) -> Option<Vec<u8>> {
         let d = self.tx_wire.pop_front()?;
         let bytes = self.frame(d.frame)[d.range()].to_vec();
-        self.free(d);
+        self.free.push(d.frame);
         Some(bytes)
     }
 
@@ -126,10 +213,20 @@ impl MemoryPort {
         self.tx_wire.len() + self.tx_queued.len()
     }
 
-    /// Frames neither free nor on a ring: held by the worker. Zero after a
-    /// test means nothing leaked.
+    /// Frames of this port's memory that the worker holds (neither free
+    /// nor on a ring), over every port of its group. Zero after a test
+    /// means nothing leaked.
     pub fn frames_in_use(&self) -> usize {
-        self.frames.len() - self.free.len() - self.rx.len() - self.tx_pending()
+        usize::try_from(self.memory.held.load(Ordering::Relaxed)).unwrap_or(usize::MAX)
+    }
+
+    /// Frames on this port's free list.
+    pub fn free_frames(&self) -> usize {
+        self.free.len()
+    }
+
+    fn held(&self, change: isize) {
+        self.memory.held.fetch_add(change, Ordering::Relaxed);
     }
 }
 
@@ -139,6 +236,7 @@ impl Port for MemoryPort {
         for (slot, d) in out.iter_mut().zip(self.rx.drain(..n)) {
             *slot = d;
         }
+        self.held(n as isize);
         n
     }
 
@@ -146,6 +244,7 @@ impl Port for MemoryPort {
         let room = self.config.tx_ring - self.tx_pending();
         let n = descriptors.len().min(room);
         self.tx_queued.extend_from_slice(&descriptors[..n]);
+        self.held(-(n as isize));
         n
     }
 
@@ -154,11 +253,15 @@ impl Port for MemoryPort {
     }
 
     fn free(&mut self, descriptor: Descriptor) {
-        self.free.push(descriptor.frame);
+        if (descriptor.frame as usize) < self.memory.frames {
+            self.free.push(descriptor.frame);
+            self.held(-1);
+        }
     }
 
     fn alloc(&mut self) -> Option<Descriptor> {
         let frame = self.free.pop()?;
+        self.held(1);
         Some(Descriptor {
             frame,
             offset: self.config.headroom as u32,
@@ -168,14 +271,24 @@ impl Port for MemoryPort {
 
     #[inline]
     fn frame(&self, frame: FrameId) -> &[u8] {
-        self.frames.get(frame as usize).map_or(&[], |f| &f[..])
+        match self.memory.frame(frame) {
+            // SAFETY: the frame lies inside the memory, and under the port
+            // contract the caller owns it (see `Memory`'s Sync).
+            Some(bytes) => unsafe { core::slice::from_raw_parts(bytes, self.memory.frame_size) },
+            None => &[],
+        }
     }
 
     #[inline]
     fn frame_mut(&mut self, frame: FrameId) -> &mut [u8] {
-        self.frames
-            .get_mut(frame as usize)
-            .map_or(&mut [], |f| &mut f[..])
+        match self.memory.frame(frame) {
+            // SAFETY: as in `frame`; the owner of a frame is the only one
+            // who reaches it, so this borrow is the only one.
+            Some(bytes) => unsafe {
+                core::slice::from_raw_parts_mut(bytes, self.memory.frame_size)
+            },
+            None => &mut [],
+        }
     }
 
     fn frame_size(&self) -> usize {
@@ -187,33 +300,17 @@ impl Port for MemoryPort {
     }
 
     fn memory(&self) -> MemoryId {
-        self.memory_id
+        self.memory.id
     }
 
     fn mac_addr(&self) -> ethernet::Address {
         self.config.mac_addr
     }
 
-    /// Trade the packet's buffer for one of our free ones: `from` gets the
-    /// free buffer back in `d`'s slot (now free there), we put the packet's
-    /// buffer in the slot we took. Same frame size only.
-    #[inline]
-    fn hand_over(&mut self, from: &mut MemoryPort, d: Descriptor) -> Option<Descriptor> {
-        if self.config.frame_size != from.config.frame_size || d.frame as usize >= from.frames.len()
-        {
-            return None;
+    fn balance(&mut self, with: &mut MemoryPort) {
+        if Arc::ptr_eq(&self.memory, &with.memory) {
+            balance_free_lists(&mut self.free, &mut with.free);
         }
-        let frame = self.free.pop()?;
-        let (Some(ours), Some(theirs)) = (
-            self.frames.get_mut(frame as usize),
-            from.frames.get_mut(d.frame as usize),
-        ) else {
-            self.free.push(frame);
-            return None;
-        };
-        core::mem::swap(ours, theirs);
-        from.free.push(d.frame);
-        Some(Descriptor { frame, ..d })
     }
 }
 
@@ -251,25 +348,47 @@ mod tests {
     }
 
     #[test]
-    fn a_packet_moves_to_another_port_without_a_copy() {
-        let (mut a, mut b) = (port(), port());
+    fn ports_of_a_group_share_frames_and_even_out_their_free_lists() {
+        let config = MemoryPortConfig {
+            frames: 200,
+            rx_ring: 256,
+            tx_ring: 256,
+            ..port().config
+        };
+        let mut ports = MemoryPort::group(&[config, config]);
+        let (a, b) = ports.split_at_mut(1);
+        let (a, b) = (&mut a[0], &mut b[0]);
+        assert_eq!(a.memory(), b.memory());
+        assert_ne!(a.memory(), port().memory(), "a port made apart has its own");
+        // A packet received on a leaves by b as it is.
         assert!(a.push_rx(&[7, 8, 9]));
-        let mut d = [Descriptor::default(); 1];
-        assert_eq!(a.receive(&mut d), 1);
-        let moved = b.hand_over(&mut a, d[0]).unwrap();
-        assert_eq!((moved.offset, moved.len), (d[0].offset, 3));
-        assert_eq!(a.frames_in_use(), 0, "the source got a free buffer back");
-        assert_eq!(b.frames_in_use(), 1);
-        assert_eq!(b.transmit(&[moved]), 1);
+        let mut d = [Descriptor::default(); 200];
+        assert_eq!(a.receive(&mut d[..1]), 1);
+        assert_eq!(a.frames_in_use(), 1);
+        assert_eq!(b.transmit(&d[..1]), 1);
+        assert_eq!(b.frames_in_use(), 0, "counted over the group");
         b.flush();
         assert_eq!(b.pop_tx(), Some(vec![7, 8, 9]));
-        assert_eq!(b.frames_in_use(), 0);
-        // No free frame on the taking side: the caller copies.
-        while b.alloc().is_some() {}
-        assert!(a.push_rx(&[1]));
-        assert_eq!(a.receive(&mut d), 1);
-        assert!(b.hand_over(&mut a, d[0]).is_none());
-        assert_eq!(a.frames_in_use(), 1, "still a's");
+        assert_eq!((a.free_frames(), b.free_frames()), (199, 201));
+        // Within the slack nothing moves; past it, half the difference.
+        a.balance(b);
+        assert_eq!((a.free_frames(), b.free_frames()), (199, 201));
+        for _ in 0..150 {
+            assert!(a.push_rx(&[1]));
+        }
+        let n = a.receive(&mut d[..150]);
+        assert_eq!(b.transmit(&d[..n]), 150);
+        b.flush();
+        assert_eq!(b.drain_tx(|_| {}), 150);
+        assert_eq!((a.free_frames(), b.free_frames()), (49, 351));
+        b.balance(a);
+        assert_eq!((a.free_frames(), b.free_frames()), (200, 200));
+        assert_eq!(a.frames_in_use(), 0);
+        // Ports apart do not trade.
+        let mut c = port();
+        let before = c.free_frames();
+        a.balance(&mut c);
+        assert_eq!(c.free_frames(), before);
     }
 
     #[test]

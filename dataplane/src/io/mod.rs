@@ -23,12 +23,13 @@
 //!    [`Port::free`] (back to the port), or being held by the worker (the
 //!    LAC holding rings), which later ends in one of the first two.
 //! 4. A packet that leaves by another port than the one it arrived on is
-//!    passed as it is when both ports report the same [`Port::memory`] (a
-//!    shared UMEM); otherwise the other port may take it over without a
-//!    copy ([`Port::hand_over`], which the in-memory port does by trading
-//!    frame buffers), and else it is copied into a frame of the other port
-//!    from [`Port::alloc`] and the original freed. Nothing else crosses
-//!    ports.
+//!    passed as it is when both ports report the same [`Port::memory`]
+//!    (ports made together over one UMEM, or one in-memory pool), and
+//!    copied into a frame of the other port from [`Port::alloc`] otherwise,
+//!    the original freed. Nothing else crosses ports. Ports that share a
+//!    memory keep free lists of their own, and a port that receives more
+//!    than it sends would run dry: the worker calls [`Port::balance`] on
+//!    them after every burst, which moves frames in blocks.
 //! 5. [`Port::transmit`] queues; the frames reach the wire (the kernel is
 //!    woken, if it asked to be) on [`Port::flush`], which the worker calls
 //!    once per burst.
@@ -109,16 +110,32 @@ pub trait Port {
     /// The port's own MAC address: the source of what it sends.
     fn mac_addr(&self) -> ethernet::Address;
 
-    /// Take packet `d` of port `from` into this port without copying its
-    /// bytes, when the two can (rule 4 of the module documentation):
-    /// `Some` is the packet's descriptor here, and `from` no longer owns
-    /// `d`; `None` (the default, and when this port has no frame to give
-    /// back) leaves `d` with `from`, to be copied.
-    fn hand_over(&mut self, from: &mut Self, d: Descriptor) -> Option<Descriptor>
+    /// When `with` shares this port's memory, even out the two free
+    /// lists if they differ by much (rule 4 of the module documentation);
+    /// otherwise, and by default, nothing.
+    fn balance(&mut self, with: &mut Self)
     where
         Self: Sized,
     {
-        let _ = (from, d);
-        None
+        let _ = with;
     }
+}
+
+/// Free lists of ports sharing a memory are evened out when they differ
+/// by more than this: a burst of the largest size either way, so that
+/// balancing runs every few bursts at most, a block of frames at a time.
+const BALANCE_SLACK: usize = 2 * crate::worker::MAX_BURST;
+
+/// Move frames from the longer of two free lists to the shorter until
+/// they are within one of each other, when they differ by more than
+/// [`BALANCE_SLACK`]: [`Port::balance`] of both port kinds.
+pub(crate) fn balance_free_lists(a: &mut Vec<FrameId>, b: &mut Vec<FrameId>) {
+    let (long, short) = if a.len() > b.len() { (a, b) } else { (b, a) };
+    let surplus = long.len() - short.len();
+    if surplus <= BALANCE_SLACK {
+        return;
+    }
+    let keep = long.len() - surplus / 2;
+    short.extend_from_slice(&long[keep..]);
+    long.truncate(keep);
 }
