@@ -1095,6 +1095,32 @@ fn reports_and_session_counters_come_back_through_events() {
     assert_eq!(c.upstream_packets, 1);
 }
 
+/// The burst latency is sampled every `latency_sample_interval` busy polls,
+/// idle polls between them not counting (the clock is read only for
+/// those polls).
+#[test]
+fn burst_latency_is_sampled_every_interval_of_busy_polls() {
+    let mut config = lab::config(Role::Lns, 1);
+    config.latency_sample_interval = 4;
+    let mut w = lab::worker_with(config, 1, lab::ports());
+    let channels = w.channels();
+    for busy in 1..=10 {
+        assert!(w.ports_mut()[0].push_rx(&lab::lns_upstream(0, 8, Encoding::default())));
+        assert_eq!(w.poll(), 1);
+        for _ in 0..busy % 3 {
+            assert_eq!(w.poll(), 0, "idle");
+        }
+        drain(&mut w);
+    }
+    apply(&mut w, &[Update::Report(7)]);
+    let Some(Event::Report(report)) = channels.poll_event() else {
+        panic!("a report")
+    };
+    // Busy polls 4 and 8 of 10.
+    assert_eq!(report.latency_ns.len(), 2, "{:?}", report.latency_ns);
+    assert!(report.latency_ns.min() >= 1);
+}
+
 /// The worker and input that make `reason` happen once. The match is
 /// exhaustive, so a new drop reason cannot go without a case.
 fn drop_case(reason: DropReason) -> (Worker<MemoryPort>, Frames) {
