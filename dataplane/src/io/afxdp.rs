@@ -247,6 +247,11 @@ struct Umem {
     frames: u32,
     frame_size: u32,
     id: MemoryId,
+    /// Held while a socket of the UMEM is deleted: libxdp's bookkeeping
+    /// of the UMEM (its socket count, its rings per device and queue) is
+    /// not thread-safe, and ports of a group may be dropped on different
+    /// threads.
+    deleting: std::sync::Mutex<()>,
 }
 
 impl Drop for Umem {
@@ -258,10 +263,11 @@ impl Drop for Umem {
     }
 }
 
-// SAFETY: the UMEM is only read through its immutable fields after
-// creation; libxdp's own state for it is touched only when a socket of
-// it is created or deleted, which happens with `&mut` to a port (open and
-// Drop), never concurrently with the worker using the group (one thread).
+// SAFETY: after creation the UMEM is read only through its immutable
+// fields; libxdp's own state for it changes only when a socket of it is
+// created (in `open_group`, on one thread, before any port exists) or
+// deleted (under `deleting`). The frames themselves are reached through
+// the ports, for frames their caller owns (the port contract).
 unsafe impl Send for Umem {}
 unsafe impl Sync for Umem {}
 
@@ -431,6 +437,7 @@ impl AfXdpPort {
             frames: total,
             frame_size: first.frame_size,
             id: NEXT_MEMORY.fetch_add(1, Ordering::Relaxed),
+            deleting: std::sync::Mutex::new(()),
         });
         let mut opened: Vec<AfXdpPort> = Vec::with_capacity(ports.len());
         let mut first_rings = Some(first_rings);
@@ -781,8 +788,9 @@ impl Port for AfXdpPort {
         let Some((start, len)) = self.frame_range(frame) else {
             return &mut [];
         };
-        // SAFETY: as in `frame`, and `&mut self` makes this the only borrow
-        // of the mapping.
+        // SAFETY: as in `frame`: the worker owns the frame and reaches it
+        // through one port at a time (ports sharing the UMEM included), so
+        // this is the only borrow of it.
         unsafe { core::slice::from_raw_parts_mut(self.umem.area.base.as_ptr().add(start), len) }
     }
 
@@ -811,9 +819,17 @@ impl Port for AfXdpPort {
 
 impl Drop for AfXdpPort {
     fn drop(&mut self) {
-        // SAFETY: the socket is deleted exactly once; the rings it used and
-        // our share of the UMEM are dropped after this (fields), and the
-        // UMEM is deleted with its last share.
+        // A poisoned lock only means another drop panicked; deleting is
+        // still right.
+        let _deleting = self
+            .umem
+            .deleting
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // SAFETY: the socket is deleted exactly once, alone among the
+        // sockets of its UMEM (the lock); the rings it used and our share
+        // of the UMEM are dropped after this (fields), and the UMEM is
+        // deleted with its last share.
         unsafe { xdp::xsk_socket__delete(self.xsk.as_ptr()) };
     }
 }
