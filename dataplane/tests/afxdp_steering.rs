@@ -23,9 +23,10 @@
 //! box's address, a reply and an announcement to the kernel. With `pppoe_discovery`: discovery
 //! (untagged and 802.1Q) to the socket. With `everything`: ARP and the
 //! unknown EtherType to the socket. An LAC worker punts discovery to the
-//! control plane as `Local` (what lacd reads). Last, a dropped steering
-//! leaves the interface at once, even while a forked process holds a copy
-//! of its descriptors.
+//! control plane as `Local` (what lacd reads). A dropped steering leaves
+//! the interface at once, even while a forked process holds a copy of its
+//! descriptors, and a group of ports that fails to open leaves nothing
+//! bound.
 
 #![cfg(test)]
 #![cfg(feature = "afxdp")]
@@ -569,6 +570,35 @@ fn steering_leaves_the_interface_on_drop_while_a_forked_child_holds_its_link() {
         let again = Steering::attach("st0", XdpMode::Skb);
         drop(holder);
         again.expect("attaching again after the first steering was dropped");
+    });
+}
+
+/// A group whose second socket cannot be made (no such interface) fails
+/// with a message naming it and leaves nothing behind: the first socket
+/// and the UMEM go, and a group on the same queue opens right after. The
+/// same for a group whose *first* socket fails (the UMEM then still
+/// points at that socket's rings, which must outlive it).
+#[test]
+fn a_port_group_that_fails_to_open_leaves_nothing_behind() {
+    require_root();
+    let lab = Lab::new("gr");
+    lab.within(&lab.box_ns, || {
+        let steering = Steering::attach("st0", XdpMode::Skb).expect("attaching steering");
+        let st0 = AfXdpConfig::new("st0", 0);
+        let missing = AfXdpConfig {
+            mac_addr: Some(dataplane::wire::ethernet::Address(BOX_MAC)),
+            ..AfXdpConfig::new("nosuch0", 0)
+        };
+        for group in [
+            [(&st0, Some(&steering)), (&missing, None)],
+            [(&missing, None), (&st0, Some(&steering))],
+        ] {
+            let error = AfXdpPort::open_group(&group).expect_err("nosuch0 does not exist");
+            assert!(error.to_string().contains("nosuch0"), "{error}");
+        }
+        let ports =
+            AfXdpPort::open_group(&[(&st0, Some(&steering))]).expect("st0 queue 0 is free again");
+        assert_eq!(ports.len(), 1);
     });
 }
 

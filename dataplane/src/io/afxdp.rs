@@ -479,13 +479,21 @@ impl AfXdpPort {
         frames: core::ops::Range<u32>,
         headroom: u32,
     ) -> Result<AfXdpPort, (AfXdpError, Option<Box<Rings>>)> {
-        let Ok(ifname) = CString::new(config.interface.as_str()) else {
+        // A whole IFNAMSIZ buffer, NUL-padded: libxdp copies IFNAMSIZ - 1
+        // bytes of the name whatever its length (valgrind saw it read past
+        // a shorter string).
+        let mut ifname = [0 as c_char; libc::IFNAMSIZ];
+        let name = config.interface.as_bytes();
+        if name.is_empty() || name.len() >= ifname.len() || name.contains(&0) {
             let error = AfXdpError::new(
                 format!("interface name {:?}", config.interface),
                 io::Error::from(io::ErrorKind::InvalidInput),
             );
             return Err((error, Some(rings)));
-        };
+        }
+        for (to, &from) in ifname.iter_mut().zip(name) {
+            *to = from as c_char;
+        }
         let mac = match config.mac_addr {
             Some(mac) => mac,
             None => match interface_mac(&config.interface) {
