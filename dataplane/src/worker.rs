@@ -149,11 +149,14 @@ pub struct Worker<P: Port> {
     tx: Vec<Vec<Descriptor>>,
     /// Each port's [`Port::memory`], read once.
     memories: Vec<crate::io::MemoryId>,
-    polls: u64,
-    busy_polls: u64,
-    update_interval: u64,
+    /// Polls until updates are applied next (counted down: a division
+    /// per poll cost more than the check).
+    polls_to_update: u32,
+    update_interval: u32,
     updates_per_interval: usize,
-    latency_sample_interval: u64,
+    /// Busy polls until the next latency sample, this one included.
+    busy_polls_to_sample: u32,
+    latency_sample_interval: u32,
     latency: Histogram<u64>,
     pending_event: Option<Event>,
     mode: PollMode,
@@ -211,11 +214,11 @@ impl<P: Port> Worker<P> {
             lookups: [Lookup::None; MAX_BURST],
             tx,
             memories,
-            polls: 0,
-            busy_polls: 0,
-            update_interval: u64::from(config.update_interval.max(1)),
+            polls_to_update: config.update_interval.max(1),
+            update_interval: config.update_interval.max(1),
             updates_per_interval: config.updates_per_interval.max(1),
-            latency_sample_interval: u64::from(config.latency_sample_interval.max(1)),
+            busy_polls_to_sample: config.latency_sample_interval.max(1),
+            latency_sample_interval: config.latency_sample_interval.max(1),
             latency: Histogram::new_with_bounds(1, LATENCY_MAX_NS, 3)?,
             pending_event: None,
             mode: config.mode,
@@ -270,7 +273,7 @@ impl<P: Port> Worker<P> {
     pub fn poll(&mut self) -> usize {
         // The clock only when something reads it: a clock read costs a
         // burst of 32 some 1 ns a packet on this VM's TSC (more elsewhere).
-        let sampled = (self.busy_polls + 1) % self.latency_sample_interval == 0;
+        let sampled = self.busy_polls_to_sample == 1;
         let replay = self.dp.holds.replay.on();
         let started = (sampled || replay).then(Instant::now);
         if let Some(started) = started.filter(|_| replay) {
@@ -297,17 +300,21 @@ impl<P: Port> Worker<P> {
         self.dp.counters.received += received as u64;
         let injected = self.poll_injects();
         self.transmit_all();
-        self.polls += 1;
-        if self.polls % self.update_interval == 0 {
+        self.polls_to_update -= 1;
+        if self.polls_to_update == 0 {
+            self.polls_to_update = self.update_interval;
             self.apply_updates();
         }
         if received + injected == 0 {
             self.dp.counters.idle_polls += 1;
         } else {
-            self.busy_polls += 1;
-            if let Some(started) = started.filter(|_| sampled) {
-                let ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
-                self.latency.saturating_record(ns.max(1));
+            self.busy_polls_to_sample -= 1;
+            if self.busy_polls_to_sample == 0 {
+                self.busy_polls_to_sample = self.latency_sample_interval;
+                if let Some(started) = started.filter(|_| sampled) {
+                    let ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                    self.latency.saturating_record(ns.max(1));
+                }
             }
         }
         received
