@@ -431,7 +431,9 @@ impl Drop for Link {
 }
 
 /// Open a port, waiting up to 2 s while the queue is still busy: the
-/// kernel releases the previous run's socket on the queue asynchronously.
+/// previous run's socket stays bound until its last descriptor closes, and
+/// a process that another thread forks (parallel tests spawn `ip`) holds
+/// copies of every descriptor until its exec.
 fn open_port(config: &AfXdpConfig, steering: &Steering) -> Result<AfXdpPort, String> {
     let deadline = Instant::now() + Duration::from_secs(2);
     loop {
