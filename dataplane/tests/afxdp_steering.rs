@@ -575,7 +575,8 @@ fn steering_leaves_the_interface_on_drop_while_a_forked_child_holds_its_link() {
 
 /// A group whose second socket cannot be made (no such interface) fails
 /// with a message naming it and leaves nothing behind: the first socket
-/// and the UMEM go, and a group on the same queue opens right after. The
+/// and the UMEM go, and a group on the same queue opens again (once no
+/// forked process holds a copy of the old socket's descriptor). The
 /// same for a group whose *first* socket fails (the UMEM then still
 /// points at that socket's rings, which must outlive it).
 #[test]
