@@ -12,12 +12,14 @@
 //!
 //! One iteration is what a worker does for one burst on real hardware:
 //! one `Worker::poll` runs it to completion (classify, look up, rewrite in
-//! place, transmit, flush, the clock read), and only that is timed. The
+//! place, transmit, flush, balance the ports' free lists, and in one poll
+//! of 64 the latency sample's clock reads), and only that is timed. The
 //! port's side, which a NIC does on real hardware, is not: copying the
 //! burst into port frames before (as the NIC's DMA would write them), and
 //! giving the transmitted frames back to the pool after. The instruction
-//! gate draws the same line. Two clock reads a burst (some 50 ns on this
-//! VM, under 2 ns a packet at a burst of 32) are in the figures. With
+//! gate draws the same line. The benchmark's own two clock reads a burst
+//! (some 50 ns on this VM, under 2 ns a packet at a burst of 32) are in
+//! the figures. With
 //! 100,000 sessions, consecutive packets belong to sessions spread across
 //! the table, so lookups miss the cache as they would in production.
 //!
