@@ -386,11 +386,7 @@ mod tests {
             replay_bytes: bytes,
             ..lab::config(Role::Lac, 2)
         };
-        lab::worker_with(
-            config,
-            2,
-            [lab::port(lab::ACCESS_MAC), lab::port(lab::CORE_MAC)],
-        )
+        lab::worker_with(config, 2, lab::separate_ports())
     }
 
     fn apply(w: &mut Worker<MemoryPort>, updates: &[Update]) {
@@ -627,11 +623,7 @@ mod tests {
             hold_depth: 3,
             ..lab::config(Role::Lac, 2)
         };
-        let mut w = lab::worker_with(
-            config,
-            2,
-            [lab::port(lab::ACCESS_MAC), lab::port(lab::CORE_MAC)],
-        );
+        let mut w = lab::worker_with(config, 2, lab::separate_ports());
         let frames: Vec<_> = (0..5).map(|n| upstream(0, n)).collect();
         send(&mut w, ACCESS, &frames);
         apply(&mut w, &[hold_tunnel(Duration::from_secs(1))]);

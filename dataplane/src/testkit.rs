@@ -97,6 +97,12 @@ pub fn ports() -> [MemoryPort; 2] {
     }
 }
 
+/// The lab's access and core memory ports, each with a memory of its
+/// own: what crosses from one to the other is copied.
+pub fn separate_ports() -> [MemoryPort; 2] {
+    [port(ACCESS_MAC), port(CORE_MAC)]
+}
+
 /// The worker configuration of the lab, for `sessions` sessions.
 pub fn config(role: Role, sessions: usize) -> WorkerConfig {
     WorkerConfig {

@@ -204,7 +204,7 @@ fn lns_upstream_forwards_the_inner_packet_to_the_gateway() {
 /// stay even however one-sided the traffic.
 #[test]
 fn shared_and_separate_port_memories_send_the_same_bytes() {
-    let separate = [lab::port(lab::ACCESS_MAC), lab::port(lab::CORE_MAC)];
+    let separate = lab::separate_ports();
     let mut apart = lab::worker_with(lab::config(Role::Lns, 4), 4, separate);
     let mut shared = lab::worker(Role::Lns, 4);
     assert_eq!(
@@ -1136,7 +1136,7 @@ fn drop_case(reason: DropReason) -> (Worker<MemoryPort>, Frames) {
     let with_config = |role, change: &dyn Fn(&mut WorkerConfig)| {
         let mut c = lab::config(role, 1);
         change(&mut c);
-        lab::worker_with(c, 1, [lab::port(lab::ACCESS_MAC), lab::port(lab::CORE_MAC)])
+        lab::worker_with(c, 1, lab::separate_ports())
     };
     match reason {
         UnexpectedEthertype => {
@@ -1292,11 +1292,7 @@ fn drop_case(reason: DropReason) -> (Worker<MemoryPort>, Frames) {
         NoFrame => {
             // Ports with memories of their own copy what crosses them,
             // into a frame the core port has no more of.
-            let mut w = lab::worker_with(
-                lab::config(Role::Lns, 1),
-                1,
-                [lab::port(lab::ACCESS_MAC), lab::port(lab::CORE_MAC)],
-            );
+            let mut w = lab::worker_with(lab::config(Role::Lns, 1), 1, lab::separate_ports());
             while w.ports_mut()[1].alloc().is_some() {}
             (w, vec![(0, up(plain))])
         }

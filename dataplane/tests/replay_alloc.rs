@@ -50,11 +50,7 @@ fn recording_and_replaying_allocate_nothing_after_start_up() {
         replay_bytes: 8 << 10,
         ..lab::config(Role::Lac, SESSIONS)
     };
-    let mut w = lab::worker_with(
-        config,
-        SESSIONS,
-        [lab::port(lab::ACCESS_MAC), lab::port(lab::CORE_MAC)],
-    );
+    let mut w = lab::worker_with(config, SESSIONS, lab::separate_ports());
     let frames: Vec<(u8, Vec<u8>)> = (0..4 * SESSIONS)
         .flat_map(|n| {
             [
