@@ -503,9 +503,6 @@ fn steering_sends_pppoe_vlan_and_options_where_they_belong() {
     );
 }
 
-/// On a LAC, what steering sends from an access port with
-/// `pppoe_discovery` reaches the control plane as a `Local` punt, tagged
-/// or not, and nothing is dropped.
 /// A process forked and blocked before its exec: it holds a copy of every
 /// descriptor of ours, as any child that another thread of a daemon (or of
 /// a test binary) spawns does for a moment. Released on drop.
@@ -615,6 +612,9 @@ fn a_port_group_that_fails_to_open_leaves_nothing_behind() {
     });
 }
 
+/// On a LAC, what steering sends from an access port with
+/// `pppoe_discovery` reaches the control plane as a `Local` punt, tagged
+/// or not, and nothing is dropped.
 #[test]
 fn a_lac_worker_punts_pppoe_discovery_to_the_control_plane() {
     let mut w = lab::worker(Role::Lac, 1);
