@@ -589,10 +589,8 @@ impl<P: Port> Worker<P> {
         // one gets the frames back that the receiving one needs).
         for port in 1..self.ports.len() {
             if self.memories[port] == self.memories[port - 1] {
-                let (before, this) = self.ports.split_at_mut(port);
-                if let (Some(a), Some(b)) = (before.last_mut(), this.first_mut()) {
-                    a.balance(b);
-                }
+                let (before, this) = two_mut(&mut self.ports, port - 1, port);
+                before.balance(this);
             }
         }
     }

@@ -175,14 +175,10 @@ impl MemoryPort {
         {
             return false;
         }
-        let Some(frame) = self.free.pop() else {
+        let Some(mut d) = self.take_free() else {
             return false;
         };
-        let d = Descriptor {
-            frame,
-            offset: self.config.headroom as u32,
-            len: bytes.len() as u32,
-        };
+        d.len = bytes.len() as u32;
         let range = d.range();
         self.frame_mut(d.frame)[range].copy_from_slice(bytes);
         self.rx.push_back(d);
@@ -225,6 +221,17 @@ impl MemoryPort {
         self.free.len()
     }
 
+    /// A free frame as an empty packet after the headroom, not yet
+    /// counted as held (the receive ring or [`Port::alloc`] decides).
+    fn take_free(&mut self) -> Option<Descriptor> {
+        let frame = self.free.pop()?;
+        Some(Descriptor {
+            frame,
+            offset: self.config.headroom as u32,
+            len: 0,
+        })
+    }
+
     fn held(&self, change: isize) {
         self.memory.held.fetch_add(change, Ordering::Relaxed);
     }
@@ -260,13 +267,9 @@ impl Port for MemoryPort {
     }
 
     fn alloc(&mut self) -> Option<Descriptor> {
-        let frame = self.free.pop()?;
+        let d = self.take_free()?;
         self.held(1);
-        Some(Descriptor {
-            frame,
-            offset: self.config.headroom as u32,
-            len: 0,
-        })
+        Some(d)
     }
 
     #[inline]
