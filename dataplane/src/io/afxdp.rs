@@ -281,6 +281,18 @@ struct Rings {
     tx: xdp::xsk_ring_prod,
 }
 
+impl Rings {
+    /// Four rings for libxdp to set up, boxed where they will stay.
+    fn unset() -> Box<Rings> {
+        Box::new(Rings {
+            fill: zeroed_prod(),
+            comp: zeroed_cons(),
+            rx: zeroed_cons(),
+            tx: zeroed_prod(),
+        })
+    }
+}
+
 static NEXT_MEMORY: AtomicUsize = AtomicUsize::new(1 << 20);
 
 /// See the module documentation.
@@ -397,12 +409,7 @@ impl AfXdpPort {
         };
         let area = Area::new(total as usize * first.frame_size as usize)?;
         // The first port's fill and completion rings are the UMEM's own.
-        let mut first_rings = Box::new(Rings {
-            fill: zeroed_prod(),
-            comp: zeroed_cons(),
-            rx: zeroed_cons(),
-            tx: zeroed_prod(),
-        });
+        let mut first_rings = Rings::unset();
         let umem_config = xdp::xsk_umem_config {
             fill_size: first.fill_size,
             comp_size: first.fill_size,
@@ -443,14 +450,7 @@ impl AfXdpPort {
         let mut first_rings = Some(first_rings);
         let mut next_frame = 0;
         for &(config, steering) in ports {
-            let rings = first_rings.take().unwrap_or_else(|| {
-                Box::new(Rings {
-                    fill: zeroed_prod(),
-                    comp: zeroed_cons(),
-                    rx: zeroed_cons(),
-                    tx: zeroed_prod(),
-                })
-            });
+            let rings = first_rings.take().unwrap_or_else(Rings::unset);
             let frames = next_frame..next_frame + config.frames;
             next_frame = frames.end;
             match AfXdpPort::open_socket(config, steering, &umem, rings, frames, headroom) {
