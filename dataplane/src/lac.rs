@@ -37,10 +37,7 @@ impl Datapath {
         else {
             return Verdict::Drop(DropReason::MalformedEthernet);
         };
-        let Some(index) = self
-            .tables
-            .session_index_by_pppoe(subscriber_mac, pppoe_session_id)
-        else {
+        let Some(entry) = self.tables.pppoe_entry(subscriber_mac, pppoe_session_id) else {
             return unknown_pppoe_session(
                 frame,
                 d,
@@ -49,13 +46,15 @@ impl Datapath {
                 pppoe_session_id,
             );
         };
-        let Some(session) = self.tables.session(index) else {
-            return Verdict::Drop(DropReason::UnknownPppoeSession);
-        };
-        if session.holding {
-            return match session.ring {
-                Some(ring) => Verdict::Hold(ring),
-                None => Verdict::Drop(DropReason::HoldingNoRing),
+        // A holding session's entry is no slot index, so holding costs the
+        // common path nothing: it is looked at only when the index finds
+        // no session.
+        let index = entry as usize;
+        if self.tables.session(index).is_none() {
+            return match self.tables.held(entry) {
+                Some(Some(ring)) => Verdict::Hold(ring),
+                Some(None) => Verdict::Drop(DropReason::HoldingNoRing),
+                None => Verdict::Drop(DropReason::UnknownPppoeSession),
             };
         }
         // PPPoE carries PPP from the Protocol field (RFC 2516 §7); on L2TP

@@ -261,17 +261,20 @@ pub(crate) fn hold_tunnel<P: Port>(
     now: u64,
 ) {
     for index in 0..dp.tables.session_slots() {
-        let Some(session) = dp.tables.session_mut(index) else {
+        let Some(session) = dp.tables.session(index) else {
             continue;
         };
         if session.config.key.tunnel_id != tunnel_id || session.config.pppoe.is_none() {
             continue;
         }
-        session.holding = true;
-        if session.ring.is_none() {
-            session.ring = dp.holds.take();
+        dp.tables.set_holding(index, true);
+        let Some(ring) = dp.tables.ring_mut(index) else {
+            continue;
+        };
+        if ring.is_none() {
+            *ring = dp.holds.take();
         }
-        if let Some(ring) = session.ring {
+        if let Some(ring) = *ring {
             // Frames it already holds (held live before) stay after the
             // replayed ones.
             dp.holds.begin_replay(ring);
@@ -295,10 +298,13 @@ pub(crate) fn hold_tunnel<P: Port>(
             return ControlFlow::Continue(());
         };
         // The slot may hold another session by now.
-        let (Some(binding), Some(ring)) = (session.config.pppoe, session.ring) else {
+        let Some(handover) = dp.tables.handover(slot) else {
             return ControlFlow::Continue(());
         };
-        if session.config.key != r.key || !session.holding {
+        let (Some(binding), Some(ring)) = (session.config.pppoe, handover.ring) else {
+            return ControlFlow::Continue(());
+        };
+        if session.config.key != r.key || !handover.holding() {
             return ControlFlow::Continue(());
         }
         let port = usize::from(binding.port);

@@ -58,6 +58,17 @@ const EMPTY: u64 = u64::MAX;
 /// path pays nothing for them (see [`Tables::l2tp_entry`]).
 pub(crate) const ALIAS: u32 = 1 << 31;
 
+/// Set in a `by_pppoe` value whose session holds its upstream frames:
+/// as an index it finds no session, so the LAC's upstream path pays
+/// nothing for holding until its lookup fails, and then asks
+/// [`Tables::held`]. Mirrors [`Handover::holding`].
+pub(crate) const HOLDING: u32 = 1 << 31;
+
+/// The `by_pppoe` value of slot `index`.
+fn pppoe_value(index: usize, holding: bool) -> u32 {
+    index as u32 | if holding { HOLDING } else { 0 }
+}
+
 impl<V: Copy> FixedMap<V> {
     /// Room for `capacity` entries; `fill` initialises the value slots.
     pub fn with_capacity(capacity: usize, fill: V) -> Self {
@@ -265,11 +276,16 @@ pub struct SessionCounters {
     pub downstream_octets: u64,
 }
 
-/// A session in a worker's table. Cache-line aligned: at 88 bytes it
-/// straddled three lines in one case of two, and the prefetch
-/// (the first and the last line) left the middle one to miss;
-/// aligned it takes exactly two (with every one of 100,000 sessions in
-/// turn: upstream 88 → 73 ns, downstream 67 → 56, LAC relay 91 → 76).
+/// A session in a worker's table: everything a packet of it reads or
+/// writes, in one cache line (64 bytes, aligned), so that with the table
+/// out of the cache a packet waits for one line. What only a session
+/// that changes LNS needs is beside it, in its [`Handover`].
+///
+/// History: at 88 bytes, unaligned, a session straddled three lines in
+/// one case of two, and the prefetch (the first and the last) left the
+/// middle one to miss; aligned to two lines it took exactly two (every
+/// one of 100,000 sessions in turn: upstream 88 → 73 ns, downstream 67 →
+/// 56, LAC relay 91 → 76). See bench/README.md for the one-line session.
 #[derive(Debug, Clone, Copy)]
 #[repr(align(64))]
 pub struct Session {
@@ -281,13 +297,39 @@ pub struct Session {
     pub expected_ns: Option<u16>,
     /// The Ns of the next data message we send.
     pub next_ns: u16,
-    /// The LAC holds upstream frames instead of sending them.
-    pub holding: bool,
+}
+
+/// One line: a free slot is `None` by a niche inside the session, so the
+/// check that a slot holds a session reads that same line.
+const _: () = assert!(core::mem::size_of::<Option<Session>>() == 64);
+
+/// What a session keeps while it changes LNS, beside its [`Session`]:
+/// the data path reads it only for a session that holds its upstream
+/// frames or answers to an alias, whose map entries say so (the
+/// [`HOLDING`] and [`ALIAS`] bits).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Handover {
+    /// The LAC holds upstream frames instead of sending them. Set through
+    /// [`Tables::set_holding`], which keeps the PPPoE map's entry in step.
+    holding: bool,
     /// The holding ring, while one is taken.
     pub ring: Option<u32>,
     /// Other ids whose data messages are this session's
-    /// ([`crate::update::Update::AliasSession`]).
-    pub alias: Option<SessionAlias>,
+    /// ([`crate::update::Update::AliasSession`]). Set through
+    /// [`Tables::alias_session`], which keeps the L2TP map in step.
+    alias: Option<SessionAlias>,
+}
+
+impl Handover {
+    /// Whether the session holds its upstream frames.
+    pub fn holding(&self) -> bool {
+        self.holding
+    }
+
+    /// The session's alias.
+    pub fn alias(&self) -> Option<SessionAlias> {
+        self.alias
+    }
 }
 
 /// A second (Tunnel ID, Session ID) a session answers to: during a
@@ -381,6 +423,8 @@ pub struct Tables {
     /// Bumped by every change a template depends on.
     generation: u32,
     sessions: Box<[Option<Session>]>,
+    /// By slot, beside `sessions`.
+    handovers: Box<[Handover]>,
     free_sessions: Vec<u32>,
     by_l2tp: FixedMap<u32>,
     by_subscriber: FixedMap<u32>,
@@ -406,6 +450,7 @@ impl Tables {
             outer: pages::filled(1 << 16, OuterTemplate::STALE),
             generation: 1,
             sessions: pages::filled(max_sessions, None),
+            handovers: pages::filled(max_sessions, Handover::default()),
             free_sessions: (0..max_sessions as u32).rev().collect(),
             // Room for one alias per session: a planned switchover of
             // every session at once aliases them all.
@@ -515,7 +560,8 @@ impl Tables {
             return None;
         }
         let index = (entry & !ALIAS) as usize;
-        let alias = self.session_mut(index)?.alias.as_mut()?;
+        self.session(index)?;
+        let alias = self.handovers.get_mut(index)?.alias.as_mut()?;
         (alias.key == key).then_some((index, alias))
     }
 
@@ -536,23 +582,22 @@ impl Tables {
         if self.session_index(alias).is_some() {
             return Err(TableError::Invalid);
         }
-        if self.session(index).and_then(|s| s.alias).map(|a| a.key) == Some(alias) {
+        let old = self.handovers[index].alias;
+        if old.map(|a| a.key) == Some(alias) {
             return Ok(index);
         }
         self.remove_alias(alias);
-        if let Some(old) = self.session(index).and_then(|s| s.alias) {
+        if let Some(old) = old {
             self.remove_alias(old.key);
         }
         // Sized for an alias per slot, so this cannot fail.
         if !self.by_l2tp.insert(alias.map_key(), index as u32 | ALIAS) {
             return Err(TableError::Full);
         }
-        if let Some(s) = self.session_mut(index) {
-            s.alias = Some(SessionAlias {
-                key: alias,
-                expected_ns: None,
-            });
-        }
+        self.handovers[index].alias = Some(SessionAlias {
+            key: alias,
+            expected_ns: None,
+        });
         Ok(index)
     }
 
@@ -563,9 +608,9 @@ impl Tables {
             return false;
         };
         self.by_l2tp.remove(alias.map_key());
-        if let Some(s) = self.session_mut(index) {
-            if s.alias.is_some_and(|a| a.key == alias) {
-                s.alias = None;
+        if let Some(h) = self.handovers.get_mut(index) {
+            if h.alias.is_some_and(|a| a.key == alias) {
+                h.alias = None;
             }
         }
         true
@@ -580,11 +625,32 @@ impl Tables {
     }
 
     /// Slot index of the LAC session bound to this PPPoE session.
-    #[inline]
     pub fn session_index_by_pppoe(&self, mac: ethernet::Address, session_id: u16) -> Option<usize> {
-        self.by_pppoe
-            .get(PppoeBinding::map_key(mac, session_id))
-            .map(|i| i as usize)
+        self.pppoe_entry(mac, session_id)
+            .map(|i| (i & !HOLDING) as usize)
+    }
+
+    /// What `by_pppoe` holds for this PPPoE session: a slot index, or one
+    /// with the [`HOLDING`] bit set, which as an index finds no session.
+    /// The data path takes it as an index and only when that finds
+    /// nothing asks [`Tables::held`].
+    #[inline(always)]
+    pub(crate) fn pppoe_entry(&self, mac: ethernet::Address, session_id: u16) -> Option<u32> {
+        self.by_pppoe.get(PppoeBinding::map_key(mac, session_id))
+    }
+
+    /// A [`Tables::pppoe_entry`] that found no session: the holding ring
+    /// of the session, when it holds (`Some(None)` while it has no ring).
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn held(&self, entry: u32) -> Option<Option<u32>> {
+        if entry & HOLDING == 0 {
+            return None;
+        }
+        let index = (entry & !HOLDING) as usize;
+        self.session(index)?;
+        let handover = self.handovers.get(index)?;
+        handover.holding.then_some(handover.ring)
     }
 
     /// Start loading what a packet of session `key` reads (its map slot),
@@ -600,7 +666,8 @@ impl Tables {
     }
 
     /// Find `lookup`'s session (its home slot prefetched a while ago) and
-    /// start loading the session itself. A full lookup, probing past the
+    /// start loading the session itself (a holding LAC session's entry
+    /// finds none: its frames go to a ring, not through the session). A full lookup, probing past the
     /// home slot: reading the home slot alone left every key a collision
     /// had displaced (one in five random keys at a load of 0.38, such as
     /// the LAC's PPPoE map keyed by MAC address) to miss on its session in
@@ -629,6 +696,36 @@ impl Tables {
     #[inline]
     pub fn session_mut(&mut self, index: usize) -> Option<&mut Session> {
         self.sessions.get_mut(index)?.as_mut()
+    }
+
+    /// The handover state of the session in slot `index`.
+    pub fn handover(&self, index: usize) -> Option<&Handover> {
+        self.session(index)?;
+        self.handovers.get(index)
+    }
+
+    /// The holding ring of the session in slot `index`, writable.
+    pub fn ring_mut(&mut self, index: usize) -> Option<&mut Option<u32>> {
+        self.session(index)?;
+        Some(&mut self.handovers.get_mut(index)?.ring)
+    }
+
+    /// Make the session in slot `index` hold its upstream frames, or stop;
+    /// false when the slot is free. Its PPPoE map entry carries the state
+    /// for the data path ([`HOLDING`]).
+    pub fn set_holding(&mut self, index: usize, holding: bool) -> bool {
+        let Some(pppoe) = self.session(index).map(|s| s.config.pppoe) else {
+            return false;
+        };
+        self.handovers[index].holding = holding;
+        if let Some(p) = pppoe {
+            // Replaces the entry the session already has.
+            self.by_pppoe.insert(
+                PppoeBinding::map_key(p.subscriber_mac, p.session_id),
+                pppoe_value(index, holding),
+            );
+        }
+        true
     }
 
     /// Number of session slots (for scans at update points).
@@ -677,17 +774,17 @@ impl Tables {
                 } else {
                     0
                 },
-                ..old
+                counters: old.counters,
             },
-            None => Session {
-                config,
-                counters: SessionCounters::default(),
-                expected_ns: None,
-                next_ns: 0,
-                holding: false,
-                ring: None,
-                alias: None,
-            },
+            None => {
+                self.handovers[index] = Handover::default();
+                Session {
+                    config,
+                    counters: SessionCounters::default(),
+                    expected_ns: None,
+                    next_ns: 0,
+                }
+            }
         };
         self.sessions[index] = Some(session);
         // The maps are sized for every slot, so these inserts cannot fail.
@@ -697,8 +794,10 @@ impl Tables {
             self.by_subscriber.insert(u64::from(addr.to_bits()), slot);
         }
         if let Some(p) = config.pppoe {
-            self.by_pppoe
-                .insert(PppoeBinding::map_key(p.subscriber_mac, p.session_id), slot);
+            self.by_pppoe.insert(
+                PppoeBinding::map_key(p.subscriber_mac, p.session_id),
+                pppoe_value(index, self.handovers[index].holding),
+            );
         }
         Ok(index)
     }
@@ -721,22 +820,23 @@ impl Tables {
         }
         if let Some(p) = config.pppoe {
             let k = PppoeBinding::map_key(p.subscriber_mac, p.session_id);
-            if self.by_pppoe.get(k) == slot {
+            if self.by_pppoe.get(k).map(|e| e & !HOLDING) == slot {
                 self.by_pppoe.remove(k);
             }
         }
     }
 
     /// Remove the session in slot `index` and its alias, giving it back
-    /// (its holding ring still needs releasing).
-    pub fn remove_session_at(&mut self, index: usize) -> Option<Session> {
-        let alias = self.sessions.get(index)?.as_ref()?.alias;
+    /// with its handover state (its holding ring still needs releasing).
+    pub fn remove_session_at(&mut self, index: usize) -> Option<(Session, Handover)> {
+        let alias = self.handover(index)?.alias;
         if let Some(alias) = alias {
             self.remove_alias(alias.key);
         }
         self.unmap(index);
         self.free_sessions.push(index as u32);
-        self.sessions[index].take()
+        let session = self.sessions[index].take()?;
+        Some((session, core::mem::take(&mut self.handovers[index])))
     }
 
     /// Add or replace a neighbour.
@@ -846,8 +946,8 @@ mod tests {
         let mut t = Tables::new(4, 4);
         let i = t.upsert_session(lac_session(1, 10)).unwrap();
         t.session_mut(i).unwrap().counters.upstream_packets = 7;
-        t.session_mut(i).unwrap().holding = true;
-        t.session_mut(i).unwrap().ring = Some(3);
+        assert!(t.set_holding(i, true));
+        *t.ring_mut(i).unwrap() = Some(3);
         let j = t.upsert_session(lac_session(2, 20)).unwrap();
         assert_eq!(i, j);
         assert_eq!(t.session_count(), 1);
@@ -858,14 +958,30 @@ mod tests {
             }),
             None
         );
-        let s = t.session(j).unwrap();
-        assert_eq!(s.counters.upstream_packets, 7);
-        assert!(s.holding);
-        assert_eq!(s.ring, Some(3), "the held frames stay with it");
-        assert_eq!(
-            t.session_index_by_pppoe(ethernet::Address([2, 0, 0, 0, 0, 9]), 0x42),
-            Some(j)
-        );
+        assert_eq!(t.session(j).unwrap().counters.upstream_packets, 7);
+        let h = t.handover(j).unwrap();
+        assert!(h.holding());
+        assert_eq!(h.ring, Some(3), "the held frames stay with it");
+        let mac = ethernet::Address([2, 0, 0, 0, 0, 9]);
+        assert_eq!(t.session_index_by_pppoe(mac, 0x42), Some(j));
+        // The data path sees the holding in the map's entry, and the ring
+        // behind it.
+        let entry = t.pppoe_entry(mac, 0x42).unwrap();
+        assert!(t.session(entry as usize).is_none(), "no slot while holding");
+        assert_eq!(t.held(entry), Some(Some(3)));
+        // Flushed: the entry is the slot again.
+        assert!(t.set_holding(j, false));
+        assert_eq!(t.pppoe_entry(mac, 0x42), Some(j as u32));
+        assert_eq!(t.held(j as u32), None);
+        // A removed session leaves a clean slot behind.
+        assert!(t.set_holding(j, true));
+        let (_, h) = t.remove_session_at(j).unwrap();
+        assert!(h.holding());
+        assert_eq!(t.pppoe_entry(mac, 0x42), None);
+        let k = t.upsert_session(lac_session(3, 30)).unwrap();
+        assert_eq!(t.handover(k), Some(&Handover::default()));
+        assert_eq!(t.pppoe_entry(mac, 0x42), Some(k as u32));
+        assert!(!t.set_holding(j ^ 1, true), "a free slot holds nothing");
     }
 
     fn key(tunnel_id: u16, session_id: u16) -> SessionKey {
@@ -894,25 +1010,21 @@ mod tests {
         assert_eq!(t.resolve_alias(entry, key(1, 10)).map(|a| a.0), Some(i));
         assert!(t.resolve_alias(entry, key(1, 11)).is_none());
         // Again: nothing changes, its sequence state included.
-        t.session_mut(i)
-            .unwrap()
-            .alias
-            .as_mut()
-            .unwrap()
-            .expected_ns = Some(9);
+        t.resolve_alias(entry, key(1, 10)).unwrap().1.expected_ns = Some(9);
         assert_eq!(t.alias_session(key(1, 10), key(2, 20)), Ok(i));
-        assert_eq!(t.session(i).unwrap().alias.unwrap().expected_ns, Some(9));
+        let alias = |t: &Tables| t.handover(i).unwrap().alias();
+        assert_eq!(alias(&t).unwrap().expected_ns, Some(9));
         // One alias a session: a new one replaces the old.
         assert_eq!(t.alias_session(key(1, 11), key(2, 20)), Ok(i));
         assert_eq!(t.alias_target(key(1, 10)), None);
-        assert_eq!(t.session(i).unwrap().alias.unwrap().key, key(1, 11));
+        assert_eq!(alias(&t).unwrap().key, key(1, 11));
         // Moving again keeps the alias.
         assert_eq!(t.upsert_session(lac_session(3, 30)), Ok(i));
         assert_eq!(t.alias_target(key(1, 11)), Some(i));
         // Removing the alias leaves the session.
         assert!(t.remove_alias(key(1, 11)));
         assert!(!t.remove_alias(key(1, 11)));
-        assert_eq!(t.session(i).unwrap().alias, None);
+        assert_eq!(alias(&t), None);
         assert_eq!(t.session_index(key(3, 30)), Some(i));
         // Removing the session removes its alias.
         assert_eq!(t.alias_session(key(1, 10), key(3, 30)), Ok(i));
@@ -946,7 +1058,7 @@ mod tests {
         back.pppoe = None;
         let j = t.upsert_session(back).unwrap();
         assert_ne!(i, j);
-        assert_eq!(t.session(i).unwrap().alias, None);
+        assert_eq!(t.handover(i).unwrap().alias(), None);
         assert_eq!(t.session_index(key(1, 10)), Some(j));
     }
 

@@ -28,7 +28,7 @@ pub use crate::path::Role;
 use crate::path::{Datapath, Verdict};
 use crate::punt::{Inject, InjectTarget, Punt, PuntReason};
 use crate::replay::Replay;
-use crate::table::{Lookup, SessionKey, TableError, Tables};
+use crate::table::{Handover, Lookup, SessionKey, TableError, Tables};
 use crate::update::{ChannelSizes, Channels, Event, Update, WorkerReport};
 
 /// The largest burst a worker takes from a port at once.
@@ -730,7 +730,13 @@ impl<P: Port> Worker<P> {
                     };
                     if s.config.key.tunnel_id == id {
                         self.remove_session_at(index);
-                    } else if let Some(alias) = s.alias.filter(|a| a.key.tunnel_id == id) {
+                    } else if let Some(alias) = self
+                        .dp
+                        .tables
+                        .handover(index)
+                        .and_then(|h| h.alias())
+                        .filter(|a| a.key.tunnel_id == id)
+                    {
                         // A session that moved away from this tunnel stays.
                         self.dp.tables.remove_alias(alias.key);
                     }
@@ -841,7 +847,13 @@ impl<P: Port> Worker<P> {
     }
 
     fn remove_session_at(&mut self, index: usize) {
-        if let Some(ring) = self.dp.tables.remove_session_at(index).and_then(|s| s.ring) {
+        if let Some((
+            _,
+            Handover {
+                ring: Some(ring), ..
+            },
+        )) = self.dp.tables.remove_session_at(index)
+        {
             while let Some((port, d)) = self.dp.holds.pop(ring) {
                 self.ports[port].free(d);
             }
@@ -856,18 +868,20 @@ impl<P: Port> Worker<P> {
             .tables
             .session_index(key)
             .ok_or(TableError::Invalid)?;
+        if !self.dp.tables.set_holding(index, holding) {
+            return Err(TableError::Invalid);
+        }
         let ring = {
-            let Some(session) = self.dp.tables.session_mut(index) else {
+            let Some(ring) = self.dp.tables.ring_mut(index) else {
                 return Err(TableError::Invalid);
             };
-            session.holding = holding;
             if holding {
-                if session.ring.is_none() {
-                    session.ring = self.dp.holds.take();
+                if ring.is_none() {
+                    *ring = self.dp.holds.take();
                 }
                 return Ok(());
             }
-            session.ring.take()
+            ring.take()
         };
         if let Some(ring) = ring {
             while let Some((port, mut d)) = self.dp.holds.pop(ring) {
