@@ -560,8 +560,7 @@ impl Tables {
             return None;
         }
         let index = (entry & !ALIAS) as usize;
-        self.session(index)?;
-        let alias = self.handovers.get_mut(index)?.alias.as_mut()?;
+        let alias = self.handover_mut(index)?.alias.as_mut()?;
         (alias.key == key).then_some((index, alias))
     }
 
@@ -647,9 +646,7 @@ impl Tables {
         if entry & HOLDING == 0 {
             return None;
         }
-        let index = (entry & !HOLDING) as usize;
-        self.session(index)?;
-        let handover = self.handovers.get(index)?;
+        let handover = self.handover((entry & !HOLDING) as usize)?;
         handover.holding.then_some(handover.ring)
     }
 
@@ -704,10 +701,17 @@ impl Tables {
         self.handovers.get(index)
     }
 
+    /// The handover state of the session in slot `index`, writable
+    /// (within the module: `holding` and `alias` have map entries to keep
+    /// in step).
+    fn handover_mut(&mut self, index: usize) -> Option<&mut Handover> {
+        self.session(index)?;
+        self.handovers.get_mut(index)
+    }
+
     /// The holding ring of the session in slot `index`, writable.
     pub fn ring_mut(&mut self, index: usize) -> Option<&mut Option<u32>> {
-        self.session(index)?;
-        Some(&mut self.handovers.get_mut(index)?.ring)
+        Some(&mut self.handover_mut(index)?.ring)
     }
 
     /// Make the session in slot `index` hold its upstream frames, or stop;
